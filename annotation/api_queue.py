@@ -1,0 +1,172 @@
+"""The annotator's queue API: next, judgement, heartbeat, release (skip), undo, and lease images.
+
+Thin views: parse, call :mod:`annotation.services.queue`, serialise. A lease's payload carries
+only what the annotator may see: the implicit prompt, task, discipline and two image URLs that
+name the lease and a side, never an image id or which image is expected.
+"""
+
+from django.core.files.storage import default_storage
+from django.http import FileResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation import roles
+from annotation.models import Judgement, Lease
+from annotation.permissions import IsAnnotator
+from annotation.services import queue
+
+
+class LeaseSerializer(serializers.Serializer):
+    lease_id = serializers.IntegerField(source="id")
+    pair_id = serializers.IntegerField(source="pair.id")
+    implicit_prompt = serializers.CharField(source="pair.tuple.implicit_prompt")
+    task = serializers.SerializerMethodField()
+    discipline = serializers.SerializerMethodField()
+    left_image_url = serializers.SerializerMethodField()
+    right_image_url = serializers.SerializerMethodField()
+    expires_at = serializers.DateTimeField()
+    state = serializers.CharField()
+
+    def get_task(self, lease) -> dict:
+        task = lease.pair.tuple.task
+        return {"code": task.code, "name": task.name, "kind": task.kind}
+
+    def get_discipline(self, lease) -> dict:
+        discipline = lease.pair.tuple.task.discipline
+        return {"slug": discipline.slug, "name": discipline.name}
+
+    def _url(self, lease, side):
+        from django.urls import reverse
+
+        url = reverse("lease-image", args=[lease.id, side])
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request else url
+
+    def get_left_image_url(self, lease) -> str:
+        return self._url(lease, "left")
+
+    def get_right_image_url(self, lease) -> str:
+        return self._url(lease, "right")
+
+
+class JudgementInputSerializer(serializers.Serializer):
+    choice = serializers.ChoiceField(choices=Judgement.Choice.choices)
+    flag_prompt_unclear = serializers.BooleanField(default=False)
+    flag_image_broken = serializers.BooleanField(default=False)
+    flag_off_topic = serializers.BooleanField(default=False)
+    comment = serializers.CharField(default="", allow_blank=True, max_length=2000)
+    time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=86_400_000)
+
+
+class JudgementReceiptSerializer(serializers.Serializer):
+    """What the annotator gets back: their own choice, never whether it matched the expected image."""
+
+    judgement_id = serializers.IntegerField(source="id")
+    pair_id = serializers.IntegerField(source="pair.id")
+    choice = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+def _refusal(exc: queue.QueueError) -> Response:
+    return Response({"detail": exc.message, "code": exc.code}, status=exc.status)
+
+
+class QueueNextView(APIView):
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(
+        request=None,
+        parameters=[
+            OpenApiParameter("task", str, description="Only pairs of this task code (e.g. BU)."),
+            OpenApiParameter("discipline", str, description="Only pairs of this discipline slug (e.g. physics)."),
+        ],
+        responses={200: LeaseSerializer, 204: OpenApiResponse(description="Nothing left for you.")},
+        summary="Lease the next pair (or get your live lease back)",
+    )
+    def post(self, request):
+        task = request.query_params.get("task") or request.data.get("task")
+        discipline = request.query_params.get("discipline") or request.data.get("discipline")
+        lease = queue.next_lease(request.user, task=task, discipline=discipline)
+        if lease is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(LeaseSerializer(lease, context={"request": request}).data)
+
+
+class LeaseJudgementView(APIView):
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(
+        request=JudgementInputSerializer,
+        responses={201: JudgementReceiptSerializer, 200: JudgementReceiptSerializer},
+        summary="Judge the leased pair and end the lease (a repeat of the same choice is a no-op)",
+    )
+    def post(self, request, lease_id: int):
+        data = JudgementInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            judgement, created = queue.submit_judgement(request.user, lease_id, queue.JudgementInput(**data.validated_data))
+        except queue.QueueError as exc:
+            return _refusal(exc)
+        return Response(
+            JudgementReceiptSerializer(judgement).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+
+class LeaseHeartbeatView(APIView):
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(request=None, responses={200: LeaseSerializer}, summary="Keep the lease alive")
+    def post(self, request, lease_id: int):
+        try:
+            lease = queue.heartbeat(request.user, lease_id)
+        except queue.QueueError as exc:
+            return _refusal(exc)
+        return Response(LeaseSerializer(lease, context={"request": request}).data)
+
+
+class LeaseReleaseView(APIView):
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(request=None, responses={200: OpenApiResponse(description="Skipped.")}, summary="Skip the pair")
+    def post(self, request, lease_id: int):
+        try:
+            lease = queue.release(request.user, lease_id)
+        except queue.QueueError as exc:
+            return _refusal(exc)
+        return Response({"lease_id": lease.id, "state": lease.state})
+
+
+class UndoView(APIView):
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(
+        request=None,
+        responses={200: LeaseSerializer},
+        summary="Undo your latest judgement (within the undo window) and lease its pair to you again",
+    )
+    def post(self, request):
+        try:
+            lease = queue.undo_last_judgement(request.user)
+        except queue.QueueError as exc:
+            return _refusal(exc)
+        return Response(LeaseSerializer(lease, context={"request": request}).data)
+
+
+class LeaseImageView(APIView):
+    """The image on one side of a lease, for the lease's annotator (or a reviewer)."""
+
+    @extend_schema(responses={(200, "image/*"): OpenApiResponse(description="Image bytes.")})
+    def get(self, request, lease_id: int, side: str):
+        if side not in ("left", "right"):
+            raise NotFound("side is left or right.")
+        lease = get_object_or_404(Lease.objects.select_related("left_image", "right_image"), pk=lease_id)
+        if lease.annotator_id != request.user.id and not roles.is_reviewer(request.user):
+            raise NotFound("No such lease.")
+        image = lease.left_image if side == "left" else lease.right_image
+        response = FileResponse(default_storage.open(image.file.name, "rb"), content_type=f"image/{image.format.lower()}")
+        response["Cache-Control"] = "private, max-age=3600"
+        return response

@@ -1,0 +1,230 @@
+"""The Science-T2I data model: taxonomy, prompt tuples, images, pairs, leases and judgements.
+
+State changes go through :mod:`annotation.services` (and the queue in :mod:`annotation.queue`);
+nothing else writes these rows. Locking policy: see the docstring of ``annotation/queue.py``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Discipline(models.Model):
+    slug = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=80, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Task(models.Model):
+    class Kind(models.TextChoices):
+        SUBJECT = "ST", "subject-oriented"
+        CONDITION = "CT", "condition-oriented"
+
+    code = models.CharField(max_length=8, unique=True, help_text="Short upper-case code, e.g. BU for buoyancy.")
+    name = models.CharField(max_length=80, unique=True)
+    discipline = models.ForeignKey(Discipline, on_delete=models.PROTECT, related_name="tasks")
+    kind = models.CharField(max_length=2, choices=Kind.choices)
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["discipline__name", "code"]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.name}"
+
+
+def normalise_prompt(text: str) -> str:
+    """The key under which two implicit prompts count as the same: case, accents of width,
+    punctuation at the ends and runs of whitespace do not matter."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = re.sub(r"\s+", " ", text).strip()
+    return text.strip(" .!?;:,")
+
+
+class PromptTuple(models.Model):
+    class Scene(models.TextChoices):
+        SIMPLE = "simple", "simple"
+        COMPLEX = "complex", "complex"
+
+    implicit_prompt = models.TextField()
+    implicit_normalised = models.TextField(editable=False, db_index=True)
+    explicit_prompt = models.TextField(blank=True)
+    superficial_prompt = models.TextField(blank=True)
+    task = models.ForeignKey(
+        Task, on_delete=models.PROTECT, null=True, blank=True, related_name="tuples",
+        help_text="Empty until an admin assigns one; tuples without a task are never queued.",
+    )
+    subject = models.CharField(max_length=200, blank=True, help_text="The phrase a detector should box.")
+    scene = models.CharField(max_length=8, choices=Scene.choices, default=Scene.SIMPLE)
+    source = models.CharField(max_length=200, blank=True, help_text="Where the tuple came from (file, run).")
+    provenance = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["implicit_normalised", "task"], name="tuple_unique_prompt_task"),
+            models.UniqueConstraint(
+                fields=["implicit_normalised"], condition=Q(task__isnull=True), name="tuple_unique_prompt_no_task"
+            ),
+        ]
+
+    def save(self, *args, **kwargs):
+        self.implicit_normalised = normalise_prompt(self.implicit_prompt)
+        super().save(*args, **kwargs)
+
+    def __str__(self) -> str:
+        return self.implicit_prompt[:80]
+
+
+class Image(models.Model):
+    class Kind(models.TextChoices):
+        EXPLICIT = "explicit", "explicit prompt"
+        SUPERFICIAL = "superficial", "superficial prompt"
+        IMPLICIT = "implicit", "implicit prompt"
+        UPLOADED = "uploaded", "uploaded"
+
+    # The storage key is derived from the content hash only, so neither the key nor the URL
+    # says which prompt the image was made from.
+    file = models.FileField(max_length=255)
+    sha256 = models.CharField(max_length=64, unique=True)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    format = models.CharField(max_length=10)
+    size_bytes = models.PositiveIntegerField()
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.UPLOADED)
+    tuple = models.ForeignKey(PromptTuple, on_delete=models.SET_NULL, null=True, blank=True, related_name="images")
+    generator = models.CharField(max_length=200, blank=True)
+    seed = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"image {self.pk} ({self.width}x{self.height} {self.format})"
+
+
+class Pair(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", "open"
+        COMPLETE = "complete", "complete"
+        RETIRED = "retired", "retired"
+
+    tuple = models.ForeignKey(PromptTuple, on_delete=models.PROTECT, related_name="pairs")
+    image_correct = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="+", help_text="Expected correct.")
+    image_wrong = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="+", help_text="Expected wrong.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    k = models.PositiveSmallIntegerField(default=3, help_text="Overlap target: judgements wanted for this pair.")
+    # Kept equal to the number of Judgement rows by the services, under the pair's row lock.
+    judgement_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["tuple", "image_correct", "image_wrong"], name="pair_unique_images"),
+            models.CheckConstraint(condition=~Q(image_correct=models.F("image_wrong")), name="pair_two_images"),
+            models.CheckConstraint(condition=Q(judgement_count__lte=models.F("k")), name="pair_not_over_k"),
+            models.CheckConstraint(condition=Q(k__gte=1), name="pair_k_positive"),
+        ]
+        indexes = [models.Index(fields=["status", "id"], name="pair_status_id")]
+
+    def __str__(self) -> str:
+        return f"pair {self.pk} of tuple {self.tuple_id}"
+
+
+class Lease(models.Model):
+    class State(models.TextChoices):
+        ACTIVE = "active", "active"
+        JUDGED = "judged", "judged"
+        RELEASED = "released", "released (skipped)"
+        EXPIRED = "expired", "expired"
+        CANCELLED = "cancelled", "cancelled"
+
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="leases")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="leases")
+    left_image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="+")
+    right_image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="+")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # One live lease per annotator: asking again returns it instead of taking a second pair.
+            models.UniqueConstraint(fields=["annotator"], condition=Q(state="active"), name="lease_one_active_per_annotator"),
+        ]
+        indexes = [
+            models.Index(fields=["pair", "state", "expires_at"], name="lease_pair_live"),
+            models.Index(fields=["state", "expires_at"], name="lease_state_expiry"),
+            models.Index(fields=["annotator", "state"], name="lease_annotator_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"lease {self.pk} of pair {self.pair_id} to {self.annotator_id} ({self.state})"
+
+
+class Judgement(models.Model):
+    class Choice(models.TextChoices):
+        LEFT = "left", "left image is correct"
+        RIGHT = "right", "right image is correct"
+        BOTH = "both", "both correct"
+        NEITHER = "neither", "neither correct"
+
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="judgements")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgements")
+    lease = models.OneToOneField(Lease, on_delete=models.PROTECT, related_name="judgement")
+    choice = models.CharField(max_length=8, choices=Choice.choices)
+    # The image actually chosen, resolved from the lease's display order; empty for both/neither.
+    chosen_image = models.ForeignKey(Image, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    flag_prompt_unclear = models.BooleanField(default=False)
+    flag_image_broken = models.BooleanField(default=False)
+    flag_off_topic = models.BooleanField(default=False)
+    comment = models.TextField(blank=True, max_length=2000)
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["pair", "annotator"], name="judgement_once_per_annotator"),
+        ]
+        indexes = [models.Index(fields=["annotator", "created_at"], name="judgement_annotator_time")]
+
+    @property
+    def agrees_with_expected(self) -> bool | None:
+        if self.chosen_image_id is None:
+            return None
+        return self.chosen_image_id == self.pair.image_correct_id
+
+    def __str__(self) -> str:
+        return f"judgement {self.pk}: {self.annotator_id} chose {self.choice} on pair {self.pair_id}"
+
+
+class Expertise(models.Model):
+    """What an annotator may be served: pairs whose task is listed, or whose task's discipline is."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="expertise")
+    disciplines = models.ManyToManyField(Discipline, blank=True, related_name="experts")
+    tasks = models.ManyToManyField(Task, blank=True, related_name="experts")
+
+    class Meta:
+        verbose_name_plural = "expertise"
+
+    def __str__(self) -> str:
+        return f"expertise of {self.user}"

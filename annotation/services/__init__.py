@@ -1,0 +1,6 @@
+"""The only layer that changes annotation state. Views, API, admin, commands and tasks call it.
+
+* :mod:`.queue`   — leases and judgements (the pull queue).
+* :mod:`.catalog` — tuples, images and pairs.
+* :mod:`.people`  — users, roles and expertise.
+"""

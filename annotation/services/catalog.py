@@ -1,0 +1,141 @@
+"""Tuples, images and pairs: creation is idempotent, keyed by content."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+
+from annotation.imaging import check_image
+from annotation.models import Image, Pair, PromptTuple, Task, normalise_prompt
+
+
+def storage_key(sha256: str, extension: str) -> str:
+    """Content-addressed key: says nothing about which prompt made the image."""
+    return f"images/{sha256[:2]}/{sha256}.{extension}"
+
+
+def store_image(
+    data: bytes,
+    *,
+    kind: str = Image.Kind.UPLOADED,
+    tuple: PromptTuple | None = None,
+    generator: str = "",
+    seed: int | None = None,
+) -> tuple[Image, bool]:
+    """Validate, store and register image bytes; the same bytes twice give the same row.
+
+    Raises :class:`annotation.imaging.ImageRejected` before anything is written. The file is
+    written before the row; a crash between the two leaves only a content-addressed file that
+    the next store of the same bytes reuses.
+    """
+    checked = check_image(data)
+    existing = Image.objects.filter(sha256=checked.sha256).first()
+    if existing is not None:
+        return existing, False
+    key = storage_key(checked.sha256, checked.extension)
+    if not default_storage.exists(key):
+        saved = default_storage.save(key, ContentFile(checked.data))
+        if saved != key:  # a concurrent writer won the race for the same bytes
+            default_storage.delete(saved)
+    try:
+        with transaction.atomic():
+            image = Image.objects.create(
+                file=key,
+                sha256=checked.sha256,
+                width=checked.width,
+                height=checked.height,
+                format=checked.format,
+                size_bytes=len(checked.data),
+                kind=kind,
+                tuple=tuple,
+                generator=generator,
+                seed=seed,
+            )
+    except IntegrityError:
+        return Image.objects.get(sha256=checked.sha256), False
+    return image, True
+
+
+def upsert_tuple(
+    *,
+    implicit_prompt: str,
+    task: Task | None,
+    explicit_prompt: str = "",
+    superficial_prompt: str = "",
+    subject: str = "",
+    scene: str = PromptTuple.Scene.SIMPLE,
+    source: str = "",
+    provenance: dict | None = None,
+) -> tuple[PromptTuple, str]:
+    """Create the tuple, or fill in a matching one (same normalised implicit prompt and task).
+
+    Returns the tuple and what happened: ``"created"``, ``"updated"`` or ``"skipped"`` (nothing
+    new). Non-empty fields given here overwrite; empty ones never erase what is stored.
+    """
+    implicit_prompt = implicit_prompt.strip()
+    if not implicit_prompt:
+        raise ValueError("The implicit prompt is empty.")
+    if scene not in PromptTuple.Scene.values:
+        raise ValueError(f"scene must be one of {', '.join(PromptTuple.Scene.values)}, not {scene!r}.")
+    key = normalise_prompt(implicit_prompt)
+    existing = PromptTuple.objects.select_for_update().filter(implicit_normalised=key, task=task).first()
+    fields = {
+        "explicit_prompt": explicit_prompt.strip(),
+        "superficial_prompt": superficial_prompt.strip(),
+        "subject": subject.strip(),
+        "source": source,
+    }
+    if existing is None:
+        created = PromptTuple.objects.create(
+            implicit_prompt=implicit_prompt, task=task, scene=scene, provenance=provenance or {}, **fields
+        )
+        return created, "created"
+    changed = [name for name, value in fields.items() if value and getattr(existing, name) != value]
+    if scene != existing.scene:
+        changed.append("scene")
+    if not changed:
+        return existing, "skipped"
+    for name in changed:
+        setattr(existing, name, fields.get(name, scene))
+    existing.save()
+    return existing, "updated"
+
+
+def create_pair(tuple: PromptTuple, image_correct: Image, image_wrong: Image, *, k: int | None = None) -> tuple[Pair, bool]:
+    if image_correct.pk == image_wrong.pk:
+        raise ValueError("A pair needs two different images.")
+    k = k or settings.DEFAULT_OVERLAP_K
+    if k < 1:
+        raise ValueError("k must be at least 1.")
+    with transaction.atomic():
+        return Pair.objects.get_or_create(
+            tuple=tuple, image_correct=image_correct, image_wrong=image_wrong, defaults={"k": k}
+        )
+
+
+def set_pair_k(pair_id: int, k: int) -> Pair:
+    """Change a pair's overlap target, keeping its status consistent with its judgements."""
+    if k < 1:
+        raise ValueError("k must be at least 1.")
+    with transaction.atomic():
+        pair = Pair.objects.select_for_update().get(pk=pair_id)
+        if k < pair.judgement_count:
+            raise ValueError(f"This pair already has {pair.judgement_count} judgements; k cannot go below that.")
+        pair.k = k
+        if pair.status != Pair.Status.RETIRED:
+            pair.status = Pair.Status.COMPLETE if pair.judgement_count >= k else Pair.Status.OPEN
+        pair.save(update_fields=["k", "status"])
+        return pair
+
+
+def set_pair_retired(pair_id: int, retired: bool) -> Pair:
+    with transaction.atomic():
+        pair = Pair.objects.select_for_update().get(pk=pair_id)
+        if retired:
+            pair.status = Pair.Status.RETIRED
+        else:
+            pair.status = Pair.Status.COMPLETE if pair.judgement_count >= pair.k else Pair.Status.OPEN
+        pair.save(update_fields=["status"])
+        return pair

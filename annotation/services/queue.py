@@ -1,0 +1,322 @@
+"""The pull queue: leases, judgements, skips and undo.
+
+Invariants (tested in tests/test_queue_*.py):
+
+* a pair is never handed to more annotators than ``k - (judgements + live leases)`` allows;
+* never twice to one annotator (a judgement is unique per (pair, annotator), and an annotator
+  holds at most one live lease: asking again returns it);
+* never outside the annotator's expertise;
+* ``Pair.judgement_count`` always equals the number of its Judgement rows.
+
+Locking policy: every transaction that creates a lease or a judgement for a pair, or removes one,
+first locks that pair's row (``SELECT ... FOR UPDATE``), then reads the pair's live leases in a
+*new* statement, so under READ COMMITTED it sees everything committed by the previous holder of
+the lock. Candidate pairs are locked with ``skip_locked`` in a small window, so concurrent
+annotators spread over different pairs instead of queueing on one; the pick inside the window is
+random. A lease is *live* while its state is ``active`` and ``expires_at`` is in the future; an
+expired lease stops counting at once, and the periodic task :func:`reclaim_expired_leases` (or
+the annotator's next request) marks it ``expired``.
+
+On SQLite there are no row locks: the settings open every transaction with ``BEGIN IMMEDIATE``,
+which takes the database write lock up front, so queue transactions run one at a time — correct,
+not concurrent.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from annotation.models import Judgement, Lease, Pair, Task
+
+
+class QueueError(Exception):
+    """A refusal with a stable code; the API turns it into a 4xx with this message."""
+
+    status = 409
+    code = "conflict"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class LeaseNotFound(QueueError):
+    status = 404
+    code = "lease_not_found"
+
+
+class LeaseNotActive(QueueError):
+    code = "lease_not_active"
+
+
+class PairUnavailable(QueueError):
+    code = "pair_unavailable"
+
+
+class NothingToUndo(QueueError):
+    status = 404
+    code = "nothing_to_undo"
+
+
+@dataclass(frozen=True)
+class JudgementInput:
+    choice: str
+    flag_prompt_unclear: bool = False
+    flag_image_broken: bool = False
+    flag_off_topic: bool = False
+    comment: str = ""
+    time_spent_ms: int | None = None
+
+
+def _now():
+    return timezone.now()
+
+
+def allowed_tasks(user, *, task: str | None = None, discipline: str | None = None):
+    """Tasks inside the user's expertise, narrowed by the optional filters (a queryset of ids)."""
+    qs = Task.objects.filter(Q(experts__user=user) | Q(discipline__experts__user=user))
+    if task:
+        qs = qs.filter(code__iexact=task)
+    if discipline:
+        qs = qs.filter(discipline__slug__iexact=discipline)
+    return qs.values("id")
+
+
+def live_lease_of(user) -> Lease | None:
+    """The annotator's live lease, after retiring their own lease if it has expired."""
+    now = _now()
+    Lease.objects.filter(annotator=user, state=Lease.State.ACTIVE, expires_at__lte=now).update(
+        state=Lease.State.EXPIRED, ended_at=now
+    )
+    return (
+        Lease.objects.select_related("pair__tuple__task__discipline")
+        .filter(annotator=user, state=Lease.State.ACTIVE)
+        .first()
+    )
+
+
+def _live_counts(pair_ids, now, *, exclude_lease=None) -> dict[int, int]:
+    qs = Lease.objects.filter(pair_id__in=pair_ids, state=Lease.State.ACTIVE, expires_at__gt=now)
+    if exclude_lease is not None:
+        qs = qs.exclude(pk=exclude_lease)
+    return dict(qs.order_by().values("pair_id").annotate(n=Count("id")).values_list("pair_id", "n"))
+
+
+def _candidates(user, now, tasks, *, skipped: bool):
+    """Open pairs in the user's tasks that they have not judged, with capacity as far as this
+    statement's snapshot can tell (re-checked under the lock). ``skipped`` selects the pairs the
+    user released earlier, which come only after everything else."""
+    mine_released = Lease.objects.filter(annotator=user, state=Lease.State.RELEASED).values("pair_id")
+    live = (
+        Lease.objects.filter(pair=OuterRef("pk"), state=Lease.State.ACTIVE, expires_at__gt=now)
+        .order_by()
+        .values("pair")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    qs = (
+        Pair.objects.filter(status=Pair.Status.OPEN, judgement_count__lt=F("k"), tuple__task_id__in=tasks)
+        .exclude(id__in=Judgement.objects.filter(annotator=user).values("pair_id"))
+        .annotate(live=Coalesce(Subquery(live, output_field=IntegerField()), 0))
+        .filter(judgement_count__lt=F("k") - F("live"))
+    )
+    qs = qs.filter(id__in=mine_released) if skipped else qs.exclude(id__in=mine_released)
+    return qs.order_by("id")
+
+
+
+def _lock_window(candidates, window: int) -> list[Pair]:
+    locked = list(candidates.select_for_update(skip_locked=True, of=("self",))[:window])
+    if locked:
+        return locked
+    # Everything available is locked by someone else right now: wait for one lock rather than
+    # answering "nothing left" while pairs are merely busy for a few milliseconds.
+    return list(candidates.select_for_update(of=("self",))[:1])
+
+
+def next_lease(user, *, task: str | None = None, discipline: str | None = None) -> Lease | None:
+    """The user's live lease, or a new one on a pair with capacity, or None if nothing is left."""
+    with transaction.atomic():
+        lease = live_lease_of(user)
+        if lease is not None:
+            return lease
+        tasks = allowed_tasks(user, task=task, discipline=discipline)
+        now = _now()
+        for skipped in (False, True):
+            full: set[int] = set()
+            while True:
+                candidates = _candidates(user, now, tasks, skipped=skipped).exclude(id__in=full)
+                locked = _lock_window(candidates, settings.QUEUE_LOCK_WINDOW)
+                if not locked:
+                    break
+                counts = _live_counts([p.id for p in locked], now)
+                open_pairs = [p for p in locked if p.judgement_count + counts.get(p.id, 0) < p.k]
+                if open_pairs:
+                    return _create_lease(user, random.choice(open_pairs), now)
+                # The statement's snapshot was stale for every pair in the window: they are full.
+                full.update(p.id for p in locked)
+    return None
+
+
+def _create_lease(user, pair: Pair, now, *, order: tuple[int, int] | None = None) -> Lease:
+    if order is None:
+        order = (pair.image_correct_id, pair.image_wrong_id)
+        if random.random() < 0.5:
+            order = order[::-1]
+    try:
+        with transaction.atomic():
+            lease = Lease.objects.create(
+                pair=pair,
+                annotator=user,
+                left_image_id=order[0],
+                right_image_id=order[1],
+                expires_at=now + settings.LEASE_TTL,
+            )
+    except IntegrityError:
+        # A concurrent request of the same annotator created their one live lease first.
+        existing = live_lease_of(user)
+        if existing is None:
+            raise
+        return existing
+    return Lease.objects.select_related("pair__tuple__task__discipline").get(pk=lease.pk)
+
+
+def _own_lease(user, lease_id) -> Lease:
+    lease = Lease.objects.filter(pk=lease_id, annotator=user).only("id", "pair_id").first()
+    if lease is None:
+        raise LeaseNotFound("No such lease for this user.")
+    return lease
+
+
+def _lock_pair_and_lease(user, lease_id) -> tuple[Pair, Lease]:
+    """Lock the pair first, then the lease: the same order everywhere, so no deadlocks."""
+    pair_id = _own_lease(user, lease_id).pair_id
+    pair = Pair.objects.select_for_update().get(pk=pair_id)
+    lease = Lease.objects.select_for_update().get(pk=lease_id)
+    return pair, lease
+
+
+def _has_room_for(pair: Pair, lease: Lease, now) -> bool:
+    """Whether an expired-but-unreclaimed lease may still be honoured: the slot it held is free."""
+    others = _live_counts([pair.id], now, exclude_lease=lease.id).get(pair.id, 0)
+    return pair.status == Pair.Status.OPEN and pair.judgement_count + others < pair.k
+
+
+def submit_judgement(user, lease_id, data: JudgementInput) -> tuple[Judgement, bool]:
+    """Record a judgement through the user's lease and end the lease.
+
+    Returns ``(judgement, created)``. Re-sending the same choice for an already judged lease (a
+    double click, a client retry) returns the existing judgement with ``created=False``.
+    """
+    if data.choice not in Judgement.Choice.values:
+        raise QueueError(f"choice must be one of {', '.join(Judgement.Choice.values)}.")
+    with transaction.atomic():
+        pair, lease = _lock_pair_and_lease(user, lease_id)
+        now = _now()
+        if lease.state == Lease.State.JUDGED:
+            existing = Judgement.objects.get(lease=lease)
+            if existing.choice == data.choice:
+                return existing, False
+            raise LeaseNotActive("This lease was already judged with another choice; use undo to change it.")
+        if lease.state != Lease.State.ACTIVE:
+            raise LeaseNotActive(f"This lease is {lease.state}; ask for the next pair.")
+        if lease.expires_at <= now and not _has_room_for(pair, lease, now):
+            Lease.objects.filter(pk=lease.pk).update(state=Lease.State.EXPIRED, ended_at=now)
+            raise LeaseNotActive("This lease expired and its pair went to someone else; ask for the next pair.")
+        if pair.status == Pair.Status.RETIRED or pair.judgement_count >= pair.k:
+            raise PairUnavailable("This pair no longer takes judgements.")
+        chosen = {
+            Judgement.Choice.LEFT: lease.left_image_id,
+            Judgement.Choice.RIGHT: lease.right_image_id,
+        }.get(data.choice)
+        judgement = Judgement.objects.create(
+            pair=pair,
+            annotator=user,
+            lease=lease,
+            choice=data.choice,
+            chosen_image_id=chosen,
+            flag_prompt_unclear=data.flag_prompt_unclear,
+            flag_image_broken=data.flag_image_broken,
+            flag_off_topic=data.flag_off_topic,
+            comment=data.comment,
+            time_spent_ms=data.time_spent_ms,
+        )
+        pair.judgement_count += 1
+        if pair.judgement_count >= pair.k:
+            pair.status = Pair.Status.COMPLETE
+        pair.save(update_fields=["judgement_count", "status"])
+        lease.state, lease.ended_at = Lease.State.JUDGED, now
+        lease.save(update_fields=["state", "ended_at"])
+        return judgement, True
+
+
+def heartbeat(user, lease_id) -> Lease:
+    """Extend a live lease; revive an expired one only if its slot is still free."""
+    now = _now()
+    extended = Lease.objects.filter(
+        pk=lease_id, annotator=user, state=Lease.State.ACTIVE, expires_at__gt=now
+    ).update(expires_at=now + settings.LEASE_TTL, heartbeat_at=now)
+    if not extended:
+        with transaction.atomic():
+            pair, lease = _lock_pair_and_lease(user, lease_id)
+            if lease.state != Lease.State.ACTIVE:
+                raise LeaseNotActive(f"This lease is {lease.state}; ask for the next pair.")
+            if lease.expires_at <= now and not _has_room_for(pair, lease, now):
+                Lease.objects.filter(pk=lease.pk).update(state=Lease.State.EXPIRED, ended_at=now)
+                raise LeaseNotActive("This lease expired and its pair went to someone else; ask for the next pair.")
+            Lease.objects.filter(pk=lease.pk).update(expires_at=now + settings.LEASE_TTL, heartbeat_at=now)
+    return Lease.objects.select_related("pair__tuple__task__discipline").get(pk=lease_id)
+
+
+def release(user, lease_id) -> Lease:
+    """Skip: the pair goes back to others, and to this user only after the rest of their queue."""
+    now = _now()
+    lease = _own_lease(user, lease_id)
+    updated = Lease.objects.filter(pk=lease.pk, state=Lease.State.ACTIVE).update(
+        state=Lease.State.RELEASED, ended_at=now
+    )
+    lease = Lease.objects.get(pk=lease.pk)
+    if not updated and lease.state != Lease.State.RELEASED:
+        raise LeaseNotActive(f"This lease is {lease.state}; there is nothing to skip.")
+    return lease
+
+
+def undo_last_judgement(user) -> Lease:
+    """Take back the user's latest judgement (inside the undo window) and lease its pair to them
+    again in the same left/right order, so the page shows it for a new decision."""
+    with transaction.atomic():
+        now = _now()
+        recent = Judgement.objects.filter(annotator=user, created_at__gte=now - settings.UNDO_WINDOW)
+        latest = recent.order_by("-created_at", "-id").only("id", "pair_id").first()
+        if latest is None:
+            raise NothingToUndo("There is no judgement of yours recent enough to undo.")
+        pair = Pair.objects.select_for_update().get(pk=latest.pair_id)
+        judgement = Judgement.objects.select_related("lease").filter(pk=latest.pk).first()
+        if judgement is None:
+            raise NothingToUndo("That judgement was already undone.")
+        Lease.objects.filter(annotator=user, state=Lease.State.ACTIVE).update(
+            state=Lease.State.CANCELLED, ended_at=now
+        )
+        old_lease = judgement.lease
+        judgement.delete()
+        Lease.objects.filter(pk=old_lease.pk).update(state=Lease.State.CANCELLED)
+        pair.judgement_count -= 1
+        if pair.status == Pair.Status.COMPLETE:
+            pair.status = Pair.Status.OPEN
+        pair.save(update_fields=["judgement_count", "status"])
+        return _create_lease(user, pair, now, order=(old_lease.left_image_id, old_lease.right_image_id))
+
+
+def reclaim_expired_leases() -> int:
+    """Mark every lease past its expiry as expired; returns how many. Run by Celery beat."""
+    now = _now()
+    return Lease.objects.filter(state=Lease.State.ACTIVE, expires_at__lte=now).update(
+        state=Lease.State.EXPIRED, ended_at=now
+    )

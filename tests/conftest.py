@@ -1,0 +1,47 @@
+import os
+
+import pytest
+
+# Playwright's sync API runs an event loop in the test thread; Django's ORM must still be usable.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(autouse=True)
+def _media_in_tmp(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+
+
+@pytest.fixture
+def annotator(db):
+    from tests.factories import make_user
+
+    return make_user("ann-chem", "annotator", disciplines=["chemistry"])
+
+
+@pytest.fixture
+def outsider(db):
+    """An annotator of another field (biology)."""
+    from tests.factories import make_user
+
+    return make_user("ann-bio", "annotator", disciplines=["biology"])
+
+
+@pytest.fixture
+def reviewer(db):
+    from tests.factories import make_user
+
+    return make_user("rev", "reviewer")
+
+
+@pytest.fixture
+def admin_user(db):
+    from tests.factories import make_user
+
+    return make_user("boss", "admin")
+
+
+@pytest.fixture
+def api(db):
+    from rest_framework.test import APIClient
+
+    return APIClient()
