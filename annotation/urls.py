@@ -1,3 +1,13 @@
+"""Browser pages: sign-in and sign-out (django.contrib.auth), home and the annotate page."""
+
+from django.contrib.auth import views as auth_views
 from django.urls import path
 
-urlpatterns = []
+from annotation import views
+
+urlpatterns = [
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("annotate/", views.annotate, name="annotate"),
+    path("", views.home, name="home"),
+]

@@ -1,0 +1,44 @@
+"""The annotator's browser pages: home and the annotate shell.
+
+Thin views. The annotate page is only a shell: static/js/annotate.js drives the queue API
+(annotation/api_queue.py) with the session cookie and the CSRF token rendered here, so the page
+and any other client go through exactly the same rules.
+"""
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import render
+from django.urls import reverse
+
+from annotation import roles
+from annotation.stats import annotator_stats
+
+# The JS fills a lease id into these; "0" is a placeholder that reverse() accepts for <int:...>.
+_LEASE_ENDPOINTS = ("lease-judgement", "lease-heartbeat", "lease-release")
+
+
+def _render(request, template, context):
+    """Render with the user's roles, which the nav in base.html shows."""
+    return render(request, template, {"roles": sorted(roles.roles_of(request.user)), **context})
+
+
+@login_required
+def home(request):
+    """Annotators see their progress; reviewers and admins get links to their tools."""
+    context = {"is_annotator": roles.is_annotator(request.user), "is_reviewer": roles.is_reviewer(request.user)}
+    if context["is_annotator"]:
+        context["stats"] = annotator_stats(request.user)
+    return _render(request, "annotation/home.html", context)
+
+
+@login_required
+def annotate(request):
+    if not roles.is_annotator(request.user):
+        raise PermissionDenied("Only annotators judge pairs.")
+    endpoints = {
+        "next": reverse("queue-next"),
+        "undo": reverse("judgement-undo"),
+        **{name.removeprefix("lease-"): reverse(name, args=[0]).replace("/0/", "/{id}/") for name in _LEASE_ENDPOINTS},
+    }
+    filters = {key: request.GET[key] for key in ("task", "discipline") if request.GET.get(key)}
+    return _render(request, "annotation/annotate.html", {"endpoints": endpoints, "filters": filters})
