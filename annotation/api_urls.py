@@ -1,9 +1,18 @@
 """Every URL under /api/ (see config/urls.py)."""
 
-from django.urls import path
+from django.urls import include, path
 from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.routers import DefaultRouter
 
-from annotation import api_queue
+from annotation import api, api_queue
+
+router = DefaultRouter()
+router.register("disciplines", api.DisciplineViewSet, basename="discipline")
+router.register("tasks", api.TaskViewSet, basename="task")
+router.register("tuples", api.TupleViewSet, basename="tuple")
+router.register("images", api.ImageViewSet, basename="image")
+router.register("pairs", api.PairViewSet, basename="pair")
+router.register("judgements", api.JudgementViewSet, basename="judgement")
 
 urlpatterns = [
     path("auth/token/", obtain_auth_token, name="api-token"),
@@ -13,4 +22,7 @@ urlpatterns = [
     path("leases/<int:lease_id>/release/", api_queue.LeaseReleaseView.as_view(), name="lease-release"),
     path("leases/<int:lease_id>/image/<str:side>/", api_queue.LeaseImageView.as_view(), name="lease-image"),
     path("judgements/undo/", api_queue.UndoView.as_view(), name="judgement-undo"),
+    path("me/", api.MeView.as_view(), name="me"),
+    # After the fixed paths, so that judgements/undo/ is never read as a judgement id.
+    path("", include(router.urls)),
 ]

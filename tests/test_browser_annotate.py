@@ -36,6 +36,7 @@ def page(live_server):
         context.set_default_timeout(15_000)
         yield context.new_page()
         browser.close()
+        import time; time.sleep(2)
 
 
 def ready_lease_id(page, previous: str | None = None) -> str:
