@@ -34,7 +34,7 @@ class TaskProgress:
 
     @property
     def percent(self) -> int:
-        return round(100 * self.judged / self.total) if self.total else 100
+        return round(100 * self.judged / self.total) if self.total else 0
 
 
 @dataclass(frozen=True)

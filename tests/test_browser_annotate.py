@@ -7,6 +7,7 @@ lease rather than assuming which image was shown where.
 from pathlib import Path
 
 import pytest
+from django.db import connections
 from playwright.sync_api import expect, sync_playwright
 
 from annotation.models import Judgement, Lease
@@ -36,7 +37,9 @@ def page(live_server):
         context.set_default_timeout(15_000)
         yield context.new_page()
         browser.close()
-        import time; time.sleep(2)
+        # Playwright's greenlet gives the test body its own context, hence its own database
+        # connection (Django keeps them per context); close it, or the test database cannot be dropped.
+        connections.close_all()
 
 
 def ready_lease_id(page, previous: str | None = None) -> str:

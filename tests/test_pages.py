@@ -72,6 +72,7 @@ def test_it_shows_the_annotator_their_progress(client, annotator, django_assert_
     assert 'id="pairs-left">3<' in html
     assert 'id="judged-today">1<' in html
     assert "Start annotating" in html
+    assert "no pairs yet" in html  # FR has no pairs at all: no misleading 100 % bar
     assert f'{reverse("annotate")}?task=RU' in html
 
 
