@@ -37,7 +37,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
@@ -222,7 +222,9 @@ class TupleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _CatalogVie
 
 
 @extend_schema_view(
-    list=extend_schema(parameters=[_param("tuple", "Only images of this tuple id.", int), _param("kind", "Image kind.")])
+    list=extend_schema(
+        parameters=[_param("tuple", "Only images of this tuple id.", int), _param("kind", "Only images of this kind.")]
+    )
 )
 class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _CatalogViewSet):
     """Image metadata and bytes, for reviewers and admins. Annotators see images only through leases."""
@@ -259,9 +261,11 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _CatalogVie
     @action(detail=True, methods=["get"], url_path="file", permission_classes=[IsReviewer])
     def file(self, request, pk=None):
         image = self.get_object()
-        response = FileResponse(
-            default_storage.open(image.file.name, "rb"), content_type=f"image/{image.format.lower()}"
-        )
+        try:
+            handle = default_storage.open(image.file.name, "rb")
+        except FileNotFoundError:
+            raise NotFound(f"The file of image {image.pk} is missing from the storage.") from None
+        response = FileResponse(handle, content_type=f"image/{image.format.lower()}")
         response["Cache-Control"] = "private, max-age=3600"
         return response
 
@@ -336,7 +340,7 @@ _JUDGEMENT_SHAPES = PolymorphicProxySerializer(
     list=extend_schema(
         parameters=[
             _param("pair", "Only judgements of this pair id.", int),
-            _param("annotator", "Only judgements by this username (useful to reviewers; annotators see only their own)."),
+            _param("annotator", "Only judgements by this username (for reviewers: annotators see only their own)."),
         ],
         responses=_JUDGEMENT_SHAPES,
     ),

@@ -70,8 +70,10 @@ class TaskSerializer(serializers.ModelSerializer):
 
 
 class TupleSerializer(serializers.ModelSerializer):
-    task = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    discipline = serializers.SlugRelatedField(source="task.discipline", slug_field="slug", read_only=True)
+    task = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    discipline = serializers.SlugRelatedField(
+        source="task.discipline", slug_field="slug", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = PromptTuple
@@ -154,7 +156,9 @@ class ImageUploadSerializer(serializers.Serializer):
         queryset=PromptTuple.objects.all(), required=False, allow_null=True, default=None
     )
     generator = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
-    seed = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=BIGINT_MIN, max_value=BIGINT_MAX)
+    seed = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=BIGINT_MIN, max_value=BIGINT_MAX
+    )
 
     def validate_file(self, upload):
         """Refuse an oversized upload from its size alone, before reading it into memory."""
@@ -169,7 +173,7 @@ class ImageUploadSerializer(serializers.Serializer):
 
 
 class PairSerializer(serializers.ModelSerializer):
-    task = serializers.SlugRelatedField(source="tuple.task", slug_field="code", read_only=True)
+    task = serializers.SlugRelatedField(source="tuple.task", slug_field="code", read_only=True, allow_null=True)
 
     class Meta:
         model = Pair

@@ -7,8 +7,10 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 @pytest.fixture(autouse=True)
-def _media_in_tmp(settings, tmp_path):
+def _test_settings(settings, tmp_path):
+    """Media in a fresh folder per test; a fast password hasher (users are made in most tests)."""
     settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

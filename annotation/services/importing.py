@@ -4,9 +4,12 @@ Accepted shapes, told apart by the file's first non-blank character:
 
 * ``[`` — a JSON list, loaded whole (that is its format). Each element is either a *prompt record*
   ``{"prompt": IP, "object": subject}`` (the reference repository's files, e.g.
-  ``reality_simple_300.json``) or a *full tuple* (below).
-* ``{`` — JSONL, one full tuple (or prompt record) per line, read line by line so memory stays
-  flat however long the file is. Blank lines are ignored; row numbers are line numbers.
+  ``reality_simple_300.json``) or a *full tuple* (below). Row numbers count elements from 1.
+* anything else — JSONL, one full tuple (or prompt record) per line, read line by line so memory
+  stays flat however long the file is. Blank lines are ignored; row numbers are line numbers, so a
+  file whose first line is broken still gets its errors reported line by line.
+
+Problems of the file as a whole (unreadable, a JSON list that does not parse) are row 0.
 
 A full tuple has ``implicit_prompt`` (required) and optionally ``explicit_prompt``,
 ``superficial_prompt``, ``task`` (a code such as ``RU`` or a name such as ``Rust``, any case),
@@ -21,7 +24,8 @@ would report.
 
 Rows without a task get the one given with ``task=``, or a guess of :mod:`annotation.task_rules`
 with ``auto_task=True``, or stay without a task for an admin to assign (counted in
-``unassigned_task``). A task written in the row always wins.
+``unassigned_task``; so is a guess whose task an admin has removed). A task written in the row
+always wins.
 """
 
 from __future__ import annotations
@@ -104,6 +108,8 @@ def import_prompts(
         raise ValueError("Give either a task or auto_task, not both.")
     if scene not in PromptTuple.Scene.values:
         raise ValueError(f"scene must be one of {', '.join(PromptTuple.Scene.values)}, not {scene!r}.")
+    if source is not None and len(source) > MAX_SHORT:
+        raise ValueError(f"The source label is {len(source)} characters long; the limit is {MAX_SHORT}.")
     path = Path(path)
     tasks = _TaskLookup()
     defaults = Defaults(
@@ -132,7 +138,9 @@ def import_prompts(
             if dry_run:
                 transaction.set_rollback(True)
     except IntegrityError as exc:  # a concurrent writer stored one of these prompts first
-        raise ValueError(f"Another writer changed the catalogue during the import; nothing was written ({exc}).") from exc
+        raise ValueError(
+            f"Another writer changed the catalogue during the import; nothing was written ({exc})."
+        ) from exc
     return report
 
 
@@ -190,7 +198,7 @@ def _clean(raw: object, defaults: Defaults, tasks: _TaskLookup) -> dict:
         "explicit_prompt": text["explicit_prompt"],
         "superficial_prompt": text["superficial_prompt"],
         "subject": text["subject"],
-        "source": text["source"] or defaults.source[:MAX_SHORT],
+        "source": text["source"] or defaults.source[:MAX_SHORT],  # a file name can be longer
         "scene": scene,
         "provenance": provenance,
         "task": task,
@@ -228,10 +236,7 @@ def _row_source(path: Path) -> Callable[[], Iterator[tuple[int, object]]]:
     if head.startswith(b"["):
         rows = _load_json_list(path)
         return lambda: iter(rows)
-    if head.startswith(b"{") or not head:
-        return lambda: _read_jsonl(path)
-    problem = RowError("the file is neither a JSON list nor JSON lines (one object per line)")
-    return lambda: iter([(0, problem)])
+    return lambda: _read_jsonl(path)
 
 
 def _load_json_list(path: Path) -> list[tuple[int, object]]:

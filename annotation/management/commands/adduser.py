@@ -42,7 +42,9 @@ class Command(BaseCommand):
         secret = parser.add_mutually_exclusive_group()
         secret.add_argument(
             "--password", metavar="PW",
-            help="The password. It shows up in shell history and process lists; prefer --password-env.",
+            help="The password, checked against the project's password validators. It shows up in shell "
+                 "history and process lists; prefer --password-env. Without either option a new user "
+                 "cannot log in and an existing one keeps their password.",
         )
         secret.add_argument(
             "--password-env", metavar="VAR",
