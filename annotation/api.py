@@ -38,7 +38,6 @@ from drf_spectacular.utils import (
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -49,13 +48,6 @@ from annotation.imaging import ImageRejected
 from annotation.models import Discipline, Expertise, Image, Judgement, Pair, PromptTuple, Task
 from annotation.permissions import AuthenticatedReadAdminWrite, IsReviewer, ReviewerReadAdminWrite
 from annotation.services import catalog
-
-
-class Pagination(PageNumberPagination):
-    """The default page of 50 (settings.PAGE_SIZE), and ``?page_size=`` up to 500."""
-
-    page_size_query_param = "page_size"
-    max_page_size = 500
 
 
 class Conflict(APIException):
@@ -95,7 +87,6 @@ class _CatalogViewSet(viewsets.GenericViewSet):
     """Reviewers read, admins write."""
 
     permission_classes = [ReviewerReadAdminWrite]
-    pagination_class = Pagination
 
     def validated(self, serializer_class) -> dict:
         serializer = serializer_class(data=self.request.data, context=self.get_serializer_context())
@@ -129,7 +120,6 @@ class DisciplineViewSet(_ProtectedDeleteMixin, viewsets.ModelViewSet):
     queryset = Discipline.objects.all()
     serializer_class = s.DisciplineSerializer
     permission_classes = [AuthenticatedReadAdminWrite]
-    pagination_class = Pagination
     lookup_field = "slug"
 
 
@@ -146,7 +136,6 @@ class TaskViewSet(_ProtectedDeleteMixin, viewsets.ModelViewSet):
 
     serializer_class = s.TaskSerializer
     permission_classes = [AuthenticatedReadAdminWrite]
-    pagination_class = Pagination
     lookup_field = "code"
 
     def get_queryset(self):
@@ -349,7 +338,6 @@ _JUDGEMENT_SHAPES = PolymorphicProxySerializer(
 class JudgementViewSet(viewsets.ReadOnlyModelViewSet):
     """Judgements: annotators see their own (blind shape), reviewers and admins see all (full shape)."""
 
-    pagination_class = Pagination
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no real user

@@ -19,7 +19,7 @@ from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
 from annotation import roles
-from annotation.models import Discipline, Image, Judgement, Pair, PromptTuple, Task, normalise_prompt
+from annotation.models import Discipline, Image, Judgement, Pair, PromptTuple, Task
 
 BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 SMALLINT_MAX = 32767
@@ -109,19 +109,6 @@ class TupleCreateSerializer(TupleUpdateSerializer):
         if not isinstance(value, dict):
             raise serializers.ValidationError("provenance must be a JSON object.")
         return value
-
-    def validate(self, attrs):
-        """A duplicate POST without ``scene`` keeps the stored scene.
-
-        ``upsert_tuple`` treats every scene it is given as a change, so passing its default
-        ("simple") would silently turn a stored complex tuple into a simple one.
-        """
-        if "scene" not in attrs:
-            stored = PromptTuple.objects.filter(
-                implicit_normalised=normalise_prompt(attrs["implicit_prompt"]), task=attrs["task"]
-            ).values_list("scene", flat=True)
-            attrs["scene"] = stored.first() or PromptTuple.Scene.SIMPLE
-        return attrs
 
 
 # --- Images ---------------------------------------------------------------------------------

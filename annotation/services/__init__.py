@@ -3,4 +3,5 @@
 * :mod:`.queue`   — leases and judgements (the pull queue).
 * :mod:`.catalog` — tuples, images and pairs.
 * :mod:`.people`  — users, roles and expertise.
+* :mod:`.importing` — prompt files (JSON prompt lists, JSONL tuples) into tuples, all or nothing.
 """

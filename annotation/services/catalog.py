@@ -65,40 +65,44 @@ def upsert_tuple(
     explicit_prompt: str = "",
     superficial_prompt: str = "",
     subject: str = "",
-    scene: str = PromptTuple.Scene.SIMPLE,
+    scene: str | None = None,
     source: str = "",
     provenance: dict | None = None,
 ) -> tuple[PromptTuple, str]:
     """Create the tuple, or fill in a matching one (same normalised implicit prompt and task).
 
-    Returns the tuple and what happened: ``"created"``, ``"updated"`` or ``"skipped"`` (nothing
-    new). Non-empty fields given here overwrite; empty ones never erase what is stored.
+    A task-less tuple with the same prompt is taken over when a task is given, so assigning the
+    task later (by re-importing with ``--task``) does not make a second tuple. Returns the tuple
+    and what happened: ``"created"``, ``"updated"`` or ``"skipped"`` (nothing new). Non-empty
+    fields given here overwrite; empty ones and ``scene=None`` never erase what is stored.
     """
     implicit_prompt = implicit_prompt.strip()
     if not implicit_prompt:
         raise ValueError("The implicit prompt is empty.")
-    if scene not in PromptTuple.Scene.values:
+    if scene is not None and scene not in PromptTuple.Scene.values:
         raise ValueError(f"scene must be one of {', '.join(PromptTuple.Scene.values)}, not {scene!r}.")
     key = normalise_prompt(implicit_prompt)
-    existing = PromptTuple.objects.select_for_update().filter(implicit_normalised=key, task=task).first()
+    matches = PromptTuple.objects.select_for_update().filter(implicit_normalised=key)
+    existing = matches.filter(task=task).first()
+    if existing is None and task is not None:
+        existing = matches.filter(task__isnull=True).first()
     fields = {
         "explicit_prompt": explicit_prompt.strip(),
         "superficial_prompt": superficial_prompt.strip(),
         "subject": subject.strip(),
         "source": source,
+        "scene": scene,
+        "task": task,
     }
     if existing is None:
-        created = PromptTuple.objects.create(
-            implicit_prompt=implicit_prompt, task=task, scene=scene, provenance=provenance or {}, **fields
-        )
+        fields["scene"] = scene or PromptTuple.Scene.SIMPLE
+        created = PromptTuple.objects.create(implicit_prompt=implicit_prompt, provenance=provenance or {}, **fields)
         return created, "created"
-    changed = [name for name, value in fields.items() if value and getattr(existing, name) != value]
-    if scene != existing.scene:
-        changed.append("scene")
+    changed = {name: value for name, value in fields.items() if value and getattr(existing, name) != value}
     if not changed:
         return existing, "skipped"
-    for name in changed:
-        setattr(existing, name, fields.get(name, scene))
+    for name, value in changed.items():
+        setattr(existing, name, value)
     existing.save()
     return existing, "updated"
 

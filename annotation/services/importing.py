@@ -86,7 +86,7 @@ class Defaults:
     task: Task | None = None
     auto_task: bool = False
     source: str = ""
-    scene: str = PromptTuple.Scene.SIMPLE
+    scene: str | None = None  # None: new tuples are simple, stored ones keep their scene
 
 
 def import_prompts(
@@ -95,7 +95,7 @@ def import_prompts(
     task: str | None = None,
     auto_task: bool = False,
     source: str | None = None,
-    scene: str = PromptTuple.Scene.SIMPLE,
+    scene: str | None = None,
     dry_run: bool = False,
 ) -> ImportReport:
     """Validate ``path`` completely, then write it in one transaction unless a row has an error.
@@ -106,7 +106,7 @@ def import_prompts(
     """
     if task and auto_task:
         raise ValueError("Give either a task or auto_task, not both.")
-    if scene not in PromptTuple.Scene.values:
+    if scene is not None and scene not in PromptTuple.Scene.values:
         raise ValueError(f"scene must be one of {', '.join(PromptTuple.Scene.values)}, not {scene!r}.")
     if source is not None and len(source) > MAX_SHORT:
         raise ValueError(f"The source label is {len(source)} characters long; the limit is {MAX_SHORT}.")
@@ -181,7 +181,7 @@ def _clean(raw: object, defaults: Defaults, tasks: _TaskLookup) -> dict:
     if not text["implicit_prompt"]:
         raise RowError("implicit prompt is missing or empty")
     scene = text["scene"].lower() or defaults.scene
-    if scene not in PromptTuple.Scene.values:
+    if scene is not None and scene not in PromptTuple.Scene.values:
         raise RowError(f"scene must be one of {', '.join(PromptTuple.Scene.values)}, not {text['scene']!r}")
     provenance = raw.get("provenance") or {}
     if not isinstance(provenance, dict):

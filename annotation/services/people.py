@@ -47,7 +47,7 @@ def ensure_user(
     User = get_user_model()
     with transaction.atomic():
         user, created = User.objects.get_or_create(username=username.strip(), defaults={"email": email})
-        if password:
+        if password and not user.check_password(password):  # re-hashing would only change the salt
             user.set_password(password)
         elif created:
             user.set_unusable_password()

@@ -58,7 +58,7 @@ class Command(BaseCommand):
         if password is not None:
             self._validate(password, existing or get_user_model()(username=username, email=opts["email"]))
             if existing is not None and existing.check_password(password):
-                password = None  # already set: setting it again would change nothing but the salt
+                password = None  # already set: report the user as unchanged
         before = _snapshot(existing)
         try:
             user, created = people.ensure_user(
