@@ -44,7 +44,7 @@ class Command(BaseCommand):
         )
         if opts["prompts"]:
             self._import(opts["prompts"], opts["auto_task"])
-        self.stdout.write("\nOpen http://127.0.0.1:8000/ and log in as:")
+        self.stdout.write("\nLog in to the web app (make demo prints its URL) as:")
         width = max(len(name) for name, _, _ in report.logins)
         self.stdout.write(f"  {'user'.ljust(width)}  {'password'.ljust(20)}  role")
         for username, password, role in report.logins:
