@@ -17,18 +17,13 @@ from annotation.stats import annotator_stats
 _LEASE_ENDPOINTS = ("lease-judgement", "lease-heartbeat", "lease-release")
 
 
-def _render(request, template, context):
-    """Render with the user's roles, which the nav in base.html shows."""
-    return render(request, template, {"roles": sorted(roles.roles_of(request.user)), **context})
-
-
 @login_required
 def home(request):
     """Annotators see their progress; reviewers and admins get links to their tools."""
     context = {"is_annotator": roles.is_annotator(request.user), "is_reviewer": roles.is_reviewer(request.user)}
     if context["is_annotator"]:
         context["stats"] = annotator_stats(request.user)
-    return _render(request, "annotation/home.html", context)
+    return render(request, "annotation/home.html", context)
 
 
 @login_required
@@ -41,4 +36,4 @@ def annotate(request):
         **{name.removeprefix("lease-"): reverse(name, args=[0]).replace("/0/", "/{id}/") for name in _LEASE_ENDPOINTS},
     }
     filters = {key: request.GET[key] for key in ("task", "discipline") if request.GET.get(key)}
-    return _render(request, "annotation/annotate.html", {"endpoints": endpoints, "filters": filters})
+    return render(request, "annotation/annotate.html", {"endpoints": endpoints, "filters": filters})
