@@ -1,0 +1,29 @@
+"""Tiny models built from configs and saved to disk, so real loading code runs with no hub.
+
+The tiny scorer is an open_clip CLIP (embed 32, vision 64 wide x 2 layers at 32 px, text 64 wide
+x 2 layers, the full CLIP BPE vocabulary) so its tokenizer is the real one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import open_clip
+import torch
+
+TINY_CLIP_CFG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+
+
+def make_tiny_scorer(directory: str | Path, *, seed: int = 0) -> Path:
+    """Write a randomly initialised tiny open_clip scorer as a ``local-dir``; return the directory."""
+    from ml.core.scorer import Scorer, _clip_tokenizer, _preprocess_config
+
+    torch.manual_seed(seed)
+    model = open_clip.model.CLIP(**TINY_CLIP_CFG)
+    scorer = Scorer(model, _preprocess_config(TINY_CLIP_CFG, {}), _clip_tokenizer(TINY_CLIP_CFG),
+                    TINY_CLIP_CFG, device="cpu")
+    return scorer.save_open_clip(directory)
