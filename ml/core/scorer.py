@@ -97,6 +97,22 @@ class Scorer:
         save_file(state, directory / OPEN_CLIP_WEIGHTS)
         return directory
 
+    def save(self, directory: str | Path, format: str = "open_clip") -> Path:
+        """Save as ``open_clip`` (local-dir), ``hf`` (transformers ``CLIPModel`` + tokenizer + processor) or
+        ``both`` (``directory/open_clip`` and ``directory/hf``); every form loads back with :meth:`load`."""
+        from ml.core.convert import save_open_clip_as_hf
+
+        directory = Path(directory)
+        if format == "open_clip":
+            return self.save_open_clip(directory)
+        if format == "hf":
+            return save_open_clip_as_hf(self, None, directory)
+        if format == "both":
+            self.save_open_clip(directory / "open_clip")
+            save_open_clip_as_hf(self, None, directory / "hf")
+            return directory
+        raise ValueError(f"format {format!r}: use 'open_clip', 'hf' or 'both'.")
+
     # --- inputs -------------------------------------------------------------------------------
 
     def tokenize(self, texts: list[str]) -> torch.Tensor:
@@ -143,12 +159,13 @@ class Scorer:
 
 
 def _resize_crop(image: Image.Image, size: int) -> np.ndarray:
+    """open_clip's eval transform (torchvision ``Resize`` + ``CenterCrop`` on a PIL image), pixel for pixel:
+    the long side is floored and the crop offset rounded as torchvision does."""
     image = image.convert("RGB")
     w, h = image.size
-    scale = size / min(w, h)
-    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    new_w, new_h = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
     image = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
-    left, top = (new_w - size) // 2, (new_h - size) // 2
+    left, top = int(round((new_w - size) / 2)), int(round((new_h - size) / 2))
     return np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
 
 

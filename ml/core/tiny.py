@@ -18,12 +18,26 @@ TINY_CLIP_CFG = {
 }
 
 
-def make_tiny_scorer(directory: str | Path, *, seed: int = 0) -> Path:
-    """Write a randomly initialised tiny open_clip scorer as a ``local-dir``; return the directory."""
+def tiny_scorer(*, seed: int = 0):
+    """A randomly initialised tiny open_clip :class:`~ml.core.scorer.Scorer`, in memory, on the CPU."""
     from ml.core.scorer import Scorer, _clip_tokenizer, _preprocess_config
 
     torch.manual_seed(seed)
     model = open_clip.model.CLIP(**TINY_CLIP_CFG)
-    scorer = Scorer(model, _preprocess_config(TINY_CLIP_CFG, {}), _clip_tokenizer(TINY_CLIP_CFG),
-                    TINY_CLIP_CFG, device="cpu")
-    return scorer.save_open_clip(directory)
+    return Scorer(model, _preprocess_config(TINY_CLIP_CFG, {}), _clip_tokenizer(TINY_CLIP_CFG),
+                  TINY_CLIP_CFG, device="cpu")
+
+
+def make_tiny_scorer(directory: str | Path, *, seed: int = 0) -> Path:
+    """Write a randomly initialised tiny open_clip scorer as a ``local-dir``; return the directory."""
+    return tiny_scorer(seed=seed).save_open_clip(directory)
+
+
+def make_tiny_hf_scorer(directory: str | Path, *, seed: int = 0) -> Path:
+    """Write the tiny scorer as a transformers ``CLIPModel`` directory (the released SciScore format).
+
+    It is the same network as :func:`make_tiny_scorer` with the same seed, converted, so both score alike.
+    """
+    from ml.core.convert import save_open_clip_as_hf
+
+    return save_open_clip_as_hf(tiny_scorer(seed=seed), None, directory)
