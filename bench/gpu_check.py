@@ -213,11 +213,8 @@ def flux_check(device, tiny: bool, report: dict) -> None:
         optimizer.step()
         return loss.item()
 
-    if device.type == "cuda":
-        # cuDNN's fused attention backward failed on the H200 (torch 2.11, cu130: "mha_graph.execute
-        # ... is_good()"); flash / memory-efficient SDPA backends are used for training instead.
-        torch.backends.cuda.enable_cudnn_sdp(False)
-    seconds, loss = _timed(lora_step, device)
+    with flow.training_attention():  # cuDNN attention's backward fails on Hopper (see its docstring)
+        seconds, loss = _timed(lora_step, device)
     report["flux_lora_step_s_batch"] = seconds
     report["flux_lora_batch"] = batch
     report["flux_lora_loss"] = loss
