@@ -309,14 +309,15 @@ def add_eval_generator(p):
 def run_learnability(args):
     from ml.core.learnability import run_learnability as run
 
-    return run(seed=args.seed, steps=args.steps, time_budget_s=args.time_budget, threads=args.threads)
+    options = {"steps": args.steps, "time_budget_s": args.time_budget, "threads": args.threads}
+    return run(seed=args.seed, **{k: v for k, v in options.items() if v is not None})
 
 
 def add_learnability(p):
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=900)
-    p.add_argument("--time-budget", type=float, default=110, help="seconds of training at most")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--steps", type=int, help="optimiser steps (default: the library's, enough on 2 cores)")
+    p.add_argument("--time-budget", type=float, help="seconds of training at most (default: the library's)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: 2)")
 
 
 # --- entry point ----------------------------------------------------------------------------

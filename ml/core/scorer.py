@@ -60,6 +60,8 @@ class Scorer:
     @classmethod
     def load(cls, path: str | Path, *, arch: str | None = None, device=None) -> Scorer:
         path = Path(path)
+        if path.is_dir() and (path / "open_clip" / OPEN_CLIP_CONFIG).is_file():
+            path = path / "open_clip"  # a folder written by save(format="both")
         if path.is_dir() and (path / OPEN_CLIP_CONFIG).is_file():
             config = json.loads((path / OPEN_CLIP_CONFIG).read_text())
             model = open_clip.create_model(f"local-dir:{path}", device="cpu")
@@ -78,8 +80,8 @@ class Scorer:
             model_cfg = open_clip.get_model_config(arch)
             return cls(model, _preprocess_config(model_cfg, {}), open_clip.get_tokenizer(arch), model_cfg, device)
         raise FileNotFoundError(
-            f"{path}: not an open_clip local dir ({OPEN_CLIP_CONFIG}), a transformers CLIPModel dir (config.json) "
-            "or a checkpoint file."
+            f"{path}: not an open_clip local dir ({OPEN_CLIP_CONFIG}), a transformers CLIPModel dir (config.json), "
+            "a folder with both (open_clip/ and hf/) or a checkpoint file."
         )
 
     def save_open_clip(self, directory: str | Path) -> Path:
