@@ -127,6 +127,8 @@ class Pair(models.Model):
     image_wrong = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="+", help_text="Expected wrong.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     k = models.PositiveSmallIntegerField(default=3, help_text="Overlap target: judgements wanted for this pair.")
+    # Set only by curation.services.gold: gold pairs are mixed into every queue, outside k and consensus.
+    is_gold = models.BooleanField(default=False, db_index=True)
     # Kept equal to the number of Judgement rows by the services, under the pair's row lock.
     judgement_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -222,9 +224,40 @@ class Expertise(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="expertise")
     disciplines = models.ManyToManyField(Discipline, blank=True, related_name="experts")
     tasks = models.ManyToManyField(Task, blank=True, related_name="experts")
+    # Set only by curation.services.gold when gold accuracy falls below the threshold; an admin restores.
+    paused = models.BooleanField(default=False, help_text="Taken off the queue (low gold accuracy).")
 
     class Meta:
         verbose_name_plural = "expertise"
 
     def __str__(self) -> str:
         return f"expertise of {self.user}"
+
+
+class AuditEvent(models.Model):
+    """One state change in annotation or curation: who, what, when, before and after. Append-only:
+    rows are written by :func:`annotation.services.audit.record` and never updated or deleted."""
+
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                              related_name="+")
+    action = models.CharField(max_length=60, db_index=True, help_text="e.g. judgement.created, consensus.changed")
+    target_type = models.CharField(max_length=60)
+    target_id = models.CharField(max_length=64)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["target_type", "target_id"], name="audit_target")]
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("Audit events are never changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Audit events are never deleted.")
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action} {self.target_type}:{self.target_id}"

@@ -63,6 +63,18 @@ class Env:
             raise ImproperlyConfigured(f"Environment variable {name}={value} must be at least {minimum}.")
         return value
 
+    def float(self, name: str, default=_MISSING, *, minimum: float | None = None, maximum: float | None = None):
+        raw = self._raw(name, default)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ImproperlyConfigured(f"Environment variable {name}={raw!r} is not a number.") from None
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise ImproperlyConfigured(f"Environment variable {name}={value} must be within [{minimum}, {maximum}].")
+        return value
+
     def list(self, name: str, default=_MISSING) -> list[str]:
         raw = self._raw(name, default)
         if raw is None:

@@ -137,6 +137,13 @@ UNDO_WINDOW = timedelta(seconds=env.int("UNDO_WINDOW_SECONDS", 300, minimum=0))
 QUEUE_LOCK_WINDOW = env.int("QUEUE_LOCK_WINDOW", 4, minimum=1)
 DEFAULT_OVERLAP_K = env.int("DEFAULT_OVERLAP_K", 3, minimum=1)
 
+# --- Curation -----------------------------------------------------------------------------
+# Consensus: the majority label needs at least this share of a pair's (non-gold) judgements.
+CONSENSUS_MIN_SHARE = env.float("CONSENSUS_MIN_SHARE", 2 / 3, minimum=0.5, maximum=1.0)
+GOLD_RATE = env.float("GOLD_RATE", 0.1, minimum=0.0, maximum=1.0)  # share of queue picks that are gold
+GOLD_MIN_ITEMS = env.int("GOLD_MIN_ITEMS", 5, minimum=1)  # gold judgements before an annotator is assessed
+GOLD_MIN_ACCURACY = env.float("GOLD_MIN_ACCURACY", 0.7, minimum=0.0, maximum=1.0)
+
 # --- REST framework and OpenAPI -----------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -34,6 +34,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotation.models import Judgement, Lease, Pair, Task
+from annotation.services import audit
+from annotation.signals import judgements_changed
 
 
 class QueueError(Exception):
@@ -254,7 +256,14 @@ def submit_judgement(user, lease_id, data: JudgementInput) -> tuple[Judgement, b
         pair.save(update_fields=["judgement_count", "status"])
         lease.state, lease.ended_at = Lease.State.JUDGED, now
         lease.save(update_fields=["state", "ended_at"])
+        audit.record(user, "judgement.created", judgement, after=_judgement_state(judgement))
+        judgements_changed.send(sender=Judgement, pair_id=pair.id, actor=user)
         return judgement, True
+
+
+def _judgement_state(judgement: Judgement) -> dict:
+    return {"pair": judgement.pair_id, "annotator": judgement.annotator_id, "choice": judgement.choice,
+            "chosen_image": judgement.chosen_image_id}
 
 
 def heartbeat(user, lease_id) -> Lease:
@@ -305,12 +314,14 @@ def undo_last_judgement(user) -> Lease:
             state=Lease.State.CANCELLED, ended_at=now
         )
         old_lease = judgement.lease
+        audit.record(user, "judgement.undone", judgement, before=_judgement_state(judgement))
         judgement.delete()
         Lease.objects.filter(pk=old_lease.pk).update(state=Lease.State.CANCELLED)
         pair.judgement_count -= 1
         if pair.status == Pair.Status.COMPLETE:
             pair.status = Pair.Status.OPEN
         pair.save(update_fields=["judgement_count", "status"])
+        judgements_changed.send(sender=Judgement, pair_id=pair.id, actor=user)
         return _create_lease(user, pair, now, order=(old_lease.left_image_id, old_lease.right_image_id))
 
 
