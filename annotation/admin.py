@@ -170,7 +170,7 @@ class PairForm(forms.ModelForm):
 
     def clean_k(self):
         k = self.cleaned_data["k"]
-        if self.instance.pk and k < self.instance.judgement_count:
+        if self.instance.pk and k < self.instance.judgement_count and not self.instance.is_gold:
             raise forms.ValidationError(
                 f"This pair already has {self.instance.judgement_count} judgements; k cannot go below that."
             )

@@ -84,13 +84,20 @@ class QueueNextView(APIView):
             OpenApiParameter("task", str, description="Only pairs of this task code (e.g. BU)."),
             OpenApiParameter("discipline", str, description="Only pairs of this discipline slug (e.g. physics)."),
         ],
-        responses={200: LeaseSerializer, 204: OpenApiResponse(description="Nothing left for you.")},
+        responses={
+            200: LeaseSerializer,
+            204: OpenApiResponse(description="Nothing left for you."),
+            403: OpenApiResponse(description="Not an annotator, or paused (code `paused`) after low gold accuracy."),
+        },
         summary="Lease the next pair (or get your live lease back)",
     )
     def post(self, request):
         task = request.query_params.get("task") or request.data.get("task")
         discipline = request.query_params.get("discipline") or request.data.get("discipline")
-        lease = queue.next_lease(request.user, task=task, discipline=discipline)
+        try:
+            lease = queue.next_lease(request.user, task=task, discipline=discipline)
+        except queue.QueueError as exc:
+            return _refusal(exc)
         if lease is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(LeaseSerializer(lease, context={"request": request}).data)

@@ -138,7 +138,10 @@ class Pair(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["tuple", "image_correct", "image_wrong"], name="pair_unique_images"),
             models.CheckConstraint(condition=~Q(image_correct=models.F("image_wrong")), name="pair_two_images"),
-            models.CheckConstraint(condition=Q(judgement_count__lte=models.F("k")), name="pair_not_over_k"),
+            # Gold pairs are shown to every qualified annotator once, so k does not bound them.
+            models.CheckConstraint(
+                condition=Q(is_gold=True) | Q(judgement_count__lte=models.F("k")), name="pair_not_over_k"
+            ),
             models.CheckConstraint(condition=Q(k__gte=1), name="pair_k_positive"),
         ]
         indexes = [models.Index(fields=["status", "id"], name="pair_status_id")]

@@ -1,7 +1,8 @@
 """Signals the annotation services send, so curation can react without annotation importing it.
 
-``judgements_changed`` is sent inside the transaction that added or removed a judgement, while the
-pair's row lock is held (``pair_id``, ``actor``); receivers may read and write under that lock.
+``judgements_changed`` is sent inside the transaction that added or removed a judgement (or changed
+the pair's k), while the pair's row lock is held (``pair_id``, ``actor``); receivers may read and
+write under that lock.
 """
 
 from django.dispatch import Signal

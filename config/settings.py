@@ -166,6 +166,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The curation Label choices appear under several field names (label, answer, labels).
+    "ENUM_NAME_OVERRIDES": {"LabelEnum": "curation.models.Label"},
 }
 
 # --- Celery -------------------------------------------------------------------------------

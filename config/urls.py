@@ -6,6 +6,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/curation/", include("curation.api_urls")),
     path("api/", include("annotation.api_urls")),
+    path("curation/", include("curation.urls")),
     path("", include("annotation.urls")),
 ]

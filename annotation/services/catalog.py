@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 
 from annotation.imaging import check_image
 from annotation.models import Image, Pair, PromptTuple, Task, normalise_prompt
+from annotation.signals import judgements_changed
 
 
 def storage_key(sha256: str, extension: str) -> str:
@@ -120,18 +121,29 @@ def create_pair(tuple: PromptTuple, image_correct: Image, image_wrong: Image, *,
 
 
 def set_pair_k(pair_id: int, k: int) -> Pair:
-    """Change a pair's overlap target, keeping its status consistent with its judgements."""
+    """Change a pair's overlap target, keeping its status consistent with its judgements.
+
+    Gold pairs are served outside k (see annotation/services/queue.py): their k may be anything and
+    they stay open.
+    """
     if k < 1:
         raise ValueError("k must be at least 1.")
     with transaction.atomic():
         pair = Pair.objects.select_for_update().get(pk=pair_id)
-        if k < pair.judgement_count:
+        if k < pair.judgement_count and not pair.is_gold:
             raise ValueError(f"This pair already has {pair.judgement_count} judgements; k cannot go below that.")
         pair.k = k
         if pair.status != Pair.Status.RETIRED:
-            pair.status = Pair.Status.COMPLETE if pair.judgement_count >= k else Pair.Status.OPEN
+            pair.status = _open_or_complete(pair)
         pair.save(update_fields=["k", "status"])
+        judgements_changed.send(sender=Pair, pair_id=pair.id, actor=None)  # consensus depends on k
         return pair
+
+
+def _open_or_complete(pair: Pair) -> str:
+    if pair.is_gold or pair.judgement_count < pair.k:
+        return Pair.Status.OPEN
+    return Pair.Status.COMPLETE
 
 
 def set_pair_retired(pair_id: int, retired: bool) -> Pair:
@@ -140,6 +152,6 @@ def set_pair_retired(pair_id: int, retired: bool) -> Pair:
         if retired:
             pair.status = Pair.Status.RETIRED
         else:
-            pair.status = Pair.Status.COMPLETE if pair.judgement_count >= pair.k else Pair.Status.OPEN
+            pair.status = _open_or_complete(pair)
         pair.save(update_fields=["status"])
         return pair

@@ -6,16 +6,31 @@ Invariants (tested in tests/test_queue_*.py):
 * never twice to one annotator (a judgement is unique per (pair, annotator), and an annotator
   holds at most one live lease: asking again returns it);
 * never outside the annotator's expertise;
-* ``Pair.judgement_count`` always equals the number of its Judgement rows.
+* ``Pair.judgement_count`` always equals the number of its Judgement rows;
+* a paused annotator (``Expertise.paused``, set by :mod:`curation.services.gold`) gets no lease.
+
+Gold pairs (``Pair.is_gold``) are mixed in: with probability ``settings.GOLD_RATE`` a new lease
+tries a gold pair first, otherwise a normal pair first; whichever kind is tried first, the other
+is the fallback, so a gold pair is also served when nothing else is left. Gold pairs go to every
+annotator of their task once: k, live leases and completion do not apply to them (the
+``pair_not_over_k`` constraint exempts them), and normal selection never returns them, so gold
+leases take no capacity from normal pairs. A gold lease looks exactly like any other (same
+payload, same random left/right order). Skipped pairs of either kind come after all unskipped
+pairs of both kinds.
 
 Locking policy: every transaction that creates a lease or a judgement for a pair, or removes one,
 first locks that pair's row (``SELECT ... FOR UPDATE``), then reads the pair's live leases in a
 *new* statement, so under READ COMMITTED it sees everything committed by the previous holder of
 the lock. Candidate pairs are locked with ``skip_locked`` in a small window, so concurrent
 annotators spread over different pairs instead of queueing on one; the pick inside the window is
-random. A lease is *live* while its state is ``active`` and ``expires_at`` is in the future; an
-expired lease stops counting at once, and the periodic task :func:`reclaim_expired_leases` (or
-the annotator's next request) marks it ``expired``.
+random. Gold pairs are locked the same way: they need no capacity check, but marking, unmarking
+and retiring change them under the same lock. A ``next`` transaction waits for a pair lock only
+while it holds no other: a window whose pairs all turned out full (the statement's snapshot was
+stale) is rolled back to a savepoint, which releases its locks, before the next window is taken;
+otherwise two such transactions, each holding a full window and waiting for a pair in the other's,
+deadlock. A lease is *live* while its state is ``active`` and ``expires_at`` is in the future; an
+expired lease stops counting at once, and the periodic task :func:`reclaim_expired_leases` (or the
+annotator's next request) marks it ``expired``.
 
 On SQLite there are no row locks: the settings open every transaction with ``BEGIN IMMEDIATE``,
 which takes the database write lock up front, so queue transactions run one at a time — correct,
@@ -33,7 +48,7 @@ from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from annotation.models import Judgement, Lease, Pair, Task
+from annotation.models import Expertise, Judgement, Lease, Pair, Task
 from annotation.services import audit
 from annotation.signals import judgements_changed
 
@@ -65,6 +80,11 @@ class PairUnavailable(QueueError):
 class NothingToUndo(QueueError):
     status = 404
     code = "nothing_to_undo"
+
+
+class AnnotatorPaused(QueueError):
+    status = 403
+    code = "paused"
 
 
 @dataclass(frozen=True)
@@ -111,24 +131,37 @@ def _live_counts(pair_ids, now, *, exclude_lease=None) -> dict[int, int]:
     return dict(qs.order_by().values("pair_id").annotate(n=Count("id")).values_list("pair_id", "n"))
 
 
-def _candidates(user, now, tasks, *, skipped: bool):
-    """Open pairs in the user's tasks that they have not judged, with capacity as far as this
-    statement's snapshot can tell (re-checked under the lock). ``skipped`` selects the pairs the
-    user released earlier, which come only after everything else."""
+def _ensure_not_paused(user) -> None:
+    if Expertise.objects.filter(user=user, paused=True).exists():
+        raise AnnotatorPaused(
+            "Your account is paused pending review of your gold answers; an admin can restore it."
+        )
+
+
+def _candidates(user, now, tasks, *, skipped: bool, gold: bool):
+    """Pairs in the user's tasks that they have not judged. Normal pairs (``gold=False``) must be
+    open with capacity as far as this statement's snapshot can tell (re-checked under the lock);
+    gold pairs only must not be retired. ``skipped`` selects the pairs the user released
+    earlier, which come only after everything else."""
     mine_released = Lease.objects.filter(annotator=user, state=Lease.State.RELEASED).values("pair_id")
-    live = (
-        Lease.objects.filter(pair=OuterRef("pk"), state=Lease.State.ACTIVE, expires_at__gt=now)
-        .order_by()
-        .values("pair")
-        .annotate(n=Count("id"))
-        .values("n")
+    qs = Pair.objects.filter(is_gold=gold, tuple__task_id__in=tasks).exclude(
+        id__in=Judgement.objects.filter(annotator=user).values("pair_id")
     )
-    qs = (
-        Pair.objects.filter(status=Pair.Status.OPEN, judgement_count__lt=F("k"), tuple__task_id__in=tasks)
-        .exclude(id__in=Judgement.objects.filter(annotator=user).values("pair_id"))
-        .annotate(live=Coalesce(Subquery(live, output_field=IntegerField()), 0))
-        .filter(judgement_count__lt=F("k") - F("live"))
-    )
+    if gold:
+        qs = qs.exclude(status=Pair.Status.RETIRED)
+    else:
+        live = (
+            Lease.objects.filter(pair=OuterRef("pk"), state=Lease.State.ACTIVE, expires_at__gt=now)
+            .order_by()
+            .values("pair")
+            .annotate(n=Count("id"))
+            .values("n")
+        )
+        qs = (
+            qs.filter(status=Pair.Status.OPEN, judgement_count__lt=F("k"))
+            .annotate(live=Coalesce(Subquery(live, output_field=IntegerField()), 0))
+            .filter(judgement_count__lt=F("k") - F("live"))
+        )
     qs = qs.filter(id__in=mine_released) if skipped else qs.exclude(id__in=mine_released)
     return qs.order_by("id")
 
@@ -144,27 +177,45 @@ def _lock_window(candidates, window: int) -> list[Pair]:
 
 
 def next_lease(user, *, task: str | None = None, discipline: str | None = None) -> Lease | None:
-    """The user's live lease, or a new one on a pair with capacity, or None if nothing is left."""
+    """The user's live lease, or a new one (gold mixed in at ``GOLD_RATE``), or None if nothing
+    is left. Raises :class:`AnnotatorPaused` for a paused annotator."""
     with transaction.atomic():
+        _ensure_not_paused(user)
         lease = live_lease_of(user)
         if lease is not None:
             return lease
         tasks = allowed_tasks(user, task=task, discipline=discipline)
         now = _now()
+        kinds = (True, False) if random.random() < settings.GOLD_RATE else (False, True)
         for skipped in (False, True):
-            full: set[int] = set()
-            while True:
-                candidates = _candidates(user, now, tasks, skipped=skipped).exclude(id__in=full)
-                locked = _lock_window(candidates, settings.QUEUE_LOCK_WINDOW)
-                if not locked:
-                    break
-                counts = _live_counts([p.id for p in locked], now)
-                open_pairs = [p for p in locked if p.judgement_count + counts.get(p.id, 0) < p.k]
-                if open_pairs:
-                    return _create_lease(user, random.choice(open_pairs), now)
-                # The statement's snapshot was stale for every pair in the window: they are full.
-                full.update(p.id for p in locked)
+            for gold in kinds:
+                pair = _pick(user, now, tasks, skipped=skipped, gold=gold)
+                if pair is not None:
+                    return _create_lease(user, pair, now)
     return None
+
+
+def _pick(user, now, tasks, *, skipped: bool, gold: bool) -> Pair | None:
+    """Lock a window of candidates and pick one at random; the window stays locked until commit.
+
+    A window whose pairs all turn out full is rolled back to its savepoint, which releases their
+    locks, so the next window (which may wait for a lock) is taken holding no pair lock."""
+    full: set[int] = set()
+    while True:
+        savepoint = transaction.savepoint()
+        candidates = _candidates(user, now, tasks, skipped=skipped, gold=gold).exclude(id__in=full)
+        locked = _lock_window(candidates, settings.QUEUE_LOCK_WINDOW)
+        if gold:
+            open_pairs = locked
+        else:
+            counts = _live_counts([p.id for p in locked], now)
+            open_pairs = [p for p in locked if p.judgement_count + counts.get(p.id, 0) < p.k]
+        if open_pairs or not locked:
+            transaction.savepoint_commit(savepoint)
+            return random.choice(open_pairs) if open_pairs else None
+        # The statement's snapshot was stale for every pair in the window: they are full.
+        transaction.savepoint_rollback(savepoint)
+        full.update(p.id for p in locked)
 
 
 def _create_lease(user, pair: Pair, now, *, order: tuple[int, int] | None = None) -> Lease:
@@ -206,7 +257,10 @@ def _lock_pair_and_lease(user, lease_id) -> tuple[Pair, Lease]:
 
 
 def _has_room_for(pair: Pair, lease: Lease, now) -> bool:
-    """Whether an expired-but-unreclaimed lease may still be honoured: the slot it held is free."""
+    """Whether an expired-but-unreclaimed lease may still be honoured: the slot it held is free
+    (a gold pair has no slots: it takes judgements until it is retired)."""
+    if pair.is_gold:
+        return pair.status != Pair.Status.RETIRED
     others = _live_counts([pair.id], now, exclude_lease=lease.id).get(pair.id, 0)
     return pair.status == Pair.Status.OPEN and pair.judgement_count + others < pair.k
 
@@ -232,7 +286,7 @@ def submit_judgement(user, lease_id, data: JudgementInput) -> tuple[Judgement, b
         if lease.expires_at <= now and not _has_room_for(pair, lease, now):
             Lease.objects.filter(pk=lease.pk).update(state=Lease.State.EXPIRED, ended_at=now)
             raise LeaseNotActive("This lease expired and its pair went to someone else; ask for the next pair.")
-        if pair.status == Pair.Status.RETIRED or pair.judgement_count >= pair.k:
+        if pair.status == Pair.Status.RETIRED or (not pair.is_gold and pair.judgement_count >= pair.k):
             raise PairUnavailable("This pair no longer takes judgements.")
         chosen = {
             Judgement.Choice.LEFT: lease.left_image_id,
@@ -251,7 +305,7 @@ def submit_judgement(user, lease_id, data: JudgementInput) -> tuple[Judgement, b
             time_spent_ms=data.time_spent_ms,
         )
         pair.judgement_count += 1
-        if pair.judgement_count >= pair.k:
+        if not pair.is_gold and pair.judgement_count >= pair.k:
             pair.status = Pair.Status.COMPLETE
         pair.save(update_fields=["judgement_count", "status"])
         lease.state, lease.ended_at = Lease.State.JUDGED, now
@@ -299,8 +353,11 @@ def release(user, lease_id) -> Lease:
 
 def undo_last_judgement(user) -> Lease:
     """Take back the user's latest judgement (inside the undo window) and lease its pair to them
-    again in the same left/right order, so the page shows it for a new decision."""
+    again in the same left/right order, so the page shows it for a new decision. A paused
+    annotator may not undo: the pause follows a gold judgement, and undoing it would let them
+    change a gold answer they now know was wrong."""
     with transaction.atomic():
+        _ensure_not_paused(user)
         now = _now()
         recent = Judgement.objects.filter(annotator=user, created_at__gte=now - settings.UNDO_WINDOW)
         latest = recent.order_by("-created_at", "-id").only("id", "pair_id").first()

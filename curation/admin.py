@@ -1,0 +1,94 @@
+"""Django admin for the curation models.
+
+* Consensus and adjudications are read-only: consensus follows from judgements and adjudications
+  (:mod:`curation.services.consensus`), adjudications are made on the reviewer pages.
+* Gold items are created and their answers changed through :func:`gold.mark_gold`; they are
+  unmarked with an action (:func:`gold.unmark_gold`), never deleted here, because unmarking also
+  changes the pair, recomputes quality and consensus, and is audited.
+* Annotator quality is read-only; the action "Mark flagged annotators restored" calls
+  :func:`gold.restore`.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from annotation.admin import _ReadOnlyAdmin
+from curation.models import Adjudication, AnnotatorQuality, Consensus, GoldItem
+from curation.services import gold
+
+
+@admin.register(Consensus)
+class ConsensusAdmin(_ReadOnlyAdmin):
+    list_display = ("pair", "outcome", "label", "agreement", "n_judgements", "updated_at")
+    list_filter = ("outcome", "label", "pair__tuple__task")
+    search_fields = ("=pair__id", "pair__tuple__implicit_prompt")
+    list_select_related = ("pair",)
+
+
+@admin.register(Adjudication)
+class AdjudicationAdmin(_ReadOnlyAdmin):
+    list_display = ("id", "pair", "reviewer", "label", "created_at")
+    list_filter = ("label",)
+    search_fields = ("=pair__id", "reviewer__username", "comment")
+    list_select_related = ("pair", "reviewer")
+    date_hierarchy = "created_at"
+
+
+@admin.register(GoldItem)
+class GoldItemAdmin(admin.ModelAdmin):
+    list_display = ("pair", "answer", "created_by", "created_at")
+    list_filter = ("answer", "pair__tuple__task")
+    search_fields = ("=pair__id", "pair__tuple__implicit_prompt")
+    list_select_related = ("pair", "created_by")
+    raw_id_fields = ("pair",)
+    actions = ["unmark"]
+
+    def get_fields(self, request, obj=None):
+        return ("pair", "answer") if obj is None else ("pair", "answer", "created_by", "created_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else ("pair", "created_by", "created_at")
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # unmark instead (the action): the pair, quality and consensus change with it
+
+    def save_model(self, request, obj, form, change):
+        """Marking and changing the answer go through the service; ``obj`` is reloaded from it."""
+        item, _ = gold.mark_gold(request.user, obj.pair_id, obj.answer)
+        obj.pk = item.pk
+        obj._state.adding = False
+        obj.refresh_from_db()
+
+    @admin.action(description="Unmark the selected gold pairs")
+    def unmark(self, request, queryset):
+        pair_ids = list(queryset.values_list("pair_id", flat=True))
+        for pair_id in pair_ids:
+            gold.unmark_gold(request.user, pair_id)
+        self.message_user(request, f"{len(pair_ids)} pairs are normal pairs again.")
+
+
+@admin.register(AnnotatorQuality)
+class AnnotatorQualityAdmin(_ReadOnlyAdmin):
+    list_display = ("user", "gold_judged", "gold_correct", "accuracy", "flagged", "paused", "flagged_at",
+                    "restored_at", "restored_by")
+    list_filter = ("flagged",)
+    search_fields = ("user__username",)
+    list_select_related = ("user__expertise", "restored_by")
+    actions = ["restore"]
+
+    @admin.display(description="accuracy")
+    def accuracy(self, obj):
+        return "-" if obj.gold_accuracy is None else f"{obj.gold_accuracy:.0%}"
+
+    @admin.display(boolean=True, description="paused")
+    def paused(self, obj):
+        expertise = getattr(obj.user, "expertise", None)
+        return bool(expertise and expertise.paused)
+
+    @admin.action(description="Mark flagged annotators restored")
+    def restore(self, request, queryset):
+        flagged = [quality.user for quality in queryset.filter(flagged=True).select_related("user")]
+        for user in flagged:
+            gold.restore(request.user, user)
+        self.message_user(request, f"{len(flagged)} annotators restored.")

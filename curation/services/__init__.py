@@ -1,0 +1,1 @@
+"""The only code that changes curation rows (see curation/models.py); every change is audited."""

@@ -1,0 +1,169 @@
+"""The audit log page (/curation/audit/) and API (/api/curation/audit/): admins only, newest
+first, 50 a page, filters, and no way to write.
+
+This module doubles as a URLconf holding only the audit API (``urlpatterns`` below), so that
+``spectacular --fail-on-warn`` judges this view alone."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.urls import path, reverse
+
+from annotation.models import AuditEvent
+from annotation.services import audit
+from curation.api_audit import AuditEventListView
+from tests.factories import make_pair
+
+pytestmark = pytest.mark.django_db
+
+urlpatterns = [path("api/curation/audit/", AuditEventListView.as_view())]
+
+PAGE = "curation:audit"
+API = "curation-audit"
+
+
+@pytest.fixture
+def events(admin_user, reviewer):
+    """Three events on two pairs by two actors, recorded by the audit service, oldest first."""
+    first, second = make_pair("RU"), make_pair("RU")
+    return [
+        audit.record(admin_user, "pair.k_changed", first, before={"k": 3}, after={"k": 5}),
+        audit.record(reviewer, "adjudication.created", second, after={"label": "other"}),
+        audit.record(None, "pair.k_changed", second, before={"k": 3}, after={"k": 4}),
+    ]
+
+
+# --- Who may read it -----------------------------------------------------------------------
+
+
+def test_anonymous_users_are_sent_to_login_or_refused(client, api):
+    response = client.get(reverse(PAGE))
+    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+    assert api.get(reverse(API)).status_code == 401
+
+
+@pytest.mark.parametrize("who", ["annotator", "reviewer"])
+def test_annotators_and_reviewers_are_refused(client, api, who, request):
+    user = request.getfixturevalue(who)
+    client.force_login(user)
+    response = client.get(reverse(PAGE))
+    assert response.status_code == 403
+    assert b"Only admins read the audit log." in response.content
+    api.force_authenticate(user)
+    assert api.get(reverse(API)).status_code == 403
+
+
+# --- What it lists -------------------------------------------------------------------------
+
+
+def test_the_page_lists_recorded_events_newest_first(client, admin_user, events):
+    client.force_login(admin_user)
+    response = client.get(reverse(PAGE), {"action": "pair.k_changed"})
+    rows = [row["event"] for row in response.context["rows"]]
+    assert rows == [events[2], events[0]]
+    html = response.content.decode()
+    assert f'<tr data-event="{events[0].pk}">' in html
+    assert "system" in html  # the event without an actor
+    assert "&quot;k&quot;: 5" in html  # the after state, as JSON
+
+
+def test_the_api_lists_recorded_events_newest_first(api, admin_user, events):
+    api.force_authenticate(admin_user)
+    body = api.get(reverse(API), {"action": "pair.k_changed"}).json()
+    assert body["count"] == 2
+    newest, oldest = body["results"]
+    assert newest["id"] == events[2].pk and newest["actor"] is None
+    assert oldest == {
+        "id": events[0].pk,
+        "created_at": oldest["created_at"],
+        "actor": admin_user.username,
+        "action": "pair.k_changed",
+        "target_type": "pair",
+        "target_id": str(events[0].target_id),
+        "before": {"k": 3},
+        "after": {"k": 5},
+    }
+
+
+def listed(client, api, admin_user, params) -> list[int]:
+    """The event ids the page lists for these filters, after checking that the API lists the same."""
+    client.force_login(admin_user)
+    on_page = [row["event"].pk for row in client.get(reverse(PAGE), params).context["rows"]]
+    api.force_authenticate(admin_user)
+    assert [event["id"] for event in api.get(reverse(API), params).json()["results"]] == on_page
+    return on_page
+
+
+@pytest.mark.parametrize(
+    "params, expected",
+    [
+        ({"action": "adjudication.created"}, [1]),
+        ({"actor": "boss"}, [0]),
+        ({"target_type": "PAIR", "action": "pair.k_changed"}, [2, 0]),
+        ({"actor": "nobody"}, []),
+    ],
+)
+def test_the_filters_narrow_the_list_on_the_page_and_the_api(client, api, admin_user, events, params, expected):
+    assert listed(client, api, admin_user, params) == [events[index].pk for index in expected]
+
+
+def test_target_type_and_id_give_one_objects_history(client, api, admin_user, events):
+    params = {"target_type": "pair", "target_id": events[1].target_id}
+    assert listed(client, api, admin_user, params) == [events[2].pk, events[1].pk]
+
+
+def test_the_page_offers_the_recorded_actions_and_target_types(client, admin_user, events):
+    client.force_login(admin_user)
+    response = client.get(reverse(PAGE), {"action": "adjudication.created"})
+    assert {"pair.k_changed", "adjudication.created"} <= set(response.context["actions"])
+    assert "pair" in response.context["target_types"]
+    assert '<option value="adjudication.created" selected>' in response.content.decode()
+
+
+def test_both_paginate_by_fifty(client, api, admin_user, events, django_assert_max_num_queries):
+    pair = make_pair("RU")
+    for n in range(52):
+        audit.record(admin_user, "pair.touched", pair, after={"n": n})
+    client.force_login(admin_user)
+    with django_assert_max_num_queries(8):
+        first = client.get(reverse(PAGE), {"action": "pair.touched"})
+    assert [row["event"].after["n"] for row in first.context["rows"]] == list(range(51, 1, -1))
+    assert 'rel="next"' in first.content.decode()
+    second = client.get(reverse(PAGE), {"action": "pair.touched", "page": 2})
+    assert [row["event"].after["n"] for row in second.context["rows"]] == [1, 0]
+    api.force_authenticate(admin_user)
+    body = api.get(reverse(API), {"action": "pair.touched"}).json()
+    assert (body["count"], len(body["results"]), body["previous"]) == (52, 50, None)
+    assert "page=2" in body["next"]
+
+
+# --- No way to write -----------------------------------------------------------------------
+
+
+def test_the_api_answers_405_to_every_write(api, admin_user, events):
+    api.force_authenticate(admin_user)
+    for method in (api.post, api.put, api.patch, api.delete):
+        assert method(reverse(API), {"action": "forged"}, format="json").status_code == 405
+    assert api.get(f"{reverse(API)}{events[0].pk}/").status_code == 404  # no detail route to edit through
+    assert AuditEvent.objects.filter(action="forged").count() == 0
+    assert AuditEvent.objects.get(pk=events[0].pk).after == {"k": 5}
+
+
+def test_the_page_has_no_edit_path(client, admin_user, events):
+    client.force_login(admin_user)
+    assert client.post(reverse(PAGE), {"action": "forged"}).status_code == 405
+    html = client.get(reverse(PAGE)).content.decode()
+    assert html.count('method="post"') == 1  # the log-out button of the top bar, nothing else
+    assert AuditEvent.objects.filter(action="forged").count() == 0
+
+
+def test_the_api_schema_documents_a_read_only_list_without_warnings(tmp_path):
+    out = tmp_path / "schema.yaml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--urlconf", __name__, "--file", str(out))
+    text = out.read_text()
+    section = text.split("  /api/curation/audit/:", 1)[1].split("components:", 1)[0]
+    assert "    get:" in section
+    assert not any(f"    {method}:" in section for method in ("post", "put", "patch", "delete"))
+    for name in ("action", "actor", "target_type", "target_id", "page"):
+        assert f"name: {name}" in section
