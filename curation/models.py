@@ -98,3 +98,93 @@ class AnnotatorQuality(models.Model):
 
     def __str__(self) -> str:
         return f"quality of {self.user}"
+
+
+class DatasetVersion(models.Model):
+    """An immutable, named snapshot of curated pairs with labels and leakage-free splits.
+
+    Built and frozen in one step by :mod:`curation.services.versions`; never changed afterwards.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    filters = models.JSONField(default=dict, help_text="What the admin selected (tasks, outcomes, ...).")
+    split_ratios = models.JSONField(default=dict, help_text="train / validation / test shares and the seed.")
+    content_hash = models.CharField(max_length=64, help_text="sha256 over members, labels, splits and image hashes.")
+    counts = models.JSONField(default=dict, help_text="Members per task and split.")
+    parent = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="children",
+                               help_text="The version whose split assignments this one kept stable.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class VersionMember(models.Model):
+    """One pair in a version, with the label and split frozen at build time."""
+
+    class Split(models.TextChoices):
+        TRAIN = "train", "train"
+        VALIDATION = "validation", "validation"
+        TEST_S = "test_S", "test (simple scenes)"
+        TEST_C = "test_C", "test (complex scenes)"
+
+    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="members")
+    pair = models.ForeignKey(Pair, on_delete=models.PROTECT, related_name="version_memberships")
+    label = models.CharField(max_length=8, choices=Label.choices)
+    outcome = models.CharField(max_length=12, choices=Consensus.Outcome.choices)
+    agreement = models.FloatField(null=True, blank=True)
+    n_judgements = models.PositiveIntegerField(default=0)
+    split = models.CharField(max_length=10, choices=Split.choices)
+    group_key = models.CharField(max_length=64, help_text="sha256 of normalised implicit prompt + subject.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["version", "pair"], name="member_once_per_version")]
+        indexes = [models.Index(fields=["version", "split"], name="member_version_split"),
+                   models.Index(fields=["group_key"], name="member_group")]
+
+    def __str__(self) -> str:
+        return f"{self.version} / pair {self.pair_id} ({self.split})"
+
+
+class Job(models.Model):
+    """A background import or export run on Celery: status, progress and result for the UI and API.
+
+    Identical requests in flight share one job (``dedup_key`` is unique among queued/running jobs).
+    """
+
+    class Kind(models.TextChoices):
+        IMPORT = "import", "import"
+        EXPORT = "export", "export"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    params = models.JSONField(default=dict)
+    dedup_key = models.CharField(max_length=64, db_index=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    progress = models.FloatField(default=0.0, help_text="0..1")
+    message = models.CharField(max_length=500, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["dedup_key"], condition=models.Q(status__in=["queued", "running"]),
+                                    name="job_one_in_flight_per_request"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} job {self.pk} ({self.status})"

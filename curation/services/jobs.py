@@ -1,0 +1,73 @@
+"""Background jobs (imports and exports) run by Celery: one row per job, deduplicated while in flight.
+
+``start(kind, params, user)`` returns ``(job, created)``: an identical request (same kind and params)
+while one is queued or running gets that job back instead of a second one. The Celery task
+``curation.tasks.run_job`` calls :func:`run`, which dispatches to the handler registered for the
+kind; a handler receives the job and a ``progress(fraction, message)`` callback and returns the
+result dict. Failures are stored with their traceback, never half-reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import traceback
+from collections.abc import Callable
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from annotation.services import audit
+from curation.models import Job
+
+Handler = Callable[[Job, Callable[[float, str], None]], dict]
+_HANDLERS: dict[str, str] = {
+    Job.Kind.EXPORT: "curation.services.exporting.run_export_job",
+    Job.Kind.IMPORT: "curation.services.importing.run_import_job",
+}
+
+
+def dedup_key(kind: str, params: dict) -> str:
+    return hashlib.sha256(json.dumps([kind, params], sort_keys=True, default=str).encode()).hexdigest()
+
+
+def start(kind: str, params: dict, user) -> tuple[Job, bool]:
+    """Create and enqueue a job, or return the identical one already in flight."""
+    from curation.tasks import run_job
+
+    key = dedup_key(kind, params)
+    existing = Job.objects.filter(dedup_key=key, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).first()
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(kind=kind, params=params, dedup_key=key, created_by=user)
+            audit.record(user, f"job.{kind}.started", job, after={"params": params})
+    except IntegrityError:  # a concurrent identical request won the race
+        return Job.objects.get(dedup_key=key, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]), False
+    transaction.on_commit(lambda: run_job.delay(job.pk))
+    return job, True
+
+
+def run(job_id: int) -> Job:
+    """Run a job to the end (called by the Celery task); a redelivered finished job is left alone."""
+    from django.utils.module_loading import import_string
+
+    job = Job.objects.get(pk=job_id)
+    if job.status in (Job.Status.SUCCEEDED, Job.Status.FAILED):
+        return job
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING, started_at=timezone.now())
+
+    def progress(fraction: float, message: str = "") -> None:
+        Job.objects.filter(pk=job.pk).update(progress=max(0.0, min(1.0, fraction)), message=message[:500])
+
+    try:
+        result = import_string(_HANDLERS[job.kind])(job, progress)
+    except Exception as exc:  # stored for the UI; the task itself succeeds so Celery does not retry blindly
+        Job.objects.filter(pk=job.pk).update(status=Job.Status.FAILED, finished_at=timezone.now(),
+                                             error=f"{exc}\n\n{traceback.format_exc()}"[:20000])
+    else:
+        Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED, finished_at=timezone.now(), progress=1.0,
+                                             result=result)
+    job.refresh_from_db()
+    return job

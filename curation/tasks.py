@@ -1,0 +1,11 @@
+"""Celery tasks of the curation app: thin wrappers over the services."""
+
+from celery import shared_task
+
+from curation.services import jobs
+
+
+@shared_task(name="curation.tasks.run_job", acks_late=True, reject_on_worker_lost=True)
+def run_job(job_id: int) -> str:
+    """Run an import or export job (see curation/services/jobs.py)."""
+    return jobs.run(job_id).status
