@@ -143,6 +143,10 @@ CONSENSUS_MIN_SHARE = env.float("CONSENSUS_MIN_SHARE", 2 / 3, minimum=0.5, maxim
 GOLD_RATE = env.float("GOLD_RATE", 0.1, minimum=0.0, maximum=1.0)  # share of queue picks that are gold
 GOLD_MIN_ITEMS = env.int("GOLD_MIN_ITEMS", 5, minimum=1)  # gold judgements before an annotator is assessed
 GOLD_MIN_ACCURACY = env.float("GOLD_MIN_ACCURACY", 0.7, minimum=0.0, maximum=1.0)
+# Imports read files only under these folders (the API never reads arbitrary server paths).
+IMPORT_ROOTS = env.list("IMPORT_ROOTS", [str(MEDIA_ROOT / "imports")])
+# Inputs up to this size import in one transaction; larger ones in complete, idempotent batches.
+IMPORT_SINGLE_TRANSACTION_MAX_BYTES = env.int("IMPORT_SINGLE_TRANSACTION_MAX_BYTES", 1024**3, minimum=0)
 
 # --- REST framework and OpenAPI -----------------------------------------------------------
 REST_FRAMEWORK = {

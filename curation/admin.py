@@ -14,7 +14,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from annotation.admin import _ReadOnlyAdmin
-from curation.models import Adjudication, AnnotatorQuality, Consensus, GoldItem
+from curation.models import Adjudication, AnnotatorQuality, Consensus, DatasetVersion, GoldItem, VersionMember
 from curation.services import gold
 
 
@@ -92,3 +92,30 @@ class AnnotatorQualityAdmin(_ReadOnlyAdmin):
         for user in flagged:
             gold.restore(request.user, user)
         self.message_user(request, f"{len(flagged)} annotators restored.")
+
+
+@admin.register(DatasetVersion)
+class DatasetVersionAdmin(_ReadOnlyAdmin):
+    """Frozen by curation.services.versions.build_version; never changed here."""
+
+    list_display = ("name", "pairs", "short_hash", "parent", "created_by", "created_at")
+    search_fields = ("name", "content_hash")
+    list_select_related = ("parent", "created_by")
+    date_hierarchy = "created_at"
+
+    @admin.display(description="pairs")
+    def pairs(self, obj):
+        return obj.counts.get("total", 0)
+
+    @admin.display(description="content hash")
+    def short_hash(self, obj):
+        return obj.content_hash[:12]
+
+
+@admin.register(VersionMember)
+class VersionMemberAdmin(_ReadOnlyAdmin):
+    list_display = ("version", "pair", "label", "outcome", "agreement", "n_judgements", "split")
+    list_filter = ("split", "label", "outcome", "version")
+    search_fields = ("=pair__id", "=version__name", "=group_key")
+    list_select_related = ("version", "pair")
+    raw_id_fields = ("pair",)

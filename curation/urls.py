@@ -13,3 +13,12 @@ urlpatterns = [
     path("agreement/", views_agreement.agreement, name="agreement"),
     path("audit/", views_audit.audit_log, name="audit"),
 ]
+
+from curation import views_versions  # noqa: E402
+
+urlpatterns += [
+    path("versions/", views_versions.version_list, name="version-list"),
+    path("versions/new/", views_versions.version_new, name="version-new"),
+    path("versions/<int:version_id>/", views_versions.version_detail, name="version-detail"),
+    path("versions/<int:a>/diff/<int:b>/", views_versions.version_diff, name="version-diff"),
+]
