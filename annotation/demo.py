@@ -45,6 +45,8 @@ USERS = [
     ("chemist", roles.ANNOTATOR, ["chemistry"], "chemist-demo-pass"),
     ("biologist", roles.ANNOTATOR, ["biology"], "biologist-demo-pass"),
     ("expert", roles.ANNOTATOR, ["physics", "chemistry", "biology"], "expert-demo-pass"),
+    # A second all-round expert, so every discipline has the k = 3 annotators a pair needs for consensus.
+    ("expert2", roles.ANNOTATOR, ["physics", "chemistry", "biology"], "expert2-demo-pass"),
 ]
 
 # --- pictures ------------------------------------------------------------------------------

@@ -22,3 +22,17 @@ urlpatterns += [
     path("versions/<int:version_id>/", views_versions.version_detail, name="version-detail"),
     path("versions/<int:a>/diff/<int:b>/", views_versions.version_diff, name="version-diff"),
 ]
+
+from curation import views_jobs  # noqa: E402
+
+urlpatterns += [
+    path("versions/<int:version_id>/exports/", views_jobs.version_export, name="version-export"),
+    path("jobs/<int:job_id>/", views_jobs.job_detail, name="job-detail"),
+    path("imports/new/", views_jobs.import_new, name="import-new"),
+]
+
+from curation import views_dashboard  # noqa: E402
+
+urlpatterns += [
+    path("dashboard/", views_dashboard.dashboard_page, name="dashboard"),
+]

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 from annotation import roles
 from annotation.models import Discipline, Task
 from curation.models import DatasetVersion
+from curation import views_jobs
 from curation.services import splits, versions
 
 PAGE_SIZE = 50
@@ -159,6 +160,7 @@ def version_detail(request, version_id: int):
         "rows": _count_rows(version.counts),
         "split_totals": [version.counts.get("splits", {}).get(split, 0) for split in splits.SPLITS],
         "children": children,
+        "exports": views_jobs.version_exports(version) if roles.is_admin(request.user) else None,
     })
 
 
