@@ -38,7 +38,8 @@ class DashboardFilterForm(forms.Form):
         Discipline.objects.all(), to_field_name="slug", required=False, empty_label="all disciplines"
     )
     days = forms.IntegerField(
-        min_value=1, max_value=MAX_DAYS, required=False, label="Days", help_text=f"1–{MAX_DAYS}, default {DEFAULT_DAYS}"
+        min_value=1, max_value=MAX_DAYS, required=False, label="Days", help_text=f"1–{MAX_DAYS}, default {DEFAULT_DAYS}",
+        widget=forms.NumberInput(attrs={"placeholder": DEFAULT_DAYS}),
     )
 
 
@@ -116,6 +117,7 @@ def dashboard_page(request):
         "curation/dashboard.html",
         {
             "form": form,
+            "discipline": discipline,
             "board": board,
             "days": days,
             "totals": totals,

@@ -264,6 +264,7 @@ def test_it_applies_the_filters_and_shows_bad_values_as_errors(client, admin_use
     client.force_login(admin_user)
     response = client.get(reverse(PAGE), {"discipline": "physics", "days": "30"})
     assert response.context["days"] == 30 and len(response.context["board"].days) == 30
+    assert "Physics · throughput over the last 30 days" in response.content.decode()
     assert {t["row"].code for t in response.context["tasks"]} >= {"GR"} and "RU" not in {
         t["row"].code for t in response.context["tasks"]}
     for bad in ("0", "91", "x"):
