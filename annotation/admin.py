@@ -217,14 +217,14 @@ class PairAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         """Every write goes through the catalog services; ``obj`` is reloaded from the result."""
         if not change:
-            pair, _ = catalog.create_pair(obj.tuple, obj.image_correct, obj.image_wrong, k=obj.k)
+            pair, _ = catalog.create_pair(obj.tuple, obj.image_correct, obj.image_wrong, k=obj.k, actor=request.user)
             obj.pk = pair.pk
             obj._state.adding = False
         else:
             if "k" in form.changed_data:
-                catalog.set_pair_k(obj.pk, obj.k)
+                catalog.set_pair_k(obj.pk, obj.k, actor=request.user)
             if "status" in form.changed_data:
-                catalog.set_pair_retired(obj.pk, obj.status == Pair.Status.RETIRED)
+                catalog.set_pair_retired(obj.pk, obj.status == Pair.Status.RETIRED, actor=request.user)
         obj.refresh_from_db()
 
     @admin.action(description="Retire the selected pairs")
@@ -238,7 +238,7 @@ class PairAdmin(admin.ModelAdmin):
     def _set_retired(self, request, queryset, retired: bool):
         pair_ids = list(queryset.values_list("pk", flat=True))
         for pair_id in pair_ids:
-            catalog.set_pair_retired(pair_id, retired)
+            catalog.set_pair_retired(pair_id, retired, actor=request.user)
         self.message_user(request, f"{len(pair_ids)} pairs {'retired' if retired else 'un-retired'}.")
 
 

@@ -150,10 +150,10 @@ class TaskViewSet(_ProtectedDeleteMixin, viewsets.ModelViewSet):
 # --- Tuples ---------------------------------------------------------------------------------
 
 
-def _upsert_tuple(fields: dict):
+def _upsert_tuple(fields: dict, actor):
     try:
         with transaction.atomic():
-            return catalog.upsert_tuple(**fields)
+            return catalog.upsert_tuple(**fields, actor=actor)
     except ValueError as exc:
         raise ValidationError(str(exc)) from None
     except IntegrityError:
@@ -195,7 +195,7 @@ class TupleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _CatalogVie
         summary="Create a tuple, or merge into the one with the same implicit prompt and task",
     )
     def create(self, request):
-        tuple_, outcome = _upsert_tuple(self.validated(s.TupleCreateSerializer))
+        tuple_, outcome = _upsert_tuple(self.validated(s.TupleCreateSerializer), request.user)
         return self.rendered(tuple_, created=outcome == "created")
 
     @extend_schema(request=s.TupleUpdateSerializer, summary="Change prompts, subject, scene or source")
@@ -203,7 +203,7 @@ class TupleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _CatalogVie
         current = self.get_object()
         changes = self.validated(s.TupleUpdateSerializer)
         identity = {"implicit_prompt": current.implicit_prompt, "task": current.task, "scene": current.scene}
-        tuple_, _ = _upsert_tuple({**identity, **changes})
+        tuple_, _ = _upsert_tuple({**identity, **changes}, request.user)
         return self.rendered(tuple_)
 
 
@@ -241,7 +241,7 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _CatalogVie
         fields = dict(self.validated(s.ImageUploadSerializer))
         upload = fields.pop("file")
         try:
-            image, created = catalog.store_image(upload.read(), **fields)
+            image, created = catalog.store_image(upload.read(), **fields, actor=request.user)
         except ImageRejected as exc:
             raise ValidationError({"file": [str(exc)]}) from None
         return self.rendered(image, created=created)
@@ -295,7 +295,7 @@ class PairViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _CatalogView
         fields = self.validated(s.PairCreateSerializer)
         try:
             pair, created = catalog.create_pair(
-                fields["tuple"], fields["image_correct"], fields["image_wrong"], k=fields.get("k")
+                fields["tuple"], fields["image_correct"], fields["image_wrong"], k=fields.get("k"), actor=request.user
             )
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
@@ -308,9 +308,10 @@ class PairViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _CatalogView
         try:
             with transaction.atomic():
                 if "k" in changes:
-                    pair = catalog.set_pair_k(pair.pk, changes["k"])
+                    pair = catalog.set_pair_k(pair.pk, changes["k"], actor=request.user)
                 if "status" in changes:
-                    pair = catalog.set_pair_retired(pair.pk, changes["status"] == Pair.Status.RETIRED)
+                    pair = catalog.set_pair_retired(pair.pk, changes["status"] == Pair.Status.RETIRED,
+                                                    actor=request.user)
         except ValueError as exc:
             raise ValidationError({"k": [str(exc)]}) from None
         return self.rendered(pair)

@@ -27,6 +27,8 @@ API = "curation-audit"
 def events(admin_user, reviewer):
     """Three events on two pairs by two actors, recorded by the audit service, oldest first."""
     first, second = make_pair("RU"), make_pair("RU")
+    # Making the pairs audits their catalogue creation; these tests are about the three events below.
+    AuditEvent.objects.all().delete()
     return [
         audit.record(admin_user, "pair.k_changed", first, before={"k": 3}, after={"k": 5}),
         audit.record(reviewer, "adjudication.created", second, after={"label": "other"}),
@@ -167,3 +169,30 @@ def test_the_api_schema_documents_a_read_only_list_without_warnings(tmp_path):
     assert not any(f"    {method}:" in section for method in ("post", "put", "patch", "delete"))
     for name in ("action", "actor", "target_type", "target_id", "page"):
         assert f"name: {name}" in section
+
+
+def test_it_audits_catalogue_changes_with_their_actor(admin_user, api):
+    """Tuples, images, pairs, k changes and retirement are state changes too (annotation.services.catalog)."""
+    from annotation.models import AuditEvent
+    from tests.factories import png_bytes
+
+    api.force_authenticate(admin_user)
+    tuple_id = api.post("/api/tuples/", {"implicit_prompt": "An iron gate in the rain for years.", "task": "RU"},
+                        format="json").json()["id"]
+    images = [api.post("/api/images/", {"file": _upload(png_bytes())}, format="multipart").json()["id"]
+              for _ in range(2)]
+    pair_id = api.post("/api/pairs/", {"tuple": tuple_id, "image_correct": images[0], "image_wrong": images[1]},
+                       format="json").json()["id"]
+    api.patch(f"/api/pairs/{pair_id}/", {"k": 5}, format="json")
+    api.patch(f"/api/pairs/{pair_id}/", {"status": "retired"}, format="json")
+    actions = list(AuditEvent.objects.filter(actor=admin_user).order_by("id").values_list("action", flat=True))
+    assert actions == ["tuple.created", "image.created", "image.created", "pair.created", "pair.k_changed",
+                       "pair.retired"]
+    k_change = AuditEvent.objects.get(action="pair.k_changed")
+    assert (k_change.before["k"], k_change.after["k"]) == (3, 5)
+
+
+def _upload(data: bytes):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile("x.png", data, content_type="image/png")

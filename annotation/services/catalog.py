@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 
 from annotation.imaging import check_image
 from annotation.models import Image, Pair, PromptTuple, Task, normalise_prompt
+from annotation.services import audit
 from annotation.signals import judgements_changed
 
 
@@ -24,6 +25,7 @@ def store_image(
     tuple: PromptTuple | None = None,
     generator: str = "",
     seed: int | None = None,
+    actor=None,
 ) -> tuple[Image, bool]:
     """Validate, store and register image bytes; the same bytes twice give the same row.
 
@@ -56,6 +58,8 @@ def store_image(
             )
     except IntegrityError:
         return Image.objects.get(sha256=checked.sha256), False
+    audit.record(actor, "image.created", image, after={"sha256": image.sha256, "kind": image.kind,
+                                                       "tuple": image.tuple_id, "generator": generator, "seed": seed})
     return image, True
 
 
@@ -69,6 +73,7 @@ def upsert_tuple(
     scene: str | None = None,
     source: str = "",
     provenance: dict | None = None,
+    actor=None,
 ) -> tuple[PromptTuple, str]:
     """Create the tuple, or fill in a matching one (same normalised implicit prompt and task).
 
@@ -98,29 +103,47 @@ def upsert_tuple(
     if existing is None:
         fields["scene"] = scene or PromptTuple.Scene.SIMPLE
         created = PromptTuple.objects.create(implicit_prompt=implicit_prompt, provenance=provenance or {}, **fields)
+        audit.record(actor, "tuple.created", created, after=_tuple_state(created))
         return created, "created"
     changed = {name: value for name, value in fields.items() if value and getattr(existing, name) != value}
     if not changed:
         return existing, "skipped"
+    before = _tuple_state(existing)
     for name, value in changed.items():
         setattr(existing, name, value)
     existing.save()
+    audit.record(actor, "tuple.updated", existing, before=before, after=_tuple_state(existing))
     return existing, "updated"
 
 
-def create_pair(tuple: PromptTuple, image_correct: Image, image_wrong: Image, *, k: int | None = None) -> tuple[Pair, bool]:
+def _tuple_state(t: PromptTuple) -> dict:
+    return {"implicit_prompt": t.implicit_prompt, "explicit_prompt": t.explicit_prompt,
+            "superficial_prompt": t.superficial_prompt, "task": t.task_id, "subject": t.subject, "scene": t.scene,
+            "source": t.source}
+
+
+def create_pair(tuple: PromptTuple, image_correct: Image, image_wrong: Image, *, k: int | None = None,
+                actor=None) -> tuple[Pair, bool]:
     if image_correct.pk == image_wrong.pk:
         raise ValueError("A pair needs two different images.")
     k = k or settings.DEFAULT_OVERLAP_K
     if k < 1:
         raise ValueError("k must be at least 1.")
     with transaction.atomic():
-        return Pair.objects.get_or_create(
+        pair, created = Pair.objects.get_or_create(
             tuple=tuple, image_correct=image_correct, image_wrong=image_wrong, defaults={"k": k}
         )
+        if created:
+            audit.record(actor, "pair.created", pair, after=_pair_state(pair))
+        return pair, created
 
 
-def set_pair_k(pair_id: int, k: int) -> Pair:
+def _pair_state(pair: Pair) -> dict:
+    return {"tuple": pair.tuple_id, "image_correct": pair.image_correct_id, "image_wrong": pair.image_wrong_id,
+            "k": pair.k, "status": pair.status}
+
+
+def set_pair_k(pair_id: int, k: int, *, actor=None) -> Pair:
     """Change a pair's overlap target, keeping its status consistent with its judgements.
 
     Gold pairs are served outside k (see annotation/services/queue.py): their k may be anything and
@@ -132,11 +155,13 @@ def set_pair_k(pair_id: int, k: int) -> Pair:
         pair = Pair.objects.select_for_update().get(pk=pair_id)
         if k < pair.judgement_count and not pair.is_gold:
             raise ValueError(f"This pair already has {pair.judgement_count} judgements; k cannot go below that.")
+        before = _pair_state(pair)
         pair.k = k
         if pair.status != Pair.Status.RETIRED:
             pair.status = _open_or_complete(pair)
         pair.save(update_fields=["k", "status"])
-        judgements_changed.send(sender=Pair, pair_id=pair.id, actor=None)  # consensus depends on k
+        audit.record(actor, "pair.k_changed", pair, before=before, after=_pair_state(pair))
+        judgements_changed.send(sender=Pair, pair_id=pair.id, actor=actor)  # consensus depends on k
         return pair
 
 
@@ -146,12 +171,15 @@ def _open_or_complete(pair: Pair) -> str:
     return Pair.Status.COMPLETE
 
 
-def set_pair_retired(pair_id: int, retired: bool) -> Pair:
+def set_pair_retired(pair_id: int, retired: bool, *, actor=None) -> Pair:
     with transaction.atomic():
         pair = Pair.objects.select_for_update().get(pk=pair_id)
+        before = _pair_state(pair)
         if retired:
             pair.status = Pair.Status.RETIRED
         else:
             pair.status = _open_or_complete(pair)
         pair.save(update_fields=["status"])
+        audit.record(actor, "pair.retired" if retired else "pair.unretired", pair, before=before,
+                     after=_pair_state(pair))
         return pair

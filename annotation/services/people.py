@@ -7,6 +7,7 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 
 from annotation import roles
+from annotation.services import audit
 from annotation.models import Discipline, Expertise, Task
 
 
@@ -32,6 +33,7 @@ def ensure_user(
     disciplines: list[str] | None = None,
     tasks: list[str] | None = None,
     email: str = "",
+    actor=None,
 ) -> tuple[object, bool]:
     """Create or update a user so they have exactly ``role`` and the given expertise.
 
@@ -47,7 +49,8 @@ def ensure_user(
     User = get_user_model()
     with transaction.atomic():
         user, created = User.objects.get_or_create(username=username.strip(), defaults={"email": email})
-        if password and not user.check_password(password):  # re-hashing would only change the salt
+        changed_password = bool(password) and not user.check_password(password)
+        if changed_password:  # re-hashing an unchanged password would only change the salt
             user.set_password(password)
         elif created:
             user.set_unusable_password()
@@ -61,4 +64,9 @@ def ensure_user(
             expertise.disciplines.set(discipline_objs)
         if task_objs is not None:
             expertise.tasks.set(task_objs)
+        audit.record(actor, "user.created" if created else "user.ensured", user, after={
+            "username": user.username, "role": role, "password_changed": bool(password) and changed_password,
+            "disciplines": sorted(expertise.disciplines.values_list("slug", flat=True)),
+            "tasks": sorted(expertise.tasks.values_list("code", flat=True)),
+        })
     return user, created
