@@ -14,17 +14,20 @@ Rules kept here:
 
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.db.models import Count
+from django.forms.models import model_to_dict
 from django.urls import reverse
 from django.utils.html import format_html
 
 from annotation import roles
 from annotation.models import Discipline, Expertise, Image, Judgement, Lease, Pair, PromptTuple, Task, normalise_prompt
-from annotation.services import catalog
+from annotation.services import audit, catalog
 
 
 def _preview(image: Image | None, size: int = 320):
@@ -37,6 +40,30 @@ def _preview(image: Image | None, size: int = 320):
         image.pk,
         size,
     )
+
+
+def _fields(obj) -> dict:
+    """The object's fields as JSON, never a password hash."""
+    return json.loads(json.dumps(model_to_dict(obj, exclude=["password"]), default=str))
+
+
+class _AuditedAdmin(admin.ModelAdmin):
+    """Admins who save a model directly here (taxonomy, tuples, expertise, users) are audited too:
+    Django's own admin log hooks also write an :class:`~annotation.models.AuditEvent`."""
+
+    def log_addition(self, request, obj, message):
+        audit.record(request.user, f"{type(obj).__name__.lower()}.created", obj, after=_fields(obj))
+        return super().log_addition(request, obj, message)
+
+    def log_change(self, request, obj, message):
+        audit.record(request.user, f"{type(obj).__name__.lower()}.changed", obj,
+                     after={**_fields(obj), "admin_message": str(message)})
+        return super().log_change(request, obj, message)
+
+    def log_deletions(self, request, queryset):
+        for obj in queryset:  # called before the rows go
+            audit.record(request.user, f"{type(obj).__name__.lower()}.deleted", obj, before=_fields(obj))
+        return super().log_deletions(request, queryset)
 
 
 class _ReadOnlyAdmin(admin.ModelAdmin):
@@ -53,7 +80,7 @@ class _ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Discipline)
-class DisciplineAdmin(admin.ModelAdmin):
+class DisciplineAdmin(_AuditedAdmin):
     list_display = ("name", "slug", "task_count")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
@@ -67,7 +94,7 @@ class DisciplineAdmin(admin.ModelAdmin):
 
 
 @admin.register(Task)
-class TaskAdmin(admin.ModelAdmin):
+class TaskAdmin(_AuditedAdmin):
     list_display = ("code", "name", "discipline", "kind", "tuple_count")
     list_filter = ("discipline", "kind")
     search_fields = ("code", "name", "description")
@@ -123,7 +150,7 @@ class ImageOfTupleInline(admin.TabularInline):
 
 
 @admin.register(PromptTuple)
-class PromptTupleAdmin(admin.ModelAdmin):
+class PromptTupleAdmin(_AuditedAdmin):
     form = PromptTupleForm
     list_display = ("id", "implicit_prompt", "task", "scene", "subject", "source", "created_at")
     list_filter = ("task__discipline", "task", "scene")
@@ -134,7 +161,7 @@ class PromptTupleAdmin(admin.ModelAdmin):
 
 
 @admin.register(Image)
-class ImageAdmin(admin.ModelAdmin):
+class ImageAdmin(_AuditedAdmin):
     list_display = ("id", "kind", "format", "dimensions", "size_bytes", "tuple", "generator", "seed", "created_at")
     list_filter = ("kind", "format")
     search_fields = ("sha256", "generator", "tuple__implicit_prompt")
@@ -178,7 +205,7 @@ class PairForm(forms.ModelForm):
 
 
 @admin.register(Pair)
-class PairAdmin(admin.ModelAdmin):
+class PairAdmin(admin.ModelAdmin):  # writes go through the catalog services, which audit
     form = PairForm
     list_display = ("id", "tuple", "task", "status", "k", "judgement_count", "created_at")
     list_filter = ("status", "tuple__task__discipline", "tuple__task")
@@ -270,7 +297,7 @@ class _ExpertiseFields:
 
 
 @admin.register(Expertise)
-class ExpertiseAdmin(_ExpertiseFields, admin.ModelAdmin):
+class ExpertiseAdmin(_ExpertiseFields, _AuditedAdmin):
     list_display = ("user", "discipline_list", "task_list")
     search_fields = ("user__username",)
     list_select_related = ("user",)
@@ -299,7 +326,7 @@ admin.site.unregister(User)
 
 
 @admin.register(User)
-class UserWithExpertiseAdmin(UserAdmin):
+class UserWithExpertiseAdmin(_AuditedAdmin, UserAdmin):
     """Django's user admin, plus the roles column and the expertise inline."""
 
     inlines = [ExpertiseInline]

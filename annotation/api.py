@@ -47,7 +47,7 @@ from annotation import serializers as s
 from annotation.imaging import ImageRejected
 from annotation.models import Discipline, Expertise, Image, Judgement, Pair, PromptTuple, Task
 from annotation.permissions import AuthenticatedReadAdminWrite, IsReviewer, ReviewerReadAdminWrite
-from annotation.services import catalog
+from annotation.services import audit, catalog
 
 
 class Conflict(APIException):
@@ -103,11 +103,25 @@ class _CatalogViewSet(viewsets.GenericViewSet):
 
 
 class _ProtectedDeleteMixin:
-    """Disciplines and tasks in use are PROTECTed: deleting one is a 409 that says what uses it."""
+    """Taxonomy writes, audited; disciplines and tasks in use are PROTECTed: deleting one is a 409
+    that says what uses it."""
+
+    def perform_create(self, serializer):
+        obj = serializer.save()
+        audit.record(self.request.user, f"{type(obj).__name__.lower()}.created", obj, after=serializer.data)
+
+    def perform_update(self, serializer):
+        before = type(serializer)(serializer.instance).data
+        obj = serializer.save()
+        audit.record(self.request.user, f"{type(obj).__name__.lower()}.changed", obj, before=before,
+                     after=serializer.data)
 
     def perform_destroy(self, instance):
+        before = self.get_serializer(instance).data
         try:
-            instance.delete()
+            with transaction.atomic():
+                audit.record(self.request.user, f"{type(instance).__name__.lower()}.deleted", instance, before=before)
+                instance.delete()
         except ProtectedError as exc:
             users = Counter(str(obj._meta.verbose_name_plural) for obj in exc.protected_objects)
             what = ", ".join(f"{n} {name}" for name, n in sorted(users.items()))

@@ -196,3 +196,30 @@ def _upload(data: bytes):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     return SimpleUploadedFile("x.png", data, content_type="image/png")
+
+
+def test_it_audits_taxonomy_writes_through_the_api(admin_user, api):
+    api.force_authenticate(admin_user)
+    assert api.post("/api/disciplines/", {"slug": "geology", "name": "Geology"}, format="json").status_code == 201
+    assert api.patch("/api/disciplines/geology/", {"name": "Earth science"}, format="json").status_code == 200
+    assert api.delete("/api/disciplines/geology/").status_code == 204
+    assert api.delete("/api/disciplines/physics/").status_code == 409  # in use: refused, and not audited
+    events = AuditEvent.objects.filter(target_type="discipline").order_by("id")
+    assert [e.action for e in events] == ["discipline.created", "discipline.changed", "discipline.deleted"]
+    assert (events[1].before["name"], events[1].after["name"]) == ("Geology", "Earth science")
+
+
+def test_it_audits_direct_admin_edits_without_password_hashes(admin_user, annotator, client):
+    client.force_login(admin_user)
+    from annotation.models import Task
+
+    task = Task.objects.get(code="BU")
+    response = client.post(f"/admin/annotation/task/{task.pk}/change/", {
+        "code": "BU", "name": "Buoyancy and floating", "discipline": task.discipline_id, "kind": "ST",
+        "description": ""})
+    assert response.status_code == 302
+    event = AuditEvent.objects.get(action="task.changed")
+    assert event.actor == admin_user and event.after["name"] == "Buoyancy and floating"
+    client.post(f"/admin/auth/user/{annotator.pk}/delete/", {"post": "yes"})
+    deleted = AuditEvent.objects.get(action="user.deleted")
+    assert deleted.before["username"] == annotator.username and "password" not in deleted.before
