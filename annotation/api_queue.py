@@ -8,6 +8,7 @@ name the lease and a side, never an image id or which image is expected.
 from django.core.files.storage import default_storage
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
@@ -40,8 +41,6 @@ class LeaseSerializer(serializers.Serializer):
         return {"slug": discipline.slug, "name": discipline.name}
 
     def _url(self, lease, side):
-        from django.urls import reverse
-
         url = reverse("lease-image", args=[lease.id, side])
         request = self.context.get("request")
         return request.build_absolute_uri(url) if request else url
