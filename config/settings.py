@@ -191,6 +191,7 @@ CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", f"file://{_results_dir}
 if CELERY_RESULT_BACKEND.startswith("file://"):
     Path(CELERY_RESULT_BACKEND.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
 CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {"ml.tasks.*": {"queue": "gpu"}}  # ML runs go to the GPU workers
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -1,5 +1,7 @@
 """Batched generation: metadata, per-image reproducibility, size checks."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -30,7 +32,8 @@ def test_it_returns_images_with_complete_metadata(pipe):
     assert [g.prompt for g in images] == ["An unripe mango.", "A hard, green mango.", "A ripe mango."]
     assert [g.seed for g in images] == [7, 8, 9]
     assert all(g.image.size == (32, 32) for g in images)
-    assert images[0].metadata() == {"model": "tiny-flux0", "prompt": "An unripe mango.", "prompt_kind": "IP",
+    model = Path(pipe.name_or_path).name  # the pipeline folder's name (tmp folders are numbered)
+    assert images[0].metadata() == {"model": model, "prompt": "An unripe mango.", "prompt_kind": "IP",
                                     "seed": 7, "steps": 2, "guidance": 3.5, "width": 32, "height": 32}
 
 

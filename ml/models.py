@@ -1,0 +1,104 @@
+"""The model registry and the run records of the ML jobs (issue 5).
+
+* :class:`ModelVersion`: scorer versions, generator base models and generator LoRA adapters, each
+  with its storage location, config, metrics, parent model and the dataset version it was trained
+  on. At most one scorer is active (a partial unique constraint).
+* :class:`Run`: one row per job a GPU worker runs (generate, train, evaluate...), with validated
+  parameters, status, progress, the tail of its log, a metrics series and its artifacts.
+
+Images made by a run carry ``generator = "run:<run id>:<model name>"`` (the annotation models are
+not changed), and ``Run.artifacts["images"]`` maps each image back to its tuple, kind and seed; see
+:func:`ml.services.registry.image_origin`.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class ModelVersion(models.Model):
+    class Kind(models.TextChoices):
+        SCORER = "scorer", "scorer"
+        GENERATOR_BASE = "generator_base", "generator base model"
+        GENERATOR_LORA = "generator_lora", "generator LoRA adapter"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    name = models.CharField(max_length=200)
+    location = models.CharField(max_length=1000, help_text="Path or URI of the checkpoint directory.")
+    config = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    parent = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="children")
+    dataset_version = models.ForeignKey("curation.DatasetVersion", on_delete=models.PROTECT, null=True, blank=True,
+                                        related_name="model_versions")
+    is_active = models.BooleanField(default=False, help_text="The active scorer (at most one; scorers only).")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "name"], name="ml_model_version_unique_name_per_kind"),
+            models.UniqueConstraint(fields=["is_active"], condition=models.Q(is_active=True),
+                                    name="ml_one_active_scorer"),
+            models.CheckConstraint(condition=models.Q(is_active=False) | models.Q(kind="scorer"),
+                                   name="ml_only_scorers_are_active"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+class Run(models.Model):
+    class Kind(models.TextChoices):
+        GENERATE = "generate", "generate candidates"
+        TRAIN_SCORER = "train_scorer", "train scorer"
+        SFT = "sft", "supervised fine-tuning"
+        OFT = "oft", "online fine-tuning"
+        EVAL_SCORER = "eval_scorer", "evaluate scorer"
+        EVAL_GENERATOR = "eval_generator", "evaluate generator"
+        SCORE_PAIRS = "score_pairs", "score pending pairs"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+        CANCELLED = "cancelled", "cancelled"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+    LOG_LINES = 200
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    params = models.JSONField(default=dict, help_text="Validated parameters, defaults filled in.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    progress = models.FloatField(default=0.0, help_text="0..1")
+    log_tail = models.TextField(blank=True, help_text=f"The last {LOG_LINES} lines of the run's log.")
+    metrics = models.JSONField(default=list, blank=True, help_text="A series of metric records (dicts).")
+    artifacts = models.JSONField(default=dict, blank=True)
+    worker = models.CharField(max_length=255, blank=True, help_text="Hostname of the worker that ran it.")
+    celery_task_id = models.CharField(max_length=255, blank=True)
+    error = models.TextField(blank=True, help_text="The error and its traceback, for a failed run.")
+    input_model = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True,
+                                    related_name="runs_as_input")
+    output_model = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True,
+                                     related_name="produced_by_runs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(progress__gte=0.0) & models.Q(progress__lte=1.0),
+                                   name="ml_run_progress_0_1"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} run {self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
