@@ -66,7 +66,7 @@ class _AuditedAdmin(admin.ModelAdmin):
         return super().log_deletions(request, queryset)
 
 
-class _ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(admin.ModelAdmin):
     """Viewable, never changed here."""
 
     def has_add_permission(self, request):
@@ -270,7 +270,7 @@ class PairAdmin(admin.ModelAdmin):  # writes go through the catalog services, wh
 
 
 @admin.register(Lease)
-class LeaseAdmin(_ReadOnlyAdmin):
+class LeaseAdmin(ReadOnlyAdmin):
     list_display = ("id", "pair", "annotator", "state", "created_at", "expires_at", "heartbeat_at", "ended_at")
     list_filter = ("state",)
     search_fields = ("=id", "=pair__id", "annotator__username")
@@ -279,7 +279,7 @@ class LeaseAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(Judgement)
-class JudgementAdmin(_ReadOnlyAdmin):
+class JudgementAdmin(ReadOnlyAdmin):
     list_display = ("id", "pair", "annotator", "choice", "agrees", "flag_prompt_unclear", "flag_image_broken",
                     "flag_off_topic", "time_spent_ms", "created_at")
     list_filter = ("choice", "flag_prompt_unclear", "flag_image_broken", "flag_off_topic", "pair__tuple__task")

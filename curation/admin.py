@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from annotation.admin import _ReadOnlyAdmin
+from annotation.admin import ReadOnlyAdmin
 from curation.models import Adjudication, AnnotatorQuality, Consensus, DatasetVersion, GoldItem, VersionMember
 from curation.services import gold
 
 
 @admin.register(Consensus)
-class ConsensusAdmin(_ReadOnlyAdmin):
+class ConsensusAdmin(ReadOnlyAdmin):
     list_display = ("pair", "outcome", "label", "agreement", "n_judgements", "updated_at")
     list_filter = ("outcome", "label", "pair__tuple__task")
     search_fields = ("=pair__id", "pair__tuple__implicit_prompt")
@@ -27,7 +27,7 @@ class ConsensusAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(Adjudication)
-class AdjudicationAdmin(_ReadOnlyAdmin):
+class AdjudicationAdmin(ReadOnlyAdmin):
     list_display = ("id", "pair", "reviewer", "label", "created_at")
     list_filter = ("label",)
     search_fields = ("=pair__id", "reviewer__username", "comment")
@@ -69,7 +69,7 @@ class GoldItemAdmin(admin.ModelAdmin):
 
 
 @admin.register(AnnotatorQuality)
-class AnnotatorQualityAdmin(_ReadOnlyAdmin):
+class AnnotatorQualityAdmin(ReadOnlyAdmin):
     list_display = ("user", "gold_judged", "gold_correct", "accuracy", "flagged", "paused", "flagged_at",
                     "restored_at", "restored_by")
     list_filter = ("flagged",)
@@ -95,7 +95,7 @@ class AnnotatorQualityAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(DatasetVersion)
-class DatasetVersionAdmin(_ReadOnlyAdmin):
+class DatasetVersionAdmin(ReadOnlyAdmin):
     """Frozen by curation.services.versions.build_version; never changed here."""
 
     list_display = ("name", "pairs", "short_hash", "parent", "created_by", "created_at")
@@ -113,7 +113,7 @@ class DatasetVersionAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(VersionMember)
-class VersionMemberAdmin(_ReadOnlyAdmin):
+class VersionMemberAdmin(ReadOnlyAdmin):
     list_display = ("version", "pair", "label", "outcome", "agreement", "n_judgements", "split")
     list_filter = ("split", "label", "outcome", "version")
     search_fields = ("=pair__id", "=version__name", "=group_key")

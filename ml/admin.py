@@ -8,6 +8,7 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html
 
+from annotation.admin import ReadOnlyAdmin
 from ml.models import ModelVersion, Run
 
 
@@ -15,19 +16,8 @@ def _json(value) -> str:
     return format_html("<pre style='white-space:pre-wrap'>{}</pre>", json.dumps(value, indent=2, default=str))
 
 
-class _ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(Run)
-class RunAdmin(_ReadOnly):
+class RunAdmin(ReadOnlyAdmin):
     list_display = ("id", "kind", "status", "progress_percent", "input_model", "output_model", "worker",
                     "created_by", "created_at", "finished_at")
     list_filter = ("kind", "status")
@@ -64,7 +54,7 @@ class RunAdmin(_ReadOnly):
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(_ReadOnly):
+class ModelVersionAdmin(ReadOnlyAdmin):
     list_display = ("id", "kind", "name", "is_active", "parent", "dataset_version", "location", "created_by",
                     "created_at")
     list_filter = ("kind", "is_active")

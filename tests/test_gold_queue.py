@@ -1,17 +1,17 @@
 """Gold pairs in the queue: mixed in at GOLD_RATE, served to every qualified annotator once, outside
 k and capacity, indistinguishable from normal pairs; paused annotators get nothing."""
 
-import threading
 from collections import Counter
 from datetime import timedelta
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from annotation.models import Judgement, Lease, Pair
 from annotation.services import catalog, queue
 from curation.services import gold
+from tests.concurrency import race
 from tests.factories import make_pair, make_user
 from tests.test_consensus import chemist
 
@@ -180,24 +180,11 @@ def test_it_serves_one_gold_pair_to_16_racing_annotators_once_each(settings):
     gold.mark_gold(admin, pair.id, "expected")
     normal = make_pair("RU", k=2)
     users = [make_user(f"gold-racer{i}", disciplines=["chemistry"]) for i in range(16)]
-    barrier = threading.Barrier(len(users))
-    errors = []
-
     def annotate_until_empty(user):
-        try:
-            barrier.wait(timeout=30)
-            while (lease := queue.next_lease(user)) is not None:
-                queue.submit_judgement(user, lease.id, queue.JudgementInput("left"))
-        except Exception as exc:  # collected and asserted empty below
-            errors.append(repr(exc))
-        finally:
-            connections.close_all()
+        while (lease := queue.next_lease(user)) is not None:
+            queue.submit_judgement(user, lease.id, queue.JudgementInput("left"))
 
-    threads = [threading.Thread(target=annotate_until_empty, args=(u,)) for u in users]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    _, errors = race(users, annotate_until_empty)
     assert errors == []
     per_pair = Counter(Judgement.objects.values_list("pair_id", flat=True))
     assert per_pair == {pair.id: 16, normal.id: 2}

@@ -11,34 +11,13 @@ from django.db import connection, connections
 
 from annotation.models import Judgement, Lease, Pair
 from annotation.services import queue
+from tests.concurrency import race
 from tests.factories import make_pair, make_user
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
     pytest.mark.skipif(connection.vendor != "postgresql", reason="row-lock races need PostgreSQL"),
 ]
-
-
-def _race(users, work):
-    """Run work(user) for every user in its own thread and connection; return results, errors."""
-    barrier = threading.Barrier(len(users))
-    results, errors = {}, []
-
-    def run(user):
-        try:
-            barrier.wait(timeout=30)
-            results[user.username] = work(user)
-        except Exception as exc:  # collected and asserted empty below
-            errors.append(repr(exc))
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(u,)) for u in users]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    return results, errors
 
 
 def _annotators(n):
@@ -49,7 +28,7 @@ def test_it_gives_one_pair_to_exactly_k_of_32_racing_annotators():
     pair = make_pair("RU", k=3)
     users = _annotators(32)
 
-    leases, errors = _race(users, lambda u: queue.next_lease(u))
+    leases, errors = race(users, lambda u: queue.next_lease(u))
     assert errors == []
     winners = [name for name, lease in leases.items() if lease is not None]
     assert len(winners) == 3
@@ -61,13 +40,13 @@ def test_it_gives_one_pair_to_exactly_k_of_32_racing_annotators():
             return None
         return queue.submit_judgement(user, lease.id, queue.JudgementInput("left"))[0].id
 
-    judged, errors = _race(users, judge_if_holding)
+    judged, errors = race(users, judge_if_holding)
     assert errors == []
     pair.refresh_from_db()
     assert Judgement.objects.filter(pair=pair).count() == pair.judgement_count == 3
     assert pair.status == Pair.Status.COMPLETE
 
-    again, errors = _race(users, lambda u: queue.next_lease(u))
+    again, errors = race(users, lambda u: queue.next_lease(u))
     assert errors == [] and all(lease is None for lease in again.values())
 
 
@@ -84,7 +63,7 @@ def test_it_never_overfills_many_pairs_under_a_next_judge_loop():
             queue.submit_judgement(user, lease.id, queue.JudgementInput("right"))
             done += 1
 
-    counts, errors = _race(users, annotate_until_empty)
+    counts, errors = race(users, annotate_until_empty)
     assert errors == []
     assert sum(counts.values()) == 12 * 3
     per_pair = Counter(Judgement.objects.values_list("pair_id", flat=True))
