@@ -36,6 +36,16 @@ class Task(models.Model):
     kind = models.CharField(max_length=2, choices=Kind.choices)
     description = models.TextField(blank=True)
 
+    class QueueOrder(models.TextChoices):
+        CREATED = "created", "creation order"
+        UNCERTAINTY = "uncertainty", "scorer uncertainty first"
+        DISAGREEMENT = "disagreement", "scorer-vs-expected disagreement first"
+
+    queue_order = models.CharField(
+        max_length=12, choices=QueueOrder.choices, default=QueueOrder.CREATED,
+        help_text="How the queue orders this task's pairs (active learning uses the active scorer's scores).",
+    )
+
     class Meta:
         ordering = ["discipline__name", "code"]
 
@@ -131,6 +141,9 @@ class Pair(models.Model):
     is_gold = models.BooleanField(default=False, db_index=True)
     # Kept equal to the number of Judgement rows by the services, under the pair's row lock.
     judgement_count = models.PositiveIntegerField(default=0)
+    # Higher is served first; set from the active scorer's PairScore by ml.services.active_learning
+    # according to the task's queue_order (0 everywhere = creation order).
+    priority = models.FloatField(default=0.0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -144,7 +157,10 @@ class Pair(models.Model):
             ),
             models.CheckConstraint(condition=Q(k__gte=1), name="pair_k_positive"),
         ]
-        indexes = [models.Index(fields=["status", "id"], name="pair_status_id")]
+        indexes = [
+            models.Index(fields=["status", "id"], name="pair_status_id"),
+            models.Index(fields=["status", "-priority", "id"], name="pair_status_priority_id"),
+        ]
 
     def __str__(self) -> str:
         return f"pair {self.pk} of tuple {self.tuple_id}"

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_celery_beat",
     "annotation",
     "curation",
     "ml",
@@ -124,6 +125,25 @@ STORAGES = {
     },
 }
 
+# Media on S3-compatible storage (AWS S3, MinIO, Ceph...) through django-storages when a bucket is
+# named; credentials come from the standard AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY variables
+# (or an instance role). Images are then served by presigned URLs that expire.
+MEDIA_S3_BUCKET = env.str("MEDIA_S3_BUCKET", "")
+if MEDIA_S3_BUCKET:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": MEDIA_S3_BUCKET,
+            "endpoint_url": env.str("MEDIA_S3_ENDPOINT_URL", "") or None,
+            "region_name": env.str("MEDIA_S3_REGION", "") or None,
+            "location": env.str("MEDIA_S3_PREFIX", "media"),
+            "file_overwrite": False,
+            "default_acl": None,
+            "querystring_auth": True,
+            "querystring_expire": env.int("MEDIA_S3_URL_EXPIRE_SECONDS", 3600, minimum=60),
+        },
+    }
+
 # --- Uploads (see annotation/imaging.py) ---------------------------------------------------
 IMAGE_MAX_BYTES = env.int("IMAGE_MAX_BYTES", 20 * 1024 * 1024, minimum=1)
 IMAGE_MAX_SIDE = env.int("IMAGE_MAX_SIDE", 8192, minimum=16)
@@ -191,17 +211,47 @@ CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", f"file://{_results_dir}
 if CELERY_RESULT_BACKEND.startswith("file://"):
     Path(CELERY_RESULT_BACKEND.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"ml.tasks.*": {"queue": "gpu"}}  # ML runs go to the GPU workers
-CELERY_TASK_ACKS_LATE = True
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# ML runs go to the GPU workers; schedule firings and trigger checks are cheap and stay on default.
+CELERY_TASK_ROUTES = {"ml.tasks.execute_run": {"queue": "gpu"}}
+CELERY_TASK_ACKS_LATE = True  # a message is acknowledged only when its task has finished...
+CELERY_TASK_REJECT_ON_WORKER_LOST = True  # ...and requeued when the process running it dies
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # a busy GPU worker holds no other run hostage
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The longest a run may take (hard limit: the pool process is killed; the soft limit lets the
+# run stop and record why). The broker's visibility timeout (Redis, SQS) must exceed it, or the
+# broker would hand a still-running run to a second worker; a worker that died outright has its
+# run redelivered once the visibility timeout passes, and the run resumes from its checkpoint.
+ML_RUN_TIME_LIMIT = env.int("ML_RUN_TIME_LIMIT_SECONDS", 24 * 3600, minimum=10)
+ML_RUN_SOFT_TIME_LIMIT = max(1, ML_RUN_TIME_LIMIT - env.int("ML_RUN_SOFT_MARGIN_SECONDS", 300, minimum=1))
+CELERY_BROKER_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT_SECONDS", ML_RUN_TIME_LIMIT + 3600,
+                                           minimum=1)
+if CELERY_BROKER_VISIBILITY_TIMEOUT <= ML_RUN_TIME_LIMIT and not env.bool("ML_ALLOW_SHORT_VISIBILITY", False):
+    raise ImproperlyConfigured(
+        "CELERY_VISIBILITY_TIMEOUT_SECONDS must exceed ML_RUN_TIME_LIMIT_SECONDS, or a broker would deliver "
+        "a running run to a second worker."
+    )
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://", "sqs://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT}
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "reclaim-expired-leases": {
         "task": "annotation.tasks.reclaim_expired_leases",
         "schedule": env.int("LEASE_RECLAIM_INTERVAL_SECONDS", 60, minimum=1),
     },
 }
+
+# --- ML runs (see ml/services/runs and README "GPU jobs") ----------------------------------
+# Work folders (checkpoints, exported data) and registered models must be on storage every GPU
+# worker sees at the same path (a shared filesystem); media can be on S3 (see STORAGES above).
+ML_WORK_ROOT = Path(env.str("ML_WORK_ROOT", str(VAR_DIR / "ml" / "runs")))
+ML_MODEL_ROOT = Path(env.str("ML_MODEL_ROOT", str(VAR_DIR / "ml" / "models")))
+ML_HEARTBEAT_SECONDS = env.float("ML_HEARTBEAT_SECONDS", 10.0, minimum=0.1)
+# A running run whose heartbeat is older than this has lost its worker: a redelivery resumes it.
+# A redelivery that finds a fresh heartbeat is retried later instead of running the run twice.
+ML_STALE_AFTER_SECONDS = env.float("ML_STALE_AFTER_SECONDS", 60.0, minimum=0.5)
+# Seconds a cancelled run's processes get to stop after SIGTERM before SIGKILL.
+ML_CANCEL_GRACE_SECONDS = env.float("ML_CANCEL_GRACE_SECONDS", 10.0, minimum=0.0)
 
 # --- Production hardening (manage.py check --deploy is clean with DJANGO_DEBUG unset) -----
 if not DEBUG:

@@ -78,6 +78,10 @@ class Run(models.Model):
     metrics = models.JSONField(default=list, blank=True, help_text="A series of metric records (dicts).")
     artifacts = models.JSONField(default=dict, blank=True)
     worker = models.CharField(max_length=255, blank=True, help_text="Hostname of the worker that ran it.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="Refreshed every few seconds while a worker runs it.")
+    schedule = models.ForeignKey("Schedule", on_delete=models.SET_NULL, null=True, blank=True,
+                                 related_name="runs", help_text="The schedule whose firing made this run.")
     celery_task_id = models.CharField(max_length=255, blank=True)
     error = models.TextField(blank=True, help_text="The error and its traceback, for a failed run.")
     input_model = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True,
@@ -102,3 +106,69 @@ class Run(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+
+class Schedule(models.Model):
+    """A run template fired by django-celery-beat: on a cron schedule, or by a data trigger.
+
+    ``periodic_task`` is the beat entry that fires ``ml.tasks.fire_schedule``: a crontab for
+    ``cron``, and a check interval for ``data`` (the trigger starts a run only when at least
+    ``min_new_pairs`` pairs were confirmed since the last successful run of this kind).
+    """
+
+    class Trigger(models.TextChoices):
+        CRON = "cron", "cron"
+        DATA = "data", "new confirmed pairs"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=20, choices=Run.Kind.choices)
+    params = models.JSONField(default=dict, help_text="The run template's parameters (validated).")
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    cron = models.CharField(max_length=100, blank=True, help_text="minute hour day-of-month month day-of-week")
+    min_new_pairs = models.PositiveIntegerField(null=True, blank=True)
+    check_every_minutes = models.PositiveIntegerField(default=10, help_text="How often a data trigger is checked.")
+    enabled = models.BooleanField(default=True)
+    periodic_task = models.OneToOneField("django_celery_beat.PeriodicTask", on_delete=models.SET_NULL, null=True,
+                                         blank=True, related_name="+")
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(models.Q(trigger="cron") & ~models.Q(cron=""))
+                | (models.Q(trigger="data") & models.Q(min_new_pairs__gte=1)),
+                name="ml_schedule_trigger_complete",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PairScore(models.Model):
+    """A scorer version's SciScores of a pair's two images under the implicit prompt (score_pairs runs).
+
+    ``probability`` is the scorer's probability that the expected-correct image is preferred
+    (softmax of the two scores at the model's logit scale); ``uncertainty`` is ``1 - |2p - 1|``
+    (1 = a coin flip) and ``disagrees`` says the scorer prefers the expected-wrong image.
+    """
+
+    pair = models.ForeignKey("annotation.Pair", on_delete=models.CASCADE, related_name="scores")
+    model = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="pair_scores")
+    run = models.ForeignKey(Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="pair_scores")
+    score_correct = models.FloatField()
+    score_wrong = models.FloatField()
+    probability = models.FloatField()
+    uncertainty = models.FloatField()
+    disagrees = models.BooleanField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["pair", "model"], name="ml_pair_score_once_per_model")]
+
+    def __str__(self) -> str:
+        return f"pair {self.pair_id} by {self.model_id}: p={self.probability:.3f}"

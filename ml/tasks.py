@@ -1,11 +1,21 @@
-"""Celery tasks of the ML app: thin wrappers over :mod:`ml.services.runs`, routed to the ``gpu`` queue."""
+"""Celery tasks of the ML app: thin wrappers over :mod:`ml.services.runs`.
+
+``execute_run`` is routed to the ``gpu`` queue; it acknowledges late and is rejected (requeued)
+when its process dies, so a killed run is redelivered and resumes from its checkpoint. A
+redelivery that finds the run still alive elsewhere (fresh heartbeat) retries later.
+"""
 
 from celery import shared_task
+from django.conf import settings
 
 from ml.services import runs
 
 
-@shared_task(bind=True, name="ml.tasks.execute_run", acks_late=True, reject_on_worker_lost=True)
+@shared_task(bind=True, name="ml.tasks.execute_run", acks_late=True, reject_on_worker_lost=True,
+             time_limit=settings.ML_RUN_TIME_LIMIT, soft_time_limit=settings.ML_RUN_SOFT_TIME_LIMIT)
 def execute_run(self, run_id: int) -> str:
     """Run one :class:`ml.models.Run` to the end; a redelivered finished run is left alone."""
-    return runs.execute_run(run_id, worker=self.request.hostname, task_id=self.request.id).status
+    try:
+        return runs.execute_run(run_id, worker=self.request.hostname, task_id=self.request.id).status
+    except runs.RunBusy:
+        raise self.retry(countdown=settings.ML_STALE_AFTER_SECONDS, max_retries=None) from None

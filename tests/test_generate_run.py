@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 import torch
 
 from annotation.models import Image, Pair
@@ -90,7 +93,8 @@ def test_generate_run_stores_images_and_pairs_once(admin_user, annotator, tiny_f
 
     # Redelivering the finished run does nothing; a run that died mid-way resumes without duplicates.
     assert runs.execute_run(run.pk).status == Run.Status.SUCCEEDED
-    Run.objects.filter(pk=second.pk).update(status=Run.Status.RUNNING)
+    Run.objects.filter(pk=second.pk).update(status=Run.Status.RUNNING,
+                                            heartbeat_at=timezone.now() - timedelta(hours=1))
     second.artifacts["done_tuples"] = second.artifacts["done_tuples"][:1]
     Run.objects.filter(pk=second.pk).update(artifacts=second.artifacts)
     resumed = runs.execute_run(second.pk)

@@ -150,7 +150,7 @@ def test_a_run_goes_queued_running_succeeded(admin_user, monkeypatch):
         run.artifacts["x"] = 1
         ctx.save_artifacts()
 
-    monkeypatch.setitem(runs._HANDLERS, "generate", handler)
+    monkeypatch.setitem(runs.HANDLERS, "generate", handler)
     run = runs.execute_run(_queued(admin_user).pk, worker="gpu-7")
     assert seen == {"status": "running", "progress": 0.5}
     assert run.status == Run.Status.SUCCEEDED
@@ -165,7 +165,7 @@ def test_a_failure_stores_the_traceback(admin_user, monkeypatch):
     def handler(run, ctx):
         raise RuntimeError("CUDA out of memory (pretend)")
 
-    monkeypatch.setitem(runs._HANDLERS, "generate", handler)
+    monkeypatch.setitem(runs.HANDLERS, "generate", handler)
     run = runs.execute_run(_queued(admin_user).pk)
     assert run.status == Run.Status.FAILED and run.finished_at
     assert run.error.startswith("RuntimeError: CUDA out of memory (pretend)")
@@ -180,7 +180,7 @@ def test_a_kind_without_handler_fails_clearly(admin_user):
 
 def test_a_redelivered_finished_run_is_left_alone(admin_user, monkeypatch):
     calls = []
-    monkeypatch.setitem(runs._HANDLERS, "generate", lambda run, ctx: calls.append(run.pk))
+    monkeypatch.setitem(runs.HANDLERS, "generate", lambda run, ctx: calls.append(run.pk))
     run = runs.execute_run(_queued(admin_user).pk, worker="w1")
     again = runs.execute_run(run.pk, worker="w2")
     assert calls == [run.pk]
@@ -191,10 +191,23 @@ def test_a_redelivered_running_run_resumes(admin_user, monkeypatch):
     """A worker died mid-run: the row is still running, and the next delivery carries on."""
     run = _queued(admin_user)
     Run.objects.filter(pk=run.pk).update(status=Run.Status.RUNNING, worker="dead", log_tail="old line")
-    monkeypatch.setitem(runs._HANDLERS, "generate", lambda run, ctx: None)
+    monkeypatch.setitem(runs.HANDLERS, "generate", lambda run, ctx: None)
     run = runs.execute_run(run.pk, worker="alive")
     assert run.status == Run.Status.SUCCEEDED and run.worker == "alive"
     assert run.log_tail.startswith("old line") and "resumed generate run" in run.log_tail
+
+
+def test_a_redelivery_of_a_run_alive_elsewhere_is_refused_as_busy(admin_user, monkeypatch):
+    """A broker handed the message out again while the first worker still beats: do not run it twice."""
+    from django.utils import timezone
+
+    run = _queued(admin_user)
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.RUNNING, worker="w1", heartbeat_at=timezone.now())
+    called = []
+    monkeypatch.setitem(runs.HANDLERS, "generate", lambda run, ctx: called.append(run.pk))
+    with pytest.raises(runs.RunBusy):
+        runs.execute_run(run.pk, worker="w2")
+    assert called == [] and Run.objects.get(pk=run.pk).worker == "w1"
 
 
 def test_the_log_keeps_the_last_lines(admin_user, monkeypatch):
@@ -202,7 +215,7 @@ def test_the_log_keeps_the_last_lines(admin_user, monkeypatch):
         for i in range(250):
             ctx.log(f"line {i}")
 
-    monkeypatch.setitem(runs._HANDLERS, "generate", handler)
+    monkeypatch.setitem(runs.HANDLERS, "generate", handler)
     run = runs.execute_run(_queued(admin_user).pk)
     lines = run.log_tail.splitlines()
     assert len(lines) == Run.LOG_LINES
@@ -211,7 +224,7 @@ def test_the_log_keeps_the_last_lines(admin_user, monkeypatch):
 
 def test_cancelling(admin_user, monkeypatch):
     calls = []
-    monkeypatch.setitem(runs._HANDLERS, "generate", lambda run, ctx: calls.append(1))
+    monkeypatch.setitem(runs.HANDLERS, "generate", lambda run, ctx: calls.append(1))
     queued = runs.cancel_run(admin_user, _queued(admin_user))
     assert queued.status == Run.Status.CANCELLED
     assert runs.execute_run(queued.pk).status == Run.Status.CANCELLED and calls == []
@@ -223,7 +236,7 @@ def test_cancelling(admin_user, monkeypatch):
         ctx.check_cancelled()
         calls.append("not reached")
 
-    monkeypatch.setitem(runs._HANDLERS, "generate", handler)
+    monkeypatch.setitem(runs.HANDLERS, "generate", handler)
     run = runs.execute_run(_queued(admin_user).pk)
     assert run.status == Run.Status.CANCELLED and calls == [] and run.log_tail.endswith("cancelled")
 
@@ -283,7 +296,7 @@ def test_lineage_and_image_origin(admin_user, base_model):
 
 
 def test_admin_pages_are_read_only(client, django_user_model, admin_user, base_model, monkeypatch):
-    monkeypatch.setitem(runs._HANDLERS, "generate", lambda run, ctx: ctx.log("hello <b>"))
+    monkeypatch.setitem(runs.HANDLERS, "generate", lambda run, ctx: ctx.log("hello <b>"))
     run = runs.execute_run(_queued(admin_user).pk)
     client.force_login(django_user_model.objects.create_superuser("root", "r@example.org", "pw"))
     for url in ["/admin/ml/run/", f"/admin/ml/run/{run.pk}/change/", "/admin/ml/modelversion/",
