@@ -18,9 +18,10 @@ from annotation.services import catalog
 from ml.models import ModelVersion, Run
 from ml.services.registry import generator_label
 from ml.services.runs.context import RunContext
-from ml.services.runs.params import REQUIRED, Bool, Float, Int, RunParamsError, clean_fields, refuse_unknown
+from ml.services.runs.params import (REQUIRED, Bool, Float, Int, Ref, RunParamsError, clean_fields,
+                                     refuse_unknown)
 
-GENERATE_SCHEMA = {
+SCHEMA = {
     "images_per_prompt": Int(1, 1, 64),
     "steps": Int(28, 1, 200),
     "guidance": Float(3.5, 0.0, 30.0),
@@ -31,12 +32,17 @@ GENERATE_SCHEMA = {
     "include_implicit": Bool(False),
 }
 MAX_TUPLES = 10_000
+REFS = {
+    "model": Ref("model", model_kinds=("generator_base", "generator_lora"),
+                 help="the generator (admins may also give a pipeline directory on the workers)"),
+    "tuples": Ref("tuples", help="tuple ids, or {task: CODE, limit: N}"),
+}
 
 
 def validate(params: dict) -> tuple[dict, ModelVersion | None]:
     errors: dict[str, str] = {}
-    refuse_unknown(params, [*GENERATE_SCHEMA, "model", "tuples"], errors)
-    cleaned = clean_fields(params, GENERATE_SCHEMA, errors)
+    refuse_unknown(params, [*SCHEMA, *REFS], errors)
+    cleaned = clean_fields(params, SCHEMA, errors)
 
     model = params.get("model", REQUIRED)
     input_model = None

@@ -70,6 +70,34 @@ class Choice:
         return value
 
 
+@dataclass(frozen=True)
+class Ref:
+    """A parameter that names something in the database (forms render it as a select).
+
+    ``to`` is ``model`` (a registered ModelVersion of ``model_kinds``), ``dataset_version`` or
+    ``tuples`` (a list of tuple ids, or ``{"task": CODE, "limit": N}``).
+    """
+
+    to: str
+    required: bool = True
+    model_kinds: tuple[str, ...] = ()
+    help: str = ""
+
+
+def describe(schema: dict, refs: dict) -> list[dict]:
+    """A JSON-able description of a kind's parameters, for forms and the API."""
+    fields = [{"name": name, "ref": ref.to, "required": ref.required, "model_kinds": list(ref.model_kinds),
+               "help": ref.help} for name, ref in refs.items()]
+    for name, spec in schema.items():
+        field = {"name": name, "type": type(spec).__name__.lower(), "default": spec.default}
+        if hasattr(spec, "minimum"):
+            field.update(minimum=spec.minimum, maximum=spec.maximum)
+        if hasattr(spec, "choices"):
+            field["choices"] = list(spec.choices)
+        fields.append(field)
+    return fields
+
+
 def clean_fields(params: dict, schema: dict, errors: dict) -> dict:
     """Each schema field from ``params`` (or its default), cleaned; problems go into ``errors``."""
     cleaned = {}
