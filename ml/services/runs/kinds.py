@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ml.models import ModelVersion, Run
-from ml.services.runs import generate
+from ml.services.runs import generate, generators, scorers
 from ml.services.runs.params import describe as _describe
 
 MODULES = {
     Run.Kind.GENERATE: generate,
+    **scorers.KINDS,
+    **generators.KINDS,
 }
 VALIDATORS: dict[str, Callable[[dict], tuple[dict, ModelVersion | None]]] = {
     kind: module.validate for kind, module in MODULES.items()
