@@ -24,7 +24,7 @@ migrate: setup
 demo: migrate
 	$(DEMO_ENV) $(BIN)/python manage.py seed_demo
 	@mkdir -p var
-	@$(DEMO_ENV) $(BIN)/celery -A config worker -B -s var/celerybeat-schedule --pool solo -l info \
+	@$(DEMO_ENV) $(BIN)/celery -A config worker -B -Q default,gpu --pool solo -l info \
 		> var/worker.log 2>&1 & echo $$! > var/worker.pid; \
 	trap 'kill $$(cat var/worker.pid) 2>/dev/null' EXIT INT TERM; \
 	echo; echo "Web app: http://$(HOST):$(PORT)/  (API docs: http://$(HOST):$(PORT)/api/docs/)"; \

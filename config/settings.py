@@ -127,7 +127,8 @@ STORAGES = {
 
 # Media on S3-compatible storage (AWS S3, MinIO, Ceph...) through django-storages when a bucket is
 # named; credentials come from the standard AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY variables
-# (or an instance role). Images are then served by presigned URLs that expire.
+# (or an instance role). Images are still served only through the app's permission-checked
+# endpoints, streamed from the bucket; the bucket itself stays private.
 MEDIA_S3_BUCKET = env.str("MEDIA_S3_BUCKET", "")
 if MEDIA_S3_BUCKET:
     STORAGES["default"] = {
@@ -140,7 +141,6 @@ if MEDIA_S3_BUCKET:
             "file_overwrite": False,
             "default_acl": None,
             "querystring_auth": True,
-            "querystring_expire": env.int("MEDIA_S3_URL_EXPIRE_SECONDS", 3600, minimum=60),
         },
     }
 
