@@ -23,6 +23,7 @@ migrate: setup
 
 demo: migrate
 	$(DEMO_ENV) $(BIN)/python manage.py seed_demo
+	$(DEMO_ENV) $(BIN)/python manage.py seed_ml_demo
 	@mkdir -p var
 	@$(DEMO_ENV) $(BIN)/celery -A config worker -B -Q default,gpu --pool solo -l info \
 		> var/worker.log 2>&1 & echo $$! > var/worker.pid; \
