@@ -12,6 +12,7 @@ from annotation.models import AuditEvent, PromptTuple, Task
 from curation.models import DatasetVersion
 from ml.models import ModelVersion, Run
 from ml.services import registry, runs
+from ml.services.runs import kinds
 from tests.factories import TupleFactory, make_image
 
 
@@ -87,10 +88,15 @@ def test_missing_params_and_pipeline_path(admin_user, tuples):
     assert run.params["tuples"] == {"task": "RU", "limit": 100}
 
 
-@pytest.mark.parametrize("kind", ["train_scorer", "sft", "oft", "eval_scorer", "eval_generator", "score_pairs"])
-def test_other_kinds_are_not_available_yet(admin_user, kind):
+def test_every_kind_of_the_issue_is_available():
+    assert set(kinds.available()) == {"generate", "train_scorer", "sft", "oft", "eval_scorer", "eval_generator",
+                                     "score_pairs"}
+
+
+def test_a_kind_without_validator_is_refused(admin_user, monkeypatch):
+    monkeypatch.delitem(kinds.VALIDATORS, "sft")
     with pytest.raises(ValueError, match="not available yet"):
-        runs.start_run(admin_user, kind, {})
+        runs.start_run(admin_user, "sft", {})
 
 
 def test_unknown_kind(admin_user):
@@ -173,7 +179,8 @@ def test_a_failure_stores_the_traceback(admin_user, monkeypatch):
     assert "failed: RuntimeError" in run.log_tail
 
 
-def test_a_kind_without_handler_fails_clearly(admin_user):
+def test_a_kind_without_handler_fails_clearly(admin_user, monkeypatch):
+    monkeypatch.delitem(runs.HANDLERS, "sft")
     run = runs.execute_run(_queued(admin_user, kind="sft").pk)
     assert run.status == Run.Status.FAILED and "sft runs are not available yet" in run.error
 

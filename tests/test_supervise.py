@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from django.db import connection
 
 from ml.core.data import write_parquet
 from ml.core.synthetic import make_synthetic_split
@@ -56,7 +57,7 @@ def test_metrics_become_the_series_and_progress(ctx, tmp_path):
     assert ctx.run.progress == pytest.approx(0.4)
 
 
-@pytest.mark.django_db(transaction=True)  # the cancelling thread must see the committed run
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the canceller thread sees the run
 def test_cancelling_stops_the_whole_process_group(ctx, tmp_path):
     pid_file = tmp_path / "grandchild.pid"
     code = ("import subprocess, sys, time\n"
@@ -68,6 +69,7 @@ def test_cancelling_stops_the_whole_process_group(ctx, tmp_path):
         while not pid_file.exists() or not pid_file.read_text():
             time.sleep(0.05)
         Run.objects.filter(pk=ctx.run.pk).update(status=Run.Status.CANCELLED)
+        connection.close()  # this thread's own connection, or the test database cannot be dropped
 
     canceller = threading.Thread(target=cancel_when_started)
     canceller.start()

@@ -63,6 +63,7 @@ def store_image(
     return image, True
 
 
+@transaction.atomic  # the row lock below holds until the tuple is written
 def upsert_tuple(
     *,
     implicit_prompt: str,

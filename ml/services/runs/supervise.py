@@ -219,7 +219,9 @@ def _flush(ctx: RunContext, pending: deque) -> None:
 
 
 def _progress(ctx: RunContext, records: list[dict], total: int | None, span: tuple[float, float]) -> None:
-    steps = [r["step"] for r in records if isinstance(r.get("step"), (int, float))]
+    # The scorer trainer logs ``step``; the FLUX trainers log ``optimizer_step``.
+    steps = [r.get("step", r.get("optimizer_step")) for r in records]
+    steps = [s for s in steps if isinstance(s, (int, float))]
     if total and steps:
         low, high = span
         ctx.progress(low + (high - low) * min(1.0, max(steps) / total))
