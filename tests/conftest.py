@@ -14,6 +14,17 @@ def _test_settings(settings, tmp_path):
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Torch on one thread in this process (the tiny models train faster than threads start)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def annotator(db):
     from tests.factories import make_user
 

@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-import torch
 
 from annotation.models import Image, Pair
 from annotation.services import queue
@@ -14,13 +13,7 @@ from ml.models import Run
 from ml.services import registry, runs
 from tests.factories import TupleFactory
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

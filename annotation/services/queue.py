@@ -163,7 +163,9 @@ def _candidates(user, now, tasks, *, skipped: bool, gold: bool):
             .filter(judgement_count__lt=F("k") - F("live"))
         )
     qs = qs.filter(id__in=mine_released) if skipped else qs.exclude(id__in=mine_released)
-    return qs.order_by("id")
+    # Highest priority first (active learning, see ml.services.active_learning; 0 = creation order),
+    # then oldest first, as the (status, -priority, id) index of Pair is laid out.
+    return qs.order_by("-priority", "id")
 
 
 

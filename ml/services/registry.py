@@ -79,6 +79,9 @@ def activate_scorer(user, model: ModelVersion) -> ModelVersion:
         model.refresh_from_db()
         audit.record(user, "model.scorer_activated", model,
                      before={"active": previous.pk if previous else None}, after={"active": model.pk})
+    from ml.services.active_learning import recompute_priorities  # it imports this module
+
+    recompute_priorities()  # the queue's priorities follow the active scorer
     return model
 
 

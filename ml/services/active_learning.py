@@ -1,0 +1,76 @@
+"""Active learning: the queue serves first the pairs where the active scorer is weakest.
+
+Each task has a ``queue_order`` (:class:`annotation.models.Task.QueueOrder`); the queue serves a
+task's pairs by ``Pair.priority`` (higher first), then by id. Priorities come from the *active*
+scorer's :class:`~ml.models.PairScore` of each pair:
+
+* ``uncertainty``: ``priority = uncertainty`` (1 for a coin flip, 0 for a sure call);
+* ``disagreement``: ``priority = 1 - probability`` (the scorer's confidence that the expected
+  image is wrong, so the pairs where it disagrees most come first);
+* ``created``, or a pair the active scorer has not scored: ``priority = 0`` (creation order).
+
+:func:`recompute_priorities` sets them in one ``UPDATE`` per order (a correlated subquery on the
+unique (pair, model) index), writing only rows whose priority changes. It runs after a
+``score_pairs`` run, when a task's order changes (:func:`set_queue_order`) and when another scorer
+becomes active (:func:`ml.services.registry.activate_scorer`). Priorities are comparable across
+tasks, so an annotator who works on several tasks sees scored pairs of uncertainty/disagreement
+tasks before pairs of creation-order tasks.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import F, FloatField, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce
+
+from annotation import roles
+from annotation.models import Pair, PromptTuple, Task
+from annotation.services import audit
+from ml.models import ModelVersion, PairScore
+from ml.services import registry
+
+Order = Task.QueueOrder
+
+
+def _priority(order: str, active: ModelVersion | None):
+    """The priority expression of a pair (``OuterRef("pk")``) in a task of ``order``."""
+    zero = Value(0.0, output_field=FloatField())
+    if active is None or order == Order.CREATED:
+        return zero
+    scores = PairScore.objects.filter(pair=OuterRef("pk"), model=active)
+    value = F("uncertainty") if order == Order.UNCERTAINTY else 1.0 - F("probability")
+    return Coalesce(Subquery(scores.annotate(value=value).values("value")[:1], output_field=FloatField()), zero)
+
+
+def recompute_priorities(task_ids=None) -> int:
+    """Set ``Pair.priority`` of the pairs of ``task_ids`` (default: every task); return how many changed."""
+    active = registry.active_scorer()
+    changed = 0
+    for order in Order.values:
+        tasks = Task.objects.filter(queue_order=order)
+        if task_ids is not None:
+            tasks = tasks.filter(pk__in=list(task_ids))
+        pairs = Pair.objects.filter(tuple__in=PromptTuple.objects.filter(task__in=tasks).values("id"))
+        priority = _priority(order, active)
+        changed += pairs.exclude(priority=priority).update(priority=priority)
+    return changed
+
+
+def set_queue_order(user, task: Task, order: str) -> Task:
+    """Set how the queue orders ``task``'s pairs (admins; audited) and recompute their priorities."""
+    if not roles.is_admin(user):
+        raise PermissionDenied("Only admins may change a task's queue order.")
+    if order not in Order.values:
+        raise ValueError(f"queue order must be one of {', '.join(Order.values)}, not {order!r}.")
+    with transaction.atomic():
+        task = Task.objects.select_for_update().get(pk=task.pk)
+        if task.queue_order == order:
+            return task
+        before = task.queue_order
+        task.queue_order = order
+        task.save(update_fields=["queue_order"])
+        audit.record(user, "task.queue_order_changed", task, before={"queue_order": before},
+                     after={"queue_order": order})
+        recompute_priorities([task.pk])
+    return task

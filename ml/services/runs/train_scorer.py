@@ -1,0 +1,197 @@
+"""``train_scorer`` runs: fine-tune a scorer on a dataset version and register the result.
+
+Steps, each safe to repeat when the run is redelivered (a worker died, the broker delivered again):
+
+1. export the version as parquet (reused when it exists);
+2. ``python -m ml train-scorer`` on its train split, selecting on validation, through
+   :mod:`.supervise` (``accelerate launch`` for ``processes`` > 1). The trainer writes into
+   ``<work dir>/train`` and resumes from its latest checkpoint there; once it has written
+   ``summary.json``, a redelivery does not train again;
+3. evaluate the best model, and the active scorer, on validation, test_S and test_C (in this
+   process, see :mod:`.scoring`); kept in the run's artifacts, so a redelivery does not redo it;
+4. copy ``best/`` to ``ML_MODEL_ROOT/scorer/run-<id>/`` (written aside, then renamed);
+5. register the scorer ``run-<id>`` (parent: the base model; the dataset version; config: the
+   run's parameters) and set ``Run.output_model`` in one transaction, under the run's row lock: a
+   run that already has its output model registers nothing. The new scorer is not activated;
+   an admin promotes it (``registry.activate_scorer``).
+
+Hyper-parameters are :class:`ml.core.train_scorer.TrainConfig`'s, with the paper's defaults for
+fine-tuning CLIP-H (lr 2e-6, weight decay 0.3, warmup 150, 600 steps, clip 1.0). The effective
+batch is ``batch_size x grad_accum x processes`` tuples (the paper used 1,024).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from curation.models import DatasetVersion, Label
+from ml.models import ModelVersion, Run
+from ml.services import registry
+from ml.services.runs import scoring, supervise
+from ml.services.runs.context import RunContext
+from ml.services.runs.params import (Bool, Choice, Float, Int, Ref, RunParamsError, clean_dataset_version,
+                                     clean_fields, refuse_unknown)
+
+SCHEMA = {
+    "processes": Int(1, 1, 64),
+    "lr": Float(2e-6, 0.0, 1.0),
+    "weight_decay": Float(0.3, 0.0, 10.0),
+    "warmup_steps": Int(150, 0, 1_000_000),
+    "total_steps": Int(600, 1, 1_000_000),
+    "batch_size": Int(8, 1, 4096),
+    "grad_accum": Int(1, 1, 4096),
+    "grad_clip": Float(1.0, 0.0, 1000.0),
+    "seed": Int(0, 0, 2**31 - 1),
+    "eval_every": Int(50, 0, 1_000_000),
+    "eval_batch_size": Int(64, 1, 4096),
+    "checkpoint_every": Int(50, 0, 1_000_000),
+    "mixed_precision": Choice("auto", ("auto", "no", "bf16")),
+    "gradient_checkpointing": Bool(False),
+    "augment": Bool(False),
+    "save_format": Choice("both", ("both", "open_clip", "hf")),
+}
+REFS = {
+    "dataset_version": Ref("dataset_version", help="trains on its train split, selects on validation"),
+    "base_model": Ref("model", required=False, model_kinds=(ModelVersion.Kind.SCORER,),
+                      help="the scorer to start from (default: the active scorer)"),
+}
+TRAINER_OPTIONS = ("lr", "weight_decay", "warmup_steps", "total_steps", "batch_size", "grad_accum", "grad_clip",
+                   "seed", "eval_every", "eval_batch_size", "checkpoint_every", "mixed_precision", "save_format")
+TRAINER_FLAGS = ("gradient_checkpointing", "augment")
+TRAINED = (0.05, 0.8)  # the run's progress while the trainer runs
+
+
+def validate(params: dict) -> tuple[dict, ModelVersion | None]:
+    errors: dict[str, str] = {}
+    refuse_unknown(params, [*SCHEMA, *REFS], errors)
+    cleaned = clean_fields(params, SCHEMA, errors)
+    if "warmup_steps" in cleaned and "total_steps" in cleaned and cleaned["warmup_steps"] > cleaned["total_steps"]:
+        errors["warmup_steps"] = "must not exceed total_steps"
+    version = clean_dataset_version(params, errors)
+    if version is not None:
+        decided = version.members.filter(label__in=(Label.EXPECTED, Label.OTHER))
+        empty = [split for split in ("train", "validation") if not decided.filter(split=split).exists()]
+        if empty:
+            errors["dataset_version"] = (f"version {version.name} has no {' and no '.join(empty)} pairs with a "
+                                         "correct image: nothing to train or select on")
+        cleaned["dataset_version"] = version.pk
+    base = scoring.clean_scorer(params, "base_model", errors)
+    cleaned["base_model"] = base.pk if base is not None else None
+    if errors:
+        raise RunParamsError(errors)
+    return cleaned, base
+
+
+def handle(run: Run, ctx: RunContext) -> None:
+    if run.output_model_id is not None:
+        ctx.log(f"scorer {run.output_model.name} was registered by an earlier delivery; nothing left to do")
+        return
+    p, art = run.params, run.artifacts
+    version = DatasetVersion.objects.get(pk=p["dataset_version"])
+    data, rows = scoring.export_parquet(ctx, version)
+    ctx.progress(TRAINED[0])
+    art["training"] = _train(run, ctx, data)
+    ctx.save_artifacts()
+    if "evaluation" not in art:
+        art["evaluation"], art["comparison"] = _evaluate(run, ctx, data, rows)
+        ctx.save_artifacts()
+    ctx.check_cancelled()
+    location = _publish(run, Path(art["training"]["best_path"]))
+    training = {key: art["training"][key] for key in ("best_step", "best_val_accuracy", "optimizer_steps",
+                                                       "tuples_seen")}
+    metrics = {"dataset_version": version.pk, **art["evaluation"], "comparison": art["comparison"],
+               "training": training}
+    model = _register(run, version, location, metrics)
+    ctx.log(f"registered scorer {model.name} (id {model.pk}) at {location}; it is not active: promote it from "
+            "the model registry")
+
+
+def trainer_command(run: Run, data: Path, out: Path) -> supervise.Command:
+    """``python -m ml train-scorer`` with the run's hyper-parameters (``accelerate launch`` for several processes)."""
+    p, base = run.params, run.input_model
+    args = ["--train", str(data), "--train-split", "train", "--val", str(data), "--val-split", "validation",
+            "--out", str(out), "--model", base.location]
+    if (base.config or {}).get("arch"):
+        args += ["--arch", base.config["arch"]]
+    for name in TRAINER_OPTIONS:
+        args += ["--" + name.replace("_", "-"), str(p[name])]
+    args += [f"--{'' if p[name] else 'no-'}{name.replace('_', '-')}" for name in TRAINER_FLAGS]
+    return supervise.ml_command("train-scorer", args, processes=p["processes"])
+
+
+def _train(run: Run, ctx: RunContext, data: Path) -> dict:
+    """The trainer's summary: from an earlier delivery that finished training, else from training now."""
+    out = ctx.work_dir / "train"
+    summary = out / "summary.json"
+    if summary.is_file():
+        ctx.log("training finished in an earlier delivery; using its best model")
+        return json.loads(summary.read_text())
+    result = supervise.run_command(ctx, trainer_command(run, data, out), metrics_file=out / "metrics.jsonl",
+                                   total_steps=run.params["total_steps"], progress_span=TRAINED)
+    ctx.log(f"trained {result['optimizer_steps']} steps on {result['tuples_seen']} tuples; best validation "
+            f"accuracy {result['best_val_accuracy']} at step {result['best_step']}")
+    return result
+
+
+def _evaluate(run: Run, ctx: RunContext, data: Path, rows: dict) -> tuple[dict, dict | None]:
+    """The new scorer's metrics per split, and its comparison with the active scorer (None without one)."""
+    batch = run.params["eval_batch_size"]
+    mine = scoring.evaluate(ctx, run.artifacts["training"]["best_path"], None, data, rows, scoring.EVAL_SPLITS,
+                            batch_size=batch)
+    ctx.progress(0.9)
+    active = registry.active_scorer()
+    theirs = {} if active is None else scoring.evaluate(ctx, active.location, active, data, rows, list(mine),
+                                                         batch_size=batch)
+    ctx.progress(0.95)
+    for split, result in mine.items():
+        other = f" (active scorer {active.name}: {theirs[split]['accuracy']:.3f})" if split in theirs else ""
+        ctx.log(scoring.summary_line(split, result) + other)
+    if active is None:
+        ctx.log("no scorer is active: nothing to compare with")
+        return mine, None
+    return mine, {"model": active.pk, "name": active.name, "splits": _compare(mine, theirs)}
+
+
+def _compare(mine: dict, theirs: dict) -> dict:
+    """Per split: both accuracies and the difference (new - active), overall and per task."""
+
+    def pair(a: float, b: float | None) -> dict:
+        return {"accuracy": a, "active_accuracy": b, "delta": None if b is None else a - b}
+
+    return {
+        split: {**pair(result["accuracy"], theirs[split]["accuracy"]),
+                "by_task": {task: pair(r["accuracy"], theirs[split]["by_task"].get(task, {}).get("accuracy"))
+                            for task, r in result["by_task"].items()}}
+        for split, result in mine.items() if split in theirs
+    }
+
+
+def _publish(run: Run, best: Path) -> Path:
+    """Copy the best model to ``ML_MODEL_ROOT/scorer/run-<id>``: written aside, then renamed over
+    whatever an interrupted earlier delivery left there."""
+    target = Path(settings.ML_MODEL_ROOT) / "scorer" / f"run-{run.pk}"
+    aside = target.with_name(target.name + ".tmp")
+    shutil.rmtree(aside, ignore_errors=True)
+    shutil.copytree(best, aside)
+    shutil.rmtree(target, ignore_errors=True)
+    aside.rename(target)
+    return target
+
+
+def _register(run: Run, version: DatasetVersion, location: Path, metrics: dict) -> ModelVersion:
+    """Register the new scorer and make it the run's output, once: under the run's row lock."""
+    with transaction.atomic():
+        locked = Run.objects.select_for_update().get(pk=run.pk)
+        if locked.output_model_id is not None:
+            return locked.output_model
+        model = registry.register_model(run.created_by, ModelVersion.Kind.SCORER, f"run-{run.pk}", str(location),
+                                        config=run.params, metrics=metrics, parent=run.input_model,
+                                        dataset_version=version)
+        Run.objects.filter(pk=run.pk).update(output_model=model)
+    run.output_model = model
+    return model

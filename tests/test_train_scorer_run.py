@@ -1,0 +1,173 @@
+"""``train_scorer`` runs: a tiny scorer trained on a synthetic dataset version through ``python -m ml``,
+evaluated on validation, test_S and test_C against the active scorer, registered exactly once, and
+resumed from its checkpoint when its worker dies."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import timedelta
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+from django.utils import timezone
+
+from ml.models import ModelVersion, Run
+from ml.services import registry, runs
+from ml.services.runs import train_scorer
+from tests.scoring_data import synthetic_version, tiny_scorer
+
+pytestmark = pytest.mark.django_db
+
+TINY = {"total_steps": 4, "warmup_steps": 0, "lr": 1e-3, "batch_size": 2, "eval_every": 2, "checkpoint_every": 2,
+        "save_format": "open_clip"}
+
+
+@pytest.fixture(autouse=True)
+def _small(settings, tmp_path, monkeypatch):
+    settings.ML_WORK_ROOT = tmp_path / "work"
+    settings.ML_MODEL_ROOT = tmp_path / "models"
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the trainer subprocess
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def active(admin_user, tmp_path):
+    return tiny_scorer(admin_user, tmp_path / "active", name="active", seed=1, active=True)
+
+
+@pytest.fixture
+def version(admin_user):
+    return synthetic_version(admin_user, {"train": 8, "validation": 4, "test_S": 4, "test_C": 4})
+
+
+def _start(admin_user, params) -> Run:
+    with mock.patch("ml.tasks.execute_run.apply_async"):
+        return runs.start_run(admin_user, "train_scorer", params)
+
+
+def _redeliver(run: Run) -> Run:
+    """What the broker does when the worker running ``run`` died: the row is still running, its heartbeat old."""
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.RUNNING, finished_at=None,
+                                         heartbeat_at=timezone.now() - timedelta(hours=1))
+    return runs.execute_run(run.pk, worker="second-worker")
+
+
+# --- parameters ---------------------------------------------------------------------------
+
+
+def test_it_fills_in_the_paper_defaults_and_the_active_scorer(admin_user, active, version):
+    run = _start(admin_user, {"dataset_version": version.pk})
+    assert run.input_model == active
+    assert run.params == {"dataset_version": version.pk, "base_model": active.pk, "processes": 1, "lr": 2e-6,
+                          "weight_decay": 0.3, "warmup_steps": 150, "total_steps": 600, "batch_size": 8,
+                          "grad_accum": 1, "grad_clip": 1.0, "seed": 0, "eval_every": 50, "eval_batch_size": 64,
+                          "checkpoint_every": 50, "mixed_precision": "auto", "gradient_checkpointing": False,
+                          "augment": False, "save_format": "both"}
+
+
+@pytest.mark.parametrize(("change", "field", "message"), [
+    ({"lr": "fast"}, "lr", "number"),
+    ({"processes": 0}, "processes", "between 1 and 64"),
+    ({"mixed_precision": "fp16"}, "mixed_precision", "one of auto, no, bf16"),
+    ({"warmup_steps": 700}, "warmup_steps", "must not exceed total_steps"),
+    ({"augment": "yes"}, "augment", "true or false"),
+    ({"dataset_version": None}, "dataset_version", "required"),
+    ({"dataset_version": 999999}, "dataset_version", "no dataset version"),
+    ({"base_model": 999999}, "base_model", "no registered model"),
+    ({"colour": "red"}, "params", "unknown parameters: colour"),
+])
+def test_bad_params_are_refused_per_field(admin_user, active, version, change, field, message):
+    with pytest.raises(runs.RunParamsError) as caught:
+        _start(admin_user, {"dataset_version": version.pk, **change})
+    assert message in caught.value.errors[field]
+
+
+def test_it_needs_a_scorer_and_train_and_validation_pairs(admin_user, tmp_path):
+    no_validation = synthetic_version(admin_user, {"train": 2, "test_S": 1})
+    generator = registry.register_model(admin_user, "generator_base", "flux", "/models/flux")
+    with pytest.raises(runs.RunParamsError) as caught:
+        _start(admin_user, {"dataset_version": no_validation.pk})
+    assert "no validation pairs" in caught.value.errors["dataset_version"]
+    assert "no scorer is active" in caught.value.errors["base_model"]
+    with pytest.raises(runs.RunParamsError) as caught:
+        _start(admin_user, {"dataset_version": no_validation.pk, "base_model": generator.pk})
+    assert "not a scorer" in caught.value.errors["base_model"]
+
+
+def test_several_processes_train_under_accelerate_launch(admin_user, active, version, tmp_path):
+    run = _start(admin_user, {"dataset_version": version.pk, "processes": 4, "augment": True, **TINY})
+    command = train_scorer.trainer_command(run, tmp_path / "data", tmp_path / "out")
+    argv = command.argv
+    assert "accelerate.commands.launch" in argv and argv[argv.index("--num_processes") + 1] == "4"
+    assert argv[argv.index("--model") + 1] == active.location and argv[argv.index("--total-steps") + 1] == "4"
+    assert "--augment" in argv and "--no-gradient-checkpointing" in argv
+
+
+# --- training, evaluation, registration ----------------------------------------------------
+
+
+def test_it_trains_evaluates_against_the_active_scorer_and_registers_once(admin_user, active, version):
+    run = runs.execute_run(_start(admin_user, {"dataset_version": version.pk, **TINY}).pk)
+
+    assert run.status == Run.Status.SUCCEEDED, run.error
+    model = run.output_model
+    assert model.kind == "scorer" and model.name == f"run-{run.pk}" and not model.is_active
+    assert model.parent == active and model.dataset_version == version and model.config == run.params
+    assert Path(model.location).is_dir() and registry.active_scorer() == active
+    assert [m["step"] for m in run.metrics] == [1, 2, 3, 4]  # the trainer's series
+    assert {"validation", "test_S", "test_C"} <= set(model.metrics)
+    for split in ("validation", "test_S", "test_C"):
+        result = model.metrics[split]
+        assert result["n"] == 4 and set(result["by_task"]) == {"ME", "RU", "RI", "EL"}
+        compared = model.metrics["comparison"]["splits"][split]
+        assert compared["delta"] == pytest.approx(compared["accuracy"] - compared["active_accuracy"])
+        assert set(compared["by_task"]) == set(result["by_task"])
+    assert model.metrics["comparison"]["model"] == active.pk
+    assert run.artifacts["comparison"] == model.metrics["comparison"]
+    assert run.artifacts["evaluation"]["test_C"] == model.metrics["test_C"]
+    assert model.metrics["training"]["optimizer_steps"] == 4
+    assert "validation accuracy" in run.log_tail and "(active scorer active:" in run.log_tail
+
+    again = _redeliver(run)
+    assert again.status == Run.Status.SUCCEEDED and again.output_model == model
+    assert ModelVersion.objects.filter(kind="scorer").count() == 2
+    assert "registered by an earlier delivery; nothing left to do" in again.log_tail
+
+
+def test_a_run_whose_worker_died_resumes_from_its_checkpoint_and_registers_once(admin_user, active, version,
+                                                                              settings):
+    """Delivery 1 dies after training; its disk is rolled back to a kill during step 3 (checkpoint at
+    step 2). Delivery 2 resumes at step 3 and dies between copying the model and registering it.
+    Delivery 3 registers it; delivery 4 finds it registered."""
+    run = _start(admin_user, {"dataset_version": version.pk, **TINY})
+    with mock.patch.object(train_scorer, "_evaluate", side_effect=RuntimeError("worker killed")):
+        runs.execute_run(run.pk)
+    out = Path(settings.ML_WORK_ROOT) / f"run-{run.pk}" / "train"
+    shutil.rmtree(out / "checkpoints" / "step-000004")
+    shutil.rmtree(out / "final")
+    (out / "summary.json").unlink()
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    (out / "metrics.jsonl").write_text("".join(json.dumps({**line, "delivery": 1}) + "\n" for line in lines[:3]))
+
+    with mock.patch.object(registry, "register_model", side_effect=RuntimeError("worker killed")):
+        _redeliver(run)
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(m["step"], m.get("delivery")) for m in metrics] == [(1, 1), (2, 1), (3, None), (4, None)]
+    assert (Path(settings.ML_MODEL_ROOT) / "scorer" / f"run-{run.pk}").is_dir()  # copied, not registered
+    assert not ModelVersion.objects.filter(name=f"run-{run.pk}").exists()
+
+    run = _redeliver(run)
+    assert run.status == Run.Status.SUCCEEDED, run.error
+    assert "training finished in an earlier delivery" in run.log_tail
+    assert run.output_model.name == f"run-{run.pk}" and run.artifacts["training"]["optimizer_steps"] == 4
+
+    _redeliver(run)
+    assert ModelVersion.objects.filter(name=f"run-{run.pk}").count() == 1
+    assert Run.objects.get(pk=run.pk).output_model == run.output_model
+
