@@ -7,7 +7,11 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/curation/", include("curation.api_urls")),
+    path("api/ml/schedules/", include("ml.api_schedules_urls")),
+    path("api/ml/", include("ml.api_urls")),
     path("api/", include("annotation.api_urls")),
     path("curation/", include("curation.urls")),
+    path("ml/schedules/", include("ml.urls_schedules")),
+    path("ml/", include("ml.urls")),
     path("", include("annotation.urls")),
 ]

@@ -19,3 +19,12 @@ def execute_run(self, run_id: int) -> str:
         return runs.execute_run(run_id, worker=self.request.hostname, task_id=self.request.id).status
     except runs.RunBusy:
         raise self.retry(countdown=settings.ML_STALE_AFTER_SECONDS, max_retries=None) from None
+
+
+@shared_task(name="ml.tasks.fire_schedule")
+def fire_schedule(schedule_id: int) -> int | None:
+    """The beat's firing of a schedule (default queue): the id of the run it started, or None."""
+    from ml.services import schedules
+
+    run = schedules.fire(schedule_id)
+    return run.pk if run else None

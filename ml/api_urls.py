@@ -1,0 +1,16 @@
+"""URLs under /api/ml/ (see config/urls.py and ml/api.py); schedules live under /api/ml/schedules/."""
+
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from ml import api
+
+router = SimpleRouter()
+router.register("runs", api.RunViewSet, basename="ml-run")
+router.register("models", api.ModelViewSet, basename="ml-model")
+
+urlpatterns = [
+    path("run-kinds/", api.RunKindListView.as_view(), name="ml-run-kinds"),
+    path("images/<int:pk>/origin/", api.ImageOriginView.as_view(), name="ml-image-origin"),
+    *router.urls,
+]

@@ -1,0 +1,19 @@
+"""Run and registry pages under /ml/ (see config/urls.py and ml/views.py); schedules: ml/urls_schedules.py."""
+
+from django.urls import path
+
+from ml import views
+
+app_name = "ml"
+
+urlpatterns = [
+    path("runs/", views.run_list, name="run-list"),
+    path("runs/new/", views.run_new, name="run-new"),
+    path("runs/<int:run_id>/", views.run_detail, name="run-detail"),
+    path("runs/<int:run_id>/cancel/", views.run_cancel, name="run-cancel"),
+    path("models/", views.model_list, name="model-list"),
+    path("models/compare/", views.model_compare, name="model-compare"),
+    path("models/<int:model_id>/", views.model_detail, name="model-detail"),
+    path("models/<int:model_id>/activate/", views.model_activate, name="model-activate"),
+    path("images/<int:image_id>/origin/", views.image_origin, name="image-origin"),
+]
