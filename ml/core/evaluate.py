@@ -46,16 +46,24 @@ def _summary(hits: list[bool]) -> dict:
 def pairwise_accuracy(scorer, records: Iterable[TupleRecord], batch_size: int = 64) -> dict:
     """Score every tuple's implicit prompt against its correct and its wrong image; summarise.
 
-    Works through the records ``batch_size`` at a time: the chunk's correct images go through
-    ``scorer.score`` as one batch, then its wrong images, and only that chunk's images are decoded at once,
-    so memory does not grow with the dataset. Returns :func:`accuracy_by_group`'s dict plus
-    ``mean_score_correct``, ``mean_score_wrong`` and ``mean_margin``.
+    Works through the records ``batch_size`` at a time, and only that chunk's images are decoded at once,
+    so memory does not grow with the dataset. A scorer with ``score_pairs`` (:class:`~ml.core.scorer.Scorer`)
+    scores a chunk's correct and wrong images in one pass, each prompt encoded once; otherwise the
+    correct images go through ``scorer.score`` as one batch, then the wrong ones. Returns
+    :func:`accuracy_by_group`'s dict plus ``mean_score_correct``, ``mean_score_wrong`` and ``mean_margin``.
     """
     records = list(records)
     correct_scores, wrong_scores = [], []
+    pairs = getattr(scorer, "score_pairs", None)
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
         prompts = [r.implicit_prompt for r in chunk]
+        if pairs is not None:
+            correct, wrong = pairs(prompts, [load_image(r.correct_image) for r in chunk],
+                                   [load_image(r.wrong_image) for r in chunk], batch_size=batch_size)
+            correct_scores.append(correct)
+            wrong_scores.append(wrong)
+            continue
         for scores, side in ((correct_scores, "correct_image"), (wrong_scores, "wrong_image")):
             images = [load_image(getattr(r, side)) for r in chunk]
             scores.append(scorer.score(prompts, images, batch_size=batch_size))

@@ -288,13 +288,23 @@ class OFTRun:
         device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         weight_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         pipe = FluxPipeline.from_pretrained(str(pipeline_path), dtype=weight_dtype, local_files_only=True).to(device)
+        return cls.from_pipeline(pipe, lora_path, Scorer.load(scorer_path, device=device),
+                                 load_detector(detector_path, device) if config.use_mask else None, config)
+
+    @classmethod
+    def from_pipeline(cls, pipe, lora_path: str | Path | None, scorer, detector: tuple | None,
+                      config: OFTConfig) -> OFTRun:
+        """A run on models already loaded: the pipeline (on its device, frozen weights in their training
+        dtype), a :class:`~ml.core.scorer.Scorer` and a detector ``(model, processor)`` or ``None``."""
+        if config.use_mask and detector is None:
+            raise ValueError("masked OFT needs a detector (or use_mask=False)")
+        device, weight_dtype = pipe.transformer.device, pipe.transformer.dtype
         pipe.set_progress_bar_config(disable=True)
         vsf = vae_scale_factor(pipe.vae)
         rows, cols = token_grid(config.resolution, config.resolution, vsf)
         transformer, start = prepare_policy(pipe, lora_path, config)
         return cls(
-            pipe=pipe, transformer=transformer, scorer=Scorer.load(scorer_path, device=device),
-            detector=load_detector(detector_path, device) if config.use_mask else None,
+            pipe=pipe, transformer=transformer, scorer=scorer, detector=detector if config.use_mask else None,
             img_ids=latent_image_ids(config.resolution, config.resolution, vsf, device=device, dtype=weight_dtype),
             sigmas=inference_sigmas(pipe.scheduler.config, config.num_steps, rows * cols),
             device=device, weight_dtype=weight_dtype, config=config, start=start,
@@ -413,22 +423,9 @@ def train_oft(
 
     transformer.train()
     last_loss = None
-    weight = 1.0 / (config.prompts_per_step * config.num_steps)
     while step < config.max_steps:
-        started = time.perf_counter()
-        pairs = []
-        for _ in range(config.prompts_per_step):
-            index, pair_seed = _prompt_index(len(prompts), config.seed, seen), _pair_seed(config.seed, seen)
-            prompt, subject = prompts[index]
-            stats = pair_step(run, prompt, subject, torch.Generator("cpu").manual_seed(pair_seed), weight)
-            pairs.append({"prompt_index": index, "seed": pair_seed, **stats})
-            seen += 1
-        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        metrics = _step_metrics(pairs, step, seen, len(prompts), grad_norm.item(), config.lr,
-                                time.perf_counter() - started)
+        metrics = optimizer_step(run, optimizer, trainable, prompts, step, seen)
+        step, seen = metrics["optimizer_step"], metrics["prompts_seen"]
         last_loss = metrics["loss"]
         with open(out_dir / METRICS, "a") as f:
             f.write(json.dumps(metrics) + "\n")
@@ -441,6 +438,27 @@ def train_oft(
     if not (out_dir / LORA_DIR).exists():  # resumed a finished run whose export was lost
         export_lora(transformer, run.start, out_dir / LORA_DIR)
     return OFTResult(out_dir / LORA_DIR, step, seen, last_loss)
+
+
+def optimizer_step(run: OFTRun, optimizer, trainable: list, prompts: list[tuple[str, str]], step: int,
+                   seen: int) -> dict:
+    """``prompts_per_step`` pair steps from stream position ``seen``, then one clipped optimiser step;
+    returns the step's metrics (``optimizer_step`` and ``prompts_seen`` are the new counters)."""
+    config = run.config
+    started = time.perf_counter()
+    weight = 1.0 / (config.prompts_per_step * config.num_steps)
+    pairs = []
+    for _ in range(config.prompts_per_step):
+        index, pair_seed = _prompt_index(len(prompts), config.seed, seen), _pair_seed(config.seed, seen)
+        prompt, subject = prompts[index]
+        stats = pair_step(run, prompt, subject, torch.Generator("cpu").manual_seed(pair_seed), weight)
+        pairs.append({"prompt_index": index, "seed": pair_seed, **stats})
+        seen += 1
+    grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return _step_metrics(pairs, step + 1, seen, len(prompts), grad_norm.item(), config.lr,
+                         time.perf_counter() - started)
 
 
 def _step_metrics(pairs: list[dict], step: int, seen: int, n_prompts: int, grad_norm: float, lr: float,

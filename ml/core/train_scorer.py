@@ -22,6 +22,10 @@ Decisions, each against a defect of the reference code or a silent library behav
 * The forward pass goes through the (possibly DDP-wrapped) model's ``forward(image, text)``, so
   DDP's gradient hooks see it; bf16 autocast on CUDA comes from accelerate's mixed precision, fp32
   elsewhere. The loss itself is computed in fp32 (:mod:`ml.core.loss`).
+* Speed (see ``docs/benchmarks/gpu.md``): images are resized on the device and prompts trimmed after
+  their end-of-text token (:mod:`ml.core.scorer`), the step syncs with the host once (for its log
+  line), ``compile=True`` compiles the image tower's blocks, and gradient checkpointing (which re-runs
+  every block's forward pass) is off unless asked for.
 * AdamW (fused on CUDA); 1-D parameters (biases, norms, ``logit_scale``) get no weight decay, and
   ``logit_scale`` is clamped to [0, ln 100] after each step, as in open_clip's own training.
 * Hyper-parameter defaults are the paper's for fine-tuning a pretrained CLIP-H (lr 2e-6, weight
@@ -68,7 +72,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     mixed_precision: str = "auto"  # "auto": bf16 on CUDA, fp32 elsewhere; or "no" / "bf16"
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = False  # only where memory needs it: it re-runs every block's forward
+    compile: bool = False  # regional torch.compile of the image tower's blocks (Scorer.compile)
     augment: bool = False  # random horizontal flip and a crop of up to 10 %
     eval_every: int = 50  # optimiser steps between validations (0: only at the end)
     eval_batch_size: int = 64
@@ -141,6 +146,8 @@ def train_scorer(config: TrainConfig, train_records: Iterable[TupleRecord], val_
     scorer = Scorer.load(config.model, arch=config.arch, device=accelerator.device)
     if config.gradient_checkpointing:
         scorer.model.set_grad_checkpointing(True)
+    if config.compile:
+        scorer.compile()
     optimizer = _adamw(scorer.model, config, fused=accelerator.device.type == "cuda")
     scheduler = get_linear_schedule_with_warmup(optimizer, config.warmup_steps, config.total_steps)
     model, optimizer = accelerator.prepare(scorer.model, optimizer)

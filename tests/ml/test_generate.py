@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ml.core.generate import generate, load_pipeline
+from ml.core.generate import generate, load_pipeline, optimize_pipeline
 from ml.core.tiny_flux import make_tiny_flux
 
 # a short T5 length keeps the tiny model fast; the default (512) is FLUX.1-dev's
@@ -62,7 +62,61 @@ def test_it_wants_one_seed_per_prompt(pipe):
         generate(pipe, ["rust", "ice"], seeds=[1], batch_size=2, **SETTINGS)
 
 
-def test_it_can_compile_the_transformer(tmp_path):
+def test_it_optimises_the_pipeline_when_asked_fusing_qkv_and_compiling_each_repeated_block(tmp_path):
     pipe = load_pipeline(make_tiny_flux(tmp_path), compile=True)
-    assert pipe.transformer._compiled_call_impl is not None  # compiled in place; runs compiled on first call
-    assert pipe.transformer.config.in_channels == 4
+    transformer = pipe.transformer
+    blocks = [*transformer.transformer_blocks, *transformer.single_transformer_blocks]
+
+    assert all(block._compiled_call_impl is not None for block in blocks)  # compiled in place, run on first call
+    assert transformer._compiled_call_impl is None  # regional: the blocks, not the whole model
+    assert all(block.attn.fused_projections for block in blocks)
+    assert transformer.config.in_channels == 4
+
+
+def test_it_stays_eager_on_the_cpu_unless_asked(pipe):
+    assert not any(getattr(m, "_compiled_call_impl", None) for m in pipe.transformer.modules())
+    assert not pipe.transformer.transformer_blocks[0].attn.fused_projections
+
+
+def lora_dir(flux_dir, directory, seed=5):
+    """A LoRA on the tiny transformer whose B factors are random, so that it changes the images."""
+    from peft import LoraConfig
+
+    from ml.core.sft import LORA_TARGETS, save_lora
+
+    transformer = load_pipeline(flux_dir, device="cpu").transformer
+    transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=LORA_TARGETS))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in transformer.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+    save_lora(transformer, directory)
+    return directory
+
+
+def test_an_optimised_pipeline_makes_the_same_images_lora_fused_included(tmp_path):
+    flux_dir = make_tiny_flux(tmp_path / "flux", seed=3)
+    lora = lora_dir(flux_dir, tmp_path / "lora")
+    prompts, seeds = ["an apple", "rust", "ice"], [1, 2, 3]
+
+    base = generate(load_pipeline(flux_dir, device="cpu"), prompts, seeds=seeds, batch_size=3, **SETTINGS)
+    plain = generate(load_pipeline(flux_dir, device="cpu", lora=lora), prompts, seeds=seeds, batch_size=3, **SETTINGS)
+    fast = optimize_pipeline(load_pipeline(flux_dir, device="cpu", lora=lora), backend="eager")
+    assert not getattr(fast.transformer, "peft_config", None)  # the LoRA is in the weights now
+    optimised = generate(fast, prompts, seeds=seeds, batch_size=2, **SETTINGS)
+
+    for a, b, c in zip(plain, optimised, base, strict=True):
+        assert np.abs(pixels(a) - pixels(b)).max() <= 1
+        assert np.abs(pixels(a) - pixels(c)).max() > 10  # the LoRA mattered
+
+
+def test_it_reports_each_denoising_step(pipe):
+    steps = []
+    generate(pipe, ["rust", "ice", "an apple"], seeds=[1, 2, 3], batch_size=2, on_step=steps.append, **SETTINGS)
+    assert steps == [0, 1, 0, 1]  # two batches of two steps
+
+
+def test_it_refuses_an_unknown_compile_mode(pipe):
+    with pytest.raises(ValueError, match="regional"):
+        optimize_pipeline(load_pipeline(Path(pipe.name_or_path), device="cpu"), compile="everything")
