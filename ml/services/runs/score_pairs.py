@@ -140,8 +140,8 @@ def _scores(scorer, run: Run, items: list, batch_size: int) -> list[PairScore]:
     if not items:
         return []
     prompts = [pair.tuple.implicit_prompt for pair, _ in items]
-    correct = scorer.score(prompts, [images[0] for _, images in items], batch_size=batch_size)
-    wrong = scorer.score(prompts, [images[1] for _, images in items], batch_size=batch_size)
+    correct, wrong = scorer.score_pairs(prompts, [images[0] for _, images in items],
+                                        [images[1] for _, images in items], batch_size=batch_size)
     probability = torch.sigmoid(correct - wrong)
     return [
         PairScore(pair=pair, model=run.input_model, run=run, score_correct=c, score_wrong=w, probability=pr,
