@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
 from annotation import roles
-from annotation.models import Pair
+from annotation.models import Judgement, Pair
 from annotation.services import audit
 from curation.models import Adjudication, Consensus, Label
 from curation.services.consensus import label_of, recompute_consensus
@@ -56,15 +57,20 @@ def adjudicate(reviewer, pair_id: int, label: str, comment: str = "") -> Adjudic
 
 def review_queue(*, task: str | None = None, outcome: str | None = None) -> QuerySet[Consensus]:
     """Disputed and reversed pairs, oldest first, with what a list row shows and a count of
-    flagged judgements, all in one query."""
+    flagged judgements, all in one query.
+
+    The flagged count is a correlated subquery rather than a join + GROUP BY, so that the database
+    can walk the queue in order (index ``consensus_review_queue``) and count only for the rows of
+    the page it returns; a paginator's count then needs no join to the judgements either."""
+    flagged = (
+        Judgement.objects.filter(pair_id=OuterRef("pair_id"))
+        .filter(Q(flag_prompt_unclear=True) | Q(flag_image_broken=True) | Q(flag_off_topic=True))
+        .order_by().values("pair_id").annotate(n=Count("pk")).values("n")
+    )
     items = (
         Consensus.objects.filter(outcome__in=[outcome] if outcome else REVIEW_OUTCOMES)
         .select_related("pair__tuple__task__discipline")
-        .annotate(flagged=Count("pair__judgements", filter=(
-            Q(pair__judgements__flag_prompt_unclear=True)
-            | Q(pair__judgements__flag_image_broken=True)
-            | Q(pair__judgements__flag_off_topic=True)
-        )))
+        .annotate(flagged=Coalesce(Subquery(flagged, output_field=IntegerField()), 0))
         .order_by("updated_at", "pair_id")
     )
     return items.filter(pair__tuple__task__code=task) if task else items
