@@ -315,20 +315,21 @@ def test_large_inputs_are_written_batch_by_batch_and_a_rerun_finishes_the_job(tm
     settings.IMPORT_SINGLE_TRANSACTION_MAX_BYTES = 1
     rows = [train_row(f"A steel nail number {i} in the rain for weeks") for i in range(5)]
     path = write_train(tmp_path / "train.parquet", rows)
-    real_create_pair, calls = importing.catalog.create_pair, []
+    real_insert, calls = importing._insert, []
 
-    def failing_create_pair(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 4:
-            raise RuntimeError("worker lost")
-        return real_create_pair(*args, **kwargs)
+    def failing_insert(model, objs):
+        if model is Pair:
+            calls.append(1)
+            if len(calls) == 2:  # the second batch's pairs
+                raise RuntimeError("worker lost")
+        return real_insert(model, objs)
 
-    monkeypatch.setattr(importing.catalog, "create_pair", failing_create_pair)
+    monkeypatch.setattr(importing, "_insert", failing_insert)
     with pytest.raises(RuntimeError):
         import_dataset(path, batch_size=2)
     # The first batch (rows 1-2) committed completely; the second rolled back completely.
     assert Pair.objects.count() == 2 and PromptTuple.objects.count() == 2 and Image.objects.count() == 4
-    monkeypatch.setattr(importing.catalog, "create_pair", real_create_pair)
+    monkeypatch.setattr(importing, "_insert", real_insert)
 
     report = import_dataset(path, batch_size=2)
 
