@@ -5,12 +5,16 @@ only what the annotator may see: the implicit prompt, task, discipline and two i
 name the lease and a side, never an image id or which image is expected.
 """
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.files.storage import default_storage
+from django.db import connection
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.authentication import TokenAuthentication, get_authorization_header
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -70,13 +74,112 @@ class JudgementReceiptSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+# The queue's answers are built directly (they are on the hot path; a DRF serializer costs more
+# than the rest of the view): LeaseSerializer and JudgementReceiptSerializer above describe them
+# for the OpenAPI schema, and tests/test_bench_queue_fast_paths.py checks both give the same data.
+_DATETIME = serializers.DateTimeField()
+
+
+def _lease_payload(lease: Lease, request) -> dict:
+    pair = lease.pair
+    task = pair.tuple.task
+    discipline = task.discipline
+
+    def url(side):
+        return request.build_absolute_uri(reverse("lease-image", args=[lease.id, side]))
+
+    return {
+        "lease_id": lease.id,
+        "pair_id": pair.id,
+        "implicit_prompt": str(pair.tuple.implicit_prompt),
+        "task": {"code": task.code, "name": task.name, "kind": task.kind},
+        "discipline": {"slug": discipline.slug, "name": discipline.name},
+        "left_image_url": url("left"),
+        "right_image_url": url("right"),
+        "expires_at": _DATETIME.to_representation(lease.expires_at),
+        "state": str(lease.state),
+    }
+
+
+def _receipt(judgement: Judgement) -> dict:
+    return {
+        "judgement_id": judgement.id,
+        "pair_id": judgement.pair_id,
+        "choice": str(judgement.choice),
+        "created_at": _DATETIME.to_representation(judgement.created_at),
+    }
+
+
 def _refusal(exc: queue.QueueError) -> Response:
     return Response({"detail": exc.message, "code": exc.code}, status=exc.status)
 
 
-class QueueNextView(APIView):
+# --- Authentication of the hot endpoints -----------------------------------------------------
+# Every annotator request authenticates and then checks the annotator role: with DRF's token
+# authentication and IsAnnotator that is two statements and a good share of the request's CPU
+# (bench/queue_load.py, docs/benchmarks/queue.md). On the queue endpoints a request that DRF would
+# authenticate by token (the first authentication class is TokenAuthentication and the header
+# names a token) gets the token, its user and whether the user is in the annotator group (roles are
+# Django groups, annotation/roles.py) from one statement. Anything else — no header, a session
+# (the annotate page), a malformed header, an unknown token, an inactive user — goes through DRF's
+# own authentication, so every refusal is exactly DRF's.
+
+
+def _token_user(request):
+    """``(user, token)`` for a request DRF would authenticate by a valid token, or None."""
+    if not request.authenticators or type(request.authenticators[0]) is not TokenAuthentication:
+        return None
+    authenticator = request.authenticators[0]
+    header = get_authorization_header(request).split()
+    if len(header) != 2 or header[0].lower() != authenticator.keyword.lower().encode():
+        return None
+    try:
+        key = header[1].decode()
+    except UnicodeError:
+        return None
+    User, token_model = get_user_model(), authenticator.get_model()
+    memberships = User.groups.through
+    q = connection.ops.quote_name
+    table = lambda model: q(model._meta.db_table)  # noqa: E731
+    column = lambda model, name: q(model._meta.get_field(name).column)  # noqa: E731
+    user_pk = column(User, User._meta.pk.name)
+    user = next(iter(User.objects.raw(
+        f"SELECT u.*, EXISTS (SELECT 1 FROM {table(memberships)} m INNER JOIN {table(Group)} g "
+        f"ON g.{column(Group, 'id')} = m.{column(memberships, 'group')} "
+        f"WHERE m.{column(memberships, 'user')} = u.{user_pk} AND g.{column(Group, 'name')} = %s) "
+        f"AS queue_annotator_role FROM {table(User)} u INNER JOIN {table(token_model)} t "
+        f"ON t.{column(token_model, 'user')} = u.{user_pk} WHERE t.{column(token_model, 'key')} = %s",
+        [roles.ANNOTATOR, key],
+    )), None)
+    if user is None or not user.is_active:
+        return None
+    user.queue_annotator_role = bool(user.queue_annotator_role)
+    token = token_model.from_db(connection.alias, ["key", "user_id"], [key, user.pk])
+    token.user = user
+    return user, token
+
+
+class _QueueView(APIView):
+    """The queue endpoints: annotators only, with the one-statement token path above."""
+
     permission_classes = [IsAnnotator]
 
+    def perform_authentication(self, request):
+        found = _token_user(request)
+        if found is None:
+            return super().perform_authentication(request)
+        request._authenticator = request.authenticators[0]
+        request.user, request.auth = found
+
+    def check_permissions(self, request):
+        loaded = getattr(request.user, "queue_annotator_role", None)  # IsAnnotator's answer, if loaded
+        if loaded is None:
+            return super().check_permissions(request)
+        if not loaded:
+            self.permission_denied(request, message=IsAnnotator.message)
+
+
+class QueueNextView(_QueueView):
     @extend_schema(
         request=None,
         parameters=[
@@ -91,20 +194,20 @@ class QueueNextView(APIView):
         summary="Lease the next pair (or get your live lease back)",
     )
     def post(self, request):
-        task = request.query_params.get("task") or request.data.get("task")
-        discipline = request.query_params.get("discipline") or request.data.get("discipline")
+        # The body is parsed only when there is one (the usual next is an empty POST).
+        body = request.data if int(request.META.get("CONTENT_LENGTH") or 0) else {}
+        task = request.query_params.get("task") or body.get("task")
+        discipline = request.query_params.get("discipline") or body.get("discipline")
         try:
             lease = queue.next_lease(request.user, task=task, discipline=discipline)
         except queue.QueueError as exc:
             return _refusal(exc)
         if lease is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(LeaseSerializer(lease, context={"request": request}).data)
+        return Response(_lease_payload(lease, request))
 
 
-class LeaseJudgementView(APIView):
-    permission_classes = [IsAnnotator]
-
+class LeaseJudgementView(_QueueView):
     @extend_schema(
         request=JudgementInputSerializer,
         responses={201: JudgementReceiptSerializer, 200: JudgementReceiptSerializer},
@@ -118,25 +221,21 @@ class LeaseJudgementView(APIView):
         except queue.QueueError as exc:
             return _refusal(exc)
         return Response(
-            JudgementReceiptSerializer(judgement).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+            _receipt(judgement), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
 
 
-class LeaseHeartbeatView(APIView):
-    permission_classes = [IsAnnotator]
-
+class LeaseHeartbeatView(_QueueView):
     @extend_schema(request=None, responses={200: LeaseSerializer}, summary="Keep the lease alive")
     def post(self, request, lease_id: int):
         try:
             lease = queue.heartbeat(request.user, lease_id)
         except queue.QueueError as exc:
             return _refusal(exc)
-        return Response(LeaseSerializer(lease, context={"request": request}).data)
+        return Response(_lease_payload(lease, request))
 
 
-class LeaseReleaseView(APIView):
-    permission_classes = [IsAnnotator]
-
+class LeaseReleaseView(_QueueView):
     @extend_schema(request=None, responses={200: OpenApiResponse(description="Skipped.")}, summary="Skip the pair")
     def post(self, request, lease_id: int):
         try:
@@ -146,9 +245,7 @@ class LeaseReleaseView(APIView):
         return Response({"lease_id": lease.id, "state": lease.state})
 
 
-class UndoView(APIView):
-    permission_classes = [IsAnnotator]
-
+class UndoView(_QueueView):
     @extend_schema(
         request=None,
         responses={200: LeaseSerializer},
@@ -159,7 +256,7 @@ class UndoView(APIView):
             lease = queue.undo_last_judgement(request.user)
         except queue.QueueError as exc:
             return _refusal(exc)
-        return Response(LeaseSerializer(lease, context={"request": request}).data)
+        return Response(_lease_payload(lease, request))
 
 
 class LeaseImageView(APIView):

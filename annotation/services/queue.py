@@ -25,12 +25,26 @@ the lock. Candidate pairs are locked with ``skip_locked`` in a small window, so 
 annotators spread over different pairs instead of queueing on one; the pick inside the window is
 random. Gold pairs are locked the same way: they need no capacity check, but marking, unmarking
 and retiring change them under the same lock. A ``next`` transaction waits for a pair lock only
-while it holds no other: a window whose pairs all turned out full (the statement's snapshot was
-stale) is rolled back to a savepoint, which releases its locks, before the next window is taken;
+while it holds no other: when every candidate is locked by someone else and this transaction
+already holds a window whose pairs all turned out full (the statement's snapshot was stale), the
+whole transaction is rolled back and started again (which releases its locks) before it waits;
 otherwise two such transactions, each holding a full window and waiting for a pair in the other's,
 deadlock. A lease is *live* while its state is ``active`` and ``expires_at`` is in the future; an
 expired lease stops counting at once, and the periodic task :func:`reclaim_expired_leases` (or the
 annotator's next request) marks it ``expired``.
+
+Cost (``bench/queue_load.py`` measures it under load; docs/benchmarks/queue.md): ``next`` runs a
+fixed number of statements whatever the number of pairs — the annotator's state (pause, whether a
+lease is active, the allowed tasks with what the payload shows of them) in one, the candidate
+window (which also loads the prompt), the capacity re-check and the insert; the live lease is read
+only when one exists. The candidate statement walks the ``(status, -priority, id)`` index of open
+pairs from its head and stops after the window, so its cost depends on how many pairs near the
+head this annotator cannot take (pairs they judged that wait for others, pairs other annotators
+hold), not on how many pairs there are; the allowed tasks are passed to it as literal ids, which
+keeps PostgreSQL's estimates, and so that plan, right. The state, window, re-check and lock
+statements of ``next`` and ``judgement`` are SQL written here (table and column names from the
+models) because building and compiling them through the ORM cost several times the CPU of running
+them; tests/test_bench_queue_fast_paths.py checks they select what the ORM queries did.
 
 On SQLite there are no row locks: the settings open every transaction with ``BEGIN IMMEDIATE``,
 which takes the database write lock up front, so queue transactions run one at a time — correct,
@@ -39,16 +53,16 @@ not concurrent.
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from annotation.models import Expertise, Judgement, Lease, Pair, Task
+from annotation.models import Discipline, Expertise, Judgement, Lease, Pair, PromptTuple, Task
 from annotation.services import audit
 from annotation.signals import judgements_changed
 
@@ -101,34 +115,108 @@ def _now():
     return timezone.now()
 
 
-def allowed_tasks(user, *, task: str | None = None, discipline: str | None = None):
-    """Tasks inside the user's expertise, narrowed by the optional filters (a queryset of ids)."""
-    qs = Task.objects.filter(Q(experts__user=user) | Q(discipline__experts__user=user))
+def _table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _col(alias: str, model, name: str) -> str:
+    return f"{alias}.{connection.ops.quote_name(model._meta.get_field(name).column)}"
+
+
+@functools.lru_cache(maxsize=64)
+def _converters(vendor: str, model, fields: tuple[str, ...]) -> tuple:
+    del vendor  # part of the cache key only
+    out = []
+    for name in fields:
+        field = model._meta.get_field(name)
+        column = field.get_col(model._meta.db_table)
+        out.append((column, tuple(connection.ops.get_db_converters(column) + field.get_db_converters(connection))))
+    return tuple(out)
+
+
+def _load(model, fields: tuple[str, ...], values):
+    """A model instance from a row of ``fields`` (others deferred), converted as the ORM converts."""
+    converted = []
+    for value, (column, converters) in zip(values, _converters(connection.vendor, model, fields)):
+        for convert in converters:
+            value = convert(value, column, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, fields, converted)
+
+
+@functools.lru_cache(maxsize=64)
+def _update_sql(vendor: str, model, fields: tuple[str, ...]) -> str:
+    del vendor  # part of the cache key only
+    q = connection.ops.quote_name
+    sets = ", ".join(f"{q(model._meta.get_field(name).column)} = %s" for name in fields)
+    return f"UPDATE {_table(model)} SET {sets} WHERE {q(model._meta.pk.column)} = %s"
+
+
+def _update_row(instance, **values) -> None:
+    """``instance.save(update_fields=...)`` for the hot path: set the attributes, one UPDATE. Like
+    ``QuerySet.update`` it sends no pre_save/post_save signal (none is connected to Pair or Lease;
+    the queue's own signal is ``judgements_changed``)."""
+    model, fields = type(instance), tuple(values)
+    params = []
+    for name, value in values.items():
+        setattr(instance, name, value)
+        params.append(model._meta.get_field(name).get_db_prep_save(value, connection))
+    with connection.cursor() as cursor:
+        cursor.execute(_update_sql(connection.vendor, model, fields), [*params, instance.pk])
+
+
+def _allowed_task_rows(user, *, task: str | None = None, discipline: str | None = None):
+    own_tasks = Expertise.tasks.through.objects.filter(expertise__user=user).values("task_id")
+    own_disciplines = Expertise.disciplines.through.objects.filter(expertise__user=user).values("discipline_id")
+    qs = Task.objects.filter(Q(id__in=own_tasks) | Q(discipline_id__in=own_disciplines))
     if task:
         qs = qs.filter(code__iexact=task)
     if discipline:
         qs = qs.filter(discipline__slug__iexact=discipline)
-    return qs.values("id")
+    return qs
+
+
+def allowed_tasks(user, *, task: str | None = None, discipline: str | None = None):
+    """Tasks inside the user's expertise, narrowed by the optional filters (a queryset of ids)."""
+    return _allowed_task_rows(user, task=task, discipline=discipline).values("id")
 
 
 def live_lease_of(user) -> Lease | None:
     """The annotator's live lease, after retiring their own lease if it has expired."""
     now = _now()
-    Lease.objects.filter(annotator=user, state=Lease.State.ACTIVE, expires_at__lte=now).update(
-        state=Lease.State.EXPIRED, ended_at=now
-    )
-    return (
+    lease = (
         Lease.objects.select_related("pair__tuple__task__discipline")
         .filter(annotator=user, state=Lease.State.ACTIVE)
         .first()
     )
+    if lease is not None and lease.expires_at <= now:
+        # At most one active lease per annotator (a unique constraint), so this is the only one.
+        Lease.objects.filter(pk=lease.pk, state=Lease.State.ACTIVE, expires_at__lte=now).update(
+            state=Lease.State.EXPIRED, ended_at=now
+        )
+        return None
+    return lease
+
+
+@functools.lru_cache(maxsize=256)
+def _live_counts_sql(vendor: str, n_pairs: int, exclude: bool) -> str:
+    del vendor  # part of the cache key only
+    pair, state, expires = _col("l", Lease, "pair"), _col("l", Lease, "state"), _col("l", Lease, "expires_at")
+    return (f"SELECT {pair}, COUNT(*) FROM {_table(Lease)} l WHERE {pair} IN ({', '.join(['%s'] * n_pairs)}) "
+            f"AND {state} = %s AND {expires} > %s" + (f" AND {_col('l', Lease, 'id')} <> %s" if exclude else "")
+            + f" GROUP BY {pair}")
 
 
 def _live_counts(pair_ids, now, *, exclude_lease=None) -> dict[int, int]:
-    qs = Lease.objects.filter(pair_id__in=pair_ids, state=Lease.State.ACTIVE, expires_at__gt=now)
+    """Live leases per pair (a new statement: under READ COMMITTED it sees every commit so far)."""
+    if not pair_ids:
+        return {}
+    params = [*pair_ids, Lease.State.ACTIVE, connection.ops.adapt_datetimefield_value(now)]
     if exclude_lease is not None:
-        qs = qs.exclude(pk=exclude_lease)
-    return dict(qs.order_by().values("pair_id").annotate(n=Count("id")).values_list("pair_id", "n"))
+        params.append(exclude_lease)
+    with connection.cursor() as cursor:
+        cursor.execute(_live_counts_sql(connection.vendor, len(pair_ids), exclude_lease is not None), params)
+        return dict(cursor.fetchall())
 
 
 def _ensure_not_paused(user) -> None:
@@ -138,102 +226,251 @@ def _ensure_not_paused(user) -> None:
         )
 
 
-def _candidates(user, now, tasks, *, skipped: bool, gold: bool):
+@dataclass(frozen=True)
+class _AnnotatorState:
+    paused: bool
+    has_active_lease: bool
+    tasks: dict[int, Task]  # the allowed tasks (after the filters), with their disciplines loaded
+
+
+_TASK_FIELDS = ("id", "code", "name", "discipline_id", "kind")
+_DISCIPLINE_FIELDS = ("id", "slug", "name")
+
+
+@functools.lru_cache(maxsize=16)
+def _annotator_state_sql(vendor: str, by_task: bool, by_discipline: bool) -> tuple[str, str]:
+    """The state statement (parameters: user, True, user, active, user, user[, task][, discipline])
+    and its fallback for an annotator with no allowed task (the first four parameters)."""
+    del vendor  # part of the cache key only
+    ex, ex_tasks, ex_disc = Expertise, Expertise.tasks.through, Expertise.disciplines.through
+    flags = (f"EXISTS (SELECT 1 FROM {_table(ex)} e WHERE {_col('e', ex, 'user')} = %s "
+             f"AND {_col('e', ex, 'paused')} = %s), "
+             f"EXISTS (SELECT 1 FROM {_table(Lease)} l WHERE {_col('l', Lease, 'annotator')} = %s "
+             f"AND {_col('l', Lease, 'state')} = %s)")
+
+    def own(through, field):
+        return (f"SELECT {_col('x', through, field)} FROM {_table(through)} x INNER JOIN {_table(ex)} e "
+                f"ON {_col('e', ex, 'id')} = {_col('x', through, 'expertise')} WHERE {_col('e', ex, 'user')} = %s")
+
+    sql = (f"SELECT {', '.join(_col('t', Task, f) for f in _TASK_FIELDS)}, {_col('d', Discipline, 'slug')}, "
+           f"{_col('d', Discipline, 'name')}, {flags} FROM {_table(Task)} t INNER JOIN {_table(Discipline)} d "
+           f"ON {_col('d', Discipline, 'id')} = {_col('t', Task, 'discipline')} "
+           f"WHERE ({_col('t', Task, 'id')} IN ({own(ex_tasks, 'task')}) "
+           f"OR {_col('t', Task, 'discipline')} IN ({own(ex_disc, 'discipline')}))")
+    if by_task:  # the ORM's iexact
+        sql += f" AND UPPER({_col('t', Task, 'code')}) = UPPER(%s)"
+    if by_discipline:
+        sql += f" AND UPPER({_col('d', Discipline, 'slug')}) = UPPER(%s)"
+    return sql, f"SELECT {flags}"
+
+
+def _annotator_state(user, *, task: str | None, discipline: str | None) -> _AnnotatorState:
+    """Pause, whether an active lease exists, and the allowed tasks (:func:`allowed_tasks`, same
+    rules) with what a lease's payload shows of them: one statement, written in SQL (see the module
+    docstring; a second one only for an annotator with no allowed task)."""
+    sql, fallback = _annotator_state_sql(connection.vendor, bool(task), bool(discipline))
+    flag_params = [user.pk, True, user.pk, Lease.State.ACTIVE]
+    params = [*flag_params, user.pk, user.pk, *([task] if task else []), *([discipline] if discipline else [])]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+        if not rows:
+            cursor.execute(fallback, flag_params)
+            paused, active = cursor.fetchone()
+            return _AnnotatorState(paused=bool(paused), has_active_lease=bool(active), tasks={})
+    tasks = {}
+    for row in rows:
+        found = _load(Task, _TASK_FIELDS, row[:5])  # description and queue_order are deferred
+        found.discipline = _load(Discipline, _DISCIPLINE_FIELDS, (row[3], row[5], row[6]))
+        tasks[found.id] = found
+    return _AnnotatorState(paused=bool(rows[0][7]), has_active_lease=bool(rows[0][8]), tasks=tasks)
+
+
+# --- The candidate window (SQL written once per shape and cached; see the module docstring) ---
+
+_PAIR_FIELDS = ("id", "tuple_id", "image_correct_id", "image_wrong_id", "status", "k", "is_gold",
+                "judgement_count", "priority")
+_TUPLE_FIELDS = ("id", "implicit_prompt", "task_id")
+
+
+@functools.lru_cache(maxsize=512)
+def _window_sql(vendor: str, n_tasks: int, n_full: int, *, skipped: bool, gold: bool, limit: int,
+                skip_locked: bool) -> str:
     """Pairs in the user's tasks that they have not judged. Normal pairs (``gold=False``) must be
     open with capacity as far as this statement's snapshot can tell (re-checked under the lock);
     gold pairs only must not be retired. ``skipped`` selects the pairs the user released
-    earlier, which come only after everything else."""
-    mine_released = Lease.objects.filter(annotator=user, state=Lease.State.RELEASED).values("pair_id")
-    qs = Pair.objects.filter(is_gold=gold, tuple__task_id__in=tasks).exclude(
-        id__in=Judgement.objects.filter(annotator=user).values("pair_id")
-    )
+    earlier, which come only after everything else. Highest priority first (active learning, see
+    ml.services.active_learning; 0 = creation order), then oldest first, as the
+    ``(status, -priority, id)`` index of Pair is laid out, so PostgreSQL walks that index from its
+    head and stops after ``limit`` rows. ``skip_locked``: lock the rows, skipping those locked by
+    others; otherwise a plain read. Parameters: see :func:`_window_params`."""
+    del vendor  # part of the cache key only
+    pc = lambda name: _col("p", Pair, name)  # noqa: E731
+    select = ", ".join([pc(f) for f in _PAIR_FIELDS] + [_col("t", PromptTuple, f) for f in _TUPLE_FIELDS])
+    where = [f"{pc('is_gold')} = %s", f"{_col('t', PromptTuple, 'task')} IN ({', '.join(['%s'] * n_tasks)})"]
     if gold:
-        qs = qs.exclude(status=Pair.Status.RETIRED)
+        where.append(f"{pc('status')} <> %s")
     else:
-        live = (
-            Lease.objects.filter(pair=OuterRef("pk"), state=Lease.State.ACTIVE, expires_at__gt=now)
-            .order_by()
-            .values("pair")
-            .annotate(n=Count("id"))
-            .values("n")
-        )
-        qs = (
-            qs.filter(status=Pair.Status.OPEN, judgement_count__lt=F("k"))
-            .annotate(live=Coalesce(Subquery(live, output_field=IntegerField()), 0))
-            .filter(judgement_count__lt=F("k") - F("live"))
-        )
-    qs = qs.filter(id__in=mine_released) if skipped else qs.exclude(id__in=mine_released)
-    # Highest priority first (active learning, see ml.services.active_learning; 0 = creation order),
-    # then oldest first, as the (status, -priority, id) index of Pair is laid out.
-    return qs.order_by("-priority", "id")
+        live = (f"SELECT COUNT(*) FROM {_table(Lease)} l WHERE {_col('l', Lease, 'pair')} = {pc('id')} "
+                f"AND {_col('l', Lease, 'state')} = %s AND {_col('l', Lease, 'expires_at')} > %s")
+        where += [f"{pc('status')} = %s", f"{pc('judgement_count')} + ({live}) < {pc('k')}"]
+    where.append(f"NOT EXISTS (SELECT 1 FROM {_table(Judgement)} j WHERE {_col('j', Judgement, 'pair')} = {pc('id')} "
+                 f"AND {_col('j', Judgement, 'annotator')} = %s)")
+    released = (f"EXISTS (SELECT 1 FROM {_table(Lease)} r WHERE {_col('r', Lease, 'pair')} = {pc('id')} "
+                f"AND {_col('r', Lease, 'annotator')} = %s AND {_col('r', Lease, 'state')} = %s)")
+    where.append(released if skipped else f"NOT {released}")
+    if n_full:
+        where.append(f"{pc('id')} NOT IN ({', '.join(['%s'] * n_full)})")
+    lock = ""
+    if skip_locked and connection.features.has_select_for_update:  # else a plain read
+        lock = " FOR UPDATE"
+        if connection.features.has_select_for_update_of:
+            lock += " OF p"
+        if connection.features.has_select_for_update_skip_locked:
+            lock += " SKIP LOCKED"
+    return (
+        f"SELECT {select} FROM {_table(Pair)} p "
+        f"INNER JOIN {_table(PromptTuple)} t ON {_col('t', PromptTuple, 'id')} = {pc('tuple')} "
+        f"WHERE {' AND '.join(where)} ORDER BY {pc('priority')} DESC, {pc('id')} ASC LIMIT {int(limit)}{lock}"
+    )
 
 
+def _window_params(user, now, task_ids, full, *, skipped: bool, gold: bool) -> list:
+    params = [gold, *task_ids]
+    if gold:
+        params.append(Pair.Status.RETIRED)
+    else:
+        params += [Pair.Status.OPEN, Lease.State.ACTIVE, connection.ops.adapt_datetimefield_value(now)]
+    params += [user.pk, user.pk, Lease.State.RELEASED, *full]
+    return params
 
-def _lock_window(candidates, window: int) -> list[Pair]:
-    locked = list(candidates.select_for_update(skip_locked=True, of=("self",))[:window])
+
+def _select_window(user, now, task_ids, full, *, skipped: bool, gold: bool, limit: int,
+                   skip_locked: bool) -> list[Pair]:
+    sql = _window_sql(connection.vendor, len(task_ids), len(full), skipped=skipped, gold=gold, limit=limit,
+                      skip_locked=skip_locked)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _window_params(user, now, task_ids, sorted(full), skipped=skipped, gold=gold))
+        rows = cursor.fetchall()
+    n, pairs = len(_PAIR_FIELDS), []
+    for row in rows:
+        pair = _load(Pair, _PAIR_FIELDS, row[:n])  # created_at is deferred (loaded on access)
+        pair.tuple = _load(PromptTuple, _TUPLE_FIELDS, row[n:])
+        pairs.append(pair)
+    return pairs
+
+
+class _Restart(Exception):
+    """Roll the ``next`` transaction back (releasing its pair locks) and start it again."""
+
+
+def _lock_window(user, now, task_ids, full, *, skipped: bool, gold: bool) -> list[Pair]:
+    """Lock up to ``QUEUE_LOCK_WINDOW`` candidates that nobody else holds, skipping ``full``."""
+    args = dict(skipped=skipped, gold=gold)
+    locked = _select_window(user, now, task_ids, full, limit=settings.QUEUE_LOCK_WINDOW, skip_locked=True, **args)
     if locked:
         return locked
     # Everything available is locked by someone else right now: wait for one lock rather than
-    # answering "nothing left" while pairs are merely busy for a few milliseconds.
-    return list(candidates.select_for_update(of=("self",))[:1])
+    # answering "nothing left" while pairs are merely busy for a few milliseconds — but never
+    # while holding other pair locks (see the locking policy), and on one row named by its id:
+    # a scan that waits (``LIMIT 1 FOR UPDATE``) keeps the locks of rows it passes over after
+    # re-checking them, so two such scans deadlock (seen under 32 racing annotators).
+    if full:
+        raise _Restart
+    first = _select_window(user, now, task_ids, full, limit=1, skip_locked=False, **args)  # no lock
+    if not first:
+        return []
+    _wait_for_pair(first[0].id)
+    locked = _select_window(user, now, task_ids, full, limit=settings.QUEUE_LOCK_WINDOW, skip_locked=True, **args)
+    if not locked:
+        raise _Restart  # the pair waited for is taken: start again, holding nothing
+    return locked
+
+
+def _wait_for_pair(pair_id: int) -> None:
+    if connection.features.has_select_for_update:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT 1 FROM {_table(Pair)} WHERE {connection.ops.quote_name('id')} = %s FOR UPDATE",
+                           [pair_id])
 
 
 def next_lease(user, *, task: str | None = None, discipline: str | None = None) -> Lease | None:
     """The user's live lease, or a new one (gold mixed in at ``GOLD_RATE``), or None if nothing
     is left. Raises :class:`AnnotatorPaused` for a paused annotator."""
-    with transaction.atomic():
-        _ensure_not_paused(user)
+    while True:
+        try:
+            with transaction.atomic():
+                return _next_lease(user, task=task, discipline=discipline)
+        except _Restart:
+            continue
+        except IntegrityError:
+            # A concurrent request of the same annotator created their one live lease first
+            # (the lease insert is the only write here that a constraint can refuse).
+            with transaction.atomic():
+                existing = live_lease_of(user)
+            if existing is None:
+                raise
+            return existing
+
+
+def _next_lease(user, *, task, discipline) -> Lease | None:
+    state = _annotator_state(user, task=task, discipline=discipline)
+    if state.paused:
+        _ensure_not_paused(user)  # raises
+    if state.has_active_lease:
         lease = live_lease_of(user)
         if lease is not None:
             return lease
-        tasks = allowed_tasks(user, task=task, discipline=discipline)
-        now = _now()
-        kinds = (True, False) if random.random() < settings.GOLD_RATE else (False, True)
-        for skipped in (False, True):
-            for gold in kinds:
-                pair = _pick(user, now, tasks, skipped=skipped, gold=gold)
-                if pair is not None:
-                    return _create_lease(user, pair, now)
+    if not state.tasks:
+        return None
+    task_ids = sorted(state.tasks)
+    now = _now()
+    kinds = (True, False) if random.random() < settings.GOLD_RATE else (False, True)
+    for skipped in (False, True):
+        for gold in kinds:
+            pair = _pick(user, now, task_ids, skipped=skipped, gold=gold)
+            if pair is not None:
+                pair.tuple.task = state.tasks[pair.tuple.task_id]  # for the payload, already loaded
+                return _create_lease(user, pair, now, savepoint=False)
     return None
 
 
-def _pick(user, now, tasks, *, skipped: bool, gold: bool) -> Pair | None:
+def _pick(user, now, task_ids, *, skipped: bool, gold: bool) -> Pair | None:
     """Lock a window of candidates and pick one at random; the window stays locked until commit.
 
-    A window whose pairs all turn out full is rolled back to its savepoint, which releases their
-    locks, so the next window (which may wait for a lock) is taken holding no pair lock."""
+    A window whose pairs all turn out full stays locked (nobody may lease them anyway) while the
+    next window is taken with ``skip_locked``, which never waits; if a lock must be waited for
+    while such a window is held, :class:`_Restart` rolls the whole transaction back first."""
     full: set[int] = set()
     while True:
-        savepoint = transaction.savepoint()
-        candidates = _candidates(user, now, tasks, skipped=skipped, gold=gold).exclude(id__in=full)
-        locked = _lock_window(candidates, settings.QUEUE_LOCK_WINDOW)
+        locked = _lock_window(user, now, task_ids, full, skipped=skipped, gold=gold)
         if gold:
             open_pairs = locked
         else:
             counts = _live_counts([p.id for p in locked], now)
             open_pairs = [p for p in locked if p.judgement_count + counts.get(p.id, 0) < p.k]
         if open_pairs or not locked:
-            transaction.savepoint_commit(savepoint)
             return random.choice(open_pairs) if open_pairs else None
         # The statement's snapshot was stale for every pair in the window: they are full.
-        transaction.savepoint_rollback(savepoint)
         full.update(p.id for p in locked)
 
 
-def _create_lease(user, pair: Pair, now, *, order: tuple[int, int] | None = None) -> Lease:
+def _create_lease(user, pair: Pair, now, *, order: tuple[int, int] | None = None, savepoint: bool = True) -> Lease:
+    """Lease ``pair`` (loaded with its tuple, task and discipline, which the payload shows) to the
+    user. With ``savepoint=False`` a concurrent lease of the same annotator raises IntegrityError
+    and the caller's transaction is lost (:func:`next_lease` starts a new one); otherwise the
+    existing live lease is returned."""
     if order is None:
         order = (pair.image_correct_id, pair.image_wrong_id)
         if random.random() < 0.5:
             order = order[::-1]
+    fields = dict(pair=pair, annotator=user, left_image_id=order[0], right_image_id=order[1],
+                  expires_at=now + settings.LEASE_TTL)
+    if not savepoint:
+        return Lease.objects.create(**fields)
     try:
         with transaction.atomic():
-            lease = Lease.objects.create(
-                pair=pair,
-                annotator=user,
-                left_image_id=order[0],
-                right_image_id=order[1],
-                expires_at=now + settings.LEASE_TTL,
-            )
+            lease = Lease.objects.create(**fields)
     except IntegrityError:
         # A concurrent request of the same annotator created their one live lease first.
         existing = live_lease_of(user)
@@ -250,11 +487,35 @@ def _own_lease(user, lease_id) -> Lease:
     return lease
 
 
+_LEASE_FIELDS = ("id", "pair_id", "annotator_id", "left_image_id", "right_image_id", "state", "expires_at")
+
+
+@functools.lru_cache(maxsize=4)
+def _lock_sql(vendor: str) -> tuple[str, str]:
+    del vendor  # part of the cache key only
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    pair = (f"SELECT {', '.join(_col('p', Pair, f) for f in _PAIR_FIELDS)} FROM {_table(Pair)} p "
+            f"WHERE {_col('p', Pair, 'id')} = (SELECT {_col('l', Lease, 'pair')} FROM {_table(Lease)} l "
+            f"WHERE {_col('l', Lease, 'id')} = %s AND {_col('l', Lease, 'annotator')} = %s){lock}")
+    lease = (f"SELECT {', '.join(_col('l', Lease, f) for f in _LEASE_FIELDS)} FROM {_table(Lease)} l "
+             f"WHERE {_col('l', Lease, 'id')} = %s{lock}")
+    return pair, lease
+
+
 def _lock_pair_and_lease(user, lease_id) -> tuple[Pair, Lease]:
-    """Lock the pair first, then the lease: the same order everywhere, so no deadlocks."""
-    pair_id = _own_lease(user, lease_id).pair_id
-    pair = Pair.objects.select_for_update().get(pk=pair_id)
-    lease = Lease.objects.select_for_update().get(pk=lease_id)
+    """Lock the pair first, then the lease: the same order everywhere, so no deadlocks. The pair
+    is found through the user's own lease in the same statement (404 for anyone else's); both
+    statements are written in SQL because this runs on every judgement (fields the queue does not
+    use are deferred)."""
+    pair_sql, lease_sql = _lock_sql(connection.vendor)
+    with connection.cursor() as cursor:
+        cursor.execute(pair_sql, [lease_id, user.pk])
+        row = cursor.fetchone()
+        if row is None:
+            raise LeaseNotFound("No such lease for this user.")
+        pair = _load(Pair, _PAIR_FIELDS, row)
+        cursor.execute(lease_sql, [lease_id])
+        lease = _load(Lease, _LEASE_FIELDS, cursor.fetchone())
     return pair, lease
 
 
@@ -306,12 +567,10 @@ def submit_judgement(user, lease_id, data: JudgementInput) -> tuple[Judgement, b
             comment=data.comment,
             time_spent_ms=data.time_spent_ms,
         )
-        pair.judgement_count += 1
-        if not pair.is_gold and pair.judgement_count >= pair.k:
-            pair.status = Pair.Status.COMPLETE
-        pair.save(update_fields=["judgement_count", "status"])
-        lease.state, lease.ended_at = Lease.State.JUDGED, now
-        lease.save(update_fields=["state", "ended_at"])
+        count = pair.judgement_count + 1
+        complete = not pair.is_gold and count >= pair.k
+        _update_row(pair, judgement_count=count, status=Pair.Status.COMPLETE if complete else pair.status)
+        _update_row(lease, state=Lease.State.JUDGED, ended_at=now)
         audit.record(user, "judgement.created", judgement, after=_judgement_state(judgement))
         judgements_changed.send(sender=Judgement, pair_id=pair.id, actor=user)
         return judgement, True

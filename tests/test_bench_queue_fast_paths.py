@@ -1,0 +1,308 @@
+"""What the queue's performance work (bench/queue_load.py, docs/benchmarks/queue.md) must keep.
+
+* The candidate window and the annotator's state are SQL written once per shape in
+  ``annotation/services/queue.py``: they must select exactly what the ORM queries they replaced
+  selected (compared here on data where they could differ).
+* ``next`` and ``judgement`` run a fixed number of statements, whatever the number of pairs.
+* The one-statement token path of the queue endpoints answers exactly as DRF's token
+  authentication and IsAnnotator do.
+* A ``next`` that would have to wait for a pair lock while holding a window of full pairs starts
+  its transaction again instead (no deadlock), and still leases a pair.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from annotation.models import Judgement, Lease, Pair, Task
+from annotation.services import catalog, queue
+from tests.factories import make_pair, make_user
+
+pytestmark = pytest.mark.django_db
+
+
+# --- the SQL selects what the ORM selected ------------------------------------------------------
+
+
+def _orm_allowed_tasks(user, task=None, discipline=None):
+    """The ORM query allowed_tasks was before."""
+    qs = Task.objects.filter(Q(experts__user=user) | Q(discipline__experts__user=user))
+    if task:
+        qs = qs.filter(code__iexact=task)
+    if discipline:
+        qs = qs.filter(discipline__slug__iexact=discipline)
+    return set(qs.values_list("id", flat=True))
+
+
+@pytest.mark.parametrize("task,discipline", [(None, None), ("ru", None), ("GR", None), (None, "PHYSICS"),
+                                             ("gr", "physics"), ("gr", "chemistry"), ("XX", None)])
+def test_the_annotator_state_has_the_allowed_tasks_of_the_orm_query(task, discipline):
+    users = [
+        make_user("by-discipline", disciplines=["physics", "chemistry"]),
+        make_user("by-task", tasks=["GR", "RI"]),
+        make_user("both", disciplines=["chemistry"], tasks=["GR", "RU"]),
+        make_user("nothing"),
+        make_user("reviewer-only", role="reviewer"),
+    ]
+    for user in users:
+        state = queue._annotator_state(user, task=task, discipline=discipline)
+        assert set(state.tasks) == _orm_allowed_tasks(user, task, discipline), user.username
+        assert set(queue.allowed_tasks(user, task=task, discipline=discipline).values_list("id", flat=True)) \
+            == _orm_allowed_tasks(user, task, discipline)
+        for found in state.tasks.values():
+            stored = Task.objects.select_related("discipline").get(pk=found.pk)
+            assert (found.code, found.name, found.kind, found.discipline.slug, found.discipline.name) == (
+                stored.code, stored.name, stored.kind, stored.discipline.slug, stored.discipline.name)
+        assert state.paused is False and state.has_active_lease is False
+
+
+def test_the_annotator_state_sees_the_pause_and_the_active_lease():
+    user = make_user("state", disciplines=["chemistry"])
+    make_pair("RU")
+    queue.next_lease(user)
+    assert queue._annotator_state(user, task=None, discipline=None).has_active_lease is True
+    assert queue._annotator_state(user, task="GR", discipline=None).has_active_lease is True  # no task left
+    user.expertise.paused = True
+    user.expertise.save()
+    assert queue._annotator_state(user, task=None, discipline=None).paused is True
+    assert queue._annotator_state(user, task="GR", discipline=None).paused is True
+
+
+def _orm_candidates(user, now, task_ids, *, skipped, gold):
+    """The ORM candidate query the SQL window replaced (same rules, same order)."""
+    mine_released = Lease.objects.filter(annotator=user, state=Lease.State.RELEASED).values("pair_id")
+    qs = Pair.objects.filter(is_gold=gold, tuple__task_id__in=task_ids).exclude(
+        id__in=Judgement.objects.filter(annotator=user).values("pair_id"))
+    if gold:
+        qs = qs.exclude(status=Pair.Status.RETIRED)
+    else:
+        live = (Lease.objects.filter(pair=OuterRef("pk"), state=Lease.State.ACTIVE, expires_at__gt=now)
+                .order_by().values("pair").annotate(n=Count("id")).values("n"))
+        qs = (qs.filter(status=Pair.Status.OPEN, judgement_count__lt=F("k"))
+              .annotate(live=Coalesce(Subquery(live, output_field=IntegerField()), 0))
+              .filter(judgement_count__lt=F("k") - F("live")))
+    qs = qs.filter(id__in=mine_released) if skipped else qs.exclude(id__in=mine_released)
+    return list(qs.order_by("-priority", "id").values_list("id", flat=True))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_sql_window_selects_what_the_orm_query_selected(seed):
+    rng = random.Random(seed)
+    me = make_user("me", disciplines=["chemistry"], tasks=["GR"])
+    others = [make_user(f"other{i}", disciplines=["chemistry", "physics"]) for i in range(4)]
+    now = timezone.now()
+    pairs = [make_pair(rng.choice(["RU", "IM", "GR", "BU", "RI"]), k=rng.choice([1, 2, 3])) for _ in range(36)]
+    for pair in pairs:
+        pair.priority = rng.choice([0.0, 0.0, 0.5, 1.0])
+        pair.save(update_fields=["priority"])
+        if rng.random() < 0.1:
+            Pair.objects.filter(pk=pair.pk).update(is_gold=True)
+        roll = rng.random()
+        if roll < 0.08:
+            catalog.set_pair_retired(pair.id, True)
+        people = rng.sample([me, *others], rng.randint(0, 3))
+        for who in people:
+            kind = rng.choice(["judged", "live", "expired", "released"])
+            state = {"judged": "judged", "live": "active", "expired": "active", "released": "released"}[kind]
+            if state == "active" and Lease.objects.filter(annotator=who, state="active").exists():
+                continue
+            lease = Lease.objects.create(
+                pair=pair, annotator=who, left_image_id=pair.image_correct_id, right_image_id=pair.image_wrong_id,
+                state=state, expires_at=now + (timedelta(minutes=-5) if kind == "expired" else timedelta(minutes=5)))
+            if kind == "judged":
+                pair.refresh_from_db()
+                if pair.judgement_count >= pair.k and not pair.is_gold:
+                    lease.delete()
+                    continue
+                Judgement.objects.create(pair=pair, annotator=who, lease=lease, choice="both")
+                Pair.objects.filter(pk=pair.pk).update(judgement_count=F("judgement_count") + 1)
+        pair.refresh_from_db()
+        if pair.status == Pair.Status.OPEN and not pair.is_gold and pair.judgement_count >= pair.k:
+            Pair.objects.filter(pk=pair.pk).update(status=Pair.Status.COMPLETE)
+    task_ids = sorted(queue._annotator_state(me, task=None, discipline=None).tasks)
+    for skipped in (False, True):
+        for gold in (False, True):
+            expected = _orm_candidates(me, now, task_ids, skipped=skipped, gold=gold)
+            with transaction.atomic():
+                got = queue._select_window(me, now, task_ids, set(), skipped=skipped, gold=gold, limit=1000,
+                                           skip_locked=True)
+            assert [p.id for p in got] == expected, (skipped, gold)
+            for found in got:
+                stored = Pair.objects.select_related("tuple").get(pk=found.pk)
+                assert (found.judgement_count, found.k, found.is_gold, found.status, found.image_correct_id,
+                        found.image_wrong_id, found.tuple.implicit_prompt, found.tuple.task_id) == (
+                    stored.judgement_count, stored.k, stored.is_gold, stored.status, stored.image_correct_id,
+                    stored.image_wrong_id, stored.tuple.implicit_prompt, stored.tuple.task_id)
+            if expected[1:]:
+                full = set(expected[:1])
+                with transaction.atomic():
+                    rest = queue._select_window(me, now, task_ids, full, skipped=skipped, gold=gold, limit=1000,
+                                                skip_locked=True)
+                assert [p.id for p in rest] == expected[1:]
+
+
+# --- a fixed number of statements -----------------------------------------------------------------
+
+
+def _statements(client, method, path, **kwargs):
+    with CaptureQueriesContext(connection) as ctx:
+        response = getattr(client, method)(path, **kwargs)
+    return response, len(ctx.captured_queries)
+
+
+def test_next_and_judgement_run_the_same_number_of_statements_whatever_the_number_of_pairs(settings):
+    settings.GOLD_RATE = 0.0  # a gold probe first would add one statement at random
+    counts = []
+    for n_pairs, name in ((2, "few"), (40, "many")):
+        user = make_user(name, disciplines=["chemistry"])
+        for _ in range(n_pairs):
+            make_pair("RU")
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+        leased, next_statements = _statements(client, "post", "/api/queue/next/")
+        assert leased.status_code == 200
+        judged, judge_statements = _statements(
+            client, "post", f"/api/leases/{leased.json()['lease_id']}/judgement/", data={"choice": "left"},
+            format="json")
+        assert judged.status_code == 201
+        counts.append((next_statements, judge_statements))
+    assert counts[0] == counts[1]
+    # token + role, state, window, capacity re-check, insert (+ savepoints of the test's transaction)
+    assert counts[0][0] <= 7
+
+
+# --- the one-statement token path answers as DRF does -----------------------------------------------
+
+
+@pytest.fixture
+def token_client():
+    def make(header):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=header)
+        return client
+    return make
+
+
+def test_the_token_path_serves_annotators_and_refuses_like_drf(token_client):
+    make_pair("RU")
+    annotator = make_user("tok-ann", disciplines=["chemistry"])
+    reviewer = make_user("tok-rev", role="reviewer")
+    inactive = make_user("tok-off", disciplines=["chemistry"])
+    inactive.is_active = False
+    inactive.save()
+    key = {u.username: Token.objects.create(user=u).key for u in (annotator, reviewer, inactive)}
+
+    ok = token_client(f"Token {key['tok-ann']}").post("/api/queue/next/")
+    assert ok.status_code == 200 and Lease.objects.get(annotator=annotator).id == ok.json()["lease_id"]
+    lower = token_client(f"token {key['tok-ann']}").post("/api/queue/next/")  # DRF's keyword is case-blind
+    assert lower.status_code == 200 and lower.json()["lease_id"] == ok.json()["lease_id"]
+
+    refused = token_client(f"Token {key['tok-rev']}").post("/api/queue/next/")
+    assert refused.status_code == 403 and refused.json()["detail"] == "Only annotators use the queue."
+
+    cases = [
+        (f"Token {key['tok-off']}", "User inactive or deleted."),
+        ("Token 0123456789abcdef0123456789abcdef01234567", "Invalid token."),
+        ("Token", "Invalid token header. No credentials provided."),
+        (f"Token {key['tok-ann']} extra", "Invalid token header. Token string should not contain spaces."),
+    ]
+    for header, detail in cases:
+        response = token_client(header).post("/api/queue/next/")
+        assert response.status_code == 401 and response.json()["detail"] == detail, header
+        assert response["WWW-Authenticate"] == "Token"
+    assert APIClient().post("/api/queue/next/").status_code == 401
+
+
+def test_session_and_forced_authentication_still_work_on_the_queue(api):
+    pair = make_pair("RU")
+    annotator = make_user("sess-ann", disciplines=["chemistry"])
+    browser = APIClient(enforce_csrf_checks=False)
+    browser.force_login(annotator)
+    body = browser.post("/api/queue/next/").json()
+    assert body["pair_id"] == pair.id
+    reviewer = make_user("sess-rev", role="reviewer")
+    api.force_authenticate(reviewer)
+    assert api.post("/api/queue/next/").status_code == 403
+
+
+def test_every_queue_endpoint_takes_a_token():
+    make_pair("RU")
+    make_pair("RU")
+    annotator = make_user("all-ann", disciplines=["chemistry"])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=annotator).key}")
+    lease = client.post("/api/queue/next/").json()["lease_id"]
+    assert client.post(f"/api/leases/{lease}/heartbeat/").status_code == 200
+    assert client.post(f"/api/leases/{lease}/release/").status_code == 200
+    lease = client.post("/api/queue/next/").json()["lease_id"]
+    assert client.post(f"/api/leases/{lease}/judgement/", {"choice": "right"}, format="json").status_code == 201
+    assert client.post("/api/judgements/undo/").status_code == 200
+
+
+# --- a full window never waits for a lock ---------------------------------------------------------
+
+
+def test_a_next_holding_only_full_pairs_starts_again_instead_of_waiting(settings, monkeypatch):
+    settings.GOLD_RATE = 0.0
+    settings.QUEUE_LOCK_WINDOW = 5
+    pairs = [make_pair("RU", k=1) for _ in range(5)]
+    user = make_user("restarts", disciplines=["chemistry"])
+    real_counts, calls = queue._live_counts, []
+
+    def stale_once(pair_ids, now, **kwargs):
+        # The first window comes back full, as if every pair had been leased after the window's
+        # snapshot; the next window (every other candidate) is empty, so a lock would have to be
+        # waited for while holding the full window: the transaction must start again.
+        calls.append(list(pair_ids))
+        if len(calls) == 1:
+            return {pair_id: 1 for pair_id in pair_ids}
+        return real_counts(pair_ids, now, **kwargs)
+
+    monkeypatch.setattr(queue, "_live_counts", stale_once)
+    restarts = []
+    real_lock = queue._lock_window
+
+    def counting_lock(*args, **kwargs):
+        try:
+            return real_lock(*args, **kwargs)
+        except queue._Restart:
+            restarts.append(1)
+            raise
+
+    monkeypatch.setattr(queue, "_lock_window", counting_lock)
+    lease = queue.next_lease(user)
+    assert lease is not None and lease.pair_id in {p.id for p in pairs}
+    assert restarts == [1] and len(calls) == 2
+    assert Lease.objects.filter(annotator=user).count() == 1
+
+
+# --- the answers built directly equal the serializers' ----------------------------------------------
+
+
+def test_the_queue_answers_equal_what_their_serializers_give(rf):
+    from annotation.api_queue import JudgementReceiptSerializer, LeaseSerializer, _lease_payload, _receipt
+
+    make_pair("RU")
+    make_pair("RU")
+    user = make_user("payload", disciplines=["chemistry"])
+    request = rf.post("/api/queue/next/")
+    leases = [queue.next_lease(user)]  # a new lease, its task and discipline from the annotator's state
+    leases.append(queue.next_lease(user))  # the live lease, read back with select_related
+    leases.append(queue.heartbeat(user, leases[0].id))
+    judgement, _ = queue.submit_judgement(user, leases[0].id, queue.JudgementInput("left"))
+    receipts = [judgement, Judgement.objects.get(pk=judgement.pk)]
+    leases.append(queue.undo_last_judgement(user))
+    for lease in leases:
+        assert _lease_payload(lease, request) == LeaseSerializer(lease, context={"request": request}).data
+    for found in receipts:
+        assert _receipt(found) == JudgementReceiptSerializer(found).data
