@@ -233,13 +233,17 @@ def _iter_parquet(files: list[tuple[Path, str]], batch_size: int) -> Iterator[Tu
 
     for file, split in files:
         row = 0
-        for batch in pq.ParquetFile(file).iter_batches(batch_size=batch_size):
-            for values in batch.to_pylist():
-                try:
-                    yield from _parquet_records(values, file.parent, split)
-                except DataError as exc:
-                    raise DataError(f"{file}: row {row}: {exc}") from None
-                row += 1
+        parquet = pq.ParquetFile(file)
+        # One row group at a time: iter_batches over the whole file keeps what it has read (the
+        # image bytes) alive, so memory would grow with the file.
+        for group in range(parquet.num_row_groups):
+            for batch in parquet.read_row_group(group).to_batches(max_chunksize=batch_size):
+                for values in batch.to_pylist():
+                    try:
+                        yield from _parquet_records(values, file.parent, split)
+                    except DataError as exc:
+                        raise DataError(f"{file}: row {row}: {exc}") from None
+                    row += 1
 
 
 def _parquet_records(values: dict, folder: Path, split: str) -> Iterator[TupleRecord]:
