@@ -67,7 +67,17 @@ def test_it_reports_ri_and_nd_per_task_and_reuses_the_base_evaluation(admin_user
     second = execute(start(admin_user, "eval_generator", {**params, "batch_size": 1}))
     assert f"reusing the evaluation of run {run.pk}" in second.log_tail
     assert second.artifacts["base_evaluation"]["run"] == run.pk
-    assert second.artifacts["evaluation"]["groups"] == evaluation["groups"]
+    # Reproduced up to float rounding: another batch size runs other matmul shapes (seen: scores
+    # differing in the 4th digit). ND divides by the tiny score spread of the tiny model, so it
+    # magnifies that rounding (seen: 1.6 %); it gets a looser bound.
+    again = second.artifacts["evaluation"]["groups"]
+    assert again.keys() == evaluation["groups"].keys()
+    for group, metrics in evaluation["groups"].items():
+        assert again[group].keys() == metrics.keys()
+        for name, value in metrics.items():
+            rel = 0.05 if name == "ND" else 1e-3
+            expected = pytest.approx(value, rel=rel, abs=1e-4) if isinstance(value, float) else value
+            assert again[group][name] == expected, (group, name)
     lora.refresh_from_db()
     assert lora.metrics[key]["run"] == second.pk
 
