@@ -69,16 +69,49 @@ def test_it_rejects_a_format_it_does_not_accept():
         check_image(encoded("GIF", mode="P"))
 
 
-def test_it_rejects_a_truncated_png():
+DEPTHS = pytest.mark.parametrize("full_decode", [True, False], ids=["full decode", "import check"])
+
+
+def noisy_jpeg(size=(128, 96), **options) -> bytes:
+    buf = io.BytesIO()
+    PILImage.frombytes("RGB", size, bytes(range(256)) * (size[0] * size[1] * 3 // 256)).save(buf, "JPEG", **options)
+    return buf.getvalue()
+
+
+@DEPTHS
+def test_it_rejects_a_truncated_png(full_decode):
     data = noisy_png()
     with pytest.raises(ImageRejected, match="corrupt or truncated"):
-        check_image(data[: len(data) // 2])
+        check_image(data[: len(data) // 2], full_decode=full_decode)
 
 
-def test_it_rejects_a_truncated_jpeg():
-    data = encoded("JPEG", size=(256, 256))
+@DEPTHS
+def test_it_rejects_a_png_with_a_flipped_bit_in_its_pixel_data(full_decode):
+    data = bytearray(noisy_png())
+    data[len(data) // 2] ^= 0x10
     with pytest.raises(ImageRejected, match="corrupt or truncated"):
-        check_image(data[: len(data) // 2])
+        check_image(bytes(data), full_decode=full_decode)
+
+
+@DEPTHS
+@pytest.mark.parametrize("cut", [0.1, 0.5, 0.9, 0.99])
+def test_it_rejects_a_truncated_jpeg(full_decode, cut):
+    data = noisy_jpeg(size=(256, 256))
+    with pytest.raises(ImageRejected, match="corrupt or truncated"):
+        check_image(data[: int(len(data) * cut)], full_decode=full_decode)
+
+
+@DEPTHS
+@pytest.mark.parametrize("options", [{}, {"progressive": True}, {"restart_marker_blocks": 2}, {"quality": 100}],
+                         ids=["baseline", "progressive", "restart markers", "quality 100"])
+def test_it_accepts_every_complete_jpeg_encoding(full_decode, options):
+    data = noisy_jpeg(**options)
+    assert check_image(data, full_decode=full_decode).format == "JPEG"
+
+
+@DEPTHS
+def test_it_accepts_bytes_after_the_end_of_a_jpeg_as_decoders_do(full_decode):
+    assert check_image(noisy_jpeg() + b"camera trailer", full_decode=full_decode).format == "JPEG"
 
 
 def test_it_rejects_more_bytes_than_the_limit(settings):

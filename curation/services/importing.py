@@ -597,7 +597,8 @@ def _pool_size() -> int:
 
 
 class _ImageChecker:
-    """Reads and checks (``check_image``: a full decode) the images of chunks of rows on a thread pool.
+    """Reads and checks the images of chunks of rows on a thread pool (``check_image`` without the full
+    decode: header, limits, PNG checksums, JPEG structure to its end marker; see annotation.imaging).
 
     The rows' own order of checks is kept by :func:`_validate_row`, which re-raises an image's exception
     where it would have happened."""
@@ -648,7 +649,7 @@ class _ImageChecker:
 def _check_ref(ref):
     try:
         data = _image_bytes(ref)
-        return data, check_image(data)
+        return data, check_image(data, full_decode=False)
     except (RowError, ImageRejected) as exc:
         return exc
 
