@@ -1,5 +1,10 @@
-"""DRF permission classes for the three roles (see annotation/roles.py)."""
+"""Who may do what: DRF permission classes for the three roles (see annotation/roles.py), and the
+authentication backend that enforces the login lockout (django-axes, see config/settings.py).
 
+tests/test_permission_matrix.py checks every route and method for every role against a table.
+"""
+
+from axes.backends import AxesStandaloneBackend
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from annotation import roles
@@ -46,3 +51,19 @@ class AuthenticatedReadAdminWrite(BasePermission):
         if not (request.user and request.user.is_authenticated):
             return False
         return request.method in SAFE_METHODS or roles.is_admin(request.user)
+
+
+class LoginLockoutBackend(AxesStandaloneBackend):
+    """django-axes' lockout check, first of ``AUTHENTICATION_BACKENDS``.
+
+    Every sign-in from outside comes with its request (the login page, the Django admin, the
+    token endpoint) and is checked: a locked-out username + address is refused before any
+    password is compared. A call without a request (``Client.login`` in tests, a shell) has no
+    client address to count against, and axes cannot record its failures either, so it is left
+    to the next backend instead of failing with axes' "request required" error.
+    """
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is None:
+            return None
+        return super().authenticate(request, username=username, password=password, **kwargs)

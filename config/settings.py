@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
     "annotation",
     "curation",
     "ml",
@@ -49,6 +50,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.ServiceUnavailableMiddleware",  # database/broker outage -> 503 + Retry-After
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -56,6 +58,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a login lockout into its 429 page
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -95,10 +98,29 @@ DATABASES = {"default": _default_db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Auth ---------------------------------------------------------------------------------
+# Enforced wherever a password is set by a person: adduser, the Django admin, password changes.
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+     "OPTIONS": {"min_length": env.int("PASSWORD_MIN_LENGTH", 10, minimum=8)}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Login throttling (django-axes): LOGIN_FAILURE_LIMIT wrong passwords for one username from one
+# address lock that pair out for LOGIN_LOCKOUT_MINUTES (every further failure restarts the clock);
+# a successful login before the limit clears the count. It covers every sign-in that goes through
+# django.contrib.auth.authenticate with the request: the login page, the Django admin's login and
+# the API token endpoint. `python manage.py axes_reset_username NAME` lifts a lockout early.
+AUTHENTICATION_BACKENDS = [
+    "annotation.permissions.LoginLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -253,6 +275,13 @@ ML_HEARTBEAT_SECONDS = env.float("ML_HEARTBEAT_SECONDS", 10.0, minimum=0.1)
 ML_STALE_AFTER_SECONDS = env.float("ML_STALE_AFTER_SECONDS", 60.0, minimum=0.5)
 # Seconds a cancelled run's processes get to stop after SIGTERM before SIGKILL.
 ML_CANCEL_GRACE_SECONDS = env.float("ML_CANCEL_GRACE_SECONDS", 10.0, minimum=0.0)
+
+# --- Cookies: never readable by scripts (the annotate page takes its CSRF token from the HTML),
+# not sent on cross-site subrequests; Secure as well in production (below).
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Lax"
 
 # --- Production hardening (manage.py check --deploy is clean with DJANGO_DEBUG unset) -----
 if not DEBUG:
