@@ -166,6 +166,16 @@ if MEDIA_S3_BUCKET:
         },
     }
 
+# --- Cache -------------------------------------------------------------------------------
+# Shared by every web and worker process: Redis when CACHE_URL is set (redis://host:6379/2), else files
+# under var/ (one host). It holds only recomputable figures (curation/services/figures.py).
+CACHE_URL = env.str("CACHE_URL", "")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    if CACHE_URL
+    else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(VAR_DIR / "cache")}
+}
+
 # --- Uploads (see annotation/imaging.py) ---------------------------------------------------
 IMAGE_MAX_BYTES = env.int("IMAGE_MAX_BYTES", 20 * 1024 * 1024, minimum=1)
 IMAGE_MAX_SIDE = env.int("IMAGE_MAX_SIDE", 8192, minimum=16)
@@ -185,6 +195,11 @@ CONSENSUS_MIN_SHARE = env.float("CONSENSUS_MIN_SHARE", 2 / 3, minimum=0.5, maxim
 GOLD_RATE = env.float("GOLD_RATE", 0.1, minimum=0.0, maximum=1.0)  # share of queue picks that are gold
 GOLD_MIN_ITEMS = env.int("GOLD_MIN_ITEMS", 5, minimum=1)  # gold judgements before an annotator is assessed
 GOLD_MIN_ACCURACY = env.float("GOLD_MIN_ACCURACY", 0.7, minimum=0.0, maximum=1.0)
+# The dashboard and agreement pages serve cached figures (curation/services/figures.py): a background
+# refresh is queued once they are older than FIGURES_MAX_AGE; past FIGURES_MAX_STALE (no worker took it)
+# the request computes them. 0 computes on every request.
+FIGURES_MAX_AGE = env.int("FIGURES_MAX_AGE_SECONDS", 60, minimum=0)
+FIGURES_MAX_STALE = env.int("FIGURES_MAX_STALE_SECONDS", 900, minimum=1)
 # Imports read files only under these folders (the API never reads arbitrary server paths).
 IMPORT_ROOTS = env.list("IMPORT_ROOTS", [str(MEDIA_ROOT / "imports")])
 # Inputs up to this size import in one transaction; larger ones in complete, idempotent batches.

@@ -9,3 +9,11 @@ from curation.services import jobs
 def run_job(job_id: int) -> str:
     """Run an import or export job (see curation/services/jobs.py)."""
     return jobs.run(job_id).status
+
+
+@shared_task(name="curation.tasks.refresh_figures", ignore_result=True)
+def refresh_figures(name: str, params: dict) -> None:
+    """Recompute one cached set of dashboard or agreement figures (see curation/services/figures.py)."""
+    from curation.services import figures
+
+    figures.compute(name, params)

@@ -1,8 +1,9 @@
 """The agreement page (reviewers and admins): α and κ per task, discipline and overall, the
 pairwise Cohen's κ matrix and each annotator's agreement with consensus.
 
-The figures are those of :func:`curation.services.agreement.agreement_report` (one query for
-the judgements whatever their number); this module only shapes them for the template. The matrix
+The figures are those of :func:`curation.services.agreement.agreement_report`, served as a cached
+snapshot refreshed in the background (:mod:`curation.services.figures`); this module only shapes them
+for the template. The matrix
 is coloured by CSS classes named after the Landis & Koch (1977) bands of κ, so the page needs no
 script.
 """
@@ -19,7 +20,8 @@ from django.views.decorators.http import require_safe
 
 from annotation import roles
 from annotation.models import Discipline, Task
-from curation.services.agreement import DEFAULT_MIN_SHARED, agreement_report
+from curation.services.agreement import DEFAULT_MIN_SHARED
+from curation.services.figures import figures
 
 # Landis, J. R. & Koch, G. G. (1977), Biometrics 33(1): 159–174: the bands of κ by their upper
 # bound (inclusive, except that 0 itself is already "slight").
@@ -81,17 +83,20 @@ def agreement(request):
     form.is_valid()  # a bad value is shown as an error and left out; the valid filters still apply
     filters = form.cleaned_data
     task, discipline = filters.get("task"), filters.get("discipline")
-    report = agreement_report(
+    snapshot = figures(
+        "agreement",
         task=task.code if task else None,
         discipline=discipline.slug if discipline else None,
         min_shared=filters.get("min_shared") or DEFAULT_MIN_SHARED,
     )
+    report = snapshot.value
     return render(
         request,
         "curation/agreement.html",
         {
             "form": form,
             "report": report,
+            "snapshot": snapshot,
             "summary": _summary_rows(report),
             "matrix": _matrix_rows(report["cohen"]),
             "bands": [name for _, name in BANDS],

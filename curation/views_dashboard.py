@@ -2,7 +2,8 @@
 the hardest tasks and the queue's health on one server-rendered page.
 
 The figures come from :func:`curation.services.dashboard.dashboard` (a fixed number of aggregate
-queries); this module validates the filters and turns the numbers into plain geometry (percent
+queries), served as a cached snapshot refreshed in the background (:mod:`curation.services.figures`);
+this module validates the filters and turns the numbers into plain geometry (percent
 widths, bar heights) that the template draws as inline SVG, so the page needs no script and no
 chart library.
 """
@@ -18,7 +19,8 @@ from django.views.decorators.http import require_safe
 
 from annotation import roles
 from annotation.models import Discipline
-from curation.services.dashboard import DEFAULT_DAYS, MAX_DAYS, OUTCOMES, TaskRow, dashboard
+from curation.services.dashboard import DEFAULT_DAYS, MAX_DAYS, OUTCOMES, TaskRow
+from curation.services.figures import figures
 
 PROGRESS_PARTS = (
     ("judged_to_k", "judged to k"),
@@ -92,7 +94,8 @@ def dashboard_page(request):
     form.is_valid()  # a bad value is shown as an error and left out; the valid filters still apply
     discipline = form.cleaned_data.get("discipline")
     days = form.cleaned_data.get("days") or DEFAULT_DAYS
-    board = dashboard(discipline=discipline.slug if discipline else None, days=days)
+    snapshot = figures("dashboard", discipline=discipline.slug if discipline else None, days=days)
+    board = snapshot.value
 
     tasks = []
     for row in board.tasks:
@@ -119,6 +122,7 @@ def dashboard_page(request):
             "form": form,
             "discipline": discipline,
             "board": board,
+            "snapshot": snapshot,
             "days": days,
             "totals": totals,
             "totals_progress": _progress_bar(totals),

@@ -11,6 +11,9 @@ def _test_settings(settings, tmp_path):
     """Media in a fresh folder per test; a fast password hasher (users are made in most tests)."""
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # A cache of this test's own (nothing leaks between tests), and pages' figures computed on every request.
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": str(tmp_path)}}
+    settings.FIGURES_MAX_AGE = 0
 
 
 @pytest.fixture
