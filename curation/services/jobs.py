@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotation.services import audit
+from config.celery import publish
 from curation.models import Job
 
 Handler = Callable[[Job, Callable[[float, str], None]], dict]
@@ -32,7 +33,11 @@ def dedup_key(kind: str, params: dict) -> str:
 
 
 def start(kind: str, params: dict, user) -> tuple[Job, bool]:
-    """Create and enqueue a job, or return the identical one already in flight."""
+    """Create and enqueue a job, or return the identical one already in flight.
+
+    If the broker cannot be reached the job is marked failed (so an identical request later starts a
+    fresh one) and :class:`config.celery.BrokerUnavailable` is raised (a 503 for web requests).
+    """
     from curation.tasks import run_job
 
     key = dedup_key(kind, params)
@@ -45,8 +50,15 @@ def start(kind: str, params: dict, user) -> tuple[Job, bool]:
             audit.record(user, f"job.{kind}.started", job, after={"params": params})
     except IntegrityError:  # a concurrent identical request won the race
         return Job.objects.get(dedup_key=key, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]), False
-    transaction.on_commit(lambda: run_job.delay(job.pk))
+    transaction.on_commit(lambda: publish(lambda: run_job.delay(job.pk), on_failure=lambda exc: _not_queued(job, exc)))
     return job, True
+
+
+def _not_queued(job: Job, exc: Exception) -> None:
+    """The broker refused the job's message: fail the job visibly, which also frees its request for a retry."""
+    Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
+        status=Job.Status.FAILED, finished_at=timezone.now(),
+        error=f"Not queued: the task queue (broker) was unavailable: {type(exc).__name__}: {exc}"[:20000])
 
 
 def run(job_id: int) -> Job:

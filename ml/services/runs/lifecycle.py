@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from annotation import roles
 from annotation.services import audit
+from config.celery import publish
 from ml.models import ModelVersion, Run
 from ml.services.runs.context import RunCancelled, RunContext
 from ml.services.runs.kinds import HANDLERS, VALIDATORS
@@ -63,7 +64,11 @@ def validate_params(kind: str, params) -> tuple[dict, ModelVersion | None]:
 
 
 def start_run(user, kind: str, params: dict, *, schedule=None) -> Run:
-    """Create a queued run and enqueue it on the ``gpu`` queue when the transaction commits (admins)."""
+    """Create a queued run and enqueue it on the ``gpu`` queue when the transaction commits (admins).
+
+    If the broker cannot be reached, the run is marked failed ("Not queued: ...") and
+    :class:`config.celery.BrokerUnavailable` is raised (a 503 for web requests).
+    """
     from ml.tasks import execute_run as execute_task
 
     if not roles.is_admin(user):
@@ -74,8 +79,18 @@ def start_run(user, kind: str, params: dict, *, schedule=None) -> Run:
         run = Run.objects.create(kind=kind, params=cleaned, input_model=input_model, created_by=user,
                                  celery_task_id=task_id, schedule=schedule)
         audit.record(user, "run.started", run, after={"kind": kind, "params": cleaned})
-        transaction.on_commit(lambda: execute_task.apply_async(args=[run.pk], task_id=task_id, queue=GPU_QUEUE))
+        transaction.on_commit(lambda: publish(
+            lambda: execute_task.apply_async(args=[run.pk], task_id=task_id, queue=GPU_QUEUE),
+            on_failure=lambda exc: _not_queued(run, exc)))
     return run
+
+
+def _not_queued(run: Run, exc: Exception) -> None:
+    """The broker refused the run's message: fail the run visibly (start it again once the broker is back)."""
+    Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
+        status=Run.Status.FAILED, finished_at=timezone.now(),
+        error=f"Not queued: the task queue (broker) was unavailable: {type(exc).__name__}: {exc}"[:50_000])
+    audit.record(None, "run.failed", run, after={"status": Run.Status.FAILED, "reason": "broker unavailable"})
 
 
 def cancel_run(user, run: Run) -> Run:
