@@ -29,9 +29,11 @@ def store_image(
 ) -> tuple[Image, bool]:
     """Validate, store and register image bytes; the same bytes twice give the same row.
 
-    Raises :class:`annotation.imaging.ImageRejected` before anything is written. The file is
-    written before the row; a crash between the two leaves only a content-addressed file that
-    the next store of the same bytes reuses.
+    The bytes stored (and hashed) are :func:`~annotation.imaging.check_image`'s: as given, or trimmed or
+    normalised by its rules (listed under ``normalised`` in the audit event). Raises
+    :class:`annotation.imaging.ImageRejected` before anything is written. The file is written before the
+    row; a crash between the two leaves only a content-addressed file that the next store of the same
+    bytes reuses. The key derives from the sha256 alone: an upload's file name never reaches storage.
     """
     checked = check_image(data)
     existing = Image.objects.filter(sha256=checked.sha256).first()
@@ -58,8 +60,10 @@ def store_image(
             )
     except IntegrityError:
         return Image.objects.get(sha256=checked.sha256), False
-    audit.record(actor, "image.created", image, after={"sha256": image.sha256, "kind": image.kind,
-                                                       "tuple": image.tuple_id, "generator": generator, "seed": seed})
+    after = {"sha256": image.sha256, "kind": image.kind, "tuple": image.tuple_id, "generator": generator, "seed": seed}
+    if checked.changes:  # trimmed or normalised: what the stored bytes differ from the given ones by
+        after["normalised"] = list(checked.changes)
+    audit.record(actor, "image.created", image, after=after)
     return image, True
 
 
