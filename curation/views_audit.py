@@ -12,13 +12,13 @@ from collections.abc import Mapping
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.db import connection
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
 from annotation import roles
 from annotation.models import AuditEvent
+from curation.paging import CappedPaginator
 
 PAGE_SIZE = 50
 FILTERS = ("action", "actor", "target_type", "target_id")
@@ -69,7 +69,7 @@ def audit_log(request):
     if not roles.is_admin(request.user):
         raise PermissionDenied("Only admins read the audit log.")
     filters = filters_of(request.GET)
-    page = Paginator(matching_events(filters), PAGE_SIZE).get_page(request.GET.get("page"))
+    page = CappedPaginator(matching_events(filters), PAGE_SIZE).get_page(request.GET.get("page"))
     rows = [{"event": event, "before": _as_json(event.before), "after": _as_json(event.after)} for event in page]
     query = request.GET.copy()
     query.pop("page", None)

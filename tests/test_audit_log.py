@@ -223,3 +223,23 @@ def test_it_audits_direct_admin_edits_without_password_hashes(admin_user, annota
     client.post(f"/admin/auth/user/{annotator.pk}/delete/", {"post": "yes"})
     deleted = AuditEvent.objects.get(action="user.deleted")
     assert deleted.before["username"] == annotator.username and "password" not in deleted.before
+
+
+# --- Paging a long log ---------------------------------------------------------------------
+
+
+def test_the_page_counts_at_most_a_cap_of_events_and_says_there_are_more(client, admin_user, events, monkeypatch):
+    monkeypatch.setattr("curation.paging.COUNT_CAP", 2)
+    client.force_login(admin_user)
+    body = client.get(reverse(PAGE)).content.decode()
+    assert "more than 2 events" in body
+
+
+def test_the_capped_paginator_counts_exactly_below_its_cap(admin_user, events):
+    from curation.paging import CappedPaginator
+
+    exact = CappedPaginator(AuditEvent.objects.order_by("-id"), 2, cap=10)
+    assert (exact.count, exact.num_pages, exact.capped) == (3, 2, False)
+    capped = CappedPaginator(AuditEvent.objects.order_by("-id"), 1, cap=2)
+    assert (capped.count, capped.num_pages, capped.capped) == (2, 2, True)
+    assert [e.id for e in capped.page(2)] == [events[1].id]
