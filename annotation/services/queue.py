@@ -528,6 +528,29 @@ def _has_room_for(pair: Pair, lease: Lease, now) -> bool:
     return pair.status == Pair.Status.OPEN and pair.judgement_count + others < pair.k
 
 
+class _SlotGone(LeaseNotActive):
+    """An expired lease whose slot went to someone else. The refusing transaction is rolled back,
+    so :func:`_expire_when_slot_gone` marks the lease expired after it, in its own statement."""
+
+    def __init__(self, lease_id: int, now):
+        super().__init__("This lease expired and its pair went to someone else; ask for the next pair.")
+        self.lease_id, self.now = lease_id, now
+
+
+def _expire_when_slot_gone(func):
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except _SlotGone as exc:
+            Lease.objects.filter(pk=exc.lease_id, state=Lease.State.ACTIVE, expires_at__lte=exc.now).update(
+                state=Lease.State.EXPIRED, ended_at=exc.now
+            )
+            raise
+    return wrapper
+
+
+@_expire_when_slot_gone
 def submit_judgement(user, lease_id, data: JudgementInput) -> tuple[Judgement, bool]:
     """Record a judgement through the user's lease and end the lease.
 
@@ -547,8 +570,7 @@ def submit_judgement(user, lease_id, data: JudgementInput) -> tuple[Judgement, b
         if lease.state != Lease.State.ACTIVE:
             raise LeaseNotActive(f"This lease is {lease.state}; ask for the next pair.")
         if lease.expires_at <= now and not _has_room_for(pair, lease, now):
-            Lease.objects.filter(pk=lease.pk).update(state=Lease.State.EXPIRED, ended_at=now)
-            raise LeaseNotActive("This lease expired and its pair went to someone else; ask for the next pair.")
+            raise _SlotGone(lease.pk, now)
         if pair.status == Pair.Status.RETIRED or (not pair.is_gold and pair.judgement_count >= pair.k):
             raise PairUnavailable("This pair no longer takes judgements.")
         chosen = {
@@ -581,20 +603,28 @@ def _judgement_state(judgement: Judgement) -> dict:
             "chosen_image": judgement.chosen_image_id}
 
 
+@_expire_when_slot_gone
 def heartbeat(user, lease_id) -> Lease:
-    """Extend a live lease; revive an expired one only if its slot is still free."""
+    """Extend a live lease; revive an expired one only if its slot is still free.
+
+    The fast path (one UPDATE, no pair lock) is taken only while the lease has more than half its
+    TTL left. Closer to expiry the decision is made under the pair lock like every other capacity
+    decision: otherwise a heartbeat that read the clock just before the expiry and wrote just
+    after it could extend a lease whose slot a concurrent ``next`` had already counted as free and
+    handed on (tests/test_reliability_races.py). A fast-path UPDATE would have to be delayed by
+    half a TTL for that to happen again."""
     now = _now()
     extended = Lease.objects.filter(
-        pk=lease_id, annotator=user, state=Lease.State.ACTIVE, expires_at__gt=now
+        pk=lease_id, annotator=user, state=Lease.State.ACTIVE, expires_at__gt=now + settings.LEASE_TTL / 2
     ).update(expires_at=now + settings.LEASE_TTL, heartbeat_at=now)
     if not extended:
         with transaction.atomic():
             pair, lease = _lock_pair_and_lease(user, lease_id)
+            now = _now()  # read under the lock: a lease that expired while this waited must have room
             if lease.state != Lease.State.ACTIVE:
                 raise LeaseNotActive(f"This lease is {lease.state}; ask for the next pair.")
             if lease.expires_at <= now and not _has_room_for(pair, lease, now):
-                Lease.objects.filter(pk=lease.pk).update(state=Lease.State.EXPIRED, ended_at=now)
-                raise LeaseNotActive("This lease expired and its pair went to someone else; ask for the next pair.")
+                raise _SlotGone(lease.pk, now)
             Lease.objects.filter(pk=lease.pk).update(expires_at=now + settings.LEASE_TTL, heartbeat_at=now)
     return Lease.objects.select_related("pair__tuple__task__discipline").get(pk=lease_id)
 
