@@ -4,7 +4,9 @@
 returns a result dict (``path``, ``files``, ``bytes``, ``counts``, ``manifest``). The export is built in a
 temporary sibling directory (``.<name>.tmp-<random>``) and renamed into place only when complete, so a
 reader never sees half an export; on any error the temporary directory is removed and nothing appears at
-the final path. A finished export (its directory holds ``MANIFEST.sha256``) of the same version and format
+the final path. A process killed outright cannot remove it: each temporary directory has a flocked
+``.lock`` sibling, and the next export of the same target removes those whose lock is free
+(:func:`sweep_abandoned`; tested by SIGKILLing a worker mid-export). A finished export (its directory holds ``MANIFEST.sha256``) of the same version and format
 is reused: versions are immutable, and ``export.json`` records the version's content hash to be sure.
 
 Every export holds ``MANIFEST.sha256`` (``sha256sum`` format: ``<hex>  <relative path>``, one line per file,
@@ -56,13 +58,16 @@ Formats
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import glob
 import hashlib
 import io
 import json
 import os
+import secrets
 import shutil
 import tarfile
-import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,7 +183,8 @@ def export_version(version: DatasetVersion, fmt: str, *, shard_bytes: int = DEFA
         elif not target.is_dir() or any(target.iterdir()):
             raise ExportError(f"{target} exists and is not an export of version {version.pk} as {fmt}.")
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    sweep_abandoned(target)
+    temporary, lock = _claim_temporary(target)
     try:
         with _Hasher(temporary) as hasher:
             counts = _WRITERS[fmt](_Source(version, batch_size, progress, hasher), temporary, shard_bytes)
@@ -203,6 +209,7 @@ def export_version(version: DatasetVersion, fmt: str, *, shard_bytes: int = DEFA
     finally:
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)
+        _release(lock)
     progress(1.0, f"exported {counts['rows']} rows as {fmt}")
     return _result(target, meta, sizes)
 
@@ -213,6 +220,67 @@ def run_export_job(job: Job, progress: Progress) -> dict:
     fmt = job.params.get("format", "parquet")
     shard_bytes = int(job.params.get("shard_bytes") or DEFAULT_SHARD_BYTES)
     return export_version(version, fmt, shard_bytes=shard_bytes, progress=progress)
+
+
+def _claim_temporary(target: Path) -> tuple[Path, tuple[int, Path]]:
+    """A fresh temporary sibling of ``target`` and its lock (``.<name>.tmp-<token>.lock``, flocked).
+
+    The lock is taken before the folder exists and dropped after it is gone, and the kernel drops it when
+    its process dies (a SIGKILLed worker): a temporary folder whose lock can be taken is abandoned."""
+    while True:
+        token = secrets.token_hex(8)
+        lock_path = target.parent / f".{target.name}.tmp-{token}.lock"
+        fd = os.open(lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.stat(lock_path).st_ino == os.fstat(fd).st_ino:
+                break
+        except (BlockingIOError, FileNotFoundError):
+            pass
+        os.close(fd)  # a sweeper took the lock between create and flock (and removed it): again
+    temporary = target.parent / f".{target.name}.tmp-{token}"
+    temporary.mkdir()
+    return temporary, (fd, lock_path)
+
+
+def _release(lock: tuple[int, Path]) -> None:
+    fd, lock_path = lock
+    lock_path.unlink(missing_ok=True)
+    os.close(fd)
+
+
+def sweep_abandoned(target: Path, *, unlocked_after: float = 3600) -> list[str]:
+    """Remove what dead exports of ``target`` left beside it; returns the names removed.
+
+    A worker killed mid-export (SIGKILL, power loss) leaves its temporary folder: it is abandoned when its
+    lock can be taken. Folders without a lock (made before locks existed) go once ``unlocked_after``
+    seconds old, and aside folders of :func:`_discard` always (nobody reads them)."""
+    removed = []
+    prefix = glob.escape(f".{target.name}")
+    for lock_path in sorted(target.parent.glob(f"{prefix}.tmp-*.lock")):
+        try:
+            fd = os.open(lock_path, os.O_RDWR)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # a live export
+        try:
+            shutil.rmtree(lock_path.with_suffix(""), ignore_errors=True)
+            lock_path.unlink(missing_ok=True)
+            removed.append(lock_path.with_suffix("").name)
+        finally:
+            os.close(fd)
+    old = time.time() - unlocked_after
+    for folder in sorted(target.parent.glob(f"{prefix}.tmp-*")) + sorted(target.parent.glob(f"{prefix}.old-*")):
+        if not folder.is_dir() or Path(f"{folder}.lock").exists():
+            continue
+        if ".old-" in folder.name or folder.stat().st_mtime < old:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+    return removed
 
 
 def _discard(path: Path) -> None:

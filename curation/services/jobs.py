@@ -68,7 +68,12 @@ def run(job_id: int) -> Job:
     job = Job.objects.get(pk=job_id)
     if job.status in (Job.Status.SUCCEEDED, Job.Status.FAILED):
         return job
-    Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING, started_at=timezone.now())
+    # RUNNING here = redelivered: the worker that ran it died. Handlers start over (an export is built
+    # in a fresh temporary folder; an import's batches are idempotent), so say so and reset the progress.
+    restarted = job.status == Job.Status.RUNNING
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING, started_at=timezone.now(),
+                                         **({"progress": 0.0, "message": "restarted: its worker was lost"}
+                                            if restarted else {}))
 
     def progress(fraction: float, message: str = "") -> None:
         Job.objects.filter(pk=job.pk).update(progress=max(0.0, min(1.0, fraction)), message=message[:500])
