@@ -1,7 +1,9 @@
 """The queue under load and races, through the real HTTP API (DRF views, token auth, one PostgreSQL
-connection per annotator thread): many annotators, vanishing and heartbeating annotators, a
-heartbeat at the moment of expiry, undo racing with consensus recomputation, and what holds at the
-end (:func:`tests.reliability.check_end_state`).
+connection per annotator thread): 64 racing annotators until the pool is exhausted, undo racing with
+consensus recomputation and with takers of the freed slot, a double-pressed undo, and what holds at
+the end (:func:`tests.reliability.check_end_state`). Lease expiry under load:
+tests/test_reliability_expiry.py; duplicate submissions and every judgement path:
+tests/test_reliability_judgement_paths.py.
 
 Each load test prints a ``FIGURES`` line (run with ``-s`` to see it): the counts behind
 docs/reliability.md.
@@ -13,14 +15,14 @@ import random
 import threading
 import time
 from collections import Counter
-from datetime import timedelta
 
 import pytest
-from django.db import connection, connections, transaction
-from django.utils import timezone
+from django.db import connection, connections
 
-from annotation.models import AuditEvent, Judgement, Lease, Pair
+from annotation.models import AuditEvent, Judgement, Lease
 from annotation.services import queue
+from curation.models import Consensus
+from curation.services.consensus import recompute_all, recompute_consensus
 from tests.concurrency import race
 from tests.factories import make_pair
 from tests.reliability import (
@@ -112,175 +114,154 @@ def test_it_gives_every_pair_exactly_k_judgements_under_64_racing_annotators(set
             counter_mismatch=monitor.counter_mismatch, **dict(sorted(tally.counts.items())), **end)
 
 
-# --- 2. lease expiry under load: vanishing and heartbeating annotators ----------------------------
+# --- 2. undo racing with consensus recomputation and with others taking the freed slot -------------
 
 
-def until_complete(user, client, pair_ids, deadline: float, tally: Tally, rng) -> int:
-    """next -> judge until every pair of the pool is complete; a 204 while slots are still held
-    (by annotators who vanished) is polled again, as the page does."""
-    rounds = 0
-    while time.monotonic() < deadline:
-        response = client.post("/api/queue/next/")
-        tally.add(f"next_{response.status_code}")
-        if response.status_code == 204:
-            if not Pair.objects.filter(pk__in=pair_ids, status=Pair.Status.OPEN).exists():
-                return rounds
-            time.sleep(0.2)
-            continue
-        assert response.status_code == 200, response.content
-        lease = response.json()
-        choice = rng.choice(CHOICES)
-        first = judge(client, lease["lease_id"], choice)
-        assert first.status_code == 201, first.content
-        tally.created(user, lease["lease_id"], choice, first.json())
-        rounds += 1
-    raise AssertionError("the pool was not complete before the deadline")
+def consensus_snapshot(pair_ids) -> dict:
+    return {c.pair_id: (c.outcome, c.label, c.n_judgements, c.counts, c.agreement)
+            for c in Consensus.objects.filter(pair_id__in=pair_ids)}
 
 
 @pytest.mark.slow
-def test_it_hands_vanished_leases_to_others_after_the_ttl_and_keeps_heartbeated_ones(settings):
+def test_undo_racing_with_recomputation_and_takers_leaves_counters_and_consensus_consistent(settings):
     settings.GOLD_RATE = 0.0
-    ttl = 3
-    settings.LEASE_TTL = timedelta(seconds=ttl)
-    pair_ids = [make_pair("RU", k=K).id for _ in range(40)]
-    vanishing, heartbeating, working = annotators("gone", 8), annotators("beat", 4), annotators("work", 20)
-    roles = {u.id: role for role, group in (("gone", vanishing), ("beat", heartbeating), ("work", working))
-             for u in group}
-    tally, vanished, kept = Tally(), {}, {}
-    deadline = time.monotonic() + 90
+    pair_ids = [make_pair("RU", k=K).id for _ in range(24)]
+    first, takers = annotators("first", 12), annotators("taker", 8)
 
-    def act(user):
+    def fill(user):  # phase 1, through the service: every pair at k
+        rng, done = random.Random(user.id), 0
+        while (lease := queue.next_lease(user)) is not None:
+            queue.submit_judgement(user, lease.id, queue.JudgementInput(rng.choice(CHOICES)))
+            done += 1
+        return done
+
+    _, errors = race(first, fill)
+    assert errors == [] and Judgement.objects.count() == len(pair_ids) * K
+    tally, undoers_done, stop = Tally(), threading.Semaphore(0), threading.Event()
+
+    def undo_then_drain(user):
         connect()
         rng, client = random.Random(user.id), client_of(user)
-        if roles[user.id] == "work":
-            return until_complete(user, client, pair_ids, deadline, tally, rng)
-        lease = client.post("/api/queue/next/").json()
-        if roles[user.id] == "gone":  # takes a pair and never comes back
-            vanished[user.id] = lease
-            return 0
-        held_until = time.monotonic() + 2.5 * ttl
-        expiry = lease["expires_at"]
-        while time.monotonic() < held_until:  # keeps the lease alive for 2.5 TTLs (the page: every 60 s)
-            time.sleep(0.5)
-            beat = client.post(f"/api/leases/{lease['lease_id']}/heartbeat/")
-            assert beat.status_code == 200, beat.content
-            assert beat.json()["expires_at"] > expiry
-            expiry = beat.json()["expires_at"]
-            tally.add("heartbeats_200")
-        choice = rng.choice(CHOICES)
-        first = judge(client, lease["lease_id"], choice)
-        assert first.status_code == 201, first.content  # the slot was still theirs
-        tally.created(user, lease["lease_id"], choice, first.json())
-        kept[user.id] = lease
-        return 1 + until_complete(user, client, pair_ids, deadline, tally, rng)
+        for _ in range(2):
+            latest = Judgement.objects.filter(annotator=user).order_by("-created_at", "-id").first()
+            response = client.post("/api/judgements/undo/")
+            assert response.status_code == 200, response.content
+            lease = response.json()
+            assert lease["pair_id"] == latest.pair_id
+            tally.add("undos_200")
+            if rng.random() < 0.5:
+                choice = rng.choice(CHOICES)
+                again = judge(client, lease["lease_id"], choice)
+                assert again.status_code == 201, again.content
+                tally.created(user, lease["lease_id"], choice, again.json())
+            else:  # frees the slot for the takers
+                assert client.post(f"/api/leases/{lease['lease_id']}/release/").status_code == 200
+                tally.add("released_after_undo")
+        undoers_done.release()
+        return take_until_done(user, client, rng)
 
+    def take_until_done(user, client, rng):
+        rounds = 0
+        while True:
+            response = client.post("/api/queue/next/")
+            tally.add(f"next_{response.status_code}")
+            if response.status_code == 204:
+                if all_undone.is_set():
+                    return rounds
+                time.sleep(0.05)
+                continue
+            lease, choice = response.json(), rng.choice(CHOICES)
+            answer = judge(client, lease["lease_id"], choice)
+            assert answer.status_code == 201, answer.content
+            tally.created(user, lease["lease_id"], choice, answer.json())
+            rounds += 1
+
+    all_undone = threading.Event()
+
+    def act(user):
+        if user in takers:
+            connect()
+            return take_until_done(user, client_of(user), random.Random(user.id))
+        return undo_then_drain(user)
+
+    def recompute():
+        connect()
+        passes, rng = 0, random.Random(0)
+        try:
+            while not stop.is_set():
+                for pair_id in rng.sample(pair_ids, len(pair_ids)):
+                    recompute_consensus(pair_id)
+                    tally.add("recomputes_during_undos" if not all_undone.is_set() else "recomputes_after_undos")
+                passes += 1
+                if passes % 3 == 0:
+                    recompute_all()
+        finally:
+            connections.close_all()
+
+    def wait_for_undoers():
+        for _ in first:
+            undoers_done.acquire(timeout=60)
+        all_undone.set()
+
+    helpers = [threading.Thread(target=recompute), threading.Thread(target=wait_for_undoers)]
     monitor = Monitor()
     monitor.start()
-    started = time.monotonic()
-    rounds, errors = race(vanishing + heartbeating + working, act)
-    seconds = time.monotonic() - started
-    monitor.finish()
-    assert errors == []
-    assert len(vanished) == 8 and len(kept) == 4
-    end = check_end_state(pair_ids)
-    assert end["judgements"] == len(pair_ids) * K == tally.counts["submits_201"]
-    assert monitor.samples > 0 and (monitor.over_k, monitor.counter_mismatch) == (0, 0)
-
-    for user_id, lease in vanished.items():
-        row = Lease.objects.get(pk=lease["lease_id"])
-        assert not Judgement.objects.filter(lease=row).exists()
-        # the pair went on to others, on leases made after this one expired
-        taken = Lease.objects.filter(pair_id=row.pair_id, created_at__gte=row.expires_at).exclude(annotator_id=user_id)
-        assert taken.exists()
-    for user_id, lease in kept.items():
-        row = Lease.objects.get(pk=lease["lease_id"])
-        assert row.state == "judged" and row.ended_at > row.created_at + timedelta(seconds=2 * ttl)
-
-    # Late: half come back to an unreclaimed lease, half after the periodic task reclaimed theirs.
-    late = Counter()
-    gone = {u.id: u for u in vanishing}
-    unreclaimed, reclaimed = list(vanished.items())[:4], list(vanished.items())[4:]
-    for user_id, lease in unreclaimed:
-        refused = refusal(judge(client_of(gone[user_id]), lease["lease_id"], "left"))
-        assert refused == (409, "lease_not_active",
-                           "This lease expired and its pair went to someone else; ask for the next pair.")
-        late["late_submit_slot_taken_409"] += 1
-    assert queue.reclaim_expired_leases() == len(reclaimed)
-    for user_id, lease in reclaimed:
-        client = client_of(gone[user_id])
-        assert refusal(judge(client, lease["lease_id"], "left")) == (
-            409, "lease_not_active", "This lease is expired; ask for the next pair.")
-        assert refusal(client.post(f"/api/leases/{lease['lease_id']}/heartbeat/")) == (
-            409, "lease_not_active", "This lease is expired; ask for the next pair.")
-        late["late_submit_reclaimed_409"] += 1
-        late["late_heartbeat_409"] += 1
-    assert check_end_state(pair_ids) == end  # the refusals wrote nothing
-    figures("expiry", annotators=32, vanished=8, heartbeating=4, ttl_s=ttl, pairs=len(pair_ids), k=K,
-            seconds=round(seconds, 1), monitor_samples=monitor.samples, over_k=monitor.over_k,
-            **dict(sorted(tally.counts.items())), **late, **end)
-
-
-def test_a_heartbeat_at_the_moment_of_expiry_and_a_next_never_both_win_the_slot():
-    """The heartbeat decides "still live" at one instant and writes later; meanwhile another
-    annotator's next may count the lease as expired and take the slot. The lease row is held
-    here to stretch that gap (as a busy machine does) across the moment of expiry."""
-    pair = make_pair("RU", k=1)
-    holder, other = annotators("edge", 2)
-    lease = client_of(holder).post("/api/queue/next/").json()
-    expires = time.monotonic() + 1.0
-    Lease.objects.filter(pk=lease["lease_id"]).update(expires_at=timezone.now() + timedelta(seconds=1.0))
-    answers = {}
-
-    def call(name, user, path):
-        connect()
-        try:
-            answers[name] = client_of(user).post(path)
-        finally:
-            connections.close_all()
-
-    beat = threading.Thread(target=call, args=("beat", holder, f"/api/leases/{lease['lease_id']}/heartbeat/"))
-    take = threading.Thread(target=call, args=("next", other, "/api/queue/next/"))
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM annotation_lease WHERE id = %s FOR UPDATE", [lease["lease_id"]])
-        beat.start()
-        time.sleep(max(0.0, expires - time.monotonic()) + 0.3)  # the heartbeat waits; the lease expires
-        take.start()
-        time.sleep(1.0)
-    for thread in (beat, take):
-        thread.join(timeout=30)
-    kept, taken = answers["beat"].status_code == 200, answers["next"].status_code == 200
-    live = Lease.objects.filter(pair=pair, state="active", expires_at__gt=timezone.now()).count()
-    assert live <= pair.k, (answers["beat"].status_code, answers["next"].status_code)
-    assert kept != taken  # exactly one of them has the slot
-
-
-def test_a_heartbeat_that_waited_for_the_pair_across_the_expiry_does_not_take_the_slot_back():
-    """The slow path of the heartbeat waits for the pair lock; if the lease expired meanwhile and
-    the holder of that lock handed the slot on, the heartbeat must be refused, not extend it."""
-    pair = make_pair("RU", k=1)
-    holder, other = annotators("wait", 2)
-    lease = client_of(holder).post("/api/queue/next/").json()
-    expires = time.monotonic() + 1.0
-    Lease.objects.filter(pk=lease["lease_id"]).update(expires_at=timezone.now() + timedelta(seconds=1.0))
-    answers = {}
-
-    def beat():
-        connect()
-        try:
-            answers["beat"] = client_of(holder).post(f"/api/leases/{lease['lease_id']}/heartbeat/")
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=beat)
-    with transaction.atomic():  # another annotator's next, holding the pair across the expiry
-        Pair.objects.select_for_update().get(pk=pair.pk)
+    for thread in helpers:
         thread.start()
-        time.sleep(max(0.0, expires - time.monotonic()) + 0.3)
-        taken = queue.next_lease(other)
-        assert taken is not None and taken.pair_id == pair.id
-    thread.join(timeout=30)
-    assert refusal(answers["beat"]) == (
-        409, "lease_not_active", "This lease expired and its pair went to someone else; ask for the next pair.")
-    assert Lease.objects.get(pk=lease["lease_id"]).state == "expired"
-    assert Lease.objects.filter(pair=pair, state="active", expires_at__gt=timezone.now()).count() == 1
+    _, errors = race(first + takers, act)
+    stop.set()
+    for thread in helpers:
+        thread.join(timeout=60)
+    monitor.finish()
+    assert errors == [] and tally.counts["recomputes_during_undos"] > 0
+
+    end = check_end_state(pair_ids)  # every freed slot was taken again: exactly k everywhere
+    assert monitor.samples > 0 and (monitor.over_k, monitor.counter_mismatch) == (0, 0)
+    created = AuditEvent.objects.filter(action="judgement.created").count()
+    undone = AuditEvent.objects.filter(action="judgement.undone").count()
+    assert undone == tally.counts["undos_200"] == 2 * len(first)
+    assert created - undone == Judgement.objects.count() == len(pair_ids) * K
+    stored = consensus_snapshot(pair_ids)
+    Consensus.objects.all().delete()
+    recompute_all()
+    assert consensus_snapshot(pair_ids) == stored  # the stored rows are what a rebuild from scratch gives
+    figures("undo", annotators=len(first) + len(takers), pairs=len(pair_ids), k=K,
+            monitor_samples=monitor.samples, over_k=monitor.over_k, **dict(sorted(tally.counts.items())), **end)
+
+
+def test_a_double_pressed_undo_takes_back_one_judgement_per_2xx_and_stays_consistent():
+    """Four undo requests at once: each 200 takes back one judgement (the newest first), the others
+    are 404 ``nothing_to_undo``; whatever the interleaving, the annotator ends with one live lease
+    and counters and consensus agree with the rows."""
+    pair_ids = [make_pair("RU", k=K).id for _ in range(3)]
+    (user,) = annotators("undo2x", 1)
+    for _ in pair_ids:
+        lease = queue.next_lease(user)
+        queue.submit_judgement(user, lease.id, queue.JudgementInput("left"))
+    newest_first = list(Judgement.objects.filter(annotator=user).order_by("-created_at", "-id")
+                        .values_list("pair_id", flat=True))
+    barrier, answers = threading.Barrier(4), []
+
+    def press():
+        connect()
+        try:
+            barrier.wait(timeout=30)
+            answers.append(client_of(user).post("/api/judgements/undo/"))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=press) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    ok = [a.json() for a in answers if a.status_code == 200]
+    refused = [refusal(a) for a in answers if a.status_code != 200]
+    assert len(ok) >= 1 and len(ok) + len(refused) == 4
+    assert {r[:2] for r in refused} <= {(404, "nothing_to_undo")}
+    left = list(Judgement.objects.filter(annotator=user).values_list("pair_id", flat=True))
+    assert sorted(left) == sorted(newest_first[len(ok):])  # exactly one judgement per 200, newest first
+    assert {a["pair_id"] for a in ok} == set(newest_first[:len(ok)])
+    live = Lease.objects.filter(annotator=user, state="active")
+    assert live.count() == 1 and live.get().pair_id in newest_first[:len(ok)]
+    check_end_state(pair_ids, exactly_k=False)
