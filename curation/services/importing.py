@@ -96,6 +96,9 @@ FORMATS = ("auto", "parquet", "jsonl", "prompts")
 MAX_TEXT = 2000
 MAX_SHORT = 200
 MAX_LISTED_ERRORS = 1000
+MAX_ERROR_CHARS = 1000  # an error message longer than this is cut (a row may hold a 10 MB value)
+MAX_PROVENANCE_CHARS = 20_000  # a row's provenance, as JSON
+MAX_PATH_CHARS = 4096
 DEFAULT_BATCH_SIZE = 100
 DEFAULT_SINGLE_TRANSACTION_MAX_BYTES = 1024**3
 NO_TASK = "none"
@@ -133,6 +136,8 @@ class DatasetImportReport:
 
     def add_error(self, file: str, row: int, message: str) -> None:
         self.error_count += 1
+        if len(message) > MAX_ERROR_CHARS:
+            message = f"{message[:MAX_ERROR_CHARS]}... ({len(message) - MAX_ERROR_CHARS} more characters)"
         if len(self.errors) < MAX_LISTED_ERRORS:
             self.errors.append({"file": file, "row": row, "error": message})
 
@@ -163,6 +168,7 @@ class _Item:
     explicit: object | None = None  # ml.core.data.ImageRef
     superficial: object | None = None
     create_only: tuple[str, ...] = ()  # fields that are defaults for a new tuple, never changes to a stored one
+    columns: tuple[str, str] = ("explicit_image", "superficial_image")  # the images' names in the input
 
 
 @dataclass
@@ -205,10 +211,16 @@ class _Options:
             if task is not None:
                 return task
         if named:
-            raise RowError(f"unknown task/category {named[0]!r}")
+            raise RowError(f"unknown task/category {_shown(named[0])}")
         if self.task_default is not None or self.allow_no_task:
             return self.task_default
         raise RowError("the row names no task or category (give a task default to import such rows)")
+
+
+def _shown(value, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: error messages name a bad value without echoing 10 MB."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _text(value, name: str, limit: int) -> str:
@@ -233,8 +245,11 @@ def _make_item(record, *, task: Task | None, scene: str | None, opts: _Options, 
     scene = opts.scene or scene or (PromptTuple.Scene.COMPLEX if record.split == "test_C" else PromptTuple.Scene.SIMPLE)
     if not source and opts.source_is_default:
         create_only.append("source")
+    size = len(json.dumps(provenance, default=str))
+    if size > MAX_PROVENANCE_CHARS:
+        raise RowError(f"provenance is {size} characters long as JSON; the limit is {MAX_PROVENANCE_CHARS}")
     if scene not in PromptTuple.Scene.values:
-        raise RowError(f"scene must be one of {', '.join(PromptTuple.Scene.values)}, not {scene!r}")
+        raise RowError(f"scene must be one of {', '.join(PromptTuple.Scene.values)}, not {_shown(scene)}")
     fields = {
         "implicit_prompt": implicit,
         "explicit_prompt": _text(record.explicit_prompt, "explicit_prompt", MAX_TEXT),
@@ -253,14 +268,20 @@ def _safe_image_path(value, folder: Path, column: str) -> None:
     """Refuse image paths that leave ``folder`` (absolute, ``..``, or a link pointing outside)."""
     if not isinstance(value, str) or not value:
         raise RowError(f"{column} must be a non-empty path")
+    if len(value) > MAX_PATH_CHARS or "\x00" in value:
+        raise RowError(f"{column} {_shown(value)}: not a usable path ({len(value)} characters)")
     pure = PurePosixPath(value.replace("\\", "/"))
     if pure.is_absolute() or Path(value).is_absolute() or (len(value) > 1 and value[1] == ":"):
-        raise RowError(f"{column} {value!r}: absolute paths are refused; use a path relative to the file")
+        raise RowError(f"{column} {_shown(value)}: absolute paths are refused; use a path relative to the file")
     if ".." in pure.parts:
-        raise RowError(f"{column} {value!r}: paths may not contain '..'")
+        raise RowError(f"{column} {_shown(value)}: paths may not contain '..'")
     base = folder.resolve()
-    if not (base / value).resolve().is_relative_to(base):
-        raise RowError(f"{column} {value!r} leads outside the file's folder")
+    try:
+        inside = (base / value).resolve().is_relative_to(base)
+    except (OSError, RuntimeError) as exc:  # a name too long, a symlink loop
+        raise RowError(f"{column} {_shown(value)}: cannot be resolved ({exc.__class__.__name__})") from None
+    if not inside:
+        raise RowError(f"{column} {_shown(value)} leads outside the file's folder")
 
 
 class _Source:
@@ -413,9 +434,11 @@ class _JsonlSource(_Source):
         scene = platform.get("scene")
         if scene is not None and not isinstance(scene, str):
             raise RowError("scene must be a string")
-        return _make_item(record, task=task, scene=(scene or "").strip().lower() or None, opts=opts,
+        item = _make_item(record, task=task, scene=(scene or "").strip().lower() or None, opts=opts,
                           provenance=provenance, source=platform.get("source"),
                           explicit=record.correct_image, superficial=record.wrong_image)
+        item.columns = ("correct_image", "wrong_image")
+        return item
 
 
 def _image_bytes(ref) -> bytes:
@@ -515,9 +538,10 @@ def import_dataset(
     payload = src.size_bytes()
     seen_pairs: dict[tuple, tuple[str, int]] = {}
     seen_images: dict[str, tuple[int, int, str]] = {}
+    normalised: dict[str, str] = {}  # sha256 read → sha256 stored, for images check_image trimmed or normalised
     progress(0.0, "validating")
     try:
-        _validate(src, opts, report, seen_pairs, batch_size, total, progress, seen_images)
+        _validate(src, opts, report, seen_pairs, batch_size, total, progress, seen_images, normalised)
     except (ValueError, OSError) as exc:  # a file that breaks mid-read (pyarrow errors are ValueErrors)
         report.add_error(label, 0, str(exc))
     if not report.ok:
@@ -527,7 +551,8 @@ def import_dataset(
 
     # Pass 2: write (or count, for a dry run).
     limit = getattr(settings, "IMPORT_SINGLE_TRANSACTION_MAX_BYTES", DEFAULT_SINGLE_TRANSACTION_MAX_BYTES)
-    writer = _Writer(report, dry_run=True) if dry_run else _BulkWriter(report, seen_pairs, seen_images)
+    writer = (_Writer(report, dry_run=True, normalised=normalised) if dry_run
+              else _BulkWriter(report, seen_pairs, seen_images, normalised))
     report.mode = "" if dry_run else ("single" if payload <= limit else "batched")
     try:
         if report.mode == "batched":
@@ -555,7 +580,8 @@ def import_dataset(
 
 
 def _validate(src: _Source, opts: _Options, report: DatasetImportReport, seen_pairs: dict, batch_size: int,
-              total: int, progress: Progress, seen_images: dict | None = None) -> None:
+              total: int, progress: Progress, seen_images: dict | None = None,
+              normalised: dict | None = None) -> None:
     """Pass 1: every row read, checked and its images decoded; errors go to the report.
 
     Rows are taken ``batch_size`` at a time: their images are decoded on a thread pool (Pillow releases the
@@ -568,7 +594,8 @@ def _validate(src: _Source, opts: _Options, report: DatasetImportReport, seen_pa
                 report.rows += 1
                 if row.error is None:
                     try:
-                        report.payload_bytes += _validate_row(row, seen_pairs, checked, stored, seen_images)
+                        report.payload_bytes += _validate_row(row, seen_pairs, checked, stored, seen_images,
+                                                              normalised)
                     except RowError as exc:
                         row.error = str(exc)
                 if row.error is not None:
@@ -686,15 +713,17 @@ class _StoredReversals:
 
 
 def _validate_row(row: _Row, seen_pairs: dict, checked: dict, stored: _StoredReversals,
-                  seen_images: dict | None = None) -> int:
+                  seen_images: dict | None = None, normalised: dict | None = None) -> int:
     """Decode the row's images; refuse a pair of identical images or one that contradicts another pair.
-    ``seen_images`` collects each checked image's ``(width, height, format)`` by sha256, for pass 2."""
+    ``seen_images`` collects each checked image's ``(width, height, format)`` by sha256, and ``normalised``
+    the sha256 of the bytes read → that of the bytes to store, for images check_image trimmed or normalised
+    (annotation.imaging), for pass 2."""
     payload = 0
     for index, item in enumerate(row.items):
         if item.explicit is None:
             continue
         hashes = []
-        for name, ref in (("explicit_image", item.explicit), ("superficial_image", item.superficial)):
+        for name, ref in zip(item.columns, (item.explicit, item.superficial)):
             try:
                 result = checked[id(ref)]
                 if isinstance(result, Exception):
@@ -703,7 +732,9 @@ def _validate_row(row: _Row, seen_pairs: dict, checked: dict, stored: _StoredRev
                 hashes.append(image.sha256)
                 if seen_images is not None:
                     seen_images[image.sha256] = (image.width, image.height, image.format)
-            except ImageRejected as exc:
+                if image.changes and normalised is not None:  # pass 2 stores the normalised bytes
+                    normalised[hashlib.sha256(data).hexdigest()] = image.sha256
+            except (ImageRejected, RowError) as exc:
                 where = f" {index + 1}" if len(row.items) > 1 else ""
                 raise RowError(f"{name}{where}: {exc}") from None
             payload += len(data)
@@ -742,8 +773,9 @@ def _write_batch(batch: list[_Row], writer, atomic: bool) -> int:
 class _Writer:
     """Writes rows through the catalogue services and counts what happened, each thing once per run."""
 
-    def __init__(self, report: DatasetImportReport, *, dry_run: bool):
+    def __init__(self, report: DatasetImportReport, *, dry_run: bool, normalised: dict | None = None):
         self.report, self.dry_run = report, dry_run
+        self.normalised = normalised or {}  # pass 1's sha256 read → sha256 stored (trimmed or normalised)
         self.tuples: dict[tuple, PromptTuple | None] = {}
         self.images: dict[str, Image | None] = {}
         self.pairs: set[tuple] = set()
@@ -794,6 +826,7 @@ class _Writer:
         import hashlib
 
         sha = hashlib.sha256(data).hexdigest()
+        sha = self.normalised.get(sha, sha) if self.dry_run else sha  # a real run stores through store_image
         if sha in self.images:
             return self.images[sha] if not self.dry_run else sha
         if self.dry_run:
@@ -850,9 +883,11 @@ class _BulkWriter:
       inserted together at the end of the batch, in its transaction.
     """
 
-    def __init__(self, report: DatasetImportReport, validated: dict, checked: dict | None = None):
+    def __init__(self, report: DatasetImportReport, validated: dict, checked: dict | None = None,
+                 normalised: dict | None = None):
         self.report, self.validated = report, validated  # validated: pass 1's (key, correct, wrong) → row
         self.checked = checked or {}  # pass 1's sha256 → (width, height, format)
+        self.normalised = normalised or {}  # pass 1's sha256 read → sha256 stored (trimmed or normalised)
         self.tuples: dict[tuple, int] = {}  # key → tuple id, once per run
         self.images: dict[str, int] = {}  # sha256 → image id, once per run
         self.pairs: set[tuple[int, int, int]] = set()
@@ -935,16 +970,24 @@ class _BulkWriter:
             if item.explicit is None:
                 hashed.append(None)
                 continue
-            pair = []
+            read = []
             for ref, kind in ((item.explicit, Image.Kind.EXPLICIT), (item.superficial, Image.Kind.SUPERFICIAL)):
                 data = _image_bytes(ref)
-                pair.append((hashlib.sha256(data).hexdigest(), data, kind))
-            hashed.append(pair)
-            trusted = (item.key, pair[0][0], pair[1][0]) in self.validated
-            for sha, data, kind in pair:
+                sha = hashlib.sha256(data).hexdigest()
+                read.append((self.normalised.get(sha, sha), data, kind, sha in self.normalised))
+            trusted = (item.key, read[0][0], read[1][0]) in self.validated
+            pair = []
+            for sha, data, kind, changed in read:
+                known = sha in self.images or sha in fresh
+                # bytes pass 1 did not see are checked in full, as store_image would; bytes it trimmed or
+                # normalised are checked again for the bytes to store (not kept in memory since pass 1)
+                checked = None if known or (trusted and not changed) else check_image(data, full_decode=not trusted)
+                if checked is not None:
+                    sha, data = checked.sha256, checked.data
                 if sha not in self.images and sha not in fresh:
-                    # bytes pass 1 did not see are checked in full, as store_image would
-                    fresh[sha] = [data, kind, self.tuples[item.key], None if trusted else check_image(data)]
+                    fresh[sha] = [data, kind, self.tuples[item.key], checked]
+                pair.append((sha, data, kind))
+            hashed.append(pair)
         created = set()
         if fresh:
             for sha, pk in Image.objects.filter(sha256__in=sorted(fresh)).values_list("sha256", "pk"):
