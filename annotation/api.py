@@ -208,12 +208,12 @@ class TupleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _CatalogVie
         ),
         summary="Create a tuple, or merge into the one with the same implicit prompt and task",
     )
-    def create(self, request):
+    def create(self, request, **kwargs):  # kwargs: the router's format suffix (.json)
         tuple_, outcome = _upsert_tuple(self.validated(s.TupleCreateSerializer), request.user)
         return self.rendered(tuple_, created=outcome == "created")
 
     @extend_schema(request=s.TupleUpdateSerializer, summary="Change prompts, subject, scene or source")
-    def partial_update(self, request, pk=None):
+    def partial_update(self, request, pk=None, **kwargs):
         current = self.get_object()
         changes = self.validated(s.TupleUpdateSerializer)
         identity = {"implicit_prompt": current.implicit_prompt, "task": current.task, "scene": current.scene}
@@ -251,7 +251,7 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _CatalogVie
         },
         summary="Upload an image (deduplicated by content)",
     )
-    def create(self, request):
+    def create(self, request, **kwargs):
         fields = dict(self.validated(s.ImageUploadSerializer))
         upload = fields.pop("file")
         try:
@@ -262,7 +262,7 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _CatalogVie
 
     @extend_schema(responses={(200, "image/*"): OpenApiResponse(OpenApiTypes.BINARY, description="Image bytes.")})
     @action(detail=True, methods=["get"], url_path="file", permission_classes=[IsReviewer])
-    def file(self, request, pk=None):
+    def file(self, request, pk=None, **kwargs):
         image = self.get_object()
         try:
             handle = default_storage.open(image.file.name, "rb")
@@ -305,7 +305,7 @@ class PairViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _CatalogView
         responses=_created_or_found("The pair existed already; returned unchanged (k included).", s.PairSerializer),
         summary="Create a pair (idempotent)",
     )
-    def create(self, request):
+    def create(self, request, **kwargs):
         fields = self.validated(s.PairCreateSerializer)
         try:
             pair, created = catalog.create_pair(
@@ -316,7 +316,7 @@ class PairViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _CatalogView
         return self.rendered(pair, created=created)
 
     @extend_schema(request=s.PairUpdateSerializer, summary="Set k, retire or un-retire a pair")
-    def partial_update(self, request, pk=None):
+    def partial_update(self, request, pk=None, **kwargs):
         pair = self.get_object()
         changes = self.validated(s.PairUpdateSerializer)
         try:

@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
 from django.urls import reverse
+from django.views.decorators.http import require_safe
 
 from annotation import roles
 from annotation.stats import annotator_stats
@@ -17,6 +18,7 @@ from annotation.stats import annotator_stats
 _LEASE_ENDPOINTS = ("lease-judgement", "lease-heartbeat", "lease-release")
 
 
+@require_safe
 @login_required
 def home(request):
     """Annotators see their progress; reviewers and admins get links to their tools."""
@@ -26,6 +28,7 @@ def home(request):
     return render(request, "annotation/home.html", context)
 
 
+@require_safe
 @login_required
 def annotate(request):
     if not roles.is_annotator(request.user):

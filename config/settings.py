@@ -315,4 +315,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", "INFO")},
+    # django-axes logs every successful login at INFO; failures and lockouts are WARNINGs.
+    "loggers": {"axes": {"level": env.str("AXES_LOG_LEVEL", "WARNING")}},
 }

@@ -17,6 +17,7 @@ from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_safe
 
 from annotation import roles
 from annotation.models import Pair, Task
@@ -65,6 +66,7 @@ def _with_query(url: str, request) -> str:
     return f"{url}?{query}" if query else url
 
 
+@require_safe
 @reviewer_required
 def adjudication_list(request):
     form, filters = _filters(request)
@@ -79,6 +81,7 @@ def adjudication_list(request):
     })
 
 
+@require_http_methods(["GET", "HEAD", "POST"])
 @reviewer_required
 def adjudication_detail(request, pair_id: int):
     try:

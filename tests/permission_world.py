@@ -1,0 +1,140 @@
+"""One small world for the permission matrix (tests/permission_matrix.py): every object a route
+of the platform can name, five personas, and the text annotators must never receive.
+
+Built through the services (as in production) except where a test helper already makes rows
+(dataset versions with members, runs as a worker left them). Ids are returned under the names
+the matrix's paths and bodies use: ``{pair}``, ``{lease}``, ``{version}``...
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.db.models import Count
+
+from annotation.models import Discipline, PromptTuple, Task
+from annotation.services import queue
+from curation.models import DatasetVersion, Job
+from curation.services import adjudication, consensus, exporting, gold, jobs, splits, versions
+from ml.models import Run
+from ml.services import schedules
+from tests.factories import make_image, make_pair, make_user
+from tests.ml_registry_data import registry_world
+from tests.test_export import make_version
+
+PASSWORD = "pw-for-tests-1"  # tests/factories.make_user's password
+ROLES = ("anonymous", "annotator", "other_field", "reviewer", "admin")
+
+# Names that say which image is right, or the hidden prompts: never in what an annotator receives.
+ANSWER_WORDS = ("image_correct", "image_wrong", "expected", "consensus", "chosen_image", "agrees_with",
+                "explicit_prompt", "superficial_prompt", "gold")
+
+
+def build(settings, tmp_path: Path) -> dict:
+    """The world; ``settings`` is pytest-django's fixture (import roots point into ``tmp_path``)."""
+    settings.GOLD_RATE = 0.0  # gold picks are random; the matrix wants the same answers every run
+    users = {
+        "annotator": make_user("ann-chem", "annotator", disciplines=["chemistry"]),
+        "other_field": make_user("ann-bio", "annotator", disciplines=["biology"]),
+        "reviewer": make_user("rev", "reviewer"),
+        "admin": make_user("boss", "admin"),
+    }
+    ann, admin = users["annotator"], users["admin"]
+    peer = make_user("ann-chem-2", "annotator", disciplines=["chemistry"])
+
+    judged = make_pair("RU")  # judged by the annotator and a peer
+    leased = make_pair("RU")  # then leased to the annotator (their live lease)
+    goldie = make_pair("RU")
+    spare = make_pair("RU")  # adjudicated in the matrix
+    decided = make_pair("RU")  # adjudicated here: a labelled pair that a new version can freeze
+    mine, _ = queue.submit_judgement(ann, queue.next_lease(ann).id, queue.JudgementInput(choice="left"))
+    lease = queue.next_lease(ann)
+    theirs = _judge(peer, exclude={lease.pair_id})
+    gold.mark_gold(admin, goldie.pk, "expected")
+    for pair in (judged, leased):
+        consensus.recompute_consensus(pair.pk)
+    adjudication.adjudicate(users["reviewer"], decided.pk, "expected")
+
+    registry = registry_world(admin)
+    version = make_version(admin)
+    other_version = make_version(admin)
+    _count_members()
+    exporting.export_version(version, "jsonl")
+    export_job, _ = jobs.start(Job.Kind.EXPORT, {"version": version.pk, "format": "parquet"}, admin)
+    queued = Run.objects.create(kind="generate", status="queued", created_by=admin,
+                                params={"model": registry.generator.pk, "tuples": [1]})
+    schedule = schedules.create_schedule(admin, name="nightly", kind="generate", trigger="cron",
+                                         cron="0 3 * * 1-5", params=_generate_params(registry.generator))
+
+    roots = tmp_path / "imports"
+    roots.mkdir()
+    (roots / "prompts.json").write_text(json.dumps([{"prompt": "Ice left in the sun.", "object": "ice"}]))
+    settings.IMPORT_ROOTS = [str(roots)]
+
+    Discipline.objects.create(slug="astronomy", name="Astronomy")
+    Task.objects.create(code="ZZ", name="Unused", discipline=Discipline.objects.get(slug="physics"), kind="CT")
+    return {
+        "users": users,
+        "PASSWORD": PASSWORD,
+        "tuple": judged.tuple_id,
+        "pair": judged.pk,
+        "leased_pair": leased.pk,
+        "gold_pair": goldie.pk,
+        "spare_pair": spare.pk,
+        "image": judged.image_correct_id,
+        "judgement": mine.pk,
+        "peer_judgement": theirs.pk,
+        "lease": lease.pk,
+        "annotator_id": ann.pk,
+        "version": version.pk,
+        "other_version": other_version.pk,
+        "export_file": "MANIFEST.sha256",
+        "job": export_job.pk,
+        "run": registry.failed.pk,
+        "queued_run": queued.pk,
+        "model": registry.tuned.pk,
+        "base_model": registry.base.pk,
+        "child_model": registry.child.pk,
+        "generator": registry.generator.pk,
+        "generated_image": registry.image.pk,
+        "schedule": schedule.pk,
+        "new_a": make_image().pk,
+        "new_b": make_image().pk,
+        "hidden_texts": hidden_texts(),
+    }
+
+
+def _count_members() -> None:
+    """The helpers make version rows directly: give each the counts, filters and ratios a frozen
+    version has."""
+    for version in DatasetVersion.objects.all():
+        rows = version.members.values_list("pair__tuple__task__code", "split").annotate(n=Count("pk"))
+        version.counts = versions.make_counts(rows)
+        version.filters = versions.clean_filters(tasks=version.filters.get("tasks"))
+        version.split_ratios = {**splits.DEFAULT_RATIOS, "seed": 0}
+        version.save(update_fields=["counts", "filters", "split_ratios"])
+
+
+def _generate_params(generator) -> dict:
+    return {"model": generator.pk, "tuples": {"task": "RU", "limit": 5}}
+
+
+def _judge(user, exclude: set[int]):
+    """A judgement by ``user`` on the first pair the queue gives them outside ``exclude``."""
+    lease = queue.next_lease(user)
+    while lease.pair_id in exclude:
+        queue.release(user, lease.id)
+        lease = queue.next_lease(user)
+    judgement, _ = queue.submit_judgement(user, lease.id, queue.JudgementInput(choice="right"))
+    return judgement
+
+
+def hidden_texts() -> list[str]:
+    """Every explicit and superficial prompt in the database."""
+    rows = PromptTuple.objects.values_list("explicit_prompt", "superficial_prompt")
+    return sorted({text for row in rows for text in row if text})
+
+
+def user(world: dict, role: str):
+    return None if role == "anonymous" else world["users"][role]
