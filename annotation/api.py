@@ -23,29 +23,27 @@ from __future__ import annotations
 
 from collections import Counter
 
-from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
-from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
-    PolymorphicProxySerializer,
     extend_schema,
     extend_schema_view,
 )
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation import roles
+from annotation import media, roles
 from annotation import serializers as s
 from annotation.imaging import ImageRejected
 from annotation.models import Discipline, Expertise, Image, Judgement, Pair, PromptTuple, Task
+from annotation.openapi import ErrorSerializer, OverlappingShapesSerializer
 from annotation.permissions import AuthenticatedReadAdminWrite, IsReviewer, ReviewerReadAdminWrite
 from annotation.services import audit, catalog
 
@@ -115,6 +113,12 @@ class _ProtectedDeleteMixin:
         obj = serializer.save()
         audit.record(self.request.user, f"{type(obj).__name__.lower()}.changed", obj, before=before,
                      after=serializer.data)
+
+    @extend_schema(responses={204: OpenApiResponse(description="Deleted."),
+                              409: OpenApiResponse(ErrorSerializer, description="Still in use (the message says by "
+                                                                                 "what); nothing deleted.")})
+    def destroy(self, request, *args, **kwargs):
+        return super().destroy(request, *args, **kwargs)
 
     def perform_destroy(self, instance):
         before = self.get_serializer(instance).data
@@ -263,14 +267,7 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _CatalogVie
     @extend_schema(responses={(200, "image/*"): OpenApiResponse(OpenApiTypes.BINARY, description="Image bytes.")})
     @action(detail=True, methods=["get"], url_path="file", permission_classes=[IsReviewer])
     def file(self, request, pk=None, **kwargs):
-        image = self.get_object()
-        try:
-            handle = default_storage.open(image.file.name, "rb")
-        except FileNotFoundError:
-            raise NotFound(f"The file of image {image.pk} is missing from the storage.") from None
-        response = FileResponse(handle, content_type=f"image/{image.format.lower()}")
-        response["Cache-Control"] = "private, max-age=3600"
-        return response
+        return media.image_response(self.get_object())  # inert: nosniff, sandbox CSP, validated type
 
 
 # --- Pairs ----------------------------------------------------------------------------------
@@ -333,7 +330,7 @@ class PairViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _CatalogView
 
 # --- Judgements -----------------------------------------------------------------------------
 
-_JUDGEMENT_SHAPES = PolymorphicProxySerializer(
+_JUDGEMENT_SHAPES = OverlappingShapesSerializer(  # a reviewer's shape extends an annotator's: anyOf
     component_name="JudgementForRole",
     serializers=[s.ReviewJudgementSerializer, s.OwnJudgementSerializer],
     resource_type_field_name=None,

@@ -10,7 +10,10 @@ does, following RFC 9110 §14:
 * a range starting at or past the end, or ``bytes=-0`` → 416 with ``Content-Range: bytes */<size>``;
 * several ranges, a malformed header, another unit, or an ``If-Range`` that no longer matches the file's
   ``ETag``/``Last-Modified`` → the whole file, 200 (a server may ignore a Range header);
-* always ``Accept-Ranges: bytes``, ``ETag`` (size and mtime) and ``Last-Modified``.
+* always ``Accept-Ranges: bytes``, ``ETag`` (size and mtime) and ``Last-Modified``;
+* always inert (annotation.media): ``X-Content-Type-Options: nosniff``, a sandboxing
+  ``Content-Security-Policy``, an attachment ``Content-Disposition``, and ``application/octet-stream``
+  for any type a browser could run as a document (HTML, SVG, XML, JavaScript).
 
 The path is resolved under the export's directory, and anything that lands outside it (``..``, absolute
 paths, symlinks) is a 404, as is a directory or an export that is not finished.
@@ -31,6 +34,7 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotation.media import harden, safe_download_type
 from annotation.permissions import IsAdminRole
 from curation.models import DatasetVersion
 from curation.services import exporting
@@ -90,7 +94,7 @@ def ranged_file_response(request, path: Path, *, filename: str | None = None):
     """The file at ``path`` as a download: 200, 206 for a single satisfiable range, 416 otherwise."""
     stat = path.stat()
     size, (etag, modified) = stat.st_size, _validators(stat)
-    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    content_type = safe_download_type(mimetypes.guess_type(path.name)[0])
     wanted = None
     header = request.META.get("HTTP_RANGE")
     if header and request.method in ("GET", "HEAD"):
@@ -110,7 +114,7 @@ def ranged_file_response(request, path: Path, *, filename: str | None = None):
                                          content_type=content_type)
         response["Content-Length"] = str(end - start + 1)
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
-        response["Content-Disposition"] = f'attachment; filename="{filename or path.name}"'
+    harden(response, disposition="attachment", filename=filename or path.name)
     response["Accept-Ranges"] = "bytes"
     response["ETag"] = etag
     response["Last-Modified"] = modified
@@ -152,9 +156,9 @@ class ExportDownloadView(APIView):
                              description="One byte range: bytes=first-last, bytes=first- or bytes=-suffix."),
         ],
         responses={
-            (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="The whole file."),
-            (206, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY,
-                                                               description="The requested range."),
+            # The media type is guessed from the file name (application/json, image/png, ...).
+            (200, "*/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The whole file."),
+            (206, "*/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The requested range."),
             404: OpenApiResponse(description="No such version, finished export or file."),
             416: OpenApiResponse(description="The range starts past the end of the file."),
         },
