@@ -58,7 +58,13 @@ PostgreSQL) instead of the per-row services; what is stored, counted and audited
   transaction would hold row locks on the tuples and a long-running snapshot for hours instead.
 
 Image files are stored before their rows (content-addressed, see ``store_image``), so a rollback can leave
-files without rows; the next import of the same bytes reuses them.
+files without rows; the next import of the same bytes reuses them. An image is stored as an upload would be:
+trimmed or normalised by :func:`annotation.imaging.check_image` (EXIF rotation, transparency, CMYK, 16-bit;
+bytes after its end), hashed after; pass 1 notes which bytes change, pass 2 re-derives only those.
+
+**Bounded reports.** Error messages name the row (line number in JSONL; row within its file in parquet;
+0 for the file itself), the column and the reason; a value is quoted cut to 80 characters, a message to
+``MAX_ERROR_CHARS``, so a 10 MB field cannot bloat the report or the job row.
 
 **Idempotent.** Tuples are keyed by normalised implicit prompt + task, images by sha256, pairs by (tuple,
 correct, wrong): importing a file again creates nothing and counts everything as skipped. Within one run a
