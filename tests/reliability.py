@@ -95,7 +95,8 @@ class Monitor(threading.Thread):
 
     def __init__(self, interval: float = 0.05):
         super().__init__(daemon=True)
-        self.interval, self.stop, self.samples, self.over_k, self.counter_mismatch = interval, threading.Event(), 0, 0, 0
+        self.interval, self.stop = interval, threading.Event()
+        self.samples = self.over_k = self.counter_mismatch = 0
 
     def run(self):
         try:

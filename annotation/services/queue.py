@@ -91,6 +91,10 @@ class PairUnavailable(QueueError):
     code = "pair_unavailable"
 
 
+class AlreadyJudged(QueueError):
+    code = "already_judged"
+
+
 class NothingToUndo(QueueError):
     status = 404
     code = "nothing_to_undo"
@@ -550,6 +554,23 @@ def _expire_when_slot_gone(func):
     return wrapper
 
 
+def _refuse_a_second_judgement(func):
+    """A lease on a pair its annotator already judged is never handed out (the candidate window
+    excludes judged pairs, undo cancels the judged lease), but should one exist (a row edited in
+    the database, a future bug), the unique (pair, annotator) constraint refuses the judgement: a
+    clear 409, not a server error. Caught after the transaction, so the hot path pays nothing."""
+    @functools.wraps(func)
+    def wrapper(user, lease_id, *args, **kwargs):
+        try:
+            return func(user, lease_id, *args, **kwargs)
+        except IntegrityError:
+            if not Judgement.objects.filter(annotator=user, pair__leases=lease_id).exists():
+                raise
+            raise AlreadyJudged("You have already judged this pair; use undo to change your judgement.") from None
+    return wrapper
+
+
+@_refuse_a_second_judgement
 @_expire_when_slot_gone
 def submit_judgement(user, lease_id, data: JudgementInput) -> tuple[Judgement, bool]:
     """Record a judgement through the user's lease and end the lease.
