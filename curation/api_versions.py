@@ -32,31 +32,33 @@ from curation.models import DatasetVersion, VersionMember
 from curation.services import splits, versions
 
 
+# The output serializers of a version render any stored JSON: a version made outside build_version (a
+# benchmark seed, an old row) may lack keys, which render as zero, empty or null instead of failing (500).
 class SplitCountsSerializer(serializers.Serializer):
-    train = serializers.IntegerField()
-    validation = serializers.IntegerField()
-    test_S = serializers.IntegerField()  # noqa: N815 - the published split names
-    test_C = serializers.IntegerField()  # noqa: N815
+    train = serializers.IntegerField(default=0)
+    validation = serializers.IntegerField(default=0)
+    test_S = serializers.IntegerField(default=0)  # noqa: N815 - the published split names
+    test_C = serializers.IntegerField(default=0)  # noqa: N815
 
 
 class TaskCountsSerializer(SplitCountsSerializer):
-    total = serializers.IntegerField()
+    total = serializers.IntegerField(default=0)
 
 
 class VersionCountsSerializer(serializers.Serializer):
-    total = serializers.IntegerField()
-    splits = SplitCountsSerializer()
-    tasks = serializers.DictField(child=TaskCountsSerializer(), help_text="Per task code.")
+    total = serializers.IntegerField(default=0)
+    splits = SplitCountsSerializer(default=dict)
+    tasks = serializers.DictField(child=TaskCountsSerializer(), default=dict, help_text="Per task code.")
 
 
 class VersionFiltersSerializer(serializers.Serializer):
     tasks = serializers.ListField(child=serializers.CharField(), allow_null=True, help_text="Null: all tasks.")
     disciplines = serializers.ListField(child=serializers.CharField(), allow_null=True,
                                         help_text="Null: all disciplines.")
-    outcomes = serializers.ListField(child=serializers.CharField())
+    outcomes = serializers.ListField(child=serializers.CharField(), default=list)
     min_agreement = serializers.FloatField(allow_null=True)
-    exclude_pairs = serializers.ListField(child=serializers.IntegerField())
-    exclude_tuples = serializers.ListField(child=serializers.IntegerField())
+    exclude_pairs = serializers.ListField(child=serializers.IntegerField(), default=list)
+    exclude_tuples = serializers.ListField(child=serializers.IntegerField(), default=list)
 
 
 class SplitRatiosSerializer(serializers.Serializer):
@@ -66,8 +68,12 @@ class SplitRatiosSerializer(serializers.Serializer):
                                   "and within complex scenes (test_C).")
 
 
-class SplitRatiosSeedSerializer(SplitRatiosSerializer):
-    seed = serializers.IntegerField()
+class SplitRatiosSeedSerializer(serializers.Serializer):
+    train = serializers.FloatField(allow_null=True)
+    validation = serializers.FloatField(allow_null=True)
+    test = serializers.FloatField(allow_null=True, help_text="Within simple scenes (test_S) and within complex "
+                                  "scenes (test_C).")
+    seed = serializers.IntegerField(allow_null=True)
 
 
 class VersionSerializer(serializers.ModelSerializer):
