@@ -232,11 +232,11 @@ def test_the_page_path_needs_its_csrf_token_and_a_signed_in_annotator(reviewer):
     form_post = page.client.post("/annotate/", {"choice": "left", "csrfmiddlewaretoken": page.csrf})
     assert form_post.status_code == 405  # the page itself takes no judgement
     anonymous = Client(enforce_csrf_checks=True).post(f"/api/leases/{lease}/judgement/", {"choice": "left"})
-    assert anonymous.status_code in (401, 403)
+    assert (anonymous.status_code, anonymous.json()["detail"]) == (401, "Authentication credentials were not provided.")
     not_annotator = APIClient()
     not_annotator.force_authenticate(reviewer)
     refused = not_annotator.post(f"/api/leases/{lease}/judgement/", {"choice": "left"}, format="json")
-    assert refused.status_code == 403
+    assert refused.status_code == 403 and "annotator" in refused.json()["detail"].lower()
     assert written() == before
     assert page.judge(lease, "left").status_code == 201  # the lease itself was fine all along
 
