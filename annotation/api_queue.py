@@ -7,9 +7,7 @@ name the lease and a side, never an image id or which image is expected.
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.files.storage import default_storage
 from django.db import connection
-from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -19,7 +17,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation import roles
+from annotation import media, roles
 from annotation.models import Judgement, Lease
 from annotation.permissions import IsAnnotator
 from annotation.services import queue
@@ -270,6 +268,4 @@ class LeaseImageView(APIView):
         if lease.annotator_id != request.user.id and not roles.is_reviewer(request.user):
             raise NotFound("No such lease.")
         image = lease.left_image if side == "left" else lease.right_image
-        response = FileResponse(default_storage.open(image.file.name, "rb"), content_type=f"image/{image.format.lower()}")
-        response["Cache-Control"] = "private, max-age=3600"
-        return response
+        return media.image_response(image)

@@ -88,6 +88,22 @@ def test_an_image_is_served_inline_with_its_validated_type_and_cannot_run(data, 
     assert response["Content-Disposition"] == f'inline; filename="{image.sha256}.{extension}"'
 
 
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_a_lease_image_is_served_with_the_same_headers(side, api, annotator):
+    from annotation.services import queue
+    from tests.factories import make_pair
+
+    make_pair("RU")
+    lease = queue.next_lease(annotator)
+    api.force_authenticate(annotator)
+
+    response = api.get(f"/api/leases/{lease.id}/image/{side}/")
+
+    assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    assert response["X-Content-Type-Options"] == "nosniff" and response["Content-Security-Policy"] == SANDBOX
+    assert response["Content-Disposition"].startswith('inline; filename="')
+
+
 @pytest.mark.parametrize("stored_format", ["SVG", "HTML", "GIF", ""])
 def test_a_row_of_any_other_format_is_never_served_inline(stored_format, api, admin_user):
     """Rows only get PNG, JPEG or WebP through the services; one that says otherwise (an old row, a hand
