@@ -149,6 +149,16 @@ def test_annotators_never_receive_the_answer_or_the_hidden_prompts(world, role):
     assert not leaks, "\n".join(leaks)
 
 
+def test_the_leak_scan_finds_what_reviewers_are_shown(world):
+    """The scan above is not blind: the reviewer's tuples and pairs carry exactly what it looks for."""
+    tuples = Cell("api/^tuples/$", "GET", "/api/tuples/", ("",) * len(ROLES))
+    pairs = Cell("api/^pairs/$", "GET", "/api/pairs/", ("",) * len(ROLES))
+    found = _leaks(call(world, tuples, "reviewer")[2].decode() + call(world, pairs, "reviewer")[2].decode(),
+                   world["hidden_texts"])
+    assert set(found) >= {f"prompt {t!r}" for t in world["hidden_texts"]} | {"word 'explicit_prompt'",
+                                                                             "word 'image_correct'"}
+
+
 def test_annotators_see_only_their_own_judgements(world):
     client = APIClient()
     client.force_login(world["users"]["annotator"])
