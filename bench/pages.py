@@ -388,18 +388,27 @@ Figures stay identical (tests/test_bench_pages.py compares every new query with 
 - **Audit log**: the action and target-type menus come from a loose index scan (recursive CTE, one
   index probe per distinct value) instead of `SELECT DISTINCT` over the whole log; the new index
   `audit_action_id` serves the list filtered by action, newest first.
+- **Agreement and dashboard pages** serve their figures from a shared cache (`curation/services/figures.py`):
+  a page costs a cache read plus its small queries at any size; the figures (still exact: the aggregate
+  queries above) are recomputed by one background task on the `default` queue once older than
+  `FIGURES_MAX_AGE_SECONDS` (60), and the page prints when they were computed. The two "figures refresh
+  (worker)" rows are what that task costs: they grow with N, and run at most once a minute per filter set,
+  off the request. Alternative considered: tallies maintained per judgement under the pair lock, exact on
+  every request, but a few shared tally rows updated by every judgement would serialise the queue's hot
+  path (103 judgements/s at K = 32), for figures nobody reads per judgement.
+- **Audit log**: counts at most 10,000 matching events (`SELECT COUNT(*) FROM (… LIMIT 10001)`, the
+  `CappedPaginator` in `curation/paging.py`); beyond that it shows "Page 1 of 200+" and asks to narrow the
+  filters.
 - Indexes: `curation/migrations/0003_page_indexes.py` (plain `CREATE INDEX IF NOT EXISTS`, PostgreSQL
   and SQLite).
 
 ## What still grows with N, and why
 
-- **Agreement and dashboard**: α, κ, the Cohen matrix and the progress/outcome counts are statistics
-  over every judgement and every pair; exact figures on every request need a database scan of them.
-  Constant time needs tallies maintained where judgements, consensus and gold change (under the pair
-  lock that `recompute_consensus` already holds), which is outside the page code.
-- **Version builder preview**: counts every pair the filters select (one aggregate query).
-- **Audit log**: the exact total ("Page 1 of N (M events)") is a `COUNT(*)` over the log (index-only).
-- **Adjudication list**: the count and the totals read the disputed and reversed rows (index-only).
+- **Version builder preview** (133 ms at 100,000 pairs, within the 200 ms budget): its answer is the number of
+  pairs the filters select, per split and label, so it counts them (one aggregate query).
+- **Adjudication list filtered by task and outcome** (86 ms, within budget): the database walks the review
+  queue (disputed and reversed pairs, which grow with the data) joining each row to its task to keep the
+  task's; an index on the task would need the task copied onto the consensus row.
 - **Home page** (annotator; measured for information, not part of this task): the "left for you"
   counts in `annotation/stats.py` scan the annotator's open pairs.
 """
