@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from annotation import media, roles
 from annotation.models import Judgement, Lease
+from annotation.openapi import ErrorSerializer
 from annotation.permissions import IsAnnotator
 from annotation.services import queue
 
@@ -208,7 +209,10 @@ class QueueNextView(_QueueView):
 class LeaseJudgementView(_QueueView):
     @extend_schema(
         request=JudgementInputSerializer,
-        responses={201: JudgementReceiptSerializer, 200: JudgementReceiptSerializer},
+        responses={201: JudgementReceiptSerializer, 200: JudgementReceiptSerializer,
+                   409: OpenApiResponse(ErrorSerializer, description="The lease is no longer active "
+                                        "(lease_not_active), the pair takes no more judgements (pair_unavailable), "
+                                        "or you judged it already (already_judged).")},
         summary="Judge the leased pair and end the lease (a repeat of the same choice is a no-op)",
     )
     def post(self, request, lease_id: int):
@@ -223,8 +227,11 @@ class LeaseJudgementView(_QueueView):
         )
 
 
+_NOT_ACTIVE = OpenApiResponse(ErrorSerializer, description="The lease is no longer active (lease_not_active).")
+
+
 class LeaseHeartbeatView(_QueueView):
-    @extend_schema(request=None, responses={200: LeaseSerializer}, summary="Keep the lease alive")
+    @extend_schema(request=None, responses={200: LeaseSerializer, 409: _NOT_ACTIVE}, summary="Keep the lease alive")
     def post(self, request, lease_id: int):
         try:
             lease = queue.heartbeat(request.user, lease_id)
@@ -234,7 +241,8 @@ class LeaseHeartbeatView(_QueueView):
 
 
 class LeaseReleaseView(_QueueView):
-    @extend_schema(request=None, responses={200: OpenApiResponse(description="Skipped.")}, summary="Skip the pair")
+    @extend_schema(request=None, responses={200: OpenApiResponse(description="Skipped."), 409: _NOT_ACTIVE},
+                   summary="Skip the pair")
     def post(self, request, lease_id: int):
         try:
             lease = queue.release(request.user, lease_id)
@@ -246,7 +254,8 @@ class LeaseReleaseView(_QueueView):
 class UndoView(_QueueView):
     @extend_schema(
         request=None,
-        responses={200: LeaseSerializer},
+        responses={200: LeaseSerializer, 404: OpenApiResponse(ErrorSerializer, description="Nothing recent "
+                                                               "enough to undo (nothing_to_undo).")},
         summary="Undo your latest judgement (within the undo window) and lease its pair to you again",
     )
     def post(self, request):

@@ -1,10 +1,10 @@
 """Every URL under /api/ (see config/urls.py)."""
 
 from django.urls import include, path
-from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
 from annotation import api, api_queue
+from annotation.api_token import ObtainTokenView
 
 router = DefaultRouter()
 router.register("disciplines", api.DisciplineViewSet, basename="discipline")
@@ -15,7 +15,7 @@ router.register("pairs", api.PairViewSet, basename="pair")
 router.register("judgements", api.JudgementViewSet, basename="judgement")
 
 urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("auth/token/", ObtainTokenView.as_view(), name="api-token"),
     path("queue/next/", api_queue.QueueNextView.as_view(), name="queue-next"),
     path("leases/<int:lease_id>/judgement/", api_queue.LeaseJudgementView.as_view(), name="lease-judgement"),
     path("leases/<int:lease_id>/heartbeat/", api_queue.LeaseHeartbeatView.as_view(), name="lease-heartbeat"),

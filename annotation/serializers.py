@@ -137,7 +137,7 @@ class TupleCreateSerializer(TupleUpdateSerializer):
 
 class ImageSerializer(serializers.ModelSerializer):
     url = serializers.SerializerMethodField(help_text="Where reviewers and admins fetch the bytes.")
-    tuple = serializers.PrimaryKeyRelatedField(read_only=True)
+    tuple = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)  # an upload may have none
 
     class Meta:
         model = Image

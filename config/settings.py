@@ -51,6 +51,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.ServiceUnavailableMiddleware",  # database/broker outage -> 503 + Retry-After
+    "annotation.input_guard.RejectNulMiddleware",  # NUL in the path or query -> 400 (PostgreSQL refuses NUL)
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -219,6 +220,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "annotation.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "annotation.openapi.AutoSchema",  # documents the common 400/401/403/404
+    "DEFAULT_PARSER_CLASSES": [
+        "annotation.input_guard.JSONParser",  # NUL in a JSON body -> 400
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": [],
 }
 SPECTACULAR_SETTINGS = {

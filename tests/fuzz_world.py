@@ -9,22 +9,25 @@ path parameters, so that the fuzzer reaches real objects and not only 404s.
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from django.test import override_settings
 from rest_framework.authtoken.models import Token
 
-from annotation.models import Discipline, Judgement
+from annotation.models import Discipline, Image, Judgement
 from annotation.services import queue
 from curation.models import Job
 from curation.services import adjudication, exporting, gold, jobs, versions
 from ml.services import schedules
-from tests.factories import make_pair, make_user
+from tests.factories import make_image, make_pair, make_user, png_bytes
 from tests.ml_registry_data import registry_world
 
 ROLES = ("anonymous", "annotator", "reviewer", "admin")
 ALL_FIELDS = ["physics", "chemistry", "biology"]
+PASSWORD = "pw-for-tests-1"  # tests.factories.make_user's default
 
 
 @dataclass
@@ -32,6 +35,7 @@ class World:
     tokens: dict[str, str]  # role -> token key ("anonymous" has none)
     users: dict[str, int]  # role -> user id
     path_values: dict[str, list[dict]] = field(default_factory=dict)  # path template -> parameter sets
+    body_values: dict[str, dict[str, list]] = field(default_factory=dict)  # operation -> field -> values
 
     def headers(self, role: str) -> dict[str, str]:
         token = self.tokens.get(role)
@@ -50,7 +54,7 @@ def _judge_by_all(pair, annotators, choices) -> list[Judgement]:
 
 
 @override_settings(GOLD_RATE=0.0)
-def build_world() -> World:
+def build_world(import_root: Path) -> World:
     random.seed(2024)  # the queue's random picks and left/right orders: the same world every run
     annotator = make_user("fz-ann", "annotator", disciplines=ALL_FIELDS)
     helpers = [make_user(f"fz-ann{n}", "annotator", disciplines=ALL_FIELDS) for n in (2, 3)]
@@ -70,6 +74,7 @@ def build_world() -> World:
     leased = make_pair("ME")
     lease = queue.next_lease(annotator, task="ME")
     open_pairs = [make_pair("FR"), make_pair("LR")]
+    spare = [make_image(kind, open_pairs[0].tuple) for kind in (Image.Kind.EXPLICIT, Image.Kind.SUPERFICIAL)]
     Discipline.objects.create(slug="astronomy", name="Astronomy")  # one nothing uses, so DELETE can succeed
 
     first = versions.build_version(admin, "fz-v1", seed=1)
@@ -117,5 +122,33 @@ def build_world() -> World:
     pv["/api/ml/runs/{id}/cancel/"] = pv["/api/ml/runs/{id}/"]
     for suffix in ("", "fire/", "pause/", "resume/"):
         pv[f"/api/ml/schedules/{{id}}/{suffix}"] = [{"id": schedule.pk}]
+    _add_body_values(world, people, pairs, spare, [first, second], ml, import_root)
     assert Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).exists()
     return world
+
+
+def _add_body_values(world, people, pairs, spare, frozen, ml, import_root: Path) -> None:
+    """Request body fields that name objects (ids, codes, credentials, a file to import): in the ``world``
+    mode these replace the generated values, so that creations get past "no such object"."""
+    import_root.mkdir(parents=True, exist_ok=True)
+    prompts = import_root / "prompts.json"
+    prompts.write_text(json.dumps([{"prompt": "A nail left in the rain for a month.", "object": "nail"}]))
+    run_params = {"model": ml.generator.pk, "tuples": [pairs[0].tuple_id], "steps": 2}
+    tuples, pair_ids = sorted({p.tuple_id for p in pairs}), [p.pk for p in pairs]
+    bv = world.body_values
+    bv["POST /api/auth/token/"] = {"username": [u.username for u in people.values()], "password": [PASSWORD]}
+    bv["POST /api/curation/adjudications/"] = {"pair": pair_ids}
+    bv["POST /api/curation/gold/"] = {"pair": pair_ids}
+    bv["POST /api/curation/imports/"] = {"path": [str(prompts)], "format": ["prompts", "auto"]}
+    bv["POST /api/curation/versions/"] = {"parent": [v.pk for v in frozen] + [None], "tasks": [["RU"], None]}
+    bv["POST /api/ml/models/"] = {"parent": [ml.base.pk, ml.generator.pk], "dataset_version": [frozen[0].pk]}
+    bv["POST /api/ml/runs/"] = {"kind": ["generate"], "params": [run_params]}
+    bv["POST /api/ml/schedules/"] = {"kind": ["generate"], "params": [run_params], "trigger": ["cron"],
+                                     "cron": ["0 3 * * 1-5"]}
+    bv["PATCH /api/ml/schedules/{id}/"] = {"params": [run_params], "cron": ["*/30 * * * *"]}
+    bv["POST /api/pairs/"] = {"tuple": [pairs[-2].tuple_id], "image_correct": [spare[0].pk],
+                              "image_wrong": [spare[1].pk, pairs[0].image_wrong_id]}
+    bv["POST /api/images/"] = {"file": [png_bytes()], "tuple": tuples}
+    bv["POST /api/tasks/"] = {"discipline": ["physics", "astronomy"]}
+    bv["PUT /api/tasks/{code}/"] = {"discipline": ["chemistry"], "code": ["RU", "GR"]}
+    bv["POST /api/tuples/"] = {"task": ["RU", "bu"]}

@@ -7,8 +7,8 @@ three derandomized Hypothesis runs (``EXAMPLES`` cases each), and every generate
 role: anonymous, annotator, reviewer and admin (DRF token auth; generated Authorization headers are dropped).
 
 * ``positive``: data valid for the schema, path parameters generated (mostly ids that do not exist);
-* ``world``: data valid for the schema, path parameters naming objects of the world (operations with path
-  parameters only);
+* ``world``: data valid for the schema, with the path parameters and the body fields that name objects (ids,
+  codes, credentials, a file to import) taken from the world (operations with either only);
 * ``negative``: data that violates the schema (wrong types, missing fields, out-of-range values); operations
   with nothing to violate (no parameters, no body) are listed as ``unsatisfiable`` in the report.
 
@@ -45,7 +45,8 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import got_request_exception, request_finished, request_started
 from django.db import close_old_connections, transaction
 from django.urls import Resolver404, resolve
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
@@ -63,7 +64,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 # Cases per (operation, mode), each sent as every role; the run stays within a few minutes on two loaded
-# cores. API_FUZZ_SCALE=10 multiplies them for a deeper (still derandomized) run by hand.
+# cores. API_FUZZ_SCALE=10 multiplies them for a deeper (still derandomized) run by hand; API_FUZZ_ONLY=text
+# fuzzes only the operations whose label contains the text.
 SCALE = float(os.environ.get("API_FUZZ_SCALE", "1"))
 EXAMPLES = {mode: max(1, round(n * SCALE)) for mode, n in {"positive": 6, "world": 8, "negative": 8}.items()}
 # Checks that cannot apply to an operation, and why.
@@ -137,25 +139,37 @@ def send(case, role, mode, world, recorder):
     except FailureGroup as group:
         for failure in group.exceptions:
             recorder.failures.setdefault((label, failure.title), f"[{role}/{mode}] {case.method} "
-                                         f"{case.formatted_path} -> {response.status_code}\n{failure.message[:1500]}")
+                                         f"{case.formatted_path} -> {response.status_code}\n{failure.message[:1500]}"
+                                         f"\nquery={case.query!r:.300} body={case.body!r:.600}")
     recorder.seconds["checks"] += time.perf_counter() - started
+
+
+def world_strategy(operation, world):
+    """Positive cases whose path parameters and object-naming body fields come from the world."""
+    paths, fields = world.path_values.get(operation.path), world.body_values.get(operation.label, {})
+    if not paths and not (fields and "{" not in operation.path):
+        return None
+    cases = st.sampled_from(paths or [{}]).flatmap(
+        lambda pp: operation.as_strategy(GenerationMode.POSITIVE, path_parameters=pp or None))
+    return st.tuples(cases, st.fixed_dictionaries({name: st.sampled_from(v) for name, v in fields.items()}))
 
 
 def fuzz_operation(operation, mode, world, recorder):
     """``EXAMPLES[mode]`` derandomized cases of one operation, each sent once as every role."""
     if mode == "world":
-        values = world.path_values.get(operation.path)
-        if not values:
+        strategy = world_strategy(operation, world)
+        if strategy is None:
             return
-        strategy = st.sampled_from(values).flatmap(
-            lambda pp: operation.as_strategy(GenerationMode.POSITIVE, path_parameters=pp))
     else:
-        strategy = operation.as_strategy(GenerationMode(mode))
+        strategy = st.tuples(operation.as_strategy(GenerationMode(mode)), st.just({}))
 
-    @given(case=strategy)
-    @settings(max_examples=EXAMPLES[mode], derandomize=True, database=None, deadline=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
-    def run(case):
+    @given(drawn=strategy)
+    @hypothesis_settings(max_examples=EXAMPLES[mode], derandomize=True, database=None, deadline=None,
+                         phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    def run(drawn):
+        case, fields = drawn
+        if fields and isinstance(case.body, dict):
+            case.body.update(fields)
         # Credentials come from the role alone, never from generated headers.
         case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"} or None
         for role in ROLES:
@@ -187,15 +201,18 @@ def summary(recorder, operations, elapsed) -> dict:
     }
 
 
-def test_it_answers_every_generated_request_without_a_server_error(tmp_path):
+def test_it_answers_every_generated_request_without_a_server_error(tmp_path, settings):
+    settings.IMPORT_ROOTS = [str(tmp_path / "imports")]
     app = WSGIHandler()
-    world = build_world()
+    world = build_world(tmp_path / "imports")
     recorder = Recorder()
     started = time.monotonic()
     try:
         with in_process_requests():
             schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", app)
             operations = [result.ok() for result in schema.get_all_operations()]
+            only = os.environ.get("API_FUZZ_ONLY")  # by hand: the operations whose label contains this
+            operations = [op for op in operations if not only or only in op.label]
             for operation in operations:
                 for mode in EXAMPLES:
                     fuzz_operation(operation, mode, world, recorder)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
+from annotation.models import Task
 from curation.models import DatasetVersion
 from curation.services import exporting
+from tests.factories import make_pair, png_bytes
 from tests.test_export import make_version
 
 pytestmark = pytest.mark.django_db
@@ -101,3 +104,68 @@ def test_it_documents_export_downloads_as_any_media_type(schema, as_admin, admin
 
     assert response.status_code == 200 and response["Content-Type"] == "application/json"
     assert set(download["responses"]["200"]["content"]) == set(download["responses"]["206"]["content"]) == {"*/*"}
+
+
+# --- NUL characters (PostgreSQL text cannot hold them: DataError, a 500, wherever one met a query) -----------
+
+def test_it_refuses_nul_in_a_query_filter(api, annotator):
+    api.force_authenticate(annotator)
+    response = api.get("/api/tasks/", {"discipline": "bio\x00logy"})
+    assert response.status_code == 400 and response.json()["code"] == "nul_character"
+
+
+def test_it_refuses_nul_in_a_json_body(as_admin):
+    response = as_admin.post("/api/tasks/", {"code": "ZZ", "name": "Z", "kind": "ST", "discipline": "\x00"},
+                             format="json")
+    assert response.status_code == 400 and "NUL" in response.json()["detail"]
+    assert not Task.objects.filter(code="ZZ").exists()
+
+
+def test_it_refuses_nul_in_a_path(api, annotator):
+    api.force_authenticate(annotator)
+    response = api.get("/api/disciplines/chem%00istry/")
+    assert response.status_code == 400 and response.json()["code"] == "nul_character"
+
+
+def test_it_still_takes_the_same_requests_without_nul(as_admin):
+    assert as_admin.get("/api/tasks/", {"discipline": "biology"}).json()["count"] == 4
+    response = as_admin.post("/api/tasks/", {"code": "ZZ", "name": "Z", "kind": "ST", "discipline": "physics"},
+                             format="json")
+    assert response.status_code == 201
+
+
+# --- The token endpoint -------------------------------------------------------------------------------------
+
+def test_it_refuses_a_username_longer_than_the_user_model_allows(api, annotator):
+    """django-axes records a failed login in a 255-character column: a longer username was a 500."""
+    response = api.post("/api/auth/token/", {"username": "u" * 300, "password": "pw"}, format="json")
+    assert response.status_code == 400 and "username" in response.json()
+
+
+def test_it_still_issues_a_token_for_good_credentials(api, annotator):
+    response = api.post("/api/auth/token/", {"username": annotator.username, "password": "pw-for-tests-1"})
+    assert response.status_code == 200 and len(response.json()["token"]) == 40
+
+
+# --- Queue refusals and upload shapes the schema did not document ------------------------------------------
+
+def test_it_documents_the_refusals_of_the_lease_endpoints(schema, api, annotator):
+    make_pair("RU")
+    api.force_authenticate(annotator)
+    lease_id = api.post("/api/queue/next/").json()["lease_id"]
+    assert api.post("/api/judgements/undo/").status_code == 404
+    assert api.post(f"/api/leases/{lease_id}/judgement/", {"choice": "left"}, format="json").status_code == 201
+
+    assert api.post(f"/api/leases/{lease_id}/heartbeat/").status_code == 409
+    assert api.post(f"/api/leases/{lease_id}/release/").status_code == 409
+    for path in ("/api/leases/{lease_id}/heartbeat/", "/api/leases/{lease_id}/release/",
+                 "/api/leases/{lease_id}/judgement/"):
+        assert "409" in schema["paths"][path]["post"]["responses"], path
+    assert "404" in schema["paths"]["/api/judgements/undo/"]["post"]["responses"]
+
+
+def test_it_documents_that_an_uploaded_image_may_have_no_tuple(schema, as_admin):
+    response = as_admin.post("/api/images/", {"file": SimpleUploadedFile("a.png", png_bytes())},
+                             format="multipart")
+    assert response.status_code == 201 and response.json()["tuple"] is None
+    assert schema["components"]["schemas"]["Image"]["properties"]["tuple"]["nullable"] is True
