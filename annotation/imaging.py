@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -238,17 +239,12 @@ def _jpeg_end(data: bytes) -> int | None:
     return None
 
 
+# In entropy-coded data a marker is FF followed by anything but 00 (a stuffed FF), D0-D7 (restart) or FF (fill).
+_SCAN_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
 def _end_of_scan(data: bytes, pos: int) -> int:
-    """The offset of the first real marker after entropy-coded data starting at ``pos``, or -1."""
-    n = len(data)
-    while True:
-        pos = data.find(b"\xff", pos)
-        if pos < 0 or pos + 1 >= n:
-            return -1
-        following = data[pos + 1]
-        if following == 0x00 or 0xD0 <= following <= 0xD7:
-            pos += 2
-        elif following == 0xFF:
-            pos += 1
-        else:
-            return pos
+    """The offset of the first real marker after entropy-coded data starting at ``pos``, or -1 (one regex
+    search in C: a byte-by-byte loop in Python took half of an import's image check)."""
+    found = _SCAN_MARKER.search(data, pos)
+    return found.start() if found else -1

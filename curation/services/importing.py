@@ -1118,14 +1118,39 @@ def _image_header(data: bytes) -> tuple[int, int, str]:
 
 
 def _store_file(key: str, data: bytes) -> None:
-    """Write image bytes under their content key unless there already, as ``catalog.store_image`` does."""
-    from django.core.files.base import ContentFile
-    from django.core.files.storage import default_storage
+    """Write image bytes under their content key unless there already, as ``catalog.store_image`` does.
 
-    if not default_storage.exists(key):
+    On local media the file is created directly (``O_EXCL``: an existing file is kept, as the storage's
+    ``exists`` check did), which saves the storage API's per-file stat, lock and name probing: about a
+    third of an import's time went to it. Other storages (S3) go through the storage API.
+    """
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import FileSystemStorage, default_storage
+
+    if isinstance(default_storage, FileSystemStorage):
+        _create_local_file(default_storage.path(key), data)
+    elif not default_storage.exists(key):
         saved = default_storage.save(key, ContentFile(data))
         if saved != key:  # a concurrent writer won the race for the same bytes
             default_storage.delete(saved)
+
+
+def _create_local_file(path: str, data: bytes) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            fd = os.open(path, flags, 0o666)
+        except FileExistsError:
+            return
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "wb") as handle:
+        if settings.FILE_UPLOAD_PERMISSIONS is not None:
+            os.fchmod(fd, settings.FILE_UPLOAD_PERMISSIONS)
+        handle.write(data)
 
 
 @dataclass(frozen=True)
