@@ -27,7 +27,7 @@ from annotation.permissions import IsAdminRole
 from curation.api_exports import JobSerializer
 from curation.models import Job
 from curation.services import jobs
-from curation.services.importing import FORMATS, ImportRefused, resolve_import_path
+from curation.services.importing import FORMATS, ImportRefused, path_exists, resolve_import_path
 
 
 # A pattern, not an enum: an enum here would collide with the export formats' "FormatEnum" component
@@ -58,7 +58,7 @@ class ImportRequestSerializer(serializers.Serializer):
             resolved = resolve_import_path(value)
         except ImportRefused as exc:
             raise serializers.ValidationError(str(exc)) from None
-        if not resolved.exists():
+        if not path_exists(resolved):
             raise serializers.ValidationError(f"{value!r} does not exist under the import root.")
         return str(resolved)
 

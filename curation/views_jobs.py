@@ -155,7 +155,7 @@ class ImportForm(forms.Form):
             resolved = importing.resolve_import_path(value)
         except importing.ImportRefused as exc:
             raise forms.ValidationError(f"Refused: {exc}") from None
-        if not resolved.exists():
+        if not importing.path_exists(resolved):
             raise forms.ValidationError(f"{value!r} does not exist under the import root.")
         return str(resolved)
 

@@ -169,3 +169,25 @@ def test_it_documents_that_an_uploaded_image_may_have_no_tuple(schema, as_admin)
                              format="multipart")
     assert response.status_code == 201 and response.json()["tuple"] is None
     assert schema["components"]["schemas"]["Image"]["properties"]["tuple"]["nullable"] is True
+
+
+# --- Import paths the filesystem cannot hold ----------------------------------------------------------------
+
+@pytest.fixture
+def import_root(settings, tmp_path):
+    root = tmp_path / "imports"
+    root.mkdir()
+    settings.IMPORT_ROOTS = [str(root)]
+    return root
+
+
+def test_it_refuses_an_import_path_with_a_name_too_long_for_the_filesystem(as_admin, import_root):
+    """``Path.exists()`` raises ENAMETOOLONG for a name over 255 bytes: a 500 in the import API."""
+    response = as_admin.post("/api/curation/imports/", {"path": "x" * 300}, format="json")
+    assert response.status_code == 400 and "does not exist" in response.json()["path"][0]
+
+
+def test_the_import_form_refuses_it_too(client, admin_user, import_root):
+    client.force_login(admin_user)
+    response = client.post("/curation/imports/new/", {"path": "x" * 300, "format": "auto"})
+    assert response.status_code == 400 and b"does not exist under the import root" in response.content

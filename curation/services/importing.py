@@ -1212,6 +1212,15 @@ def resolve_import_path(value: str) -> Path:
     return resolved
 
 
+def path_exists(path: Path) -> bool:
+    """``path.exists()``, but False for a path the filesystem cannot hold: a name over its length limit
+    raises ``OSError`` (ENAMETOOLONG), which was a 500 in the import API and form."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
+
+
 class ImportFailed(RuntimeError):
     """A job's import had row errors; the report is in the job's result."""
 
