@@ -282,5 +282,9 @@ def test_the_api_refuses_a_path_outside_the_import_roots(value, folder, api, adm
     api.force_authenticate(admin_user)
     before = table_counts()
     response = api.post("/api/curation/imports/", {"path": value}, format="json")
-    assert response.status_code == 400 and "path" in response.json(), response.content
+    assert response.status_code == 400, response.content
+    if "\x00" in value:  # refused for every endpoint by annotation.input_guard before the view reads it
+        assert "NUL" in response.json()["detail"]
+    else:
+        assert "path" in response.json(), response.content
     assert table_counts() == before
