@@ -61,3 +61,17 @@ def api(db):
     from rest_framework.test import APIClient
 
     return APIClient()
+
+
+@pytest.fixture
+def eager_celery(settings):
+    """Celery tasks run inside ``delay()``. The app's configuration reads the CELERY_* settings live, but an
+    assignment to ``app.conf`` shadows them for the rest of the run; so the value to restore is read before
+    the settings change (reading it after the override and restoring it left every later test eager)."""
+    from config.celery import app
+
+    before = app.conf.task_always_eager
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = before

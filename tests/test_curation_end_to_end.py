@@ -28,18 +28,6 @@ PUBLISHED = {"implicit_prompt", "explicit_prompt", "superficial_prompt", "explic
 
 
 @pytest.fixture
-def eager(settings):
-    """Celery tasks run inline (when the commit callbacks run)."""
-    from config.celery import app
-
-    settings.CELERY_TASK_ALWAYS_EAGER = True
-    before = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = before
-
-
-@pytest.fixture
 def offline_hf(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -88,7 +76,7 @@ def stored(image) -> bytes:
 
 
 def test_from_a_fresh_demo_to_a_loaded_export_and_an_idempotent_reimport(
-        settings, tmp_path, eager, offline_hf, django_capture_on_commit_callbacks):
+        settings, tmp_path, eager_celery, offline_hf, django_capture_on_commit_callbacks):
     # --- a fresh demo ---------------------------------------------------------------------------
     call_command("seed_demo", stdout=io.StringIO())
     assert Pair.objects.count() == 32 and set(Pair.objects.values_list("k", flat=True)) == {3}

@@ -17,11 +17,10 @@ URL = "/api/curation/imports/"
 
 
 @pytest.fixture
-def root(settings, tmp_path) -> Path:
+def root(settings, tmp_path, eager_celery) -> Path:
     folder = tmp_path / "imports"
     folder.mkdir()
     settings.IMPORT_ROOTS = [str(folder)]
-    settings.CELERY_TASK_ALWAYS_EAGER = True
     return folder
 
 

@@ -13,19 +13,7 @@ from curation.models import Job
 from curation.services import exporting
 from tests.test_export import make_version
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _eager_celery(settings):
-    """``run_job.delay`` runs inline (after the commit callbacks run)."""
-    from config.celery import app
-
-    settings.CELERY_TASK_ALWAYS_EAGER = True
-    before = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = before
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_celery")]
 
 
 def exports_url(version) -> str:

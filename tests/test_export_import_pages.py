@@ -19,18 +19,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def eager(settings):
-    """``run_job.delay`` runs inline (once the commit callbacks run)."""
-    from config.celery import app
-
-    settings.CELERY_TASK_ALWAYS_EAGER = True
-    before = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = before
-
-
-@pytest.fixture
 def root(settings, tmp_path) -> Path:
     folder = tmp_path / "imports"
     folder.mkdir()
@@ -169,7 +157,7 @@ def test_the_job_page_shows_progress_and_refreshes_while_in_flight(client, admin
     assert client.get(job_url(job.pk + 999)).status_code == 404
 
 
-def test_a_finished_export_links_its_files(client, admin_user, eager, django_capture_on_commit_callbacks):
+def test_a_finished_export_links_its_files(client, admin_user, eager_celery, django_capture_on_commit_callbacks):
     version = make_version(admin_user)
     client.force_login(admin_user)
     with django_capture_on_commit_callbacks(execute=True):
@@ -242,7 +230,7 @@ def test_the_import_form_refuses_bad_paths(client, admin_user, root, path, messa
     assert not Job.objects.exists()
 
 
-def test_the_import_form_starts_a_job_and_redirects_to_it(client, admin_user, root, eager,
+def test_the_import_form_starts_a_job_and_redirects_to_it(client, admin_user, root, eager_celery,
                                                            django_capture_on_commit_callbacks):
     dataset = write_train(root / "hub" / "train.parquet", [train_row("A nail in the rain for weeks"),
                                                            train_row("A cork in water", category="Buoyancy")])
@@ -269,7 +257,7 @@ def test_the_import_form_starts_a_job_and_redirects_to_it(client, admin_user, ro
     assert "created 2, skipped 0" in page
 
 
-def test_an_import_with_row_errors_shows_them_on_the_job_page(client, admin_user, root, eager,
+def test_an_import_with_row_errors_shows_them_on_the_job_page(client, admin_user, root, eager_celery,
                                                               django_capture_on_commit_callbacks):
     write_train(root / "bad.parquet", [train_row("A nail in the rain"), train_row("Alchemy", category="Alchemy")])
     client.force_login(admin_user)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from celery import current_app
 from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
@@ -21,14 +20,6 @@ pytestmark = pytest.mark.django_db
 def cached(settings):
     settings.FIGURES_MAX_AGE = 60
     settings.FIGURES_MAX_STALE = 900
-
-
-@pytest.fixture
-def eager_refresh():
-    """The refresh task runs inside delay() (no worker needed to see that it was queued and what it did)."""
-    current_app.conf.task_always_eager = True
-    yield
-    current_app.conf.task_always_eager = False
 
 
 def pairs_in(board) -> int:
@@ -54,7 +45,7 @@ def test_it_serves_a_fresh_snapshot_without_recomputing(cached):
     assert second.computed_at == first.computed_at and not second.refreshing
 
 
-def test_it_serves_a_stale_snapshot_and_queues_one_refresh(cached, eager_refresh):
+def test_it_serves_a_stale_snapshot_and_queues_one_refresh(cached, eager_celery):
     make_pair("RU")
     figures.figures("dashboard", **PARAMS)
     make_pair("RU")

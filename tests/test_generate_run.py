@@ -23,14 +23,6 @@ def tiny_flux(tmp_path_factory):
     return make_tiny_flux(tmp_path_factory.mktemp("tiny-flux") / "pipeline")
 
 
-@pytest.fixture
-def eager(settings):
-    settings.CELERY_TASK_ALWAYS_EAGER = True
-    from config.celery import app
-
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = False
 
 
 def _start(admin_user, model, tuples, capture) -> Run:
@@ -42,7 +34,7 @@ def _start(admin_user, model, tuples, capture) -> Run:
     return run
 
 
-def test_generate_run_stores_images_and_pairs_once(admin_user, annotator, tiny_flux, eager,
+def test_generate_run_stores_images_and_pairs_once(admin_user, annotator, tiny_flux, eager_celery,
                                                   django_capture_on_commit_callbacks):
     model = registry.register_model(admin_user, "generator_base", "tiny-flux", str(tiny_flux))
     tuples = [TupleFactory(), TupleFactory()]
@@ -95,7 +87,7 @@ def test_generate_run_stores_images_and_pairs_once(admin_user, annotator, tiny_f
     assert Image.objects.count() == 4 and Pair.objects.count() == 2
 
 
-def test_a_generate_run_with_a_bad_size_fails_with_the_reason(admin_user, tiny_flux, eager,
+def test_a_generate_run_with_a_bad_size_fails_with_the_reason(admin_user, tiny_flux, eager_celery,
                                                              django_capture_on_commit_callbacks):
     model = registry.register_model(admin_user, "generator_base", "tiny-flux", str(tiny_flux))
     params = {"model": model.pk, "tuples": [TupleFactory().pk], "steps": 1, "width": 18, "height": 16}

@@ -124,7 +124,7 @@ def test_a_bad_jsonl_line_in_the_middle_is_reported_and_nothing_is_imported(line
     assert report.rows == 4
 
 
-def test_the_same_bad_lines_fail_the_command_and_the_api_job_alike(folder, settings, api, admin_user,
+def test_the_same_bad_lines_fail_the_command_and_the_api_job_alike(folder, settings, api, admin_user, eager_celery,
                                                                   django_capture_on_commit_callbacks):
     hostile_files(folder)
     cases = list(JSONL_CASES.values())
@@ -136,7 +136,6 @@ def test_the_same_bad_lines_fail_the_command_and_the_api_job_alike(folder, setti
         call_command("import_dataset", str(path), "--json", stdout=out)
     assert_nothing_imported(_Report(json.loads(out.getvalue())), before, settings, expected)
 
-    settings.CELERY_TASK_ALWAYS_EAGER = True
     api.force_authenticate(admin_user)
     with django_capture_on_commit_callbacks(execute=True):
         response = api.post("/api/curation/imports/", {"path": "set/all.jsonl"}, format="json")
