@@ -9,7 +9,8 @@ in two places that every request passes, instead of at each filter and lookup:
 * :class:`JSONParser` (``REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"]``): every key and string of a JSON body.
 
 Form and multipart fields reach DRF's ``CharField``, which refuses NUL itself (file contents are bytes and
-are not checked). Refusals are ``{"detail", "code": "nul_character"}`` under /api/, plain text elsewhere.
+are not checked). The middleware answers ``{"detail", "code": "nul_character"}`` under /api/ and plain text
+elsewhere; the parser's refusal is DRF's usual 400 ``{"detail"}`` with the same message.
 """
 
 from __future__ import annotations
