@@ -60,6 +60,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: bench.* imports from the repository root
+    sys.path.insert(0, str(ROOT))
 DEFAULT_PG = "postgres://postgres@127.0.0.1:5432"
 EXPORT_DB = "scit2i_bench_export"
 IMPORT_DB = "scit2i_bench_import"
@@ -498,8 +500,9 @@ def rss_check(results: list[dict]) -> list[dict]:
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    from bench.host import cpu_model
+
+    cpu = cpu_model()
     load = os.getloadavg()
     return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),

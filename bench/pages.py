@@ -329,15 +329,11 @@ def judge(results: dict, args) -> None:
 # --- reporting ---------------------------------------------------------------------------------
 
 def machine() -> dict:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        cpu = platform.processor()
     from django.db import connection
+
+    from bench.host import cpu_model
+
+    cpu = cpu_model()
     import django
 
     with connection.cursor() as cursor:

@@ -56,6 +56,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script: bench.* imports from the repository root
+    sys.path.insert(0, str(REPO))
 DEFAULT_DB = "scit2i_bench_queue"
 DEFAULT_DOC = REPO / "docs" / "benchmarks" / "queue.md"
 N_ANNOTATORS_MAX = 32
@@ -599,14 +601,9 @@ def _round(value):
 
 
 def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from bench.host import cpu_model
+
+    cpu = cpu_model() or "unknown"
     pg = None
     try:
         from django.db import connection
