@@ -33,11 +33,8 @@ def _bench():
 
 
 @pytest.fixture(autouse=True)
-def _offline_hf(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True, raising=False)
+def _offline_hf(offline_hf):
+    """Every test here loads exports with the `datasets` library, offline."""
 
 
 def _sha(image: Image) -> str:

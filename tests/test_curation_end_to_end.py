@@ -27,14 +27,6 @@ PUBLISHED = {"implicit_prompt", "explicit_prompt", "superficial_prompt", "explic
              "category", "law"}
 
 
-@pytest.fixture
-def offline_hf(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True, raising=False)
-
-
 def logged_in(username: str) -> Client:
     from django.contrib.auth import get_user_model
 

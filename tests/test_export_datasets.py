@@ -18,12 +18,8 @@ datasets = pytest.importorskip("datasets")
 
 
 @pytest.fixture(autouse=True)
-def _offline_hf(monkeypatch, tmp_path):
-    """No network, and caches in the test's folder."""
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True, raising=False)
+def _offline_hf(offline_hf):
+    """Every test here loads exports with the `datasets` library, offline."""
 
 
 def _image_feature(feature):
