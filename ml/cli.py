@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import typing
 from pathlib import Path
@@ -77,6 +78,10 @@ def progress_callback(total: int | None, label: str, enabled: bool):
 
 
 def emit(result, as_json: bool) -> None:
+    """Print the result once: under a multi-process launch (accelerate / torchrun set ``RANK``) every rank computes
+    the same summary, but only rank 0 prints it, so the supervisor reads one JSON line, not interleaved copies."""
+    if os.environ.get("RANK", "0") != "0":
+        return
     if as_json:
         print(json.dumps(result, default=str))
         return

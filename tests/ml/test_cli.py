@@ -105,3 +105,14 @@ def test_it_explains_every_command_and_reports_bad_input(capsys):
                  "eval-generator", "learnability"):
         assert name in proc.stdout
     assert main(["eval-scorer", "--model", "/nonexistent", "--data", "/nonexistent.jsonl", "--json"]) != 0
+
+
+def test_only_rank_zero_prints_the_result_under_a_multi_process_launch(capsys, monkeypatch):
+    from ml.cli import emit
+
+    monkeypatch.setenv("RANK", "1")
+    emit({"best_step": 2}, as_json=True)
+    assert capsys.readouterr().out == ""
+    monkeypatch.setenv("RANK", "0")
+    emit({"best_step": 2}, as_json=True)
+    assert json.loads(capsys.readouterr().out) == {"best_step": 2}
