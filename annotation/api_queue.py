@@ -5,6 +5,8 @@ only what the annotator may see: the implicit prompt, task, discipline and two i
 name the lease and a side, never an image id or which image is expected.
 """
 
+import functools
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import connection
@@ -21,7 +23,7 @@ from annotation import media, roles
 from annotation.models import Judgement, Lease
 from annotation.openapi import ErrorSerializer
 from annotation.permissions import IsAnnotator
-from annotation.services import queue
+from annotation.services import queue, rows
 
 
 class LeaseSerializer(serializers.Serializer):
@@ -124,6 +126,21 @@ def _refusal(exc: queue.QueueError) -> Response:
 # own authentication, so every refusal is exactly DRF's.
 
 
+@functools.lru_cache(maxsize=4)
+def _token_user_sql(vendor: str, User, token_model) -> tuple[str, tuple[str, ...]]:
+    """The user of a token key with whether they hold the annotator role (parameters: role, key)."""
+    del vendor  # part of the cache key only
+    memberships, col, table = User.groups.through, rows.col, rows.table
+    fields = tuple(f.attname for f in User._meta.concrete_fields)
+    sql = (f"SELECT {', '.join(col('u', User, f) for f in fields)}, EXISTS (SELECT 1 FROM {table(memberships)} m "
+           f"INNER JOIN {table(Group)} g ON {col('g', Group, 'id')} = {col('m', memberships, 'group')} "
+           f"WHERE {col('m', memberships, 'user')} = {col('u', User, User._meta.pk.name)} "
+           f"AND {col('g', Group, 'name')} = %s) FROM {table(User)} u INNER JOIN {table(token_model)} t "
+           f"ON {col('t', token_model, 'user')} = {col('u', User, User._meta.pk.name)} "
+           f"WHERE {col('t', token_model, 'key')} = %s")
+    return sql, fields
+
+
 def _token_user(request):
     """``(user, token)`` for a request DRF would authenticate by a valid token, or None."""
     if not request.authenticators or type(request.authenticators[0]) is not TokenAuthentication:
@@ -137,22 +154,16 @@ def _token_user(request):
     except UnicodeError:
         return None
     User, token_model = get_user_model(), authenticator.get_model()
-    memberships = User.groups.through
-    q = connection.ops.quote_name
-    table = lambda model: q(model._meta.db_table)  # noqa: E731
-    column = lambda model, name: q(model._meta.get_field(name).column)  # noqa: E731
-    user_pk = column(User, User._meta.pk.name)
-    user = next(iter(User.objects.raw(
-        f"SELECT u.*, EXISTS (SELECT 1 FROM {table(memberships)} m INNER JOIN {table(Group)} g "
-        f"ON g.{column(Group, 'id')} = m.{column(memberships, 'group')} "
-        f"WHERE m.{column(memberships, 'user')} = u.{user_pk} AND g.{column(Group, 'name')} = %s) "
-        f"AS queue_annotator_role FROM {table(User)} u INNER JOIN {table(token_model)} t "
-        f"ON t.{column(token_model, 'user')} = u.{user_pk} WHERE t.{column(token_model, 'key')} = %s",
-        [roles.ANNOTATOR, key],
-    )), None)
-    if user is None or not user.is_active:
+    sql, fields = _token_user_sql(connection.vendor, User, token_model)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [roles.ANNOTATOR, key])
+        row = cursor.fetchone()
+    if row is None:
         return None
-    user.queue_annotator_role = bool(user.queue_annotator_role)
+    user = rows.load(User, fields, row[:-1])
+    if not user.is_active:
+        return None
+    user.queue_annotator_role = bool(row[-1])
     token = token_model.from_db(connection.alias, ["key", "user_id"], [key, user.pk])
     token.user = user
     return user, token

@@ -6,6 +6,7 @@
 * ``next`` and ``judgement`` run a fixed number of statements, whatever the number of pairs.
 * The one-statement token path of the queue endpoints answers exactly as DRF's token
   authentication and IsAnnotator do.
+* The single-row INSERT/UPDATE of ``annotation/services/rows.py`` writes the row ``save()`` writes.
 * A ``next`` that would have to wait for a pair lock while holding a window of full pairs starts
   its transaction again instead (no deadlock), and still leases a pair.
 """
@@ -306,3 +307,49 @@ def test_the_queue_answers_equal_what_their_serializers_give(rf):
         assert _lease_payload(lease, request) == LeaseSerializer(lease, context={"request": request}).data
     for found in receipts:
         assert _receipt(found) == JudgementReceiptSerializer(found).data
+
+
+# --- single-row SQL (annotation/services/rows.py) writes what save() writes ------------------------
+
+
+def _stored(model, pk) -> dict:
+    row = model.objects.filter(pk=pk).values().get()
+    return {name: value for name, value in row.items() if name not in ("id", "created_at", "updated_at")}
+
+
+def test_a_row_inserted_by_the_hot_path_equals_the_row_save_writes():
+    from annotation.models import AuditEvent
+    from annotation.services import rows
+    from curation.models import Consensus
+
+    user = make_user("writer", disciplines=["chemistry"])
+    pair, other = make_pair("RU"), make_pair("RU")
+    now = timezone.now()
+    lease_fields = dict(annotator=user, left_image_id=pair.image_wrong_id, right_image_id=pair.image_correct_id,
+                        state=Lease.State.JUDGED, expires_at=now)
+    fast_lease = rows.insert(Lease(pair=pair, **lease_fields))
+    orm_lease = Lease.objects.create(pair=other, **lease_fields)
+    assert fast_lease.pk is not None and not fast_lease._state.adding
+    assert {**_stored(Lease, fast_lease.pk), "pair_id": other.pk} == _stored(Lease, orm_lease.pk)
+    assert abs(Lease.objects.get(pk=fast_lease.pk).created_at - now) < timedelta(seconds=5)
+
+    judgement_fields = dict(annotator=user, choice="right", chosen_image_id=pair.image_correct_id,
+                            flag_off_topic=True, comment="ünïcode ☃", time_spent_ms=1234)
+    fast = rows.insert(Judgement(pair=pair, lease=fast_lease, **judgement_fields))
+    orm = Judgement.objects.create(pair=other, lease=orm_lease, **judgement_fields)
+    assert {**_stored(Judgement, fast.pk), "pair_id": other.pk, "lease_id": orm_lease.pk} \
+        == _stored(Judgement, orm.pk)
+
+    event_fields = dict(actor=user, action="bench.check", target_type="pair", target_id="7",
+                        before=None, after={"nested": [1, "two", {"three": None}]})
+    fast_event, orm_event = rows.insert(AuditEvent(**event_fields)), AuditEvent.objects.create(**event_fields)
+    assert _stored(AuditEvent, fast_event.pk) == _stored(AuditEvent, orm_event.pk)
+
+    consensus_fields = dict(outcome="confirmed", label="expected", agreement=2 / 3, n_judgements=3,
+                            counts={"expected": 2, "other": 1, "both": 0, "neither": 0})
+    fast_c = rows.insert(Consensus(pair=pair, **consensus_fields))
+    orm_c = Consensus.objects.create(pair=other, **consensus_fields)
+    assert {**_stored(Consensus, fast_c.pk), "pair_id": other.pk} == _stored(Consensus, orm_c.pk)
+    rows.update(fast_c, outcome="disputed", label="", counts={"expected": 1})
+    assert Consensus.objects.values_list("outcome", "label", "counts").get(pk=fast_c.pk) == (
+        "disputed", "", {"expected": 1})

@@ -41,10 +41,12 @@ only when one exists. The candidate statement walks the ``(status, -priority, id
 pairs from its head and stops after the window, so its cost depends on how many pairs near the
 head this annotator cannot take (pairs they judged that wait for others, pairs other annotators
 hold), not on how many pairs there are; the allowed tasks are passed to it as literal ids, which
-keeps PostgreSQL's estimates, and so that plan, right. The state, window, re-check and lock
-statements of ``next`` and ``judgement`` are SQL written here (table and column names from the
-models) because building and compiling them through the ORM cost several times the CPU of running
-them; tests/test_bench_queue_fast_paths.py checks they select what the ORM queries did.
+keeps PostgreSQL's estimates, and so that plan, right. A judgement runs: the pair and lease locks,
+the judgement, pair, lease and audit writes, and the consensus (read and write, passed the locked
+pair through ``judgements_changed``). Every statement of ``next`` and ``judgement`` is SQL written
+here or in :mod:`annotation.services.rows` (table and column names from the models) because
+building and compiling them through the ORM cost several times the CPU of running them;
+tests/test_bench_queue_fast_paths.py checks they select and write what the ORM did.
 
 On SQLite there are no row locks: the settings open every transaction with ``BEGIN IMMEDIATE``,
 which takes the database write lock up front, so queue transactions run one at a time — correct,
@@ -63,7 +65,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from annotation.models import Discipline, Expertise, Judgement, Lease, Pair, PromptTuple, Task
-from annotation.services import audit
+from annotation.services import audit, rows
 from annotation.signals import judgements_changed
 
 
@@ -119,56 +121,6 @@ def _now():
     return timezone.now()
 
 
-def _table(model) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
-
-
-def _col(alias: str, model, name: str) -> str:
-    return f"{alias}.{connection.ops.quote_name(model._meta.get_field(name).column)}"
-
-
-@functools.lru_cache(maxsize=64)
-def _converters(vendor: str, model, fields: tuple[str, ...]) -> tuple:
-    del vendor  # part of the cache key only
-    out = []
-    for name in fields:
-        field = model._meta.get_field(name)
-        column = field.get_col(model._meta.db_table)
-        out.append((column, tuple(connection.ops.get_db_converters(column) + field.get_db_converters(connection))))
-    return tuple(out)
-
-
-def _load(model, fields: tuple[str, ...], values):
-    """A model instance from a row of ``fields`` (others deferred), converted as the ORM converts."""
-    converted = []
-    for value, (column, converters) in zip(values, _converters(connection.vendor, model, fields)):
-        for convert in converters:
-            value = convert(value, column, connection)
-        converted.append(value)
-    return model.from_db(connection.alias, fields, converted)
-
-
-@functools.lru_cache(maxsize=64)
-def _update_sql(vendor: str, model, fields: tuple[str, ...]) -> str:
-    del vendor  # part of the cache key only
-    q = connection.ops.quote_name
-    sets = ", ".join(f"{q(model._meta.get_field(name).column)} = %s" for name in fields)
-    return f"UPDATE {_table(model)} SET {sets} WHERE {q(model._meta.pk.column)} = %s"
-
-
-def _update_row(instance, **values) -> None:
-    """``instance.save(update_fields=...)`` for the hot path: set the attributes, one UPDATE. Like
-    ``QuerySet.update`` it sends no pre_save/post_save signal (none is connected to Pair or Lease;
-    the queue's own signal is ``judgements_changed``)."""
-    model, fields = type(instance), tuple(values)
-    params = []
-    for name, value in values.items():
-        setattr(instance, name, value)
-        params.append(model._meta.get_field(name).get_db_prep_save(value, connection))
-    with connection.cursor() as cursor:
-        cursor.execute(_update_sql(connection.vendor, model, fields), [*params, instance.pk])
-
-
 def _allowed_task_rows(user, *, task: str | None = None, discipline: str | None = None):
     own_tasks = Expertise.tasks.through.objects.filter(expertise__user=user).values("task_id")
     own_disciplines = Expertise.disciplines.through.objects.filter(expertise__user=user).values("discipline_id")
@@ -205,9 +157,9 @@ def live_lease_of(user) -> Lease | None:
 @functools.lru_cache(maxsize=256)
 def _live_counts_sql(vendor: str, n_pairs: int, exclude: bool) -> str:
     del vendor  # part of the cache key only
-    pair, state, expires = _col("l", Lease, "pair"), _col("l", Lease, "state"), _col("l", Lease, "expires_at")
-    return (f"SELECT {pair}, COUNT(*) FROM {_table(Lease)} l WHERE {pair} IN ({', '.join(['%s'] * n_pairs)}) "
-            f"AND {state} = %s AND {expires} > %s" + (f" AND {_col('l', Lease, 'id')} <> %s" if exclude else "")
+    pair, state, expires = rows.col("l", Lease, "pair"), rows.col("l", Lease, "state"), rows.col("l", Lease, "expires_at")
+    return (f"SELECT {pair}, COUNT(*) FROM {rows.table(Lease)} l WHERE {pair} IN ({', '.join(['%s'] * n_pairs)}) "
+            f"AND {state} = %s AND {expires} > %s" + (f" AND {rows.col('l', Lease, 'id')} <> %s" if exclude else "")
             + f" GROUP BY {pair}")
 
 
@@ -247,24 +199,24 @@ def _annotator_state_sql(vendor: str, by_task: bool, by_discipline: bool) -> tup
     and its fallback for an annotator with no allowed task (the first four parameters)."""
     del vendor  # part of the cache key only
     ex, ex_tasks, ex_disc = Expertise, Expertise.tasks.through, Expertise.disciplines.through
-    flags = (f"EXISTS (SELECT 1 FROM {_table(ex)} e WHERE {_col('e', ex, 'user')} = %s "
-             f"AND {_col('e', ex, 'paused')} = %s), "
-             f"EXISTS (SELECT 1 FROM {_table(Lease)} l WHERE {_col('l', Lease, 'annotator')} = %s "
-             f"AND {_col('l', Lease, 'state')} = %s)")
+    flags = (f"EXISTS (SELECT 1 FROM {rows.table(ex)} e WHERE {rows.col('e', ex, 'user')} = %s "
+             f"AND {rows.col('e', ex, 'paused')} = %s), "
+             f"EXISTS (SELECT 1 FROM {rows.table(Lease)} l WHERE {rows.col('l', Lease, 'annotator')} = %s "
+             f"AND {rows.col('l', Lease, 'state')} = %s)")
 
     def own(through, field):
-        return (f"SELECT {_col('x', through, field)} FROM {_table(through)} x INNER JOIN {_table(ex)} e "
-                f"ON {_col('e', ex, 'id')} = {_col('x', through, 'expertise')} WHERE {_col('e', ex, 'user')} = %s")
+        return (f"SELECT {rows.col('x', through, field)} FROM {rows.table(through)} x INNER JOIN {rows.table(ex)} e "
+                f"ON {rows.col('e', ex, 'id')} = {rows.col('x', through, 'expertise')} WHERE {rows.col('e', ex, 'user')} = %s")
 
-    sql = (f"SELECT {', '.join(_col('t', Task, f) for f in _TASK_FIELDS)}, {_col('d', Discipline, 'slug')}, "
-           f"{_col('d', Discipline, 'name')}, {flags} FROM {_table(Task)} t INNER JOIN {_table(Discipline)} d "
-           f"ON {_col('d', Discipline, 'id')} = {_col('t', Task, 'discipline')} "
-           f"WHERE ({_col('t', Task, 'id')} IN ({own(ex_tasks, 'task')}) "
-           f"OR {_col('t', Task, 'discipline')} IN ({own(ex_disc, 'discipline')}))")
+    sql = (f"SELECT {', '.join(rows.col('t', Task, f) for f in _TASK_FIELDS)}, {rows.col('d', Discipline, 'slug')}, "
+           f"{rows.col('d', Discipline, 'name')}, {flags} FROM {rows.table(Task)} t INNER JOIN {rows.table(Discipline)} d "
+           f"ON {rows.col('d', Discipline, 'id')} = {rows.col('t', Task, 'discipline')} "
+           f"WHERE ({rows.col('t', Task, 'id')} IN ({own(ex_tasks, 'task')}) "
+           f"OR {rows.col('t', Task, 'discipline')} IN ({own(ex_disc, 'discipline')}))")
     if by_task:  # the ORM's iexact
-        sql += f" AND UPPER({_col('t', Task, 'code')}) = UPPER(%s)"
+        sql += f" AND UPPER({rows.col('t', Task, 'code')}) = UPPER(%s)"
     if by_discipline:
-        sql += f" AND UPPER({_col('d', Discipline, 'slug')}) = UPPER(%s)"
+        sql += f" AND UPPER({rows.col('d', Discipline, 'slug')}) = UPPER(%s)"
     return sql, f"SELECT {flags}"
 
 
@@ -277,17 +229,17 @@ def _annotator_state(user, *, task: str | None, discipline: str | None) -> _Anno
     params = [*flag_params, user.pk, user.pk, *([task] if task else []), *([discipline] if discipline else [])]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        rows = cursor.fetchall()
-        if not rows:
+        found_rows = cursor.fetchall()
+        if not found_rows:
             cursor.execute(fallback, flag_params)
             paused, active = cursor.fetchone()
             return _AnnotatorState(paused=bool(paused), has_active_lease=bool(active), tasks={})
     tasks = {}
-    for row in rows:
-        found = _load(Task, _TASK_FIELDS, row[:5])  # description and queue_order are deferred
-        found.discipline = _load(Discipline, _DISCIPLINE_FIELDS, (row[3], row[5], row[6]))
+    for row in found_rows:
+        found = rows.load(Task, _TASK_FIELDS, row[:5])  # description and queue_order are deferred
+        found.discipline = rows.load(Discipline, _DISCIPLINE_FIELDS, (row[3], row[5], row[6]))
         tasks[found.id] = found
-    return _AnnotatorState(paused=bool(rows[0][7]), has_active_lease=bool(rows[0][8]), tasks=tasks)
+    return _AnnotatorState(paused=bool(found_rows[0][7]), has_active_lease=bool(found_rows[0][8]), tasks=tasks)
 
 
 # --- The candidate window (SQL written once per shape and cached; see the module docstring) ---
@@ -309,19 +261,19 @@ def _window_sql(vendor: str, n_tasks: int, n_full: int, *, skipped: bool, gold: 
     head and stops after ``limit`` rows. ``skip_locked``: lock the rows, skipping those locked by
     others; otherwise a plain read. Parameters: see :func:`_window_params`."""
     del vendor  # part of the cache key only
-    pc = lambda name: _col("p", Pair, name)  # noqa: E731
-    select = ", ".join([pc(f) for f in _PAIR_FIELDS] + [_col("t", PromptTuple, f) for f in _TUPLE_FIELDS])
-    where = [f"{pc('is_gold')} = %s", f"{_col('t', PromptTuple, 'task')} IN ({', '.join(['%s'] * n_tasks)})"]
+    pc = lambda name: rows.col("p", Pair, name)  # noqa: E731
+    select = ", ".join([pc(f) for f in _PAIR_FIELDS] + [rows.col("t", PromptTuple, f) for f in _TUPLE_FIELDS])
+    where = [f"{pc('is_gold')} = %s", f"{rows.col('t', PromptTuple, 'task')} IN ({', '.join(['%s'] * n_tasks)})"]
     if gold:
         where.append(f"{pc('status')} <> %s")
     else:
-        live = (f"SELECT COUNT(*) FROM {_table(Lease)} l WHERE {_col('l', Lease, 'pair')} = {pc('id')} "
-                f"AND {_col('l', Lease, 'state')} = %s AND {_col('l', Lease, 'expires_at')} > %s")
+        live = (f"SELECT COUNT(*) FROM {rows.table(Lease)} l WHERE {rows.col('l', Lease, 'pair')} = {pc('id')} "
+                f"AND {rows.col('l', Lease, 'state')} = %s AND {rows.col('l', Lease, 'expires_at')} > %s")
         where += [f"{pc('status')} = %s", f"{pc('judgement_count')} + ({live}) < {pc('k')}"]
-    where.append(f"NOT EXISTS (SELECT 1 FROM {_table(Judgement)} j WHERE {_col('j', Judgement, 'pair')} = {pc('id')} "
-                 f"AND {_col('j', Judgement, 'annotator')} = %s)")
-    released = (f"EXISTS (SELECT 1 FROM {_table(Lease)} r WHERE {_col('r', Lease, 'pair')} = {pc('id')} "
-                f"AND {_col('r', Lease, 'annotator')} = %s AND {_col('r', Lease, 'state')} = %s)")
+    where.append(f"NOT EXISTS (SELECT 1 FROM {rows.table(Judgement)} j WHERE {rows.col('j', Judgement, 'pair')} = {pc('id')} "
+                 f"AND {rows.col('j', Judgement, 'annotator')} = %s)")
+    released = (f"EXISTS (SELECT 1 FROM {rows.table(Lease)} r WHERE {rows.col('r', Lease, 'pair')} = {pc('id')} "
+                f"AND {rows.col('r', Lease, 'annotator')} = %s AND {rows.col('r', Lease, 'state')} = %s)")
     where.append(released if skipped else f"NOT {released}")
     if n_full:
         where.append(f"{pc('id')} NOT IN ({', '.join(['%s'] * n_full)})")
@@ -333,8 +285,8 @@ def _window_sql(vendor: str, n_tasks: int, n_full: int, *, skipped: bool, gold: 
         if connection.features.has_select_for_update_skip_locked:
             lock += " SKIP LOCKED"
     return (
-        f"SELECT {select} FROM {_table(Pair)} p "
-        f"INNER JOIN {_table(PromptTuple)} t ON {_col('t', PromptTuple, 'id')} = {pc('tuple')} "
+        f"SELECT {select} FROM {rows.table(Pair)} p "
+        f"INNER JOIN {rows.table(PromptTuple)} t ON {rows.col('t', PromptTuple, 'id')} = {pc('tuple')} "
         f"WHERE {' AND '.join(where)} ORDER BY {pc('priority')} DESC, {pc('id')} ASC LIMIT {int(limit)}{lock}"
     )
 
@@ -355,11 +307,11 @@ def _select_window(user, now, task_ids, full, *, skipped: bool, gold: bool, limi
                       skip_locked=skip_locked)
     with connection.cursor() as cursor:
         cursor.execute(sql, _window_params(user, now, task_ids, sorted(full), skipped=skipped, gold=gold))
-        rows = cursor.fetchall()
+        found_rows = cursor.fetchall()
     n, pairs = len(_PAIR_FIELDS), []
-    for row in rows:
-        pair = _load(Pair, _PAIR_FIELDS, row[:n])  # created_at is deferred (loaded on access)
-        pair.tuple = _load(PromptTuple, _TUPLE_FIELDS, row[n:])
+    for row in found_rows:
+        pair = rows.load(Pair, _PAIR_FIELDS, row[:n])  # created_at is deferred (loaded on access)
+        pair.tuple = rows.load(PromptTuple, _TUPLE_FIELDS, row[n:])
         pairs.append(pair)
     return pairs
 
@@ -394,7 +346,7 @@ def _lock_window(user, now, task_ids, full, *, skipped: bool, gold: bool) -> lis
 def _wait_for_pair(pair_id: int) -> None:
     if connection.features.has_select_for_update:
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT 1 FROM {_table(Pair)} WHERE {connection.ops.quote_name('id')} = %s FOR UPDATE",
+            cursor.execute(f"SELECT 1 FROM {rows.table(Pair)} WHERE {connection.ops.quote_name('id')} = %s FOR UPDATE",
                            [pair_id])
 
 
@@ -471,7 +423,7 @@ def _create_lease(user, pair: Pair, now, *, order: tuple[int, int] | None = None
     fields = dict(pair=pair, annotator=user, left_image_id=order[0], right_image_id=order[1],
                   expires_at=now + settings.LEASE_TTL)
     if not savepoint:
-        return Lease.objects.create(**fields)
+        return rows.insert(Lease(**fields))
     try:
         with transaction.atomic():
             lease = Lease.objects.create(**fields)
@@ -498,11 +450,11 @@ _LEASE_FIELDS = ("id", "pair_id", "annotator_id", "left_image_id", "right_image_
 def _lock_sql(vendor: str) -> tuple[str, str]:
     del vendor  # part of the cache key only
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    pair = (f"SELECT {', '.join(_col('p', Pair, f) for f in _PAIR_FIELDS)} FROM {_table(Pair)} p "
-            f"WHERE {_col('p', Pair, 'id')} = (SELECT {_col('l', Lease, 'pair')} FROM {_table(Lease)} l "
-            f"WHERE {_col('l', Lease, 'id')} = %s AND {_col('l', Lease, 'annotator')} = %s){lock}")
-    lease = (f"SELECT {', '.join(_col('l', Lease, f) for f in _LEASE_FIELDS)} FROM {_table(Lease)} l "
-             f"WHERE {_col('l', Lease, 'id')} = %s{lock}")
+    pair = (f"SELECT {', '.join(rows.col('p', Pair, f) for f in _PAIR_FIELDS)} FROM {rows.table(Pair)} p "
+            f"WHERE {rows.col('p', Pair, 'id')} = (SELECT {rows.col('l', Lease, 'pair')} FROM {rows.table(Lease)} l "
+            f"WHERE {rows.col('l', Lease, 'id')} = %s AND {rows.col('l', Lease, 'annotator')} = %s){lock}")
+    lease = (f"SELECT {', '.join(rows.col('l', Lease, f) for f in _LEASE_FIELDS)} FROM {rows.table(Lease)} l "
+             f"WHERE {rows.col('l', Lease, 'id')} = %s{lock}")
     return pair, lease
 
 
@@ -517,9 +469,9 @@ def _lock_pair_and_lease(user, lease_id) -> tuple[Pair, Lease]:
         row = cursor.fetchone()
         if row is None:
             raise LeaseNotFound("No such lease for this user.")
-        pair = _load(Pair, _PAIR_FIELDS, row)
+        pair = rows.load(Pair, _PAIR_FIELDS, row)
         cursor.execute(lease_sql, [lease_id])
-        lease = _load(Lease, _LEASE_FIELDS, cursor.fetchone())
+        lease = rows.load(Lease, _LEASE_FIELDS, cursor.fetchone())
     return pair, lease
 
 
@@ -598,7 +550,7 @@ def submit_judgement(user, lease_id, data: JudgementInput) -> tuple[Judgement, b
             Judgement.Choice.LEFT: lease.left_image_id,
             Judgement.Choice.RIGHT: lease.right_image_id,
         }.get(data.choice)
-        judgement = Judgement.objects.create(
+        judgement = rows.insert(Judgement(
             pair=pair,
             annotator=user,
             lease=lease,
@@ -609,13 +561,13 @@ def submit_judgement(user, lease_id, data: JudgementInput) -> tuple[Judgement, b
             flag_off_topic=data.flag_off_topic,
             comment=data.comment,
             time_spent_ms=data.time_spent_ms,
-        )
+        ))
         count = pair.judgement_count + 1
         complete = not pair.is_gold and count >= pair.k
-        _update_row(pair, judgement_count=count, status=Pair.Status.COMPLETE if complete else pair.status)
-        _update_row(lease, state=Lease.State.JUDGED, ended_at=now)
+        rows.update(pair, judgement_count=count, status=Pair.Status.COMPLETE if complete else pair.status)
+        rows.update(lease, state=Lease.State.JUDGED, ended_at=now)
         audit.record(user, "judgement.created", judgement, after=_judgement_state(judgement))
-        judgements_changed.send(sender=Judgement, pair_id=pair.id, actor=user)
+        judgements_changed.send(sender=Judgement, pair_id=pair.id, actor=user, pair=pair)
         return judgement, True
 
 
@@ -690,7 +642,7 @@ def undo_last_judgement(user) -> Lease:
         if pair.status == Pair.Status.COMPLETE:
             pair.status = Pair.Status.OPEN
         pair.save(update_fields=["judgement_count", "status"])
-        judgements_changed.send(sender=Judgement, pair_id=pair.id, actor=user)
+        judgements_changed.send(sender=Judgement, pair_id=pair.id, actor=user, pair=pair)
         return _create_lease(user, pair, now, order=(old_lease.left_image_id, old_lease.right_image_id))
 
 

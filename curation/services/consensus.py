@@ -14,8 +14,9 @@ Rules (tested in tests/test_consensus.py):
 
 Locking: :func:`recompute_consensus` locks the pair's row, as every judgement change does
 (``annotation/services/queue.py``), so the row is written by one transaction at a time. When
-called from the ``judgements_changed`` receiver the caller already holds that lock and taking it
-again is free.
+called from the ``judgements_changed`` receiver the caller already holds that lock; the queue
+passes the locked row along (``locked_pair``), so no second lock, savepoint or read of the pair is
+needed on the judgement's path.
 
 Audit: ``consensus.changed`` is recorded only when the outcome or label changes. A missing row
 counts as ``pending`` with no label (the model's defaults), so the first judgements of a pair are
@@ -25,14 +26,17 @@ gold loses its row, and its history must not split.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
 
 from annotation.models import Judgement, Pair
 from annotation.services import audit
+from annotation.services.rows import col, insert, load, table, update
 from curation.models import Adjudication, Consensus, Label
 
 Outcome = Consensus.Outcome
@@ -65,21 +69,44 @@ def decide(counts: dict[str, int], k: int) -> tuple[str, str]:
     return Outcome.DISPUTED, ""
 
 
-def _label_counts(pair: Pair) -> dict[str, int]:
-    found = Counter(
-        label_of(choice, chosen, pair.image_correct_id)
-        for choice, chosen in pair.judgements.values_list("choice", "chosen_image_id")
-    )
-    return {label: found[label] for label in Label.values}
+_CONSENSUS_FIELDS = ("id", "pair_id", "outcome", "label", "agreement", "n_judgements", "counts", "updated_at")
 
 
-def _fields(pair: Pair) -> dict:
-    counts = _label_counts(pair)
+@functools.lru_cache(maxsize=4)
+def _read_sql(vendor: str) -> tuple[str, str]:
+    """The pair's judgements (choice, chosen image); its consensus row with the label of its latest
+    adjudication (NULLs when there is no row or no adjudication). Written in SQL: this runs inside
+    every judgement (see annotation.services.rows)."""
+    del vendor  # part of the cache key only
+    judgements = (f"SELECT {col('j', Judgement, 'choice')}, {col('j', Judgement, 'chosen_image_id')} "
+                  f"FROM {table(Judgement)} j WHERE {col('j', Judgement, 'pair')} = %s")
+    latest = (f"SELECT {col('a', Adjudication, 'label')} FROM {table(Adjudication)} a "
+              f"WHERE {col('a', Adjudication, 'pair')} = %s "
+              f"ORDER BY {col('a', Adjudication, 'created_at')} DESC, {col('a', Adjudication, 'id')} DESC LIMIT 1")
+    current = (f"SELECT {', '.join(col('c', Consensus, f) for f in _CONSENSUS_FIELDS)}, ({latest}) "
+               f"FROM (SELECT 1) one LEFT JOIN {table(Consensus)} c ON {col('c', Consensus, 'pair')} = %s")
+    return judgements, current
+
+
+def _read(pair: Pair) -> tuple[Consensus | None, list[tuple[str, int | None]], str | None]:
+    """``(current row or None, the judgements' (choice, chosen image), latest adjudication label or None)``."""
+    judgements_sql, current_sql = _read_sql(connection.vendor)
+    with connection.cursor() as cursor:
+        cursor.execute(judgements_sql, [pair.pk])
+        judgements = cursor.fetchall()
+        cursor.execute(current_sql, [pair.pk, pair.pk])
+        row = cursor.fetchone()
+    current = load(Consensus, _CONSENSUS_FIELDS, row[:-1]) if row[0] is not None else None
+    return current, judgements, row[-1]
+
+
+def _fields(pair: Pair, judgements, adjudicated: str | None) -> dict:
+    found = Counter(label_of(choice, chosen, pair.image_correct_id) for choice, chosen in judgements)
+    counts = {label: found[label] for label in Label.values}
     n = sum(counts.values())
     outcome, label = decide(counts, pair.k)
-    latest = Adjudication.objects.filter(pair=pair).order_by("-created_at", "-id").first()
-    if latest is not None:
-        outcome, label = Outcome.ADJUDICATED, latest.label
+    if adjudicated is not None:
+        outcome, label = Outcome.ADJUDICATED, adjudicated
     return {
         "outcome": outcome,
         "label": label,
@@ -100,34 +127,39 @@ def _key(snapshot: dict | None) -> tuple[str, str]:
     return (snapshot["outcome"], snapshot["label"]) if snapshot else _UNDECIDED
 
 
-def _store(pair: Pair, current: Consensus | None) -> Consensus:
-    fields = _fields(pair)
+def _store(pair: Pair, current: Consensus | None, fields: dict) -> Consensus:
     if current is None:
-        return Consensus.objects.create(pair=pair, **fields)
-    changed = [name for name, value in fields.items() if getattr(current, name) != value]
+        return insert(Consensus(pair=pair, **fields))
+    changed = {name: value for name, value in fields.items() if getattr(current, name) != value}
     if changed:  # an unchanged row keeps its updated_at: the review list orders by it
-        for name in changed:
-            setattr(current, name, fields[name])
-        current.save(update_fields=[*changed, "updated_at"])
+        update(current, **changed, updated_at=timezone.now())
     return current
 
 
-def recompute_consensus(pair_id: int, actor=None) -> Consensus | None:
-    """Bring the pair's consensus row up to date; None for a gold pair (whose row is removed)."""
+def recompute_consensus(pair_id: int, actor=None, *, locked_pair: Pair | None = None) -> Consensus | None:
+    """Bring the pair's consensus row up to date; None for a gold pair (whose row is removed).
+
+    ``locked_pair``: the caller already holds the pair's row lock inside its transaction and passes
+    the row as it stands (the queue does, on every judgement); otherwise this locks it itself."""
+    if locked_pair is not None:
+        return _recompute(locked_pair, actor)
     with transaction.atomic():
-        pair = Pair.objects.select_for_update().get(pk=pair_id)
-        current = Consensus.objects.filter(pair=pair).first()
-        before = _snapshot(current)
-        if pair.is_gold:
-            if current is not None:
-                current.delete()
-            consensus = None
-        else:
-            consensus = _store(pair, current)
-        after = _snapshot(consensus)
-        if _key(before) != _key(after):
-            audit.record(actor, "consensus.changed", pair, before=before, after=after)
-        return consensus
+        return _recompute(Pair.objects.select_for_update().get(pk=pair_id), actor)
+
+
+def _recompute(pair: Pair, actor) -> Consensus | None:
+    current, judgements, adjudicated = _read(pair)
+    before = _snapshot(current)
+    if pair.is_gold:
+        if current is not None:
+            current.delete()
+        consensus = None
+    else:
+        consensus = _store(pair, current, _fields(pair, judgements, adjudicated))
+    after = _snapshot(consensus)
+    if _key(before) != _key(after):
+        audit.record(actor, "consensus.changed", pair, before=before, after=after)
+    return consensus
 
 
 def recompute_all(*, batch_size: int = 500, progress=None) -> int:

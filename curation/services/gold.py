@@ -130,11 +130,14 @@ def gold_items():
     return GoldItem.objects.select_related("created_by").order_by("-created_at", "-id")
 
 
-def record_gold_judgement(pair_id: int, annotator) -> AnnotatorQuality | None:
+def record_gold_judgement(pair_id: int, annotator, *, locked_pair: Pair | None = None) -> AnnotatorQuality | None:
     """After ``annotator`` added or undid a judgement on the pair: if it is gold, recompute their
     counters, and if the judgement was added, assess them. Called from the ``judgements_changed``
-    receiver, inside the judgement's transaction and under the pair's lock."""
-    if not Pair.objects.filter(pk=pair_id, is_gold=True).exists():
+    receiver, inside the judgement's transaction and under the pair's lock (``locked_pair``: the
+    locked row as it stands, when the sender has it, saves reading whether the pair is gold)."""
+    is_gold = locked_pair.is_gold if locked_pair is not None else (
+        Pair.objects.filter(pk=pair_id, is_gold=True).exists())
+    if not is_gold:
         return None
     quality = _recompute(annotator, actor=annotator)
     if Judgement.objects.filter(pair_id=pair_id, annotator=annotator).exists():

@@ -1,0 +1,96 @@
+"""Single-row SQL for the hot paths (the queue's next and judgement, the audit log, consensus).
+
+Building and compiling a statement through the ORM costs several times the CPU of running it
+(bench/queue_load.py, docs/benchmarks/queue.md), so the statements the queue sends on every
+request are built here once per shape (table and column names from the models, cached) and the
+rows they return are turned into model instances as the ORM would (``from_db`` with the backend's
+and the fields' converters). Like ``QuerySet.update`` these helpers send no ``pre_save`` /
+``post_save`` signals: none is connected to the models they write (Pair, Lease, Judgement,
+AuditEvent, Consensus); tests/test_bench_queue_fast_paths.py checks the rows equal the ORM's.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from django.db import connection
+
+
+def table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def col(alias: str, model, name: str) -> str:
+    """``alias."column"`` of a field (by name or attname)."""
+    return f"{alias}.{connection.ops.quote_name(model._meta.get_field(name).column)}"
+
+
+@functools.lru_cache(maxsize=64)
+def _converters(vendor: str, model, fields: tuple[str, ...]) -> tuple:
+    del vendor  # part of the cache key only
+    out = []
+    for name in fields:
+        field = model._meta.get_field(name)
+        column = field.get_col(model._meta.db_table)
+        out.append((column, tuple(connection.ops.get_db_converters(column) + field.get_db_converters(connection))))
+    return tuple(out)
+
+
+def load(model, fields: tuple[str, ...], values):
+    """A model instance from a row of ``fields`` (attnames; others deferred), converted as the ORM converts."""
+    converted = []
+    for value, (column, converters) in zip(values, _converters(connection.vendor, model, fields)):
+        for convert in converters:
+            value = convert(value, column, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, fields, converted)
+
+
+@functools.lru_cache(maxsize=64)
+def _update_sql(vendor: str, model, fields: tuple[str, ...]) -> str:
+    del vendor  # part of the cache key only
+    q = connection.ops.quote_name
+    sets = ", ".join(f"{q(model._meta.get_field(name).column)} = %s" for name in fields)
+    return f"UPDATE {table(model)} SET {sets} WHERE {q(model._meta.pk.column)} = %s"
+
+
+def update(instance, **values) -> None:
+    """``instance.save(update_fields=...)`` in one UPDATE: sets the attributes, writes those columns."""
+    model, fields = type(instance), tuple(values)
+    params = []
+    for name, value in values.items():
+        setattr(instance, name, value)
+        params.append(model._meta.get_field(name).get_db_prep_save(value, connection))
+    with connection.cursor() as cursor:
+        cursor.execute(_update_sql(connection.vendor, model, fields), [*params, instance.pk])
+
+
+@functools.lru_cache(maxsize=32)
+def _insert_shape(vendor: str, model) -> tuple[str, tuple, bool]:
+    del vendor  # part of the cache key only
+    meta = model._meta
+    fields = tuple(f for f in meta.local_concrete_fields if f is not meta.auto_field and not f.generated)
+    q = connection.ops.quote_name
+    returning = connection.features.can_return_columns_from_insert
+    sql = (f"INSERT INTO {table(model)} ({', '.join(q(f.column) for f in fields)}) "
+           f"VALUES ({', '.join(['%s'] * len(fields))})" + (f" RETURNING {q(meta.pk.column)}" if returning else ""))
+    return sql, fields, returning
+
+
+def insert(instance):
+    """``instance.save()`` of a new row with an automatic primary key, in one INSERT: every field's
+    ``pre_save`` runs as in ``save()`` (``auto_now_add`` timestamps), defaults come from the
+    model's constructor. Returns the instance with its primary key set."""
+    model = type(instance)
+    sql, fields, returning = _insert_shape(connection.vendor, model)
+    params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if returning:
+            pk = cursor.fetchone()[0]
+        else:
+            pk = connection.ops.last_insert_id(cursor, model._meta.db_table, model._meta.pk.column)
+    instance.pk = pk
+    instance._state.adding = False
+    instance._state.db = connection.alias
+    return instance
