@@ -60,7 +60,7 @@ def test_the_annotator_state_has_the_allowed_tasks_of_the_orm_query(task, discip
         assert set(state.tasks) == _orm_allowed_tasks(user, task, discipline), user.username
         assert set(queue.allowed_tasks(user, task=task, discipline=discipline).values_list("id", flat=True)) \
             == _orm_allowed_tasks(user, task, discipline)
-        for found in state.tasks.values():
+        for found in map(state.task, state.tasks):
             stored = Task.objects.select_related("discipline").get(pk=found.pk)
             assert (found.code, found.name, found.kind, found.discipline.slug, found.discipline.name) == (
                 stored.code, stored.name, stored.kind, stored.discipline.slug, stored.discipline.name)
@@ -135,8 +135,8 @@ def test_the_sql_window_selects_what_the_orm_query_selected(seed):
         for gold in (False, True):
             expected = _orm_candidates(me, now, task_ids, skipped=skipped, gold=gold)
             with transaction.atomic():
-                got = queue._select_window(me, now, task_ids, set(), skipped=skipped, gold=gold, limit=1000,
-                                           skip_locked=True)
+                got = [queue._as_pair(row) for row in queue._select_window(
+                    me, now, task_ids, set(), skipped=skipped, gold=gold, limit=1000, skip_locked=True)]
             assert [p.id for p in got] == expected, (skipped, gold)
             for found in got:
                 stored = Pair.objects.select_related("tuple").get(pk=found.pk)
@@ -149,7 +149,7 @@ def test_the_sql_window_selects_what_the_orm_query_selected(seed):
                 with transaction.atomic():
                     rest = queue._select_window(me, now, task_ids, full, skipped=skipped, gold=gold, limit=1000,
                                                 skip_locked=True)
-                assert [p.id for p in rest] == expected[1:]
+                assert [row[0] for row in rest] == expected[1:]
 
 
 # --- a fixed number of statements -----------------------------------------------------------------
@@ -353,3 +353,37 @@ def test_a_row_inserted_by_the_hot_path_equals_the_row_save_writes():
     rows.update(fast_c, outcome="disputed", label="", counts={"expected": 1})
     assert Consensus.objects.values_list("outcome", "label", "counts").get(pk=fast_c.pk) == (
         "disputed", "", {"expected": 1})
+
+
+_BODIES = [
+    {"choice": "left"}, {"choice": "neither", "time_spent_ms": 0}, {"choice": "both", "time_spent_ms": None},
+    {"choice": "right", "flag_off_topic": True, "flag_image_broken": False, "time_spent_ms": 86_400_000},
+    {"choice": "right", "flag_prompt_unclear": True},
+    # bodies the direct reading leaves to the serializer (conversions, trimming, refusals):
+    {"choice": "left", "flag_off_topic": "true"}, {"choice": "left", "time_spent_ms": "12"},
+    {"choice": "left", "comment": "  spaced  "}, {"choice": "left", "comment": "nul\x00"},
+    {"choice": "LEFT"}, {"choice": "left", "time_spent_ms": -1}, {"choice": "left", "time_spent_ms": 86_400_001},
+    {"choice": "left", "time_spent_ms": True}, {"choice": "left", "time_spent_ms": 1.5}, {"choice": "left", "x": 1},
+    {"choice": "left", "flag_off_topic": None}, {}, [], "left", {"choice": ["left"]},
+]
+
+
+@pytest.mark.parametrize("body", _BODIES, ids=repr)
+def test_the_judgement_body_is_read_as_its_serializer_reads_it(body, monkeypatch):
+    from rest_framework.exceptions import ValidationError
+
+    from annotation import api_queue
+
+    serializer = api_queue.JudgementInputSerializer(data=body)
+    expected = (queue.JudgementInput(**serializer.validated_data) if serializer.is_valid()
+                else ("400", serializer.errors))
+    used = []
+    real = api_queue.JudgementInputSerializer
+    monkeypatch.setattr(api_queue, "JudgementInputSerializer", lambda **kw: used.append(1) or real(**kw))
+    try:
+        got = api_queue._judgement_input(body)
+    except ValidationError as exc:
+        got = ("400", exc.detail)
+    assert got == expected
+    plain = body in _BODIES[:5]
+    assert used == ([] if plain else [1])  # the usual bodies never build a serializer

@@ -167,11 +167,12 @@ def _live_counts(pair_ids, now, *, exclude_lease=None) -> dict[int, int]:
     """Live leases per pair (a new statement: under READ COMMITTED it sees every commit so far)."""
     if not pair_ids:
         return {}
-    params = [*pair_ids, Lease.State.ACTIVE, connection.ops.adapt_datetimefield_value(now)]
+    conn = rows.db()
+    params = [*pair_ids, Lease.State.ACTIVE, conn.ops.adapt_datetimefield_value(now)]
     if exclude_lease is not None:
         params.append(exclude_lease)
-    with connection.cursor() as cursor:
-        cursor.execute(_live_counts_sql(connection.vendor, len(pair_ids), exclude_lease is not None), params)
+    with conn.cursor() as cursor:
+        cursor.execute(_live_counts_sql(conn.vendor, len(pair_ids), exclude_lease is not None), params)
         return dict(cursor.fetchall())
 
 
@@ -186,7 +187,15 @@ def _ensure_not_paused(user) -> None:
 class _AnnotatorState:
     paused: bool
     has_active_lease: bool
-    tasks: dict[int, Task]  # the allowed tasks (after the filters), with their disciplines loaded
+    tasks: dict[int, tuple]  # the allowed tasks (after the filters): id -> their row of the state statement
+
+    def task(self, task_id: int) -> Task:
+        """An allowed task with its discipline, as a lease's payload shows them (built only for the
+        pair picked: most requests would otherwise build every allowed task for nothing)."""
+        row = self.tasks[task_id]
+        found = rows.load(Task, _TASK_FIELDS, row[:5])  # description and queue_order are deferred
+        found.discipline = rows.load(Discipline, _DISCIPLINE_FIELDS, (row[3], row[5], row[6]))
+        return found
 
 
 _TASK_FIELDS = ("id", "code", "name", "discipline_id", "kind")
@@ -224,22 +233,19 @@ def _annotator_state(user, *, task: str | None, discipline: str | None) -> _Anno
     """Pause, whether an active lease exists, and the allowed tasks (:func:`allowed_tasks`, same
     rules) with what a lease's payload shows of them: one statement, written in SQL (see the module
     docstring; a second one only for an annotator with no allowed task)."""
-    sql, fallback = _annotator_state_sql(connection.vendor, bool(task), bool(discipline))
+    conn = rows.db()
+    sql, fallback = _annotator_state_sql(conn.vendor, bool(task), bool(discipline))
     flag_params = [user.pk, True, user.pk, Lease.State.ACTIVE]
     params = [*flag_params, user.pk, user.pk, *([task] if task else []), *([discipline] if discipline else [])]
-    with connection.cursor() as cursor:
+    with conn.cursor() as cursor:
         cursor.execute(sql, params)
         found_rows = cursor.fetchall()
         if not found_rows:
             cursor.execute(fallback, flag_params)
             paused, active = cursor.fetchone()
             return _AnnotatorState(paused=bool(paused), has_active_lease=bool(active), tasks={})
-    tasks = {}
-    for row in found_rows:
-        found = rows.load(Task, _TASK_FIELDS, row[:5])  # description and queue_order are deferred
-        found.discipline = rows.load(Discipline, _DISCIPLINE_FIELDS, (row[3], row[5], row[6]))
-        tasks[found.id] = found
-    return _AnnotatorState(paused=bool(found_rows[0][7]), has_active_lease=bool(found_rows[0][8]), tasks=tasks)
+    return _AnnotatorState(paused=bool(found_rows[0][7]), has_active_lease=bool(found_rows[0][8]),
+                           tasks={row[0]: row for row in found_rows})
 
 
 # --- The candidate window (SQL written once per shape and cached; see the module docstring) ---
@@ -296,31 +302,38 @@ def _window_params(user, now, task_ids, full, *, skipped: bool, gold: bool) -> l
     if gold:
         params.append(Pair.Status.RETIRED)
     else:
-        params += [Pair.Status.OPEN, Lease.State.ACTIVE, connection.ops.adapt_datetimefield_value(now)]
+        params += [Pair.Status.OPEN, Lease.State.ACTIVE, rows.db().ops.adapt_datetimefield_value(now)]
     params += [user.pk, user.pk, Lease.State.RELEASED, *full]
     return params
 
 
 def _select_window(user, now, task_ids, full, *, skipped: bool, gold: bool, limit: int,
-                   skip_locked: bool) -> list[Pair]:
-    sql = _window_sql(connection.vendor, len(task_ids), len(full), skipped=skipped, gold=gold, limit=limit,
+                   skip_locked: bool) -> list[tuple]:
+    """The window's rows (``_PAIR_FIELDS`` then ``_TUPLE_FIELDS``); :func:`_as_pair` builds the one picked."""
+    conn = rows.db()
+    sql = _window_sql(conn.vendor, len(task_ids), len(full), skipped=skipped, gold=gold, limit=limit,
                       skip_locked=skip_locked)
-    with connection.cursor() as cursor:
+    with conn.cursor() as cursor:
         cursor.execute(sql, _window_params(user, now, task_ids, sorted(full), skipped=skipped, gold=gold))
-        found_rows = cursor.fetchall()
-    n, pairs = len(_PAIR_FIELDS), []
-    for row in found_rows:
-        pair = rows.load(Pair, _PAIR_FIELDS, row[:n])  # created_at is deferred (loaded on access)
-        pair.tuple = rows.load(PromptTuple, _TUPLE_FIELDS, row[n:])
-        pairs.append(pair)
-    return pairs
+        return cursor.fetchall()
+
+
+_ID, _K, _COUNT = (_PAIR_FIELDS.index(name) for name in ("id", "k", "judgement_count"))
+
+
+def _as_pair(row: tuple) -> Pair:
+    """A window row as a Pair with its tuple loaded (created_at and the tuple's other fields deferred)."""
+    n = len(_PAIR_FIELDS)
+    pair = rows.load(Pair, _PAIR_FIELDS, row[:n])
+    pair.tuple = rows.load(PromptTuple, _TUPLE_FIELDS, row[n:])
+    return pair
 
 
 class _Restart(Exception):
     """Roll the ``next`` transaction back (releasing its pair locks) and start it again."""
 
 
-def _lock_window(user, now, task_ids, full, *, skipped: bool, gold: bool) -> list[Pair]:
+def _lock_window(user, now, task_ids, full, *, skipped: bool, gold: bool) -> list[tuple]:
     """Lock up to ``QUEUE_LOCK_WINDOW`` candidates that nobody else holds, skipping ``full``."""
     args = dict(skipped=skipped, gold=gold)
     locked = _select_window(user, now, task_ids, full, limit=settings.QUEUE_LOCK_WINDOW, skip_locked=True, **args)
@@ -336,7 +349,7 @@ def _lock_window(user, now, task_ids, full, *, skipped: bool, gold: bool) -> lis
     first = _select_window(user, now, task_ids, full, limit=1, skip_locked=False, **args)  # no lock
     if not first:
         return []
-    _wait_for_pair(first[0].id)
+    _wait_for_pair(first[0][_ID])
     locked = _select_window(user, now, task_ids, full, limit=settings.QUEUE_LOCK_WINDOW, skip_locked=True, **args)
     if not locked:
         raise _Restart  # the pair waited for is taken: start again, holding nothing
@@ -386,7 +399,7 @@ def _next_lease(user, *, task, discipline) -> Lease | None:
         for gold in kinds:
             pair = _pick(user, now, task_ids, skipped=skipped, gold=gold)
             if pair is not None:
-                pair.tuple.task = state.tasks[pair.tuple.task_id]  # for the payload, already loaded
+                pair.tuple.task = state.task(pair.tuple.task_id)  # for the payload
                 return _create_lease(user, pair, now, savepoint=False)
     return None
 
@@ -403,12 +416,12 @@ def _pick(user, now, task_ids, *, skipped: bool, gold: bool) -> Pair | None:
         if gold:
             open_pairs = locked
         else:
-            counts = _live_counts([p.id for p in locked], now)
-            open_pairs = [p for p in locked if p.judgement_count + counts.get(p.id, 0) < p.k]
+            counts = _live_counts([row[_ID] for row in locked], now)
+            open_pairs = [row for row in locked if row[_COUNT] + counts.get(row[_ID], 0) < row[_K]]
         if open_pairs or not locked:
-            return random.choice(open_pairs) if open_pairs else None
+            return _as_pair(random.choice(open_pairs)) if open_pairs else None
         # The statement's snapshot was stale for every pair in the window: they are full.
-        full.update(p.id for p in locked)
+        full.update(row[_ID] for row in locked)
 
 
 def _create_lease(user, pair: Pair, now, *, order: tuple[int, int] | None = None, savepoint: bool = True) -> Lease:
@@ -463,8 +476,9 @@ def _lock_pair_and_lease(user, lease_id) -> tuple[Pair, Lease]:
     is found through the user's own lease in the same statement (404 for anyone else's); both
     statements are written in SQL because this runs on every judgement (fields the queue does not
     use are deferred)."""
-    pair_sql, lease_sql = _lock_sql(connection.vendor)
-    with connection.cursor() as cursor:
+    conn = rows.db()
+    pair_sql, lease_sql = _lock_sql(conn.vendor)
+    with conn.cursor() as cursor:
         cursor.execute(pair_sql, [lease_id, user.pk])
         row = cursor.fetchone()
         if row is None:
