@@ -73,31 +73,30 @@ _CONSENSUS_FIELDS = ("id", "pair_id", "outcome", "label", "agreement", "n_judgem
 
 
 @functools.lru_cache(maxsize=4)
-def _read_sql(vendor: str) -> tuple[str, str]:
-    """The pair's judgements (choice, chosen image); its consensus row with the label of its latest
-    adjudication (NULLs when there is no row or no adjudication). Written in SQL: this runs inside
-    every judgement (see annotation.services.rows)."""
+def _read_sql(vendor: str) -> str:
+    """One statement: a row per judgement of the pair (choice, chosen image; one row of NULLs when
+    there is none), each carrying the pair's consensus row (NULLs when there is none) and the label
+    of its latest adjudication. Written in SQL: this runs inside every judgement (see
+    annotation.services.rows)."""
     del vendor  # part of the cache key only
-    judgements = (f"SELECT {col('j', Judgement, 'choice')}, {col('j', Judgement, 'chosen_image_id')} "
-                  f"FROM {table(Judgement)} j WHERE {col('j', Judgement, 'pair')} = %s")
     latest = (f"SELECT {col('a', Adjudication, 'label')} FROM {table(Adjudication)} a "
               f"WHERE {col('a', Adjudication, 'pair')} = %s "
               f"ORDER BY {col('a', Adjudication, 'created_at')} DESC, {col('a', Adjudication, 'id')} DESC LIMIT 1")
-    current = (f"SELECT {', '.join(col('c', Consensus, f) for f in _CONSENSUS_FIELDS)}, ({latest}) "
-               f"FROM (SELECT 1) one LEFT JOIN {table(Consensus)} c ON {col('c', Consensus, 'pair')} = %s")
-    return judgements, current
+    return (f"SELECT {col('j', Judgement, 'choice')}, {col('j', Judgement, 'chosen_image_id')}, ({latest}), "
+            f"{', '.join(col('c', Consensus, f) for f in _CONSENSUS_FIELDS)} "
+            f"FROM (SELECT 1 AS one) one LEFT JOIN {table(Consensus)} c ON {col('c', Consensus, 'pair')} = %s "
+            f"LEFT JOIN {table(Judgement)} j ON {col('j', Judgement, 'pair')} = %s")
 
 
 def _read(pair: Pair) -> tuple[Consensus | None, list[tuple[str, int | None]], str | None]:
     """``(current row or None, the judgements' (choice, chosen image), latest adjudication label or None)``."""
-    judgements_sql, current_sql = _read_sql(connection.vendor)
     with connection.cursor() as cursor:
-        cursor.execute(judgements_sql, [pair.pk])
-        judgements = cursor.fetchall()
-        cursor.execute(current_sql, [pair.pk, pair.pk])
-        row = cursor.fetchone()
-    current = load(Consensus, _CONSENSUS_FIELDS, row[:-1]) if row[0] is not None else None
-    return current, judgements, row[-1]
+        cursor.execute(_read_sql(connection.vendor), [pair.pk, pair.pk, pair.pk])
+        found = cursor.fetchall()
+    first = found[0]
+    current = load(Consensus, _CONSENSUS_FIELDS, first[3:]) if first[3] is not None else None
+    judgements = [(choice, chosen) for choice, chosen, *_ in found if choice is not None]
+    return current, judgements, first[2]
 
 
 def _fields(pair: Pair, judgements, adjudicated: str | None) -> dict:
