@@ -180,7 +180,7 @@ def _token_user(request):
         return None
     User, token_model = get_user_model(), authenticator.get_model()
     sql, fields = _token_user_sql(connection.vendor, User, token_model)
-    with connection.cursor() as cursor:
+    with rows.cursor() as cursor:
         cursor.execute(sql, [roles.ANNOTATOR, key])
         row = cursor.fetchone()
     if row is None:

@@ -98,6 +98,13 @@ if _default_db["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+elif _default_db["ENGINE"] == "django.db.backends.postgresql" and env.bool("DATABASE_PREPARED_STATEMENTS", True):
+    # The queue's own statements (annotation/services/rows.py cursor()) are bound server-side and
+    # prepared by PostgreSQL from their 5th run on a connection: planning them was most of the
+    # database's CPU per judgement. The ORM keeps client-side binding, which never prepares. Pays
+    # with persistent connections (DATABASE_CONN_MAX_AGE > 0); turn off behind a pooler that
+    # cannot keep prepared statements (PgBouncer in transaction mode before 1.21).
+    _default_db.setdefault("OPTIONS", {})["prepare_threshold"] = 5
 DATABASES = {"default": _default_db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

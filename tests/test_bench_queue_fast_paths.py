@@ -387,3 +387,27 @@ def test_the_judgement_body_is_read_as_its_serializer_reads_it(body, monkeypatch
     assert got == expected
     plain = body in _BODIES[:5]
     assert used == ([] if plain else [1])  # the usual bodies never build a serializer
+
+
+def test_the_queue_statements_are_prepared_by_postgresql_and_the_orm_ones_are_not():
+    from annotation.services import rows
+
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are a PostgreSQL feature")
+    assert connection.settings_dict["OPTIONS"].get("prepare_threshold") is not None
+    user = make_user("prepared", disciplines=["chemistry"])
+    for _ in range(8):
+        make_pair("RU")
+    for _ in range(7):
+        lease = queue.next_lease(user)
+        queue.submit_judgement(user, lease.id, queue.JudgementInput(choice="both"))
+        Pair.objects.filter(pk=lease.pair_id).exists()  # an ORM statement, as often
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any('INSERT INTO "annotation_judgement"' in sql for sql in prepared), prepared
+    assert any('FROM "annotation_lease" l' in sql for sql in prepared), prepared
+    assert not any('SELECT 1 AS "a" FROM "annotation_pair"' in sql for sql in prepared)  # the ORM's exists()
+    with rows.cursor() as cursor:  # a prepared cursor reads timestamps in the connection's zone
+        cursor.execute("SELECT now()")
+        assert cursor.fetchone()[0].utcoffset() == timezone.now().utcoffset()

@@ -171,7 +171,7 @@ def _live_counts(pair_ids, now, *, exclude_lease=None) -> dict[int, int]:
     params = [*pair_ids, Lease.State.ACTIVE, conn.ops.adapt_datetimefield_value(now)]
     if exclude_lease is not None:
         params.append(exclude_lease)
-    with conn.cursor() as cursor:
+    with rows.cursor() as cursor:
         cursor.execute(_live_counts_sql(conn.vendor, len(pair_ids), exclude_lease is not None), params)
         return dict(cursor.fetchall())
 
@@ -237,7 +237,7 @@ def _annotator_state(user, *, task: str | None, discipline: str | None) -> _Anno
     sql, fallback = _annotator_state_sql(conn.vendor, bool(task), bool(discipline))
     flag_params = [user.pk, True, user.pk, Lease.State.ACTIVE]
     params = [*flag_params, user.pk, user.pk, *([task] if task else []), *([discipline] if discipline else [])]
-    with conn.cursor() as cursor:
+    with rows.cursor() as cursor:
         cursor.execute(sql, params)
         found_rows = cursor.fetchall()
         if not found_rows:
@@ -313,7 +313,7 @@ def _select_window(user, now, task_ids, full, *, skipped: bool, gold: bool, limi
     conn = rows.db()
     sql = _window_sql(conn.vendor, len(task_ids), len(full), skipped=skipped, gold=gold, limit=limit,
                       skip_locked=skip_locked)
-    with conn.cursor() as cursor:
+    with rows.cursor() as cursor:
         cursor.execute(sql, _window_params(user, now, task_ids, sorted(full), skipped=skipped, gold=gold))
         return cursor.fetchall()
 
@@ -358,7 +358,7 @@ def _lock_window(user, now, task_ids, full, *, skipped: bool, gold: bool) -> lis
 
 def _wait_for_pair(pair_id: int) -> None:
     if connection.features.has_select_for_update:
-        with connection.cursor() as cursor:
+        with rows.cursor() as cursor:
             cursor.execute(f"SELECT 1 FROM {rows.table(Pair)} WHERE {connection.ops.quote_name('id')} = %s FOR UPDATE",
                            [pair_id])
 
@@ -478,7 +478,7 @@ def _lock_pair_and_lease(user, lease_id) -> tuple[Pair, Lease]:
     use are deferred)."""
     conn = rows.db()
     pair_sql, lease_sql = _lock_sql(conn.vendor)
-    with conn.cursor() as cursor:
+    with rows.cursor() as cursor:
         cursor.execute(pair_sql, [lease_id, user.pk])
         row = cursor.fetchone()
         if row is None:

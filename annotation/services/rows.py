@@ -25,6 +25,37 @@ def col(alias: str, model, name: str) -> str:
     return f"{alias}.{connection.ops.quote_name(model._meta.get_field(name).column)}"
 
 
+def cursor():
+    """A cursor for the hot paths' own SQL (this module, the queue, consensus, the queue's token
+    check). On PostgreSQL its statements are bound server-side, so psycopg prepares each shape once
+    per connection after ``prepare_threshold`` runs (set by the settings, DATABASE_PREPARED_STATEMENTS)
+    and the server stops planning it on every request: planning these joins cost more CPU than
+    running them (``EXPLAIN ANALYZE``: 1.1 ms planning, 0.2 ms execution for the token check).
+    Everything else keeps Django's client-side binding, which never prepares. The cursor is
+    Django's wrapper around psycopg's, opened as ``connection.cursor()`` opens one (health check,
+    connection, error wrapping, query logging for tests and debug), so nothing else changes."""
+    conn = db()
+    if conn.vendor != "postgresql" or conn.settings_dict["OPTIONS"].get("prepare_threshold") is None:
+        return conn.cursor()
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    conn.close_if_health_check_failed()
+    conn.ensure_connection()
+    with conn.wrap_database_errors:
+        raw = ServerBindingCursor(conn.connection)
+        return conn._prepare_cursor(_with_timezone(conn, raw))
+
+
+def _with_timezone(conn, raw):
+    """As Django's ``create_cursor``: timestamps load in the connection's time zone."""
+    from django.db.backends.postgresql.base import TIMESTAMPTZ_OID, Format, register_tzloader
+
+    loader = conn.connection.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT)
+    if conn.timezone != loader.timezone:
+        register_tzloader(conn.timezone, raw)
+    return raw
+
+
 def db():
     """The default connection itself: ``connection`` is a proxy that looks the connection up (an
     asgiref context-local read) on every attribute access, a measurable share of a request that
@@ -76,8 +107,8 @@ def update(instance, **values) -> None:
     for name, value in values.items():
         setattr(instance, name, value)
         params.append(model._meta.get_field(name).get_db_prep_save(value, conn))
-    with conn.cursor() as cursor:
-        cursor.execute(_update_sql(conn.vendor, model, fields), [*params, instance.pk])
+    with cursor() as cur:
+        cur.execute(_update_sql(conn.vendor, model, fields), [*params, instance.pk])
 
 
 @functools.lru_cache(maxsize=32)
@@ -99,12 +130,12 @@ def insert(instance):
     model, conn = type(instance), db()
     sql, fields, returning = _insert_shape(conn.vendor, model)
     params = [f.get_db_prep_save(f.pre_save(instance, True), conn) for f in fields]
-    with conn.cursor() as cursor:
-        cursor.execute(sql, params)
+    with cursor() as cur:
+        cur.execute(sql, params)
         if returning:
-            pk = cursor.fetchone()[0]
+            pk = cur.fetchone()[0]
         else:
-            pk = conn.ops.last_insert_id(cursor, model._meta.db_table, model._meta.pk.column)
+            pk = conn.ops.last_insert_id(cur, model._meta.db_table, model._meta.pk.column)
     instance.pk = pk
     instance._state.adding = False
     instance._state.db = conn.alias

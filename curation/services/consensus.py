@@ -36,6 +36,7 @@ from django.utils import timezone
 
 from annotation.models import Judgement, Pair
 from annotation.services import audit
+from annotation.services import rows
 from annotation.services.rows import col, insert, load, table, update
 from curation.models import Adjudication, Consensus, Label
 
@@ -90,7 +91,7 @@ def _read_sql(vendor: str) -> str:
 
 def _read(pair: Pair) -> tuple[Consensus | None, list[tuple[str, int | None]], str | None]:
     """``(current row or None, the judgements' (choice, chosen image), latest adjudication label or None)``."""
-    with connection.cursor() as cursor:
+    with rows.cursor() as cursor:
         cursor.execute(_read_sql(connection.vendor), [pair.pk, pair.pk, pair.pk])
         found = cursor.fetchall()
     first = found[0]
