@@ -773,8 +773,13 @@ behind each other and its cost grows with the number of pairs. Ours (`annotation
 its docstring) locks a window of {config['queue_lock_window']} candidates with `SKIP LOCKED` taken from the head of the
 `(status, -priority, id)` index, so concurrent annotators spread over different pairs and a `next` costs
 the same with 20,000 or 100,000 pairs; it runs a fixed number of statements (the annotator's state, the
-window, the capacity re-check, the insert; the token and the annotator role in one more), written once
-in SQL because building them through the ORM cost more CPU than running them.
+window, the capacity re-check, the insert; the token and the annotator role in one more). A judgement
+locks the pair and the lease, writes the judgement, the pair, the lease and its audit event, and brings
+the consensus up to date from one read on the pair it already holds. Every one of these statements is
+written once in SQL (`annotation/services/rows.py`, the queue, consensus), because building them through
+the ORM cost more CPU than running them, and PostgreSQL prepares them per connection
+(`DATABASE_PREPARED_STATEMENTS`, on here), because planning them cost more than running them too. The
+baseline goes through the ORM, as the simplest implementation would.
 
 ## JSON summary
 
