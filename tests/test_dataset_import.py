@@ -315,7 +315,7 @@ def test_large_inputs_are_written_batch_by_batch_and_a_rerun_finishes_the_job(tm
     settings.IMPORT_SINGLE_TRANSACTION_MAX_BYTES = 1
     rows = [train_row(f"A steel nail number {i} in the rain for weeks") for i in range(5)]
     path = write_train(tmp_path / "train.parquet", rows)
-    real_insert, calls = importing._insert, []
+    real_insert, calls = importing.bulk._insert, []  # _BulkWriter looks _insert up in importing.bulk
 
     def failing_insert(model, objs):
         if model is Pair:
@@ -324,12 +324,12 @@ def test_large_inputs_are_written_batch_by_batch_and_a_rerun_finishes_the_job(tm
                 raise RuntimeError("worker lost")
         return real_insert(model, objs)
 
-    monkeypatch.setattr(importing, "_insert", failing_insert)
+    monkeypatch.setattr(importing.bulk, "_insert", failing_insert)
     with pytest.raises(RuntimeError):
         import_dataset(path, batch_size=2)
     # The first batch (rows 1-2) committed completely; the second rolled back completely.
     assert Pair.objects.count() == 2 and PromptTuple.objects.count() == 2 and Image.objects.count() == 4
-    monkeypatch.setattr(importing, "_insert", real_insert)
+    monkeypatch.setattr(importing.bulk, "_insert", real_insert)
 
     report = import_dataset(path, batch_size=2)
 

@@ -1,0 +1,75 @@
+"""The dataset import's limits, errors and report.
+
+**Bounded reports.** Error messages name the row (line number in JSONL; row within its file in parquet;
+0 for the file itself), the column and the reason; a value is quoted cut to 80 characters, a message to
+``MAX_ERROR_CHARS``, so a 10 MB field cannot bloat the report or the job row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+FORMATS = ("auto", "parquet", "jsonl", "prompts")
+MAX_TEXT = 2000
+MAX_SHORT = 200
+MAX_LISTED_ERRORS = 1000
+MAX_ERROR_CHARS = 1000  # an error message longer than this is cut (a row may hold a 10 MB value)
+MAX_PROVENANCE_CHARS = 20_000  # a row's provenance, as JSON
+MAX_PATH_CHARS = 4096
+DEFAULT_BATCH_SIZE = 100
+DEFAULT_SINGLE_TRANSACTION_MAX_BYTES = 1024**3
+NO_TASK = "none"
+
+Progress = Callable[[float, str], None]
+
+
+class RowError(ValueError):
+    """One row cannot be imported; the message says why."""
+
+
+class ImportRefused(ValueError):
+    """The request itself is refused (a path outside the import roots, an unknown format or task)."""
+
+
+@dataclass
+class DatasetImportReport:
+    format: str = ""
+    source: str = ""
+    mode: str = ""  # "single" (one transaction), "batched" (one per batch) or "" (nothing written)
+    dry_run: bool = False
+    rows: int = 0
+    records: int = 0
+    tuples: dict = field(default_factory=lambda: {"created": 0, "updated": 0, "skipped": 0})
+    images: dict = field(default_factory=lambda: {"created": 0, "skipped": 0})
+    pairs: dict = field(default_factory=lambda: {"created": 0, "skipped": 0})
+    errors: list[dict] = field(default_factory=list)
+    error_count: int = 0
+    payload_bytes: int = 0  # the images read in pass 1
+
+    def add_error(self, file: str, row: int, message: str) -> None:
+        self.error_count += 1
+        if len(message) > MAX_ERROR_CHARS:
+            message = f"{message[:MAX_ERROR_CHARS]}... ({len(message) - MAX_ERROR_CHARS} more characters)"
+        if len(self.errors) < MAX_LISTED_ERRORS:
+            self.errors.append({"file": file, "row": row, "error": message})
+
+    @property
+    def ok(self) -> bool:
+        return self.error_count == 0
+
+    def as_dict(self) -> dict:
+        errors = list(self.errors)
+        if self.error_count > len(errors):
+            errors.append({"file": None, "row": None,
+                           "error": f"... and {self.error_count - len(errors)} more rows with errors"})
+        return {"format": self.format, "source": self.source, "mode": self.mode, "dry_run": self.dry_run,
+                "rows": self.rows, "records": self.records, "tuples": dict(self.tuples),
+                "images": dict(self.images), "pairs": dict(self.pairs), "errors": errors,
+                "error_count": self.error_count}
+
+
+def _shown(value, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: error messages name a bad value without echoing 10 MB."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -1,0 +1,205 @@
+"""Reading the input formats: parquet files or folders and JSONL files, as rows (:class:`_Row`) that can be
+read any number of times (once per pass), the image bytes a row names, and ``auto`` format detection.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from django.conf import settings
+
+from annotation.imaging import ImageRejected
+from curation.services.importing.base import MAX_TEXT, RowError
+from curation.services.importing.records import _Item, _make_item, _Options, _Row, _safe_image_path, _text
+
+_TASK_COLUMNS = ("task_code", "task", "category", "law")
+_JSONL_PLATFORM_KEYS = ("scene", "source", "provenance")
+
+
+class _Source:
+    """Rows of one input, readable any number of times (once per pass)."""
+
+    kind = ""
+
+    def total_rows(self) -> int:
+        raise NotImplementedError
+
+    def size_bytes(self) -> int:
+        raise NotImplementedError
+
+    def rows(self, opts: _Options) -> Iterator[_Row]:
+        raise NotImplementedError
+
+
+class _ParquetSource(_Source):
+    kind = "parquet"
+
+    def __init__(self, path: Path, split: str | None):
+        from ml.core.data import parquet_split, read_parquet_dir
+
+        read_parquet_dir(path, split)  # checks the files and their columns now (DataError); rows read below
+        root = path if path.is_dir() else path.parent
+        if path.is_file():
+            files = [(path, parquet_split(path, path.parent))]
+        else:
+            files = [(f, parquet_split(f, path)) for f in sorted(path.rglob("*.parquet"))]
+        self.files = [(f, s) for f, s in files if split is None or s == split]
+        self.root = root
+
+    def _label(self, file: Path) -> str:
+        return file.relative_to(self.root).as_posix() if file.is_relative_to(self.root) else file.name
+
+    def total_rows(self) -> int:
+        import pyarrow.parquet as pq
+
+        return sum(pq.ParquetFile(f).metadata.num_rows for f, _ in self.files)
+
+    def size_bytes(self) -> int:
+        return sum(f.stat().st_size for f, _ in self.files)
+
+    def rows(self, opts: _Options) -> Iterator[_Row]:
+        import pyarrow.parquet as pq
+
+        for file, split in self.files:
+            label = self._label(file)
+            number = 0
+            parquet = pq.ParquetFile(file)
+            # One row group at a time: iter_batches over the whole file keeps what it read in memory until
+            # the end of the file (the resident set grew by the file's size).
+            batches = (batch for group in range(parquet.num_row_groups)
+                       for batch in parquet.iter_batches(batch_size=64, row_groups=[group]))
+            for batch in batches:
+                for values in batch.to_pylist():
+                    number += 1
+                    row = _Row(label, number)
+                    try:
+                        row.items = self._items(values, file.parent, split, opts, label, number)
+                    except RowError as exc:
+                        row.error = str(exc)
+                    yield row
+
+    def _items(self, values: dict, folder: Path, split: str, opts: _Options, label: str, number: int):
+        from ml.core.data import DataError, _parquet_records
+
+        for column in ("explicit_image", "superficial_image"):
+            value = values.get(column)
+            for item in value if isinstance(value, list) else [value] if isinstance(value, dict) else []:
+                if isinstance(item, dict) and not item.get("bytes") and item.get("path"):
+                    _safe_image_path(item["path"], folder, column)
+        try:
+            records = list(_parquet_records(values, folder, split))
+        except DataError as exc:
+            raise RowError(str(exc)) from None
+        task = opts.resolve_task([values.get(c) for c in _TASK_COLUMNS])
+        provenance = {"file": label, "row": number, "split": split}
+        for column in ("category", "law"):
+            if isinstance(values.get(column), str) and values[column]:
+                provenance[column] = values[column]
+        for column in ("implicit_prompts", "explicit_prompts", "superficial_prompts"):
+            if column in records[0].extra:
+                provenance[column] = records[0].extra[column]
+        subject = values.get("subject") if isinstance(values.get("subject"), str) else ""
+        scene = values.get("scene") if isinstance(values.get("scene"), str) and values.get("scene") else None
+        return [_make_item(r, task=task, scene=scene, opts=opts, provenance=provenance, subject=subject,
+                           explicit=r.correct_image, superficial=r.wrong_image) for r in records]
+
+
+class _JsonlSource(_Source):
+    kind = "jsonl"
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def total_rows(self) -> int:
+        with self.path.open("rb") as fh:
+            return sum(1 for line in fh if line.strip())
+
+    def size_bytes(self) -> int:
+        return self.path.stat().st_size
+
+    def rows(self, opts: _Options) -> Iterator[_Row]:
+        with self.path.open("rb") as fh:
+            for number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                row = _Row(self.path.name, number)
+                try:
+                    row.items = [self._item(line, opts, number)]
+                except RowError as exc:
+                    row.error = str(exc)
+                yield row
+
+    def _item(self, line: bytes, opts: _Options, number: int) -> _Item:
+        from ml.core.data import DataError, TupleRecord, _jsonl_record
+
+        try:
+            obj = json.loads(line.decode("utf-8-sig" if number == 1 else "utf-8"))
+        except UnicodeDecodeError as exc:
+            raise RowError(f"the line is not UTF-8 ({exc})") from None
+        except json.JSONDecodeError as exc:
+            raise RowError(f"not JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(obj, dict):
+            raise RowError("expected a JSON object")
+        folder = self.path.parent
+        platform = {key: obj.pop(key) for key in _JSONL_PLATFORM_KEYS if key in obj}
+        provenance = platform.get("provenance") or {}
+        if not isinstance(provenance, dict):
+            raise RowError("provenance must be an object")
+        if "correct_image" not in obj and "wrong_image" not in obj:  # a tuple without images
+            for key in ("implicit_prompt", "explicit_prompt", "superficial_prompt", "task", "subject", "split"):
+                _text(obj.get(key), key, MAX_TEXT)
+            record = TupleRecord(obj.get("implicit_prompt") or "", obj.get("explicit_prompt") or "",
+                                 obj.get("superficial_prompt") or "", None, None, subject=obj.get("subject") or "",
+                                 split=obj.get("split") or "")
+            task_value = obj.get("task")
+        else:
+            for column in ("correct_image", "wrong_image"):
+                if obj.get(column):
+                    _safe_image_path(obj[column], folder, column)
+            try:
+                record = _jsonl_record(obj, folder)
+            except DataError as exc:
+                raise RowError(str(exc)) from None
+            task_value = obj.get("task")
+        task = opts.resolve_task([task_value])
+        provenance = {"file": self.path.name, "row": number, **provenance}
+        scene = platform.get("scene")
+        if scene is not None and not isinstance(scene, str):
+            raise RowError("scene must be a string")
+        item = _make_item(record, task=task, scene=(scene or "").strip().lower() or None, opts=opts,
+                          provenance=provenance, source=platform.get("source"),
+                          explicit=record.correct_image, superficial=record.wrong_image)
+        item.columns = ("correct_image", "wrong_image")
+        return item
+
+
+def _image_bytes(ref) -> bytes:
+    """The encoded bytes of an :class:`ml.core.data.ImageRef`, refusing oversized files before reading."""
+    if ref.data is not None:
+        return ref.data
+    try:
+        size = ref.path.stat().st_size
+        if size > settings.IMAGE_MAX_BYTES:
+            raise ImageRejected(f"The file is {size} bytes; the limit is {settings.IMAGE_MAX_BYTES}.")
+        return ref.path.read_bytes()
+    except OSError as exc:
+        raise RowError(f"cannot read image {ref.path.name}: {exc.strerror or exc}") from None
+
+
+def detect_format(path: Path) -> str:
+    if path.is_dir():
+        return "parquet"
+    if path.suffix.lower() == ".parquet":
+        return "parquet"
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return "jsonl"
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+        return "prompts"
+    return "jsonl"

@@ -1,0 +1,135 @@
+"""Pass 2: the rows written a batch at a time, and :class:`_Writer`, which writes each row through the
+catalogue services (dry runs; a real run uses :class:`.bulk._BulkWriter`, which stores, counts and audits
+the same).
+
+**Idempotent.** Tuples are keyed by normalised implicit prompt + task, images by sha256, pairs by (tuple,
+correct, wrong): importing a file again creates nothing and counts everything as skipped. Within one run a
+tuple is upserted once (its first row wins), so the counts are the same on every run.
+
+A dry run takes pass 1 and then counts, read-only, what would be created (an existing tuple counts as
+skipped even where a real run would fill in an empty field of it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from django.db import transaction
+
+from annotation.models import Image, Pair, PromptTuple
+from annotation.services import catalog
+from curation.services.importing.base import DatasetImportReport, ImportRefused
+from curation.services.importing.checking import _chunks
+from curation.services.importing.reading import _image_bytes
+from curation.services.importing.records import _Item, _Row
+
+
+def _batches(rows: Iterator[_Row], batch_size: int, writer, *, atomic: bool = True) -> Iterator[int]:
+    """Write ``rows`` ``batch_size`` at a time (each batch in its own transaction when ``atomic``);
+    yield the number of rows done after each batch."""
+    done = 0
+    for batch in _chunks(rows, batch_size):
+        done += _write_batch(batch, writer, atomic)
+        yield done
+
+
+def _write_batch(batch: list[_Row], writer, atomic: bool) -> int:
+    if atomic:
+        with transaction.atomic():
+            writer.write_batch(batch)
+    else:
+        writer.write_batch(batch)
+    return len(batch)
+
+
+class _Writer:
+    """Writes rows through the catalogue services and counts what happened, each thing once per run."""
+
+    def __init__(self, report: DatasetImportReport, *, dry_run: bool, normalised: dict | None = None):
+        self.report, self.dry_run = report, dry_run
+        self.normalised = normalised or {}  # pass 1's sha256 read → sha256 stored (trimmed or normalised)
+        self.tuples: dict[tuple, PromptTuple | None] = {}
+        self.images: dict[str, Image | None] = {}
+        self.pairs: set[tuple] = set()
+
+    def write_batch(self, batch: list[_Row]) -> None:
+        for row in batch:
+            self.write(row)
+
+    def close(self) -> None:
+        pass
+
+    def write(self, row: _Row) -> None:
+        if row.error is not None:  # pass 1 saw none; the input changed under us
+            raise ImportRefused(f"{row.file} row {row.number} changed since it was validated: {row.error}")
+        for item in row.items:
+            tuple_ = self._tuple(item)
+            if item.explicit is None:
+                continue
+            correct = self._image(_image_bytes(item.explicit), Image.Kind.EXPLICIT, tuple_)
+            wrong = self._image(_image_bytes(item.superficial), Image.Kind.SUPERFICIAL, tuple_)
+            self._pair(item, tuple_, correct, wrong)
+
+    def _tuple(self, item: _Item) -> PromptTuple | None:
+        if item.key in self.tuples:
+            return self.tuples[item.key]
+        if self.dry_run:
+            found = self._find_tuple(item)
+            self.report.tuples["skipped" if found else "created"] += 1
+            self.tuples[item.key] = found
+            return found
+        fields = item.fields
+        if item.create_only and self._find_tuple(item) is not None:
+            fields = {**fields, **{name: None if name == "scene" else "" for name in item.create_only}}
+        tuple_, outcome = catalog.upsert_tuple(**fields)
+        self.report.tuples[outcome] += 1
+        self.tuples[item.key] = tuple_
+        return tuple_
+
+    @staticmethod
+    def _find_tuple(item: _Item) -> PromptTuple | None:
+        matches = PromptTuple.objects.filter(implicit_normalised=item.key[0])
+        found = matches.filter(task_id=item.key[1]).first()
+        if found is None and item.key[1] is not None:
+            found = matches.filter(task__isnull=True).first()
+        return found
+
+    def _image(self, data: bytes, kind: str, tuple_: PromptTuple | None):
+        import hashlib
+
+        sha = hashlib.sha256(data).hexdigest()
+        sha = self.normalised.get(sha, sha) if self.dry_run else sha  # a real run stores through store_image
+        if sha in self.images:
+            return self.images[sha] if not self.dry_run else sha
+        if self.dry_run:
+            exists = Image.objects.filter(sha256=sha).exists()
+            self.report.images["skipped" if exists else "created"] += 1
+            self.images[sha] = None
+            return sha
+        image, created = catalog.store_image(data, kind=kind, tuple=tuple_)
+        self.report.images["created" if created else "skipped"] += 1
+        self.images[sha] = image
+        return image
+
+    def _pair(self, item: _Item, tuple_, correct, wrong) -> None:
+        if self.dry_run:
+            key = (item.key, correct, wrong)
+            if key in self.pairs:
+                return
+            self.pairs.add(key)
+            exists = tuple_ is not None and (
+                Pair.objects.filter(tuple=tuple_, image_correct__sha256=correct, image_wrong__sha256=wrong).exists()
+                or Pair.objects.filter(tuple=tuple_, image_correct__sha256=wrong, image_wrong__sha256=correct,
+                                       consensus__label="other").exists())
+            self.report.pairs["skipped" if exists else "created"] += 1
+            return
+        key = (tuple_.pk, correct.pk, wrong.pk)
+        if key in self.pairs:
+            return
+        self.pairs.add(key)
+        if Pair.objects.filter(tuple=tuple_, image_correct=wrong, image_wrong=correct,
+                               consensus__label="other").exists():
+            self.report.pairs["skipped"] += 1  # stored the other way round, and the experts reversed it
+            return
+        _, created = catalog.create_pair(tuple_, correct, wrong)
+        self.report.pairs["created" if created else "skipped"] += 1
