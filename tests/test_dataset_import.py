@@ -1,4 +1,4 @@
-"""Dataset import (curation/services/importing.py, manage.py import_dataset): Science-T2I parquet of both row
+"""Dataset import (curation/services/importing/, manage.py import_dataset): Science-T2I parquet of both row
 shapes, JSONL with image folders, idempotency, all-or-nothing validation, untrusted paths, batched writes."""
 
 import io

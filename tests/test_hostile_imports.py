@@ -1,4 +1,4 @@
-"""Hostile and malformed dataset imports (curation/services/importing.py, manage.py import_dataset and
+"""Hostile and malformed dataset imports (curation/services/importing/, manage.py import_dataset and
 POST /api/curation/imports/): every bad row is reported with its row number, its column and the reason,
 and nothing is imported — the row count of every table is unchanged and no file lands in MEDIA_ROOT."""
 

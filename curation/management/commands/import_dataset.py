@@ -17,7 +17,7 @@ class Command(BaseCommand):
         "tasks), JSONL with one tuple per line and image paths relative to the file, or a JSON prompt list. "
         "Every row is validated first (images decoded); if any row has an error nothing is written and the "
         "command fails. Idempotent: importing the same data again creates nothing. "
-        "Details: curation/services/importing.py."
+        "Details: curation/services/importing/."
     )
 
     def add_arguments(self, parser):
