@@ -98,7 +98,9 @@ if _default_db["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-elif _default_db["ENGINE"] == "django.db.backends.postgresql" and env.bool("DATABASE_PREPARED_STATEMENTS", True):
+elif _default_db["ENGINE"] == "django.db.backends.postgresql":
+    _default_db["ENGINE"] = "config.postgresql"  # Django's backend, with a health check that costs no round trip
+if _default_db["ENGINE"] == "config.postgresql" and env.bool("DATABASE_PREPARED_STATEMENTS", True):
     # The queue's own statements (annotation/services/rows.py cursor()) are bound server-side and
     # prepared by PostgreSQL from their 5th run on a connection: planning them was most of the
     # database's CPU per judgement. The ORM keeps client-side binding, which never prepares. Pays
