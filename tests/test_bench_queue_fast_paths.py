@@ -258,18 +258,19 @@ def test_a_next_holding_only_full_pairs_starts_again_instead_of_waiting(settings
     settings.QUEUE_LOCK_WINDOW = 5
     pairs = [make_pair("RU", k=1) for _ in range(5)]
     user = make_user("restarts", disciplines=["chemistry"])
-    real_counts, calls = queue._live_counts, []
+    real_create, calls = queue._create_lease, []
 
-    def stale_once(pair_ids, now, **kwargs):
-        # The first window comes back full, as if every pair had been leased after the window's
-        # snapshot; the next window (every other candidate) is empty, so a lock would have to be
-        # waited for while holding the full window: the transaction must start again.
-        calls.append(list(pair_ids))
-        if len(calls) == 1:
-            return {pair_id: 1 for pair_id in pair_ids}
-        return real_counts(pair_ids, now, **kwargs)
+    def stale_once(user, pair, now, **kwargs):
+        # Every pair of the first window turns out full at the lease's insert, as if each had been
+        # leased after the window's snapshot; the next window (every other candidate) is empty, so a
+        # lock would have to be waited for while holding the full window: the transaction must
+        # start again.
+        calls.append(pair.id)
+        if len(calls) <= len(pairs):
+            return None
+        return real_create(user, pair, now, **kwargs)
 
-    monkeypatch.setattr(queue, "_live_counts", stale_once)
+    monkeypatch.setattr(queue, "_create_lease", stale_once)
     restarts = []
     real_lock = queue._lock_window
 
@@ -283,7 +284,7 @@ def test_a_next_holding_only_full_pairs_starts_again_instead_of_waiting(settings
     monkeypatch.setattr(queue, "_lock_window", counting_lock)
     lease = queue.next_lease(user)
     assert lease is not None and lease.pair_id in {p.id for p in pairs}
-    assert restarts == [1] and len(calls) == 2
+    assert restarts == [1] and len(calls) == len(pairs) + 1
     assert Lease.objects.filter(annotator=user).count() == 1
 
 
@@ -411,3 +412,18 @@ def test_the_queue_statements_are_prepared_by_postgresql_and_the_orm_ones_are_no
     with rows.cursor() as cursor:  # a prepared cursor reads timestamps in the connection's zone
         cursor.execute("SELECT now()")
         assert cursor.fetchone()[0].utcoffset() == timezone.now().utcoffset()
+
+
+def test_the_lease_insert_writes_nothing_when_the_pair_has_no_room_left():
+    pair = make_pair("RU", k=2)
+    first, second, third, gone = (make_user(f"room{i}", disciplines=["chemistry"]) for i in range(4))
+    now = timezone.now()
+    with transaction.atomic():
+        assert queue._create_lease(first, Pair.objects.get(pk=pair.pk), now, savepoint=False, if_room=True)
+    Lease.objects.create(pair=pair, annotator=gone, left_image_id=pair.image_correct_id,
+                         right_image_id=pair.image_wrong_id, state="active", expires_at=now - timedelta(seconds=1))
+    with transaction.atomic():  # an expired lease takes no room
+        assert queue._create_lease(second, Pair.objects.get(pk=pair.pk), now, savepoint=False, if_room=True)
+    with transaction.atomic():
+        assert queue._create_lease(third, Pair.objects.get(pk=pair.pk), now, savepoint=False, if_room=True) is None
+    assert Lease.objects.filter(pair=pair, state="active", expires_at__gt=now).count() == 2

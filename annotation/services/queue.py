@@ -19,9 +19,9 @@ payload, same random left/right order). Skipped pairs of either kind come after 
 pairs of both kinds.
 
 Locking policy: every transaction that creates a lease or a judgement for a pair, or removes one,
-first locks that pair's row (``SELECT ... FOR UPDATE``), then reads the pair's live leases in a
-*new* statement, so under READ COMMITTED it sees everything committed by the previous holder of
-the lock. Candidate pairs are locked with ``skip_locked`` in a small window, so concurrent
+first locks that pair's row (``SELECT ... FOR UPDATE``), then counts the pair's live leases in a
+*new* statement (for a new lease, the INSERT itself, which writes the row only if there is room),
+so under READ COMMITTED it sees everything committed by the previous holder of the lock. Candidate pairs are locked with ``skip_locked`` in a small window, so concurrent
 annotators spread over different pairs instead of queueing on one; the pick inside the window is
 random. Gold pairs are locked the same way: they need no capacity check, but marking, unmarking
 and retiring change them under the same lock. A ``next`` transaction waits for a pair lock only
@@ -36,8 +36,9 @@ annotator's next request) marks it ``expired``.
 Cost (``bench/queue_load.py`` measures it under load; docs/benchmarks/queue.md): ``next`` runs a
 fixed number of statements whatever the number of pairs — the annotator's state (pause, whether a
 lease is active, the allowed tasks with what the payload shows of them) in one, the candidate
-window (which also loads the prompt), the capacity re-check and the insert; the live lease is read
-only when one exists. The candidate statement walks the ``(status, -priority, id)`` index of open
+window (which also loads the prompt) and the insert, which re-checks the capacity (one more insert
+for each pair of the window that turns out full under contention); the live lease is read only
+when one exists. The candidate statement walks the ``(status, -priority, id)`` index of open
 pairs from its head and stops after the window, so its cost depends on how many pairs near the
 head this annotator cannot take (pairs they judged that wait for others, pairs other annotators
 hold), not on how many pairs there are; the allowed tasks are passed to it as literal ids, which
@@ -318,7 +319,7 @@ def _select_window(user, now, task_ids, full, *, skipped: bool, gold: bool, limi
         return cursor.fetchall()
 
 
-_ID, _K, _COUNT = (_PAIR_FIELDS.index(name) for name in ("id", "k", "judgement_count"))
+_ID = _PAIR_FIELDS.index("id")
 
 
 def _as_pair(row: tuple) -> Pair:
@@ -397,38 +398,53 @@ def _next_lease(user, *, task, discipline) -> Lease | None:
     kinds = (True, False) if random.random() < settings.GOLD_RATE else (False, True)
     for skipped in (False, True):
         for gold in kinds:
-            pair = _pick(user, now, task_ids, skipped=skipped, gold=gold)
-            if pair is not None:
-                pair.tuple.task = state.task(pair.tuple.task_id)  # for the payload
-                return _create_lease(user, pair, now, savepoint=False)
+            lease = _lease_from_window(user, state, now, task_ids, skipped=skipped, gold=gold)
+            if lease is not None:
+                return lease
     return None
 
 
-def _pick(user, now, task_ids, *, skipped: bool, gold: bool) -> Pair | None:
-    """Lock a window of candidates and pick one at random; the window stays locked until commit.
+def _lease_from_window(user, state: _AnnotatorState, now, task_ids, *, skipped: bool, gold: bool) -> Lease | None:
+    """Lock a window of candidates and lease one of them, picked at random; the window stays locked
+    until commit.
 
-    A window whose pairs all turn out full stays locked (nobody may lease them anyway) while the
-    next window is taken with ``skip_locked``, which never waits; if a lock must be waited for
-    while such a window is held, :class:`_Restart` rolls the whole transaction back first."""
+    The window's statement may not see leases committed after it began (its snapshot) on pairs it
+    then locked, so a normal pair's room is counted again in the lease's INSERT itself, a new
+    statement that sees every commit before it: the lease is written only if live leases plus
+    judgements stay under k. A pair that turns out full is set aside and another one of the window
+    is tried. A window whose pairs all turn out full stays locked (nobody may lease them anyway)
+    while the next window is taken with ``skip_locked``, which never waits; if a lock must be waited
+    for while such a window is held, :class:`_Restart` rolls the whole transaction back first."""
     full: set[int] = set()
     while True:
         locked = _lock_window(user, now, task_ids, full, skipped=skipped, gold=gold)
-        if gold:
-            open_pairs = locked
-        else:
-            counts = _live_counts([row[_ID] for row in locked], now)
-            open_pairs = [row for row in locked if row[_COUNT] + counts.get(row[_ID], 0) < row[_K]]
-        if open_pairs or not locked:
-            return _as_pair(random.choice(open_pairs)) if open_pairs else None
-        # The statement's snapshot was stale for every pair in the window: they are full.
-        full.update(row[_ID] for row in locked)
+        if not locked:
+            return None
+        random.shuffle(locked)
+        for row in locked:
+            pair = _as_pair(row)
+            pair.tuple.task = state.task(pair.tuple.task_id)  # for the payload
+            lease = _create_lease(user, pair, now, savepoint=False, if_room=not gold)
+            if lease is not None:
+                return lease
+            full.add(row[_ID])  # the window's snapshot was stale for this pair: it is full
 
 
-def _create_lease(user, pair: Pair, now, *, order: tuple[int, int] | None = None, savepoint: bool = True) -> Lease:
+@functools.lru_cache(maxsize=4)
+def _room_sql(vendor: str) -> str:
+    """The lease INSERT's condition (parameters: pair, active, now, k - judgements)."""
+    del vendor  # part of the cache key only
+    return (f"(SELECT COUNT(*) FROM {rows.table(Lease)} l WHERE {rows.col('l', Lease, 'pair')} = %s "
+            f"AND {rows.col('l', Lease, 'state')} = %s AND {rows.col('l', Lease, 'expires_at')} > %s) < %s")
+
+
+def _create_lease(user, pair: Pair, now, *, order: tuple[int, int] | None = None, savepoint: bool = True,
+                  if_room: bool = False) -> Lease | None:
     """Lease ``pair`` (loaded with its tuple, task and discipline, which the payload shows) to the
     user. With ``savepoint=False`` a concurrent lease of the same annotator raises IntegrityError
     and the caller's transaction is lost (:func:`next_lease` starts a new one); otherwise the
-    existing live lease is returned."""
+    existing live lease is returned. ``if_room`` (with ``savepoint=False``, the pair locked and
+    loaded under the lock): only if the pair's live leases and judgements stay under k, else None."""
     if order is None:
         order = (pair.image_correct_id, pair.image_wrong_id)
         if random.random() < 0.5:
@@ -436,7 +452,10 @@ def _create_lease(user, pair: Pair, now, *, order: tuple[int, int] | None = None
     fields = dict(pair=pair, annotator=user, left_image_id=order[0], right_image_id=order[1],
                   expires_at=now + settings.LEASE_TTL)
     if not savepoint:
-        return rows.insert(Lease(**fields))
+        if not if_room:
+            return rows.insert(Lease(**fields))
+        room = [pair.id, Lease.State.ACTIVE, rows.db().ops.adapt_datetimefield_value(now), pair.k - pair.judgement_count]
+        return rows.insert(Lease(**fields), only_if=_room_sql(rows.db().vendor), params=room)
     try:
         with transaction.atomic():
             lease = Lease.objects.create(**fields)

@@ -112,29 +112,39 @@ def update(instance, **values) -> None:
 
 
 @functools.lru_cache(maxsize=32)
-def _insert_shape(vendor: str, model) -> tuple[str, tuple, bool]:
+def _insert_shape(vendor: str, model, only_if: str) -> tuple[str, tuple, bool]:
     del vendor  # part of the cache key only
     meta = model._meta
     fields = tuple(f for f in meta.local_concrete_fields if f is not meta.auto_field and not f.generated)
     q = connection.ops.quote_name
     returning = connection.features.can_return_columns_from_insert
-    sql = (f"INSERT INTO {table(model)} ({', '.join(q(f.column) for f in fields)}) "
-           f"VALUES ({', '.join(['%s'] * len(fields))})" + (f" RETURNING {q(meta.pk.column)}" if returning else ""))
+    values = ", ".join(["%s"] * len(fields))
+    source = f"SELECT {values} WHERE {only_if}" if only_if else f"VALUES ({values})"
+    sql = (f"INSERT INTO {table(model)} ({', '.join(q(f.column) for f in fields)}) {source}"
+           + (f" RETURNING {q(meta.pk.column)}" if returning else ""))
     return sql, fields, returning
 
 
-def insert(instance):
+def insert(instance, *, only_if: str = "", params=()):
     """``instance.save()`` of a new row with an automatic primary key, in one INSERT: every field's
     ``pre_save`` runs as in ``save()`` (``auto_now_add`` timestamps), defaults come from the
-    model's constructor. Returns the instance with its primary key set."""
+    model's constructor. Returns the instance with its primary key set.
+
+    ``only_if``: an SQL condition (its ``params`` follow the row's values); the row is inserted only
+    if it holds when the INSERT runs, and None is returned when it did not."""
     model, conn = type(instance), db()
-    sql, fields, returning = _insert_shape(conn.vendor, model)
-    params = [f.get_db_prep_save(f.pre_save(instance, True), conn) for f in fields]
+    sql, fields, returning = _insert_shape(conn.vendor, model, only_if)
+    values = [f.get_db_prep_save(f.pre_save(instance, True), conn) for f in fields]
     with cursor() as cur:
-        cur.execute(sql, params)
+        cur.execute(sql, [*values, *params])
         if returning:
-            pk = cur.fetchone()[0]
+            row = cur.fetchone()
+            if row is None:
+                return None
+            pk = row[0]
         else:
+            if only_if and cur.rowcount == 0:
+                return None
             pk = conn.ops.last_insert_id(cur, model._meta.db_table, model._meta.pk.column)
     instance.pk = pk
     instance._state.adding = False
