@@ -10,7 +10,7 @@ import pytest
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 pytestmark = [
-    pytest.mark.django_db(transaction=True),
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),  # as every transactional test here
     pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL backend"),
 ]
 
