@@ -17,7 +17,7 @@ import random
 from datetime import timedelta
 
 import pytest
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.test.utils import CaptureQueriesContext
@@ -178,8 +178,10 @@ def test_next_and_judgement_run_the_same_number_of_statements_whatever_the_numbe
         assert judged.status_code == 201
         counts.append((next_statements, judge_statements))
     assert counts[0] == counts[1]
-    # token + role, state, window, capacity re-check, insert (+ savepoints of the test's transaction)
-    assert counts[0][0] <= 7
+    # next: token + role, state, window, lease insert re-checking room; judgement: token + role, pair and
+    # lease, the four writes, consensus read and write (+ the test transaction's savepoints, 2 each)
+    savepoints = 2
+    assert counts[0] == (4 + savepoints, (5 if connection.vendor == "postgresql" else 8) + savepoints)
 
 
 # --- the one-statement token path answers as DRF does -----------------------------------------------
@@ -354,6 +356,73 @@ def test_a_row_inserted_by_the_hot_path_equals_the_row_save_writes():
     rows.update(fast_c, outcome="disputed", label="", counts={"expected": 1})
     assert Consensus.objects.values_list("outcome", "label", "counts").get(pk=fast_c.pk) == (
         "disputed", "", {"expected": 1})
+
+
+
+def _judgement_writes(user, pair, lease, now, choice):
+    """A judgement with the writes the queue makes with it (rows.insert_with's arguments)."""
+    from annotation.services import audit
+
+    judgement = Judgement(pair=pair, annotator=user, lease=lease, choice=choice, chosen_image_id=pair.image_correct_id,
+                          flag_off_topic=True, comment="ünïcode ☃", time_spent_ms=1234)
+    return judgement, dict(
+        updates=[(pair, {"judgement_count": 1, "status": Pair.Status.OPEN}),
+                 (lease, {"state": Lease.State.JUDGED, "ended_at": now})],
+        then=audit.event(user, "judgement.created", judgement, after={"choice": choice, "nested": [1, None]}),
+        link="target_id")
+
+
+def test_writes_sent_together_equal_the_same_writes_sent_one_by_one():
+    from annotation.models import AuditEvent
+    from annotation.services import rows
+
+    user = make_user("together", disciplines=["chemistry"])
+    now = timezone.now()
+    written = []
+    for together in (True, False):
+        pair = make_pair("RU")
+        lease = Lease.objects.create(pair=pair, annotator=make_user(f"t{together}", disciplines=["chemistry"]),
+                                     left_image_id=pair.image_correct_id, right_image_id=pair.image_wrong_id,
+                                     expires_at=now)
+        judgement, writes = _judgement_writes(user, pair, lease, now, "left")
+        with CaptureQueriesContext(connection) as ctx:
+            if together:
+                rows.insert_with(judgement, **writes)
+            else:
+                rows.insert(judgement)
+                for obj, values in writes["updates"]:
+                    rows.update(obj, **values)
+                writes["then"].target_id = str(judgement.pk)
+                rows.insert(writes["then"])
+        if together and connection.vendor == "postgresql":
+            assert len(ctx.captured_queries) == 1
+        event = writes["then"]
+        assert judgement.pk and not judgement._state.adding and event.pk and event.target_id == str(judgement.pk)
+        assert Lease.objects.values_list("state", "ended_at").get(pk=lease.pk) == ("judged", now)
+        assert Pair.objects.values_list("judgement_count", "status").get(pk=pair.pk) == (1, "open")
+        assert Judgement.objects.get(pk=judgement.pk).created_at == judgement.created_at  # as save() leaves it
+        written.append((_stored(Judgement, judgement.pk), _stored(AuditEvent, event.pk)))
+    (fast_j, fast_e), (slow_j, slow_e) = written
+    per_pair = ("pair_id", "lease_id", "chosen_image_id")
+    assert {k: v for k, v in fast_j.items() if k not in per_pair} == {k: v for k, v in slow_j.items() if k not in per_pair}
+    assert {**fast_e, "target_id": ""} == {**slow_e, "target_id": ""}
+
+
+def test_writes_sent_together_write_nothing_when_one_of_them_fails():
+    from annotation.models import AuditEvent
+    from annotation.services import rows
+
+    user = make_user("failing", disciplines=["chemistry"])
+    pair, now = make_pair("RU"), timezone.now()
+    lease = Lease.objects.create(pair=pair, annotator=user, left_image_id=pair.image_correct_id,
+                                 right_image_id=pair.image_wrong_id, expires_at=now)
+    judgement, writes = _judgement_writes(user, pair, lease, now, "left")
+    writes["then"].action = None  # NOT NULL: the last write fails
+    with pytest.raises(IntegrityError), transaction.atomic():
+        rows.insert_with(judgement, **writes)
+    assert not Judgement.objects.exists() and not AuditEvent.objects.filter(action="judgement.created").exists()
+    assert Pair.objects.values_list("judgement_count", flat=True).get(pk=pair.pk) == 0
+    assert Lease.objects.values_list("state", flat=True).get(pk=lease.pk) == "active"
 
 
 _BODIES = [

@@ -6,14 +6,19 @@ from annotation.models import AuditEvent
 from annotation.services import rows
 
 
-def record(actor, action: str, target, *, before: dict | None = None, after: dict | None = None) -> AuditEvent:
-    """Append one event. ``target`` is a model instance (its class name and pk are stored). Written
-    with one INSERT (:func:`annotation.services.rows.insert`): every judgement records one."""
-    return rows.insert(AuditEvent(
+def event(actor, action: str, target, *, before: dict | None = None, after: dict | None = None) -> AuditEvent:
+    """The event, unsaved. ``target`` is a model instance (its class name and pk are stored; a
+    target not saved yet gets its id where the event is written with it, see the queue's judgement)."""
+    return AuditEvent(
         actor=actor if getattr(actor, "pk", None) else None,
         action=action,
         target_type=type(target).__name__.lower(),
-        target_id=str(target.pk),
+        target_id="" if target.pk is None else str(target.pk),
         before=before,
         after=after,
-    ))
+    )
+
+
+def record(actor, action: str, target, *, before: dict | None = None, after: dict | None = None) -> AuditEvent:
+    """Append one event, written with one INSERT (:func:`annotation.services.rows.insert`)."""
+    return rows.insert(event(actor, action, target, before=before, after=after))

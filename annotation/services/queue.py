@@ -42,8 +42,9 @@ when one exists. The candidate statement walks the ``(status, -priority, id)`` i
 pairs from its head and stops after the window, so its cost depends on how many pairs near the
 head this annotator cannot take (pairs they judged that wait for others, pairs other annotators
 hold), not on how many pairs there are; the allowed tasks are passed to it as literal ids, which
-keeps PostgreSQL's estimates, and so that plan, right. A judgement runs: the pair and lease locks,
-the judgement, pair, lease and audit writes, and the consensus (read and write, passed the locked
+keeps PostgreSQL's estimates, and so that plan, right. A judgement runs: the pair and lease locks
+(one statement), the judgement, pair, lease and audit writes (one statement on PostgreSQL,
+:func:`annotation.services.rows.insert_with`), and the consensus (read and write, passed the locked
 pair through ``judgements_changed``). Every statement of ``next`` and ``judgement`` is SQL written
 here or in :mod:`annotation.services.rows` (table and column names from the models) because
 building and compiling them through the ORM cost several times the CPU of running them;
@@ -479,33 +480,32 @@ _LEASE_FIELDS = ("id", "pair_id", "annotator_id", "left_image_id", "right_image_
 
 
 @functools.lru_cache(maxsize=4)
-def _lock_sql(vendor: str) -> tuple[str, str]:
+def _lock_sql(vendor: str) -> str:
+    """The pair and the lease in one statement (parameters: lease, user). ``FOR UPDATE OF p, l``
+    locks the rows in that order (PostgreSQL takes a statement's row locks in the order its
+    ``OF`` clause names them), pair first as everywhere else."""
     del vendor  # part of the cache key only
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    pair = (f"SELECT {', '.join(rows.col('p', Pair, f) for f in _PAIR_FIELDS)} FROM {rows.table(Pair)} p "
-            f"WHERE {rows.col('p', Pair, 'id')} = (SELECT {rows.col('l', Lease, 'pair')} FROM {rows.table(Lease)} l "
-            f"WHERE {rows.col('l', Lease, 'id')} = %s AND {rows.col('l', Lease, 'annotator')} = %s){lock}")
-    lease = (f"SELECT {', '.join(rows.col('l', Lease, f) for f in _LEASE_FIELDS)} FROM {rows.table(Lease)} l "
-             f"WHERE {rows.col('l', Lease, 'id')} = %s{lock}")
-    return pair, lease
+    lock = ""
+    if connection.features.has_select_for_update:
+        lock = " FOR UPDATE OF p, l" if connection.features.has_select_for_update_of else " FOR UPDATE"
+    return (f"SELECT {', '.join(rows.col('p', Pair, f) for f in _PAIR_FIELDS)}, "
+            f"{', '.join(rows.col('l', Lease, f) for f in _LEASE_FIELDS)} FROM {rows.table(Pair)} p "
+            f"INNER JOIN {rows.table(Lease)} l ON {rows.col('l', Lease, 'pair')} = {rows.col('p', Pair, 'id')} "
+            f"WHERE {rows.col('l', Lease, 'id')} = %s AND {rows.col('l', Lease, 'annotator')} = %s{lock}")
 
 
 def _lock_pair_and_lease(user, lease_id) -> tuple[Pair, Lease]:
     """Lock the pair first, then the lease: the same order everywhere, so no deadlocks. The pair
-    is found through the user's own lease in the same statement (404 for anyone else's); both
-    statements are written in SQL because this runs on every judgement (fields the queue does not
-    use are deferred)."""
+    is found through the user's own lease (404 for anyone else's), both in one statement written
+    in SQL because this runs on every judgement (fields the queue does not use are deferred)."""
     conn = rows.db()
-    pair_sql, lease_sql = _lock_sql(conn.vendor)
     with rows.cursor() as cursor:
-        cursor.execute(pair_sql, [lease_id, user.pk])
+        cursor.execute(_lock_sql(conn.vendor), [lease_id, user.pk])
         row = cursor.fetchone()
-        if row is None:
-            raise LeaseNotFound("No such lease for this user.")
-        pair = rows.load(Pair, _PAIR_FIELDS, row)
-        cursor.execute(lease_sql, [lease_id])
-        lease = rows.load(Lease, _LEASE_FIELDS, cursor.fetchone())
-    return pair, lease
+    if row is None:
+        raise LeaseNotFound("No such lease for this user.")
+    n = len(_PAIR_FIELDS)
+    return rows.load(Pair, _PAIR_FIELDS, row[:n], conn), rows.load(Lease, _LEASE_FIELDS, row[n:], conn)
 
 
 def _has_room_for(pair: Pair, lease: Lease, now) -> bool:
@@ -583,7 +583,7 @@ def submit_judgement(user, lease_id, data: JudgementInput) -> tuple[Judgement, b
             Judgement.Choice.LEFT: lease.left_image_id,
             Judgement.Choice.RIGHT: lease.right_image_id,
         }.get(data.choice)
-        judgement = rows.insert(Judgement(
+        judgement = Judgement(
             pair=pair,
             annotator=user,
             lease=lease,
@@ -594,12 +594,17 @@ def submit_judgement(user, lease_id, data: JudgementInput) -> tuple[Judgement, b
             flag_off_topic=data.flag_off_topic,
             comment=data.comment,
             time_spent_ms=data.time_spent_ms,
-        ))
+        )
         count = pair.judgement_count + 1
         complete = not pair.is_gold and count >= pair.k
-        rows.update(pair, judgement_count=count, status=Pair.Status.COMPLETE if complete else pair.status)
-        rows.update(lease, state=Lease.State.JUDGED, ended_at=now)
-        audit.record(user, "judgement.created", judgement, after=_judgement_state(judgement))
+        # the judgement, the pair's count, the lease's end and the audit event: one statement
+        rows.insert_with(
+            judgement,
+            updates=[(pair, {"judgement_count": count, "status": Pair.Status.COMPLETE if complete else pair.status}),
+                     (lease, {"state": Lease.State.JUDGED, "ended_at": now})],
+            then=audit.event(user, "judgement.created", judgement, after=_judgement_state(judgement)),
+            link="target_id",
+        )
         judgements_changed.send(sender=Judgement, pair_id=pair.id, actor=user, pair=pair)
         return judgement, True
 
