@@ -525,7 +525,7 @@ NOTES = """\
 - Module imports (pyarrow, which loads pandas; Pillow) happen before the clock starts: a worker pays them
   once per process (about a second), not per export.
 
-## What was optimised (curation/services/exporting.py, importing/)
+## What was optimised (curation/services/exporting/, importing/)
 
 Export: the next batch's images are read on a background thread while the current batch is written;
 parquet row groups are built column by column (not `from_pylist`) and encoded/written on a background

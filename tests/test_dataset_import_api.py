@@ -129,7 +129,7 @@ def test_the_schema_documents_the_import_endpoint_without_warnings_of_its_own(tm
     assert "  /api/curation/imports/:" in text and "DatasetImportRequest:" in text
 
 
-# --- round trip with curation/services/exporting.py ----------------------------------------------------
+# --- round trip with curation/services/exporting/ -----------------------------------------------------
 
 
 def _sha(image) -> str:

@@ -1,0 +1,195 @@
+"""The parquet export: the Science-T2I schema plus our columns, sharded writers with row groups encoded in the
+background, and :func:`write_parquet_export` (with its dataset card, see :mod:`.card`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from curation.services.exporting.base import DECIDED, SPLITS
+from curation.services.exporting.card import _agreement_add, _agreement_summary, dataset_card
+from curation.services.exporting.hashing import _Hasher
+from curation.services.exporting.source import Row, _common, _count, _counts_skeleton, _excluded, _Source
+
+# --- parquet ---------------------------------------------------------------------------------------
+
+_EXTRA_COLUMNS = (("tuple_id", "int64"), ("pair_id", "int64"), ("task", "string"), ("discipline", "string"),
+                  ("label", "string"), ("consensus", "string"), ("agreement", "float64"),
+                  ("n_judgements", "int64"))
+
+
+def parquet_schema():
+    """The Science-T2I schema of :mod:`ml.core.data` plus our columns, with ``datasets`` features metadata."""
+    import pyarrow as pa
+
+    from ml.core.data import _IMAGE_COLUMNS, _PROMPT_COLUMNS, _features
+
+    image = pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+    columns = [(c, pa.string()) for c in _PROMPT_COLUMNS] + [(c, image) for c in _IMAGE_COLUMNS]
+    columns += [("category", pa.string()), ("law", pa.string())]
+    columns += [(name, getattr(pa, dtype)()) for name, dtype in _EXTRA_COLUMNS]
+    published = _features()
+    extra = dict(_EXTRA_COLUMNS)
+    features = {name: published.get(name) or {"dtype": extra[name], "_type": "Value"} for name, _ in columns}
+    return pa.schema(columns, metadata={"huggingface": json.dumps({"info": {"features": features}})})
+
+
+def _parquet_options(schema) -> dict:
+    """ParquetWriter options: the encoded images (JPEG, PNG, WebP: already compressed) are stored as they
+    are, without compression, a dictionary or min/max statistics, which would cost time for nothing;
+    every other column keeps pyarrow's defaults (snappy, dictionary, statistics)."""
+    import pyarrow as pa
+
+    images, others = [], []
+    for field in schema:
+        if pa.types.is_list(field.type) and pa.types.is_struct(field.type.value_type):
+            images.append(f"{field.name}.list.element.bytes")
+            others.append(f"{field.name}.list.element.path")
+        else:
+            others.append(field.name)
+    return {"compression": {**{c: "snappy" for c in others}, **{c: "none" for c in images}},
+            "use_dictionary": others, "write_statistics": others}
+
+
+def _parquet_row(row: Row) -> dict:
+    v = row.values
+    correct, correct_sha, correct_ext = row.image("correct")
+    wrong, wrong_sha, wrong_ext = row.image("wrong")
+    return {
+        "implicit_prompt": v["implicit_prompt"], "explicit_prompt": v["explicit_prompt"] or "",
+        "superficial_prompt": v["superficial_prompt"] or "",
+        "explicit_image": [{"bytes": correct, "path": f"{correct_sha}.{correct_ext}"}],
+        "superficial_image": [{"bytes": wrong, "path": f"{wrong_sha}.{wrong_ext}"}],
+        "category": v["task_name"] or "", "law": v["task"] or "",
+        **_common(row),
+    }
+
+
+def _parquet_table(rows: list[dict], schema):
+    """``pa.Table.from_pylist(rows, schema=schema)`` built column by column: the same table, without the
+    per-row dictionary walk (the image bytes are copied once, into one buffer per column)."""
+    import itertools
+
+    import pyarrow as pa
+
+    arrays = []
+    for field in schema:
+        values = [row[field.name] for row in rows]
+        if pa.types.is_list(field.type) and pa.types.is_struct(field.type.value_type):
+            offsets = pa.array(itertools.accumulate((len(v) for v in values), initial=0), pa.int32())
+            items = [item for v in values for item in v]
+            struct = field.type.value_type
+            children = [pa.array([item[f.name] for item in items], f.type) for f in struct]
+            arrays.append(pa.ListArray.from_arrays(
+                offsets, pa.StructArray.from_arrays(children, fields=list(struct)), type=field.type))
+        else:
+            arrays.append(pa.array(values, field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+class _ShardedParquet:
+    """Parquet shards of one split, each under ``shard_bytes`` (estimated), one row group per flush.
+
+    Row groups are encoded and written on a background thread (pyarrow releases the GIL) while the next
+    batch is read and converted; at most one row group waits, so memory stays at about two batches."""
+
+    def __init__(self, folder: Path, split: str, shard_bytes: int, schema, hasher: _Hasher | None = None):
+        self.folder, self.split, self.shard_bytes, self.schema = folder, split, shard_bytes, schema
+        self.hasher = hasher
+        self.shards: list[Path] = []
+        self.writer, self.size, self.rows = None, 0, []
+        self._pool, self._pending = None, None
+
+    def add(self, row: Row) -> None:
+        if self.writer is not None and self.size + row.size > self.shard_bytes:
+            self._flush()
+            self._close_shard()
+        if self.writer is None:
+            import pyarrow.parquet as pq
+
+            path = self.folder / f".{self.split}-{len(self.shards):05d}.part"
+            self.shards.append(path)
+            self.writer, self.size = pq.ParquetWriter(path, self.schema, **_parquet_options(self.schema)), 0
+        self.rows.append(_parquet_row(row))
+        self.size += row.size
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def _close_shard(self) -> None:
+        self._wait()
+        self.writer.close()
+        self.writer = None
+        if self.hasher is not None:
+            self.hasher.add_file(self.shards[-1].name)
+
+    def _flush(self) -> None:
+        if self.rows:
+            table = _parquet_table(self.rows, self.schema)
+            self.rows = []
+            self._wait()
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="export-parquet")
+            self._pending = self._pool.submit(self.writer.write_table, table)
+
+    def end_batch(self) -> None:
+        if self.writer is not None:
+            self._flush()
+
+    def abandon(self) -> None:
+        """Stop the background writer (after an error; the temporary folder is removed by the caller)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        if self.writer is not None:
+            try:
+                self.writer.close()
+            except Exception:  # noqa: BLE001 — the export is failing already; keep its own error
+                pass
+            self.writer = None
+
+    def close(self) -> list[str]:
+        if self.writer is not None:
+            self._flush()
+            self._close_shard()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        n, names = len(self.shards), []
+        for i, path in enumerate(self.shards):
+            name = f"{self.split}-{i:05d}-of-{n:05d}.parquet"
+            os.rename(path, self.folder / name)
+            if self.hasher is not None:
+                self.hasher.rename(path.name, name)
+            names.append(name)
+        return names
+
+
+def write_parquet_export(source: _Source, folder: Path, shard_bytes: int) -> dict:
+    schema, counts = parquet_schema(), _counts_skeleton()
+    agreements: dict[str, list] = {}
+    for split in SPLITS:
+        shards = _ShardedParquet(folder, split, shard_bytes, schema, source.hasher)
+        try:
+            for batch in source.batches(split, DECIDED):
+                for row in batch:
+                    shards.add(row)
+                    _count(counts, row)
+                    _agreement_add(agreements, split, row.values["agreement"])
+                shards.end_batch()
+            files = shards.close()
+        except BaseException:
+            shards.abandon()
+            raise
+        if files:
+            counts["files"][split] = files
+        _excluded(source, counts, split)
+    counts["agreement"] = _agreement_summary(agreements)
+    (folder / "README.md").write_text(dataset_card(source.version, counts), encoding="utf-8")
+    return counts
