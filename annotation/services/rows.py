@@ -150,7 +150,6 @@ def insert(instance, *, only_if: str = "", params=()):
     return instance
 
 
-
 def _new_row_fields(model, skip: str = "") -> tuple:
     """The fields ``insert`` writes for a new row of ``model`` (the field named ``skip`` left out)."""
     _, fields, _ = _insert_shape(db().vendor, model, "")
@@ -159,6 +158,7 @@ def _new_row_fields(model, skip: str = "") -> tuple:
 
 @functools.lru_cache(maxsize=16)
 def _insert_with_sql(vendor: str, first, updates: tuple, then, link: str) -> str:
+    """:func:`insert_with`'s statement on PostgreSQL (``updates``: ``(model, field names)`` pairs)."""
     del vendor  # part of the cache key only
     q = connection.ops.quote_name
 
