@@ -329,7 +329,10 @@ def inject_violations() -> None:
     from annotation.services import people
 
     now = timezone.now()
-    fresh = Pair.objects.filter(is_gold=False, leases__isnull=True).order_by("-id").first()
+    # k + 1 more judged leases put any pair over k; a pair nobody leased is preferred, but a fast run
+    # may have leased every pair of a small seed
+    pairs = Pair.objects.filter(is_gold=False).order_by("-id")
+    fresh = pairs.filter(leases__isnull=True).first() or pairs.first()
     for i in range(fresh.k + 1):
         user, _ = people.ensure_user(f"bench-injected-{i}", role="annotator", disciplines=list(DISCIPLINES))
         Lease.objects.create(pair=fresh, annotator=user, left_image_id=fresh.image_correct_id,
