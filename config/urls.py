@@ -15,3 +15,5 @@ urlpatterns = [
     path("ml/", include("ml.urls")),
     path("", include("annotation.urls")),
 ]
+
+handler404 = "config.errors.not_found"
