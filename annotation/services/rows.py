@@ -150,22 +150,22 @@ def insert(instance, *, only_if: str = "", params=()):
     return instance
 
 
-def _new_row_fields(model, skip: str = "") -> tuple:
+@functools.lru_cache(maxsize=32)
+def _new_row_fields(vendor: str, model, skip: str = "") -> tuple:
     """The fields ``insert`` writes for a new row of ``model`` (the field named ``skip`` left out)."""
-    _, fields, _ = _insert_shape(db().vendor, model, "")
+    _, fields, _ = _insert_shape(vendor, model, "")
     return tuple(f for f in fields if f.name != skip)
 
 
 @functools.lru_cache(maxsize=16)
 def _insert_with_sql(vendor: str, first, updates: tuple, then, link: str) -> str:
     """:func:`insert_with`'s statement on PostgreSQL (``updates``: ``(model, field names)`` pairs)."""
-    del vendor  # part of the cache key only
     q = connection.ops.quote_name
 
     def columns(fields):
         return ", ".join(q(f.column) for f in fields)
 
-    first_fields = _new_row_fields(first)
+    first_fields = _new_row_fields(vendor, first)
     parts = [f"f AS (INSERT INTO {table(first)} ({columns(first_fields)}) "
              f"VALUES ({', '.join(['%s'] * len(first_fields))}) RETURNING {q(first._meta.pk.column)} AS id)"]
     for index, (model, names) in enumerate(updates):
@@ -173,7 +173,7 @@ def _insert_with_sql(vendor: str, first, updates: tuple, then, link: str) -> str
         parts.append(f"u{index} AS (UPDATE {table(model)} SET {sets} WHERE {q(model._meta.pk.column)} = %s)")
     if then is None:
         return f"WITH {', '.join(parts)} SELECT f.id, NULL FROM f"
-    field, then_fields = then._meta.get_field(link), _new_row_fields(then, skip=link)
+    field, then_fields = then._meta.get_field(link), _new_row_fields(vendor, then, skip=link)
     parts.append(f"t AS (INSERT INTO {table(then)} ({columns(then_fields)}, {q(field.column)}) "
                  f"SELECT {', '.join(['%s'] * len(then_fields))}, CAST(f.id AS {field.cast_db_type(connection)}) "
                  f"FROM f RETURNING {q(then._meta.pk.column)} AS id)")
@@ -204,7 +204,7 @@ def insert_with(first, *, updates=(), then=None, link: str = ""):
             setattr(then, link_field.attname, link_field.to_python(first.pk))
             insert(then)
         return first
-    params = [f.get_db_prep_save(f.pre_save(first, True), conn) for f in _new_row_fields(type(first))]
+    params = [f.get_db_prep_save(f.pre_save(first, True), conn) for f in _new_row_fields(conn.vendor, type(first))]
     shapes = []
     for obj, values in updates:
         meta = type(obj)._meta
@@ -214,7 +214,8 @@ def insert_with(first, *, updates=(), then=None, link: str = ""):
         params.append(obj.pk)
         shapes.append((type(obj), tuple(values)))
     if then is not None:
-        params += [f.get_db_prep_save(f.pre_save(then, True), conn) for f in _new_row_fields(type(then), skip=link)]
+        params += [f.get_db_prep_save(f.pre_save(then, True), conn)
+                   for f in _new_row_fields(conn.vendor, type(then), skip=link)]
     sql = _insert_with_sql(conn.vendor, type(first), tuple(shapes), type(then) if then is not None else None, link)
     with cursor() as cur:
         cur.execute(sql, params)
