@@ -78,6 +78,16 @@ class PromptTuple(models.Model):
     scene = models.CharField(max_length=8, choices=Scene.choices, default=Scene.SIMPLE)
     source = models.CharField(max_length=200, blank=True, help_text="Where the tuple came from (file, run).")
     provenance = models.JSONField(default=dict, blank=True)
+    # Other wordings of each prompt, in order, without the prompt itself: the published train rows carry
+    # several paraphrases per prompt, and the paper's trainer draws one at random per example. Exported as
+    # ``[prompt, *paraphrases]``. Written by annotation.services.catalog (lists of non-empty strings).
+    implicit_paraphrases = models.JSONField(default=list, blank=True)
+    explicit_paraphrases = models.JSONField(default=list, blank=True)
+    superficial_paraphrases = models.JSONField(default=list, blank=True)
+    # The tuple's grading rubrics (published columns): the scene gate an LMM judge checks first, then the
+    # 0-3 reality grade. Shown to reviewers, exported unchanged.
+    scene_scoring = models.TextField(blank=True, help_text="Scene gate: what the image must show.")
+    real_scoring = models.TextField(blank=True, help_text="Reality grade 0-3: what makes the image correct.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -93,6 +103,12 @@ class PromptTuple(models.Model):
     def save(self, *args, **kwargs):
         self.implicit_normalised = normalise_prompt(self.implicit_prompt)
         super().save(*args, **kwargs)
+
+    def prompts(self, which: str) -> list[str]:
+        """Every wording of the ``implicit``/``explicit``/``superficial`` prompt: the prompt, then its
+        paraphrases (an empty prompt gives ``[]``)."""
+        first = getattr(self, f"{which}_prompt")
+        return ([first] if first else []) + [p for p in getattr(self, f"{which}_paraphrases") or [] if p != first]
 
     def __str__(self) -> str:
         return self.implicit_prompt[:80]

@@ -32,6 +32,9 @@ class Consensus(models.Model):
         REJECTED = "rejected", "rejected"
         DISPUTED = "disputed", "disputed"
         ADJUDICATED = "adjudicated", "adjudicated"
+        # Decided elsewhere and brought in by an import (a published dataset's expert label, or another
+        # platform's export); ``provenance`` says where from. Judgements or an adjudication here take over.
+        IMPORTED = "imported", "imported decision"
 
     pair = models.OneToOneField(Pair, on_delete=models.CASCADE, related_name="consensus")
     outcome = models.CharField(max_length=12, choices=Outcome.choices, default=Outcome.PENDING, db_index=True)
@@ -39,6 +42,10 @@ class Consensus(models.Model):
     agreement = models.FloatField(null=True, blank=True, help_text="Share of judgements with the majority label.")
     n_judgements = models.PositiveIntegerField(default=0)
     counts = models.JSONField(default=dict, help_text="Judgements per label (gold judgements excluded).")
+    provenance = models.JSONField(
+        default=dict, blank=True,
+        help_text="For an imported decision: the source (file, row, dataset) and the decision as it stood there.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

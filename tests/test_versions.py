@@ -70,7 +70,7 @@ def test_it_freezes_the_decided_pairs_with_their_labels(admin_user, catalogue):
     assert set(version.counts["splits"]) == {"train", "validation", "test_S", "test_C"}
     assert len(version.content_hash) == 64
     assert version.created_by == admin_user and version.parent is None
-    assert version.filters["outcomes"] == ["adjudicated", "confirmed", "reversed"]
+    assert version.filters["outcomes"] == ["adjudicated", "confirmed", "imported", "reversed"]
     assert version.split_ratios == {"train": 0.8, "validation": 0.1, "test": 0.1, "seed": 0}
     event = AuditEvent.objects.get(action="version.frozen")
     assert (event.actor, event.target_type, event.target_id) == (admin_user, "datasetversion", str(version.pk))

@@ -78,6 +78,11 @@ def upsert_tuple(
     scene: str | None = None,
     source: str = "",
     provenance: dict | None = None,
+    implicit_paraphrases: list[str] | None = None,
+    explicit_paraphrases: list[str] | None = None,
+    superficial_paraphrases: list[str] | None = None,
+    scene_scoring: str = "",
+    real_scoring: str = "",
     actor=None,
 ) -> tuple[PromptTuple, str]:
     """Create the tuple, or fill in a matching one (same normalised implicit prompt and task).
@@ -85,7 +90,9 @@ def upsert_tuple(
     A task-less tuple with the same prompt is taken over when a task is given, so assigning the
     task later (by re-importing with ``--task``) does not make a second tuple. Returns the tuple
     and what happened: ``"created"``, ``"updated"`` or ``"skipped"`` (nothing new). Non-empty
-    fields given here overwrite; empty ones and ``scene=None`` never erase what is stored.
+    fields given here overwrite; empty ones (an empty paraphrase list included) and ``scene=None``
+    never erase what is stored. Paraphrases are the *other* wordings of each prompt
+    (:func:`clean_paraphrases`).
     """
     implicit_prompt = implicit_prompt.strip()
     if not implicit_prompt:
@@ -104,6 +111,11 @@ def upsert_tuple(
         "source": source,
         "scene": scene,
         "task": task,
+        "implicit_paraphrases": clean_paraphrases(implicit_prompt, implicit_paraphrases),
+        "explicit_paraphrases": clean_paraphrases(explicit_prompt.strip(), explicit_paraphrases),
+        "superficial_paraphrases": clean_paraphrases(superficial_prompt.strip(), superficial_paraphrases),
+        "scene_scoring": (scene_scoring or "").strip(),
+        "real_scoring": (real_scoring or "").strip(),
     }
     if existing is None:
         fields["scene"] = scene or PromptTuple.Scene.SIMPLE
@@ -121,10 +133,27 @@ def upsert_tuple(
     return existing, "updated"
 
 
+def clean_paraphrases(prompt: str, paraphrases) -> list[str]:
+    """The other wordings of ``prompt``: stripped, non-empty, in order, without repeats or the prompt itself.
+    ``ValueError`` unless a list of strings."""
+    if not paraphrases:
+        return []
+    if not isinstance(paraphrases, list | tuple) or not all(isinstance(p, str) for p in paraphrases):
+        raise ValueError("Paraphrases must be a list of strings.")
+    seen, kept = {prompt}, []
+    for text in (p.strip() for p in paraphrases):
+        if text and text not in seen:
+            seen.add(text)
+            kept.append(text)
+    return kept
+
+
 def _tuple_state(t: PromptTuple) -> dict:
     return {"implicit_prompt": t.implicit_prompt, "explicit_prompt": t.explicit_prompt,
             "superficial_prompt": t.superficial_prompt, "task": t.task_id, "subject": t.subject, "scene": t.scene,
-            "source": t.source}
+            "source": t.source, "implicit_paraphrases": t.implicit_paraphrases,
+            "explicit_paraphrases": t.explicit_paraphrases, "superficial_paraphrases": t.superficial_paraphrases,
+            "scene_scoring": t.scene_scoring, "real_scoring": t.real_scoring}
 
 
 def create_pair(tuple: PromptTuple, image_correct: Image, image_wrong: Image, *, k: int | None = None,
@@ -174,6 +203,21 @@ def _open_or_complete(pair: Pair) -> str:
     if pair.is_gold or pair.judgement_count < pair.k:
         return Pair.Status.OPEN
     return Pair.Status.COMPLETE
+
+
+def close_pair(pair_id: int, *, actor=None) -> Pair:
+    """Take an open pair off the queue (status ``complete``) below k: its decision was made elsewhere (an
+    imported dataset's label, see curation.services.consensus.record_imported_decision). Changing its k
+    or un-retiring it opens it again by its judgement count, like any pair."""
+    with transaction.atomic():
+        pair = Pair.objects.select_for_update().get(pk=pair_id)
+        if pair.status != Pair.Status.OPEN or pair.is_gold:
+            return pair
+        before = _pair_state(pair)
+        pair.status = Pair.Status.COMPLETE
+        pair.save(update_fields=["status"])
+        audit.record(actor, "pair.closed", pair, before=before, after=_pair_state(pair))
+        return pair
 
 
 def set_pair_retired(pair_id: int, retired: bool, *, actor=None) -> Pair:

@@ -11,6 +11,9 @@ Rules (tested in tests/test_consensus.py):
   majority (a tie included) the pair is ``disputed``.
 * The latest adjudication overrides all of that (``adjudicated``, its label); counts and
   agreement still describe the judgements.
+* An *imported* decision (outcome ``imported``, written by the dataset import with its
+  provenance) stands while the pair's own judgements are fewer than k and nobody adjudicated it;
+  judgements reaching k, or an adjudication, take over as for any pair.
 
 Locking: :func:`recompute_consensus` locks the pair's row, as every judgement change does
 (``annotation/services/queue.py``), so the row is written by one transaction at a time. When
@@ -155,7 +158,11 @@ def _recompute(pair: Pair, actor) -> Consensus | None:
             current.delete()
         consensus = None
     else:
-        consensus = _store(pair, current, _fields(pair, judgements, adjudicated))
+        fields = _fields(pair, judgements, adjudicated)
+        if current is not None and current.outcome == Outcome.IMPORTED and fields["outcome"] == Outcome.PENDING:
+            consensus = current  # an imported decision stands until judgements decide or a reviewer does
+        else:
+            consensus = _store(pair, current, fields)
     after = _snapshot(consensus)
     if _key(before) != _key(after):
         audit.record(actor, "consensus.changed", pair, before=before, after=after)
@@ -183,3 +190,38 @@ def recompute_all(*, batch_size: int = 500, progress=None) -> int:
         if progress is not None:
             progress(done, total)
     return done
+
+
+def record_imported_decision(pair: Pair, label: str, provenance: dict, actor=None, *,
+                             close: bool = True) -> tuple[Consensus | None, str]:
+    """Record a decision made elsewhere (a published dataset's expert label, another platform's export) as
+    the pair's consensus: outcome ``imported``, ``label``, and ``provenance`` (where it came from and how it
+    was decided there). Returns ``(row, what)``, ``what`` one of ``"recorded"``, ``"unchanged"`` (the same
+    imported decision is stored), ``"kept"`` (the pair has a decision of its own here — judgements at k or
+    an adjudication — which wins; nothing written) or ``"gold"`` (gold pairs have no consensus).
+    ``close``: take the pair off the queue (:func:`annotation.services.catalog.close_pair`), so an imported
+    dataset can be frozen without re-judging."""
+    from annotation.services import catalog
+
+    if label not in Label.values:
+        raise ValueError(f"label must be one of {', '.join(Label.values)}, not {label!r}")
+    with transaction.atomic():
+        pair = Pair.objects.select_for_update().get(pk=pair.pk)
+        if pair.is_gold:
+            return None, "gold"
+        current, judgements, adjudicated = _read(pair)
+        if current is not None and current.outcome not in (Outcome.PENDING, Outcome.IMPORTED):
+            return current, "kept"
+        fields = _fields(pair, judgements, adjudicated)
+        fields.update(outcome=Outcome.IMPORTED, label=label, provenance=provenance)
+        if current is not None and all(getattr(current, k) == v for k, v in fields.items()):
+            what, consensus = "unchanged", current
+        else:
+            before = _snapshot(current)
+            consensus = _store(pair, current, fields)
+            audit.record(actor, "consensus.changed", pair, before=before,
+                         after={**_snapshot(consensus), "provenance": provenance})
+            what = "recorded"
+        if close:
+            catalog.close_pair(pair.pk, actor=actor)
+        return consensus, what

@@ -7,11 +7,12 @@ Rules (tested in tests/test_versions.py):
   that names the field.
 * **Selection.** Non-gold, non-retired pairs whose tuple has a task and whose
   :class:`~curation.models.Consensus` is *decided* with an outcome in ``outcomes`` (default
-  confirmed, reversed, adjudicated). ``pending`` and ``disputed`` have no label and can never be
+  confirmed, reversed, adjudicated, imported). ``pending`` and ``disputed`` have no label and can never be
   selected. Pairs labelled ``both``/``neither`` (rejected, or adjudicated as both/neither) are
   selected only when ``"rejected"`` is among the outcomes. ``tasks`` (codes) and ``disciplines``
   (slugs) narrow by the tuple's task; ``min_agreement`` keeps pairs whose judgements agree at least
-  that much, except adjudicated pairs, whose label is a reviewer's decision; ``exclude_pairs`` and
+  that much, except adjudicated and imported pairs, whose label is a reviewer's (or the source's)
+  decision; ``exclude_pairs`` and
   ``exclude_tuples`` take ids out.
 * **Freezing.** In one transaction: the members with their label, outcome, agreement and
   judgement count as they are now, the split of each (:mod:`curation.services.splits`), the
@@ -44,9 +45,10 @@ from curation.models import Consensus, DatasetVersion, Label, VersionMember
 from curation.services import splits
 
 Outcome = Consensus.Outcome
-DEFAULT_OUTCOMES = (Outcome.CONFIRMED.value, Outcome.REVERSED.value, Outcome.ADJUDICATED.value)
+DEFAULT_OUTCOMES = (Outcome.CONFIRMED.value, Outcome.REVERSED.value, Outcome.ADJUDICATED.value,
+                    Outcome.IMPORTED.value)
 SELECTABLE_OUTCOMES = (Outcome.CONFIRMED.value, Outcome.REVERSED.value, Outcome.REJECTED.value,
-                       Outcome.ADJUDICATED.value)
+                       Outcome.ADJUDICATED.value, Outcome.IMPORTED.value)
 _REJECTED_LABELS = (Label.BOTH.value, Label.NEITHER.value)
 LATEST = object()  # build_version(parent=LATEST): the latest version, if any
 BATCH = 1000
@@ -118,7 +120,8 @@ def selected_consensus(filters: dict) -> QuerySet[Consensus]:
     if filters["disciplines"]:
         qs = qs.filter(pair__tuple__task__discipline__slug__in=filters["disciplines"])
     if filters["min_agreement"] is not None:
-        qs = qs.filter(Q(outcome=Outcome.ADJUDICATED) | Q(agreement__gte=filters["min_agreement"] - 1e-9))
+        qs = qs.filter(Q(outcome__in=(Outcome.ADJUDICATED, Outcome.IMPORTED))
+                       | Q(agreement__gte=filters["min_agreement"] - 1e-9))
     if filters["exclude_pairs"]:
         qs = qs.exclude(pair_id__in=filters["exclude_pairs"])
     if filters["exclude_tuples"]:

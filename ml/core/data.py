@@ -49,12 +49,31 @@ class TupleRecord:
     subject: str = ""
     split: str = ""
     extra: dict = field(default_factory=dict)
+    # Every wording of each prompt and every image of each side (published train rows carry several; the
+    # paper's trainer draws one of each at random per example). Element 0 is the single field above; each
+    # list defaults to that one element.
+    implicit_prompts: list[str] = field(default_factory=list)
+    explicit_prompts: list[str] = field(default_factory=list)
+    superficial_prompts: list[str] = field(default_factory=list)
+    correct_images: list = field(default_factory=list)
+    wrong_images: list = field(default_factory=list)
 
     def __post_init__(self):
         if self.task and self.task in TASKS:
             discipline, kind = TASKS[self.task]
             self.discipline = self.discipline or discipline
             self.kind = self.kind or kind
+        for name in ("implicit_prompt", "explicit_prompt", "superficial_prompt"):
+            values = getattr(self, f"{name}s")
+            single = getattr(self, name)
+            if not values:
+                setattr(self, f"{name}s", [single] if single else [])
+            elif not single:
+                setattr(self, name, values[0])
+        for name in ("correct_image", "wrong_image"):
+            values = getattr(self, f"{name}s")
+            if not values:
+                setattr(self, f"{name}s", [getattr(self, name)])
 
     def images(self) -> tuple[Image.Image, Image.Image]:
         """(correct, wrong), loaded now."""
@@ -75,11 +94,46 @@ def _task_key(value: str) -> str:
 
 
 _TASK_LOOKUP = {_task_key(code): code for code in TASKS} | {_task_key(name): code for code, name in TASK_NAMES.items()}
+DISCIPLINES = ("physics", "chemistry", "biology")
 
 
 def task_code(value: str | None) -> str:
     """The seeded task code for a code or a name in any case ("RU", "rust", "Flame_reaction"); "" if unknown."""
     return _TASK_LOOKUP.get(_task_key(value or ""), "")
+
+
+def discipline_of(value: str | None) -> str:
+    """The seeded discipline slug for a discipline name in any case ("Physics" → "physics"); "" if unknown."""
+    key = _task_key(value or "") if isinstance(value, str) else ""
+    return key if key in DISCIPLINES else ""
+
+
+GROUPING_COLUMNS = ("category", "law")
+
+
+def read_grouping(values: dict) -> tuple[str, str, dict[str, str]]:
+    """``(task code, discipline slug, {column: what it held})`` from a row's ``category`` and ``law``.
+
+    What the published columns hold is documented nowhere (the paper groups results by discipline, the
+    project site by task), so both are read *by value*: a seeded task code or name is a task, a discipline
+    name a discipline, in either column. ``what`` is ``task``, ``discipline``, ``unrecognised`` or ``empty``
+    per column, so callers can say which column held what instead of grouping silently by nothing."""
+    task, discipline, held = "", "", {}
+    for column in GROUPING_COLUMNS:
+        value = values.get(column)
+        if not isinstance(value, str) or not value.strip():
+            held[column] = "empty"
+        elif code := task_code(value):
+            task = task or code
+            held[column] = "task"
+        elif slug := discipline_of(value):
+            discipline = discipline or slug
+            held[column] = "discipline"
+        else:
+            held[column] = "unrecognised"
+    if task and not discipline:
+        discipline = TASKS[task][0]
+    return task, discipline, held
 
 
 @dataclass(frozen=True)
@@ -115,7 +169,9 @@ def read_jsonl(path: str | Path) -> list[TupleRecord]:
     ``explicit_prompt`` and ``superficial_prompt`` (optional, default ""; evaluation needs only the implicit
     prompt, training code checks for the others), ``task`` (a code or a name of a seeded task, else kept as
     given: admins add tasks), ``discipline``, ``kind`` (ST/CT; filled in for seeded tasks), ``subject``,
-    ``split``; any other key lands in ``extra``. Blank lines are skipped.
+    ``split``; optional lists ``implicit_prompts``/``explicit_prompts``/``superficial_prompts`` (paraphrases)
+    and ``correct_images``/``wrong_images`` (more image paths of each side); any other key lands in
+    ``extra``. Blank lines are skipped.
 
     Image paths: absolute paths are used as they are; relative ones resolve against the JSONL file's folder
     (``..`` included). This reader serves operators' own files, as trusted as the command line that names
@@ -153,13 +209,26 @@ def _jsonl_record(obj, folder: Path) -> TupleRecord:
     if text["kind"] not in ("", "ST", "CT"):
         raise DataError(f"kind {text['kind']!r}: use ST or CT")
     text["task"] = task_code(text["task"]) or text["task"]
-    known = {"implicit_prompt", "correct_image", "wrong_image", *_JSONL_TEXT_FIELDS}
+    lists = {}
+    for key, first in (("implicit_prompts", "implicit_prompt"), ("explicit_prompts", "explicit_prompt"),
+                       ("superficial_prompts", "superficial_prompt")):
+        more = _prompt_list(obj.get(key), key)
+        single = obj.get(first) or ""
+        lists[key] = ([single] if single else []) + [p for p in more if p != single]
+    for key, first in (("correct_images", "correct_image"), ("wrong_images", "wrong_image")):
+        paths = obj.get(key) or []
+        if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
+            raise DataError(f"{key} must be a list of image paths")
+        refs = [ImageRef(path=_image_file(obj[first], folder, first))]
+        refs += [ImageRef(path=_image_file(p, folder, key)) for p in paths if p != obj[first]]
+        lists[key] = refs
+    known = {"implicit_prompt", "correct_image", "wrong_image", *_JSONL_TEXT_FIELDS, *lists}
     return TupleRecord(
         implicit_prompt=obj["implicit_prompt"],
-        correct_image=ImageRef(path=_image_file(obj["correct_image"], folder, "correct_image")),
-        wrong_image=ImageRef(path=_image_file(obj["wrong_image"], folder, "wrong_image")),
+        correct_image=lists["correct_images"][0],
+        wrong_image=lists["wrong_images"][0],
         extra={k: v for k, v in obj.items() if k not in known},
-        **text,
+        **text, **lists,
     )
 
 
@@ -189,20 +258,26 @@ def parquet_split(file: Path, root: Path) -> str:
     return file.parent.name if file.parent != root else file.stem
 
 
-def read_parquet_dir(path: str | Path, split: str | None = None, *, batch_size: int = 64) -> Iterator[TupleRecord]:
+def read_parquet_dir(path: str | Path, split: str | None = None, *, batch_size: int = 64,
+                     per_row: bool = False) -> Iterator[TupleRecord]:
     """Stream records from a Science-T2I-style parquet file or a directory of ``*.parquet`` (recursive).
 
     ``split`` keeps only the files of that split (see :func:`parquet_split`; each record's ``split`` is its
     file's). Files and columns are checked now; rows are read lazily, ``batch_size`` at a time with
     ``ParquetFile.iter_batches``, and bad rows raise :class:`DataError` naming file and row.
 
-    Per row: prompt columns are strings, or lists of paraphrases (train split): the first is used and the
-    list kept in ``extra["<column>s"]`` (e.g. ``extra["implicit_prompts"]``). ``explicit_image`` and
-    ``superficial_image`` are lists of ``{bytes, path}`` structs (a single struct is accepted too): the i-th
-    explicit image is paired with the i-th superficial one, one record per pair (``extra["image_index"]``);
-    unpaired images of a longer list are skipped. An image without bytes is read from its ``path``, relative
-    to the parquet file's folder. ``category`` maps to a task (codes or names, any case); an unknown category
-    leaves ``task`` empty. ``category``, ``law`` and every other column (``scene_scoring``, ...) go to
+    Per row: prompt columns are strings, or lists of paraphrases (train split); every wording is in the
+    record's ``implicit_prompts`` (etc.), the first in ``implicit_prompt``, and a list column is also kept in
+    ``extra["<column>s"]``. A plural column (``implicit_prompts``, our combined export's) adds its
+    paraphrases. ``explicit_image`` and ``superficial_image`` are lists of ``{bytes, path}`` structs (a single
+    struct is accepted too). ``per_row=False`` (the platform's reading): the i-th explicit image is paired
+    with the i-th superficial one, one record per pair (``extra["image_index"]``), unpaired images of a
+    longer list skipped. ``per_row=True`` (the paper's reading): one record per row, ``correct_images`` and
+    ``wrong_images`` holding every image, element 0 in ``correct_image``/``wrong_image`` (what the published
+    evaluation takes). An image without bytes is read from its ``path``, relative to the parquet file's
+    folder. ``category`` and ``law`` are read by value (:func:`read_grouping`: a task code or name, or a
+    discipline, in either column; what each held is in ``extra["grouping"]``); our export's ``task`` and
+    ``discipline`` columns win when present. Every other column (``scene_scoring``, ``category``...) goes to
     ``extra``.
     """
     import pyarrow.parquet as pq
@@ -225,10 +300,10 @@ def read_parquet_dir(path: str | Path, split: str | None = None, *, batch_size: 
         missing = [c for c in _REQUIRED_COLUMNS if c not in pq.read_schema(file).names]
         if missing:
             raise DataError(f"{file}: missing column(s) {', '.join(missing)}")
-    return _iter_parquet(files, batch_size)
+    return _iter_parquet(files, batch_size, per_row)
 
 
-def _iter_parquet(files: list[tuple[Path, str]], batch_size: int) -> Iterator[TupleRecord]:
+def _iter_parquet(files: list[tuple[Path, str]], batch_size: int, per_row: bool = False) -> Iterator[TupleRecord]:
     import pyarrow.parquet as pq
 
     for file, split in files:
@@ -240,32 +315,60 @@ def _iter_parquet(files: list[tuple[Path, str]], batch_size: int) -> Iterator[Tu
             for batch in parquet.read_row_group(group).to_batches(max_chunksize=batch_size):
                 for values in batch.to_pylist():
                     try:
-                        yield from _parquet_records(values, file.parent, split)
+                        yield from _parquet_records(values, file.parent, split, per_row=per_row)
                     except DataError as exc:
                         raise DataError(f"{file}: row {row}: {exc}") from None
                     row += 1
 
 
-def _parquet_records(values: dict, folder: Path, split: str) -> Iterator[TupleRecord]:
-    extra, prompts = {}, {}
+def _prompt_list(value, column: str) -> list[str]:
+    """A prompt cell (a string, or a list of paraphrases) as the list of its non-empty wordings."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, list) and all(isinstance(v, str) or v is None for v in value):
+        return [v for v in value if v]
+    raise DataError(f"{column} must be a string or a list of strings")
+
+
+def _parquet_records(values: dict, folder: Path, split: str, *, per_row: bool = False) -> Iterator[TupleRecord]:
+    """The records of one parquet row (see :func:`read_parquet_dir`)."""
+    prompts, extra = {}, {}
     for column in _PROMPT_COLUMNS:
-        value = values.get(column)
-        if isinstance(value, list):
-            extra[f"{column}s"] = value
-            value = value[0] if value else None
-        if value is not None and not isinstance(value, str):
-            raise DataError(f"{column} must be a string or a list of strings")
-        prompts[column] = value or ""
+        wordings = _prompt_list(values.get(column), column)
+        # Our combined export keeps one pair per row with the prompt as a string and every paraphrase in
+        # the plural column (``implicit_prompts``); a published train row has the list in the column itself.
+        for more in _prompt_list(values.get(f"{column}s"), f"{column}s"):
+            if more not in wordings:
+                wordings.append(more)
+        if isinstance(values.get(column), list):
+            extra[f"{column}s"] = values[column]
+        prompts[column] = wordings
     if not prompts["implicit_prompt"]:
         raise DataError("empty implicit_prompt")
     correct, wrong = (_image_refs(values.get(column), folder, column) for column in _IMAGE_COLUMNS)
     if not correct or not wrong:
         raise DataError("needs at least one explicit_image and one superficial_image")
-    used = {*_PROMPT_COLUMNS, *_IMAGE_COLUMNS}
+    used = {*_PROMPT_COLUMNS, *_IMAGE_COLUMNS, *(f"{c}s" for c in _PROMPT_COLUMNS)}
     extra |= {k: v for k, v in values.items() if k not in used}
+    task, discipline, held = read_grouping(values)
+    task = task_code(values.get("task")) or task  # our export's own column, when present
+    discipline = discipline_of(values.get("discipline")) or discipline
+    extra["grouping"] = held
+    common = {"task": task, "discipline": discipline, "split": split,
+              "implicit_prompt": prompts["implicit_prompt"][0],
+              "explicit_prompt": (prompts["explicit_prompt"] or [""])[0],
+              "superficial_prompt": (prompts["superficial_prompt"] or [""])[0],
+              "implicit_prompts": prompts["implicit_prompt"], "explicit_prompts": prompts["explicit_prompt"],
+              "superficial_prompts": prompts["superficial_prompt"],
+              "subject": values.get("subject") if isinstance(values.get("subject"), str) else ""}
+    if per_row:
+        yield TupleRecord(correct_image=correct[0], wrong_image=wrong[0], correct_images=correct,
+                          wrong_images=wrong, extra={**extra, "image_index": 0}, **common)
+        return
     for index, (right, other) in enumerate(zip(correct, wrong)):
-        yield TupleRecord(correct_image=right, wrong_image=other, task=task_code(values.get("category")),
-                          split=split, extra={**extra, "image_index": index}, **prompts)
+        yield TupleRecord(correct_image=right, wrong_image=other, extra={**extra, "image_index": index}, **common)
 
 
 def _image_refs(value, folder: Path, column: str) -> list[ImageRef]:

@@ -2,7 +2,8 @@
 
 Ties count as wrong (strict ``>``, as in the Science-T2I paper and its evaluation code), so a constant
 scorer gets 0, not 0.5. Results are broken down by task, discipline and kind (ST/CT); records without a
-value for a grouping key count in the overall figures only.
+value for a grouping key count in the overall figures only, and ``warnings`` says so, with what the
+``category``/``law`` columns held (``grouping``): a breakdown never comes out empty silently.
 """
 
 from __future__ import annotations
@@ -35,7 +36,37 @@ def accuracy_by_group(margins: Sequence[float], records: Sequence[TupleRecord]) 
             if key:
                 groups.setdefault(key, []).append(hit)
         result[name] = {key: _summary(groups[key]) for key in sorted(groups)}
+    result["grouping"], result["warnings"] = _grouping_report(records, result)
     return result
+
+
+def _grouping_report(records: Sequence[TupleRecord], result: dict) -> tuple[dict, list[str]]:
+    """What the ``category``/``law`` columns held (counts per role, from ``extra["grouping"]``), and a
+    warning for each breakdown that came out empty or partial, naming what the columns held instead: a
+    breakdown is never empty without a word why."""
+    held: dict[str, dict[str, int]] = {}
+    examples: dict[tuple[str, str], str] = {}
+    for record in records:
+        for column, role in (record.extra.get("grouping") or {}).items():
+            held.setdefault(column, {}).setdefault(role, 0)
+            held[column][role] += 1
+            value = record.extra.get(column)
+            if isinstance(value, str) and value:
+                examples.setdefault((column, role), value)
+    described = "; ".join(
+        f"{column} held " + ", ".join(
+            f"{role} ×{n}" + (f" (e.g. {examples[(column, role)]!r})" if (column, role) in examples else "")
+            for role, n in sorted(roles.items()))
+        for column, roles in sorted(held.items())) or "no category/law columns"
+    warnings = []
+    for name, label in (("by_task", "task"), ("by_discipline", "discipline")):
+        missing = sum(1 for record in records if not getattr(record, label))
+        if missing == len(records):
+            warnings.append(f"no per-{label} figures: no record has a {label} ({described})")
+        elif missing:
+            warnings.append(f"{missing} of {len(records)} records have no {label} and count in the overall "
+                            f"figures only ({described})")
+    return held, warnings
 
 
 def _summary(hits: list[bool]) -> dict:
