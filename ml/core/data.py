@@ -249,13 +249,31 @@ _REQUIRED_COLUMNS = ("implicit_prompt", *_IMAGE_COLUMNS)
 def parquet_split(file: Path, root: Path) -> str:
     """The split a parquet file holds, from its name or folder.
 
-    ``train-00000-of-00002.parquet`` (the Hub's shard names) → ``train``; a file without ``-`` in a
-    sub-folder of ``root`` → that folder (``test_S/0.parquet`` → ``test_S``); otherwise the file's stem
+    ``train-00000-of-00002.parquet`` (the Hub's shard names) → ``train``, and ``test-…`` inside a published
+    benchmark folder (``Science-T2I-S``, ``Science-T2I-C``) → ``test_S`` / ``test_C``; a file without ``-``
+    in a sub-folder of ``root`` → that folder (``test_S/0.parquet`` → ``test_S``); otherwise the file's stem
     (``test_C.parquet`` → ``test_C``).
     """
     if "-" in file.stem:
-        return file.stem.split("-", 1)[0]
+        split = file.stem.split("-", 1)[0]
+        return _benchmark_split(file, root) if split == "test" else split
     return file.parent.name if file.parent != root else file.stem
+
+
+def _benchmark_split(file: Path, root: Path) -> str:
+    """``test`` of a published benchmark dataset folder as ``test_S`` or ``test_C``: the folder holding the
+    dataset (``Science-T2I-S/data/test-00000-of-00001.parquet``, or ``root`` itself) ends in ``-S``/``_S`` or
+    ``-C``/``_C``; any other ``test`` stays ``test``."""
+    folders = [file.parent, *file.parent.parents]
+    for folder in folders:
+        name = folder.name
+        if name[-2:].upper() in ("-S", "_S"):
+            return "test_S"
+        if name[-2:].upper() in ("-C", "_C"):
+            return "test_C"
+        if folder == root.parent:
+            break
+    return "test"
 
 
 def read_parquet_dir(path: str | Path, split: str | None = None, *, batch_size: int = 64,
