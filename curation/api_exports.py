@@ -46,7 +46,8 @@ class JobSerializer(serializers.ModelSerializer):
 
 class ExportRequestSerializer(serializers.Serializer):
     format = serializers.ChoiceField(choices=exporting.FORMATS, default="parquet",
-                                     help_text="parquet (Science-T2I), jsonl (+ image folder) or webdataset.")
+                                     help_text=("parquet (Science-T2I, all splits), published (the published layout: "
+                                                "Trainset, Science-T2I-S, Science-T2I-C), jsonl (+ image folder) or webdataset."))
 
 
 class ExportFileSerializer(serializers.Serializer):

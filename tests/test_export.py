@@ -70,14 +70,14 @@ def test_parquet_export_has_the_published_columns_splits_and_swapped_images(admi
     result = exporting.export_version(version, "parquet")
     folder = Path(result["path"])
     assert folder == exporting.export_dir(version, "parquet")
-    names = sorted(p.name for p in folder.glob("*.parquet"))
+    names = sorted(p.name for p in (folder / "data").glob("*.parquet"))
     assert names == ["test_C-00000-of-00001.parquet", "test_S-00000-of-00001.parquet",
                      "train-00000-of-00001.parquet", "validation-00000-of-00001.parquet"]
-    table = pq.read_table(folder / "train-00000-of-00001.parquet")
-    assert table.column_names[:7] == ["implicit_prompt", "explicit_prompt", "superficial_prompt", "explicit_image",
-                                      "superficial_image", "category", "law"]
+    table = pq.read_table(folder / "data" / "train-00000-of-00001.parquet")
+    assert table.column_names[:9] == ["implicit_prompt", "explicit_prompt", "superficial_prompt", "explicit_image",
+                                      "superficial_image", "scene_scoring", "real_scoring", "category", "law"]
     assert set(table.column_names) >= {"tuple_id", "pair_id", "task", "discipline", "label", "consensus",
-                                       "agreement", "n_judgements"}
+                                       "agreement", "n_judgements", "implicit_prompts", "scene", "subject"}
     rows = {row["pair_id"]: row for row in table.to_pylist()}
     train = members(version, "train")
     decided = [m for m in train if m.label in ("expected", "other")]
@@ -113,7 +113,7 @@ def test_the_dataset_card_maps_splits_and_states_counts_licence_and_provenance(a
     card = (folder / "README.md").read_text()
     front = card.split("---\n")[1]
     for split in ("train", "validation", "test_S", "test_C"):
-        assert f"  - split: {split}\n    path: \"{split}-*.parquet\"" in front
+        assert f"  - split: {split}\n    path: \"data/{split}-*.parquet\"" in front
     assert "license: apache-2.0" in front
     assert "card-v1" in card and version.content_hash in card and "Apache-2.0" in card
     assert "| RU | 3 | 1 | 1 | 1 | 6 |" in card
@@ -125,7 +125,7 @@ def test_parquet_shards_stay_under_the_shard_size(admin_user):
     one_row = sum(len(stored(img)) for img in (members(version)[0].pair.image_correct,
                                                 members(version)[0].pair.image_wrong))
     result = exporting.export_version(version, "parquet", shard_bytes=2 * one_row + 2000, batch_size=2)
-    shards = sorted(Path(result["path"]).glob("train-*.parquet"))
+    shards = sorted((Path(result["path"]) / "data").glob("train-*.parquet"))
     assert [s.name for s in shards] == [f"train-0000{i}-of-00003.parquet" for i in range(3)]
     assert [pq.read_metadata(s).num_rows for s in shards] == [2, 2, 1]
     ids = [row for s in shards for row in pq.read_table(s, columns=["pair_id"]).column("pair_id").to_pylist()]
@@ -275,7 +275,7 @@ def test_a_version_built_from_real_judgements_exports(admin_user):
     version = build_version(admin_user, "judged-v1")
     result = exporting.export_version(version, "parquet")
     rows = {}
-    for file in Path(result["path"]).glob("*.parquet"):
+    for file in (Path(result["path"]) / "data").glob("*.parquet"):
         rows |= {row["pair_id"]: row for row in pq.read_table(file).to_pylist()}
     assert set(rows) == {reversed_pair.pk, confirmed_pair.pk}
     assert rows[reversed_pair.pk]["label"] == "other" and rows[reversed_pair.pk]["consensus"] == "reversed"

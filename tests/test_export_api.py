@@ -51,9 +51,9 @@ def test_start_an_export_dedup_then_serve_it_cached(api, admin_user, django_capt
     assert Job.objects.count() == 1, "a finished export starts no job"
     assert "path" not in done.data, "no server paths in the API"
     files = {f["path"]: f for f in done.data["files"]}
-    assert {"README.md", "MANIFEST.sha256", "export.json", "train-00000-of-00001.parquet"} <= set(files)
-    train = files["train-00000-of-00001.parquet"]
-    assert train["url"].endswith(download_url(version, "parquet", "train-00000-of-00001.parquet"))
+    assert {"README.md", "MANIFEST.sha256", "export.json", "data/train-00000-of-00001.parquet"} <= set(files)
+    train = files["data/train-00000-of-00001.parquet"]
+    assert train["url"].endswith(download_url(version, "parquet", "data/train-00000-of-00001.parquet"))
     response = api.get(train["url"])
     assert response.status_code == 200 and response["Accept-Ranges"] == "bytes"
     body = content(response)

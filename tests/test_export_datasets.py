@@ -58,11 +58,11 @@ def test_load_dataset_parquet_with_data_dir_and_data_files(admin_user, tmp_path)
     version = make_version(admin_user, [("train", "expected"), ("train", "other"), ("validation", "expected"),
                                         ("test_S", "expected")])
     folder = Path(exporting.export_version(version, "parquet")["path"])
-    # data_dir alone infers splits from the file names ("test_S" falls into "test"); the card maps them exactly.
+    # data_dir infers the splits from data/<split>-NNNNN-of-NNNNN names: test_S stays test_S (not "test").
     by_dir = datasets.load_dataset("parquet", data_dir=str(folder), cache_dir=str(tmp_path / "cache-dir"))
-    assert by_dir["train"].num_rows == 2 and by_dir["validation"].num_rows == 1
+    assert {split: by_dir[split].num_rows for split in by_dir} == {"train": 2, "validation": 1, "test_S": 1}
     assert isinstance(_image_feature(by_dir["train"].features["explicit_image"]), datasets.Image)
-    files = {split: str(folder / f"{split}-*.parquet") for split in ("train", "validation", "test_S")}
+    files = {split: str(folder / "data" / f"{split}-*.parquet") for split in ("train", "validation", "test_S")}
     by_files = datasets.load_dataset("parquet", data_files=files, cache_dir=str(tmp_path / "cache-files"))
     assert {split: by_files[split].num_rows for split in by_files} == {"train": 2, "validation": 1, "test_S": 1}
     row = by_files["train"].with_format(None)[1]

@@ -404,30 +404,52 @@ def _image_refs(value, folder: Path, column: str) -> list[ImageRef]:
     return refs
 
 
-def _features() -> dict:
-    """The ``datasets`` features of the Science-T2I columns we write, stored in the schema metadata so
-    ``datasets.load_dataset("parquet", ...)`` decodes the image columns as images. A list of one feature is
-    the spelling every ``datasets`` version reads as a sequence."""
-    text = {"dtype": "string", "_type": "Value"}
-    images = [{"_type": "Image"}]
-    return {"implicit_prompt": text, "explicit_prompt": text, "superficial_prompt": text,
-            "explicit_image": images, "superficial_image": images, "category": text, "law": text}
+# The published columns, in the published cards' order. Test sets (Science-T2I-S, -C) have string prompts;
+# the train set has lists of paraphrases. Images are lists of ``datasets.Image`` (``sequence: image``).
+PUBLISHED_COLUMNS = ("implicit_prompt", "explicit_prompt", "superficial_prompt", "explicit_image",
+                     "superficial_image", "scene_scoring", "real_scoring", "category", "law")
+_TEXT_FEATURE = {"dtype": "string", "_type": "Value"}
 
 
-def _parquet_schema():
+def science_t2i_fields(*, prompt_lists: bool = False) -> list[tuple[str, object, object]]:
+    """``(name, pyarrow type, datasets feature)`` of the published columns; ``prompt_lists``: the train set's
+    shape (each prompt column a list of paraphrases). A list of one feature is the spelling every
+    ``datasets`` version reads as a sequence."""
     import pyarrow as pa
 
     image = pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
-    columns = [(c, pa.string()) for c in _PROMPT_COLUMNS] + [(c, image) for c in _IMAGE_COLUMNS]
-    columns += [("category", pa.string()), ("law", pa.string())]
-    return pa.schema(columns, metadata={"huggingface": json.dumps({"info": {"features": _features()}})})
+    prompt = (pa.list_(pa.string()), [_TEXT_FEATURE]) if prompt_lists else (pa.string(), _TEXT_FEATURE)
+    fields = []
+    for name in PUBLISHED_COLUMNS:
+        if name.endswith("_prompt"):
+            fields.append((name, *prompt))
+        elif name.endswith("_image"):
+            fields.append((name, image, [{"_type": "Image"}]))
+        else:
+            fields.append((name, pa.string(), _TEXT_FEATURE))
+    return fields
+
+
+def schema_with_features(fields: list[tuple[str, object, object]]):
+    """A pyarrow schema whose metadata carries the ``datasets`` features, so ``load_dataset("parquet", ...)``
+    decodes the image columns as images."""
+    import pyarrow as pa
+
+    features = {name: feature for name, _, feature in fields}
+    return pa.schema([(name, dtype) for name, dtype, _ in fields],
+                     metadata={"huggingface": json.dumps({"info": {"features": features}})})
+
+
+def _parquet_schema():
+    return schema_with_features(science_t2i_fields())
 
 
 def write_parquet(records: Iterable[TupleRecord], path: str | Path, *, batch_size: int = 256) -> int:
     """Write records as Science-T2I parquet, one row per record; return the number of rows.
 
-    Columns: the three prompts (strings), ``explicit_image`` = [correct image], ``superficial_image`` =
-    [wrong image] as ``{bytes, path}`` structs, ``category`` (the seeded task's name, else the task code,
+    Columns (:data:`PUBLISHED_COLUMNS`): the three prompts (strings), ``explicit_image`` = [correct image],
+    ``superficial_image`` = [wrong image] as ``{bytes, path}`` structs, ``scene_scoring`` and
+    ``real_scoring`` (``extra``), ``category`` (the seeded task's name, else the task code,
     else ``extra["category"]``) and ``law`` (``extra["law"]``). Images keep their stored encoding when they
     are :class:`ImageRef` s; in-memory images are encoded as PNG. ``records`` may be a generator: rows are
     written ``batch_size`` at a time, to a temporary name renamed into place at the end, so a reader never
@@ -463,9 +485,15 @@ def _parquet_row(record: TupleRecord) -> dict:
         "superficial_prompt": record.superficial_prompt,
         "explicit_image": [_image_struct(record.correct_image)],
         "superficial_image": [_image_struct(record.wrong_image)],
+        "scene_scoring": _text_or_empty(record.extra.get("scene_scoring")),
+        "real_scoring": _text_or_empty(record.extra.get("real_scoring")),
         "category": TASK_NAMES.get(record.task) or record.task or record.extra.get("category", ""),
         "law": record.extra.get("law", ""),
     }
+
+
+def _text_or_empty(value) -> str:
+    return value if isinstance(value, str) else ''
 
 
 def _image_struct(image) -> dict:

@@ -15,7 +15,7 @@ from django.conf import settings
 from curation.models import DatasetVersion, Label, VersionMember
 from curation.services.exporting.hashing import _Hasher, _sha256_file
 
-FORMATS = ("parquet", "jsonl", "webdataset")
+FORMATS = ("parquet", "published", "jsonl", "webdataset")
 SPLITS = tuple(VersionMember.Split.values)  # train, validation, test_S, test_C
 DEFAULT_SHARD_BYTES = 500 * 1000 * 1000
 DEFAULT_BATCH_SIZE = 64

@@ -34,7 +34,7 @@ def dataset_card(version: DatasetVersion, counts: dict) -> str:
     yaml = ["---", "license: apache-2.0", "task_categories:", "- text-to-image",
             f"pretty_name: {json.dumps(f'Science-T2I ({version.name})')}", "configs:", "- config_name: default", "  data_files:"]
     for split in splits:
-        yaml += [f"  - split: {split}", f"    path: \"{split}-*.parquet\""]
+        yaml += [f"  - split: {split}", f"    path: \"data/{split}-*.parquet\""]
     yaml.append("---")
     created = version.created_at.isoformat(timespec="seconds") if version.created_at else ""
     exported = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -50,12 +50,27 @@ def dataset_card(version: DatasetVersion, counts: dict) -> str:
         f"- filters: `{json.dumps(version.filters, sort_keys=True)}`",
         f"- split ratios: `{json.dumps(version.split_ratios, sort_keys=True)}`",
         "- integrity: `MANIFEST.sha256` (`sha256sum -c MANIFEST.sha256`)", "",
+        "## Loading", "",
+        "One row per judged pair, four splits in `data/<split>-*.parquet`. Each of these gives the four splits "
+        "`train`, `validation`, `test_S`, `test_C` apart: `datasets.load_dataset(\"<folder>\")` (this card's "
+        "`configs`), `datasets.load_dataset(\"parquet\", data_dir=\"<folder>\")` (the `data/<split>-NNNNN-of-"
+        "NNNNN` names) and `datasets.load_dataset(\"parquet\", data_files={\"test_S\": "
+        "\"<folder>/data/test_S-*.parquet\", ...})`. The published layout (Science-T2I-Trainset with one row "
+        "per tuple and list columns, Science-T2I-S and Science-T2I-C as datasets of their own) is the export "
+        "format `published`.", "",
         "## Columns", "",
-        "The published Science-T2I columns: `implicit_prompt`, `explicit_prompt`, `superficial_prompt`; "
-        "`explicit_image` (the image the experts judged scientifically correct) and `superficial_image` (the "
-        "wrong one), each a list of one `datasets.Image` with embedded bytes; `category` (task name) and `law` "
-        "(task code). Extra columns: `tuple_id`, `pair_id`, `task`, `discipline`, `label`, `consensus` (the "
-        "frozen outcome), `agreement` (share of judgements with the majority label), `n_judgements`.", "",
+        "The published Science-T2I columns, in the published order: `implicit_prompt`, `explicit_prompt`, "
+        "`superficial_prompt` (strings); `explicit_image` (the image the experts judged scientifically correct) "
+        "and `superficial_image` (the wrong one), each a list of one `datasets.Image` with embedded bytes; "
+        "`scene_scoring` and `real_scoring` (the tuple's grading rubrics: the scene gate, then the 0-3 reality "
+        "grade); `category` and `law`. **Our convention: `category` holds the task name (e.g. `Buoyancy`) and "
+        "`law` the task code (e.g. `BU`)**; what the published columns hold is not documented, so our importer "
+        "and evaluator recognise task names, task codes and disciplines in either column by value. Extra "
+        "columns: `implicit_prompts`, `explicit_prompts`, `superficial_prompts` (every wording of each prompt: "
+        "the prompt, then its paraphrases), `tuple_id`, `pair_id`, `task`, `discipline`, `scene` (simple or "
+        "complex), `subject` (what a detector should box), `label`, `consensus` (the frozen outcome), "
+        "`agreement` (share of judgements with the majority label), `n_judgements`. Importing this folder "
+        "into another platform reproduces tuples, scenes, labels and decisions.", "",
         "`label` is relative to the image the catalogue *expected* to be correct: `expected` means the experts "
         "agreed; `other` means they chose the other image, so for those rows the images are **swapped** "
         "relative to the catalogue (`explicit_image` is always the image the experts judged correct). Pairs "

@@ -31,6 +31,7 @@ from curation.services.exporting.base import (
 from curation.services.exporting.hashing import _Hasher
 from curation.services.exporting.jsonl import write_jsonl_export
 from curation.services.exporting.parquet import write_parquet_export
+from curation.services.exporting.published import write_published_export
 from curation.services.exporting.source import _Source
 from curation.services.exporting.staging import _claim_temporary, _discard, _release, sweep_abandoned
 from curation.services.exporting.webdataset import write_webdataset_export
@@ -99,4 +100,5 @@ def run_export_job(job: Job, progress: Progress) -> dict:
     return export_version(version, fmt, shard_bytes=shard_bytes, progress=progress)
 
 
-_WRITERS = {"parquet": write_parquet_export, "jsonl": write_jsonl_export, "webdataset": write_webdataset_export}
+_WRITERS = {"parquet": write_parquet_export, "published": write_published_export, "jsonl": write_jsonl_export,
+            "webdataset": write_webdataset_export}

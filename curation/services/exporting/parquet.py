@@ -11,29 +11,37 @@ from pathlib import Path
 from curation.services.exporting.base import DECIDED, SPLITS
 from curation.services.exporting.card import _agreement_add, _agreement_summary, dataset_card
 from curation.services.exporting.hashing import _Hasher
-from curation.services.exporting.source import Row, _common, _count, _counts_skeleton, _excluded, _Source
+from curation.services.exporting.source import (
+    Row,
+    _common,
+    _count,
+    _counts_skeleton,
+    _excluded,
+    _Source,
+    _tuple_columns,
+)
 
 # --- parquet ---------------------------------------------------------------------------------------
 
 _EXTRA_COLUMNS = (("tuple_id", "int64"), ("pair_id", "int64"), ("task", "string"), ("discipline", "string"),
-                  ("label", "string"), ("consensus", "string"), ("agreement", "float64"),
-                  ("n_judgements", "int64"))
+                  ("scene", "string"), ("subject", "string"), ("label", "string"), ("consensus", "string"),
+                  ("agreement", "float64"), ("n_judgements", "int64"))
+_WORDING_COLUMNS = ("implicit_prompts", "explicit_prompts", "superficial_prompts")
 
 
 def parquet_schema():
-    """The Science-T2I schema of :mod:`ml.core.data` plus our columns, with ``datasets`` features metadata."""
+    """The combined export's schema: the published Science-T2I columns (string prompts, as in the test sets),
+    every wording of each prompt as lists (``implicit_prompts``, ...), then our columns; ``datasets``
+    features in the metadata. One schema for all four splits, so ``load_dataset`` reads them as one dataset."""
     import pyarrow as pa
 
-    from ml.core.data import _IMAGE_COLUMNS, _PROMPT_COLUMNS, _features
+    from ml.core.data import schema_with_features, science_t2i_fields
 
-    image = pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
-    columns = [(c, pa.string()) for c in _PROMPT_COLUMNS] + [(c, image) for c in _IMAGE_COLUMNS]
-    columns += [("category", pa.string()), ("law", pa.string())]
-    columns += [(name, getattr(pa, dtype)()) for name, dtype in _EXTRA_COLUMNS]
-    published = _features()
-    extra = dict(_EXTRA_COLUMNS)
-    features = {name: published.get(name) or {"dtype": extra[name], "_type": "Value"} for name, _ in columns}
-    return pa.schema(columns, metadata={"huggingface": json.dumps({"info": {"features": features}})})
+    text = {"dtype": "string", "_type": "Value"}
+    fields = science_t2i_fields()
+    fields += [(name, pa.list_(pa.string()), [text]) for name in _WORDING_COLUMNS]
+    fields += [(name, getattr(pa, dtype)(), {"dtype": dtype, "_type": "Value"}) for name, dtype in _EXTRA_COLUMNS]
+    return schema_with_features(fields)
 
 
 def _parquet_options(schema) -> dict:
@@ -53,18 +61,29 @@ def _parquet_options(schema) -> dict:
             "use_dictionary": others, "write_statistics": others}
 
 
-def _parquet_row(row: Row) -> dict:
+def _image_structs(images: list[tuple[bytes, str, str]]) -> list[dict]:
+    return [{"bytes": data, "path": f"{sha}.{ext}"} for data, sha, ext in images]
+
+
+def published_values(row: Row) -> dict:
+    """The published columns of one member (test-set shape: string prompts, one image per side): the
+    experts' correct image as ``explicit_image``; ``category`` = task name, ``law`` = task code (our
+    convention, stated in the dataset card)."""
     v = row.values
-    correct, correct_sha, correct_ext = row.image("correct")
-    wrong, wrong_sha, wrong_ext = row.image("wrong")
     return {
         "implicit_prompt": v["implicit_prompt"], "explicit_prompt": v["explicit_prompt"] or "",
         "superficial_prompt": v["superficial_prompt"] or "",
-        "explicit_image": [{"bytes": correct, "path": f"{correct_sha}.{correct_ext}"}],
-        "superficial_image": [{"bytes": wrong, "path": f"{wrong_sha}.{wrong_ext}"}],
+        "explicit_image": _image_structs([row.image("correct")]),
+        "superficial_image": _image_structs([row.image("wrong")]),
+        "scene_scoring": v["scene_scoring"] or "", "real_scoring": v["real_scoring"] or "",
         "category": v["task_name"] or "", "law": v["task"] or "",
-        **_common(row),
     }
+
+
+def _parquet_row(row: Row) -> dict:
+    columns = _tuple_columns(row)
+    return {**published_values(row), **{name: columns[name] for name in _WORDING_COLUMNS},
+            "scene": columns["scene"], "subject": columns["subject"], **_common(row)}
 
 
 def _parquet_table(rows: list[dict], schema):
@@ -95,25 +114,35 @@ class _ShardedParquet:
     Row groups are encoded and written on a background thread (pyarrow releases the GIL) while the next
     batch is read and converted; at most one row group waits, so memory stays at about two batches."""
 
-    def __init__(self, folder: Path, split: str, shard_bytes: int, schema, hasher: _Hasher | None = None):
+    def __init__(self, folder: Path, split: str, shard_bytes: int, schema, hasher: _Hasher | None = None,
+                 root: Path | None = None):
         self.folder, self.split, self.shard_bytes, self.schema = folder, split, shard_bytes, schema
         self.hasher = hasher
+        self.root = root or folder  # the export's folder: the manifest names files relative to it
         self.shards: list[Path] = []
         self.writer, self.size, self.rows = None, 0, []
         self._pool, self._pending = None, None
 
+    def _name(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
     def add(self, row: Row) -> None:
-        if self.writer is not None and self.size + row.size > self.shard_bytes:
+        self.add_values(_parquet_row(row), row.size)
+
+    def add_values(self, values: dict, size: int) -> None:
+        """One row of this writer's schema; ``size`` is its estimated bytes (for rolling shards over)."""
+        if self.writer is not None and self.size + size > self.shard_bytes:
             self._flush()
             self._close_shard()
         if self.writer is None:
             import pyarrow.parquet as pq
 
+            self.folder.mkdir(parents=True, exist_ok=True)
             path = self.folder / f".{self.split}-{len(self.shards):05d}.part"
             self.shards.append(path)
             self.writer, self.size = pq.ParquetWriter(path, self.schema, **_parquet_options(self.schema)), 0
-        self.rows.append(_parquet_row(row))
-        self.size += row.size
+        self.rows.append(values)
+        self.size += size
 
     def _wait(self) -> None:
         if self._pending is not None:
@@ -125,7 +154,7 @@ class _ShardedParquet:
         self.writer.close()
         self.writer = None
         if self.hasher is not None:
-            self.hasher.add_file(self.shards[-1].name)
+            self.hasher.add_file(self._name(self.shards[-1]), self.shards[-1])
 
     def _flush(self) -> None:
         if self.rows:
@@ -166,7 +195,7 @@ class _ShardedParquet:
             name = f"{self.split}-{i:05d}-of-{n:05d}.parquet"
             os.rename(path, self.folder / name)
             if self.hasher is not None:
-                self.hasher.rename(path.name, name)
+                self.hasher.rename(self._name(path), self._name(self.folder / name))
             names.append(name)
         return names
 
@@ -175,7 +204,7 @@ def write_parquet_export(source: _Source, folder: Path, shard_bytes: int) -> dic
     schema, counts = parquet_schema(), _counts_skeleton()
     agreements: dict[str, list] = {}
     for split in SPLITS:
-        shards = _ShardedParquet(folder, split, shard_bytes, schema, source.hasher)
+        shards = _ShardedParquet(folder / "data", split, shard_bytes, schema, source.hasher, root=folder)
         try:
             for batch in source.batches(split, DECIDED):
                 for row in batch:
@@ -188,7 +217,7 @@ def write_parquet_export(source: _Source, folder: Path, shard_bytes: int) -> dic
             shards.abandon()
             raise
         if files:
-            counts["files"][split] = files
+            counts["files"][split] = [f"data/{name}" for name in files]
         _excluded(source, counts, split)
     counts["agreement"] = _agreement_summary(agreements)
     (folder / "README.md").write_text(dataset_card(source.version, counts), encoding="utf-8")

@@ -24,6 +24,11 @@ _FIELDS = {
     "implicit_prompt": "pair__tuple__implicit_prompt",
     "explicit_prompt": "pair__tuple__explicit_prompt",
     "superficial_prompt": "pair__tuple__superficial_prompt",
+    "implicit_paraphrases": "pair__tuple__implicit_paraphrases",
+    "explicit_paraphrases": "pair__tuple__explicit_paraphrases",
+    "superficial_paraphrases": "pair__tuple__superficial_paraphrases",
+    "scene_scoring": "pair__tuple__scene_scoring",
+    "real_scoring": "pair__tuple__real_scoring",
     "subject": "pair__tuple__subject",
     "scene": "pair__tuple__scene",
     "task": "pair__tuple__task__code",
@@ -62,6 +67,13 @@ class Row:
                 ("expected" if self.swapped else "other")
         data = self.expected if which == "expected" else self.other
         return data, self.values[f"{which}_sha256"], _extension(self.values[f"{which}_format"])
+
+    def prompts(self, which: str) -> list[str]:
+        """Every wording of the ``implicit``/``explicit``/``superficial`` prompt: the prompt, then its
+        paraphrases (as :meth:`annotation.models.PromptTuple.prompts`)."""
+        first = self.values[f"{which}_prompt"] or ""
+        more = self.values.get(f"{which}_paraphrases") or []
+        return ([first] if first else []) + [p for p in more if p != first]
 
     @property
     def size(self) -> int:
@@ -110,10 +122,13 @@ class _Source:
             counts[split][label] += 1
         return counts
 
-    def batches(self, split: str, labels=None) -> Iterator[list[Row]]:
+    def batches(self, split: str, labels=None, *, by_tuple: bool = False) -> Iterator[list[Row]]:
+        """Batches of rows in pair order, or ``by_tuple`` in tuple then pair order (a tuple's pairs follow
+        one another, possibly across two batches)."""
         from concurrent.futures import ThreadPoolExecutor
 
-        query = self.members(split, labels).order_by("pair_id").values(*_FIELDS.values())
+        order = ("pair__tuple_id", "pair_id") if by_tuple else ("pair_id",)
+        query = self.members(split, labels).order_by(*order).values(*_FIELDS.values())
         with ThreadPoolExecutor(1, thread_name_prefix="export-read") as reader:
             pending = None
             for batch in self._value_batches(query):
@@ -150,6 +165,17 @@ def _common(row: Row) -> dict:
         "tuple_id": v["tuple_id"], "pair_id": v["pair_id"], "task": v["task"] or "",
         "discipline": v["discipline"] or "", "label": v["label"], "consensus": v["consensus"],
         "agreement": v["agreement"], "n_judgements": v["n_judgements"],
+    }
+
+
+def _tuple_columns(row: Row) -> dict:
+    """The tuple's own fields beyond the three prompts: every wording, scene, subject and rubrics."""
+    v = row.values
+    return {
+        "implicit_prompts": row.prompts("implicit"), "explicit_prompts": row.prompts("explicit"),
+        "superficial_prompts": row.prompts("superficial"), "scene": v["scene"] or "",
+        "subject": v["subject"] or "", "scene_scoring": v["scene_scoring"] or "",
+        "real_scoring": v["real_scoring"] or "",
     }
 
 
