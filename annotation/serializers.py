@@ -99,7 +99,8 @@ class TupleSerializer(serializers.ModelSerializer):
     class Meta:
         model = PromptTuple
         fields = [
-            "id", "implicit_prompt", "explicit_prompt", "superficial_prompt", "task", "discipline",
+            "id", "implicit_prompt", "explicit_prompt", "superficial_prompt", "implicit_paraphrases",
+            "explicit_paraphrases", "superficial_paraphrases", "scene_scoring", "real_scoring", "task", "discipline",
             "subject", "scene", "source", "provenance", "created_at", "updated_at",
         ]
         read_only_fields = fields
@@ -116,6 +117,17 @@ class TupleUpdateSerializer(serializers.Serializer):
     subject = serializers.CharField(required=False, allow_blank=True, max_length=200)
     scene = serializers.ChoiceField(choices=PromptTuple.Scene.choices, required=False)
     source = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    implicit_paraphrases = serializers.ListField(
+        child=serializers.CharField(max_length=2000, allow_blank=True), required=False, max_length=50,
+        help_text="Other wordings of the implicit prompt (a non-empty list replaces the stored one).")
+    explicit_paraphrases = serializers.ListField(child=serializers.CharField(max_length=2000, allow_blank=True), required=False,
+                                                 max_length=50)
+    superficial_paraphrases = serializers.ListField(child=serializers.CharField(max_length=2000, allow_blank=True), required=False,
+                                                    max_length=50)
+    scene_scoring = serializers.CharField(required=False, allow_blank=True, max_length=20000,
+                                          help_text="Grading rubric: the scene gate.")
+    real_scoring = serializers.CharField(required=False, allow_blank=True, max_length=20000,
+                                         help_text="Grading rubric: the 0-3 reality grade.")
 
 
 class TupleCreateSerializer(TupleUpdateSerializer):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from curation.services.exporting.base import SPLITS
 from curation.services.exporting.hashing import _Hasher
-from curation.services.exporting.source import Row, _common, _count, _counts_skeleton, _Source
+from curation.services.exporting.source import Row, _common, _count, _counts_skeleton, _Source, _tuple_columns
 
 # --- JSONL + image folder --------------------------------------------------------------------------
 
@@ -53,6 +53,6 @@ def _jsonl_record(row: Row, images: Path, hasher: _Hasher | None = None) -> dict
         "superficial_prompt": v["superficial_prompt"] or "",
         "correct_image": paths[correct], "wrong_image": paths[wrong],
         "expected_image": paths["expected"], "other_image": paths["other"],
-        "subject": v["subject"] or "", "scene": v["scene"], "split": v["split"],
+        "split": v["split"], **_tuple_columns(row),
         **_common(row),
     }

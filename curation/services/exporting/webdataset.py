@@ -10,7 +10,15 @@ import tarfile
 from pathlib import Path
 
 from curation.services.exporting.base import DECIDED, SPLITS
-from curation.services.exporting.source import Row, _common, _count, _counts_skeleton, _excluded, _Source
+from curation.services.exporting.source import (
+    Row,
+    _common,
+    _count,
+    _counts_skeleton,
+    _excluded,
+    _Source,
+    _tuple_columns,
+)
 
 # --- WebDataset ------------------------------------------------------------------------------------
 
@@ -71,7 +79,7 @@ def _add_sample(tar: tarfile.TarFile, row: Row) -> None:
     key = f"p{v['pair_id']:09d}"
     meta = {"implicit_prompt": v["implicit_prompt"], "explicit_prompt": v["explicit_prompt"] or "",
             "superficial_prompt": v["superficial_prompt"] or "", "category": v["task_name"] or "",
-            "subject": v["subject"] or "", "split": v["split"], **_common(row)}
+            "split": v["split"], **_tuple_columns(row), **_common(row)}
     correct, _, correct_ext = row.image("correct")
     wrong, _, wrong_ext = row.image("wrong")
     for name, data in ((f"{key}.json", json.dumps(meta, ensure_ascii=False).encode()),
