@@ -22,7 +22,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--prompts", metavar="FILE",
             help="Also import a prompt file (same formats as import_prompts), e.g. "
-                 "../shared/data/reality_simple_300.json. Its tuples get no images.",
+                 "the Science-T2I repository's reality_simple_300.json. Its tuples get no images.",
         )
         parser.add_argument(
             "--auto-task", action="store_true",

@@ -1,4 +1,4 @@
-"""``manage.py export_version VERSION --format parquet|jsonl|webdataset [--out DIR]``: export a dataset
+"""``manage.py export_version VERSION --format parquet|published|jsonl|webdataset [--out DIR]``: export a dataset
 version from a shell, with a progress bar (see curation.services.exporting)."""
 
 from __future__ import annotations

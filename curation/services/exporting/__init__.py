@@ -1,4 +1,5 @@
-"""Export a frozen dataset version: Science-T2I parquet, JSONL + image folder, WebDataset tar shards.
+"""Export a frozen dataset version: Science-T2I parquet (combined, or the published layout), JSONL + image
+folder, WebDataset tar shards.
 
 ``export_version(version, fmt)`` writes ``MEDIA_ROOT/exports/<version id>/<format>/`` (or ``out=``) and
 returns a result dict (``path``, ``files``, ``bytes``, ``counts``, ``manifest``). The export is built in a
@@ -38,16 +39,22 @@ exported "correct" image is the one the experts judged correct:
 
 Formats
 -------
-* ``parquet`` — the published Science-T2I columns ``implicit_prompt``, ``explicit_prompt``,
-  ``superficial_prompt`` (strings), ``explicit_image`` = [correct image], ``superficial_image`` = [wrong
-  image] (lists of ``datasets.Image`` structs ``{bytes, path}`` with embedded bytes), ``category`` (task
-  name), ``law`` (task code); plus ``tuple_id``, ``pair_id``, ``task`` (code), ``discipline``, ``label``,
-  ``consensus`` (the frozen outcome), ``agreement``, ``n_judgements``. Files
-  ``<split>-<i:05d>-of-<n:05d>.parquet`` for the splits ``train``, ``validation``, ``test_S``, ``test_C``
-  (a split without rows has no file), and a dataset card ``README.md`` whose YAML ``configs`` map each split
-  to its files, so ``datasets.load_dataset(<dir>)`` finds all four splits. The image bytes columns are
-  written without compression, dictionary or statistics (JPEG/PNG/WebP bytes do not compress); the other
-  columns use pyarrow's defaults.
+* ``parquet`` — one row per member: the published Science-T2I columns in the published order
+  (:data:`ml.core.data.PUBLISHED_COLUMNS`: ``implicit_prompt``, ``explicit_prompt``, ``superficial_prompt``
+  as strings, ``explicit_image`` = [correct image], ``superficial_image`` = [wrong image] as lists of
+  ``datasets.Image`` structs ``{bytes, path}`` with embedded bytes, ``scene_scoring``, ``real_scoring``,
+  ``category`` = task name, ``law`` = task code); then every wording of each prompt (``implicit_prompts``,
+  ``explicit_prompts``, ``superficial_prompts``), ``tuple_id``, ``pair_id``, ``task`` (code), ``discipline``,
+  ``scene``, ``subject``, ``label``, ``consensus`` (the frozen outcome), ``agreement``, ``n_judgements``.
+  Files ``data/<split>-<i:05d>-of-<n:05d>.parquet`` for the splits ``train``, ``validation``, ``test_S``,
+  ``test_C`` (a split without rows has no file): ``datasets`` infers custom split names from exactly that
+  pattern, so ``load_dataset("parquet", data_dir=...)`` keeps test_S and test_C apart (with the files at the
+  top it merged them into ``test``); a dataset card ``README.md`` whose YAML ``configs`` map each split to
+  its files serves ``load_dataset(<dir>)``. The image bytes columns are written without compression,
+  dictionary or statistics (JPEG/PNG/WebP bytes do not compress); the other columns use pyarrow's defaults.
+* ``published`` — the published layout (:mod:`.published`): ``Science-T2I-Trainset/`` (one row per tuple,
+  list columns), ``Science-T2I-S/`` and ``Science-T2I-C/`` (one ``test`` split each), exactly the published
+  columns.
 * ``jsonl`` — ``tuples.jsonl`` (every member) and ``<split>.jsonl``; images in ``images/<sha256>.<ext>``
   (each stored once), referenced by paths relative to the export directory (readable by
   :func:`ml.core.data.read_jsonl` once both/neither rows are filtered out).
@@ -61,8 +68,8 @@ How, module by module:
 * :mod:`.staging` — claiming the temporary folder and its lock, :func:`sweep_abandoned`, discarding an
   outdated export;
 * :mod:`.source` — the members in bounded batches with their images (:class:`Row`), and the counts;
-* :mod:`.parquet` (with :mod:`.card`, the dataset card and agreement summary), :mod:`.jsonl`,
-  :mod:`.webdataset` — the writers of the three formats;
+* :mod:`.parquet` (with :mod:`.card`, the dataset card and agreement summary), :mod:`.published`,
+  :mod:`.jsonl`, :mod:`.webdataset` — the writers of the four formats;
 * :mod:`.hashing` — the sha256 of the files (:class:`_Hasher`, in the background);
 * :mod:`.base` — constants, errors, where exports live, results and manifests.
 
