@@ -4,6 +4,10 @@ Every command has ``--help`` and ``--json`` (one JSON object on stdout, logs on 
 commands take every field of their config dataclass as an option (``--lr``, ``--grad-accum``...),
 generated from the dataclass so the CLI never drifts from the library. Nothing here imports Django.
 
+``train-scorer``, ``sft`` and ``oft`` take ``--recipe platform|paper`` (default platform): the defaults of
+the options where our recipe and the research code's differ (``ml.core.recipes``); an option given
+explicitly wins, e.g. ``--recipe paper --loss-reduction mean``.
+
 Data inputs (``--data``, ``--train``, ``--val``): a JSONL file of tuples with image paths, or a
 Science-T2I-style parquet file or directory (``--split`` picks ``train``, ``validation``...).
 """
@@ -21,7 +25,9 @@ from pathlib import Path
 # --- helpers --------------------------------------------------------------------------------
 
 
-def load_records(path: str, split: str | None = None) -> list:
+def load_records(path: str, split: str | None = None, *, per_row: bool = False) -> list:
+    """Tuples from a JSONL file or a parquet file/directory. ``per_row``: one record per parquet row with
+    every paraphrase and image (what ``variants=random`` draws from), else one per i-th/i-th image pair."""
     from ml.core.data import read_jsonl, read_parquet_dir
 
     p = Path(path)
@@ -29,11 +35,17 @@ def load_records(path: str, split: str | None = None) -> list:
         raise SystemExit(f"error: {path} does not exist")
     if p.suffix == ".jsonl":
         return read_jsonl(p)
+    if per_row:
+        return list(read_parquet_dir(p, split=split, per_row=True))
     return list(read_parquet_dir(p, split=split))
 
 
-def add_config_options(parser: argparse.ArgumentParser, config_cls, skip: set[str] = frozenset()) -> None:
-    """One option per dataclass field, typed from the default, help from the field name."""
+def add_config_options(parser: argparse.ArgumentParser, config_cls, skip: set[str] = frozenset(),
+                       recipe_table: dict | None = None) -> None:
+    """One option per dataclass field, typed from the default, help from the field name; choices from
+    :data:`ml.core.recipes.CHOICES`; a field of ``recipe_table`` defaults to None (= the recipe's value)."""
+    from ml.core import recipes
+
     hints = typing.get_type_hints(config_cls)
     group = parser.add_argument_group(f"{config_cls.__name__} (defaults are the paper's where it gives one)")
     for field in dataclasses.fields(config_cls):
@@ -42,12 +54,17 @@ def add_config_options(parser: argparse.ArgumentParser, config_cls, skip: set[st
         flag = "--" + field.name.replace("_", "-")
         default = field.default
         kind = _base_type(hints[field.name])
+        choices = recipes.CHOICES.get(field.name)
+        point = (recipe_table or {}).get(field.name)
+        shown = f"recipe's (platform: {point.platform}, paper: {point.paper})" if point else default
         if default is dataclasses.MISSING:
             group.add_argument(flag, dest=field.name, type=kind, required=True)
         elif kind is bool:
-            group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=default)
+            group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=default,
+                               help=f"default: {shown}")
         else:
-            group.add_argument(flag, dest=field.name, type=kind, default=default, help=f"default: {default}")
+            group.add_argument(flag, dest=field.name, type=kind, default=default, choices=choices,
+                               help=f"default: {shown}")
 
 
 def _base_type(hint):
@@ -149,15 +166,18 @@ def add_convert(p):
 
 
 def run_train_scorer(args):
+    from ml.core import recipes
     from ml.core.train_scorer import TrainConfig, train_scorer
 
-    train = load_records(args.train, args.train_split)
-    val = load_records(args.val, args.val_split)
     config = config_from_args(TrainConfig, args, progress=not args.json)
+    per_row = recipes.resolve(config, recipes.SCORER).variants == "random"
+    train = load_records(args.train, args.train_split, per_row=per_row)
+    val = load_records(args.val, args.val_split)
     return train_scorer(config, train, val, args.out)
 
 
 def add_train_scorer(p):
+    from ml.core import recipes
     from ml.core.train_scorer import TrainConfig
 
     p.add_argument("--train", required=True, help="training tuples (JSONL or parquet)")
@@ -165,7 +185,7 @@ def add_train_scorer(p):
     p.add_argument("--train-split", default=None, help="split name inside a parquet dir (e.g. train)")
     p.add_argument("--val-split", default=None, help="split name inside a parquet dir (e.g. validation)")
     p.add_argument("--out", required=True, help="run folder: checkpoints, metrics.jsonl, best/, final/")
-    add_config_options(p, TrainConfig, skip={"progress"})
+    add_config_options(p, TrainConfig, skip={"progress"}, recipe_table=recipes.SCORER)
 
 
 def run_eval_scorer(args):
@@ -233,23 +253,26 @@ def add_generate(p):
 
 
 def run_sft(args):
+    from ml.core import recipes
     from ml.core.sft import SFTConfig, train_sft
 
     config = config_from_args(SFTConfig, args)
-    records = load_records(args.data, args.split)
-    result = train_sft(args.pipeline, records, args.out, config,
-                       on_step=progress_callback(config.max_steps, "sft", not args.json))
+    records = load_records(args.data, args.split,
+                           per_row=recipes.resolve(config, recipes.SFT).variants == "random")
+    total = config.resolved(len(records)).max_steps
+    result = train_sft(args.pipeline, records, args.out, config, on_step=progress_callback(total, "sft", not args.json))
     return dataclasses.asdict(result)
 
 
 def add_sft(p):
+    from ml.core import recipes
     from ml.core.sft import SFTConfig
 
     p.add_argument("--pipeline", required=True)
     p.add_argument("--data", required=True, help="tuples (JSONL or parquet)")
     p.add_argument("--split")
     p.add_argument("--out", required=True)
-    add_config_options(p, SFTConfig)
+    add_config_options(p, SFTConfig, recipe_table=recipes.SFT)
 
 
 def run_oft(args):
@@ -257,11 +280,12 @@ def run_oft(args):
 
     config = config_from_args(OFTConfig, args)
     result = train_oft(args.pipeline, args.lora, args.scorer, args.detector, load_prompts(args.prompts), args.out,
-                       config, on_step=progress_callback(config.max_steps, "oft", not args.json))
+                       config, on_step=progress_callback(config.resolved().max_steps, "oft", not args.json))
     return dataclasses.asdict(result)
 
 
 def add_oft(p):
+    from ml.core import recipes
     from ml.core.oft import OFTConfig
 
     p.add_argument("--pipeline", required=True)
@@ -270,7 +294,7 @@ def add_oft(p):
     p.add_argument("--detector", help="Grounding DINO directory (required unless --no-use-mask)")
     p.add_argument("--prompts", required=True, help='JSON list of {"prompt", "object"} (the reference format)')
     p.add_argument("--out", required=True)
-    add_config_options(p, OFTConfig)
+    add_config_options(p, OFTConfig, recipe_table=recipes.OFT)
 
 
 def run_eval_generator(args):

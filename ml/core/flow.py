@@ -113,29 +113,64 @@ def packed_noise(
 # --- images <-> latents --------------------------------------------------------------------
 
 
-def images_to_tensor(images: Sequence[Image.Image], height: int, width: int) -> torch.Tensor:
-    """PIL images -> (B, 3, height, width) floats in [-1, 1]: scaled to cover, then centre-cropped."""
+def images_to_tensor(images: Sequence[Image.Image], height: int, width: int,
+                     resize: str = "cover_crop") -> torch.Tensor:
+    """PIL images -> (B, 3, height, width) floats in [-1, 1].
+
+    ``resize="cover_crop"`` (platform): bicubic, scaled to cover, then centre-cropped, any aspect ratio.
+    ``"shorter_side"`` (the research SFT's ``transforms.Resize(resolution)``, bilinear): the shorter side
+    to ``min(height, width)``, the longer one to ``int(size * long / short)``, no crop; an image that does
+    not come out ``height`` x ``width`` (not the same shape) is refused, as the research code's batch
+    stacking would fail on it.
+    """
+    if resize not in ("cover_crop", "shorter_side"):
+        raise ValueError(f"unknown resize {resize!r}: use cover_crop or shorter_side")
     arrays = []
     for image in images:
         image = image.convert("RGB")
-        scale = max(width / image.width, height / image.height)
-        size = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
-        image = image.resize(size, Image.Resampling.BICUBIC)
-        left, top = (size[0] - width) // 2, (size[1] - height) // 2
-        image = image.crop((left, top, left + width, top + height))
+        if resize == "shorter_side":
+            image = _resize_shorter_side(image, min(height, width))
+            if image.size != (width, height):
+                raise ValueError(f"an image of {image.width}x{image.height} after resizing its shorter side: "
+                                 f"shorter_side needs images of the training shape ({width}x{height})")
+        else:
+            scale = max(width / image.width, height / image.height)
+            size = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
+            image = image.resize(size, Image.Resampling.BICUBIC)
+            left, top = (size[0] - width) // 2, (size[1] - height) // 2
+            image = image.crop((left, top, left + width, top + height))
         arrays.append(np.asarray(image, dtype=np.float32))
     pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
     return pixels / 127.5 - 1.0
 
 
+def _resize_shorter_side(image: Image.Image, size: int) -> Image.Image:
+    """torchvision's ``Resize(size)`` on a PIL image: bilinear, shorter side to ``size``, long side truncated."""
+    short, long = sorted(image.size)
+    other = int(size * long / short)
+    width, height = (size, other) if image.width <= image.height else (other, size)
+    if (width, height) == image.size:
+        return image
+    return image.resize((width, height), Image.Resampling.BILINEAR)
+
+
 @torch.no_grad()
-def encode_images(vae, pixels: torch.Tensor) -> torch.Tensor:
+def encode_images(vae, pixels: torch.Tensor, *, posterior: str = "mode",
+                  generator: torch.Generator | None = None) -> torch.Tensor:
     """(B, 3, H, W) pixels in [-1, 1] -> normalised, packed latents (B, seq, 4C).
 
-    Uses the mean of the VAE posterior, not a sample: deterministic (so training resumes exactly)
-    and, for FLUX's VAE, the posterior spread is negligible.
+    ``posterior="mode"`` (platform): the mean of the VAE posterior: deterministic, and for FLUX's VAE the
+    posterior spread is negligible. ``"sample"`` (the research SFT's ``latent_dist.sample()``): mean + std x
+    noise, the noise drawn on the CPU from ``generator`` (so a checkpointed generator resumes exactly).
     """
-    z = vae.encode(pixels.to(device=vae.device, dtype=vae.dtype)).latent_dist.mode()
+    dist = vae.encode(pixels.to(device=vae.device, dtype=vae.dtype)).latent_dist
+    if posterior == "mode":
+        z = dist.mode()
+    elif posterior == "sample":
+        noise = torch.randn(dist.mean.shape, generator=generator, dtype=torch.float32)
+        z = dist.mean + dist.std * noise.to(device=dist.mean.device, dtype=dist.mean.dtype)
+    else:
+        raise ValueError(f"unknown posterior {posterior!r}: use mode or sample")
     return pack_latents((z - vae.config.shift_factor) * vae.config.scaling_factor)
 
 
@@ -204,18 +239,33 @@ def sample_sigmas(
     scheme: str = "uniform",
     logit_mean: float = 0.0,
     logit_std: float = 1.0,
+    grid: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``n`` training noise levels in (0, 1), on the CPU (so a seeded generator is device-independent).
+    """``n`` training noise levels in (0, 1], on the CPU (so a seeded generator is device-independent).
 
-    ``"uniform"`` is what the Science-T2I SFT reference does (uniform over the unshifted schedule);
-    ``"logit_normal"`` (SD3's sampler, ``sigmoid(N(logit_mean, logit_std))``) concentrates on
-    mid-range noise.
+    ``"uniform"``: continuous uniform. ``"grid"`` (the research SFT): ``grid[floor(u * len(grid))]`` with
+    ``u`` uniform, ``grid`` being the scheduler's training noise levels (:func:`training_sigma_grid`;
+    1000 levels k/1000 for FLUX.1). ``"logit_normal"`` (SD3's sampler, ``sigmoid(N(logit_mean,
+    logit_std))``) concentrates on mid-range noise.
     """
     if scheme == "uniform":
         return torch.rand(n, generator=generator)
+    if scheme == "grid":
+        if grid is None:
+            raise ValueError("the grid scheme needs the scheduler's training sigmas (grid=...)")
+        index = (torch.rand(n, generator=generator) * len(grid)).long().clamp_max(len(grid) - 1)
+        return grid.float().cpu()[index]
     if scheme == "logit_normal":
         return torch.sigmoid(torch.randn(n, generator=generator) * logit_std + logit_mean)
-    raise ValueError(f"unknown sigma sampling scheme {scheme!r} (uniform, logit_normal)")
+    raise ValueError(f"unknown sigma sampling scheme {scheme!r} (uniform, grid, logit_normal)")
+
+
+def training_sigma_grid(scheduler_config) -> torch.Tensor:
+    """The noise levels of a fresh ``FlowMatchEulerDiscreteScheduler`` (before any ``set_timesteps``), the
+    table the research SFT indexes: ``num_train_timesteps`` levels from 1 down, static shift applied."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return FlowMatchEulerDiscreteScheduler.from_config(scheduler_config).sigmas.float().cpu()
 
 
 def inference_sigmas(scheduler_config, num_steps: int, image_seq_len: int, *, device=None) -> torch.Tensor:
@@ -301,20 +351,46 @@ def boxes_to_pixel_mask(boxes: torch.Tensor, height: int, width: int) -> torch.T
     return inside_y[:, :, None] & inside_x[:, None, :]
 
 
+def pixel_mask_to_grid(mask_hw: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """Pixel-space mask (H', W') or (B, H', W'), bool or float in [0, 1], covering the whole image, at any
+    resolution -> (B, rows, cols) bool: a cell is in when any part of it is (area resampling, then ``> 0``),
+    so a box never loses its border cells."""
+    mask = torch.as_tensor(mask_hw).float()
+    if mask.dim() == 2:
+        mask = mask[None]
+    if mask.dim() != 3:
+        raise ValueError(f"mask must be (H, W) or (B, H, W); got shape {tuple(mask.shape)}")
+    return F.interpolate(mask[:, None], size=(rows, cols), mode="area")[:, 0] > 0
+
+
 def pixel_mask_to_tokens(mask_hw: torch.Tensor, height: int, width: int, vae_scale_factor: int) -> torch.Tensor:
     """Pixel-space mask -> (B, seq) bool mask over the packed image tokens of a ``height`` x ``width`` image.
 
     ``mask_hw`` is (H', W') or (B, H', W'), bool or float in [0, 1], at any resolution: it is
     taken to cover the whole image, so a detector's mask at 512 px maps onto a 1024 px generation.
     Each token covers a ``2 * vae_scale_factor`` pixel square; it is in the mask when any part of
-    its square is (area resampling, then ``> 0``), so a box never loses its border tokens. Token
-    order is the packing order of :func:`pack_latents`.
+    its square is (:func:`pixel_mask_to_grid`). Token order is the packing order of :func:`pack_latents`.
     """
     rows, cols = token_grid(height, width, vae_scale_factor)
-    mask = torch.as_tensor(mask_hw).float()
-    if mask.dim() == 2:
-        mask = mask[None]
-    if mask.dim() != 3:
-        raise ValueError(f"mask must be (H, W) or (B, H, W); got shape {tuple(mask.shape)}")
-    coverage = F.interpolate(mask[:, None], size=(rows, cols), mode="area")
-    return (coverage > 0).reshape(mask.shape[0], rows * cols)
+    cells = pixel_mask_to_grid(mask_hw, rows, cols)
+    return cells.reshape(cells.shape[0], rows * cols)
+
+
+def box_to_grid(box: Sequence[float], rows: int, cols: int) -> torch.Tensor:
+    """A box ``(x0, y0, x1, y1)`` in fractions of the image -> (rows, cols) bool grid mask.
+
+    Cells ``floor(x0 * cols)`` up to (not including) ``floor(x1 * cols)``, and likewise in y: the research
+    OFT's ``int(...)`` rasterisation of its box on the latent grid, with the box first clipped to the image
+    (the research code's negative indices at an image edge wrap around and empty the mask).
+    """
+    x0, y0, x1, y1 = (min(1.0, max(0.0, float(v))) for v in box)
+    mask = torch.zeros(rows, cols, dtype=torch.bool)
+    mask[int(y0 * rows):int(y1 * rows), int(x0 * cols):int(x1 * cols)] = True
+    return mask
+
+
+def cells_to_elements(cells: torch.Tensor, channels: int) -> torch.Tensor:
+    """A (B, h, w) mask over the latent cells (one per ``vae_scale_factor`` pixels) -> (B, seq, 4 x channels)
+    bool over the elements of the packed latents, every channel of a cell taking the cell's value."""
+    b, h, w = cells.shape
+    return pack_latents(cells[:, None].expand(b, channels, h, w).float()) > 0.5

@@ -7,7 +7,9 @@ wrong image x-, with s(a, b) = exp(logit_scale) * cos(a, b):
   prefer the correct image;
 * image terms: cross-entropy over [s(e, x+), s(s, x+)] with target e, and over [s(e, x-), s(s, x-)]
   with target s — each image must match the prompt that literally describes it;
-* L = text + 0.25 * (image+ + image-), averaged over the batch.
+* L = text + 0.25 * (image+ + image-), per tuple; ``reduction`` averages it over the batch
+  (``"mean"``, the platform's), sums it (``"sum"``, the research code's ``loss.sum()``) or keeps one
+  value per tuple (``"none"``).
 
 Each tuple is compared only with itself: no in-batch negatives and no margin, as in the paper.
 The function takes already L2-normalised features so it is independent of how they were computed
@@ -38,6 +40,7 @@ def sciscore_loss(
     correct: torch.Tensor,
     wrong: torch.Tensor,
     scale: torch.Tensor | float,
+    reduction: str = "mean",
 ) -> LossParts:
     """The paper's loss for a batch of B tuples.
 
@@ -51,9 +54,11 @@ def sciscore_loss(
     def sim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return scale * (a * b).sum(-1)
 
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"unknown reduction {reduction!r}: use mean, sum or none")
     first = torch.zeros(t.shape[0], dtype=torch.long, device=t.device)
-    text = F.cross_entropy(torch.stack([sim(t, xp), sim(t, xn)], dim=-1), first)
-    image_pos = F.cross_entropy(torch.stack([sim(e, xp), sim(s, xp)], dim=-1), first)
-    image_neg = F.cross_entropy(torch.stack([sim(e, xn), sim(s, xn)], dim=-1), first + 1)
+    text = F.cross_entropy(torch.stack([sim(t, xp), sim(t, xn)], dim=-1), first, reduction=reduction)
+    image_pos = F.cross_entropy(torch.stack([sim(e, xp), sim(s, xp)], dim=-1), first, reduction=reduction)
+    image_neg = F.cross_entropy(torch.stack([sim(e, xn), sim(s, xn)], dim=-1), first + 1, reduction=reduction)
     total = text + IMAGE_TERM_WEIGHT * (image_pos + image_neg)
     return LossParts(total, text, image_pos, image_neg)

@@ -55,6 +55,14 @@ Decisions, and why:
   returned NaN gradients; anomaly mode traced them to ``ScaledDotProductCudnnAttentionBackward0``.
   Transformer calls and the backward passes (which re-run the forward under gradient
   checkpointing) therefore run inside :func:`ml.core.flow.training_attention`, as in SFT.
+* **Recipes** (:mod:`ml.core.recipes`). Everything above is the ``platform`` recipe. ``recipe="paper"``
+  reproduces the research OFT where ours differs, each point its own field (``None`` = the recipe's):
+  its churn sampler (``sampler``), log-ratios averaged over *all* latent elements with zeros outside the
+  mask (``mask_mean``) on the latent-cell grid (``mask_grid``), one enclosing box grown by 10 % of the image
+  (``subject_region``), guidance 0, the 2x2 preference matrix averaged (``preference_loss``), training the
+  SFT adapter on against a frozen copy of that adapter (``reference``), prompts drawn with replacement
+  (``prompt_sampling``), 2 prompts per step and 156 steps. Its reference is a second copy of the SFT
+  *adapter* only; the research code deep-copies the whole transformer.
 """
 
 from __future__ import annotations
@@ -66,7 +74,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
@@ -74,13 +82,16 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from ml.core import recipes
 from ml.core.flow import (
+    box_to_grid,
+    cells_to_elements,
     decode_latents,
     encode_text,
     inference_sigmas,
     latent_image_ids,
     packed_noise,
-    pixel_mask_to_tokens,
+    pixel_mask_to_grid,
     predict_velocity,
     to_pil,
     training_attention,
@@ -95,33 +106,48 @@ METRICS = "metrics.jsonl"
 LORA_DIR = "lora"
 ADAPTER = "default"  # the trained OFT adapter
 SFT_ADAPTER = "sft"  # the LoRA OFT starts from, fused into the base weights
+REFERENCE_ADAPTER = "reference"  # reference="sft_adapter": a frozen copy of the starting LoRA
 RESUMABLE_CHANGES = {"max_steps", "checkpoint_every", "device"}
 
 
 @dataclass
 class OFTConfig:
+    """Fields left at ``None`` take the value of ``recipe`` (:data:`ml.core.recipes.OFT`)."""
+
+    recipe: str = recipes.DEFAULT  # "platform" or "paper": the defaults of the fields left at None
     resolution: int = 512  # square images, pixels
     num_steps: int = DEFAULT_STEPS  # sampler steps per image
     churn: float = DEFAULT_CHURN  # sampler noise, see ml.core.sampler
-    guidance: float = 3.5  # guidance-embedding value for sampling (FLUX.1-dev's default)
+    sampler: str | None = None  # "euler_maruyama" or "churn" (ml.core.sampler)
+    guidance: float | None = None  # guidance-embedding value for sampling (FLUX.1-dev's default: 3.5)
     beta: float = 10.0
     clip_eps: float = 0.1  # per-step probability ratio clipped to [1 - eps, 1 + eps]
+    preference_loss: str | None = None  # "pair": -log σ(β Δ); "matrix": the 2x2 preference matrix averaged
+    mask_mean: str | None = None  # log-ratio averaged "inside" the mask, or over "all" elements
+    mask_grid: str | None = None  # mask on the packed "token" grid or the VAE "latent" cell grid
+    subject_region: str | None = None  # "union" of grown boxes, or one "enclosing" box grown by the image
+    reference: str | None = None  # "fused_sft" (fresh LoRA on the fused SFT) or "sft_adapter" (train it on)
     lr: float = 3e-4
     weight_decay: float = 1e-4
     max_grad_norm: float = 1.0
     rank: int = 16
     lora_alpha: int = 16
-    prompts_per_step: int = 4  # pairs accumulated per optimiser step
-    max_steps: int = 100  # optimiser steps in total, counting those before a resume
+    prompts_per_step: int | None = None  # pairs accumulated per optimiser step
+    max_steps: int | None = None  # optimiser steps in total, counting those before a resume
+    prompt_sampling: str | None = None  # "permutation" per epoch, or "replacement" (independent draws)
     use_mask: bool = True  # False: whole image (the paper's ablation, which collapses)
     box_threshold: float = 0.35
     text_threshold: float = 0.25
-    box_grow: float = 0.10
+    box_grow: float = 0.10  # union: of each box's size per side; enclosing: of the image, added to w and h
     max_sequence_length: int = 512  # T5 prompt length (schnell: at most 256)
     gradient_checkpointing: bool = True
     checkpoint_every: int = 10
     seed: int = 0
     device: str | None = None  # default: cuda if available
+
+    def __post_init__(self):
+        recipes.check_recipe(self.recipe)
+        recipes.check_choices(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> OFTConfig:
@@ -129,6 +155,10 @@ class OFTConfig:
         if unknown:
             raise ValueError(f"unknown OFT config fields: {sorted(unknown)}")
         return cls(**data)
+
+    def resolved(self) -> OFTConfig:
+        """Every ``None`` filled in from the recipe."""
+        return recipes.resolve(self, recipes.OFT)
 
 
 @dataclass
@@ -148,12 +178,23 @@ class PairLoss(NamedTuple):
     clamped: torch.Tensor  # (2,) bool: r hit the clamp (no gradient through it)
 
 
-def masked_log_ratio(log_pi: torch.Tensor, log_ref: torch.Tensor, token_mask: torch.Tensor,
-                     channels: int) -> torch.Tensor:
-    """``Σ_{t ∈ mask} (log π[t] − log π_ref[t]) / (C · |mask|)`` per sample: (B, L) -> (B,)."""
-    weights = token_mask.to(log_pi.dtype)
-    counts = weights.sum(-1).clamp_min(1) * channels
-    return ((log_pi - log_ref) * weights).sum(-1) / counts
+def masked_log_ratio(log_pi: torch.Tensor, log_ref: torch.Tensor, mask: torch.Tensor, channels: int,
+                     mean_over: str = "inside") -> torch.Tensor:
+    """The masked mean log-ratio per sample: (B, ...) -> (B,).
+
+    ``log_pi``, ``log_ref`` and ``mask`` have one entry per token (each the sum of ``channels`` element
+    log-densities) or per element (``channels=1``). ``mean_over="inside"`` (platform):
+    ``Σ_mask (log π − log π_ref) / (channels · |mask|)``; ``"all"`` (the research code): the same sum over
+    *every* element, ``/ (channels · entries)``, the elements outside the mask counting as zeros.
+    """
+    weights = mask.to(log_pi.dtype)
+    dims = tuple(range(1, log_pi.dim()))
+    masked = ((log_pi - log_ref) * weights).sum(dims)
+    if mean_over == "inside":
+        return masked / (weights.sum(dims).clamp_min(1) * channels)
+    if mean_over == "all":
+        return masked / (weights[0].numel() * channels)
+    raise ValueError(f"unknown mask mean {mean_over!r}: use inside or all")
 
 
 def clip_bounds(clip_eps: float) -> tuple[float, float]:
@@ -161,13 +202,26 @@ def clip_bounds(clip_eps: float) -> tuple[float, float]:
     return math.log(1 - clip_eps), math.log(1 + clip_eps)
 
 
-def pair_loss(log_pi: torch.Tensor, log_ref: torch.Tensor, token_mask: torch.Tensor, winner: int, *,
-              channels: int, beta: float = 10.0, clip_eps: float = 0.1) -> PairLoss:
-    """One step's DPO-style loss for a pair; rows of the (2, L) inputs are the two samples."""
+def pair_loss(log_pi: torch.Tensor, log_ref: torch.Tensor, mask: torch.Tensor, winner: int, *,
+              channels: int, beta: float = 10.0, clip_eps: float = 0.1, mask_mean: str = "inside",
+              preference: str = "pair") -> PairLoss:
+    """One step's DPO-style loss for a pair; the first dimension of the inputs is the two samples.
+
+    ``preference="pair"`` (platform): ``−log σ(β (r̃_w − r̃_l))``. ``"matrix"`` (the research code): the mean
+    over the 2x2 matrix ``−log σ(β (r̃_i − r̃_j) · [reward_i > reward_j])``, whose three entries without a
+    preference are log 2 each: ``(3 log 2 − log σ(β (r̃_w − r̃_l))) / 4``, a quarter of the gradient.
+    """
     low, high = clip_bounds(clip_eps)
-    ratios = masked_log_ratio(log_pi, log_ref, token_mask, channels)
+    ratios = masked_log_ratio(log_pi, log_ref, mask, channels, mask_mean)
     clamped = ratios.clamp(low, high)
-    loss = -F.logsigmoid(beta * (clamped[winner] - clamped[1 - winner]))
+    if preference == "pair":
+        loss = -F.logsigmoid(beta * (clamped[winner] - clamped[1 - winner]))
+    elif preference == "matrix":
+        prefers = torch.zeros(2, 2, dtype=clamped.dtype, device=clamped.device)
+        prefers[winner, 1 - winner] = 1.0
+        loss = -F.logsigmoid(beta * (clamped[:, None] - clamped[None, :]) * prefers).mean()
+    else:
+        raise ValueError(f"unknown preference loss {preference!r}: use pair or matrix")
     return PairLoss(loss, clamped.detach(), ((ratios < low) | (ratios > high)).detach())
 
 
@@ -204,10 +258,14 @@ def lora_factors(transformer, adapter: str) -> LoraFactors:
 
 
 def prepare_policy(pipe, lora_path: str | Path | None, config: OFTConfig):
-    """Freeze the pipeline, fuse the starting LoRA (if any) into the transformer, add a fresh LoRA.
+    """Freeze the pipeline and set up the trained LoRA and the reference.
 
-    Returns ``(transformer, start_factors)``: ``start_factors`` are the fused LoRA's factors (empty
-    without one), kept for the export. The new adapter's B is zero, so policy == reference at first.
+    ``reference="fused_sft"``: fuse the starting LoRA (if any) into the transformer and add a fresh LoRA
+    (B = 0, so policy == reference at first); the reference is the adapter disabled. ``"sft_adapter"``
+    (the research code): the starting LoRA itself is trained, and a second, frozen copy of it (adapter
+    ``reference``) is the reference; without a starting LoRA a fresh Gaussian-initialised one is trained
+    against the base (adapter disabled). Returns ``(transformer, start_factors)``: the fused LoRA's factors
+    (empty when nothing was fused), kept for the export.
     """
     from peft import LoraConfig
 
@@ -215,23 +273,55 @@ def prepare_policy(pipe, lora_path: str | Path | None, config: OFTConfig):
         module.requires_grad_(False)
     transformer = pipe.transformer
     start: LoraFactors = {}
-    if lora_path is not None:
-        pipe.load_lora_weights(str(lora_path), adapter_name=SFT_ADAPTER)
-        start = lora_factors(transformer, SFT_ADAPTER)
-        if not start:
-            raise ValueError(f"{lora_path}: no LoRA layers for the transformer")
-        pipe.fuse_lora(components=["transformer"], adapter_names=[SFT_ADAPTER])
-        pipe.unload_lora_weights()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        transformer.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.lora_alpha, init_lora_weights=True,
-                                           target_modules=LORA_TARGETS), adapter_name=ADAPTER)
-    for p in transformer.parameters():
-        if p.requires_grad:
-            p.data = p.data.float()
+    if config.reference == "sft_adapter" and lora_path is not None:
+        _train_starting_lora(pipe, lora_path)
+    else:
+        if lora_path is not None:
+            pipe.load_lora_weights(str(lora_path), adapter_name=SFT_ADAPTER)
+            start = lora_factors(transformer, SFT_ADAPTER)
+            if not start:
+                raise ValueError(f"{lora_path}: no LoRA layers for the transformer")
+            pipe.fuse_lora(components=["transformer"], adapter_names=[SFT_ADAPTER])
+            pipe.unload_lora_weights()
+        init = "gaussian" if config.reference == "sft_adapter" else True
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            transformer.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.lora_alpha, init_lora_weights=init,
+                                               target_modules=LORA_TARGETS), adapter_name=ADAPTER)
+    for name, p in transformer.named_parameters():
+        if p.requires_grad or f".{REFERENCE_ADAPTER}." in name:
+            p.data = p.data.float()  # both copies of a LoRA in fp32, so policy == reference at first
     if config.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
     return transformer, start
+
+
+def _train_starting_lora(pipe, lora_path: str | Path) -> None:
+    """Load the starting LoRA twice: as the trained adapter and as the frozen reference copy."""
+    transformer = pipe.transformer
+    for adapter in (ADAPTER, REFERENCE_ADAPTER):
+        pipe.load_lora_weights(str(lora_path), adapter_name=adapter)
+    if not lora_factors(transformer, ADAPTER):
+        raise ValueError(f"{lora_path}: no LoRA layers for the transformer")
+    transformer.set_adapter(ADAPTER)
+    for name, p in transformer.named_parameters():
+        p.requires_grad_(f".{ADAPTER}." in name and "lora_" in name)
+
+
+@contextmanager
+def reference_model(transformer, config: OFTConfig) -> Iterator[None]:
+    """Run the transformer as the reference: the frozen copy of the starting LoRA when there is one
+    (``reference="sft_adapter"``), else without any LoRA (:func:`adapter_disabled`)."""
+    has_copy = any(f".{REFERENCE_ADAPTER}." in name for name, _ in transformer.named_parameters())
+    if config.reference != "sft_adapter" or not has_copy:
+        with adapter_disabled(transformer):
+            yield
+        return
+    transformer.set_adapter(REFERENCE_ADAPTER)
+    try:
+        yield
+    finally:
+        transformer.set_adapter(ADAPTER)
 
 
 def export_lora(transformer, start: LoraFactors, directory: str | Path) -> Path:
@@ -296,6 +386,7 @@ class OFTRun:
                       config: OFTConfig) -> OFTRun:
         """A run on models already loaded: the pipeline (on its device, frozen weights in their training
         dtype), a :class:`~ml.core.scorer.Scorer` and a detector ``(model, processor)`` or ``None``."""
+        config = config.resolved()
         if config.use_mask and detector is None:
             raise ValueError("masked OFT needs a detector (or use_mask=False)")
         device, weight_dtype = pipe.transformer.device, pipe.transformer.dtype
@@ -318,18 +409,52 @@ class OFTRun:
                                     guidance=self.config.guidance)
 
 
-def _token_masks(run: OFTRun, images, subject: str) -> torch.Tensor:
-    """(2, L) bool: the grown subject boxes of each image on the packed token grid."""
-    from ml.core.detector import subject_masks
+def enclosing_box(boxes: torch.Tensor, width: int, height: int, grow: float) -> tuple[float, ...]:
+    """The research OFT's subject box, ``(x0, y0, x1, y1)`` in fractions of the image.
 
-    size = run.config.resolution
-    rows, cols = token_grid(size, size, vae_scale_factor(run.pipe.vae))
+    One box enclosing every detection (pixel ``(x0, y0, x1, y1)`` rows of ``boxes``); its width and its
+    height each grow by ``grow`` (a fraction of the image, half on each side) when at most ``1 − grow``,
+    else become the whole side, about the same centre. No detection: the whole image. The result may
+    reach past the image; :func:`ml.core.flow.box_to_grid` clips it.
+    """
+    boxes = torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, 4)
+    if len(boxes) == 0:
+        return 0.0, 0.0, 1.0, 1.0
+    x0, y0 = boxes[:, 0].min().item() / width, boxes[:, 1].min().item() / height
+    x1, y1 = boxes[:, 2].max().item() / width, boxes[:, 3].max().item() / height
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    w, h = (side + grow if side <= 1 - grow else 1.0 for side in (x1 - x0, y1 - y0))
+    return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+
+
+def _region_cells(run: OFTRun, images, subject: str, rows: int, cols: int) -> torch.Tensor:
+    """(2, rows, cols) bool: each image's subject region on a grid of the image (see ``subject_region``)."""
+    from ml.core.detector import detect_boxes, subject_masks
+
+    config = run.config
     if run.detector is None:
-        return torch.ones(len(images), rows * cols, dtype=torch.bool, device=run.device)
+        return torch.ones(len(images), rows, cols, dtype=torch.bool)
     model, processor = run.detector
-    masks = subject_masks(model, processor, images, [subject] * len(images), box_threshold=run.config.box_threshold,
-                          text_threshold=run.config.text_threshold, grow=run.config.box_grow)
-    return pixel_mask_to_tokens(torch.stack(masks), size, size, vae_scale_factor(run.pipe.vae)).to(run.device)
+    phrases = [subject] * len(images)
+    if config.subject_region == "union":
+        masks = subject_masks(model, processor, images, phrases, box_threshold=config.box_threshold,
+                              text_threshold=config.text_threshold, grow=config.box_grow)
+        return pixel_mask_to_grid(torch.stack(masks), rows, cols)
+    boxes = detect_boxes(model, processor, images, phrases, config.box_threshold, config.text_threshold)
+    return torch.stack([box_to_grid(enclosing_box(found, image.width, image.height, config.box_grow), rows, cols)
+                        for found, image in zip(boxes, images, strict=True)])
+
+
+def region_mask(run: OFTRun, images, subject: str) -> torch.Tensor:
+    """The mask the log-ratios are taken under, in the layout of the log-probs it weights:
+    (2, L) over the packed tokens (``mask_grid="token"``), or (2, L, C) over the latent elements, one VAE
+    latent cell's channels together (``"latent"``)."""
+    size, vsf = run.config.resolution, vae_scale_factor(run.pipe.vae)
+    if run.config.mask_grid == "token":
+        rows, cols = token_grid(size, size, vsf)
+        return _region_cells(run, images, subject, rows, cols).reshape(len(images), rows * cols).to(run.device)
+    cells = _region_cells(run, images, subject, size // vsf, size // vsf)
+    return cells_to_elements(cells, run.transformer.config.in_channels // 4).to(run.device)
 
 
 def pair_step(run: OFTRun, prompt: str, subject: str, generator: torch.Generator, weight: float) -> dict:
@@ -340,37 +465,40 @@ def pair_step(run: OFTRun, prompt: str, subject: str, generator: torch.Generator
     noise = packed_noise(2, channels, size, size, vae_scale_factor(run.pipe.vae), generator=generator,
                          device=run.device, dtype=torch.float32)
     trajectory = sample_trajectory(lambda x, sigma: run.velocity(text, x, sigma), noise, run.sigmas,
-                                   churn=config.churn, generator=generator)
+                                   churn=config.churn, generator=generator, sampler=config.sampler)
     images = to_pil(decode_latents(run.pipe.vae, trajectory.sample, size, size))
     rewards = run.scorer.score([prompt, prompt], images).tolist()
     stats = {"rewards": rewards, "loss": None, "mask_fraction": None, "clamped_fraction": None}
     if rewards[0] == rewards[1]:
         return stats
     winner = 0 if rewards[0] > rewards[1] else 1
-    token_mask = _token_masks(run, images, subject)
+    mask = region_mask(run, images, subject)
     losses, clamped = [], 0
     for i in range(trajectory.steps):
-        step = _step_loss(run, text, trajectory, i, token_mask, winner)
+        step = _step_loss(run, text, trajectory, i, mask, winner)
         with training_attention():
             (step.loss * weight).backward()
         losses.append(step.loss.item())
         clamped += int(step.clamped.sum())
-    stats.update(loss=sum(losses) / len(losses), mask_fraction=token_mask.float().mean().item(),
+    stats.update(loss=sum(losses) / len(losses), mask_fraction=mask.float().mean().item(),
                  clamped_fraction=clamped / (2 * trajectory.steps))
     return stats
 
 
-def _step_loss(run: OFTRun, text, trajectory: Trajectory, i: int, token_mask: torch.Tensor, winner: int) -> PairLoss:
+def _step_loss(run: OFTRun, text, trajectory: Trajectory, i: int, mask: torch.Tensor, winner: int) -> PairLoss:
     """Re-score transition ``i`` of both samples under the policy (grad) and the reference (no grad)."""
+    config = run.config
     sigma, sigma_next = trajectory.sigmas[i].item(), trajectory.sigmas[i + 1].item()
     x = trajectory.latents[i]
     x_next = trajectory.latents[i + 1]
-    churn = run.config.churn
-    log_pi = transition_log_prob(x_next, x, run.velocity(text, x, sigma), sigma, sigma_next, churn)
-    with torch.no_grad(), adapter_disabled(run.transformer):
-        log_ref = transition_log_prob(x_next, x, run.velocity(text, x, sigma), sigma, sigma_next, churn)
-    return pair_loss(log_pi, log_ref, token_mask, winner, channels=x.shape[-1], beta=run.config.beta,
-                     clip_eps=run.config.clip_eps)
+    per_element = mask.dim() == 3
+    options = {"sampler": config.sampler, "steps": trajectory.steps, "per_element": per_element}
+    log_pi = transition_log_prob(x_next, x, run.velocity(text, x, sigma), sigma, sigma_next, config.churn, **options)
+    with torch.no_grad(), reference_model(run.transformer, config):
+        log_ref = transition_log_prob(x_next, x, run.velocity(text, x, sigma), sigma, sigma_next, config.churn,
+                                      **options)
+    return pair_loss(log_pi, log_ref, mask, winner, channels=1 if per_element else x.shape[-1], beta=config.beta,
+                     clip_eps=config.clip_eps, mask_mean=config.mask_mean, preference=config.preference_loss)
 
 
 # --- the loop ------------------------------------------------------------------------------
@@ -406,7 +534,7 @@ def train_oft(
     ``detector_path`` may be ``None`` only with ``use_mask=False``. ``on_step`` receives each optimiser
     step's metrics (the dict appended to ``out_dir/metrics.jsonl``).
     """
-    config = config or OFTConfig()
+    config = (config or OFTConfig()).resolved()
     prompts = normalise_prompts(prompts_with_subjects)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -449,7 +577,8 @@ def optimizer_step(run: OFTRun, optimizer, trainable: list, prompts: list[tuple[
     weight = 1.0 / (config.prompts_per_step * config.num_steps)
     pairs = []
     for _ in range(config.prompts_per_step):
-        index, pair_seed = _prompt_index(len(prompts), config.seed, seen), _pair_seed(config.seed, seen)
+        index = prompt_index(len(prompts), config.seed, seen, config.prompt_sampling)
+        pair_seed = _pair_seed(config.seed, seen)
         prompt, subject = prompts[index]
         stats = pair_step(run, prompt, subject, torch.Generator("cpu").manual_seed(pair_seed), weight)
         pairs.append({"prompt_index": index, "seed": pair_seed, **stats})
@@ -487,8 +616,13 @@ def _step_metrics(pairs: list[dict], step: int, seen: int, n_prompts: int, grad_
     }
 
 
-def _prompt_index(n: int, seed: int, position: int) -> int:
-    """Position in the prompt stream -> prompt index: a fresh seeded permutation per epoch."""
+def prompt_index(n: int, seed: int, position: int, sampling: str = "permutation") -> int:
+    """Position in the prompt stream -> prompt index: a fresh seeded permutation per epoch
+    (``"permutation"``), or an independent uniform draw (``"replacement"``, the research code's
+    ``random.choice``), seeded by (``seed``, ``position``)."""
+    if sampling == "replacement":
+        generator = torch.Generator().manual_seed((seed * 1_000_003 + position) * 4 + 3)
+        return int(torch.randint(n, (1,), generator=generator))
     epoch, offset = divmod(position, n)
     return _permutation(n, seed, epoch)[offset]
 

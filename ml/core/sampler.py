@@ -23,6 +23,16 @@ that count. All of this is computed in float32 whatever the model's dtype.
 
 With ``churn = 0`` the sampler is the deterministic Euler sampler; a step is then a Dirac, which has no
 density, so no log-probs are recorded (``Trajectory.log_probs is None``).
+
+``sampler="churn"`` is the research OFT's step (``flowmatching_with_logprob``, the ``paper`` recipe): with
+``γ = min(churn / steps, √2 − 1)`` (``steps`` = the number of sampler steps, 0.1/30 at its defaults)
+
+    s_i = σ_i · sqrt((1 + γ)² − 1)
+    μ_i = x_i + (σ_{i+1} − σ_i) · [v + s_i² / (2 σ_i) · (−x_i + (1 − σ_i) · v)]
+
+(the bracket's second term, as written there, is its "drift correction"). Its noise scales with σ, not with
+the step size: the injected variance ``Σ s_i²`` depends on the noise schedule, where Euler–Maruyama's is
+``churn² · Σ Δσ = churn²``.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ import torch
 
 DEFAULT_STEPS = 30
 DEFAULT_CHURN = 0.1
+SAMPLERS = ("euler_maruyama", "churn")
 
 # velocity_fn(latents (B, L, C), sigma: float) -> predicted velocity (B, L, C)
 VelocityFn = Callable[[torch.Tensor, float], torch.Tensor]
@@ -57,11 +68,24 @@ class Trajectory:
         return self.latents[-1]
 
 
-def transition_std(sigma: float, sigma_next: float, churn: float) -> float:
-    """``s_i = churn · sqrt(σ_i − σ_{i+1})``."""
+def churn_gamma(churn: float, steps: int) -> float:
+    """The research sampler's ``γ = min(churn / steps, √2 − 1)``."""
+    return min(churn / steps, math.sqrt(2) - 1)
+
+
+def transition_std(sigma: float, sigma_next: float, churn: float, sampler: str = "euler_maruyama",
+                   steps: int | None = None) -> float:
+    """``churn · sqrt(σ_i − σ_{i+1})`` (Euler–Maruyama), or ``σ_i · sqrt((1 + γ)² − 1)`` (``"churn"``,
+    which needs the number of sampler ``steps``)."""
     if sigma_next > sigma:
         raise ValueError(f"sigmas must not increase (got {sigma} -> {sigma_next}).")
-    return churn * math.sqrt(sigma - sigma_next)
+    if sampler == "euler_maruyama":
+        return churn * math.sqrt(sigma - sigma_next)
+    if sampler == "churn":
+        if not steps:
+            raise ValueError("the churn sampler's noise depends on the number of steps")
+        return sigma * math.sqrt((1 + churn_gamma(churn, steps)) ** 2 - 1)
+    raise ValueError(f"unknown sampler {sampler!r}: use {' or '.join(SAMPLERS)}")
 
 
 def euler_mean(latents: torch.Tensor, velocity: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
@@ -69,12 +93,26 @@ def euler_mean(latents: torch.Tensor, velocity: torch.Tensor, sigma: float, sigm
     return latents.float() + (sigma_next - sigma) * velocity.float()
 
 
-def gaussian_log_prob_per_token(x: torch.Tensor, mean: torch.Tensor, std: float) -> torch.Tensor:
-    """Σ over the channel (last) dimension of log N(x; mean, std²): shape ``x.shape[:-1]``."""
+def transition_mean(latents: torch.Tensor, velocity: torch.Tensor, sigma: float, sigma_next: float, std: float,
+                    sampler: str = "euler_maruyama") -> torch.Tensor:
+    """The step's mean in float32: :func:`euler_mean`, or the churn sampler's drift-corrected one."""
+    if sampler == "euler_maruyama":
+        return euler_mean(latents, velocity, sigma, sigma_next)
+    x, v = latents.float(), velocity.float()
+    return x + (sigma_next - sigma) * (v + std**2 / (2 * sigma) * (-x + (1 - sigma) * v))
+
+
+def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: float) -> torch.Tensor:
+    """Element-wise log N(x; mean, std²), same shape as ``x``."""
     if std <= 0:
         raise ValueError("A zero-std transition is a Dirac: it has no log-density (use churn > 0).")
     z = (x.float() - mean.float()) / std
-    return (-0.5 * z.pow(2) - math.log(std) - 0.5 * math.log(2 * math.pi)).sum(-1)
+    return -0.5 * z.pow(2) - math.log(std) - 0.5 * math.log(2 * math.pi)
+
+
+def gaussian_log_prob_per_token(x: torch.Tensor, mean: torch.Tensor, std: float) -> torch.Tensor:
+    """Σ over the channel (last) dimension of log N(x; mean, std²): shape ``x.shape[:-1]``."""
+    return gaussian_log_prob(x, mean, std).sum(-1)
 
 
 def transition_log_prob(
@@ -84,14 +122,21 @@ def transition_log_prob(
     sigma: float,
     sigma_next: float,
     churn: float = DEFAULT_CHURN,
+    *,
+    sampler: str = "euler_maruyama",
+    steps: int | None = None,
+    per_element: bool = False,
 ) -> torch.Tensor:
     """Per-token log π(next_latents | latents) when the model predicts ``velocity`` at ``latents``.
 
     Differentiable in ``velocity``: this is how the policy (with grad) and the reference model
-    (adapter disabled) re-score a recorded transition. Returns ``(B, L)``.
+    (adapter disabled) re-score a recorded transition. Returns ``(B, L)``, or the element-wise
+    ``(B, L, C)`` with ``per_element=True``.
     """
-    mean = euler_mean(latents, velocity, sigma, sigma_next)
-    return gaussian_log_prob_per_token(next_latents, mean, transition_std(sigma, sigma_next, churn))
+    std = transition_std(sigma, sigma_next, churn, sampler, steps)
+    mean = transition_mean(latents, velocity, sigma, sigma_next, std, sampler)
+    elements = gaussian_log_prob(next_latents, mean, std)
+    return elements if per_element else elements.sum(-1)
 
 
 @torch.no_grad()
@@ -102,20 +147,24 @@ def sample_trajectory(
     *,
     churn: float = DEFAULT_CHURN,
     generator: torch.Generator | None = None,
+    sampler: str = "euler_maruyama",
 ) -> Trajectory:
-    """Run the stochastic Euler sampler from ``noise`` (``x_0`` at ``sigmas[0]``) along ``sigmas``.
+    """Run the stochastic sampler from ``noise`` (``x_0`` at ``sigmas[0]``) along ``sigmas``.
 
     ``generator`` draws the per-step noise ``z`` (on its own device), so a (noise, generator seed)
     pair reproduces a trajectory exactly. With ``churn > 0`` the sigmas must strictly decrease.
+    ``sampler`` picks the step (see the module docstring); the churn sampler's ``steps`` is
+    ``len(sigmas) - 1``.
     """
     sigmas = sigmas.detach().float().cpu()
+    steps = len(sigmas) - 1
     x = noise.float()
     latents, log_probs = [x], []
-    for i in range(len(sigmas) - 1):
+    for i in range(steps):
         sigma, sigma_next = sigmas[i].item(), sigmas[i + 1].item()
         velocity = velocity_fn(x, sigma)
-        mean = euler_mean(x, velocity, sigma, sigma_next)
-        std = transition_std(sigma, sigma_next, churn)
+        std = transition_std(sigma, sigma_next, churn, sampler, steps)
+        mean = transition_mean(x, velocity, sigma, sigma_next, std, sampler)
         if churn > 0:
             z = torch.randn(x.shape, generator=generator, dtype=torch.float32,
                             device=generator.device if generator is not None else x.device).to(x.device)

@@ -16,29 +16,36 @@ Decisions:
 * **Exact resume.** All randomness of a step (noise and noise levels) comes from one CPU generator
   whose state is checkpointed with the LoRA weights, the optimiser state and the counters, in one
   file written atomically. Running ``train_sft`` again on the same ``out_dir`` continues from the
-  checkpoint; the result equals an uninterrupted run. Changing anything but ``max_steps``,
-  ``checkpoint_every`` or ``device`` between the two is refused.
+  checkpoint; the result equals an uninterrupted run. Changing anything but ``max_steps``
+  (or ``epochs``), ``checkpoint_every`` or ``device`` between the two is refused.
 * **Precision.** On CUDA the frozen weights are bf16, the LoRA weights fp32, the forward pass runs
   under bf16 autocast; on CPU everything is fp32. Training runs without cuDNN attention, whose
   backward pass broke on Hopper (see :func:`ml.core.flow.training_attention`).
 * **Output.** ``out_dir/lora`` holds the LoRA in diffusers' format (``FluxPipeline.save_lora_weights``),
   loadable with ``pipe.load_lora_weights(out_dir / "lora")``; rewritten at every checkpoint.
+* **Recipes** (:mod:`ml.core.recipes`): ``recipe="paper"`` reproduces the research SFT where ours differs
+  (random paraphrase and correct image per draw, bilinear shorter-side resize without crop, a sample of
+  the VAE posterior, noise levels from the scheduler's 1000-level grid, 60 epochs); each point is its own
+  field, ``None`` = the recipe's. Unlike the research code (bf16 LoRA weights under bf16 mixed
+  precision), the LoRA weights stay fp32 in both.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from ml.core import recipes
 from ml.core.data import TupleRecord
 from ml.core.flow import (
     check_resolution,
@@ -50,6 +57,7 @@ from ml.core.flow import (
     predict_velocity,
     sample_sigmas,
     training_attention,
+    training_sigma_grid,
     vae_scale_factor,
     velocity_target,
 )
@@ -59,13 +67,17 @@ CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 LORA_DIR = "lora"
 # Config fields that may differ between a run and its resumption.
-RESUMABLE_CHANGES = {"max_steps", "checkpoint_every", "device"}
+RESUMABLE_CHANGES = {"max_steps", "epochs", "checkpoint_every", "device"}
 
 
 @dataclass
 class SFTConfig:
+    """Fields left at ``None`` take the value of ``recipe`` (:data:`ml.core.recipes.SFT`)."""
+
+    recipe: str = recipes.DEFAULT  # "platform" or "paper": the defaults of the fields left at None
     resolution: int = 512  # square training images, pixels (paper: 512)
-    max_steps: int = 500  # optimiser steps in total, counting those before a resume
+    max_steps: int | None = None  # optimiser steps in total, counting those before a resume (0: from epochs)
+    epochs: int | None = None  # passes over the records, as optimiser steps (0: max_steps)
     batch_size: int = 4  # tuples per micro-batch
     grad_accum: int = 8  # micro-batches per optimiser step
     lr: float = 2e-5
@@ -74,7 +86,10 @@ class SFTConfig:
     rank: int = 16
     lora_alpha: int = 16
     guidance: float = 0.0  # guidance-embedding value for models that have one (FLUX.1-dev)
-    sigma_scheme: str = "uniform"  # see ml.core.flow.sample_sigmas
+    sigma_scheme: str | None = None  # "uniform", "grid" or "logit_normal" (ml.core.flow.sample_sigmas)
+    variants: str | None = None  # "first" paraphrase and image; or "random" draws per example
+    image_resize: str | None = None  # "cover_crop" or "shorter_side" (ml.core.flow.images_to_tensor)
+    vae_latents: str | None = None  # "mode" or "sample" of the VAE posterior (ml.core.flow.encode_images)
     max_sequence_length: int = 512  # T5 prompt length (schnell: at most 256)
     # FLUX.1 size, 512 px, micro-batch 4, H200: 0.82 s and 25.5 GiB per micro-batch with it,
     # 0.57 s and 54 GiB without (transformer only; the text encoders and VAE come on top).
@@ -85,9 +100,12 @@ class SFTConfig:
 
     def __post_init__(self):
         counts = ("resolution", "batch_size", "grad_accum", "rank", "checkpoint_every", "max_sequence_length")
-        bad = [name for name in counts if getattr(self, name) < 1] + (["max_steps"] if self.max_steps < 0 else [])
+        bad = [name for name in counts if getattr(self, name) < 1]
+        bad += [name for name in ("max_steps", "epochs") if getattr(self, name) is not None and getattr(self, name) < 0]
         if bad:
             raise ValueError(f"SFT config fields must be positive: {bad}")
+        recipes.check_recipe(self.recipe)
+        recipes.check_choices(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> SFTConfig:
@@ -96,6 +114,21 @@ class SFTConfig:
         if unknown:
             raise ValueError(f"unknown SFT config fields: {sorted(unknown)}")
         return cls(**data)
+
+    def resolved(self, n_records: int) -> SFTConfig:
+        """Every ``None`` filled in from the recipe, and ``max_steps`` from ``epochs`` over ``n_records``."""
+        config = recipes.resolve(self, recipes.SFT)
+        if config.epochs and config.max_steps:
+            raise ValueError("give max_steps or epochs, not both")
+        if config.epochs:
+            config = replace(config, max_steps=steps_for_epochs(config.epochs, n_records, config.batch_size,
+                                                                config.grad_accum))
+        return config
+
+
+def steps_for_epochs(epochs: int, n_records: int, batch_size: int, grad_accum: int) -> int:
+    """Optimiser steps that see every record ``epochs`` times: ``ceil(epochs x n / (batch_size x grad_accum))``."""
+    return math.ceil(epochs * n_records / (batch_size * grad_accum))
 
 
 @dataclass
@@ -121,10 +154,10 @@ def train_sft(
     """
     from diffusers import FluxPipeline
 
-    config = config or SFTConfig()
     records = list(records)
     if not records:
         raise ValueError("no records to train on")
+    config = (config or SFTConfig()).resolved(len(records))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -147,12 +180,13 @@ def train_sft(
 
     img_ids = latent_image_ids(config.resolution, config.resolution, vsf, device=device, dtype=weight_dtype)
     order = _EpochOrder(len(records), config.seed)
+    grid = training_sigma_grid(pipe.scheduler.config) if config.sigma_scheme == "grid" else None
     transformer.train()
     last_loss = None
     with training_attention():
         while step < config.max_steps:
             metrics = _optimizer_step(pipe, transformer, optimizer, trainable, records, order, img_ids, generator,
-                                      config, device, step, seen)
+                                      config, device, step, seen, grid)
             step, seen, last_loss = metrics["optimizer_step"], metrics["tuples_seen"], metrics["loss"]
             with open(out_dir / METRICS, "a") as f:
                 f.write(json.dumps(metrics) + "\n")
@@ -204,13 +238,13 @@ def _add_lora(pipe, config: SFTConfig):
 
 
 def _optimizer_step(pipe, transformer, optimizer, trainable, records, order, img_ids, generator, config, device,
-                    step: int, seen: int) -> dict:
+                    step: int, seen: int, grid: torch.Tensor | None = None) -> dict:
     """``grad_accum`` micro-batches of ``batch_size`` tuples, then one optimiser step; return its metrics."""
     started = time.perf_counter()
     losses = []
     for _ in range(config.grad_accum):
-        batch = [records[i] for i in order.take(seen, config.batch_size)]
-        loss = _micro_batch_loss(pipe, transformer, batch, img_ids, generator, config, device)
+        batch = micro_batch(records, order, seen, config)
+        loss = _micro_batch_loss(pipe, transformer, batch, img_ids, generator, config, device, grid)
         (loss / config.grad_accum).backward()
         losses.append(loss.item())
         seen += len(batch)
@@ -228,14 +262,25 @@ def _optimizer_step(pipe, transformer, optimizer, trainable, records, order, img
     }
 
 
-def _micro_batch_loss(pipe, transformer, batch, img_ids, generator, config: SFTConfig, device) -> torch.Tensor:
+def micro_batch(records: Sequence[TupleRecord], order, seen: int, config: SFTConfig) -> list[TupleRecord]:
+    """The micro-batch at stream position ``seen``; with ``variants="random"`` each record's paraphrase and
+    correct image drawn afresh (:func:`ml.core.recipes.draw_variant`, a function of seed and position)."""
+    indices = order.take(seen, config.batch_size)
+    if config.variants == "first":
+        return [records[i] for i in indices]
+    return [recipes.draw_variant(records[i], config.seed, seen + k) for k, i in enumerate(indices)]
+
+
+def _micro_batch_loss(pipe, transformer, batch, img_ids, generator, config: SFTConfig, device,
+                      grid: torch.Tensor | None = None) -> torch.Tensor:
     """Rectified-flow MSE on one micro-batch of (implicit prompt, correct image) pairs."""
-    pixels = images_to_tensor([record.images()[0] for record in batch], config.resolution, config.resolution)
-    latents = encode_images(pipe.vae, pixels)
+    pixels = images_to_tensor([record.images()[0] for record in batch], config.resolution, config.resolution,
+                              resize=config.image_resize)
+    latents = encode_images(pipe.vae, pixels, posterior=config.vae_latents, generator=generator)
     text = encode_text(pipe, [record.implicit_prompt for record in batch],
                        max_sequence_length=config.max_sequence_length, device=device)
     noise = torch.randn(latents.shape, generator=generator).to(device=device, dtype=latents.dtype)
-    sigmas = sample_sigmas(len(batch), generator=generator, scheme=config.sigma_scheme).to(device)
+    sigmas = sample_sigmas(len(batch), generator=generator, scheme=config.sigma_scheme, grid=grid).to(device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         prediction = predict_velocity(transformer, noisy_latents(latents, noise, sigmas), sigmas, text, img_ids,
                                       guidance=config.guidance)

@@ -6,7 +6,7 @@ Decisions, each against a defect of the reference code or a silent library behav
   ``batch_size`` tuples per process; each micro-batch loss is divided by ``grad_accum`` and the
   gradient all-reduce runs only on the last micro-batch. ``tuples_seen`` (= steps x grad_accum x
   batch_size x processes) and ``optimizer_steps`` are logged separately on every line.
-* **The schedule counts optimiser steps.** ``get_linear_schedule_with_warmup`` steps once per
+* **The schedule counts optimiser steps.** The ``LambdaLR`` of :mod:`ml.core.schedules` steps once per
   optimiser step. It is *not* passed to ``accelerator.prepare`` (accelerate would step it once per
   process per call) but registered for checkpointing.
 * **Data order is a pure function of (seed, micro-batch index)**: epoch k is a seeded permutation
@@ -30,6 +30,9 @@ Decisions, each against a defect of the reference code or a silent library behav
   ``logit_scale`` is clamped to [0, ln 100] after each step, as in open_clip's own training.
 * Hyper-parameter defaults are the paper's for fine-tuning a pretrained CLIP-H (lr 2e-6, weight
   decay 0.3, warmup 150, 600 steps, clip 1.0). From-scratch training wants a far larger lr.
+* **Recipes** (:mod:`ml.core.recipes`): ``recipe="paper"`` reproduces the research trainer where ours
+  differs (schedule, random variants, 1,024-tuple steps, summed loss, decay on every parameter, no
+  ``logit_scale`` clamp, validation every 10 steps); each point is its own field, ``None`` = the recipe's.
 
 Multi-GPU: ``accelerate launch -m ml train-scorer ...``; with one process it runs as is (CPU too).
 """
@@ -43,12 +46,13 @@ import shutil
 import time
 from collections.abc import Iterable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageOps
 
+from ml.core import recipes, schedules
 from ml.core.data import TupleRecord
 from ml.core.evaluate import pairwise_accuracy
 from ml.core.loss import LossParts, sciscore_loss
@@ -61,21 +65,31 @@ MAX_LOGIT_SCALE = math.log(100)
 
 @dataclass
 class TrainConfig:
+    """Fields left at ``None`` take the value of ``recipe`` (:data:`ml.core.recipes.SCORER`)."""
+
     model: str  # anything Scorer.load reads: open_clip local-dir, transformers CLIPModel dir, checkpoint file
     arch: str | None = None  # open_clip architecture, only when ``model`` is a bare checkpoint file
+    recipe: str = recipes.DEFAULT  # "platform" or "paper": the defaults of the fields left at None
     lr: float = 2e-6
     weight_decay: float = 0.3
+    weight_decay_scope: str | None = None  # "matrices" (no decay on biases, norms, logit_scale) or "all"
+    lr_schedule: str | None = None  # "linear" or "deepspeed_log" (ml.core.schedules)
     warmup_steps: int = 150
     total_steps: int = 600  # optimiser steps
-    batch_size: int = 8  # tuples per micro-batch, per process
-    grad_accum: int = 1  # micro-batches per optimiser step
+    lr_decay_steps: int = 0  # where the rate reaches 0 (0: total_steps)
+    batch_size: int | None = None  # tuples per micro-batch, per process
+    grad_accum: int | None = None  # micro-batches per optimiser step (0: from effective_batch)
+    effective_batch: int | None = None  # tuples per optimiser step over all processes (0: from grad_accum)
+    loss_reduction: str | None = None  # "mean" over the tuples, or "sum" over each global micro-batch
+    variants: str | None = None  # "first" paraphrase, i-th image with i-th; or "random" draws per example
+    clamp_logit_scale: bool | None = None  # clamp logit_scale to [0, ln 100] after each step
     grad_clip: float = 1.0
     seed: int = 0
     mixed_precision: str = "auto"  # "auto": bf16 on CUDA, fp32 elsewhere; or "no" / "bf16"
     gradient_checkpointing: bool = False  # only where memory needs it: it re-runs every block's forward
     compile: bool = False  # regional torch.compile of the image tower's blocks (Scorer.compile)
     augment: bool = False  # random horizontal flip and a crop of up to 10 %
-    eval_every: int = 50  # optimiser steps between validations (0: only at the end)
+    eval_every: int | None = None  # optimiser steps between validations (0: only at the end)
     eval_batch_size: int = 64
     checkpoint_every: int = 100  # optimiser steps between resumable checkpoints (0: none)
     keep_checkpoints: int = 2  # most recent resumable checkpoints kept on disk
@@ -88,6 +102,28 @@ class TrainConfig:
     def tuples_per_step(self) -> int:
         """Per process; multiply by the number of processes for the effective batch."""
         return self.batch_size * self.grad_accum
+
+    def resolved(self, processes: int = 1) -> TrainConfig:
+        """Every ``None`` filled in from the recipe and ``grad_accum`` derived from ``effective_batch``
+        for ``processes`` processes; raises ``ValueError`` when they do not fit together."""
+        config = recipes.resolve(self, recipes.SCORER)
+        recipes.check_choices(config)
+        per_step = config.batch_size * processes
+        if config.grad_accum == 0:
+            if config.effective_batch <= 0:
+                raise ValueError("give grad_accum or effective_batch")
+            if config.effective_batch % per_step:
+                raise ValueError(f"effective_batch {config.effective_batch} is not a multiple of batch_size x "
+                                 f"processes = {per_step}")
+            config = replace(config, grad_accum=config.effective_batch // per_step)
+        elif config.effective_batch and config.effective_batch != config.grad_accum * per_step:
+            raise ValueError(f"effective_batch {config.effective_batch} != grad_accum x batch_size x processes "
+                             f"= {config.grad_accum * per_step}; give one of them")
+        return config
+
+    @property
+    def horizon(self) -> int:
+        return self.lr_decay_steps or self.total_steps
 
 
 @dataclass
@@ -115,9 +151,13 @@ class DataOrder:
             self._epoch, self._perm = epoch, torch.randperm(self.n, generator=generator).tolist()
         return self._perm
 
-    def indices(self, micro_batch: int, batch_size: int, rank: int = 0, world: int = 1) -> list[int]:
+    def positions(self, micro_batch: int, batch_size: int, rank: int = 0, world: int = 1) -> range:
+        """Where in the example stream (all processes, all epochs) a process's micro-batch lies."""
         start = (micro_batch * world + rank) * batch_size
-        return [self._permutation(p // self.n)[p % self.n] for p in range(start, start + batch_size)]
+        return range(start, start + batch_size)
+
+    def indices(self, micro_batch: int, batch_size: int, rank: int = 0, world: int = 1) -> list[int]:
+        return [self._permutation(p // self.n)[p % self.n] for p in self.positions(micro_batch, batch_size, rank, world)]
 
 
 def train_scorer(config: TrainConfig, train_records: Iterable[TupleRecord], val_records: Iterable[TupleRecord],
@@ -128,7 +168,6 @@ def train_scorer(config: TrainConfig, train_records: Iterable[TupleRecord], val_
     """
     from accelerate import Accelerator
     from accelerate.utils import broadcast, set_seed
-    from transformers import get_linear_schedule_with_warmup
 
     train_records, val_records = list(train_records), list(val_records)
 
@@ -137,6 +176,7 @@ def train_scorer(config: TrainConfig, train_records: Iterable[TupleRecord], val_
     if mixed == "auto":
         mixed = "bf16" if torch.cuda.is_available() else "no"
     accelerator = Accelerator(mixed_precision=mixed)
+    config = config.resolved(accelerator.num_processes)
     set_seed(config.seed)
     main = accelerator.is_main_process
     if main:
@@ -149,7 +189,7 @@ def train_scorer(config: TrainConfig, train_records: Iterable[TupleRecord], val_
     if config.compile:
         scorer.compile()
     optimizer = _adamw(scorer.model, config, fused=accelerator.device.type == "cuda")
-    scheduler = get_linear_schedule_with_warmup(optimizer, config.warmup_steps, config.total_steps)
+    scheduler = schedules.scheduler(optimizer, config.lr_schedule, config.warmup_steps, config.horizon)
     model, optimizer = accelerator.prepare(scorer.model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
 
@@ -233,25 +273,54 @@ def _optimizer_step(accelerator, model, scorer: Scorer, optimizer, scheduler, tr
     sums = torch.zeros(4, device=accelerator.device)
     for k in range(config.grad_accum):
         micro = state.micro_batches + k
-        batch = [train_records[i] for i in order.indices(micro, config.batch_size, rank, world)]
+        batch = _micro_batch(train_records, order, micro, config, rank, world)
         rng = random.Random(f"{config.seed}:{micro}:{rank}") if config.augment else None
         sync = k == config.grad_accum - 1  # all-reduce the gradients once, on the last micro-batch
         with nullcontext() if sync else accelerator.no_sync(model):
-            parts = _batch_loss(model, scorer, batch, rng)
-            accelerator.backward(parts.total / config.grad_accum)
-        sums += torch.stack([p.detach().float() for p in parts]) / config.grad_accum
+            parts = _batch_loss(model, scorer, batch, rng)  # one value per tuple
+            accelerator.backward(reduce_loss(parts.total, config.loss_reduction, world) / config.grad_accum)
+        sums += torch.stack([p.detach().float().mean() for p in parts]) / config.grad_accum
     grad_norm = accelerator.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.grad_clip)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    with torch.no_grad():
-        accelerator.unwrap_model(model).logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+    if config.clamp_logit_scale:
+        with torch.no_grad():
+            accelerator.unwrap_model(model).logit_scale.clamp_(0, MAX_LOGIT_SCALE)
     loss, text, image_pos, image_neg = accelerator.reduce(sums, reduction="mean").tolist()
     return {"lr": lr, "loss": loss, "loss_text": text, "loss_image_pos": image_pos, "loss_image_neg": image_neg,
             "grad_norm": float(grad_norm), "logit_scale": scorer.logit_scale().item()}
 
 
 # --- one micro-batch ------------------------------------------------------------------------------
+
+
+def reduce_loss(per_tuple: torch.Tensor, reduction: str, world: int = 1) -> torch.Tensor:
+    """The loss a process back-propagates for its micro-batch (before the division by ``grad_accum``).
+
+    ``"mean"``: the mean over the process's tuples; the gradient all-reduce then averages the processes,
+    so an optimiser step follows the mean gradient of its tuples. ``"sum"``: the research code's
+    ``loss.sum()`` over the micro-batch features it gathers from every process, i.e. the sum over the
+    *global* micro-batch: the local sum times ``world`` (the all-reduce divides by ``world`` again). An
+    optimiser step then follows ``batch_size x world`` times the mean gradient (64 x with the paper's
+    16 tuples on each of 4 GPUs), which is what a gradient clip of 1.0 is measured against.
+    """
+    if reduction == "mean":
+        return per_tuple.mean()
+    if reduction == "sum":
+        return per_tuple.sum() * world
+    raise ValueError(f"unknown loss reduction {reduction!r}: use mean or sum")
+
+
+def _micro_batch(records: list[TupleRecord], order: DataOrder, micro: int, config: TrainConfig, rank: int,
+                 world: int) -> list[TupleRecord]:
+    """The process's tuples of micro-batch ``micro``; with ``variants="random"`` each one a fresh draw of its
+    record's paraphrases and images (:func:`ml.core.recipes.draw_variant`)."""
+    indices = order.indices(micro, config.batch_size, rank, world)
+    if config.variants == "first":
+        return [records[i] for i in indices]
+    positions = order.positions(micro, config.batch_size, rank, world)
+    return [recipes.draw_variant(records[i], config.seed, p) for i, p in zip(indices, positions, strict=True)]
 
 
 def _batch_loss(model, scorer: Scorer, batch: list[TupleRecord], rng: random.Random | None) -> LossParts:
@@ -269,7 +338,7 @@ def _batch_loss(model, scorer: Scorer, batch: list[TupleRecord], rng: random.Ran
         image, text, scale = out[0], out[1], out[2]
     t, e, s = text.chunk(3)
     correct, wrong = image.chunk(2)
-    return sciscore_loss(t, e, s, correct, wrong, scale)
+    return sciscore_loss(t, e, s, correct, wrong, scale, reduction="none")
 
 
 def _augment(image: Image.Image, rng: random.Random) -> Image.Image:
@@ -286,11 +355,14 @@ def _augment(image: Image.Image, rng: random.Random) -> Image.Image:
 
 
 def _adamw(model: torch.nn.Module, config: TrainConfig, *, fused: bool) -> torch.optim.AdamW:
+    """AdamW with ``weight_decay`` on the matrices only (``"matrices"``: not on biases, norms and
+    ``logit_scale``, as open_clip trains) or on every parameter (``"all"``: the research code's one group)."""
     decay, no_decay = [], []
     for param in model.parameters():
         if param.requires_grad:
-            (no_decay if param.ndim < 2 else decay).append(param)
+            (no_decay if param.ndim < 2 and config.weight_decay_scope == "matrices" else decay).append(param)
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [group for group in groups if group["params"]]
     return torch.optim.AdamW(groups, lr=config.lr, fused=fused or None)
 
 
