@@ -1,6 +1,7 @@
 """manage.py seed_demo: demo users and a drawn image pair for every task, idempotently."""
 
 import hashlib
+import json
 from io import StringIO
 from pathlib import Path
 
@@ -13,7 +14,16 @@ from annotation import demo
 from annotation.models import Image, Pair, PromptTuple
 from annotation.taxonomy import TASKS
 
-PROMPTS_FILE = Path(__file__).resolve().parents[2] / "shared/data/reality_simple_300.json"
+LABELLED = Path(__file__).resolve().parent / "data" / "task_rules_prompts.json"
+
+
+def prompt_file(folder: Path) -> tuple[Path, int]:
+    """A prompt list in the reference repository's shape ({"prompt", "object"}, no category), written from the
+    labelled prompts of the task-rule tests; returns the file and its number of prompts."""
+    prompts = [p for group in json.loads(LABELLED.read_text())["labelled"].values() for p in group]
+    path = folder / "prompts.json"
+    path.write_text(json.dumps([{"prompt": p, "object": p.split()[1]} for p in prompts]))
+    return path, len(prompts)
 
 pytestmark = pytest.mark.django_db
 
@@ -74,7 +84,8 @@ def test_it_renders_the_same_bytes_every_time_and_distinct_pictures():
     assert len(set(rendered)) == len(pictures)
 
 
-def test_it_also_imports_a_prompt_file():
-    out = seed("--prompts", str(PROMPTS_FILE), "--auto-task")
-    assert "created 312" in out
+def test_it_also_imports_a_prompt_file(tmp_path):
+    path, n = prompt_file(tmp_path)
+    out = seed("--prompts", str(path), "--auto-task")
+    assert f"created {n}" in out
     assert PromptTuple.objects.filter(task__isnull=True).count() == 0

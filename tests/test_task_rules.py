@@ -175,12 +175,14 @@ def test_every_rule_says_what_it_looks_for():
 
 
 def test_it_takes_linear_time_on_a_long_prompt():
+    # A guard against catastrophic backtracking (a pattern once took 7 s on 10,000 words), not a speed
+    # measurement: these 60,000 words take about 0.06 s, so the bound only trips on a hang.
     words = "a the of water in on hot for tree steel oil drop glass winter sun with by left out wet ink".split()
     prompts = [" ".join(words[i % len(words)] for i in range(20_000)), "hot " * 20_000, "wet " * 20_000]
     started = time.perf_counter()
     for prompt in prompts:
         guess_task(prompt)
-    assert time.perf_counter() - started < 3
+    assert time.perf_counter() - started < 20
 
 
 def test_it_guesses_the_declared_task_of_every_demo_prompt():
