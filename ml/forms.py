@@ -6,7 +6,8 @@ a text input. Typed fields become inputs prefilled with their defaults (a list d
 tick boxes); a type or reference this form does not know is a JSON input. The form only converts
 types: bounds and everything else are checked by :func:`ml.services.runs.start_run`, whose errors
 :meth:`RunForm.add_service_errors` puts next to their fields. What is left empty is left out, so
-the service fills in the default.
+the service fills in the default. A field whose default is ``None`` (set by another parameter, such as a
+training run's ``recipe``) is offered empty, a choice or yes/no with a "from the recipe" blank.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ml.models import ModelVersion
 from ml.services.runs import kinds
 
 NONE = [("", "—")]
+FROM_RECIPE = "— (the recipe's)"
 EMPTY = (None, "", [])
 CHOICES_LIMIT = 500  # registry entries and dataset versions offered per select, latest first
 TUPLES_LIMIT = 100  # the default limit of a task selection
@@ -35,6 +37,8 @@ def _json(label: str, default=None, help_text: str = "") -> forms.Field:
 
 def _typed(field: dict) -> forms.Field:
     label, default = _label(field["name"]), field.get("default")
+    if field["type"] == "bool" and default is None:
+        return forms.NullBooleanField(required=False, label=label, help_text="Unknown: the recipe's.")
     if field["type"] == "bool":
         return forms.BooleanField(required=False, initial=default, label=label)
     if field["type"] in ("int", "float"):
@@ -43,12 +47,15 @@ def _typed(field: dict) -> forms.Field:
         if field["type"] == "float":
             attrs["step"] = "any"
         return form_field(required=False, initial=default, label=label, widget=forms.NumberInput(attrs=attrs),
-                          help_text=f"{field['minimum']} – {field['maximum']}")
+                          help_text=f"{field['minimum']} – {field['maximum']}" + ("; empty: the recipe's"
+                                                                                  if default is None else ""))
     if "choices" in field:
         choices = [(c, c) for c in field["choices"]]
         if isinstance(default, list):
             return forms.MultipleChoiceField(choices=choices, initial=default, required=False, label=label,
                                              widget=forms.CheckboxSelectMultiple, help_text="None ticked: the default.")
+        if default is None:
+            return forms.ChoiceField(choices=[("", FROM_RECIPE), *choices], required=False, label=label)
         return forms.ChoiceField(choices=choices, initial=default, label=label)
     return _json(label, default)
 

@@ -86,14 +86,18 @@ def test_the_defaults_are_the_papers_as_in_the_trainer(admin_user, tiny):
     version = train_version(admin_user)
     run = start(admin_user, "sft", {"model": tiny.base.pk, "dataset_version": version.pk})
     assert run.input_model == tiny.base and run.status == Run.Status.QUEUED
+    platform = {"max_steps": 500, "epochs": 0, "sigma_scheme": "uniform", "variants": "first",
+                "image_resize": "cover_crop", "vae_latents": "mode"}  # today's behaviour
     assert run.params == {"model": tiny.base.pk, "dataset_version": version.pk,
-                          **{name: spec.default for name, spec in sft.SCHEMA.items()}}
+                          **{name: spec.default for name, spec in sft.SCHEMA.items()}, **platform}
 
 
 @pytest.mark.parametrize(
     ("change", "field", "message"),
     [
-        ({"max_steps": 0}, "max_steps", "between"),
+        ({"max_steps": 0}, "max_steps", "give max_steps or epochs"),
+        ({"max_steps": 5, "epochs": 2}, "epochs", "not both"),
+        ({"recipe": "paper", "vae_latents": "mean"}, "vae_latents", "one of mode, sample"),
         ({"lr": "fast"}, "lr", "number"),
         ({"sigma_scheme": "cosine"}, "sigma_scheme", "one of uniform, logit_normal"),
         ({"gradient_checkpointing": "yes"}, "gradient_checkpointing", "true or false"),
@@ -118,3 +122,32 @@ def test_parameters_are_validated(admin_user, tiny, change, field, message):
         start(admin_user, "sft", params)
     assert message in caught.value.errors[field]
     assert not Run.objects.exists()
+
+
+PAPER = {"recipe": "paper", "variants": "random", "image_resize": "shorter_side", "vae_latents": "sample",
+         "sigma_scheme": "grid", "max_steps": 0, "epochs": 60}
+
+
+def test_the_paper_recipe_fills_in_the_research_codes_values_and_explicit_ones_win(admin_user, tiny):
+    version = train_version(admin_user)
+    run = start(admin_user, "sft", {"model": tiny.base.pk, "dataset_version": version.pk, "recipe": "paper"})
+    assert {name: run.params[name] for name in PAPER} == PAPER
+    assert sft.total_steps(run.params, version) == 4  # 60 epochs of 2 decided pairs, 32 per step: ceil(3.75)
+    changed = start(admin_user, "sft", {"model": tiny.base.pk, "dataset_version": version.pk, "recipe": "paper",
+                                        "max_steps": 7, "image_resize": "cover_crop"})
+    assert (changed.params["max_steps"], changed.params["epochs"]) == (7, 0)  # explicit max_steps wins
+    assert changed.params["image_resize"] == "cover_crop" and changed.params["vae_latents"] == "sample"
+
+
+def test_a_paper_run_trains_with_the_research_codes_recipe(admin_user, tiny):
+    version = train_version(admin_user)
+    tiny_epochs = {name: value for name, value in SFT_TINY.items() if name != "max_steps"}
+    run = execute(start(admin_user, "sft", {"model": tiny.base.pk, "dataset_version": version.pk,
+                                            "recipe": "paper", **tiny_epochs, "epochs": 2}))
+    command = next(line for line in run.log_tail.splitlines() if " $ " in line)
+    for option in ("--recipe paper", "--variants random", "--image-resize shorter_side", "--vae-latents sample",
+                   "--sigma-scheme grid", "--epochs 2", "--max-steps 0"):
+        assert option in command
+    # Two decided train pairs, 2 per step: an epoch is one step.
+    assert [m["optimizer_step"] for m in run.metrics] == [1, 2] and run.metrics[-1]["tuples_seen"] == 4
+    assert run.output_model.config["recipe"] == "paper" and run.progress == 1.0

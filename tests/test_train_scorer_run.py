@@ -68,7 +68,11 @@ def test_it_fills_in_the_paper_defaults_and_the_active_scorer(admin_user, active
                           "weight_decay": 0.3, "warmup_steps": 150, "total_steps": 600, "batch_size": 8,
                           "grad_accum": 1, "grad_clip": 1.0, "seed": 0, "eval_every": 50, "eval_batch_size": 64,
                           "checkpoint_every": 50, "mixed_precision": "auto", "gradient_checkpointing": False,
-                          "augment": False, "save_format": "both"}
+                          "augment": False, "save_format": "both",
+                          # the platform recipe: today's behaviour
+                          "recipe": "platform", "lr_schedule": "linear", "lr_decay_steps": 0, "effective_batch": 0,
+                          "loss_reduction": "mean", "variants": "first", "weight_decay_scope": "matrices",
+                          "clamp_logit_scale": True}
 
 
 @pytest.mark.parametrize(("change", "field", "message"), [
@@ -171,3 +175,72 @@ def test_a_run_whose_worker_died_resumes_from_its_checkpoint_and_registers_once(
     assert ModelVersion.objects.filter(name=f"run-{run.pk}").count() == 1
     assert Run.objects.get(pk=run.pk).output_model == run.output_model
 
+
+
+# --- recipes ------------------------------------------------------------------------------
+
+
+PAPER = {"recipe": "paper", "lr_schedule": "deepspeed_log", "batch_size": 16, "grad_accum": 0, "effective_batch": 1024,
+         "loss_reduction": "sum", "variants": "random", "weight_decay_scope": "all", "clamp_logit_scale": False,
+         "eval_every": 10}
+
+
+def test_the_paper_recipe_fills_in_the_research_codes_values_and_explicit_ones_win(admin_user, active, version):
+    run = _start(admin_user, {"dataset_version": version.pk, "recipe": "paper"})
+    assert {name: run.params[name] for name in PAPER} == PAPER
+    assert run.params["lr"] == 2e-6 and run.params["total_steps"] == 600  # the same in both recipes
+    changed = _start(admin_user, {"dataset_version": version.pk, "recipe": "paper", "loss_reduction": "mean",
+                                  "grad_accum": 1, "batch_size": 2})
+    assert changed.params["loss_reduction"] == "mean" and changed.params["variants"] == "random"
+    assert (changed.params["grad_accum"], changed.params["effective_batch"]) == (1, 0)  # explicit grad_accum wins
+    assert runs.kinds.describe("train_scorer")[2:4] == [  # after the two references
+        {"name": "recipe", "type": "choice", "default": "platform", "choices": ["platform", "paper"]},
+        {"name": "processes", "type": "int", "default": 1, "minimum": 1, "maximum": 64}]
+    described = {f["name"]: f.get("default", "ref") for f in runs.kinds.describe("train_scorer")}
+    assert all(described[name] is None for name in PAPER if name != "recipe")  # the recipe decides
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"recipe": "paper", "processes": 3}, "positive multiple of batch_size x processes (48)"),
+    ({"grad_accum": 2, "effective_batch": 20}, "is not grad_accum x batch_size x processes (16)"),
+    ({"recipe": "research"}, "one of platform, paper"),
+])
+def test_a_step_size_that_cannot_be_met_is_refused(admin_user, active, version, change, message):
+    with pytest.raises(runs.RunParamsError) as caught:
+        _start(admin_user, {"dataset_version": version.pk, **change})
+    assert message in next(iter(caught.value.errors.values()))
+
+
+def test_a_paper_run_trains_with_the_research_codes_recipe(admin_user, active, version, settings):
+    run = runs.execute_run(_start(admin_user, {"dataset_version": version.pk, "recipe": "paper", **TINY,
+                                               "grad_accum": 1}).pk)
+    assert run.status == Run.Status.SUCCEEDED, run.error
+    command = next(line for line in run.log_tail.splitlines() if " $ " in line)
+    assert "--recipe paper" in command and "--loss-reduction sum" in command and "--no-clamp-logit-scale" in command
+    trained = json.loads((Path(settings.ML_WORK_ROOT) / f"run-{run.pk}" / "train" / "config.json").read_text())
+    assert {name: trained[name] for name in PAPER if name not in ("batch_size", "grad_accum", "eval_every",
+                                                                  "effective_batch")} == {
+        name: value for name, value in PAPER.items() if name not in ("batch_size", "grad_accum", "eval_every",
+                                                                     "effective_batch")}
+    assert (trained["batch_size"], trained["grad_accum"], trained["effective_batch"]) == (2, 1, 0)
+    assert [m["lr"] for m in run.metrics][:2] == [0.0, 0.0]  # DeepSpeed's log warmup: two steps at lr 0
+    assert run.output_model.config["recipe"] == "paper"
+
+
+def test_the_run_form_leaves_the_recipes_points_to_the_recipe(admin_user, client, active, version):
+    from django.urls import reverse
+
+    client.force_login(admin_user)
+    form = client.get(reverse("ml:run-new"), {"kind": "train_scorer"}).context["form"]
+    assert form.fields["recipe"].initial == "platform"
+    assert form.fields["loss_reduction"].choices[0] == ("", "— (the recipe's)")
+    assert not form.fields["loss_reduction"].required
+    assert form.fields["batch_size"].initial is None and form.fields["clamp_logit_scale"].initial is None
+    data = {"dataset_version": version.pk, "recipe": "paper", "variants": "first", "clamp_logit_scale": "unknown",
+            "mixed_precision": "auto", "save_format": "both"}  # as a browser sends the preselected choices
+    with mock.patch("ml.tasks.execute_run.apply_async"):
+        response = client.post(f"{reverse('ml:run-new')}?kind=train_scorer", data)
+    assert response.status_code == 302, response.context["form"].errors
+    run = Run.objects.latest("id")
+    assert run.params["variants"] == "first" and run.params["loss_reduction"] == "sum"
+    assert run.params["clamp_logit_scale"] is False and run.params["batch_size"] == 16

@@ -18,6 +18,7 @@ Nothing here imports torch or Django: the run services read these tables to fill
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -113,6 +114,19 @@ def defaults(table: Mapping[str, Point], recipe: str, given: Mapping[str, object
         else:
             values[name] = getattr(point, recipe)
     return values
+
+
+def with_defaults(params: Mapping[str, object], table: Mapping[str, Point]) -> dict:
+    """Run parameters with ``recipe`` and every field of ``table`` filled in (``None`` or missing = the
+    recipe's value); an unknown recipe is left for the caller's validation and fills in the platform's."""
+    recipe = params.get("recipe") or DEFAULT
+    filled = defaults(table, recipe if recipe in RECIPES else DEFAULT, params)
+    return {**params, "recipe": recipe, **filled}
+
+
+def steps_for_epochs(epochs: int, n_records: int, batch_size: int, grad_accum: int) -> int:
+    """Optimiser steps that see every record ``epochs`` times: ``ceil(epochs x n / (batch_size x grad_accum))``."""
+    return math.ceil(epochs * n_records / (batch_size * grad_accum))
 
 
 def resolve(config, table: Mapping[str, Point]):

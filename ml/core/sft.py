@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -121,14 +120,9 @@ class SFTConfig:
         if config.epochs and config.max_steps:
             raise ValueError("give max_steps or epochs, not both")
         if config.epochs:
-            config = replace(config, max_steps=steps_for_epochs(config.epochs, n_records, config.batch_size,
-                                                                config.grad_accum))
+            config = replace(config, max_steps=recipes.steps_for_epochs(config.epochs, n_records,
+                                                                        config.batch_size, config.grad_accum))
         return config
-
-
-def steps_for_epochs(epochs: int, n_records: int, batch_size: int, grad_accum: int) -> int:
-    """Optimiser steps that see every record ``epochs`` times: ``ceil(epochs x n / (batch_size x grad_accum))``."""
-    return math.ceil(epochs * n_records / (batch_size * grad_accum))
 
 
 @dataclass

@@ -16,6 +16,10 @@ model as its parent.
   Science-T2I data has no subject column) asks the detector for its whole implicit prompt: Grounding
   DINO boxes what the prompt's phrases match, and the whole image when nothing is found. The run
   log says how many tuples that concerns.
+* ``recipe`` (``platform`` or ``paper``, :mod:`ml.core.recipes`) fills in the parameters where the two
+  differ and that the run leaves out (described default ``None``); the run stores the filled-in values.
+  The paper's ``reference="sft_adapter"`` trains the SFT LoRA on, so the exported adapter is that LoRA
+  trained further.
 """
 
 from __future__ import annotations
@@ -25,30 +29,39 @@ import os
 from pathlib import Path
 
 from curation.models import DatasetVersion
+from ml.core import recipes
 from ml.models import ModelVersion, Run
 from ml.services.runs import scoring
 from ml.services.runs.artifacts import register_output
 from ml.services.runs.context import RunContext
 from ml.services.runs.flux import GENERATORS, decided_members, pipeline_paths, split_tuples, trainer_options
-from ml.services.runs.params import (Bool, Float, Int, Ref, RunParamsError, clean_dataset_version, clean_fields,
-                                     clean_model, refuse_unknown)
+from ml.services.runs.params import (Bool, Choice, Float, Int, Ref, RunParamsError, clean_dataset_version,
+                                     clean_fields, clean_model, refuse_unknown)
 from ml.services.runs.supervise import ml_command, run_command
 
 # The fields of ml.core.oft.OFTConfig a run may set (the device is the worker's), with its defaults.
 SCHEMA = {
+    "recipe": Choice(recipes.DEFAULT, recipes.RECIPES),
     "resolution": Int(512, 8, 4096),
     "num_steps": Int(30, 1, 200),
     "churn": Float(0.1, 0.0, 10.0),
-    "guidance": Float(3.5, 0.0, 100.0),
+    "sampler": Choice(None, recipes.CHOICES["sampler"]),
+    "guidance": Float(None, 0.0, 100.0),
     "beta": Float(10.0, 0.0, 1e6),
     "clip_eps": Float(0.1, 1e-6, 0.99),
+    "preference_loss": Choice(None, recipes.CHOICES["preference_loss"]),
+    "mask_mean": Choice(None, recipes.CHOICES["mask_mean"]),
+    "mask_grid": Choice(None, recipes.CHOICES["mask_grid"]),
+    "subject_region": Choice(None, recipes.CHOICES["subject_region"]),
+    "reference": Choice(None, recipes.CHOICES["reference"]),
     "lr": Float(3e-4, 0.0, 1.0),
     "weight_decay": Float(1e-4, 0.0, 10.0),
     "max_grad_norm": Float(1.0, 1e-6, 1e6),
     "rank": Int(16, 1, 1024),
     "lora_alpha": Int(16, 1, 4096),
-    "prompts_per_step": Int(4, 1, 1024),
-    "max_steps": Int(100, 1, 1_000_000),
+    "prompts_per_step": Int(None, 1, 1024),
+    "max_steps": Int(None, 1, 1_000_000),
+    "prompt_sampling": Choice(None, recipes.CHOICES["prompt_sampling"]),
     "use_mask": Bool(True),
     "box_threshold": Float(0.35, 0.0, 1.0),
     "text_threshold": Float(0.25, 0.0, 1.0),
@@ -71,7 +84,7 @@ REFS = {
 def validate(params: dict) -> tuple[dict, ModelVersion | None]:
     errors: dict[str, str] = {}
     refuse_unknown(params, [*SCHEMA, *REFS], errors)
-    cleaned = clean_fields(params, SCHEMA, errors)
+    cleaned = clean_fields(recipes.with_defaults(params, recipes.OFT), SCHEMA, errors)
     model = clean_model(params, "model", GENERATORS, errors)
     version = clean_dataset_version(params, errors)
     if version is not None and not decided_members(version, "train").exists():
@@ -108,7 +121,7 @@ def handle(run: Run, ctx: RunContext) -> None:
     if run.output_model_id is not None:
         ctx.log(f"already registered {run.output_model}; nothing to do")
         return
-    p, art = run.params, run.artifacts
+    p, art = recipes.with_defaults(run.params, recipes.OFT), run.artifacts  # older runs: platform
     version = DatasetVersion.objects.get(pk=p["dataset_version"])
     model = run.input_model
     if "training" not in art or not Path(art["training"]["lora_dir"]).is_dir():

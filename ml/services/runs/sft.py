@@ -7,7 +7,9 @@ adapter is then registered once as the ``generator_lora`` ``run-<run id>`` (pare
 trained on: the version; :func:`.artifacts.register_output`).
 
 The trainer runs in one process (``ml.core.sft`` is not distributed), on the worker's GPU when it
-has one. Hyper-parameter defaults are the paper's, as in :class:`ml.core.sft.SFTConfig`.
+has one. Hyper-parameter defaults are the paper's, as in :class:`ml.core.sft.SFTConfig`; ``recipe``
+(``platform`` or ``paper``, :mod:`ml.core.recipes`) fills in the parameters where the two differ and
+that the run leaves out (described default ``None``), and the run stores the filled-in values.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from curation.models import DatasetVersion
+from ml.core import recipes
 from ml.models import ModelVersion, Run
 from ml.services.runs.artifacts import dataset_parquet, register_output
 from ml.services.runs.context import RunContext
@@ -25,8 +28,10 @@ from ml.services.runs.supervise import ml_command, run_command
 
 # The fields of ml.core.sft.SFTConfig a run may set (the device is the worker's), with its defaults.
 SCHEMA = {
+    "recipe": Choice(recipes.DEFAULT, recipes.RECIPES),
     "resolution": Int(512, 8, 4096),
-    "max_steps": Int(500, 1, 1_000_000),
+    "max_steps": Int(None, 0, 1_000_000),
+    "epochs": Int(None, 0, 100_000),
     "batch_size": Int(4, 1, 1024),
     "grad_accum": Int(8, 1, 1024),
     "lr": Float(2e-5, 0.0, 1.0),
@@ -35,7 +40,10 @@ SCHEMA = {
     "rank": Int(16, 1, 1024),
     "lora_alpha": Int(16, 1, 4096),
     "guidance": Float(0.0, 0.0, 100.0),
-    "sigma_scheme": Choice("uniform", ("uniform", "logit_normal")),
+    "sigma_scheme": Choice(None, recipes.CHOICES["sigma_scheme"]),
+    "variants": Choice(None, recipes.CHOICES["variants"]),
+    "image_resize": Choice(None, recipes.CHOICES["image_resize"]),
+    "vae_latents": Choice(None, recipes.CHOICES["vae_latents"]),
     "max_sequence_length": Int(512, 1, 512),
     "gradient_checkpointing": Bool(True),
     "checkpoint_every": Int(50, 1, 1_000_000),
@@ -50,7 +58,11 @@ REFS = {
 def validate(params: dict) -> tuple[dict, ModelVersion | None]:
     errors: dict[str, str] = {}
     refuse_unknown(params, [*SCHEMA, *REFS], errors)
-    cleaned = clean_fields(params, SCHEMA, errors)
+    cleaned = clean_fields(recipes.with_defaults(params, recipes.SFT), SCHEMA, errors)
+    if cleaned.get("max_steps") == 0 and cleaned.get("epochs") == 0:
+        errors["max_steps"] = "give max_steps or epochs"
+    elif cleaned.get("max_steps") and cleaned.get("epochs"):
+        errors["epochs"] = "give max_steps or epochs, not both"
     model = clean_model(params, "model", (ModelVersion.Kind.GENERATOR_BASE,), errors)
     version = clean_dataset_version(params, errors)
     if version is not None and not decided_members(version, "train").exists():
@@ -60,6 +72,15 @@ def validate(params: dict) -> tuple[dict, ModelVersion | None]:
     return {**cleaned, "model": model.pk, "dataset_version": version.pk}, model
 
 
+def total_steps(params: dict, version) -> int:
+    """The optimiser steps the trainer will take: ``max_steps``, or ``epochs`` over the version's decided
+    train pairs (the rows of its export)."""
+    if params["max_steps"]:
+        return params["max_steps"]
+    return recipes.steps_for_epochs(params["epochs"], decided_members(version, "train").count(),
+                                    params["batch_size"], params["grad_accum"])
+
+
 def handle(run: Run, ctx: RunContext) -> None:
     if run.output_model_id is not None:
         ctx.log(f"already registered {run.output_model}; nothing to do")
@@ -67,12 +88,13 @@ def handle(run: Run, ctx: RunContext) -> None:
     version = DatasetVersion.objects.get(pk=run.params["dataset_version"])
     base = run.input_model
     art = run.artifacts
+    params = recipes.with_defaults(run.params, recipes.SFT)  # a run started before the recipes: platform
     if "training" not in art or not Path(art["training"]["lora_dir"]).is_dir():
         out = ctx.work_dir / "sft"
         args = ["--pipeline", base.location, "--data", str(dataset_parquet(version, ctx)), "--split", "train",
-                "--out", str(out), *trainer_options(run.params, SCHEMA)]
+                "--out", str(out), *trainer_options(params, SCHEMA)]
         art["training"] = run_command(ctx, ml_command("sft", args), metrics_file=out / "metrics.jsonl",
-                                      total_steps=run.params["max_steps"], progress_span=(0.0, 0.98))
+                                      total_steps=total_steps(params, version), progress_span=(0.0, 0.98))
         ctx.save_artifacts()
     training = art["training"]
     last = run.metrics[-1] if run.metrics else {}

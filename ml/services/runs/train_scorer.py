@@ -18,6 +18,10 @@ Steps, each safe to repeat when the run is redelivered (a worker died, the broke
 Hyper-parameters are :class:`ml.core.train_scorer.TrainConfig`'s, with the paper's defaults for
 fine-tuning CLIP-H (lr 2e-6, weight decay 0.3, warmup 150, 600 steps, clip 1.0). The effective
 batch is ``batch_size x grad_accum x processes`` tuples (the paper used 1,024).
+
+``recipe`` (``platform`` or ``paper``, :mod:`ml.core.recipes`) fills in the parameters where the two
+differ and that the run leaves out (their described default is ``None``); the run's stored parameters
+are the filled-in values, so a finished run records exactly what trained.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from django.conf import settings
 from django.db import transaction
 
 from curation.models import DatasetVersion, Label
+from ml.core import recipes
 from ml.models import ModelVersion, Run
 from ml.services import registry
 from ml.services.runs import scoring, supervise
@@ -38,16 +43,24 @@ from ml.services.runs.params import (Bool, Choice, Float, Int, Ref, RunParamsErr
                                      clean_fields, refuse_unknown)
 
 SCHEMA = {
+    "recipe": Choice(recipes.DEFAULT, recipes.RECIPES),
     "processes": Int(1, 1, 64),
     "lr": Float(2e-6, 0.0, 1.0),
     "weight_decay": Float(0.3, 0.0, 10.0),
+    "weight_decay_scope": Choice(None, recipes.CHOICES["weight_decay_scope"]),
+    "lr_schedule": Choice(None, recipes.CHOICES["lr_schedule"]),
     "warmup_steps": Int(150, 0, 1_000_000),
     "total_steps": Int(600, 1, 1_000_000),
-    "batch_size": Int(8, 1, 4096),
-    "grad_accum": Int(1, 1, 4096),
+    "lr_decay_steps": Int(0, 0, 10_000_000),
+    "batch_size": Int(None, 1, 4096),
+    "grad_accum": Int(None, 0, 4096),
+    "effective_batch": Int(None, 0, 1_048_576),
+    "loss_reduction": Choice(None, recipes.CHOICES["loss_reduction"]),
+    "variants": Choice(None, recipes.CHOICES["variants"]),
+    "clamp_logit_scale": Bool(None),
     "grad_clip": Float(1.0, 0.0, 1000.0),
     "seed": Int(0, 0, 2**31 - 1),
-    "eval_every": Int(50, 0, 1_000_000),
+    "eval_every": Int(None, 0, 1_000_000),
     "eval_batch_size": Int(64, 1, 4096),
     "checkpoint_every": Int(50, 0, 1_000_000),
     "mixed_precision": Choice("auto", ("auto", "no", "bf16")),
@@ -60,18 +73,21 @@ REFS = {
     "base_model": Ref("model", required=False, model_kinds=(ModelVersion.Kind.SCORER,),
                       help="the scorer to start from (default: the active scorer)"),
 }
-TRAINER_OPTIONS = ("lr", "weight_decay", "warmup_steps", "total_steps", "batch_size", "grad_accum", "grad_clip",
-                   "seed", "eval_every", "eval_batch_size", "checkpoint_every", "mixed_precision", "save_format")
-TRAINER_FLAGS = ("gradient_checkpointing", "augment")
+TRAINER_OPTIONS = ("recipe", "lr", "weight_decay", "weight_decay_scope", "lr_schedule", "warmup_steps", "total_steps",
+                   "lr_decay_steps", "batch_size", "grad_accum", "effective_batch", "loss_reduction", "variants",
+                   "grad_clip", "seed", "eval_every", "eval_batch_size", "checkpoint_every", "mixed_precision",
+                   "save_format")
+TRAINER_FLAGS = ("gradient_checkpointing", "augment", "clamp_logit_scale")
 TRAINED = (0.05, 0.8)  # the run's progress while the trainer runs
 
 
 def validate(params: dict) -> tuple[dict, ModelVersion | None]:
     errors: dict[str, str] = {}
     refuse_unknown(params, [*SCHEMA, *REFS], errors)
-    cleaned = clean_fields(params, SCHEMA, errors)
+    cleaned = clean_fields(recipes.with_defaults(params, recipes.SCORER), SCHEMA, errors)
     if "warmup_steps" in cleaned and "total_steps" in cleaned and cleaned["warmup_steps"] > cleaned["total_steps"]:
         errors["warmup_steps"] = "must not exceed total_steps"
+    _check_batch(cleaned, errors)
     version = clean_dataset_version(params, errors)
     if version is not None:
         decided = version.members.filter(label__in=(Label.EXPECTED, Label.OTHER))
@@ -85,6 +101,21 @@ def validate(params: dict) -> tuple[dict, ModelVersion | None]:
     if errors:
         raise RunParamsError(errors)
     return cleaned, base
+
+
+def _check_batch(cleaned: dict, errors: dict) -> None:
+    """``grad_accum`` 0 takes the step size from ``effective_batch``, which must then split evenly."""
+    names = ("batch_size", "grad_accum", "effective_batch", "processes")
+    if any(name not in cleaned for name in names):
+        return
+    per_micro_batch = cleaned["batch_size"] * cleaned["processes"]
+    accum, effective = cleaned["grad_accum"], cleaned["effective_batch"]
+    if accum == 0 and (effective == 0 or effective % per_micro_batch):
+        errors["effective_batch"] = (f"with grad_accum 0 it must be a positive multiple of batch_size x processes "
+                                     f"({per_micro_batch})")
+    elif accum and effective and effective != accum * per_micro_batch:
+        errors["effective_batch"] = (f"is not grad_accum x batch_size x processes ({accum * per_micro_batch}); "
+                                     "give one of them")
 
 
 def handle(run: Run, ctx: RunContext) -> None:
@@ -118,9 +149,11 @@ def trainer_command(run: Run, data: Path, out: Path) -> supervise.Command:
             "--out", str(out), "--model", base.location]
     if (base.config or {}).get("arch"):
         args += ["--arch", base.config["arch"]]
-    for name in TRAINER_OPTIONS:
-        args += ["--" + name.replace("_", "-"), str(p[name])]
-    args += [f"--{'' if p[name] else 'no-'}{name.replace('_', '-')}" for name in TRAINER_FLAGS]
+    for name in TRAINER_OPTIONS:  # a run started before an option existed leaves it to the trainer's default
+        if p.get(name) is not None:
+            args += ["--" + name.replace("_", "-"), str(p[name])]
+    args += [f"--{'' if p[name] else 'no-'}{name.replace('_', '-')}" for name in TRAINER_FLAGS
+             if p.get(name) is not None]
     return supervise.ml_command("train-scorer", args, processes=p["processes"])
 
 
