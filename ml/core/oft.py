@@ -72,6 +72,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
@@ -299,8 +300,10 @@ def prepare_policy(pipe, lora_path: str | Path | None, config: OFTConfig):
 def _train_starting_lora(pipe, lora_path: str | Path) -> None:
     """Load the starting LoRA twice: as the trained adapter and as the frozen reference copy."""
     transformer = pipe.transformer
-    for adapter in (ADAPTER, REFERENCE_ADAPTER):
-        pipe.load_lora_weights(str(lora_path), adapter_name=adapter)
+    with warnings.catch_warnings():  # peft warns that a second adapter joins the first: that is the point
+        warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
+        for adapter in (ADAPTER, REFERENCE_ADAPTER):
+            pipe.load_lora_weights(str(lora_path), adapter_name=adapter)
     if not lora_factors(transformer, ADAPTER):
         raise ValueError(f"{lora_path}: no LoRA layers for the transformer")
     transformer.set_adapter(ADAPTER)
