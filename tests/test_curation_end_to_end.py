@@ -131,7 +131,7 @@ def test_from_a_fresh_demo_to_a_loaded_export_and_an_idempotent_reimport(
     data = body(download)
     export_dir = Path(exporting.export_dir(version, "parquet"))
     manifest = exporting.read_manifest(export_dir)
-    name = links[0].rsplit("/", 1)[1]
+    name = "data/" + links[0].rsplit("/", 1)[1]  # the combined export's shards are in data/
     assert data[:4] == b"PAR1" and hashlib.sha256(data).hexdigest() == manifest[name]
     assert exporting.verify_manifest(export_dir) == []
 
