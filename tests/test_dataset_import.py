@@ -95,7 +95,8 @@ def test_it_imports_train_style_rows_with_paraphrase_lists_and_several_images(tm
     assert report.pairs == {"created": 3, "skipped": 0}
     nail = PromptTuple.objects.get(implicit_prompt="An iron nail left in the rain for weeks")
     assert (nail.task.code, nail.scene, nail.explicit_prompt) == ("RU", "simple", nail.implicit_prompt + ": explicit")
-    assert nail.provenance["implicit_prompts"][1].endswith("(paraphrase)")
+    assert nail.implicit_paraphrases == [nail.implicit_prompt + " (paraphrase)"]  # on the tuple, not provenance
+    assert nail.explicit_paraphrases == ["another explicit"] and "implicit_prompts" not in nail.provenance
     assert (nail.provenance["split"], nail.provenance["law"], nail.source) == ("train", "chemistry", path.name)
     pairs = list(Pair.objects.filter(tuple=nail).order_by("id"))
     assert len(pairs) == 2

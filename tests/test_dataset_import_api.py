@@ -159,13 +159,12 @@ def test_an_exported_version_reimports_unchanged_and_into_a_fresh_catalogue(admi
         judged("expected", "expected", "other", task="BU")
         version = versions.build_version(admin_user, "v1")
         exporting.export_version(version, "parquet", out=out)
-        expected = set()
+        expected, labels = set(), {}
         for member in version.members.select_related("pair__tuple__task"):
-            pair = member.pair
-            correct, wrong = (pair.image_correct, pair.image_wrong) if member.label == "expected" else (
-                pair.image_wrong, pair.image_correct)
+            pair = member.pair  # the catalogue's orientation: a row labelled "other" is put back into it
             expected.add((pair.tuple.implicit_prompt, pair.tuple.task.code, pair.tuple.explicit_prompt,
-                          pair.tuple.superficial_prompt, _sha(correct), _sha(wrong)))
+                          pair.tuple.superficial_prompt, _sha(pair.image_correct), _sha(pair.image_wrong)))
+            labels[_sha(pair.image_correct)] = member.label
         assert len(expected) == 3 and version.members.get(pair=reversed_pair).label == "other"
 
         before = snapshot()
@@ -181,4 +180,6 @@ def test_an_exported_version_reimports_unchanged_and_into_a_fresh_catalogue(admi
 
     assert fresh.ok, fresh.errors
     assert (fresh.tuples["created"], fresh.pairs["created"], fresh.images["created"]) == (3, 3, 6)
-    assert _catalogue_rows() == expected  # same tuples, labels (explicit image = correct) and image bytes
+    assert _catalogue_rows() == expected  # same tuples, pairs (expected image = image_correct) and image bytes
+    assert {_sha(p.image_correct): p.consensus.label for p in Pair.objects.all()} == labels  # and decisions
+    assert set(Pair.objects.values_list("consensus__outcome", "status")) == {("imported", "complete")}

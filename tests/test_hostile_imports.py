@@ -102,6 +102,16 @@ JSONL_CASES = {
     "10 MB image path": (good_line(correct_image="y" * BIG), "correct_image"),
     "10 MB source": (good_line(source="z" * BIG), "source is"),
     "10 MB provenance": (good_line(provenance={"note": "x" * BIG}), "provenance is"),
+    "path traversal in an image list": (good_line(correct_images=["images/a.png", "../../etc/passwd"]),
+                                        "correct_images '../../etc/passwd': paths may not contain '..'"),
+    "an image list of 10,000": (good_line(wrong_images=["images/b.png"] * 10_000), "wrong_images holds 10000 "
+                                                                                   "images; the limit is 100"),
+    "10,000 paraphrases": (good_line(implicit_prompts=["x"] * 10_000), "implicit_prompts has 10000 wordings"),
+    "10 MB paraphrase": (good_line(explicit_prompts=["x" * BIG]), f"explicit_prompt is {BIG} characters long"),
+    "10 MB rubric": (good_line(scene_scoring="x" * BIG), f"scene_scoring is {BIG} characters long; the limit is "
+                                                         "20000"),
+    "a label that is no label": (good_line(label="correct"), "label must be one of expected, other, both, neither"),
+    "agreement a string": (good_line(label="expected", agreement="all"), "agreement must be a share"),
 }
 
 

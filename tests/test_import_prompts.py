@@ -1,4 +1,5 @@
-"""manage.py import_prompts: shapes, task assignment, idempotency, all-or-nothing validation."""
+"""manage.py import_prompts: shapes, task assignment, idempotency, all-or-nothing validation, the listings of
+rows without a task and of prompts met with and without one, and merge_same_prompt."""
 
 import json
 from io import StringIO
@@ -11,10 +12,30 @@ from django.core.management.base import CommandError
 from annotation.models import PromptTuple
 from annotation.taxonomy import TASKS
 
-PROMPTS_FILE = Path(__file__).resolve().parents[2] / "shared/data/reality_simple_300.json"
-RECORDS = 312
+# A prompt list in the reference repository's shape ({"prompt", "object"}), one prompt per task, each worded so
+# the keyword rules of annotation/task_rules.py recognise its task.
+PROMPTS = [
+    ("A desk fan during a power outage.", "fan"), ("A glass of water aboard the International Space Station.", "glass"),
+    ("An unripe mango on a kitchen table.", "mango"), ("A potted plant kept in a dark room for weeks.", "plant"),
+    ("A potted fern that is rarely watered.", "fern"), ("A strip of magnesium burning in the air.", "magnesium"),
+    ("A puddle of water on a freezing night.", "puddle"), ("A bar of chocolate left in a hot car.", "chocolate"),
+    ("A pot of water boiling on a stove.", "pot"), ("An iron nail left outside in the rain for weeks.", "nail"),
+    ("A glass of water and oil.", "glass"), ("A drop of ink on a paper towel.", "paper towel"),
+    ("A drop of food colouring added to a glass of water.", "glass"), ("A cork thrown into a tank of water.", "cork"),
+    ("A maple tree in autumn.", "tree"), ("A cold glass of lemonade with condensation.", "glass"),
+]
+RECORDS = len(PROMPTS)
+NOTHING_LISTED = {"unassigned": {"count": 0, "rows": []},
+                  "same_prompt": {"count": 0, "rows": 0, "merged": 0, "prompts": []}}
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def prompts_file(tmp_path) -> Path:
+    path = tmp_path / "prompts.json"
+    path.write_text(json.dumps([{"prompt": prompt, "object": subject} for prompt, subject in PROMPTS]))
+    return path
 
 
 def run(*args, expect_error=False) -> dict:
@@ -33,50 +54,53 @@ def write_jsonl(path: Path, rows: list) -> Path:
     return path
 
 
-def test_it_imports_the_reference_file_and_assigns_every_task():
-    summary = run(PROMPTS_FILE, "--auto-task")
-    assert summary == {"created": RECORDS, "updated": 0, "skipped": 0, "errors": [], "unassigned_task": 0}
+def test_it_imports_a_prompt_list_and_assigns_every_task(prompts_file):
+    summary = run(prompts_file, "--auto-task")
+    assert summary == {"created": RECORDS, "updated": 0, "skipped": 0, "errors": [], "unassigned_task": 0,
+                       **NOTHING_LISTED}
     assert PromptTuple.objects.count() == RECORDS
     assert set(PromptTuple.objects.values_list("task__code", flat=True)) == {code for code, *_ in TASKS}
-    mango_like = PromptTuple.objects.get(implicit_prompt__startswith="A unripe lemon")
-    assert (mango_like.task.code, mango_like.subject, mango_like.source) == ("RI", "lemon", PROMPTS_FILE.name)
+    mango = PromptTuple.objects.get(implicit_prompt__startswith="An unripe mango")
+    assert (mango.task.code, mango.subject, mango.source) == ("RI", "mango", prompts_file.name)
 
 
-def test_it_reports_every_row_as_skipped_on_a_second_import():
-    run(PROMPTS_FILE, "--auto-task")
-    assert run(PROMPTS_FILE, "--auto-task") == {
-        "created": 0, "updated": 0, "skipped": RECORDS, "errors": [], "unassigned_task": 0,
+def test_it_reports_every_row_as_skipped_on_a_second_import(prompts_file):
+    run(prompts_file, "--auto-task")
+    assert run(prompts_file, "--auto-task") == {
+        "created": 0, "updated": 0, "skipped": RECORDS, "errors": [], "unassigned_task": 0, **NOTHING_LISTED,
     }
     assert PromptTuple.objects.count() == RECORDS
 
 
-def test_it_leaves_the_task_empty_without_task_flags():
-    summary = run(PROMPTS_FILE)
-    assert (summary["created"], summary["unassigned_task"]) == (RECORDS, RECORDS)
+def test_it_leaves_the_task_empty_without_task_flags(prompts_file):
+    summary = run(prompts_file)
+    assert (summary["created"], summary["unassigned_task"], summary["unassigned"]["count"]) == (RECORDS,) * 3
+    assert summary["unassigned"]["rows"][0] == {"file": "prompts.json", "row": 1, "prompt": PROMPTS[0][0],
+                                                "reason": "the row names no task (no --task or --auto-task)"}
     assert not PromptTuple.objects.filter(task__isnull=False).exists()
 
 
-def test_it_gives_every_row_the_task_of_the_task_flag():
-    run(PROMPTS_FILE, "--task", "ru")
+def test_it_gives_every_row_the_task_of_the_task_flag(prompts_file):
+    run(prompts_file, "--task", "ru")
     assert set(PromptTuple.objects.values_list("task__code", flat=True)) == {"RU"}
 
 
-def test_it_prints_one_json_object_with_the_documented_keys(tmp_path):
+def test_it_prints_one_json_object_with_the_documented_keys(prompts_file):
     out = StringIO()
-    call_command("import_prompts", str(PROMPTS_FILE), "--json", "--dry-run", stdout=out)
+    call_command("import_prompts", str(prompts_file), "--json", "--dry-run", stdout=out)
     summary = json.loads(out.getvalue())
-    assert set(summary) == {"created", "updated", "skipped", "errors", "unassigned_task"}
+    assert set(summary) == {"created", "updated", "skipped", "errors", "unassigned_task", "unassigned", "same_prompt"}
     assert out.getvalue().count("\n") <= 1
 
 
-def test_it_writes_nothing_in_a_dry_run():
-    summary = run(PROMPTS_FILE, "--auto-task", "--dry-run")
+def test_it_writes_nothing_in_a_dry_run(prompts_file):
+    summary = run(prompts_file, "--auto-task", "--dry-run")
     assert summary["created"] == RECORDS
     assert PromptTuple.objects.count() == 0
 
 
-def test_it_writes_nothing_when_one_row_is_bad(tmp_path):
-    run(PROMPTS_FILE, "--task", "EL")
+def test_it_writes_nothing_when_one_row_is_bad(tmp_path, prompts_file):
+    run(prompts_file, "--task", "EL")
     before = list(PromptTuple.objects.values_list("id", "implicit_prompt", "task_id", "explicit_prompt"))
     rows = [{"implicit_prompt": f"A brand-new prompt number {i}.", "task": "GR"} for i in range(5)]
     rows[3] = {"implicit_prompt": "   ", "task": "GR"}
@@ -120,9 +144,9 @@ def test_it_rejects_an_unknown_task_code_in_a_row(tmp_path):
     assert "unknown task 'XX'" in summary["errors"][0]["error"]
 
 
-def test_it_rejects_an_unknown_task_flag():
+def test_it_rejects_an_unknown_task_flag(prompts_file):
     with pytest.raises(CommandError, match="unknown task 'XX'"):
-        call_command("import_prompts", str(PROMPTS_FILE), "--task", "XX", stdout=StringIO())
+        call_command("import_prompts", str(prompts_file), "--task", "XX", stdout=StringIO())
 
 
 def test_it_fails_in_text_mode_with_the_row_errors_on_stderr(tmp_path):

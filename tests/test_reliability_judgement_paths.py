@@ -287,7 +287,7 @@ def write_jsonl_set(folder, n) -> object:
 @pytest.mark.django_db
 def test_dataset_import_creates_pairs_but_never_a_judgement_or_a_lease(tmp_path):
     path = write_jsonl_set(tmp_path / "set", 3)
-    report = import_dataset(path)
+    report = import_dataset(path, decisions="open")  # open for annotation (the default records decisions)
     assert report.ok and report.pairs["created"] == 3
     assert not Judgement.objects.exists() and not Lease.objects.exists()
     assert set(Pair.objects.values_list("judgement_count", "status")) == {(0, "open")}
@@ -297,7 +297,7 @@ def test_dataset_import_creates_pairs_but_never_a_judgement_or_a_lease(tmp_path)
             queue.submit_judgement(user, lease.id, queue.JudgementInput("left"))
     assert set(Pair.objects.values_list("judgement_count", "status")) == {(3, "complete")}
     before = written()
-    again = import_dataset(path)  # re-importing the same rows
+    again = import_dataset(path, decisions="open")  # re-importing the same rows
     assert again.ok and again.pairs["created"] == 0
     assert written() == before
 

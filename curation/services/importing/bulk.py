@@ -15,12 +15,14 @@ from django.conf import settings
 from annotation.imaging import ALLOWED_FORMATS, check_image
 from annotation.models import Image, Pair, PromptTuple, normalise_prompt
 from annotation.services import catalog
+from curation.models import Consensus, Label
+from curation.services.consensus import record_imported_decision
 from curation.services.importing.base import DatasetImportReport, ImportRefused
 from curation.services.importing.checking import _pool_size
 from curation.services.importing.reading import _image_bytes
 from curation.services.importing.records import _Item, _Row
 from curation.services.importing.storage import _image_header, _store_file
-from curation.services.importing.writing import _Writer
+from curation.services.importing.writing import _decision_states, _flipped, _settled, _Writer
 
 
 class _BulkWriter:
@@ -39,8 +41,15 @@ class _BulkWriter:
     * **pairs** are skipped when stored, or stored the other way round with the experts' label ``other``; a
       pair whose tuple or an image was created in this batch (this transaction) cannot be stored and is not
       looked up; new pairs are inserted together;
-    * the **audit events** of what was created (``tuple.created``, ``image.created``, ``pair.created``) are
-      inserted together at the end of the batch, in its transaction.
+    * **decisions**: a new pair's imported decision is inserted with it — the consensus row
+      ``record_imported_decision`` writes for a pair without judgements, and the pair already ``complete``
+      (what ``catalog.close_pair`` makes of it) — with the same events (``consensus.changed``, then
+      ``pair.closed`` from open); a stored pair's goes through
+      :func:`curation.services.consensus.record_imported_decision` itself, which keeps a decision made here
+      (read first, in one query, for all of a batch's stored pairs: one that is gold, decided here, or holds
+      this very imported decision is counted without the call, which would write nothing; ``_settled``);
+    * the **audit events** of what was created (``tuple.created``, ``image.created``, ``pair.created``, and
+      those of the new pairs' decisions) are inserted together at the end of the batch, in its transaction.
     """
 
     def __init__(self, report: DatasetImportReport, validated: dict, checked: dict | None = None,
@@ -70,10 +79,11 @@ class _BulkWriter:
         _insert(AuditEvent, events)
 
     @staticmethod
-    def _event(action: str, target_type: str, pk: int, after: dict):
+    def _event(action: str, target_type: str, pk: int, after: dict, before: dict | None = None):
         from annotation.models import AuditEvent
 
-        return AuditEvent(actor=None, action=action, target_type=target_type, target_id=str(pk), after=after)
+        return AuditEvent(actor=None, action=action, target_type=target_type, target_id=str(pk), before=before,
+                          after=after)
 
     def _tuples(self, items: list[_Item], events: list) -> set:
         """Every item's tuple id into ``self.tuples``; returns ``{("t", id)}`` of the tuples created here."""
@@ -116,11 +126,17 @@ class _BulkWriter:
     def _new_tuple(fields: dict) -> PromptTuple:
         """The row ``catalog.upsert_tuple(**fields)`` creates when no tuple matches."""
         implicit = fields["implicit_prompt"].strip()
+        explicit, superficial = fields["explicit_prompt"].strip(), fields["superficial_prompt"].strip()
         return PromptTuple(
             implicit_prompt=implicit, implicit_normalised=normalise_prompt(implicit),
-            provenance=fields["provenance"] or {}, explicit_prompt=fields["explicit_prompt"].strip(),
-            superficial_prompt=fields["superficial_prompt"].strip(), subject=fields["subject"].strip(),
-            source=fields["source"], scene=fields["scene"] or PromptTuple.Scene.SIMPLE, task=fields["task"])
+            provenance=fields["provenance"] or {}, explicit_prompt=explicit,
+            superficial_prompt=superficial, subject=fields["subject"].strip(),
+            source=fields["source"], scene=fields["scene"] or PromptTuple.Scene.SIMPLE, task=fields["task"],
+            implicit_paraphrases=catalog.clean_paraphrases(implicit, fields.get("implicit_paraphrases")),
+            explicit_paraphrases=catalog.clean_paraphrases(explicit, fields.get("explicit_paraphrases")),
+            superficial_paraphrases=catalog.clean_paraphrases(superficial, fields.get("superficial_paraphrases")),
+            scene_scoring=(fields.get("scene_scoring") or "").strip(),
+            real_scoring=(fields.get("real_scoring") or "").strip())
 
     def _images(self, items: list[_Item], events: list) -> tuple[list, set]:
         """Per item, ``(correct id, wrong id)`` (None for an item without images), and ``{("i", id)}`` of
@@ -196,35 +212,66 @@ class _BulkWriter:
             self._files = None
 
     def _pairs(self, items: list[_Item], images: list, new: set, events: list) -> None:
-        candidates = []
+        candidates = []  # (key, item), first of each key in the run
         for item, ids in zip(items, images):
             if ids is None:
                 continue
             key = (self.tuples[item.key], *ids)
             if key not in self.pairs:
                 self.pairs.add(key)
-                candidates.append(key)
-        lookup = [k for k in candidates if not ({("t", k[0]), ("i", k[1]), ("i", k[2])} & new)]
-        same, reversed_other = set(), set()
+                candidates.append((key, item))
+        lookup = [k for k, _ in candidates if not ({("t", k[0]), ("i", k[1]), ("i", k[2])} & new)]
+        same, reversed_other = {}, {}  # key → stored pair id
         if lookup:
             image_ids = sorted({i for k in lookup for i in k[1:]})
             stored = Pair.objects.filter(tuple_id__in=sorted({k[0] for k in lookup}), image_correct_id__in=image_ids,
                                          image_wrong_id__in=image_ids)
-            for tuple_id, correct, wrong, label in stored.values_list("tuple_id", "image_correct_id",
-                                                                      "image_wrong_id", "consensus__label"):
-                same.add((tuple_id, correct, wrong))
+            for pk, tuple_id, correct, wrong, label in stored.values_list("pk", "tuple_id", "image_correct_id",
+                                                                          "image_wrong_id", "consensus__label"):
+                same[(tuple_id, correct, wrong)] = pk
                 if label == "other":  # stored the other way round, and the experts reversed it
-                    reversed_other.add((tuple_id, wrong, correct))
-        rows = []
-        for key in candidates:
-            if key in reversed_other or key in same:
+                    reversed_other[(tuple_id, wrong, correct)] = pk
+        rows, decided, stored_decisions = [], [], []
+        for key, item in candidates:
+            if key in same or key in reversed_other:
                 self.report.pairs["skipped"] += 1
+                if item.label is not None:
+                    label = item.label if key in same else _flipped(item.label)
+                    stored_decisions.append((same.get(key) or reversed_other[key], label, item.decision))
             else:
-                rows.append(Pair(tuple_id=key[0], image_correct_id=key[1], image_wrong_id=key[2], k=self.k))
+                status = Pair.Status.OPEN if item.label is None else Pair.Status.COMPLETE
+                rows.append(Pair(tuple_id=key[0], image_correct_id=key[1], image_wrong_id=key[2], k=self.k,
+                                 status=status))
+                decided.append(item)
         if rows:
-            for pair in _insert(Pair, rows):
-                events.append(self._event("pair.created", "pair", pair.pk, catalog._pair_state(pair)))
+            consensus_rows = []
+            for pair, item in zip(_insert(Pair, rows), decided):
+                opened = {**catalog._pair_state(pair), "status": Pair.Status.OPEN}
+                events.append(self._event("pair.created", "pair", pair.pk, opened))
+                if item.label is not None:
+                    consensus_rows.append(self._imported(pair, item, events, opened))
+            _insert(Consensus, consensus_rows)
             self.report.pairs["created"] += len(rows)
+        stored_ids = [pk for pk, _, _ in stored_decisions]
+        states = {state.pk: state for state in _decision_states().filter(pk__in=stored_ids)} if stored_ids else {}
+        for pk, label, provenance in stored_decisions:  # in row order; each one that may write locks its pair
+            what = _settled(states.get(pk), label, provenance)
+            if what is None:
+                _, what = record_imported_decision(Pair(pk=pk), label, provenance)
+            self.report.decisions["kept" if what == "gold" else what] += 1
+
+    def _imported(self, pair: Pair, item: _Item, events: list, opened: dict) -> Consensus:
+        """The consensus row of a new pair's imported decision, and its events, as
+        ``record_imported_decision`` writes them for a pair without judgements."""
+        counts = {label: 0 for label in Label.values}
+        row = Consensus(pair_id=pair.pk, outcome=Consensus.Outcome.IMPORTED, label=item.label, agreement=None,
+                        n_judgements=0, counts=counts, provenance=item.decision)
+        after = {"outcome": row.outcome, "label": row.label, "agreement": None, "n_judgements": 0,
+                 "counts": counts, "provenance": item.decision}
+        events.append(self._event("consensus.changed", "pair", pair.pk, after, before=None))
+        events.append(self._event("pair.closed", "pair", pair.pk, catalog._pair_state(pair), before=opened))
+        self.report.decisions["recorded"] += 1
+        return row
 
 
 def _insert(model, objs: list) -> list:

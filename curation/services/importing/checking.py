@@ -2,9 +2,11 @@
 
 **Nothing half-imported.** Pass 1 reads every row, checks its fields and task, and decodes every image
 with :func:`annotation.imaging.check_image` (the upload checks), and checks that no pair contradicts
-another (the same two images with the roles swapped, in the file or in the catalogue — except a stored pair
-whose consensus label is ``other``: the experts reversed it, the row states their answer, and it counts as
-that pair, skipped; this is how an export of a version re-imports without change). Any error: nothing
+another: the same two images with the roles swapped, in the file or in the catalogue — except a stored pair
+whose consensus label is ``other`` met by a row that calls its explicit image correct: the experts reversed
+the stored pair, the row states their answer, and it counts as that pair, skipped, its decision recorded
+on it as ``other`` (how an export written before the ``label`` column re-imports) — or the same pair given
+two different labels in the input. Any error: nothing
 is written, and the report lists the errors with their file and row (parquet rows count from 1 in each
 file; JSONL rows are line numbers; problems of the whole file are row 0). Images are decoded on a thread
 pool (one per core, up to 8), ``batch_size`` rows at a time with the next chunk read meanwhile, and the
@@ -29,7 +31,7 @@ from curation.services.importing.records import _Options, _Row
 
 def _validate(src: _Source, opts: _Options, report: DatasetImportReport, seen_pairs: dict, batch_size: int,
               total: int, progress: Progress, seen_images: dict | None = None,
-              normalised: dict | None = None) -> None:
+              normalised: dict | None = None, tracker=None) -> None:
     """Pass 1: every row read, checked and its images decoded; errors go to the report.
 
     Rows are taken ``batch_size`` at a time: their images are decoded on a thread pool (Pillow releases the
@@ -46,6 +48,12 @@ def _validate(src: _Source, opts: _Options, report: DatasetImportReport, seen_pa
                                                               normalised)
                     except RowError as exc:
                         row.error = str(exc)
+                if row.error is None:
+                    if tracker is not None:
+                        tracker.add(row.file, row.number, row.choice, row.items[0].key[0],
+                                    row.items[0].fields["implicit_prompt"])
+                    if row.choice is not None and row.choice.pending and not (tracker and tracker.merge):
+                        row.error = row.choice.pending  # no task, and no merge can give it one (.tasks)
                 if row.error is not None:
                     report.add_error(row.file, row.number, row.error)
                 else:
@@ -111,8 +119,9 @@ class _ImageChecker:
             yield self._finish(*pending)
 
     def _start(self, chunk: list[_Row]) -> list:
-        refs = [ref for row in chunk if row.error is None for item in row.items if item.explicit is not None
-                for ref in (item.explicit, item.superficial)]
+        # a row's image in several pairs (lists of different lengths) is checked once
+        refs = list({id(ref): ref for row in chunk if row.error is None for item in row.items
+                     if item.explicit is not None for ref in (item.explicit, item.superficial)}.values())
         if self.pool is None:
             return [(ref, _check_ref(ref)) for ref in refs]
         return [(ref, self.pool.submit(_check_ref, ref)) for ref in refs]
@@ -166,8 +175,8 @@ def _validate_row(row: _Row, seen_pairs: dict, checked: dict, stored: _StoredRev
     ``seen_images`` collects each checked image's ``(width, height, format)`` by sha256, and ``normalised``
     the sha256 of the bytes read → that of the bytes to store, for images check_image trimmed or normalised
     (annotation.imaging), for pass 2."""
-    payload = 0
-    for index, item in enumerate(row.items):
+    payload, counted = 0, set()
+    for item in row.items:
         if item.explicit is None:
             continue
         hashes = []
@@ -183,18 +192,24 @@ def _validate_row(row: _Row, seen_pairs: dict, checked: dict, stored: _StoredRev
                 if image.changes and normalised is not None:  # pass 2 stores the normalised bytes
                     normalised[hashlib.sha256(data).hexdigest()] = image.sha256
             except (ImageRejected, RowError) as exc:
-                where = f" {index + 1}" if len(row.items) > 1 else ""
-                raise RowError(f"{name}{where}: {exc}") from None
-            payload += len(data)
+                raise RowError(f"{name}: {exc}") from None
+            if id(ref) not in counted:
+                counted.add(id(ref))
+                payload += len(data)
         correct, wrong = hashes
         if correct == wrong:
             raise RowError("the explicit and the superficial image are the same image")
         reverse = (item.key, wrong, correct)
         if reverse in seen_pairs:
-            file, number = seen_pairs[reverse]
+            file, number, _ = seen_pairs[reverse]
             raise RowError(f"contradicts {file} row {number}: the same two images with the roles swapped")
-        seen_pairs.setdefault((item.key, correct, wrong), (row.file, row.number))
+        file, number, claim = seen_pairs.setdefault((item.key, correct, wrong), (row.file, row.number, item.claim))
+        if claim != item.claim:
+            raise RowError(f"contradicts {file} row {number}: the same pair is labelled {claim} there, "
+                           f"{item.claim} here")
         for pk, label in stored.get(item.key, correct, wrong):
-            if label != "other":  # "other": the experts chose this orientation; the row is that pair
+            # a stored pair the experts reversed ("other"), met by a row that calls its explicit image correct:
+            # the row states their answer, and is that pair
+            if label != "other" or item.claim != "expected":
                 raise RowError(f"contradicts stored pair {pk}: the same two images with the roles swapped")
     return payload

@@ -43,13 +43,23 @@ def path_exists(path: Path) -> bool:
         return False
 
 
+def import_params(data: dict) -> dict:
+    """The job's parameters from the validated fields of the API or the import page: the same for both, so
+    identical requests share one job either way."""
+    return {"path": data["path"], "fmt": data["format"], "split": data["split"] or None,
+            "source": data["source"] or None, "task_default": data["task_default"] or None,
+            "auto_task": bool(data["auto_task"]), "merge_same_prompt": bool(data["merge_same_prompt"]),
+            "decisions": data["decisions"] or "import", "dry_run": data["dry_run"]}
+
+
 class ImportFailed(RuntimeError):
     """A job's import had row errors; the report is in the job's result."""
 
 
 def run_import_job(job, progress: Progress) -> dict:
     """The handler of ``Job.Kind.IMPORT`` (see curation.services.jobs): params ``{path, fmt, split, source,
-    dry_run, task_default}``. Row errors fail the job with the report kept in ``job.result``."""
+    dry_run, task_default, decisions, auto_task, merge_same_prompt}`` (the last three optional, for jobs
+    queued before they existed). Row errors fail the job with the report kept in ``job.result``."""
     from curation.models import Job
 
     params = job.params or {}
@@ -58,6 +68,8 @@ def run_import_job(job, progress: Progress) -> dict:
         path, fmt=params.get("fmt") or params.get("format") or "auto", split=params.get("split") or None,
         source=params.get("source") or None, dry_run=bool(params.get("dry_run")), progress=progress,
         actor=job.created_by, task_default=params.get("task_default") or None, job=job,
+        decisions=params.get("decisions") or "import", auto_task=bool(params.get("auto_task")),
+        merge_same_prompt=bool(params.get("merge_same_prompt")),
     )
     result = report.as_dict()
     if not report.ok:

@@ -27,6 +27,7 @@ from django.db import IntegrityError, transaction
 from annotation.models import PromptTuple
 from annotation.services import audit
 from curation.services.importing.base import (
+    DECISIONS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_SINGLE_TRANSACTION_MAX_BYTES,
     FORMATS,
@@ -35,12 +36,12 @@ from curation.services.importing.base import (
     DatasetImportReport,
     ImportRefused,
     Progress,
-    RowError,
 )
 from curation.services.importing.bulk import _BulkWriter
 from curation.services.importing.checking import _validate
 from curation.services.importing.reading import _JsonlSource, _ParquetSource, detect_format
-from curation.services.importing.records import _Options, _Tasks
+from curation.services.importing.records import _Options
+from curation.services.importing.tasks import _Tasks, _TaskTracker
 from curation.services.importing.writing import _batches, _Writer
 
 
@@ -57,15 +58,27 @@ def import_dataset(
     scene: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     job=None,
+    decisions: str = "import",
+    auto_task: bool = False,
+    merge_same_prompt: bool = False,
 ) -> DatasetImportReport:
     """Validate everything in ``path``, then write it (see the module docstring); return the report.
 
-    Raises :class:`ImportRefused` for a bad call (unknown format, task default or scene); problems of the
-    input (missing file, unreadable parquet, bad rows) are errors in the report.
+    ``decisions``: ``"import"`` records each pair's label as an imported decision (the pair leaves the
+    queue), ``"open"`` leaves new pairs open for annotation (:mod:`.records`). ``auto_task``: rows naming no
+    task get the task the keyword rules guess; ``merge_same_prompt``: a row without a task joins the one
+    tuple that has its prompt with a task (:mod:`.tasks`). ``task_default``: a task code for rows naming
+    none, or ``"none"`` to import them without a task.
+
+    Raises :class:`ImportRefused` for a bad call (unknown format, decisions, task default or scene; a task
+    default code together with ``auto_task``); problems of the input (missing file, unreadable parquet,
+    bad rows) are errors in the report.
     """
     progress = progress or (lambda fraction, message="": None)
     if fmt not in FORMATS:
         raise ImportRefused(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}.")
+    if decisions not in DECISIONS:
+        raise ImportRefused(f"decisions must be one of {', '.join(DECISIONS)}, not {decisions!r}.")
     if scene is not None and scene not in PromptTuple.Scene.values:
         raise ImportRefused(f"scene must be one of {', '.join(PromptTuple.Scene.values)}, not {scene!r}.")
     if batch_size < 1:
@@ -84,9 +97,16 @@ def import_dataset(
             default_task = tasks.get(task_default)
             if default_task is None:
                 raise ImportRefused(f"unknown task {task_default!r}.")
+            if auto_task:
+                raise ImportRefused("Give either a task default code or auto_task, not both (a task default of "
+                                    "'none' imports the rows the rules cannot assign without a task).")
     opts = _Options(source=source[:MAX_SHORT], scene=scene, tasks=tasks, task_default=default_task,
-                    allow_no_task=allow_no_task, source_is_default=source_given is None)
+                    allow_no_task=allow_no_task, source_is_default=source_given is None, auto_task=bool(auto_task),
+                    merge_same_prompt=bool(merge_same_prompt), decisions=decisions)
     report = DatasetImportReport(dry_run=dry_run, source=opts.source)
+    report.options = {"decisions": decisions, "auto_task": bool(auto_task),
+                      "merge_same_prompt": bool(merge_same_prompt),
+                      "task_default": default_task.code if default_task else (NO_TASK if allow_no_task else None)}
     if not path.exists():
         report.format = fmt
         report.add_error(label, 0, f"{path}: no such file or directory")
@@ -95,10 +115,11 @@ def import_dataset(
     report.format = fmt
     if fmt == "prompts":
         return _import_prompt_list(path, report, opts, task_default, dry_run, progress)
+    if fmt == "jsonl" and path.is_dir():
+        report.add_error(label, 0, f"{path} is a directory; a JSONL import reads one file")
+        return report
     try:
         src = _ParquetSource(path, split) if fmt == "parquet" else _JsonlSource(path)
-        if fmt == "jsonl" and path.is_dir():
-            raise RowError(f"{path} is a directory; a JSONL import reads one file")
         total = max(1, src.total_rows())
     except (ValueError, OSError) as exc:  # ml.core.data.DataError is a ValueError; pyarrow errors too
         report.add_error(label, 0, str(exc))
@@ -109,11 +130,14 @@ def import_dataset(
     seen_pairs: dict[tuple, tuple[str, int]] = {}
     seen_images: dict[str, tuple[int, int, str]] = {}
     normalised: dict[str, str] = {}  # sha256 read → sha256 stored, for images check_image trimmed or normalised
+    tracker = _TaskTracker(merge=opts.merge_same_prompt)
     progress(0.0, "validating")
     try:
-        _validate(src, opts, report, seen_pairs, batch_size, total, progress, seen_images, normalised)
+        _validate(src, opts, report, seen_pairs, batch_size, total, progress, seen_images, normalised, tracker)
     except (ValueError, OSError) as exc:  # a file that breaks mid-read (pyarrow errors are ValueErrors)
         report.add_error(label, 0, str(exc))
+    else:
+        _resolve_tasks(tracker, opts, report, seen_pairs, src.labels())
     if not report.ok:
         progress(0.5, f"{report.error_count} row(s) with errors; nothing written")
         return report
@@ -149,6 +173,20 @@ def import_dataset(
     return report
 
 
+def _resolve_tasks(tracker: _TaskTracker, opts: _Options, report: DatasetImportReport, seen_pairs: dict,
+                   files: list[str]) -> None:
+    """After pass 1: the merges of task-less rows (pass 2 reads them through ``opts.merges``), the task
+    listings, and the rows that still need a task reported as errors, in file and row order."""
+    before = report.error_count
+    opts.merges.update(tracker.resolve(opts.tasks, report))
+    for (key, correct, wrong), seen in list(seen_pairs.items()):  # pass 2 keys merged rows by their task
+        if key[1] is None and key[0] in opts.merges:
+            seen_pairs.setdefault(((key[0], opts.merges[key[0]].pk), correct, wrong), seen)
+    if report.error_count != before:
+        order = {file: index for index, file in enumerate(files)}
+        report.errors.sort(key=lambda e: (order.get(e["file"], len(order)), e["row"] or 0))
+
+
 @dataclass(frozen=True)
 class DatasetImport:
     """What the audit event of an import without a job points at (``target_type`` "datasetimport"):
@@ -159,8 +197,11 @@ class DatasetImport:
 
 def _audit(actor, job, report: DatasetImportReport, path: Path) -> None:
     target = job if job is not None else DatasetImport(str(path)[-64:])
-    counts = {k: v for k, v in report.as_dict().items() if k in ("format", "source", "mode", "rows", "records",
-                                                                   "tuples", "images", "pairs")}
+    counts = {k: v for k, v in report.as_dict().items() if k in ("format", "source", "mode", "options", "rows",
+                                                                   "records", "tuples", "images", "pairs",
+                                                                   "decisions")}
+    counts["unassigned"] = report.unassigned["count"]
+    counts["same_prompt"] = {k: report.same_prompt.get(k, 0) for k in ("count", "merged")}
     audit.record(actor, "dataset.imported", target, after={"path": str(path), **counts})
 
 
@@ -171,7 +212,8 @@ def _import_prompt_list(path, report, opts, task_default, dry_run, progress) -> 
     progress(0.0, "importing prompts")
     task = None if task_default is None or opts.allow_no_task else task_default
     try:
-        inner = import_prompts(path, task=task, source=opts.source, scene=opts.scene, dry_run=dry_run)
+        inner = import_prompts(path, task=task, auto_task=opts.auto_task, merge_same_prompt=opts.merge_same_prompt,
+                               source=opts.source, scene=opts.scene, dry_run=dry_run)
     except ValueError as exc:
         raise ImportRefused(str(exc)) from exc
     report.rows = inner.created + inner.updated + inner.skipped + inner.error_count
@@ -179,6 +221,9 @@ def _import_prompt_list(path, report, opts, task_default, dry_run, progress) -> 
     for error in inner.errors:
         report.add_error(path.name, error["row"], error["error"])
     report.error_count = inner.error_count
+    listed = inner.as_dict()
+    report.unassigned = listed["unassigned"]
+    report.same_prompt = listed["same_prompt"]
     report.mode = "" if dry_run or inner.error_count else "single"
     progress(1.0, "import done")
     return report

@@ -11,10 +11,19 @@ from pathlib import Path
 from django.conf import settings
 
 from annotation.imaging import ImageRejected
-from curation.services.importing.base import MAX_TEXT, RowError
-from curation.services.importing.records import _Item, _make_item, _Options, _Row, _safe_image_path, _text
+from curation.services.importing.base import MAX_PARAPHRASES, MAX_TEXT, RowError
+from curation.services.importing.records import (
+    _decision_fields,
+    _image_count,
+    _make_items,
+    _Options,
+    _Row,
+    _safe_image_path,
+    _text,
+)
+from curation.services.importing.tasks import GROUPING_COLUMNS, choose_task
 
-_TASK_COLUMNS = ("task_code", "task", "category", "law")
+_TASK_COLUMNS = ("task_code", "task")  # a row's own task columns; then category/law by value (.tasks)
 _JSONL_PLATFORM_KEYS = ("scene", "source", "provenance")
 
 
@@ -30,6 +39,10 @@ class _Source:
         raise NotImplementedError
 
     def rows(self, opts: _Options) -> Iterator[_Row]:
+        raise NotImplementedError
+
+    def labels(self) -> list[str]:
+        """The names its rows' errors give their files, in reading order."""
         raise NotImplementedError
 
 
@@ -50,6 +63,9 @@ class _ParquetSource(_Source):
 
     def _label(self, file: Path) -> str:
         return file.relative_to(self.root).as_posix() if file.is_relative_to(self.root) else file.name
+
+    def labels(self) -> list[str]:
+        return [self._label(file) for file, _ in self.files]
 
     def total_rows(self) -> int:
         import pyarrow.parquet as pq
@@ -75,7 +91,7 @@ class _ParquetSource(_Source):
                     number += 1
                     row = _Row(label, number)
                     try:
-                        row.items = self._items(values, file.parent, split, opts, label, number)
+                        row.choice, row.items = self._items(values, file.parent, split, opts, label, number)
                     except RowError as exc:
                         row.error = str(exc)
                     yield row
@@ -85,25 +101,44 @@ class _ParquetSource(_Source):
 
         for column in ("explicit_image", "superficial_image"):
             value = values.get(column)
+            _image_count(value, column)
             for item in value if isinstance(value, list) else [value] if isinstance(value, dict) else []:
                 if isinstance(item, dict) and not item.get("bytes") and item.get("path"):
                     _safe_image_path(item["path"], folder, column)
+        for column in ("implicit_prompt", "explicit_prompt", "superficial_prompt"):
+            for name in (column, f"{column}s"):
+                if isinstance(values.get(name), list) and len(values[name]) > MAX_PARAPHRASES:
+                    raise RowError(f"{name} has {len(values[name])} wordings; the limit is {MAX_PARAPHRASES}")
         try:
-            records = list(_parquet_records(values, folder, split))
+            record = next(_parquet_records(values, folder, split, per_row=True))
         except DataError as exc:
             raise RowError(str(exc)) from None
-        task = opts.resolve_task([values.get(c) for c in _TASK_COLUMNS])
+        prompt = _text(record.implicit_prompt, "implicit_prompt", MAX_TEXT)
+        choice = choose_task(opts, [(c, values.get(c)) for c in _TASK_COLUMNS],
+                             {c: values.get(c) for c in GROUPING_COLUMNS if c in values}, prompt,
+                             values.get("discipline"))
         provenance = {"file": label, "row": number, "split": split}
-        for column in ("category", "law"):
+        for column in GROUPING_COLUMNS:
             if isinstance(values.get(column), str) and values[column]:
                 provenance[column] = values[column]
-        for column in ("implicit_prompts", "explicit_prompts", "superficial_prompts"):
-            if column in records[0].extra:
-                provenance[column] = records[0].extra[column]
+        if isinstance(values.get("tuple_id"), int) and not isinstance(values["tuple_id"], bool):
+            provenance["tuple_id"] = values["tuple_id"]
+        claim, decision = _decision_fields(values, file=label, number=number, split=split, platform="published")
         subject = values.get("subject") if isinstance(values.get("subject"), str) else ""
-        scene = values.get("scene") if isinstance(values.get("scene"), str) and values.get("scene") else None
-        return [_make_item(r, task=task, scene=scene, opts=opts, provenance=provenance, subject=subject,
-                           explicit=r.correct_image, superficial=r.wrong_image) for r in records]
+        scene = _scene(values.get("scene"))
+        items = _make_items(record, choice=choice, scene=scene, opts=opts, provenance=provenance,
+                            rubrics=values, claim=claim, decision=decision,
+                            columns=("explicit_image", "superficial_image"), subject=subject)
+        return choice, items
+
+
+def _scene(value) -> str | None:
+    """A row's own scene (``None``: not given; the split or the option decides)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RowError("scene must be a string")
+    return value.strip().lower() or None
 
 
 class _JsonlSource(_Source):
@@ -111,6 +146,9 @@ class _JsonlSource(_Source):
 
     def __init__(self, path: Path):
         self.path = path
+
+    def labels(self) -> list[str]:
+        return [self.path.name]
 
     def total_rows(self) -> int:
         with self.path.open("rb") as fh:
@@ -126,12 +164,12 @@ class _JsonlSource(_Source):
                     continue
                 row = _Row(self.path.name, number)
                 try:
-                    row.items = [self._item(line, opts, number)]
+                    row.choice, row.items = self._items(line, opts, number)
                 except RowError as exc:
                     row.error = str(exc)
                 yield row
 
-    def _item(self, line: bytes, opts: _Options, number: int) -> _Item:
+    def _items(self, line: bytes, opts: _Options, number: int):
         from ml.core.data import DataError, TupleRecord, _jsonl_record
 
         try:
@@ -147,32 +185,39 @@ class _JsonlSource(_Source):
         provenance = platform.get("provenance") or {}
         if not isinstance(provenance, dict):
             raise RowError("provenance must be an object")
+        for key in ("implicit_prompts", "explicit_prompts", "superficial_prompts"):
+            if isinstance(obj.get(key), list) and len(obj[key]) > MAX_PARAPHRASES:
+                raise RowError(f"{key} has {len(obj[key])} wordings; the limit is {MAX_PARAPHRASES}")
         if "correct_image" not in obj and "wrong_image" not in obj:  # a tuple without images
             for key in ("implicit_prompt", "explicit_prompt", "superficial_prompt", "task", "subject", "split"):
                 _text(obj.get(key), key, MAX_TEXT)
             record = TupleRecord(obj.get("implicit_prompt") or "", obj.get("explicit_prompt") or "",
                                  obj.get("superficial_prompt") or "", None, None, subject=obj.get("subject") or "",
                                  split=obj.get("split") or "")
-            task_value = obj.get("task")
         else:
             for column in ("correct_image", "wrong_image"):
                 if obj.get(column):
                     _safe_image_path(obj[column], folder, column)
+            for column in ("correct_images", "wrong_images"):
+                paths = obj.get(column)
+                _image_count(paths, column)
+                for value in paths if isinstance(paths, list) else ():
+                    if isinstance(value, str) and value:
+                        _safe_image_path(value, folder, column)
             try:
                 record = _jsonl_record(obj, folder)
             except DataError as exc:
                 raise RowError(str(exc)) from None
-            task_value = obj.get("task")
-        task = opts.resolve_task([task_value])
+        prompt = _text(record.implicit_prompt, "implicit_prompt", MAX_TEXT)
+        choice = choose_task(opts, [("task", obj.get("task"))],
+                             {c: obj.get(c) for c in GROUPING_COLUMNS if c in obj}, prompt, obj.get("discipline"))
         provenance = {"file": self.path.name, "row": number, **provenance}
-        scene = platform.get("scene")
-        if scene is not None and not isinstance(scene, str):
-            raise RowError("scene must be a string")
-        item = _make_item(record, task=task, scene=(scene or "").strip().lower() or None, opts=opts,
-                          provenance=provenance, source=platform.get("source"),
-                          explicit=record.correct_image, superficial=record.wrong_image)
-        item.columns = ("correct_image", "wrong_image")
-        return item
+        claim, decision = _decision_fields(obj, file=self.path.name, number=number, split=record.split or "",
+                                           platform="tuples file")
+        items = _make_items(record, choice=choice, scene=_scene(platform.get("scene")), opts=opts,
+                            provenance=provenance, rubrics=obj, claim=claim, decision=decision,
+                            columns=("correct_image", "wrong_image"), source=platform.get("source"))
+        return choice, items
 
 
 def _image_bytes(ref) -> bytes:

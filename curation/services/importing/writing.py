@@ -7,7 +7,10 @@ correct, wrong): importing a file again creates nothing and counts everything as
 tuple is upserted once (its first row wins), so the counts are the same on every run.
 
 A dry run takes pass 1 and then counts, read-only, what would be created (an existing tuple counts as
-skipped even where a real run would fill in an empty field of it).
+skipped even where a real run would fill in an empty field of it), and what would become of each decision:
+``recorded`` for a new pair; for a stored one, what
+:func:`curation.services.consensus.record_imported_decision` answers inside a savepoint rolled back at
+once (``recorded``, ``unchanged``, or ``kept``: the pair's own decision here, gold included, wins).
 """
 
 from __future__ import annotations
@@ -112,24 +115,80 @@ class _Writer:
         return image
 
     def _pair(self, item: _Item, tuple_, correct, wrong) -> None:
+        label = item.label
         if self.dry_run:
             key = (item.key, correct, wrong)
             if key in self.pairs:
                 return
             self.pairs.add(key)
-            exists = tuple_ is not None and (
-                Pair.objects.filter(tuple=tuple_, image_correct__sha256=correct, image_wrong__sha256=wrong).exists()
-                or Pair.objects.filter(tuple=tuple_, image_correct__sha256=wrong, image_wrong__sha256=correct,
-                                       consensus__label="other").exists())
-            self.report.pairs["skipped" if exists else "created"] += 1
+            pair = None
+            if tuple_ is not None:
+                pair = Pair.objects.filter(tuple=tuple_, image_correct__sha256=correct,
+                                           image_wrong__sha256=wrong).first()
+                if pair is None:
+                    pair = Pair.objects.filter(tuple=tuple_, image_correct__sha256=wrong, image_wrong__sha256=correct,
+                                               consensus__label="other").first()
+                    label = _flipped(label)
+            self.report.pairs["skipped" if pair else "created"] += 1
+            if label is not None:
+                if pair is None:
+                    self.report.decisions["recorded"] += 1
+                else:
+                    self._decide(pair, label, item.decision)
             return
         key = (tuple_.pk, correct.pk, wrong.pk)
         if key in self.pairs:
             return
         self.pairs.add(key)
-        if Pair.objects.filter(tuple=tuple_, image_correct=wrong, image_wrong=correct,
-                               consensus__label="other").exists():
+        pair = Pair.objects.filter(tuple=tuple_, image_correct=wrong, image_wrong=correct,
+                                   consensus__label="other").first()
+        if pair is not None:
             self.report.pairs["skipped"] += 1  # stored the other way round, and the experts reversed it
-            return
-        _, created = catalog.create_pair(tuple_, correct, wrong)
-        self.report.pairs["created" if created else "skipped"] += 1
+            label = _flipped(label)
+        else:
+            pair, created = catalog.create_pair(tuple_, correct, wrong)
+            self.report.pairs["created" if created else "skipped"] += 1
+        if label is not None:
+            self._decide(pair, label, item.decision)
+
+    def _decide(self, pair: Pair, label: str, provenance: dict) -> None:
+        """Record the imported decision (a dry run: inside a savepoint rolled back at once) and count it."""
+        from curation.services.consensus import record_imported_decision
+
+        what = _settled(_decision_states().filter(pk=pair.pk).first(), label, provenance)
+        if what is None and self.dry_run:
+            with transaction.atomic():
+                _, what = record_imported_decision(pair, label, provenance)
+                transaction.set_rollback(True)
+        elif what is None:
+            _, what = record_imported_decision(pair, label, provenance)
+        self.report.decisions["kept" if what == "gold" else what] += 1
+
+
+def _decision_states():
+    """What :func:`_settled` reads of stored pairs, one named row per pair."""
+    return Pair.objects.values_list("pk", "is_gold", "judgement_count", "status", "consensus__outcome",
+                                    "consensus__label", "consensus__provenance", "consensus__n_judgements",
+                                    "consensus__counts", "consensus__agreement", named=True)
+
+
+def _settled(state, label: str, provenance: dict) -> str | None:
+    """What ``record_imported_decision`` would answer for a stored pair *without writing anything*, read from
+    its row (:func:`_decision_states`): ``"kept"`` for a gold pair or one with a decision of its own here,
+    ``"unchanged"`` when the same imported decision is stored on a closed pair without judgements; None when
+    it may write (call it). Re-importing a dataset otherwise locks and reads every pair one at a time."""
+    if state is None:
+        return None
+    if state.is_gold or state.consensus__outcome not in (None, "pending", "imported"):
+        return "kept"
+    if (state.consensus__outcome == "imported" and state.consensus__label == label
+            and state.consensus__provenance == provenance and state.judgement_count == 0
+            and state.consensus__n_judgements == 0 and state.consensus__agreement is None
+            and not any((state.consensus__counts or {}).values()) and state.status != Pair.Status.OPEN):
+        return "unchanged"
+    return None
+
+
+def _flipped(label: str | None) -> str | None:
+    """A label stated for the pair with the roles swapped (expected ↔ other; both and neither stay)."""
+    return {"expected": "other", "other": "expected"}.get(label, label)
