@@ -157,7 +157,8 @@ class DataOrder:
         return range(start, start + batch_size)
 
     def indices(self, micro_batch: int, batch_size: int, rank: int = 0, world: int = 1) -> list[int]:
-        return [self._permutation(p // self.n)[p % self.n] for p in self.positions(micro_batch, batch_size, rank, world)]
+        positions = self.positions(micro_batch, batch_size, rank, world)
+        return [self._permutation(p // self.n)[p % self.n] for p in positions]
 
 
 def train_scorer(config: TrainConfig, train_records: Iterable[TupleRecord], val_records: Iterable[TupleRecord],

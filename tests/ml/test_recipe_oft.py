@@ -169,6 +169,7 @@ def test_the_paper_reference_is_a_frozen_copy_of_the_sft_adapter_not_of_the_tran
     assert not torch.equal(velocity(), policy)
     with reference_model(run.transformer, run.config):
         assert torch.equal(velocity(), reference)  # frozen
+    assert [n for n, p in run.transformer.named_parameters() if p.requires_grad] == trainable  # still only the policy
     assert run.start == {}  # nothing fused: the export is the trained adapter itself
     exported = export_lora(run.transformer, run.start, tmp_path / "lora")
     loaded = load_pipeline(assets.flux, device="cpu", lora=exported).transformer

@@ -23,7 +23,8 @@ def unit(*values):
 
 def test_the_paper_sums_the_loss_where_the_platform_averages_it():
     # Two tuples, 2-D features: t = implicit, e = explicit, s = superficial, xp / xn = correct / wrong image.
-    t, e, s = torch.stack([unit(1, 0), unit(0, 1)]), torch.stack([unit(1, 1), unit(1, 0)]), torch.stack([unit(0, 1)] * 2)
+    t, e = torch.stack([unit(1, 0), unit(0, 1)]), torch.stack([unit(1, 1), unit(1, 0)])
+    s = torch.stack([unit(0, 1)] * 2)
     xp, xn = torch.stack([unit(1, 0), unit(1, 2)]), torch.stack([unit(0, 1), unit(2, 1)])
     scale = 10.0
 
