@@ -3,9 +3,11 @@
 =========================  ==========================================================================
 endpoint                   what
 =========================  ==========================================================================
-POST imports/              ``{path, format, split, source, task_default, dry_run}``: 202 with the background
-                           job (an identical request in flight gets the same job back); 400 for a path
-                           outside ``settings.IMPORT_ROOTS``, one that does not exist, or bad fields
+POST imports/              ``{path, format, split, source, task_default, auto_task, merge_same_prompt,
+                           decisions, dry_run}``: 202 with the background job (an identical request in
+                           flight gets the same job back); 400 for a path outside
+                           ``settings.IMPORT_ROOTS``, one that does not exist, or bad fields (a task
+                           default code together with ``auto_task`` included)
 GET jobs/<id>/             the job: status, progress, message, result (the import report), error
                            (curation/api_exports.py)
 =========================  ==========================================================================
@@ -27,7 +29,15 @@ from annotation.permissions import IsAdminRole
 from curation.api_exports import JobSerializer
 from curation.models import Job
 from curation.services import jobs
-from curation.services.importing import FORMATS, ImportRefused, path_exists, resolve_import_path
+from curation.services.importing import (
+    DECISIONS,
+    FORMATS,
+    NO_TASK,
+    ImportRefused,
+    import_params,
+    path_exists,
+    resolve_import_path,
+)
 
 
 # A pattern, not an enum: an enum here would collide with the export formats' "FormatEnum" component
@@ -51,7 +61,25 @@ class ImportRequestSerializer(serializers.Serializer):
     task_default = serializers.CharField(max_length=80, required=False, allow_blank=True, default="",
                                          help_text="Task code for rows naming no task, or 'none' to import them "
                                                    "without one; empty: such rows are errors.")
+    auto_task = serializers.BooleanField(default=False, help_text="Guess the task of rows naming none from keywords "
+                                                                  "of the implicit prompt (annotation/task_rules.py; "
+                                                                  "a guess must fit the discipline the row names). "
+                                                                  "Rows it cannot assign: errors, or without a task "
+                                                                  "with task_default 'none'.")
+    merge_same_prompt = serializers.BooleanField(default=False, help_text="A row without a task whose prompt one "
+                                                                          "tuple has with a task joins that tuple "
+                                                                          "(several tasks: reported, not merged).")
+    decisions = serializers.ChoiceField(choices=DECISIONS, default="import",
+                                        help_text="import: each pair gets the row's label as an imported decision "
+                                                  "and leaves the queue; open: pairs stay open for annotation.")
     dry_run = serializers.BooleanField(default=False, help_text="Validate and count; write nothing.")
+
+    def validate(self, attrs: dict) -> dict:
+        default = (attrs.get("task_default") or "").strip()
+        if attrs.get("auto_task") and default and default.casefold() != NO_TASK:
+            raise serializers.ValidationError({"auto_task": "Give either a task default code or auto_task, not both "
+                                                            "(task_default 'none' goes with auto_task)."})
+        return attrs
 
     def validate_path(self, value: str) -> str:
         try:
@@ -81,8 +109,6 @@ class ImportsView(APIView):
         serializer = ImportRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        params = {"path": data["path"], "fmt": data["format"], "split": data["split"] or None,
-                  "source": data["source"] or None, "task_default": data["task_default"] or None,
-                  "dry_run": data["dry_run"]}
+        params = import_params(data)
         job, _ = jobs.start(Job.Kind.IMPORT, params, request.user)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)

@@ -101,9 +101,15 @@ def _summary(job: Job) -> list[tuple[str, str]]:
         rows.append(("format", str(result.get("format", ""))))
         rows.append(("dry run", "yes" if result.get("dry_run") else "no"))
         rows.append(("rows", str(result.get("rows", ""))))
-        for name in ("tuples", "images", "pairs"):
+        for name in ("tuples", "images", "pairs", "decisions"):
             if isinstance(result.get(name), dict):
                 rows.append((name, ", ".join(f"{k} {v}" for k, v in result[name].items())))
+        if isinstance(result.get("unassigned"), dict):
+            rows.append(("rows without a task", str(result["unassigned"].get("count", 0))))
+        if isinstance(result.get("same_prompt"), dict):
+            same = result["same_prompt"]
+            rows.append(("prompts also with a task elsewhere", f"{same.get('count', 0)} ({same.get('merged', 0)} "
+                                                                "merged)"))
         rows.append(("rows with errors", str(result.get("error_count", 0))))
     return rows
 
@@ -148,6 +154,18 @@ class ImportForm(forms.Form):
                              help_text="Source label of new tuples (default: the file or folder name).")
     task_default = forms.CharField(max_length=80, required=False,
                                    help_text="Task code for rows naming none, or 'none'; empty: such rows are errors.")
+    auto_task = forms.BooleanField(required=False, label="Guess tasks",
+                                   help_text="Rows naming no task get the task the keyword rules guess from the "
+                                             "prompt (if it fits the discipline the row names). Rows they cannot "
+                                             "assign are errors, or imported without a task with default 'none'.")
+    merge_same_prompt = forms.BooleanField(required=False, label="Merge same prompt",
+                                           help_text="A row without a task joins the one tuple that has its prompt "
+                                                     "with a task (several tasks: reported, not merged).")
+    decisions = forms.ChoiceField(choices=[("import", "import the labels as decisions (pairs leave the queue)"),
+                                           ("open", "open for annotation (no decisions)")],
+                                  initial="import", required=False, label="Decisions",
+                                  help_text="Published data: the explicit image is correct; this platform's "
+                                            "export: its label column. A pair decided here keeps its decision.")
 
     def clean_path(self) -> str:
         value = self.cleaned_data["path"]
@@ -159,12 +177,17 @@ class ImportForm(forms.Form):
             raise forms.ValidationError(f"{value!r} does not exist under the import root.")
         return str(resolved)
 
+    def clean(self) -> dict:
+        data = super().clean()
+        default = (data.get("task_default") or "").strip()
+        if data.get("auto_task") and default and default.casefold() != importing.NO_TASK:
+            self.add_error("auto_task", "Give either a default task code or guessed tasks, not both "
+                                        "(default 'none' goes with guessed tasks).")
+        return data
+
     def params(self) -> dict:
         """The same parameters as the API builds, so identical requests share one job either way."""
-        data = self.cleaned_data
-        return {"path": data["path"], "fmt": data["format"], "split": data["split"] or None,
-                "source": data["source"] or None, "task_default": data["task_default"] or None,
-                "dry_run": data["dry_run"]}
+        return importing.import_params(self.cleaned_data)
 
 
 def _root_listing(root) -> tuple[list[dict], bool]:

@@ -241,7 +241,8 @@ def test_the_import_form_starts_a_job_and_redirects_to_it(client, admin_user, ro
     job = Job.objects.get()
     assert dry.status_code == 302 and dry["Location"] == job_url(job)
     assert job.params == {"path": str(dataset.resolve()), "fmt": "parquet", "split": None, "source": None,
-                          "task_default": None, "dry_run": True}
+                          "task_default": None, "auto_task": False, "merge_same_prompt": False,
+                          "decisions": "import", "dry_run": True}
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert job.result["dry_run"] is True and job.result["pairs"]["created"] == 2
     from annotation.models import Pair

@@ -7,7 +7,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import PromptTuple
-from annotation.services.importing import ImportReport, import_prompts
+from annotation.services.importing import ImportReport, import_prompts, listing_lines
 
 
 class Command(BaseCommand):
@@ -18,7 +18,9 @@ class Command(BaseCommand):
         "superficial_prompt, task (code or name), subject, scene, source, provenance. "
         "Every row is validated first; if any row has an error nothing is written and the command fails. "
         "Idempotent: a tuple is keyed by its normalised implicit prompt and task, so importing the same "
-        "file again reports every row as skipped."
+        "file again reports every row as skipped. The report lists the rows left without a task and the "
+        "prompts that come without a task here but have one on a stored tuple (or another row); "
+        "--merge-same-prompt joins such rows to that tuple. Details: annotation/services/importing.py."
     )
 
     def add_arguments(self, parser):
@@ -28,7 +30,15 @@ class Command(BaseCommand):
         assign.add_argument(
             "--auto-task", action="store_true",
             help="Guess the task of rows that name none from keywords of the implicit prompt "
-                 "(rules in annotation/task_rules.py). Rows no rule matches stay without a task.",
+                 "(rules in annotation/task_rules.py). Rows no rule matches stay without a task (listed in the "
+                 "report).",
+        )
+        parser.add_argument(
+            "--merge-same-prompt", action="store_true",
+            help="A row without a task whose prompt one stored tuple (or another row of the file) has with a "
+                 "task joins that tuple, as if it named the task; checked before --auto-task guesses. Several "
+                 "tasks with that prompt: not merged, reported. Without it such rows are reported and make a "
+                 "tuple of their own.",
         )
         parser.add_argument("--source", help="Source label for rows that name none (default: the file name).")
         parser.add_argument(
@@ -38,7 +48,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--json", action="store_true",
             help='Print one JSON object {"created", "updated", "skipped", "errors": [{"row", "error"}], '
-                 '"unassigned_task"} instead of text. The exit status is still non-zero on errors.',
+                 '"unassigned_task", "unassigned": {"count", "rows"}, "same_prompt": {"count", "rows", "merged", '
+                 '"prompts"}} instead of text. The exit status is still non-zero on errors.',
         )
         parser.add_argument("--dry-run", action="store_true", help="Validate and count, but write nothing.")
 
@@ -46,7 +57,7 @@ class Command(BaseCommand):
         try:
             report = import_prompts(
                 opts["file"], task=opts["task"], auto_task=opts["auto_task"], source=opts["source"],
-                scene=opts["scene"], dry_run=opts["dry_run"],
+                scene=opts["scene"], dry_run=opts["dry_run"], merge_same_prompt=opts["merge_same_prompt"],
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
@@ -69,3 +80,7 @@ class Command(BaseCommand):
         )
         counts = sorted(report.per_task.items(), key=lambda kv: kv[0] or "~")  # "no task" last
         self.stdout.write("Rows per task: " + ", ".join(f"{code or 'no task'} {n}" for code, n in counts))
+        summary = report.as_dict()
+        for line in listing_lines(summary["unassigned"], summary["same_prompt"]):
+            self.stdout.write(line)
+
