@@ -217,6 +217,8 @@ def test_a_paper_run_trains_with_the_research_codes_recipe(admin_user, active, v
     assert run.status == Run.Status.SUCCEEDED, run.error
     command = next(line for line in run.log_tail.splitlines() if " $ " in line)
     assert "--recipe paper" in command and "--loss-reduction sum" in command and "--no-clamp-logit-scale" in command
+    # The paper's per-example draws read the published layout's train set (a tuple per row, every image).
+    assert f"--train {settings.MEDIA_ROOT}/exports/{version.pk}/published/Science-T2I-Trainset" in command
     trained = json.loads((Path(settings.ML_WORK_ROOT) / f"run-{run.pk}" / "train" / "config.json").read_text())
     assert {name: trained[name] for name in PAPER if name not in ("batch_size", "grad_accum", "eval_every",
                                                                   "effective_batch")} == {

@@ -2,7 +2,8 @@
 
 Steps, each safe to repeat when the run is redelivered (a worker died, the broker delivered again):
 
-1. export the version as parquet (reused when it exists);
+1. export the version as parquet (reused when it exists), and in the published layout when the run draws
+   variants at random (the paper's recipe): the trainer then reads Science-T2I-Trainset;
 2. ``python -m ml train-scorer`` on its train split, selecting on validation, through
    :mod:`.supervise` (``accelerate launch`` for ``processes`` > 1). The trainer writes into
    ``<work dir>/train`` and resumes from its latest checkpoint there; once it has written
@@ -125,6 +126,8 @@ def handle(run: Run, ctx: RunContext) -> None:
     p, art = run.params, run.artifacts
     version = DatasetVersion.objects.get(pk=p["dataset_version"])
     data, rows = scoring.export_parquet(ctx, version)
+    if p.get("variants") == "random":
+        _export_trainset(ctx, version)
     ctx.progress(TRAINED[0])
     art["training"] = _train(run, ctx, data)
     ctx.save_artifacts()
@@ -142,10 +145,31 @@ def handle(run: Run, ctx: RunContext) -> None:
             "the model registry")
 
 
+def _trainset(version_id: int) -> Path:
+    from curation.services import exporting
+
+    return exporting.export_dir(version_id, "published") / "Science-T2I-Trainset"
+
+
+def _export_trainset(ctx: RunContext, version: DatasetVersion) -> None:
+    """The version in the published layout (reused when it exists): its Science-T2I-Trainset has one row per
+    tuple with every paraphrase and every decided image, which ``variants=random`` draws from."""
+    from curation.services import exporting
+
+    exporting.export_version(version, "published")
+    ctx.log(f"published layout of {version.name}: training on {_trainset(version.pk)} (one row per tuple)")
+
+
 def trainer_command(run: Run, data: Path, out: Path) -> supervise.Command:
-    """``python -m ml train-scorer`` with the run's hyper-parameters (``accelerate launch`` for several processes)."""
+    """``python -m ml train-scorer`` with the run's hyper-parameters (``accelerate launch`` for several processes).
+
+    With ``variants=random`` (the paper's per-example draws) the train split is read from the version's
+    published-layout Science-T2I-Trainset, where a row holds a tuple's paraphrases and all its decided images;
+    the combined export has one pair per row, so a draw there could only pick among one image per side.
+    Validation always reads the combined export's validation split."""
     p, base = run.params, run.input_model
-    args = ["--train", str(data), "--train-split", "train", "--val", str(data), "--val-split", "validation",
+    train = _trainset(p["dataset_version"]) if p.get("variants") == "random" else data
+    args = ["--train", str(train), "--train-split", "train", "--val", str(data), "--val-split", "validation",
             "--out", str(out), "--model", base.location]
     if (base.config or {}).get("arch"):
         args += ["--arch", base.config["arch"]]
