@@ -148,6 +148,7 @@ def test_a_paper_run_trains_with_the_research_codes_recipe(admin_user, tiny):
     for option in ("--recipe paper", "--variants random", "--image-resize shorter_side", "--vae-latents sample",
                    "--sigma-scheme grid", "--epochs 2", "--max-steps 0"):
         assert option in command
+    assert "/published/Science-T2I-Trainset --split train" in command, "random draws read a tuple per row"
     # Two decided train pairs, 2 per step: an epoch is one step.
     assert [m["optimizer_step"] for m in run.metrics] == [1, 2] and run.metrics[-1]["tuples_seen"] == 4
     assert run.output_model.config["recipe"] == "paper" and run.progress == 1.0

@@ -1,6 +1,7 @@
 """``sft`` runs: LoRA supervised fine-tuning of a registered FLUX base model on a dataset version.
 
-The version's train split is exported as Science-T2I parquet and ``python -m ml sft`` trains on its
+The version's train split is exported as Science-T2I parquet (the published layout's train set, one row per
+tuple, when the run draws variants at random) and ``python -m ml sft`` trains on its
 (implicit prompt, correct image) pairs in a supervised process group (:mod:`.supervise`), with its
 checkpoints in ``<run work dir>/sft``: a redelivered run resumes from the last checkpoint. The
 adapter is then registered once as the ``generator_lora`` ``run-<run id>`` (parent: the base model,
@@ -77,8 +78,22 @@ def total_steps(params: dict, version) -> int:
     train pairs (the rows of its export)."""
     if params["max_steps"]:
         return params["max_steps"]
-    return recipes.steps_for_epochs(params["epochs"], decided_members(version, "train").count(),
-                                    params["batch_size"], params["grad_accum"])
+    members = decided_members(version, "train")
+    rows = members.values("pair__tuple_id").distinct().count() if params["variants"] == "random" else members.count()
+    return recipes.steps_for_epochs(params["epochs"], rows, params["batch_size"], params["grad_accum"])
+
+
+def training_data(params: dict, version, ctx: RunContext) -> Path:
+    """What the trainer reads its train split from: with ``variants=random`` (the paper's draws) the published
+    layout's Science-T2I-Trainset, one row per tuple with every paraphrase and decided image; else the
+    combined export, one row per pair."""
+    if params["variants"] != "random":
+        return dataset_parquet(version, ctx)
+    from curation.services.exporting import export_version
+
+    folder = Path(export_version(version, "published")["path"]) / "Science-T2I-Trainset"
+    ctx.log(f"dataset version {version.name}: training on the published train set {folder} (one row per tuple)")
+    return folder
 
 
 def handle(run: Run, ctx: RunContext) -> None:
@@ -91,7 +106,7 @@ def handle(run: Run, ctx: RunContext) -> None:
     params = recipes.with_defaults(run.params, recipes.SFT)  # a run started before the recipes: platform
     if "training" not in art or not Path(art["training"]["lora_dir"]).is_dir():
         out = ctx.work_dir / "sft"
-        args = ["--pipeline", base.location, "--data", str(dataset_parquet(version, ctx)), "--split", "train",
+        args = ["--pipeline", base.location, "--data", str(training_data(params, version, ctx)), "--split", "train",
                 "--out", str(out), *trainer_options(params, SCHEMA)]
         art["training"] = run_command(ctx, ml_command("sft", args), metrics_file=out / "metrics.jsonl",
                                       total_steps=total_steps(params, version), progress_span=(0.0, 0.98))
