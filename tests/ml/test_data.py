@@ -15,6 +15,7 @@ from ml.core.data import (
     TupleRecord,
     parquet_split,
     read_jsonl,
+    read_grouping,
     read_parquet_dir,
     task_code,
     write_parquet,
@@ -247,3 +248,54 @@ def test_parquet_split_follows_names_then_folders(tmp_path):
     assert parquet_split(tmp_path / "data" / "train-00001-of-00004.parquet", tmp_path) == "train"
     assert parquet_split(tmp_path / "test_C" / "0.parquet", tmp_path) == "test_C"
     assert parquet_split(tmp_path / "validation.parquet", tmp_path) == "validation"
+
+
+# --- the paper's reading, grouping by value, benchmark folders ------------------------------------------
+
+
+def test_per_row_reading_keeps_every_paraphrase_and_every_image_of_a_row(tmp_path):
+    row = published_row(n_images=2, superficial_image=[{"bytes": png((1, 2, 3 + i)), "path": None} for i in range(3)])
+    pq.write_table(science_t2i_table([row]), tmp_path / "train-00000-of-00001.parquet")
+    (record,) = read_parquet_dir(tmp_path, per_row=True)
+    assert record.implicit_prompts == ["A nail left in the rain.", "A nail after months outdoors."]
+    assert (len(record.correct_images), len(record.wrong_images)) == (2, 3)
+    assert record.correct_image is record.correct_images[0]
+    assert len(list(read_parquet_dir(tmp_path))) == 2, "the platform's reading: i-th with i-th"
+
+
+def test_plural_prompt_columns_of_our_export_add_every_wording(tmp_path):
+    row = {**published_row(), "implicit_prompt": "A nail left in the rain.",
+           "implicit_prompts": ["A nail left in the rain.", "An iron nail in wet grass for a month."]}
+    table = pa.Table.from_pylist([row])
+    pq.write_table(table, tmp_path / "train-00000-of-00001.parquet")
+    (first, _) = read_parquet_dir(tmp_path)
+    assert first.implicit_prompts == ["A nail left in the rain.", "An iron nail in wet grass for a month."]
+
+
+@pytest.mark.parametrize(("category", "law", "task", "discipline", "held"), [
+    ("Rust", "RU", "RU", "chemistry", {"category": "task", "law": "task"}),
+    ("Physics", "Buoyancy", "BU", "physics", {"category": "discipline", "law": "task"}),
+    ("BU", "physics", "BU", "physics", {"category": "task", "law": "discipline"}),
+    ("Biology", "photosynthesis", "", "biology", {"category": "discipline", "law": "unrecognised"}),
+    ("", None, "", "", {"category": "empty", "law": "empty"}),
+])
+def test_category_and_law_are_read_by_value_in_either_column(category, law, task, discipline, held):
+    assert read_grouping({"category": category, "law": law}) == (task, discipline, held)
+
+
+def test_published_benchmark_folders_keep_test_s_and_test_c_apart(tmp_path):
+    for name in ("Science-T2I-S", "Science-T2I-C"):
+        (tmp_path / name / "data").mkdir(parents=True)
+        row = published_row(implicit_prompt=[f"prompt of {name}"])
+        pq.write_table(science_t2i_table([row]), tmp_path / name / "data" / "test-00000-of-00001.parquet")
+    assert {r.implicit_prompt: r.split for r in read_parquet_dir(tmp_path, per_row=True)} == {
+        "prompt of Science-T2I-S": "test_S", "prompt of Science-T2I-C": "test_C"}
+    (only,) = read_parquet_dir(tmp_path / "Science-T2I-C" / "data", per_row=True)
+    assert only.split == "test_C"
+
+
+def test_jsonl_lines_may_list_paraphrases_and_more_images(jsonl_dir):
+    line = tuple_line(implicit_prompts=["Another wording."], correct_images=["img/green.png"])
+    (record,) = read_jsonl(write_jsonl(jsonl_dir / "t.jsonl", [line]))
+    assert record.implicit_prompts == [record.implicit_prompt, "Another wording."]
+    assert len(record.correct_images) == 1, "the first image is not repeated"

@@ -82,3 +82,18 @@ def test_pairwise_accuracy_agrees_with_direct_scores_of_the_tiny_scorer():
     assert result["accuracy"] == pytest.approx((correct > wrong).float().mean().item())
     assert result["mean_score_correct"] == pytest.approx(correct.mean().item(), abs=1e-5)
     assert result["by_discipline"]["biology"]["n"] == 7
+
+
+def test_it_warns_when_a_breakdown_is_empty_and_says_what_the_columns_held():
+    # Published-layout rows whose category holds a discipline and law something unknown: per-discipline
+    # figures exist, per-task ones cannot, and the result says so instead of an empty table.
+    records = [record(discipline="physics", extra={"grouping": {"category": "discipline", "law": "unrecognised"},
+                                                  "category": "Physics", "law": "Archimedes"})
+               for _ in range(2)]
+    result = accuracy_by_group([1.0, -1.0], records)
+    assert result["by_task"] == {} and result["by_discipline"] == {"physics": {"accuracy": 0.5, "n": 2}}
+    assert result["grouping"] == {"category": {"discipline": 2}, "law": {"unrecognised": 2}}
+    (warning,) = result["warnings"]
+    assert warning.startswith("no per-task figures") and "'Archimedes'" in warning and "discipline ×2" in warning
+    complete = accuracy_by_group([1.0], [record(task="BU", extra={"grouping": {"category": "task"}})])
+    assert complete["warnings"] == []
