@@ -193,7 +193,8 @@ def run_eval_scorer(args):
     from ml.core.scorer import Scorer
 
     scorer = Scorer.load(args.model, arch=args.arch, device=args.device)
-    return pairwise_accuracy(scorer, load_records(args.data, args.split), batch_size=args.batch_size)
+    records = load_records(args.data, args.split, per_row=not args.every_image_pair)
+    return pairwise_accuracy(scorer, records, batch_size=args.batch_size)
 
 
 def add_eval_scorer(p):
@@ -201,6 +202,9 @@ def add_eval_scorer(p):
     p.add_argument("--arch")
     p.add_argument("--data", required=True, help="tuples (JSONL or parquet)")
     p.add_argument("--split", help="split name inside a parquet dir (e.g. test_S)")
+    p.add_argument("--every-image-pair", action="store_true",
+                   help="parquet rows with several images per side: score every i-th/i-th image pair instead of "
+                        "element 0 of each list (the published evaluation's protocol, the default)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device")
 

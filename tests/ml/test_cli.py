@@ -116,3 +116,30 @@ def test_only_rank_zero_prints_the_result_under_a_multi_process_launch(capsys, m
     monkeypatch.setenv("RANK", "0")
     emit({"best_step": 2}, as_json=True)
     assert json.loads(capsys.readouterr().out) == {"best_step": 2}
+
+
+def test_eval_scorer_takes_element_0_of_each_image_list_as_the_published_evaluation_does(capsys, tiny, tmp_path):
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ml.core.data import schema_with_features, science_t2i_fields
+
+    def png(colour):
+        buffer = io.BytesIO()
+        Image.new("RGB", (16, 16), colour).save(buffer, "PNG")
+        return {"bytes": buffer.getvalue(), "path": None}
+
+    row = {"implicit_prompt": "A stone dropped into a pond.", "explicit_prompt": "", "superficial_prompt": "",
+           "explicit_image": [png((10, 10, 10)), png((20, 20, 20))],
+           "superficial_image": [png((200, 0, 0)), png((0, 200, 0))], "scene_scoring": "", "real_scoring": "",
+           "category": "Physics", "law": "Buoyancy"}
+    folder = tmp_path / "Science-T2I-S" / "data"
+    folder.mkdir(parents=True)
+    schema = schema_with_features(science_t2i_fields())
+    pq.write_table(pa.Table.from_pylist([row], schema=schema), folder / "test-00000-of-00001.parquet")
+    report = run(capsys, "eval-scorer", "--model", tiny["scorer"], "--data", str(folder.parent))
+    assert report["n"] == 1 and set(report["by_task"]) == {"BU"} and set(report["by_discipline"]) == {"physics"}
+    every = run(capsys, "eval-scorer", "--model", tiny["scorer"], "--data", str(folder.parent), "--every-image-pair")
+    assert every["n"] == 2
