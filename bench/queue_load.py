@@ -212,12 +212,15 @@ def seed(n_pairs: int) -> float:
     with raw.cursor() as cur:
         with cur.copy(
             f"COPY {_table(PromptTuple)} (id, implicit_prompt, implicit_normalised, explicit_prompt, "
-            "superficial_prompt, task_id, subject, scene, source, provenance, created_at, updated_at) FROM STDIN"
+            "superficial_prompt, task_id, subject, scene, source, provenance, implicit_paraphrases, "
+            "explicit_paraphrases, superficial_paraphrases, scene_scoring, real_scoring, created_at, updated_at) "
+            "FROM STDIN"
         ) as copy:
             for i in range(1, n_pairs + 1):
                 prompt = f"Bench scene {i}: an iron nail left outside in the rain for weeks."
                 copy.write_row((i, prompt, normalise_prompt(prompt), f"A rusty nail {i}.", f"A shiny nail {i}.",
-                                tasks[i % len(tasks)], "nail", "simple", "bench", "{}", now, now))
+                                tasks[i % len(tasks)], "nail", "simple", "bench", "{}", "[]", "[]", "[]", "", "",
+                                now, now))
         with cur.copy(
             f"COPY {_table(Image)} (id, file, sha256, width, height, format, size_bytes, kind, tuple_id, "
             "generator, seed, created_at) FROM STDIN"
