@@ -140,3 +140,13 @@ def test_the_combined_export_carries_paraphrases_rubrics_scene_and_subject(admin
     assert row["explicit_prompts"] == ["A stone resting on the pond bed.", "The stone sinks to the bottom."]
     assert (row["scene"], row["subject"]) == ("complex", rich.subject)
     assert (row["scene_scoring"], row["real_scoring"]) == (rich.scene_scoring, rich.real_scoring)
+
+
+def test_every_card_states_our_category_and_law_convention(admin_user):
+    version, _, _, _ = _version_with_a_rich_tuple(admin_user)
+    combined = Path(exporting.export_version(version, "parquet")["path"])
+    published = Path(exporting.export_version(version, "published")["path"])
+    assert "`category` holds the task name (e.g. `Buoyancy`) and `law` the task code" in (
+        combined / "README.md").read_text()
+    for name in ("Science-T2I-Trainset", "Science-T2I-S", "Science-T2I-C"):
+        assert "`category` holds the task name and `law` the task code" in (published / name / "README.md").read_text()

@@ -246,3 +246,24 @@ def test_the_run_form_leaves_the_recipes_points_to_the_recipe(admin_user, client
     run = Run.objects.latest("id")
     assert run.params["variants"] == "first" and run.params["loss_reduction"] == "sum"
     assert run.params["clamp_logit_scale"] is False and run.params["batch_size"] == 16
+
+
+def test_the_api_starts_a_paper_run_and_refuses_an_unknown_recipe(admin_user, api, active, version,
+                                                                  django_capture_on_commit_callbacks):
+    from unittest import mock
+
+    api.force_authenticate(admin_user)
+    with mock.patch("ml.tasks.execute_run.apply_async"), django_capture_on_commit_callbacks(execute=True):
+        started = api.post("/api/ml/runs/", {"kind": "train_scorer", "params": {
+            "dataset_version": version.pk, "recipe": "paper", "loss_reduction": "mean"}}, format="json")
+    assert started.status_code == 201, started.json()
+    params = started.json()["params"]
+    assert (params["recipe"], params["lr_schedule"], params["variants"], params["loss_reduction"]) == (
+        "paper", "deepspeed_log", "random", "mean"), "the recipe's values, the explicit one wins"
+    refused = api.post("/api/ml/runs/", {"kind": "train_scorer", "params": {
+        "dataset_version": version.pk, "recipe": "research"}}, format="json")
+    assert refused.status_code == 400 and "recipe" in refused.json()["params"]
+    kinds = {k["kind"]: k for k in api.get("/api/ml/run-kinds/").json()}
+    for kind in ("train_scorer", "sft", "oft"):
+        (recipe,) = [f for f in kinds[kind]["fields"] if f["name"] == "recipe"]
+        assert recipe["choices"] == ["platform", "paper"] and recipe["default"] == "platform"
