@@ -439,7 +439,10 @@ def _train_runs(ctx, cfg, make_records, batch, grad_accum, Accelerator, schedule
     device = ctx.device
     scorer = make_scorer(ctx, cfg)
     records = make_records(batch * grad_accum * 8)
-    config = TrainConfig(model="(in memory)", batch_size=batch, grad_accum=grad_accum)
+    from ml.core import recipes
+
+    # The platform recipe's points filled in (a bare TrainConfig leaves them to the recipe: None).
+    config = recipes.resolve(TrainConfig(model="(in memory)", batch_size=batch, grad_accum=grad_accum), recipes.SCORER)
     accelerator = Accelerator(mixed_precision="bf16" if device.type == "cuda" else "no", cpu=device.type == "cpu")
     optimizer = adamw(scorer.model, config, fused=device.type == "cuda")
     scheduler = schedule(optimizer, config.warmup_steps, config.total_steps)
@@ -716,7 +719,7 @@ def unoptimize(pipe) -> None:
 def section_finetune(ctx) -> dict:
     from PIL import Image
 
-    from ml.core import oft, sft
+    from ml.core import oft, recipes, sft
     from ml.core.data import TupleRecord
     from ml.core.detector import load_detector
     from ml.core.flow import latent_image_ids, training_attention, vae_scale_factor
@@ -735,7 +738,8 @@ def section_finetune(ctx) -> dict:
            "(transformer, T5 encoder, CLIP text, VAE) plus, for OFT, the SciScore scorer"}
 
     # SFT: the paper's micro-batch (4 images), LoRA r16 on to_q/to_k/to_v/to_out.0, gradient checkpointing
-    config = sft.SFTConfig(resolution=size, batch_size=4 if not tiny else 2, grad_accum=1, max_sequence_length=seq)
+    config = recipes.resolve(sft.SFTConfig(resolution=size, batch_size=4 if not tiny else 2, grad_accum=1,
+                                           max_sequence_length=seq), recipes.SFT)
     transformer = sft._add_lora(pipe, config)
     trainable = [p for p in transformer.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
@@ -767,7 +771,8 @@ def section_finetune(ctx) -> dict:
 
     # OFT: one prompt pair per optimiser step, the paper's 30 stochastic steps, ViT-H reward, subject mask
     steps = ctx.args.oft_steps if not tiny else 2
-    config = oft.OFTConfig(resolution=size, num_steps=steps, prompts_per_step=1, max_sequence_length=seq)
+    config = recipes.resolve(oft.OFTConfig(resolution=size, num_steps=steps, prompts_per_step=1,
+                                           max_sequence_length=seq), recipes.OFT)
     scorer = make_scorer(ctx, clip_cfg(ctx))
     with tempfile.TemporaryDirectory() as tmp:
         detector = load_detector(make_tiny_grounding_dino(Path(tmp) / "det", words=("nail",)), device)
