@@ -74,6 +74,10 @@ class SplitRatiosSeedSerializer(serializers.Serializer):
     test = serializers.FloatField(allow_null=True, help_text="Within simple scenes (test_S) and within complex "
                                   "scenes (test_C).")
     seed = serializers.IntegerField(allow_null=True)
+    keep_imported_splits = serializers.BooleanField(
+        required=False, help_text="Whether imported pairs kept the split they came from.")
+    imported_split_groups = serializers.IntegerField(
+        required=False, help_text="How many groups kept an imported split.")
 
 
 class VersionSerializer(serializers.ModelSerializer):
@@ -115,6 +119,10 @@ class VersionInputSerializer(serializers.Serializer):
         queryset=DatasetVersion.objects.all(), required=False, allow_null=True,
         help_text="The version whose split assignments to keep. Absent: the latest version; null: none.",
     )
+    keep_imported_splits = serializers.BooleanField(
+        required=False, default=True,
+        help_text="Imported pairs keep the split they came from (a published test set stays a test set); "
+                  "false: draw every group.")
 
 
 class VersionMemberSerializer(serializers.ModelSerializer):

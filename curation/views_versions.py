@@ -60,6 +60,9 @@ class VersionForm(forms.Form):
     test = forms.FloatField(initial=0.1, min_value=0, max_value=1, required=False,
                             help_text="Within simple scenes (test_S) and within complex scenes (test_C).")
     parent = forms.ChoiceField(required=False, help_text="Whose split assignments to keep.")
+    keep_imported_splits = forms.BooleanField(
+        required=False, initial=True, label="Keep imported splits",
+        help_text="Imported pairs keep the split they came from (a published test set stays a test set).")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -136,7 +139,7 @@ def version_new(request):
                 version = versions.build_version(
                     request.user, form.cleaned_data["name"], **form.filter_kwargs(),
                     ratios=form.cleaned_data["ratios"], seed=form.cleaned_data["seed"] or 0,
-                    parent=form.parent_value(),
+                    parent=form.parent_value(), keep_imported_splits=form.cleaned_data["keep_imported_splits"],
                 )
                 messages.success(request, f"Version {version.name} frozen with {version.counts['total']} pairs.")
                 return redirect("curation:version-detail", version_id=version.pk)

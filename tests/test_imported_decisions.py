@@ -91,3 +91,35 @@ def test_admins_set_paraphrases_and_rubrics_and_annotators_never_see_them(admin_
     api.force_authenticate(annotator)
     lease = api.post("/api/queue/next/").json()
     assert "Scene gate." not in str(lease) and "Another wording." not in str(lease)
+
+
+def test_imported_pairs_keep_the_split_they_came_from_unless_drawn(admin_user):
+    from curation.services import splits
+
+    test_pair, train_pair = make_pair("RU"), make_pair("RU")
+    consensus.record_imported_decision(test_pair, "expected", {**SOURCE, "split": "test_S"})
+    consensus.record_imported_decision(train_pair, "expected", {**SOURCE, "split": "train"})
+    ratios = {"train": 0.0, "validation": 1.0, "test": 0.0}  # a draw would put every group in validation
+    kept = versions.build_version(admin_user, "kept", ratios=ratios, parent=None)
+    assert {m.pair_id: m.split for m in kept.members.all()} == {test_pair.pk: "test_S", train_pair.pk: "train"}
+    assert (kept.split_ratios["keep_imported_splits"], kept.split_ratios["imported_split_groups"]) == (True, 2)
+    drawn = versions.build_version(admin_user, "drawn", ratios=ratios, parent=None, keep_imported_splits=False)
+    assert {m.split for m in drawn.members.all()} == {"validation"}
+    # One group imported from a test set and from train: the test set wins, nothing of it trains.
+    rows = [("test_S", "imported"), ("train", "imported"), ("test_C", "confirmed")]
+    pinned = versions.imported_splits(["g", "g", "h"], [({"split": s}, o) for s, o in rows], 0, 1)
+    assert pinned == {"g": "test_S"}
+    assert splits.SPLITS  # the four split names the provenance may carry
+
+
+def test_the_command_can_draw_imported_splits(admin_user):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    pair = make_pair("RU")
+    consensus.record_imported_decision(pair, "expected", {**SOURCE, "split": "test_S"})
+    out = StringIO()
+    call_command("freeze_version", "cmd", "--user", admin_user.username, "--ratios", "0,1,0", "--parent", "none",
+                 "--draw-imported-splits", "--json", stdout=out)
+    assert versions.latest_version().members.get().split == "validation"

@@ -37,7 +37,8 @@ def test_it_creates_a_version_through_the_api(api, admin_user, pairs):
     version = DatasetVersion.objects.get(name="api-v1")
     assert body["id"] == version.pk and body["content_hash"] == version.content_hash
     assert body["counts"]["total"] == 2 and body["counts"]["tasks"]["RU"]["total"] == 2
-    assert body["split_ratios"] == {"train": 0.5, "validation": 0.25, "test": 0.25, "seed": 4}
+    assert body["split_ratios"] == {"train": 0.5, "validation": 0.25, "test": 0.25, "seed": 4,
+                                    "keep_imported_splits": True, "imported_split_groups": 0}
     assert body["created_by"] == admin_user.username and body["parent"] is None
     again = api.post("/api/curation/versions/", {"name": "api-v2"}, format="json")
     assert again.status_code == 201 and again.json()["parent"] == version.pk

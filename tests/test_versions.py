@@ -71,7 +71,8 @@ def test_it_freezes_the_decided_pairs_with_their_labels(admin_user, catalogue):
     assert len(version.content_hash) == 64
     assert version.created_by == admin_user and version.parent is None
     assert version.filters["outcomes"] == ["adjudicated", "confirmed", "imported", "reversed"]
-    assert version.split_ratios == {"train": 0.8, "validation": 0.1, "test": 0.1, "seed": 0}
+    assert version.split_ratios == {"train": 0.8, "validation": 0.1, "test": 0.1, "seed": 0,
+                                    "keep_imported_splits": True, "imported_split_groups": 0}
     event = AuditEvent.objects.get(action="version.frozen")
     assert (event.actor, event.target_type, event.target_id) == (admin_user, "datasetversion", str(version.pk))
     assert event.after["content_hash"] == version.content_hash
@@ -227,7 +228,8 @@ def test_the_command_prints_the_version_id(admin_user, catalogue, capsys):
     version = DatasetVersion.objects.get(name="cli-v1")
     assert out == str(version.pk)
     assert set(members(version)) == {catalogue["confirmed"].pk, catalogue["confirmed_2_3"].pk}
-    assert version.split_ratios == {"train": 0.6, "validation": 0.2, "test": 0.2, "seed": 3}
+    assert version.split_ratios == {"train": 0.6, "validation": 0.2, "test": 0.2, "seed": 3,
+                                    "keep_imported_splits": True, "imported_split_groups": 0}
     call_command("freeze_version", "cli-v2", "--user", admin_user.username, "--disciplines", "physics", "--json")
     report = json.loads(capsys.readouterr().out)
     second = DatasetVersion.objects.get(name="cli-v2")

@@ -21,6 +21,12 @@ Rules (tested in tests/test_versions.py):
   reach its members.
 * **Parent.** By default the latest version; its (and its ancestors') split assignments are kept
   for every group the new version shares with them. ``parent=None`` starts afresh.
+* **Imported splits.** With ``keep_imported_splits`` (the default), a group whose pairs carry an imported
+  decision whose provenance names a split (``train``, ``validation``, ``test_S``, ``test_C``: the split the
+  row came from) keeps that split, so the published test sets stay test sets; a parent's assignment still
+  wins, and when a group's imported pairs name several splits the first of test_C, test_S, validation,
+  train wins (no tuple of a test set leaks into training). ``split_ratios`` records the choice and how many
+  groups it pinned. ``False``: every group is drawn.
 * **Content hash.** sha256 over the members sorted by pair id, each as
   ``pair id, label, split, sha256 of the expected image, sha256 of the other image``: the same
   members with the same labels, splits and image bytes give the same hash, whatever the name.
@@ -189,7 +195,7 @@ def inherited_splits(parent: DatasetVersion | None) -> dict[str, str]:
 
 def build_version(admin, name: str, *, tasks=None, disciplines=None, outcomes=DEFAULT_OUTCOMES,
                   min_agreement=None, exclude_pairs=(), exclude_tuples=(), ratios=None, seed: int = 0,
-                  parent=LATEST) -> DatasetVersion:
+                  parent=LATEST, keep_imported_splits: bool = True) -> DatasetVersion:
     """Select, split and freeze a version in one transaction; audited ``version.frozen``."""
     if not roles.is_admin(admin):
         raise PermissionDenied("Only admins build dataset versions.")
@@ -210,14 +216,32 @@ def build_version(admin, name: str, *, tasks=None, disciplines=None, outcomes=DE
                             exclude_pairs=exclude_pairs, exclude_tuples=exclude_tuples)
     try:
         with transaction.atomic():
-            return _freeze(admin, name, filters, ratios, seed, parent)
+            return _freeze(admin, name, filters, ratios, seed, parent, bool(keep_imported_splits))
     except IntegrityError:
         if DatasetVersion.objects.filter(name=name).exists():
             raise VersionError(f"name: a version named {name!r} exists already") from None
         raise
 
 
-def _freeze(admin, name, filters, ratios, seed, parent) -> DatasetVersion:
+# When a group's imported pairs came from different splits, the one listed first wins: a tuple that is in a
+# published test set stays out of train and validation.
+_IMPORTED_SPLIT_ORDER = (splits.TEST_C, splits.TEST_S, splits.VALIDATION, splits.TRAIN)
+
+
+def imported_splits(keys, rows, provenance_index: int, outcome_index: int) -> dict[str, str]:
+    """``{group_key: split}`` for the groups with imported decisions whose provenance names a split."""
+    pinned: dict[str, str] = {}
+    for key, row in zip(keys, rows):
+        provenance = row[provenance_index] or {}
+        split = provenance.get("split") if isinstance(provenance, dict) else None
+        if row[outcome_index] != Outcome.IMPORTED or split not in _IMPORTED_SPLIT_ORDER:
+            continue
+        if key not in pinned or _IMPORTED_SPLIT_ORDER.index(split) < _IMPORTED_SPLIT_ORDER.index(pinned[key]):
+            pinned[key] = split
+    return pinned
+
+
+def _freeze(admin, name, filters, ratios, seed, parent, keep_imported: bool = True) -> DatasetVersion:
     if DatasetVersion.objects.filter(name=name).exists():
         raise VersionError(f"name: a version named {name!r} exists already")
     if parent is LATEST:
@@ -226,18 +250,20 @@ def _freeze(admin, name, filters, ratios, seed, parent) -> DatasetVersion:
         selected_consensus(filters).order_by("pair_id").values_list(
             "pair_id", "label", "outcome", "agreement", "n_judgements",
             "pair__tuple__implicit_prompt", "pair__tuple__subject", "pair__tuple__scene",
-            "pair__tuple__task__code", "pair__image_correct__sha256", "pair__image_wrong__sha256",
+            "pair__tuple__task__code", "pair__image_correct__sha256", "pair__image_wrong__sha256", "provenance",
         )
     )
     if not rows:
         raise VersionError("no pairs match these filters")
     keys = [splits.group_key(row[5], row[6]) for row in rows]
     scenes = splits.group_scenes((key, row[7]) for key, row in zip(keys, rows))
-    assignment = splits.assign_splits(scenes, ratios, seed, inherited_splits(parent))
+    pinned = imported_splits(keys, rows, 11, 2) if keep_imported else {}
+    assignment = splits.assign_splits(scenes, ratios, seed, {**pinned, **inherited_splits(parent)})
     version = DatasetVersion.objects.create(
         name=name,
         filters=filters,
-        split_ratios={**ratios, "seed": seed},
+        split_ratios={**ratios, "seed": seed, "keep_imported_splits": keep_imported,
+                      "imported_split_groups": len(pinned)},
         content_hash=content_hash((row[0], row[1], assignment[key], row[9], row[10]) for key, row in zip(keys, rows)),
         counts=_counts_of(rows, keys, assignment),
         parent=parent,

@@ -50,6 +50,9 @@ class Command(BaseCommand):
                                  "share applies within simple (test_S) and complex (test_C) scenes.")
         parser.add_argument("--parent", help="Id or name of the version whose splits to keep (default: the "
                             "latest); 'none' for no parent.")
+        parser.add_argument("--draw-imported-splits", action="store_true",
+                            help="Draw a split for imported pairs too. By default a group whose pairs were "
+                                 "imported with a split (e.g. from Science-T2I-S) keeps it.")
         parser.add_argument("--json", action="store_true", help="Print a JSON object instead of the id.")
 
     def handle(self, *args, name, user, **opts):
@@ -73,6 +76,7 @@ class Command(BaseCommand):
                 ratios=ratios,
                 seed=opts["seed"],
                 parent=self._parent(opts["parent"]),
+                keep_imported_splits=not opts["draw_imported_splits"],
             )
         except PermissionDenied:
             raise CommandError(f"{user} is not an admin; only admins freeze versions.") from None
