@@ -53,6 +53,11 @@ class Task(models.Model):
         return f"{self.code} {self.name}"
 
 
+# The longest prompt (implicit, explicit, superficial, and each paraphrase) the platform accepts, from the API
+# and every importer alike: the normalised implicit prompt is indexed, and an index row has a size limit.
+PROMPT_MAX_CHARS = 2000
+
+
 def normalise_prompt(text: str) -> str:
     """The key under which two implicit prompts count as the same: case, accents of width,
     punctuation at the ends and runs of whitespace do not matter."""

@@ -20,7 +20,7 @@ from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
 from annotation import roles
-from annotation.models import Discipline, Image, Judgement, Pair, PromptTuple, Task
+from annotation.models import PROMPT_MAX_CHARS, Discipline, Image, Judgement, Pair, PromptTuple, Task
 
 BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 SMALLINT_MAX = 32767
@@ -112,17 +112,19 @@ class TupleUpdateSerializer(serializers.Serializer):
     As in :func:`annotation.services.catalog.upsert_tuple`, an empty value never erases a field.
     """
 
-    explicit_prompt = serializers.CharField(required=False, allow_blank=True)
-    superficial_prompt = serializers.CharField(required=False, allow_blank=True)
+    # Prompts are bounded as the importers bound them (an unbounded one reached the database and failed on the
+    # size of an index row).
+    explicit_prompt = serializers.CharField(required=False, allow_blank=True, max_length=PROMPT_MAX_CHARS)
+    superficial_prompt = serializers.CharField(required=False, allow_blank=True, max_length=PROMPT_MAX_CHARS)
     subject = serializers.CharField(required=False, allow_blank=True, max_length=200)
     scene = serializers.ChoiceField(choices=PromptTuple.Scene.choices, required=False)
     source = serializers.CharField(required=False, allow_blank=True, max_length=200)
     implicit_paraphrases = serializers.ListField(
-        child=serializers.CharField(max_length=2000, allow_blank=True), required=False, max_length=50,
+        child=serializers.CharField(max_length=PROMPT_MAX_CHARS, allow_blank=True), required=False, max_length=50,
         help_text="Other wordings of the implicit prompt (a non-empty list replaces the stored one).")
-    explicit_paraphrases = serializers.ListField(child=serializers.CharField(max_length=2000, allow_blank=True), required=False,
+    explicit_paraphrases = serializers.ListField(child=serializers.CharField(max_length=PROMPT_MAX_CHARS, allow_blank=True), required=False,
                                                  max_length=50)
-    superficial_paraphrases = serializers.ListField(child=serializers.CharField(max_length=2000, allow_blank=True), required=False,
+    superficial_paraphrases = serializers.ListField(child=serializers.CharField(max_length=PROMPT_MAX_CHARS, allow_blank=True), required=False,
                                                     max_length=50)
     scene_scoring = serializers.CharField(required=False, allow_blank=True, max_length=20000,
                                           help_text="Grading rubric: the scene gate.")
@@ -131,7 +133,7 @@ class TupleUpdateSerializer(serializers.Serializer):
 
 
 class TupleCreateSerializer(TupleUpdateSerializer):
-    implicit_prompt = serializers.CharField()
+    implicit_prompt = serializers.CharField(max_length=PROMPT_MAX_CHARS)
     task = TaskByCodeField(
         queryset=Task.objects.all(), required=False, allow_null=True, default=None,
         help_text="Task code (e.g. RU); a tuple without a task is never queued.",

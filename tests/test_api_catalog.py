@@ -248,3 +248,20 @@ def test_it_filters_pairs_by_status_and_task(as_reviewer):
 @pytest.mark.parametrize("query", ["status=finished", "tuple=abc"])
 def test_it_refuses_a_malformed_pair_filter(as_reviewer, query):
     assert as_reviewer.get(f"/api/pairs/?{query}").status_code == 400
+
+
+def test_it_refuses_prompts_longer_than_the_importers_accept(as_admin):
+    # A 4 MB prompt used to reach the database and fail on the size of an index row (answered as an outage).
+    from annotation.models import PROMPT_MAX_CHARS
+
+    huge = as_admin.post("/api/tuples/", {"implicit_prompt": "x" * 4_000_000}, format="json")
+    assert huge.status_code == 400 and "implicit_prompt" in huge.json()
+    at_limit = as_admin.post("/api/tuples/", {"implicit_prompt": "y" * PROMPT_MAX_CHARS}, format="json")
+    assert at_limit.status_code == 201, at_limit.json()
+    tuple_id = at_limit.json()["id"]
+    for field in ("explicit_prompt", "superficial_prompt"):
+        response = as_admin.patch(f"/api/tuples/{tuple_id}/", {field: "z" * (PROMPT_MAX_CHARS + 1)}, format="json")
+        assert response.status_code == 400 and field in response.json()
+    paraphrase = as_admin.patch(f"/api/tuples/{tuple_id}/", {"implicit_paraphrases": ["p" * (PROMPT_MAX_CHARS + 1)]},
+                                format="json")
+    assert paraphrase.status_code == 400

@@ -48,11 +48,11 @@ from pathlib import Path
 
 from django.db import IntegrityError, transaction
 
-from annotation.models import PromptTuple, Task, normalise_prompt
+from annotation.models import PROMPT_MAX_CHARS, PromptTuple, Task, normalise_prompt
 from annotation.services import catalog
 from annotation.task_rules import guess_task
 
-MAX_TEXT = 2000
+MAX_TEXT = PROMPT_MAX_CHARS
 MAX_SHORT = 200  # subject and source columns
 MAX_LISTED_ERRORS = 1000
 MAX_LISTED_ROWS = 100  # entries of the unassigned and same_prompt listings

@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from annotation.models import PROMPT_MAX_CHARS
+
 FORMATS = ("auto", "parquet", "jsonl", "prompts")
 DECISIONS = ("import", "open")  # record each pair's decision as imported, or leave the pairs open
-MAX_TEXT = 2000
+MAX_TEXT = PROMPT_MAX_CHARS  # every prompt and paraphrase
 MAX_RUBRIC = 20_000  # scene_scoring, real_scoring
 MAX_PARAPHRASES = 100  # wordings of one prompt in one row
 MAX_IMAGES_PER_SIDE = 100  # images in one row's explicit_image (or superficial_image) list
