@@ -279,7 +279,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # broker would hand a still-running run to a second worker; a worker that died outright has its
 # run redelivered once the visibility timeout passes, and the run resumes from its checkpoint.
 ML_RUN_TIME_LIMIT = env.int("ML_RUN_TIME_LIMIT_SECONDS", 24 * 3600, minimum=10)
-ML_RUN_SOFT_TIME_LIMIT = max(1, ML_RUN_TIME_LIMIT - env.int("ML_RUN_SOFT_MARGIN_SECONDS", 300, minimum=1))
+_soft_margin = env.int("ML_RUN_SOFT_MARGIN_SECONDS", 300, minimum=1)
+if _soft_margin >= ML_RUN_TIME_LIMIT:
+    # A margin as long as the limit left a soft limit of 1 s: every run was stopped at once (a worker broke).
+    raise ImproperlyConfigured(
+        f"ML_RUN_SOFT_MARGIN_SECONDS ({_soft_margin}) must be smaller than ML_RUN_TIME_LIMIT_SECONDS "
+        f"({ML_RUN_TIME_LIMIT}): the soft limit, when a run is asked to stop, is the limit minus the margin."
+    )
+ML_RUN_SOFT_TIME_LIMIT = ML_RUN_TIME_LIMIT - _soft_margin
 CELERY_BROKER_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT_SECONDS", ML_RUN_TIME_LIMIT + 3600,
                                            minimum=1)
 if CELERY_BROKER_VISIBILITY_TIMEOUT <= ML_RUN_TIME_LIMIT and not env.bool("ML_ALLOW_SHORT_VISIBILITY", False):

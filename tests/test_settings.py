@@ -113,3 +113,14 @@ def test_no_secret_is_written_into_the_settings_source():
         and not isinstance(node.value, ast.Call)
     ]
     assert not literal, f"credentials assigned literally in config/settings.py: {literal}"
+
+
+def test_it_refuses_a_soft_margin_as_long_as_the_run_time_limit(tmp_path):
+    # ML_RUN_TIME_LIMIT_SECONDS=240 with the default 300 s margin loaded and gave a 1 s soft limit.
+    refused = _manage("check", SCIT2I_VAR_DIR=str(tmp_path), DJANGO_DEBUG="true", ML_RUN_TIME_LIMIT_SECONDS="240",
+                      CELERY_VISIBILITY_TIMEOUT_SECONDS="4000")
+    assert refused.returncode != 0
+    assert "ML_RUN_SOFT_MARGIN_SECONDS (300) must be smaller than ML_RUN_TIME_LIMIT_SECONDS (240)" in refused.stderr
+    accepted = _manage("check", SCIT2I_VAR_DIR=str(tmp_path), DJANGO_DEBUG="true", ML_RUN_TIME_LIMIT_SECONDS="240",
+                       ML_RUN_SOFT_MARGIN_SECONDS="60", CELERY_VISIBILITY_TIMEOUT_SECONDS="4000")
+    assert accepted.returncode == 0, accepted.stderr
