@@ -12,3 +12,14 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict:
+    """Every tiny model ``python -m ml make-tiny`` writes, by name: their directories as strings."""
+    from ml.cli import main
+
+    out = tmp_path_factory.mktemp("tiny")
+    assert main(["make-tiny", str(out), "--json"]) == 0
+    return {name: str(out / sub) for name, sub in
+            [("scorer", "scorer"), ("scorer_hf", "scorer-hf"), ("flux", "flux"), ("detector", "detector")]}

@@ -19,14 +19,6 @@ def run(capsys, *argv) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("tiny")
-    assert main(["make-tiny", str(out), "--json"]) == 0
-    return {name: str(out / sub) for name, sub in
-            [("scorer", "scorer"), ("scorer_hf", "scorer-hf"), ("flux", "flux"), ("detector", "detector")]}
-
-
-@pytest.fixture(scope="module")
 def tuples(tmp_path_factory) -> Path:
     """A JSONL file of 6 tuples (two tasks) with image files beside it."""
     folder = tmp_path_factory.mktemp("tuples")

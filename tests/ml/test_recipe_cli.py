@@ -17,13 +17,6 @@ def run(capsys, *argv) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("tiny")
-    assert main(["make-tiny", str(out), "--json"]) == 0
-    return {name: str(out / name) for name in ("scorer", "flux", "detector")}
-
-
-@pytest.fixture(scope="module")
 def tuples(tmp_path_factory):
     """4 tuples of 16 px images, each with two paraphrases of every prompt and two images of each side."""
     folder = tmp_path_factory.mktemp("tuples")
