@@ -32,5 +32,11 @@ demo: migrate
 	echo "Worker log: var/worker.log. Logins are printed above. Ctrl-C stops both."; echo; \
 	$(DEMO_ENV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
+# Style gates: ruff (lint, import order, format) and mypy with django-stubs (configured in pyproject.toml).
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(DEMO_ENV) $(BIN)/mypy
+
 test: setup
 	$(DEMO_ENV) DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(BIN)/pytest
