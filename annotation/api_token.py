@@ -17,12 +17,12 @@ from axes.helpers import get_cool_off
 from django.contrib.auth import get_user_model
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.authtoken import serializers as drf_token
+from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from annotation.openapi import ErrorSerializer
-from rest_framework.authtoken import serializers as drf_token
-from rest_framework.authtoken.views import ObtainAuthToken
 
 USERNAME_MAX_LENGTH = get_user_model()._meta.get_field(get_user_model().USERNAME_FIELD).max_length
 
@@ -34,8 +34,15 @@ class AuthTokenSerializer(drf_token.AuthTokenSerializer):  # same name: the sche
 class ObtainTokenView(ObtainAuthToken):
     serializer_class = AuthTokenSerializer
 
-    @extend_schema(responses={200: AuthTokenSerializer, 429: OpenApiResponse(
-        ErrorSerializer, description="Locked out after too many failed sign-ins (code locked_out; see Retry-After).")})
+    @extend_schema(
+        responses={
+            200: AuthTokenSerializer,
+            429: OpenApiResponse(
+                ErrorSerializer,
+                description="Locked out after too many failed sign-ins (code locked_out; see Retry-After).",
+            ),
+        }
+    )
     def post(self, request, *args, **kwargs):
         try:
             return super().post(request, *args, **kwargs)
@@ -44,6 +51,12 @@ class ObtainTokenView(ObtainAuthToken):
                 raise
         cool_off = get_cool_off(request)
         headers = {"Retry-After": str(int(cool_off.total_seconds()))} if cool_off else {}
-        return Response({"detail": "Too many failed sign-ins: this account is locked here for now; try again later "
-                                   "or ask an admin to unlock it.", "code": "locked_out"},
-                        status=status.HTTP_429_TOO_MANY_REQUESTS, headers=headers)
+        return Response(
+            {
+                "detail": "Too many failed sign-ins: this account is locked here for now; try again later "
+                "or ask an admin to unlock it.",
+                "code": "locked_out",
+            },
+            status=status.HTTP_429_TOO_MANY_REQUESTS,
+            headers=headers,
+        )

@@ -56,9 +56,15 @@ CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 _KEPT_MODES = {"1", "L", "P", "RGB", "RGBA", "LA", "PA"}  # alpha modes only while every pixel is opaque
 _SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 _EXIF_ORIENTATION = 0x0112
-_TRANSPOSE = {2: PILImage.Transpose.FLIP_LEFT_RIGHT, 3: PILImage.Transpose.ROTATE_180,
-              4: PILImage.Transpose.FLIP_TOP_BOTTOM, 5: PILImage.Transpose.TRANSPOSE,
-              6: PILImage.Transpose.ROTATE_270, 7: PILImage.Transpose.TRANSVERSE, 8: PILImage.Transpose.ROTATE_90}
+_TRANSPOSE = {
+    2: PILImage.Transpose.FLIP_LEFT_RIGHT,
+    3: PILImage.Transpose.ROTATE_180,
+    4: PILImage.Transpose.FLIP_TOP_BOTTOM,
+    5: PILImage.Transpose.TRANSPOSE,
+    6: PILImage.Transpose.ROTATE_270,
+    7: PILImage.Transpose.TRANSVERSE,
+    8: PILImage.Transpose.ROTATE_90,
+}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -124,8 +130,10 @@ def check_image(data: bytes, *, full_decode: bool = True) -> CheckedImage:
         data, (width, height), done = normalised
         fmt, changes = "PNG", changes + done
         if len(data) > settings.IMAGE_MAX_BYTES:
-            raise ImageRejected(f"Normalised ({'; '.join(done)}), the image is a PNG of {len(data)} bytes; "
-                                f"the limit is {settings.IMAGE_MAX_BYTES}.")
+            raise ImageRejected(
+                f"Normalised ({'; '.join(done)}), the image is a PNG of {len(data)} bytes; "
+                f"the limit is {settings.IMAGE_MAX_BYTES}."
+            )
     return CheckedImage(data, hashlib.sha256(data).hexdigest(), width, height, fmt, tuple(changes))
 
 
@@ -196,7 +204,7 @@ def _end_of_image(data: bytes) -> tuple[int | None, bool]:
 def _png_end(data: bytes) -> tuple[int | None, bool]:
     pos, n, exif = len(_PNG_SIGNATURE), len(data), False
     while pos + 12 <= n:
-        length, kind = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8]
+        length, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
         pos += 12 + length
         exif = exif or kind == b"eXIf"
         if kind == b"IEND":
@@ -228,7 +236,7 @@ def _jpeg_end(data: bytes) -> int | None:
             continue
         if pos + 4 > n:
             return None
-        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
         if length < 2:
             return None
         pos += 2 + length

@@ -20,8 +20,17 @@ from annotation.imaging import CONTENT_TYPES
 SANDBOX_POLICY = "default-src 'none'; sandbox"
 OCTET_STREAM = "application/octet-stream"
 # Types a download may keep: none of them is rendered as a document that could run a script.
-SAFE_DOWNLOAD_TYPES = {*CONTENT_TYPES.values(), OCTET_STREAM, "application/json", "application/x-tar",
-                       "application/gzip", "application/zip", "text/plain", "text/csv", "text/markdown"}
+SAFE_DOWNLOAD_TYPES = {
+    *CONTENT_TYPES.values(),
+    OCTET_STREAM,
+    "application/json",
+    "application/x-tar",
+    "application/gzip",
+    "application/zip",
+    "text/plain",
+    "text/csv",
+    "text/markdown",
+}
 
 
 def harden(response, *, disposition: str, filename: str):
@@ -50,5 +59,6 @@ def image_response(image) -> FileResponse:
     extension = image.file.name.rsplit(".", 1)[-1] if content_type else "bin"
     response = FileResponse(handle, content_type=content_type or OCTET_STREAM)
     response["Cache-Control"] = "private, max-age=3600"
-    return harden(response, disposition="inline" if content_type else "attachment",
-                  filename=f"{image.sha256}.{extension}")
+    return harden(
+        response, disposition="inline" if content_type else "attachment", filename=f"{image.sha256}.{extension}"
+    )

@@ -42,7 +42,9 @@ class Task(models.Model):
         DISAGREEMENT = "disagreement", "scorer-vs-expected disagreement first"
 
     queue_order = models.CharField(
-        max_length=12, choices=QueueOrder.choices, default=QueueOrder.CREATED,
+        max_length=12,
+        choices=QueueOrder.choices,
+        default=QueueOrder.CREATED,
         help_text="How the queue orders this task's pairs (active learning uses the active scorer's scores).",
     )
 
@@ -76,7 +78,11 @@ class PromptTuple(models.Model):
     explicit_prompt = models.TextField(blank=True)
     superficial_prompt = models.TextField(blank=True)
     task = models.ForeignKey(
-        Task, on_delete=models.PROTECT, null=True, blank=True, related_name="tuples",
+        Task,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="tuples",
         help_text="Empty until an admin assigns one; tuples without a task are never queued.",
     )
     subject = models.CharField(max_length=200, blank=True, help_text="The phrase a detector should box.")
@@ -209,7 +215,9 @@ class Lease(models.Model):
         ordering = ["id"]
         constraints = [
             # One live lease per annotator: asking again returns it instead of taking a second pair.
-            models.UniqueConstraint(fields=["annotator"], condition=Q(state="active"), name="lease_one_active_per_annotator"),
+            models.UniqueConstraint(
+                fields=["annotator"], condition=Q(state="active"), name="lease_one_active_per_annotator"
+            ),
         ]
         indexes = [
             models.Index(fields=["pair", "state", "expires_at"], name="lease_pair_live"),
@@ -278,8 +286,9 @@ class AuditEvent(models.Model):
     """One state change in annotation or curation: who, what, when, before and after. Append-only:
     rows are written by :func:`annotation.services.audit.record` and never updated or deleted."""
 
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
-                              related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     action = models.CharField(max_length=60, db_index=True, help_text="e.g. judgement.created, consensus.changed")
     target_type = models.CharField(max_length=60)
     target_id = models.CharField(max_length=64)

@@ -34,7 +34,8 @@ class ErrorSerializer(serializers.Serializer):
 
 
 _VALIDATION = OpenApiResponse(
-    OpenApiTypes.OBJECT, description="Invalid input: each field (or non_field_errors, or detail) with its messages.")
+    OpenApiTypes.OBJECT, description="Invalid input: each field (or non_field_errors, or detail) with its messages."
+)
 _UNAUTHENTICATED = OpenApiResponse(ErrorSerializer, description="No valid credentials.")
 _FORBIDDEN = OpenApiResponse(ErrorSerializer, description="Your role may not do this.")
 _NOT_FOUND = OpenApiResponse(ErrorSerializer, description="No such object (or not yours), or no such page.")

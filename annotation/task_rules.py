@@ -178,17 +178,21 @@ _LIQUIDS = (
 _LIQUID = _re(_any(*_LIQUIDS))
 # A prompt *about* a liquid: one among its first five words ("A glass of orange juice left outside...").
 _LIQUID_FIRST = _re(r"^\W*(?:[\w']+[\s-]+){0,4}" + _any(*_LIQUIDS))
-_MELTS = _re(_any(
-    r"ice cubes?|ice blocks?|ice cream|ice sculptures?|ice lolly|ice|popsicles?|butter|chocolates?|wax|candles?",
-    r"crayons?|lipsticks?|lard|cheese|snowman|snowballs?|snow|gummy bears?|gummy|gummies|marshmallows?",
-    r"candy|candies|caramels?|toffees?|fudge|lollipops?|jelly beans?|jelly|jellies|jello|gelatin|truffles?",
-    r"soap bar|soap",
-))
-_METAL = _re(_any(
-    r"cast-iron|iron|steel wool|steel|copper|bronze|brass|silver|tin|zinc|aluminum|aluminium|metal|metallic|nails?",
-    r"bolts?|screws?|chains?|chained|anchors?|bicycle|wrench|horseshoe|shovel|spade|rake|padlock|hinges?",
-    r"railings?|pipes?|hull|doorknob",
-))
+_MELTS = _re(
+    _any(
+        r"ice cubes?|ice blocks?|ice cream|ice sculptures?|ice lolly|ice|popsicles?|butter|chocolates?|wax|candles?",
+        r"crayons?|lipsticks?|lard|cheese|snowman|snowballs?|snow|gummy bears?|gummy|gummies|marshmallows?",
+        r"candy|candies|caramels?|toffees?|fudge|lollipops?|jelly beans?|jelly|jellies|jello|gelatin|truffles?",
+        r"soap bar|soap",
+    )
+)
+_METAL = _re(
+    _any(
+        r"cast-iron|iron|steel wool|steel|copper|bronze|brass|silver|tin|zinc|aluminum|aluminium|metal|metallic|nails?",
+        r"bolts?|screws?|chains?|chained|anchors?|bicycle|wrench|horseshoe|shovel|spade|rake|padlock|hinges?",
+        r"railings?|pipes?|hull|doorknob",
+    )
+)
 # What seasons, light and watering act on.
 _PLANT_NOUNS = (
     r"trees?|bush|bushes|shrubs?|hedges?|plants?|houseplants?|seedlings?|sprouts?|saplings?|flowers?|ferns?",
@@ -202,155 +206,309 @@ _PLANT = _re(_any(*_PLANT_NOUNS))
 _GREEN = _re(_any(*_PLANT_NOUNS, r"potted|garden|patch|flower ?beds?|fields?|meadow"))
 # A prompt *about* a plant: it starts with one, at most two words in ("A weeping willow by the river").
 _NOT_A_PREPOSITION = r"(?!(?:by|beside|near|next|under|behind|with|in|on|at|and|over)\b)"
-_PLANT_FIRST = _re(r"^\W*(?:a|an|the|some)?\s*(?:" + _NOT_A_PREPOSITION + r"[\w']+[\s-]+){0,2}"
-                   r"(?:" + "|".join(_PLANT_NOUNS) + r")\b")
-_FRUIT = _re(_any(
-    r"apples?|bananas?|pears?|peach(?:es)?|tomato(?:es)?|avocados?|mangos?|mangoes|strawberr(?:y|ies)|grapes?",
-    r"oranges?|lemons?|plums?|kiwis?|melons?|pineapples?|papayas?|cherr(?:y|ies)|apricots?|figs?|berr(?:y|ies)",
-))
-_CHEMICAL = _re(r"\w*(?:chloride|nitrate|carbonate|sulfate|sulphate|sulfide|chlorate|oxide|powder|salt)\b|"
-                + _any(r"lithium|sodium|potassium|strontium|barium|boric acid|borax|magnesium|methanol|ethanol",
-                       r"sulfur|sulphur"))
+_PLANT_FIRST = _re(
+    r"^\W*(?:a|an|the|some)?\s*(?:" + _NOT_A_PREPOSITION + r"[\w']+[\s-]+){0,2}"
+    r"(?:" + "|".join(_PLANT_NOUNS) + r")\b"
+)
+_FRUIT = _re(
+    _any(
+        r"apples?|bananas?|pears?|peach(?:es)?|tomato(?:es)?|avocados?|mangos?|mangoes|strawberr(?:y|ies)|grapes?",
+        r"oranges?|lemons?|plums?|kiwis?|melons?|pineapples?|papayas?|cherr(?:y|ies)|apricots?|figs?|berr(?:y|ies)",
+    )
+)
+_CHEMICAL = _re(
+    r"\w*(?:chloride|nitrate|carbonate|sulfate|sulphate|sulfide|chlorate|oxide|powder|salt)\b|"
+    + _any(r"lithium|sodium|potassium|strontium|barium|boric acid|borax|magnesium|methanol|ethanol", r"sulfur|sulphur")
+)
 _OILY = r"(?:\w+ )?oil|petrol|gasoline|diesel|kerosene|mercury|hexane|chloroform|turpentine|paraffin|benzene|toluene"
 _SOLUBLE = _re(_any(r"sugar|salt|honey|syrup|coffee|cocoa|milk|cream|cordial|dye|ink|colou?ring|permanganate"))
 _SEASON = r"(?:mid-?)?(?:spring|summer|autumn|fall|winter)(?:time)?"
 # A season named anywhere; "fall" only as a season ("in the fall", "fall foliage"), not the verb.
-_SEASON_NAMED = (r"\b(?:mid-?)?(?:spring|summer|autumn|winter)(?:time)?\b|\bsnowfall\b|\bfirst frost\b|\bfoliage\b"
-                 r"|\b(?:in|during|through|by|until) (?:the )?(?:early |late )?fall\b|\bfall (?:colou?rs?|leaves)\b")
-_IN_MONTH = (r"\b(?:in|during|through|by|until) (?:early |late |mid-?)?(?:january|february|march|april|may|june"
-             r"|july|august|september|october|november|december)\b")
+_SEASON_NAMED = (
+    r"\b(?:mid-?)?(?:spring|summer|autumn|winter)(?:time)?\b|\bsnowfall\b|\bfirst frost\b|\bfoliage\b"
+    r"|\b(?:in|during|through|by|until) (?:the )?(?:early |late )?fall\b|\bfall (?:colou?rs?|leaves)\b"
+)
+_IN_MONTH = (
+    r"\b(?:in|during|through|by|until) (?:early |late |mid-?)?(?:january|february|march|april|may|june"
+    r"|july|august|september|october|november|december)\b"
+)
 _NOT_A_SEASON = r"\bspring (?:water|onions?|rolls?|mattress)|\bhot springs?\b"
 _HOT = _any(
     r"desert|summer|summertime|sunny|sun|sunlight|sunshine|hot|heated|heat|heatwave|heat wave|stove|warm",
     r"radiator|fireplace|campfire|bonfire|oven|dashboard|tropics|tropical|beach|july|august|sauna|heater",
     r"hair ?dryer|greenhouse",
 )
-_HEAT_SOURCE = _any(r"campfire|bonfire|fireplace|fire|flames?|radiator|heater|stove|oven|hot plate|grill",
-                    r"barbecue|hair ?dryer|blowtorch|heat lamp")
+_HEAT_SOURCE = _any(
+    r"campfire|bonfire|fireplace|fire|flames?|radiator|heater|stove|oven|hot plate|grill",
+    r"barbecue|hair ?dryer|blowtorch|heat lamp",
+)
 _N = r"(?:\w+ ){0,2}"  # up to two words: "for two weeks", "for a few days"
 _DAYS = r"\bfor " + _N + r"(?:days?|weeks?|months?|years?|decades?|centur(?:y|ies)|a long time|ages)\b"
-_HOURS = (_DAYS + r"|\bfor " + _N + r"hours?\b|\ball (?:day|afternoon|week|summer|night)\b"
-          r"|\buntil (?:dry|evening)\b|\bafter " + _N + r"(?:days|weeks|months)\b")
-_YEARS = (r"\bfor " + _N + r"(?:weeks|months|years?|decades?|centur(?:y|ies)|a long time|ages)\b"
-          r"|\bafter (?:\w+ ){0,3}(?:years|decades|centur(?:y|ies))\b|\b(?:years|decades) of\b"
-          r"|\bmany (?:\w+ )?(?:winters|years|seasons)\b|\b(?:all|every) winter\b"
-          r"|\b(?:through|over) (?:a |the )?(?:\w+ )?(?:winter|year|season)\b")
+_HOURS = (
+    _DAYS + r"|\bfor " + _N + r"hours?\b|\ball (?:day|afternoon|week|summer|night)\b"
+    r"|\buntil (?:dry|evening)\b|\bafter " + _N + r"(?:days|weeks|months)\b"
+)
+_YEARS = (
+    r"\bfor " + _N + r"(?:weeks|months|years?|decades?|centur(?:y|ies)|a long time|ages)\b"
+    r"|\bafter (?:\w+ ){0,3}(?:years|decades|centur(?:y|ies))\b|\b(?:years|decades) of\b"
+    r"|\bmany (?:\w+ )?(?:winters|years|seasons)\b|\b(?:all|every) winter\b"
+    r"|\b(?:through|over) (?:a |the )?(?:\w+ )?(?:winter|year|season)\b"
+)
 _PERSON = r"m[ae]n|wom[ae]n|people|person|child|children|kids?|boys?|girls?|family|couple|crowd|tourists?"
 _PEOPLE = _any(_PERSON, r"picnic|party|wedding|festival|coat|jacket|castle|city|street|skiers?|skating")
 _VESSEL = r"glass|cup|mug|beaker|jar|bottle|bowl|pot|jug|pitcher|carafe"
 _WATER_BODY = r"water|pool|lake|pond|river|sea|ocean|tank|tub|bathtub|basin|bucket|aquarium|sink|bath"
 
 RULES: tuple[Rule, ...] = (
-    Rule("EL", _re(r"\bwithout (?:any |a )?(?:electricity|power)\b|\bpowerless\b|\bunplugged\b"
-                   r"|\bpower (?:cut|outage|failure)|\bblackout\b(?! (?:curtains?|blinds?|drapes?))"
-                   r"|\bno (?:electricity|power)\b|\b(?:dead|flat|drained|empty|depleted) batter"
-                   r"|\bbatter(?:y|ies) (?:has |have )?(?:run out|ran out|died|removed|taken out)"
-                   r"|\bplug (?:pulled|removed)|\bnot plugged in\b"
-                   r"|\bdisconnected from the (?:mains|power|socket|grid)\b"
-                   r"|\b(?:electricity|power) (?:has been |is |was )?(?:shut|switched|turned|cut) off\b"
-                   r"|\bpower (?:cable|cord|lead|supply) (?:cut|removed|pulled|unplugged)\b"),
-         why="no electricity: without power, unplugged, power cut, blackout, dead battery"),
-    Rule("GR", _re(r"\bwithout gravity\b|\bno gravity\b|\bgravity-free\b|\bzero[- ]g(?:ravity)?\b|\bweightless"
-                   r"|\bmicrogravity\b|\bouter space\b|\bspace (?:station|shuttle|capsule)\b"
-                   r"|\bspace ?(?:craft|ship)\b|\bin space\b|\borbit|\bfree[- ]fall"),
-         why="no gravity: zero gravity, weightless, a spacecraft, orbit, free fall"),
-    Rule("RI", _re(r"\b(?:unripe|ripe|overripe|premature|prematurely|undeveloped|immature|ripen\w*)\b"
-                   r"|\b(?:picked|harvested|plucked|gathered)\b (?:\w+ ){0,4}(?:too (?:early|soon)|early|before)\b"
-                   r"|\bbefore (?:the )?harvest"),
-         why="ripeness named: unripe, overripe, premature, picked too early, before harvest"),
-    Rule("LR", _re(r"\bdark (?:room|closet|cellar|basement|cupboard|cabinet|shed|garage)\b|\bdarkness\b"
-                   r"|\bpitch[- ](?:black|dark)\b|\blightless\b|\bno (?:sun)?light\b|\bwithout (?:any )?(?:sun)?light\b"
-                   r"|\bin the dark\b|\bblackout (?:curtains?|blinds?)\b|\bdeprived of (?:sun)?light\b"
-                   r"|\bnever (?:exposed to|sees?|seen) (?:the )?(?:sun)?light\b"),
-         _re(_any(*_PLANT_NOUNS, r"potted|kept|grown|growing") + "|" + _DAYS),
-         why="a plant (or something kept for weeks) in the dark"),
-    Rule("LR", _re(r"\b(?:in|inside|into) (?:a|an|the) (?:\w+ ){0,2}(?:closet|cupboard|cabinet|drawer|cellar"
-                   r"|basement|storage room|attic|wardrobe)\b|\bwindowless\b|\b(?:without|no) windows\b"
-                   r"|\b(?:sealed|closed|shut|cardboard|shoe) box\b"
-                   r"|\b(?:under|beneath|covered (?:by|with)) (?:a|an|the) (?:\w+ ){0,2}(?:board|plank|tarp"
-                   r"|tarpaulin|bucket|box|pot|mat|doormat|rock|stone|sheet|pool|paddling pool|tent|trampoline"
-                   r"|cover)\b"),
-         _GREEN, why="a plant shut away from light: a closet, cellar, drawer, under a board or bucket"),
-    Rule("WR", _re(r"\b(?:rarely|never|seldom|not|hasn't|has not|hadn't|had not|wasn't|was not|haven't|have not)"
-                   r"(?: been)? watered\b|\bnobody (?:has )?watered\b|\bforg(?:ot|otten) to water\b|\bunwatered\b"
-                   r"|\bwithout (?:any )?water(?:ing)?\b|\bnever given (?:any )?water\b|\bnot had (?:any )?water\b"),
-         why="watering withheld: rarely / never watered, forgot to water, without water"),
-    Rule("WR", _re(r"\bdrought\b|\bdry spell\b|\bparched\b|\b(?:bone[- ])?dry (?:soil|earth|ground|compost)\b"
-                   r"|\b(?:without|no) (?:any )?rain(?:fall)?\b|\b(?:hosepipe|watering) ban\b"),
-         _GREEN, why="a plant in a drought, a dry spell, parched or dry soil, without rain"),
-    Rule("ME", _re(_HEAT_SOURCE), _MELTS,
-         why="something that melts near a heat source (campfire, fireplace, radiator, stove), before FR"),
-    Rule("FR", _re(r"\bburn(?:ing|s|ed)?\b|\bignit(?:es?|ed|ing)\b|\bflames?\b|\bon fire\b"
-                   r"|\bset (?:alight|ablaze)\b|\bcatch(?:es|ing)? fire\b|\bcaught fire\b"
-                   r"|\blit (?:with|by) (?:a |an )?(?:match|lighter|torch|spark)"),
-         why="something burning: burning, ignites, flame, on fire, set alight, catching fire"),
-    Rule("FR", _re(_any(r"campfire|bonfire|burner|bunsen|blow ?torch")), _CHEMICAL,
-         why="a salt, powder or fuel put into a campfire, bonfire, burner or blowtorch"),
-    Rule("LI", _re(r"\b(?:taken|straight|fresh|just) (?:out )?(?:of|from) the (?:fridge|refrigerator|freezer"
-                   r"|cooler)\b"),
-         why="a cold thing just out of the fridge or freezer sweats (condensation), before SO"),
-    Rule("SC", _re(_SEASON_NAMED + "|" + _IN_MONTH), _PLANT_FIRST, _re(_NOT_A_SEASON),
-         why="a prompt about a plant (it starts with one) in a season or month, before SO and ME"),
-    Rule("SO", _re(r"\bfrost(?:s|y|ed)?\b|\bfrozen\b|\bfreez|\bsub-?zero\b|\bpolar\b|\barctic\b|\bantarctica?\b"
-                   r"|\bglacial\b|\bbelow (?:zero|freezing)\b|\bminus \w+(?: \w+)?(?: of)? degrees\b"
-                   r"|(?:^|[\s(])[-−–]\s?\d+(?:\.\d+)?\s?°|\bcold snap\b|\bblizzard\b|\bice storm\b"),
-         _LIQUID, why="a liquid in frost, a freezer, subzero or arctic cold, minus degrees, a blizzard"),
-    Rule("SO", _re(_any(r"winter|wintry|midwinter|january|february|december")), _LIQUID_FIRST, _re(r"\bsteam"),
-         why="a prompt about a liquid (it starts with a drink, a pond, a trough) out in winter"),
-    Rule("ME", _re(_HOT + r"|\b(?:fifty|sixty|seventy|eighty|ninety|[4-9]\d) degrees\b"), _MELTS,
-         why="something that melts somewhere hot: desert, summer, sun, hot car, dashboard, sixty degrees"),
-    Rule("EV", _re(r"\bhundreds? of degrees\b|\bseveral hundred degrees\b|\bheated to\b|\bevaporat"
-                   r"|\b(?:[1-9]\d{2,}|[1-9],\d{3}) ?(?:degrees|°)"),
-         why="something heated to hundreds of degrees, evaporating"),
-    Rule("EV", _re(r"\bboil(?:s|ing|ed)?\b|\bsimmer(?:s|ing|ed)?\b"),
-         _re(_any(*_LIQUIDS, r"oil|pot|pan|saucepan|kettle|cauldron")), why="a liquid or a pot boiling or simmering"),
+    Rule(
+        "EL",
+        _re(
+            r"\bwithout (?:any |a )?(?:electricity|power)\b|\bpowerless\b|\bunplugged\b"
+            r"|\bpower (?:cut|outage|failure)|\bblackout\b(?! (?:curtains?|blinds?|drapes?))"
+            r"|\bno (?:electricity|power)\b|\b(?:dead|flat|drained|empty|depleted) batter"
+            r"|\bbatter(?:y|ies) (?:has |have )?(?:run out|ran out|died|removed|taken out)"
+            r"|\bplug (?:pulled|removed)|\bnot plugged in\b"
+            r"|\bdisconnected from the (?:mains|power|socket|grid)\b"
+            r"|\b(?:electricity|power) (?:has been |is |was )?(?:shut|switched|turned|cut) off\b"
+            r"|\bpower (?:cable|cord|lead|supply) (?:cut|removed|pulled|unplugged)\b"
+        ),
+        why="no electricity: without power, unplugged, power cut, blackout, dead battery",
+    ),
+    Rule(
+        "GR",
+        _re(
+            r"\bwithout gravity\b|\bno gravity\b|\bgravity-free\b|\bzero[- ]g(?:ravity)?\b|\bweightless"
+            r"|\bmicrogravity\b|\bouter space\b|\bspace (?:station|shuttle|capsule)\b"
+            r"|\bspace ?(?:craft|ship)\b|\bin space\b|\borbit|\bfree[- ]fall"
+        ),
+        why="no gravity: zero gravity, weightless, a spacecraft, orbit, free fall",
+    ),
+    Rule(
+        "RI",
+        _re(
+            r"\b(?:unripe|ripe|overripe|premature|prematurely|undeveloped|immature|ripen\w*)\b"
+            r"|\b(?:picked|harvested|plucked|gathered)\b (?:\w+ ){0,4}(?:too (?:early|soon)|early|before)\b"
+            r"|\bbefore (?:the )?harvest"
+        ),
+        why="ripeness named: unripe, overripe, premature, picked too early, before harvest",
+    ),
+    Rule(
+        "LR",
+        _re(
+            r"\bdark (?:room|closet|cellar|basement|cupboard|cabinet|shed|garage)\b|\bdarkness\b"
+            r"|\bpitch[- ](?:black|dark)\b|\blightless\b|\bno (?:sun)?light\b|\bwithout (?:any )?(?:sun)?light\b"
+            r"|\bin the dark\b|\bblackout (?:curtains?|blinds?)\b|\bdeprived of (?:sun)?light\b"
+            r"|\bnever (?:exposed to|sees?|seen) (?:the )?(?:sun)?light\b"
+        ),
+        _re(_any(*_PLANT_NOUNS, r"potted|kept|grown|growing") + "|" + _DAYS),
+        why="a plant (or something kept for weeks) in the dark",
+    ),
+    Rule(
+        "LR",
+        _re(
+            r"\b(?:in|inside|into) (?:a|an|the) (?:\w+ ){0,2}(?:closet|cupboard|cabinet|drawer|cellar"
+            r"|basement|storage room|attic|wardrobe)\b|\bwindowless\b|\b(?:without|no) windows\b"
+            r"|\b(?:sealed|closed|shut|cardboard|shoe) box\b"
+            r"|\b(?:under|beneath|covered (?:by|with)) (?:a|an|the) (?:\w+ ){0,2}(?:board|plank|tarp"
+            r"|tarpaulin|bucket|box|pot|mat|doormat|rock|stone|sheet|pool|paddling pool|tent|trampoline"
+            r"|cover)\b"
+        ),
+        _GREEN,
+        why="a plant shut away from light: a closet, cellar, drawer, under a board or bucket",
+    ),
+    Rule(
+        "WR",
+        _re(
+            r"\b(?:rarely|never|seldom|not|hasn't|has not|hadn't|had not|wasn't|was not|haven't|have not)"
+            r"(?: been)? watered\b|\bnobody (?:has )?watered\b|\bforg(?:ot|otten) to water\b|\bunwatered\b"
+            r"|\bwithout (?:any )?water(?:ing)?\b|\bnever given (?:any )?water\b|\bnot had (?:any )?water\b"
+        ),
+        why="watering withheld: rarely / never watered, forgot to water, without water",
+    ),
+    Rule(
+        "WR",
+        _re(
+            r"\bdrought\b|\bdry spell\b|\bparched\b|\b(?:bone[- ])?dry (?:soil|earth|ground|compost)\b"
+            r"|\b(?:without|no) (?:any )?rain(?:fall)?\b|\b(?:hosepipe|watering) ban\b"
+        ),
+        _GREEN,
+        why="a plant in a drought, a dry spell, parched or dry soil, without rain",
+    ),
+    Rule(
+        "ME",
+        _re(_HEAT_SOURCE),
+        _MELTS,
+        why="something that melts near a heat source (campfire, fireplace, radiator, stove), before FR",
+    ),
+    Rule(
+        "FR",
+        _re(
+            r"\bburn(?:ing|s|ed)?\b|\bignit(?:es?|ed|ing)\b|\bflames?\b|\bon fire\b"
+            r"|\bset (?:alight|ablaze)\b|\bcatch(?:es|ing)? fire\b|\bcaught fire\b"
+            r"|\blit (?:with|by) (?:a |an )?(?:match|lighter|torch|spark)"
+        ),
+        why="something burning: burning, ignites, flame, on fire, set alight, catching fire",
+    ),
+    Rule(
+        "FR",
+        _re(_any(r"campfire|bonfire|burner|bunsen|blow ?torch")),
+        _CHEMICAL,
+        why="a salt, powder or fuel put into a campfire, bonfire, burner or blowtorch",
+    ),
+    Rule(
+        "LI",
+        _re(
+            r"\b(?:taken|straight|fresh|just) (?:out )?(?:of|from) the (?:fridge|refrigerator|freezer"
+            r"|cooler)\b"
+        ),
+        why="a cold thing just out of the fridge or freezer sweats (condensation), before SO",
+    ),
+    Rule(
+        "SC",
+        _re(_SEASON_NAMED + "|" + _IN_MONTH),
+        _PLANT_FIRST,
+        _re(_NOT_A_SEASON),
+        why="a prompt about a plant (it starts with one) in a season or month, before SO and ME",
+    ),
+    Rule(
+        "SO",
+        _re(
+            r"\bfrost(?:s|y|ed)?\b|\bfrozen\b|\bfreez|\bsub-?zero\b|\bpolar\b|\barctic\b|\bantarctica?\b"
+            r"|\bglacial\b|\bbelow (?:zero|freezing)\b|\bminus \w+(?: \w+)?(?: of)? degrees\b"
+            r"|(?:^|[\s(])[-−–]\s?\d+(?:\.\d+)?\s?°|\bcold snap\b|\bblizzard\b|\bice storm\b"
+        ),
+        _LIQUID,
+        why="a liquid in frost, a freezer, subzero or arctic cold, minus degrees, a blizzard",
+    ),
+    Rule(
+        "SO",
+        _re(_any(r"winter|wintry|midwinter|january|february|december")),
+        _LIQUID_FIRST,
+        _re(r"\bsteam"),
+        why="a prompt about a liquid (it starts with a drink, a pond, a trough) out in winter",
+    ),
+    Rule(
+        "ME",
+        _re(_HOT + r"|\b(?:fifty|sixty|seventy|eighty|ninety|[4-9]\d) degrees\b"),
+        _MELTS,
+        why="something that melts somewhere hot: desert, summer, sun, hot car, dashboard, sixty degrees",
+    ),
+    Rule(
+        "EV",
+        _re(
+            r"\bhundreds? of degrees\b|\bseveral hundred degrees\b|\bheated to\b|\bevaporat"
+            r"|\b(?:[1-9]\d{2,}|[1-9],\d{3}) ?(?:degrees|°)"
+        ),
+        why="something heated to hundreds of degrees, evaporating",
+    ),
+    Rule(
+        "EV",
+        _re(r"\bboil(?:s|ing|ed)?\b|\bsimmer(?:s|ing|ed)?\b"),
+        _re(_any(*_LIQUIDS, r"oil|pot|pan|saucepan|kettle|cauldron")),
+        why="a liquid or a pot boiling or simmering",
+    ),
     Rule("EV", _re(_HOT), _LIQUID, also=_re(_HOURS), why="a liquid left somewhere hot for hours, days or weeks"),
     Rule("EV", _re(_HOT), _re(r"\bpuddles?\b"), why="a puddle in the sun or heat"),
-    Rule("RU", _re(r"\bexposed to (?:the )?(?:oxygen|air|moisture|rain|salt|sea|weather|elements)|\bopen air\b"
-                   r"|\bin the rain\b"),
-         _METAL, why="a metal exposed to air, rain or the sea"),
+    Rule(
+        "RU",
+        _re(
+            r"\bexposed to (?:the )?(?:oxygen|air|moisture|rain|salt|sea|weather|elements)|\bopen air\b"
+            r"|\bin the rain\b"
+        ),
+        _METAL,
+        why="a metal exposed to air, rain or the sea",
+    ),
     Rule("RU", _re(_YEARS), _METAL, why="a metal left for weeks, years or decades"),
-    Rule("RU", _re(r"\b(?:wet|damp|moist|soaking|salt water)\b"), _METAL, also=_re(r"\bovernight\b"),
-         why="a wet metal left overnight"),
-    Rule("IM", _re(r"\b(?:" + _OILY + r")\b|\bcontaining both\b"),
-         _re(_any(*_LIQUIDS, r"mercury|vodka|soy sauce|ocean|sea|containing both")),
-         _re(r"\boil[- ](?:paint\w*|lamp|rig|tanker|change|filter)|\bchanging the oil\b"),
-         why="an oil, fuel, solvent or mercury together with another liquid"),
-    Rule("AB", _re(r"\b(?:drops?|drips?|dripped|spill(?:s|ed)?|spilt|splash(?:es|ed)?|touch(?:es|ing|ed)"
-                   r"|soak(?:s|ed)?|dabs?|dipped|dipping|dunked|pressed (?:onto|into|against)|blotted|landing on"
-                   r"|standing in|absorb(?:s|ed|ing)?)\b"),
-         _re(_any(r"felt|napkin|cotton balls?|cotton|paper towels?|filter paper|blotting paper|paper|cardboard",
-                  r"tablecloth|cloth|fabric|sponge|tissue|towel|linen|carpet|rug|t-shirt|shirt|jeans|denim|sock",
-                  r"wool|canvas|gauze|bandage|sugar cube|bread|biscuit|cookie|chalk|coffee filter|kitchen roll")),
-         why="a liquid dropped, spilled or dipped onto an absorbent material, before DI"),
-    Rule("DI", _re(r"\b(?:added|poured|dripped|stirred|sprinkled|squeezed|squirted|spooned|mixed|released) (?:in)?to "
-                   r"(?:a|an|the) (?:\w+ ){0,2}(?:" + _VESSEL + r"|tank) of\b|\btea ?bag\b|\bsteep(?:s|ed|ing)\b"
-                   r"|\bdissolv"),
-         why="a dye, ink or drink added to a glass or cup of liquid; a tea bag, steeping, dissolving"),
-    Rule("DI", _re(r"\b(?:dye|ink|food colou?ring|permanganate)\b"),
-         _re(r"\b(?:water|liquid|pond|tank|aquarium|beaker)\b"), why="a dye or ink in water"),
-    Rule("DI", _re(r"\b(?:in|into|(?<!next )to) (?:a|an|the) (?:\w+ ){0,2}(?:" + _VESSEL + r") of\b"), _SOLUBLE,
-         why="something soluble (sugar, salt, milk, coffee) in a glass or cup of liquid, before BU"),
-    Rule("BU", _re(r"\bwater-filled\b|\b(?:filled with|full of) water\b|\bbobbing\b"
-                   r"|\b(?:float(?:s|ing)?|sink(?:s|ing)?) (?:in|on) (?:a |an |the )?(?:\w+ ){0,2}"
-                   r"(?:" + _WATER_BODY + r"|glass|bowl|jar)\b"
-                   r"|\bholds? (?:\w+ ){1,6}in water\b|\b(?:tank|tub|bathtub|basin|pool|bucket|bowl|sink) of water\b"
-                   r"|\b(?:in|into) (?:a|an|the) (?:\w+ ){0,2}(?:glass|jug|jar) of (?:\w+ ){0,2}water\b"
-                   r"|\b(?:dropped|placed|put|thrown|tossed|lowered|released|sunk|pushed|submerged) (?:\w+ ){0,5}?"
-                   r"(?:in|into|under) (?:a|an|the) (?:\w+ ){0,2}(?:" + _WATER_BODY + r")\b"),
-         why="an object placed, dropped or floating in water, after DI"),
+    Rule(
+        "RU",
+        _re(r"\b(?:wet|damp|moist|soaking|salt water)\b"),
+        _METAL,
+        also=_re(r"\bovernight\b"),
+        why="a wet metal left overnight",
+    ),
+    Rule(
+        "IM",
+        _re(r"\b(?:" + _OILY + r")\b|\bcontaining both\b"),
+        _re(_any(*_LIQUIDS, r"mercury|vodka|soy sauce|ocean|sea|containing both")),
+        _re(r"\boil[- ](?:paint\w*|lamp|rig|tanker|change|filter)|\bchanging the oil\b"),
+        why="an oil, fuel, solvent or mercury together with another liquid",
+    ),
+    Rule(
+        "AB",
+        _re(
+            r"\b(?:drops?|drips?|dripped|spill(?:s|ed)?|spilt|splash(?:es|ed)?|touch(?:es|ing|ed)"
+            r"|soak(?:s|ed)?|dabs?|dipped|dipping|dunked|pressed (?:onto|into|against)|blotted|landing on"
+            r"|standing in|absorb(?:s|ed|ing)?)\b"
+        ),
+        _re(
+            _any(
+                r"felt|napkin|cotton balls?|cotton|paper towels?|filter paper|blotting paper|paper|cardboard",
+                r"tablecloth|cloth|fabric|sponge|tissue|towel|linen|carpet|rug|t-shirt|shirt|jeans|denim|sock",
+                r"wool|canvas|gauze|bandage|sugar cube|bread|biscuit|cookie|chalk|coffee filter|kitchen roll",
+            )
+        ),
+        why="a liquid dropped, spilled or dipped onto an absorbent material, before DI",
+    ),
+    Rule(
+        "DI",
+        _re(
+            r"\b(?:added|poured|dripped|stirred|sprinkled|squeezed|squirted|spooned|mixed|released) (?:in)?to "
+            r"(?:a|an|the) (?:\w+ ){0,2}(?:" + _VESSEL + r"|tank) of\b|\btea ?bag\b|\bsteep(?:s|ed|ing)\b"
+            r"|\bdissolv"
+        ),
+        why="a dye, ink or drink added to a glass or cup of liquid; a tea bag, steeping, dissolving",
+    ),
+    Rule(
+        "DI",
+        _re(r"\b(?:dye|ink|food colou?ring|permanganate)\b"),
+        _re(r"\b(?:water|liquid|pond|tank|aquarium|beaker)\b"),
+        why="a dye or ink in water",
+    ),
+    Rule(
+        "DI",
+        _re(r"\b(?:in|into|(?<!next )to) (?:a|an|the) (?:\w+ ){0,2}(?:" + _VESSEL + r") of\b"),
+        _SOLUBLE,
+        why="something soluble (sugar, salt, milk, coffee) in a glass or cup of liquid, before BU",
+    ),
+    Rule(
+        "BU",
+        _re(
+            r"\bwater-filled\b|\b(?:filled with|full of) water\b|\bbobbing\b"
+            r"|\b(?:float(?:s|ing)?|sink(?:s|ing)?) (?:in|on) (?:a |an |the )?(?:\w+ ){0,2}"
+            r"(?:" + _WATER_BODY + r"|glass|bowl|jar)\b"
+            r"|\bholds? (?:\w+ ){1,6}in water\b|\b(?:tank|tub|bathtub|basin|pool|bucket|bowl|sink) of water\b"
+            r"|\b(?:in|into) (?:a|an|the) (?:\w+ ){0,2}(?:glass|jug|jar) of (?:\w+ ){0,2}water\b"
+            r"|\b(?:dropped|placed|put|thrown|tossed|lowered|released|sunk|pushed|submerged) (?:\w+ ){0,5}?"
+            r"(?:in|into|under) (?:a|an|the) (?:\w+ ){0,2}(?:" + _WATER_BODY + r")\b"
+        ),
+        why="an object placed, dropped or floating in water, after DI",
+    ),
     Rule("RI", _re(_DAYS), _FRUIT, why="a fruit left out for days or weeks"),
-    Rule("SC", _re(r"\b(?:in|during|through|throughout|at|by|over|of|until) (?:\w+ ){0,3}" + _SEASON + r"\b"
-                   r"|\b(?:autumn|springtime|wintertime|midwinter|midsummer|fall foliage)\b"),
-         unless=_re(_NOT_A_SEASON + r"|^(?!.*" + _any(*_PLANT_NOUNS) + r").*" + _PEOPLE),
-         why="a season (in spring, during autumn, midwinter), unless the prompt is about people, not plants"),
-    Rule("SC", _re(_IN_MONTH + r"|\bsnowfall\b|\bfirst frost\b|\bfoliage\b"), _PLANT,
-         why="a plant in a month, after the first snowfall or frost"),
-    Rule("LI", _re(r"\bhumid|\bcondens|\bliquef|\bdew\b|\bcold\b|\bcooling\b|\bshower\b|\bsteam(?:y|ed|ing)?\b"
-                   r"|\bfogged\b|\bmisted\b|\bfrosty\b|\bchill(?:ed|y)\b|\bcool(?:,? \w+)? (?:night|morning|evening)\b"
-                   r"|\bair-condition"),
-         unless=_re(_any(_PERSON)),
-         why="humid air, cold surfaces, steam, dew, a frosty window, unless about a person"),
+    Rule(
+        "SC",
+        _re(
+            r"\b(?:in|during|through|throughout|at|by|over|of|until) (?:\w+ ){0,3}" + _SEASON + r"\b"
+            r"|\b(?:autumn|springtime|wintertime|midwinter|midsummer|fall foliage)\b"
+        ),
+        unless=_re(_NOT_A_SEASON + r"|^(?!.*" + _any(*_PLANT_NOUNS) + r").*" + _PEOPLE),
+        why="a season (in spring, during autumn, midwinter), unless the prompt is about people, not plants",
+    ),
+    Rule(
+        "SC",
+        _re(_IN_MONTH + r"|\bsnowfall\b|\bfirst frost\b|\bfoliage\b"),
+        _PLANT,
+        why="a plant in a month, after the first snowfall or frost",
+    ),
+    Rule(
+        "LI",
+        _re(
+            r"\bhumid|\bcondens|\bliquef|\bdew\b|\bcold\b|\bcooling\b|\bshower\b|\bsteam(?:y|ed|ing)?\b"
+            r"|\bfogged\b|\bmisted\b|\bfrosty\b|\bchill(?:ed|y)\b|\bcool(?:,? \w+)? (?:night|morning|evening)\b"
+            r"|\bair-condition"
+        ),
+        unless=_re(_any(_PERSON)),
+        why="humid air, cold surfaces, steam, dew, a frosty window, unless about a person",
+    ),
 )
 
 

@@ -49,7 +49,9 @@ class Env:
             return True
         if lowered in _FALSE:
             return False
-        raise ImproperlyConfigured(f"Environment variable {name}={raw!r} is not a boolean (use true/false, 1/0, yes/no).")
+        raise ImproperlyConfigured(
+            f"Environment variable {name}={raw!r} is not a boolean (use true/false, 1/0, yes/no)."
+        )
 
     def int(self, name: str, default=_MISSING, *, minimum: int | None = None) -> int:
         raw = self._raw(name, default)

@@ -55,11 +55,14 @@ def _wants_json(request) -> bool:
 def unavailable_response(request, service: str) -> HttpResponse:
     message = _MESSAGES[service]
     if _wants_json(request):
-        response = JsonResponse({"detail": message, "code": "service_unavailable", "service": service,
-                                 "retry_after": RETRY_AFTER_SECONDS}, status=503)
+        response = JsonResponse(
+            {"detail": message, "code": "service_unavailable", "service": service, "retry_after": RETRY_AFTER_SECONDS},
+            status=503,
+        )
     else:
-        html = render_to_string("503.html", {"message": message, "service": service,
-                                             "retry_after": RETRY_AFTER_SECONDS})
+        html = render_to_string(
+            "503.html", {"message": message, "service": service, "retry_after": RETRY_AFTER_SECONDS}
+        )
         response = HttpResponse(html, status=503)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     response["Cache-Control"] = "no-store"
@@ -91,6 +94,7 @@ class ServiceUnavailableMiddleware:
         service = outage_of(exception)
         if service is None:
             return None
-        logger.error("%s unavailable during %s %s: %s", service, request.method, request.path, exception,
-                     exc_info=exception)
+        logger.error(
+            "%s unavailable during %s %s: %s", service, request.method, request.path, exception, exc_info=exception
+        )
         return unavailable_response(request, service)

@@ -43,7 +43,8 @@ class Consensus(models.Model):
     n_judgements = models.PositiveIntegerField(default=0)
     counts = models.JSONField(default=dict, help_text="Judgements per label (gold judgements excluded).")
     provenance = models.JSONField(
-        default=dict, blank=True,
+        default=dict,
+        blank=True,
         help_text="For an imported decision: the source (file, row, dataset) and the decision as it stood there.",
     )
     updated_at = models.DateTimeField(auto_now=True)
@@ -93,8 +94,9 @@ class AnnotatorQuality(models.Model):
     flagged = models.BooleanField(default=False, db_index=True)
     flagged_at = models.DateTimeField(null=True, blank=True)
     restored_at = models.DateTimeField(null=True, blank=True)
-    restored_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
-                                    related_name="+")
+    restored_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     class Meta:
         verbose_name_plural = "annotator quality"
@@ -118,8 +120,14 @@ class DatasetVersion(models.Model):
     split_ratios = models.JSONField(default=dict, help_text="train / validation / test shares and the seed.")
     content_hash = models.CharField(max_length=64, help_text="sha256 over members, labels, splits and image hashes.")
     counts = models.JSONField(default=dict, help_text="Members per task and split.")
-    parent = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="children",
-                               help_text="The version whose split assignments this one kept stable.")
+    parent = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="children",
+        help_text="The version whose split assignments this one kept stable.",
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -150,8 +158,10 @@ class VersionMember(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["version", "pair"], name="member_once_per_version")]
-        indexes = [models.Index(fields=["version", "split"], name="member_version_split"),
-                   models.Index(fields=["group_key"], name="member_group")]
+        indexes = [
+            models.Index(fields=["version", "split"], name="member_version_split"),
+            models.Index(fields=["group_key"], name="member_group"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.version} / pair {self.pair_id} ({self.split})"
@@ -189,8 +199,11 @@ class Job(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            models.UniqueConstraint(fields=["dedup_key"], condition=models.Q(status__in=["queued", "running"]),
-                                    name="job_one_in_flight_per_request"),
+            models.UniqueConstraint(
+                fields=["dedup_key"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="job_one_in_flight_per_request",
+            ),
         ]
 
     def __str__(self) -> str:

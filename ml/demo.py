@@ -43,10 +43,10 @@ def seed_models(user) -> DemoModels:
 
     root = Path(settings.ML_MODEL_ROOT) / "demo"
     created: list[str] = []
-    generator = _registered(user, ModelVersion.Kind.GENERATOR_BASE, "tiny-flux", root / "tiny-flux",
-                            make_tiny_flux, created)
-    scorer = _registered(user, ModelVersion.Kind.SCORER, "tiny-scorer", root / "tiny-scorer",
-                         make_tiny_scorer, created)
+    generator = _registered(
+        user, ModelVersion.Kind.GENERATOR_BASE, "tiny-flux", root / "tiny-flux", make_tiny_flux, created
+    )
+    scorer = _registered(user, ModelVersion.Kind.SCORER, "tiny-scorer", root / "tiny-scorer", make_tiny_scorer, created)
     if registry.active_scorer() is None:
         registry.activate_scorer(user, scorer)
     detector = root / "tiny-detector"

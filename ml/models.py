@@ -29,21 +29,25 @@ class ModelVersion(models.Model):
     config = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     parent = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="children")
-    dataset_version = models.ForeignKey("curation.DatasetVersion", on_delete=models.PROTECT, null=True, blank=True,
-                                        related_name="model_versions")
+    dataset_version = models.ForeignKey(
+        "curation.DatasetVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="model_versions"
+    )
     is_active = models.BooleanField(default=False, help_text="The active scorer (at most one; scorers only).")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(fields=["kind", "name"], name="ml_model_version_unique_name_per_kind"),
-            models.UniqueConstraint(fields=["is_active"], condition=models.Q(is_active=True),
-                                    name="ml_one_active_scorer"),
-            models.CheckConstraint(condition=models.Q(is_active=False) | models.Q(kind="scorer"),
-                                   name="ml_only_scorers_are_active"),
+            models.UniqueConstraint(
+                fields=["is_active"], condition=models.Q(is_active=True), name="ml_one_active_scorer"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(is_active=False) | models.Q(kind="scorer"), name="ml_only_scorers_are_active"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -78,16 +82,25 @@ class Run(models.Model):
     metrics = models.JSONField(default=list, blank=True, help_text="A series of metric records (dicts).")
     artifacts = models.JSONField(default=dict, blank=True)
     worker = models.CharField(max_length=255, blank=True, help_text="Hostname of the worker that ran it.")
-    heartbeat_at = models.DateTimeField(null=True, blank=True,
-                                        help_text="Refreshed every few seconds while a worker runs it.")
-    schedule = models.ForeignKey("Schedule", on_delete=models.SET_NULL, null=True, blank=True,
-                                 related_name="runs", help_text="The schedule whose firing made this run.")
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Refreshed every few seconds while a worker runs it."
+    )
+    schedule = models.ForeignKey(
+        "Schedule",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="runs",
+        help_text="The schedule whose firing made this run.",
+    )
     celery_task_id = models.CharField(max_length=255, blank=True)
     error = models.TextField(blank=True, help_text="The error and its traceback, for a failed run.")
-    input_model = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True,
-                                    related_name="runs_as_input")
-    output_model = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True,
-                                     related_name="produced_by_runs")
+    input_model = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="runs_as_input"
+    )
+    output_model = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="produced_by_runs"
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -96,8 +109,9 @@ class Run(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            models.CheckConstraint(condition=models.Q(progress__gte=0.0) & models.Q(progress__lte=1.0),
-                                   name="ml_run_progress_0_1"),
+            models.CheckConstraint(
+                condition=models.Q(progress__gte=0.0) & models.Q(progress__lte=1.0), name="ml_run_progress_0_1"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -128,8 +142,9 @@ class Schedule(models.Model):
     min_new_pairs = models.PositiveIntegerField(null=True, blank=True)
     check_every_minutes = models.PositiveIntegerField(default=10, help_text="How often a data trigger is checked.")
     enabled = models.BooleanField(default=True)
-    periodic_task = models.OneToOneField("django_celery_beat.PeriodicTask", on_delete=models.SET_NULL, null=True,
-                                         blank=True, related_name="+")
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     last_checked_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -60,9 +60,14 @@ def metric_plots(metrics) -> list[dict]:
                 y = _accuracy(entry)
                 if y is not None:
                     plots.setdefault(key, {}).setdefault(str(name), []).append([x, y])
-    return [{"name": key, "x": X_KEY if use_step else "record",
-             "series": [{"name": name, "points": _thin(points)} for name, points in sorted(series.items())]}
-            for key, series in plots.items()]
+    return [
+        {
+            "name": key,
+            "x": X_KEY if use_step else "record",
+            "series": [{"name": name, "points": _thin(points)} for name, points in sorted(series.items())],
+        }
+        for key, series in plots.items()
+    ]
 
 
 def find_scorer(value) -> ModelVersion | None:
@@ -79,8 +84,13 @@ def _cell(a: float | None, b: float | None) -> dict:
 
 def _evaluations(metrics: dict) -> list[str]:
     """The splits to compare: the known ones, then any other key holding an evaluation."""
-    extra = [key for key, value in metrics.items() if key not in SPLITS and isinstance(value, dict)
-             and ("accuracy" in value or isinstance(value.get("by_task"), dict))]
+    extra = [
+        key
+        for key, value in metrics.items()
+        if key not in SPLITS
+        and isinstance(value, dict)
+        and ("accuracy" in value or isinstance(value.get("by_task"), dict))
+    ]
     return [*SPLITS, *extra]
 
 
@@ -97,12 +107,16 @@ def compare_scorers(a: ModelVersion, b: ModelVersion) -> list[dict]:
         by_a = ea.get("by_task") if isinstance(ea, dict) else None
         by_b = eb.get("by_task") if isinstance(eb, dict) else None
         by_a, by_b = (by if isinstance(by, dict) else {} for by in (by_a, by_b))
-        rows.append({
-            "split": split,
-            "overall": _cell(_accuracy(ea), _accuracy(eb)),
-            "tasks": [{"task": task, **_cell(_accuracy(by_a.get(task)), _accuracy(by_b.get(task)))}
-                      for task in sorted(set(by_a) | set(by_b))],
-        })
+        rows.append(
+            {
+                "split": split,
+                "overall": _cell(_accuracy(ea), _accuracy(eb)),
+                "tasks": [
+                    {"task": task, **_cell(_accuracy(by_a.get(task)), _accuracy(by_b.get(task)))}
+                    for task in sorted(set(by_a) | set(by_b))
+                ],
+            }
+        )
     return rows
 
 
@@ -117,10 +131,14 @@ def param_rows(run: Run) -> list[dict]:
     fields = kinds.describe(run.kind) if run.kind in kinds.MODULES else []
     refs = {f["name"]: f["ref"] for f in fields if "ref" in f}
     order = [f["name"] for f in fields if f["name"] in run.params]
-    ids = {ref: [run.params[name] for name, r in refs.items() if r == ref and isinstance(run.params.get(name), int)]
-           for ref in ("model", "dataset_version")}
-    found = {"model": ModelVersion.objects.in_bulk(ids["model"]),
-             "dataset_version": DatasetVersion.objects.in_bulk(ids["dataset_version"])}
+    ids = {
+        ref: [run.params[name] for name, r in refs.items() if r == ref and isinstance(run.params.get(name), int)]
+        for ref in ("model", "dataset_version")
+    }
+    found = {
+        "model": ModelVersion.objects.in_bulk(ids["model"]),
+        "dataset_version": DatasetVersion.objects.in_bulk(ids["dataset_version"]),
+    }
     rows = []
     for name in dict.fromkeys([*order, *run.params]):
         value = run.params[name]

@@ -237,8 +237,9 @@ def _label_sql(prefix: str = "") -> Case:
 
 
 # The pair's consensus label as a code, -1 when undecided or without a consensus row.
-_CONSENSUS_SQL = Case(*(When(pair__consensus__label=label, then=Value(code)) for label, code in _CODE.items()),
-                      default=Value(-1))
+_CONSENSUS_SQL = Case(
+    *(When(pair__consensus__label=label, then=Value(code)) for label, code in _CODE.items()), default=Value(-1)
+)
 
 
 def _label_counts() -> dict[str, Sum]:
@@ -252,8 +253,9 @@ def _label_counts() -> dict[str, Sum]:
 
     return {
         f"c{_CODE[Label.EXPECTED]}": count(When(choice__in=stated, then=Value(0)), When(is_expected, then=Value(1))),
-        f"c{_CODE[Label.OTHER]}": count(When(choice__in=stated, then=Value(0)), When(is_expected, then=Value(0)),
-                                        default=1),
+        f"c{_CODE[Label.OTHER]}": count(
+            When(choice__in=stated, then=Value(0)), When(is_expected, then=Value(0)), default=1
+        ),
         f"c{_CODE[Label.BOTH]}": count(When(choice=Label.BOTH.value, then=Value(1))),
         f"c{_CODE[Label.NEITHER]}": count(When(choice=Label.NEITHER.value, then=Value(1))),
     }
@@ -282,9 +284,14 @@ def _co_ratings_sql(task: str | None, discipline: str | None) -> tuple[str, tupl
     """``(annotator a, annotator b, label of a, label of b, n)`` over every two judgements in scope
     of the same pair, a < b by user id (a self-join through the pair)."""
     rows = (
-        _scope(task, discipline).filter(pair__judgements__annotator_id__gt=F("annotator_id"))
-        .values("annotator_id", other=F("pair__judgements__annotator_id"), lab=_label_sql(),
-                other_lab=_label_sql("pair__judgements__"))
+        _scope(task, discipline)
+        .filter(pair__judgements__annotator_id__gt=F("annotator_id"))
+        .values(
+            "annotator_id",
+            other=F("pair__judgements__annotator_id"),
+            lab=_label_sql(),
+            other_lab=_label_sql("pair__judgements__"),
+        )
         .annotate(n=Count("*"))
     )
     return rows.query.sql_with_params()
@@ -344,12 +351,15 @@ def _fetch_all(task: str | None, discipline: str | None) -> tuple[list, list, li
 def _groups(profiles: list[tuple]) -> dict:
     """overall, tasks and disciplines (α, Fleiss' κ and their n) from the count-table rows."""
     width = len(LABELS)
-    table = np.array([row[1:1 + width] for row in profiles], dtype=np.int64).reshape(-1, width)
+    table = np.array([row[1 : 1 + width] for row in profiles], dtype=np.int64).reshape(-1, width)
     weight = np.array([row[1 + width] for row in profiles], dtype=np.int64)
     task_code = [row[2 + width] for row in profiles]
     discipline = [row[4 + width] for row in profiles]
-    tasks = {row[2 + width]: {"name": row[3 + width], "discipline": row[4 + width]}
-             for row in profiles if row[2 + width] is not None}
+    tasks = {
+        row[2 + width]: {"name": row[3 + width], "discipline": row[4 + width]}
+        for row in profiles
+        if row[2 + width] is not None
+    }
     disciplines = {row[4 + width]: {"name": row[5 + width]} for row in profiles if row[4 + width] is not None}
 
     def group(selected) -> dict:

@@ -220,8 +220,10 @@ def _throughput(discipline: str | None, days: list[date], since: datetime) -> li
 
 
 def _quality() -> list[dict]:
-    rows = AnnotatorQuality.objects.filter(gold_judged__gt=0).order_by("-flagged", "user__username").values(
-        "user__username", "gold_judged", "gold_correct", "flagged", "flagged_at"
+    rows = (
+        AnnotatorQuality.objects.filter(gold_judged__gt=0)
+        .order_by("-flagged", "user__username")
+        .values("user__username", "gold_judged", "gold_correct", "flagged", "flagged_at")
     )
     return [
         {
@@ -245,10 +247,14 @@ def _leases(discipline: str | None, now: datetime) -> dict[str, int]:
     # Only the rows some count needs (active leases, leases reclaimed in the last 24 h), found through
     # the (state, expires_at) and (state, ended_at) indexes: judged and skipped leases pile up with
     # the data, these do not.
-    return leases.filter(active | reclaimed).order_by().aggregate(
-        live=Count("id", filter=active & Q(expires_at__gt=now)),
-        expired_unreclaimed=Count("id", filter=active & Q(expires_at__lte=now)),
-        reclaimed_24h=Count("id", filter=reclaimed),
+    return (
+        leases.filter(active | reclaimed)
+        .order_by()
+        .aggregate(
+            live=Count("id", filter=active & Q(expires_at__gt=now)),
+            expired_unreclaimed=Count("id", filter=active & Q(expires_at__lte=now)),
+            reclaimed_24h=Count("id", filter=reclaimed),
+        )
     )
 
 

@@ -51,10 +51,14 @@ from curation.models import Consensus, DatasetVersion, Label, VersionMember
 from curation.services import splits
 
 Outcome = Consensus.Outcome
-DEFAULT_OUTCOMES = (Outcome.CONFIRMED.value, Outcome.REVERSED.value, Outcome.ADJUDICATED.value,
-                    Outcome.IMPORTED.value)
-SELECTABLE_OUTCOMES = (Outcome.CONFIRMED.value, Outcome.REVERSED.value, Outcome.REJECTED.value,
-                       Outcome.ADJUDICATED.value, Outcome.IMPORTED.value)
+DEFAULT_OUTCOMES = (Outcome.CONFIRMED.value, Outcome.REVERSED.value, Outcome.ADJUDICATED.value, Outcome.IMPORTED.value)
+SELECTABLE_OUTCOMES = (
+    Outcome.CONFIRMED.value,
+    Outcome.REVERSED.value,
+    Outcome.REJECTED.value,
+    Outcome.ADJUDICATED.value,
+    Outcome.IMPORTED.value,
+)
 _REJECTED_LABELS = (Label.BOTH.value, Label.NEITHER.value)
 LATEST = object()  # build_version(parent=LATEST): the latest version, if any
 BATCH = 1000
@@ -66,6 +70,7 @@ class VersionError(ValueError):
 
 # --- input -------------------------------------------------------------------------------------
 
+
 def _ids(values, field: str) -> list[int]:
     try:
         ids = sorted({int(value) for value in values or ()})
@@ -76,8 +81,9 @@ def _ids(values, field: str) -> list[int]:
     return ids
 
 
-def clean_filters(*, tasks=None, disciplines=None, outcomes=DEFAULT_OUTCOMES, min_agreement=None,
-                  exclude_pairs=(), exclude_tuples=()) -> dict:
+def clean_filters(
+    *, tasks=None, disciplines=None, outcomes=DEFAULT_OUTCOMES, min_agreement=None, exclude_pairs=(), exclude_tuples=()
+) -> dict:
     """The filters as stored on a version (sorted lists, None for "all"); VersionError if bad."""
     if tasks:
         tasks = sorted({str(code).strip().upper() for code in tasks if str(code).strip()})
@@ -116,9 +122,11 @@ def clean_filters(*, tasks=None, disciplines=None, outcomes=DEFAULT_OUTCOMES, mi
 
 def selected_consensus(filters: dict) -> QuerySet[Consensus]:
     """Consensus rows of the pairs a version with these (cleaned) filters would hold."""
-    qs = Consensus.objects.filter(
-        pair__is_gold=False, pair__tuple__task__isnull=False, outcome__in=filters["outcomes"]
-    ).exclude(label="").exclude(pair__status=Pair.Status.RETIRED)
+    qs = (
+        Consensus.objects.filter(pair__is_gold=False, pair__tuple__task__isnull=False, outcome__in=filters["outcomes"])
+        .exclude(label="")
+        .exclude(pair__status=Pair.Status.RETIRED)
+    )
     if Outcome.REJECTED not in filters["outcomes"]:
         qs = qs.exclude(label__in=_REJECTED_LABELS)
     if filters["tasks"]:
@@ -126,8 +134,9 @@ def selected_consensus(filters: dict) -> QuerySet[Consensus]:
     if filters["disciplines"]:
         qs = qs.filter(pair__tuple__task__discipline__slug__in=filters["disciplines"])
     if filters["min_agreement"] is not None:
-        qs = qs.filter(Q(outcome__in=(Outcome.ADJUDICATED, Outcome.IMPORTED))
-                       | Q(agreement__gte=filters["min_agreement"] - 1e-9))
+        qs = qs.filter(
+            Q(outcome__in=(Outcome.ADJUDICATED, Outcome.IMPORTED)) | Q(agreement__gte=filters["min_agreement"] - 1e-9)
+        )
     if filters["exclude_pairs"]:
         qs = qs.exclude(pair_id__in=filters["exclude_pairs"])
     if filters["exclude_tuples"]:
@@ -137,12 +146,18 @@ def selected_consensus(filters: dict) -> QuerySet[Consensus]:
 
 def preview_counts(filters: dict) -> dict[str, int]:
     """``{task code: pairs}`` that these cleaned filters select now: one aggregate query."""
-    rows = (selected_consensus(filters).order_by().values("pair__tuple__task__code")
-            .annotate(n=Count("pk")).values_list("pair__tuple__task__code", "n"))
+    rows = (
+        selected_consensus(filters)
+        .order_by()
+        .values("pair__tuple__task__code")
+        .annotate(n=Count("pk"))
+        .values_list("pair__tuple__task__code", "n")
+    )
     return dict(sorted(rows))
 
 
 # --- hash and counts ---------------------------------------------------------------------------
+
 
 def content_hash(rows) -> str:
     """sha256 over ``(pair_id, label, split, correct sha256, wrong sha256)`` rows, sorted by pair id."""
@@ -153,14 +168,14 @@ def content_hash(rows) -> str:
 
 
 def empty_counts() -> dict:
-    return {"total": 0, "splits": {split: 0 for split in splits.SPLITS}, "tasks": {}}
+    return {"total": 0, "splits": dict.fromkeys(splits.SPLITS, 0), "tasks": {}}
 
 
 def make_counts(rows) -> dict:
     """Counts from ``(task code, split, n)`` rows."""
     counts = empty_counts()
     for task, split, n in rows:
-        per_task = counts["tasks"].setdefault(task, {**{s: 0 for s in splits.SPLITS}, "total": 0})
+        per_task = counts["tasks"].setdefault(task, {**dict.fromkeys(splits.SPLITS, 0), "total": 0})
         per_task[split] += n
         per_task["total"] += n
         counts["splits"][split] += n
@@ -170,6 +185,7 @@ def make_counts(rows) -> dict:
 
 
 # --- build -------------------------------------------------------------------------------------
+
 
 def latest_version() -> DatasetVersion | None:
     return DatasetVersion.objects.order_by("-created_at", "-id").first()
@@ -193,9 +209,21 @@ def inherited_splits(parent: DatasetVersion | None) -> dict[str, str]:
     return {key: split for key, (_, split) in found.items()}
 
 
-def build_version(admin, name: str, *, tasks=None, disciplines=None, outcomes=DEFAULT_OUTCOMES,
-                  min_agreement=None, exclude_pairs=(), exclude_tuples=(), ratios=None, seed: int = 0,
-                  parent=LATEST, keep_imported_splits: bool = True) -> DatasetVersion:
+def build_version(
+    admin,
+    name: str,
+    *,
+    tasks=None,
+    disciplines=None,
+    outcomes=DEFAULT_OUTCOMES,
+    min_agreement=None,
+    exclude_pairs=(),
+    exclude_tuples=(),
+    ratios=None,
+    seed: int = 0,
+    parent=LATEST,
+    keep_imported_splits: bool = True,
+) -> DatasetVersion:
     """Select, split and freeze a version in one transaction; audited ``version.frozen``."""
     if not roles.is_admin(admin):
         raise PermissionDenied("Only admins build dataset versions.")
@@ -212,8 +240,14 @@ def build_version(admin, name: str, *, tasks=None, disciplines=None, outcomes=DE
         seed = int(seed)
     except (TypeError, ValueError):
         raise VersionError("seed: must be an integer") from None
-    filters = clean_filters(tasks=tasks, disciplines=disciplines, outcomes=outcomes, min_agreement=min_agreement,
-                            exclude_pairs=exclude_pairs, exclude_tuples=exclude_tuples)
+    filters = clean_filters(
+        tasks=tasks,
+        disciplines=disciplines,
+        outcomes=outcomes,
+        min_agreement=min_agreement,
+        exclude_pairs=exclude_pairs,
+        exclude_tuples=exclude_tuples,
+    )
     try:
         with transaction.atomic():
             return _freeze(admin, name, filters, ratios, seed, parent, bool(keep_imported_splits))
@@ -247,10 +281,21 @@ def _freeze(admin, name, filters, ratios, seed, parent, keep_imported: bool = Tr
     if parent is LATEST:
         parent = latest_version()
     rows = list(
-        selected_consensus(filters).order_by("pair_id").values_list(
-            "pair_id", "label", "outcome", "agreement", "n_judgements",
-            "pair__tuple__implicit_prompt", "pair__tuple__subject", "pair__tuple__scene",
-            "pair__tuple__task__code", "pair__image_correct__sha256", "pair__image_wrong__sha256", "provenance",
+        selected_consensus(filters)
+        .order_by("pair_id")
+        .values_list(
+            "pair_id",
+            "label",
+            "outcome",
+            "agreement",
+            "n_judgements",
+            "pair__tuple__implicit_prompt",
+            "pair__tuple__subject",
+            "pair__tuple__scene",
+            "pair__tuple__task__code",
+            "pair__image_correct__sha256",
+            "pair__image_wrong__sha256",
+            "provenance",
         )
     )
     if not rows:
@@ -262,17 +307,31 @@ def _freeze(admin, name, filters, ratios, seed, parent, keep_imported: bool = Tr
     version = DatasetVersion.objects.create(
         name=name,
         filters=filters,
-        split_ratios={**ratios, "seed": seed, "keep_imported_splits": keep_imported,
-                      "imported_split_groups": len(pinned)},
+        split_ratios={
+            **ratios,
+            "seed": seed,
+            "keep_imported_splits": keep_imported,
+            "imported_split_groups": len(pinned),
+        },
         content_hash=content_hash((row[0], row[1], assignment[key], row[9], row[10]) for key, row in zip(keys, rows)),
         counts=_counts_of(rows, keys, assignment),
         parent=parent,
         created_by=admin,
     )
     VersionMember.objects.bulk_create(
-        (VersionMember(version=version, pair_id=row[0], label=row[1], outcome=row[2], agreement=row[3],
-                       n_judgements=row[4], split=assignment[key], group_key=key)
-         for key, row in zip(keys, rows)),
+        (
+            VersionMember(
+                version=version,
+                pair_id=row[0],
+                label=row[1],
+                outcome=row[2],
+                agreement=row[3],
+                n_judgements=row[4],
+                split=assignment[key],
+                group_key=key,
+            )
+            for key, row in zip(keys, rows)
+        ),
         batch_size=BATCH,
     )
     audit.record(admin, "version.frozen", version, after=describe(version))
@@ -301,6 +360,7 @@ def describe(version: DatasetVersion) -> dict:
 
 # --- diff --------------------------------------------------------------------------------------
 
+
 def diff_versions(a: DatasetVersion | int, b: DatasetVersion | int) -> dict:
     """What changed from version ``a`` to version ``b``, by pair id (two queries).
 
@@ -309,10 +369,14 @@ def diff_versions(a: DatasetVersion | int, b: DatasetVersion | int) -> dict:
     length of each list. All lists are sorted by pair id.
     """
     a_id, b_id = getattr(a, "pk", a), getattr(b, "pk", b)
-    old = {pair: (label, split) for pair, label, split in
-           VersionMember.objects.filter(version_id=a_id).values_list("pair_id", "label", "split")}
-    new = {pair: (label, split) for pair, label, split in
-           VersionMember.objects.filter(version_id=b_id).values_list("pair_id", "label", "split")}
+    old = {
+        pair: (label, split)
+        for pair, label, split in VersionMember.objects.filter(version_id=a_id).values_list("pair_id", "label", "split")
+    }
+    new = {
+        pair: (label, split)
+        for pair, label, split in VersionMember.objects.filter(version_id=b_id).values_list("pair_id", "label", "split")
+    }
     shared = sorted(old.keys() & new.keys())
     result = {
         "a": a_id,
@@ -325,4 +389,3 @@ def diff_versions(a: DatasetVersion | int, b: DatasetVersion | int) -> dict:
     result["counts"] = {name: len(result[name]) for name in ("added", "removed", "relabelled", "moved")}
     result["counts"]["unchanged"] = sum(1 for p in shared if old[p] == new[p])
     return result
-

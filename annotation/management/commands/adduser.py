@@ -30,24 +30,28 @@ class Command(BaseCommand):
         parser.add_argument("username")
         parser.add_argument("--role", required=True, choices=roles.ROLES, help="The user's one role.")
         parser.add_argument(
-            "--disciplines", metavar="SLUGS",
+            "--disciplines",
+            metavar="SLUGS",
             help="Comma-separated discipline slugs, e.g. physics,chemistry. Replaces the stored list; "
-                 "an empty string clears it; leave the option out to keep what is stored.",
+            "an empty string clears it; leave the option out to keep what is stored.",
         )
         parser.add_argument(
-            "--tasks", metavar="CODES",
+            "--tasks",
+            metavar="CODES",
             help="Comma-separated task codes, e.g. GR,BU. Same replace/clear/keep rules as --disciplines.",
         )
         parser.add_argument("--email", default="", help="E-mail address, used only when the user is created.")
         secret = parser.add_mutually_exclusive_group()
         secret.add_argument(
-            "--password", metavar="PW",
+            "--password",
+            metavar="PW",
             help="The password, checked against the project's password validators. It shows up in shell "
-                 "history and process lists; prefer --password-env. Without either option a new user "
-                 "cannot log in and an existing one keeps their password.",
+            "history and process lists; prefer --password-env. Without either option a new user "
+            "cannot log in and an existing one keeps their password.",
         )
         secret.add_argument(
-            "--password-env", metavar="VAR",
+            "--password-env",
+            metavar="VAR",
             help="Name of an environment variable that holds the password (kept out of shell history).",
         )
 
@@ -62,8 +66,12 @@ class Command(BaseCommand):
         before = _snapshot(existing)
         try:
             user, created = people.ensure_user(
-                username, role=opts["role"], password=password, email=opts["email"],
-                disciplines=_split(opts["disciplines"]), tasks=_split(opts["tasks"]),
+                username,
+                role=opts["role"],
+                password=password,
+                email=opts["email"],
+                disciplines=_split(opts["disciplines"]),
+                tasks=_split(opts["tasks"]),
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc

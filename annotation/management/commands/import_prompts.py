@@ -28,36 +28,46 @@ class Command(BaseCommand):
         assign = parser.add_mutually_exclusive_group()
         assign.add_argument("--task", metavar="CODE", help="Task code (e.g. RU) for every row that names none.")
         assign.add_argument(
-            "--auto-task", action="store_true",
+            "--auto-task",
+            action="store_true",
             help="Guess the task of rows that name none from keywords of the implicit prompt "
-                 "(rules in annotation/task_rules.py). Rows no rule matches stay without a task (listed in the "
-                 "report).",
+            "(rules in annotation/task_rules.py). Rows no rule matches stay without a task (listed in the "
+            "report).",
         )
         parser.add_argument(
-            "--merge-same-prompt", action="store_true",
+            "--merge-same-prompt",
+            action="store_true",
             help="A row without a task whose prompt one stored tuple (or another row of the file) has with a "
-                 "task joins that tuple, as if it named the task; checked before --auto-task guesses. Several "
-                 "tasks with that prompt: not merged, reported. Without it such rows are reported and make a "
-                 "tuple of their own.",
+            "task joins that tuple, as if it named the task; checked before --auto-task guesses. Several "
+            "tasks with that prompt: not merged, reported. Without it such rows are reported and make a "
+            "tuple of their own.",
         )
         parser.add_argument("--source", help="Source label for rows that name none (default: the file name).")
         parser.add_argument(
-            "--scene", choices=PromptTuple.Scene.values, default=PromptTuple.Scene.SIMPLE,
+            "--scene",
+            choices=PromptTuple.Scene.values,
+            default=PromptTuple.Scene.SIMPLE,
             help="Scene for rows that name none (default: simple).",
         )
         parser.add_argument(
-            "--json", action="store_true",
+            "--json",
+            action="store_true",
             help='Print one JSON object {"created", "updated", "skipped", "errors": [{"row", "error"}], '
-                 '"unassigned_task", "unassigned": {"count", "rows"}, "same_prompt": {"count", "rows", "merged", '
-                 '"prompts"}} instead of text. The exit status is still non-zero on errors.',
+            '"unassigned_task", "unassigned": {"count", "rows"}, "same_prompt": {"count", "rows", "merged", '
+            '"prompts"}} instead of text. The exit status is still non-zero on errors.',
         )
         parser.add_argument("--dry-run", action="store_true", help="Validate and count, but write nothing.")
 
     def handle(self, *args, **opts):
         try:
             report = import_prompts(
-                opts["file"], task=opts["task"], auto_task=opts["auto_task"], source=opts["source"],
-                scene=opts["scene"], dry_run=opts["dry_run"], merge_same_prompt=opts["merge_same_prompt"],
+                opts["file"],
+                task=opts["task"],
+                auto_task=opts["auto_task"],
+                source=opts["source"],
+                scene=opts["scene"],
+                dry_run=opts["dry_run"],
+                merge_same_prompt=opts["merge_same_prompt"],
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
@@ -83,4 +93,3 @@ class Command(BaseCommand):
         summary = report.as_dict()
         for line in listing_lines(summary["unassigned"], summary["same_prompt"]):
             self.stdout.write(line)
-

@@ -20,12 +20,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--prompts", metavar="FILE",
+            "--prompts",
+            metavar="FILE",
             help="Also import a prompt file (same formats as import_prompts), e.g. "
-                 "the Science-T2I repository's reality_simple_300.json. Its tuples get no images.",
+            "the Science-T2I repository's reality_simple_300.json. Its tuples get no images.",
         )
         parser.add_argument(
-            "--auto-task", action="store_true",
+            "--auto-task",
+            action="store_true",
             help="With --prompts: guess each prompt's task from keywords (as import_prompts --auto-task).",
         )
 

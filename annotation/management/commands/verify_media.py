@@ -18,13 +18,20 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--no-hash", action="store_true",
-                            help="Only check that files exist (skip reading and hashing them).")
-        parser.add_argument("--delete-orphans", action="store_true",
-                            help="Delete orphan files older than --grace-seconds.")
-        parser.add_argument("--grace-seconds", type=float, default=3600, metavar="S",
-                            help="Orphans younger than this are kept even with --delete-orphans: they may be "
-                                 "an upload whose row is not committed yet (default 3600).")
+        parser.add_argument(
+            "--no-hash", action="store_true", help="Only check that files exist (skip reading and hashing them)."
+        )
+        parser.add_argument(
+            "--delete-orphans", action="store_true", help="Delete orphan files older than --grace-seconds."
+        )
+        parser.add_argument(
+            "--grace-seconds",
+            type=float,
+            default=3600,
+            metavar="S",
+            help="Orphans younger than this are kept even with --delete-orphans: they may be "
+            "an upload whose row is not committed yet (default 3600).",
+        )
         parser.add_argument("--json", action="store_true", help="Print the report as one JSON object.")
 
     def handle(self, *args, **options):
@@ -32,13 +39,19 @@ class Command(BaseCommand):
             if not options["json"]:
                 self.stdout.write(f"{kind}: {name} ({detail})")
 
-        report = verify_media(check_hashes=not options["no_hash"], delete_orphans=options["delete_orphans"],
-                              orphan_grace_seconds=options["grace_seconds"], on_problem=on_problem)
+        report = verify_media(
+            check_hashes=not options["no_hash"],
+            delete_orphans=options["delete_orphans"],
+            orphan_grace_seconds=options["grace_seconds"],
+            on_problem=on_problem,
+        )
         if options["json"]:
             self.stdout.write(json.dumps(report.as_dict(), sort_keys=True))
         else:
-            self.stdout.write(f"{report.rows} image rows, {report.files} files under images/: "
-                              f"{report.missing} missing, {report.mismatched} mismatched, "
-                              f"{report.orphans} orphans ({report.orphans_deleted} deleted)")
+            self.stdout.write(
+                f"{report.rows} image rows, {report.files} files under images/: "
+                f"{report.missing} missing, {report.mismatched} mismatched, "
+                f"{report.orphans} orphans ({report.orphans_deleted} deleted)"
+            )
         if not report.clean:
             raise CommandError("media storage and the image table disagree (see above)", returncode=1)

@@ -21,8 +21,10 @@ def find_version(value: str) -> DatasetVersion:
 
 
 class Command(BaseCommand):
-    help = ("Compare two dataset versions (ids or names): pairs added in B, removed from A, relabelled, and "
-            "moved between splits. Example: diff_versions v1 v2 --json")
+    help = (
+        "Compare two dataset versions (ids or names): pairs added in B, removed from A, relabelled, and "
+        "moved between splits. Example: diff_versions v1 v2 --json"
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("a", help="The older version (id or name).")

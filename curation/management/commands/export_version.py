@@ -25,10 +25,18 @@ class Command(BaseCommand):
         parser.add_argument("version", help="The version id or name.")
         parser.add_argument("--format", dest="fmt", choices=exporting.FORMATS, default="parquet")
         parser.add_argument("--out", default=None, help="The export directory (created; default: the media folder).")
-        parser.add_argument("--shard-mb", type=float, default=exporting.DEFAULT_SHARD_BYTES / 1e6,
-                            help="Largest shard in MB (parquet and WebDataset; default 500).")
-        parser.add_argument("--batch-size", type=int, default=exporting.DEFAULT_BATCH_SIZE,
-                            help="Members read (with their images) per batch (default 64).")
+        parser.add_argument(
+            "--shard-mb",
+            type=float,
+            default=exporting.DEFAULT_SHARD_BYTES / 1e6,
+            help="Largest shard in MB (parquet and WebDataset; default 500).",
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=exporting.DEFAULT_BATCH_SIZE,
+            help="Members read (with their images) per batch (default 64).",
+        )
         parser.add_argument("--json", dest="as_json", action="store_true", help="Print the result as JSON.")
         parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
 
@@ -38,16 +46,22 @@ class Command(BaseCommand):
             raise CommandError("--shard-mb and --batch-size must be positive.")
         from tqdm import tqdm
 
-        bar = tqdm(total=1000, desc=f"{chosen.name} → {fmt}", unit="‰", disable=no_progress, 
-                   file=getattr(self.stderr, "_out", sys.stderr))
+        bar = tqdm(
+            total=1000,
+            desc=f"{chosen.name} → {fmt}",
+            unit="‰",
+            disable=no_progress,
+            file=getattr(self.stderr, "_out", sys.stderr),
+        )
 
         def progress(fraction: float, message: str = "") -> None:
             bar.update(max(0, round(fraction * 1000) - bar.n))
             bar.set_postfix_str(message, refresh=False)
 
         try:
-            result = exporting.export_version(chosen, fmt, shard_bytes=int(shard_mb * 1e6), progress=progress,
-                                              out=out, batch_size=batch_size)
+            result = exporting.export_version(
+                chosen, fmt, shard_bytes=int(shard_mb * 1e6), progress=progress, out=out, batch_size=batch_size
+            )
         except exporting.ExportError as exc:
             raise CommandError(str(exc)) from None
         finally:
@@ -55,9 +69,12 @@ class Command(BaseCommand):
         if as_json:
             self.stdout.write(_dumps(result))
         else:
-            self.stdout.write(self.style.SUCCESS(
-                f"Exported version {chosen.name} (id {chosen.pk}) as {fmt}: {result['counts']['rows']} rows, "
-                f"{len(result['files'])} files, {result['bytes']} bytes in {result['path']}"))
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Exported version {chosen.name} (id {chosen.pk}) as {fmt}: {result['counts']['rows']} rows, "
+                    f"{len(result['files'])} files, {result['bytes']} bytes in {result['path']}"
+                )
+            )
 
 
 def _dumps(result: dict) -> str:

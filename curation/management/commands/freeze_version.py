@@ -36,23 +36,35 @@ class Command(BaseCommand):
         parser.add_argument("--tasks", help="Comma-separated task codes, e.g. RU,BU (default: all).")
         parser.add_argument("--disciplines", help="Comma-separated discipline slugs, e.g. physics (default: all).")
         parser.add_argument(
-            "--outcomes", default=",".join(versions.DEFAULT_OUTCOMES),
+            "--outcomes",
+            default=",".join(versions.DEFAULT_OUTCOMES),
             help=f"Comma-separated consensus outcomes among {', '.join(versions.SELECTABLE_OUTCOMES)} "
-                 f"(default: {','.join(versions.DEFAULT_OUTCOMES)}).",
+            f"(default: {','.join(versions.DEFAULT_OUTCOMES)}).",
         )
-        parser.add_argument("--min-agreement", type=float, help="Minimum share of agreeing judgements, 0..1 "
-                            "(adjudicated pairs are exempt).")
+        parser.add_argument(
+            "--min-agreement",
+            type=float,
+            help="Minimum share of agreeing judgements, 0..1 (adjudicated pairs are exempt).",
+        )
         parser.add_argument("--exclude-pairs", default="", help="Comma-separated pair ids to leave out.")
         parser.add_argument("--exclude-tuples", default="", help="Comma-separated tuple ids to leave out.")
         parser.add_argument("--seed", type=int, default=0, help="Seed of the split assignment (default 0).")
-        parser.add_argument("--ratios", default="0.8,0.1,0.1",
-                            help="train,validation,test shares summing to 1 (default 0.8,0.1,0.1); the test "
-                                 "share applies within simple (test_S) and complex (test_C) scenes.")
-        parser.add_argument("--parent", help="Id or name of the version whose splits to keep (default: the "
-                            "latest); 'none' for no parent.")
-        parser.add_argument("--draw-imported-splits", action="store_true",
-                            help="Draw a split for imported pairs too. By default a group whose pairs were "
-                                 "imported with a split (e.g. from Science-T2I-S) keeps it.")
+        parser.add_argument(
+            "--ratios",
+            default="0.8,0.1,0.1",
+            help="train,validation,test shares summing to 1 (default 0.8,0.1,0.1); the test "
+            "share applies within simple (test_S) and complex (test_C) scenes.",
+        )
+        parser.add_argument(
+            "--parent",
+            help="Id or name of the version whose splits to keep (default: the latest); 'none' for no parent.",
+        )
+        parser.add_argument(
+            "--draw-imported-splits",
+            action="store_true",
+            help="Draw a split for imported pairs too. By default a group whose pairs were "
+            "imported with a split (e.g. from Science-T2I-S) keeps it.",
+        )
         parser.add_argument("--json", action="store_true", help="Print a JSON object instead of the id.")
 
     def handle(self, *args, name, user, **opts):
@@ -66,7 +78,8 @@ class Command(BaseCommand):
             raise CommandError("--ratios: three numbers, e.g. 0.8,0.1,0.1") from None
         try:
             version = versions.build_version(
-                admin, name,
+                admin,
+                name,
                 tasks=_list(opts["tasks"]),
                 disciplines=_list(opts["disciplines"]),
                 outcomes=_list(opts["outcomes"]),

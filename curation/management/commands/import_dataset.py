@@ -6,8 +6,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotation.services.importing import listing_lines
 from annotation.models import PromptTuple
+from annotation.services.importing import listing_lines
 from curation.services.importing import FORMATS, ImportRefused, import_dataset
 
 
@@ -27,46 +27,73 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("path", help="A .parquet file, a directory of them, a .jsonl file or a JSON prompt list.")
-        parser.add_argument("--format", choices=FORMATS, default="auto",
-                            help="Input format (default: auto, from the path and the file's first bytes).")
+        parser.add_argument(
+            "--format",
+            choices=FORMATS,
+            default="auto",
+            help="Input format (default: auto, from the path and the file's first bytes).",
+        )
         parser.add_argument("--split", help="Parquet: import only this split (train, test_S, test_C, ...).")
         parser.add_argument("--source", help="Source label stored on new tuples (default: the file or folder name).")
-        parser.add_argument("--task-default", metavar="CODE",
-                            help="Task for rows that name no task (no task column, category or law naming one; a "
-                                 "discipline alone names none): a code such as RU, or 'none' to import them "
-                                 "without a task. Without it (and without --auto-task or a merge) such rows are "
-                                 "errors. Rows naming an unknown task are errors either way.")
-        parser.add_argument("--auto-task", action="store_true",
-                            help="Guess the task of rows that name none from keywords of the implicit prompt "
-                                 "(annotation/task_rules.py, as import_prompts --auto-task); a guess must belong "
-                                 "to the discipline the row names. Rows it cannot assign are errors, or imported "
-                                 "without a task with --task-default none; the report lists them.")
-        parser.add_argument("--merge-same-prompt", action="store_true",
-                            help="A row without a task whose prompt one stored tuple (or another row) has with a "
-                                 "task joins that tuple, as if it named the task; checked before --auto-task. "
-                                 "Several tasks with that prompt: not merged, reported. Without it such rows are "
-                                 "reported (same_prompt) and make a tuple of their own.")
-        parser.add_argument("--open-for-annotation", action="store_true",
-                            help="Leave the imported pairs open for annotation, with no decision. By default each "
-                                 "pair gets the row's label (published data: the explicit image is correct; this "
-                                 "platform's export: its label column) as an imported decision, with the source, "
-                                 "row and split as provenance, and leaves the queue; a pair with a decision of "
-                                 "its own here (judgements at k, an adjudication) keeps it.")
-        parser.add_argument("--scene", choices=PromptTuple.Scene.values,
-                            help="Scene of every tuple (default: complex for split test_C, else simple).")
+        parser.add_argument(
+            "--task-default",
+            metavar="CODE",
+            help="Task for rows that name no task (no task column, category or law naming one; a "
+            "discipline alone names none): a code such as RU, or 'none' to import them "
+            "without a task. Without it (and without --auto-task or a merge) such rows are "
+            "errors. Rows naming an unknown task are errors either way.",
+        )
+        parser.add_argument(
+            "--auto-task",
+            action="store_true",
+            help="Guess the task of rows that name none from keywords of the implicit prompt "
+            "(annotation/task_rules.py, as import_prompts --auto-task); a guess must belong "
+            "to the discipline the row names. Rows it cannot assign are errors, or imported "
+            "without a task with --task-default none; the report lists them.",
+        )
+        parser.add_argument(
+            "--merge-same-prompt",
+            action="store_true",
+            help="A row without a task whose prompt one stored tuple (or another row) has with a "
+            "task joins that tuple, as if it named the task; checked before --auto-task. "
+            "Several tasks with that prompt: not merged, reported. Without it such rows are "
+            "reported (same_prompt) and make a tuple of their own.",
+        )
+        parser.add_argument(
+            "--open-for-annotation",
+            action="store_true",
+            help="Leave the imported pairs open for annotation, with no decision. By default each "
+            "pair gets the row's label (published data: the explicit image is correct; this "
+            "platform's export: its label column) as an imported decision, with the source, "
+            "row and split as provenance, and leaves the queue; a pair with a decision of "
+            "its own here (judgements at k, an adjudication) keeps it.",
+        )
+        parser.add_argument(
+            "--scene",
+            choices=PromptTuple.Scene.values,
+            help="Scene of every tuple (default: complex for split test_C, else simple).",
+        )
         parser.add_argument("--batch-size", type=int, default=100, help="Rows written per batch (default 100).")
         parser.add_argument("--dry-run", action="store_true", help="Validate and count, but write nothing.")
-        parser.add_argument("--json", action="store_true",
-                            help="Print the report as one JSON object (no progress bar). The exit status is still "
-                                 "non-zero on errors.")
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help="Print the report as one JSON object (no progress bar). The exit status is still non-zero on errors.",
+        )
 
     def handle(self, *args, **opts):
         bar = None
         if not opts["json"]:
             from tqdm import tqdm
 
-            bar = tqdm(total=1000, unit="‰", desc="import", file=self.stderr._out, leave=False,
-                       bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+            bar = tqdm(
+                total=1000,
+                unit="‰",
+                desc="import",
+                file=self.stderr._out,
+                leave=False,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
+            )
 
         def progress(fraction: float, message: str = "") -> None:
             if bar is not None:
@@ -75,9 +102,16 @@ class Command(BaseCommand):
 
         try:
             report = import_dataset(
-                opts["path"], fmt=opts["format"], split=opts["split"], source=opts["source"],
-                dry_run=opts["dry_run"], progress=progress, task_default=opts["task_default"], scene=opts["scene"],
-                batch_size=opts["batch_size"], auto_task=opts["auto_task"],
+                opts["path"],
+                fmt=opts["format"],
+                split=opts["split"],
+                source=opts["source"],
+                dry_run=opts["dry_run"],
+                progress=progress,
+                task_default=opts["task_default"],
+                scene=opts["scene"],
+                batch_size=opts["batch_size"],
+                auto_task=opts["auto_task"],
                 merge_same_prompt=opts["merge_same_prompt"],
                 decisions="open" if opts["open_for_annotation"] else "import",
             )
@@ -96,9 +130,11 @@ class Command(BaseCommand):
             if report.ok:
                 prefix = "Dry run, nothing written: would have " if report.dry_run else ""
                 t, i, p, d = summary["tuples"], summary["images"], summary["pairs"], summary["decisions"]
-                decided = (f"Decisions: {d['recorded']} recorded, {d['unchanged']} unchanged, {d['kept']} kept."
-                           if summary["options"].get("decisions") == "import"
-                           else "Decisions: none (pairs left open for annotation).")
+                decided = (
+                    f"Decisions: {d['recorded']} recorded, {d['unchanged']} unchanged, {d['kept']} kept."
+                    if summary["options"].get("decisions") == "import"
+                    else "Decisions: none (pairs left open for annotation)."
+                )
                 self.stdout.write(
                     f"{prefix}read {report.rows} rows ({report.records} pairs, {report.format}"
                     f"{', ' + report.mode + ' transaction' + ('s' if report.mode == 'batched' else '') if report.mode else ''}). "

@@ -29,23 +29,44 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("kind", choices=ModelVersion.Kind.values, metavar="KIND",
-                            help="what the checkpoint is: scorer, generator_base or generator_lora")
+        parser.add_argument(
+            "kind",
+            choices=ModelVersion.Kind.values,
+            metavar="KIND",
+            help="what the checkpoint is: scorer, generator_base or generator_lora",
+        )
         parser.add_argument("name", metavar="NAME", help="the registry name, unique per kind (e.g. sciscore-v3)")
-        parser.add_argument("location", metavar="LOCATION", help="absolute path of the checkpoint as the GPU workers see it")
-        parser.add_argument("--parent", type=int, metavar="ID",
-                            help="id of the model it derives from (required for a generator_lora: its generator)")
-        parser.add_argument("--dataset-version", type=int, metavar="ID",
-                            help="id of the dataset version it was trained on")
-        parser.add_argument("--config", metavar="JSON",
-                            help='a JSON object stored as the model\'s config (e.g. \'{"arch": "ViT-H-14"}\')')
-        parser.add_argument("--activate", action="store_true",
-                            help="make it the active scorer once registered (scorers only)")
-        parser.add_argument("--admin", default="admin", metavar="USERNAME",
-                            help="the admin account recorded as creator in the registry and audit log "
-                                 "(default: admin)")
-        parser.add_argument("--no-check", action="store_true",
-                            help="do not check that LOCATION exists on this machine (it is on the workers only)")
+        parser.add_argument(
+            "location", metavar="LOCATION", help="absolute path of the checkpoint as the GPU workers see it"
+        )
+        parser.add_argument(
+            "--parent",
+            type=int,
+            metavar="ID",
+            help="id of the model it derives from (required for a generator_lora: its generator)",
+        )
+        parser.add_argument(
+            "--dataset-version", type=int, metavar="ID", help="id of the dataset version it was trained on"
+        )
+        parser.add_argument(
+            "--config",
+            metavar="JSON",
+            help='a JSON object stored as the model\'s config (e.g. \'{"arch": "ViT-H-14"}\')',
+        )
+        parser.add_argument(
+            "--activate", action="store_true", help="make it the active scorer once registered (scorers only)"
+        )
+        parser.add_argument(
+            "--admin",
+            default="admin",
+            metavar="USERNAME",
+            help="the admin account recorded as creator in the registry and audit log (default: admin)",
+        )
+        parser.add_argument(
+            "--no-check",
+            action="store_true",
+            help="do not check that LOCATION exists on this machine (it is on the workers only)",
+        )
 
     def handle(self, *args, **opts):
         user = get_user_model().objects.filter(username=opts["admin"]).first()
@@ -53,11 +74,15 @@ class Command(BaseCommand):
             raise CommandError(f"No admin account {opts['admin']!r}: pass --admin USERNAME of an admin.")
         location = opts["location"].strip()
         if not PurePosixPath(location).is_absolute():
-            raise CommandError(f"LOCATION must be an absolute path as the GPU workers see it, not {location!r} "
-                               f"(here that would be {os.path.abspath(location)}).")
+            raise CommandError(
+                f"LOCATION must be an absolute path as the GPU workers see it, not {location!r} "
+                f"(here that would be {os.path.abspath(location)})."
+            )
         if not opts["no_check"] and not os.path.exists(location):
-            raise CommandError(f"{location} does not exist on this machine. Run the command where the "
-                               "checkpoints are, or pass --no-check if only the workers see this path.")
+            raise CommandError(
+                f"{location} does not exist on this machine. Run the command where the "
+                "checkpoints are, or pass --no-check if only the workers see this path."
+            )
         if opts["activate"] and opts["kind"] != ModelVersion.Kind.SCORER:
             raise CommandError("--activate is for scorers only.")
         config = self._config(opts["config"])
@@ -65,8 +90,9 @@ class Command(BaseCommand):
         version = self._find(DatasetVersion, opts["dataset_version"], "--dataset-version", "dataset version")
         try:
             with transaction.atomic():  # registered and activated, or neither
-                model = registry.register_model(user, opts["kind"], opts["name"], location, config=config,
-                                                parent=parent, dataset_version=version)
+                model = registry.register_model(
+                    user, opts["kind"], opts["name"], location, config=config, parent=parent, dataset_version=version
+                )
                 if opts["activate"]:
                     model = registry.activate_scorer(user, model)
         except ValueError as exc:

@@ -25,6 +25,8 @@ class Command(BaseCommand):
             raise CommandError(f"No admin account {opts['admin']!r}: run seed_demo first, or pass --admin NAME.")
         models = demo.seed_models(user)
         made = ", ".join(models.created) if models.created else "nothing new"
-        self.stdout.write(f"Demo models: registered {made}. Generator {models.generator.name} (id "
-                          f"{models.generator.pk}), active scorer {models.scorer.name} (id {models.scorer.pk}); "
-                          f"the OFT detector parameter is {models.detector}")
+        self.stdout.write(
+            f"Demo models: registered {made}. Generator {models.generator.name} (id "
+            f"{models.generator.pk}), active scorer {models.scorer.name} (id {models.scorer.pk}); "
+            f"the OFT detector parameter is {models.detector}"
+        )
