@@ -232,3 +232,57 @@ def set_pair_retired(pair_id: int, retired: bool, *, actor=None) -> Pair:
         audit.record(actor, "pair.retired" if retired else "pair.unretired", pair, before=before,
                      after=_pair_state(pair))
         return pair
+
+
+# --- Setters for the apps above (curation's gold items, ml's active learning) ----------------
+# Only annotation/services writes annotation tables: curation and ml change pairs and tasks through
+# these functions, which do no permission checks and record no audit event of their own (the caller
+# checks who may, and records the event that says why: ``gold.marked``, ``task.queue_order_changed``).
+
+
+def set_pair_gold(pair: Pair, is_gold: bool) -> Pair:
+    """Make ``pair`` a gold pair or a normal one again, keeping ``k`` and ``status`` consistent.
+
+    The caller must hold the pair's row lock in the current transaction (``select_for_update``: the
+    pair is always the first row locked, see annotation/services/queue.py) and pass that locked row;
+    it is updated in place and saved. Marking reopens a complete pair (gold pairs are served outside
+    k and are never complete); unmarking raises ``k`` to ``judgement_count`` where it is below (the
+    ``pair_not_over_k`` constraint) and sets the status from the count. A retired pair stays retired.
+    Used by :mod:`curation.services.gold`, which owns the answer, the audit events and the consensus.
+    """
+    pair.is_gold = is_gold
+    if not is_gold:
+        pair.k = max(pair.k, pair.judgement_count)
+    if pair.status != Pair.Status.RETIRED:
+        pair.status = _open_or_complete(pair)
+    pair.save(update_fields=["is_gold", "k", "status"])
+    return pair
+
+
+def set_task_queue_order(task_id: int, order: str) -> tuple[Task, str]:
+    """Set how the queue orders a task's pairs; returns the task (locked until the transaction ends)
+    and its previous order. ``ValueError`` for an unknown order.
+
+    Not audited here and the pairs' priorities are not recomputed: call it through
+    :func:`ml.services.active_learning.set_queue_order`, which does both (priorities follow the order).
+    """
+    if order not in Task.QueueOrder.values:
+        raise ValueError(f"queue order must be one of {', '.join(Task.QueueOrder.values)}, not {order!r}.")
+    with transaction.atomic():
+        task = Task.objects.select_for_update().get(pk=task_id)
+        previous = task.queue_order
+        if previous != order:
+            task.queue_order = order
+            task.save(update_fields=["queue_order"])
+        return task, previous
+
+
+def set_pair_priorities(pairs, priority) -> int:
+    """Set ``Pair.priority`` of every pair of the queryset ``pairs`` to ``priority`` in one ``UPDATE``,
+    writing only the rows whose priority changes; returns how many changed.
+
+    ``priority`` is a number or an expression evaluated per pair (e.g. a subquery on ``OuterRef("pk")``:
+    :mod:`ml.services.active_learning` computes priorities from the active scorer's pair scores). One
+    set-based statement, never a save per pair: active learning rewrites thousands at a time.
+    """
+    return pairs.exclude(priority=priority).update(priority=priority)

@@ -70,3 +70,15 @@ def ensure_user(
             "tasks": sorted(expertise.tasks.values_list("code", flat=True)),
         })
     return user, created
+
+
+def set_paused(user, paused: bool) -> int:
+    """Pause an annotator (the queue serves them nothing) or let them work again; returns the rows changed.
+
+    No permission check and no audit event here: :mod:`curation.services.gold` pauses an annotator
+    whose gold accuracy is too low and an admin's restore un-pauses them; it checks the admin and
+    records ``annotator.flagged`` / ``annotator.restored``. Call it inside the caller's transaction
+    after the annotator's quality row is locked: locks go pair, quality, expertise (the judgement path's
+    order, see annotation/services/queue.py).
+    """
+    return Expertise.objects.filter(user=user).update(paused=paused)

@@ -1,4 +1,4 @@
-"""Gold items and annotator quality: the only code that sets ``Pair.is_gold`` and ``Expertise.paused``.
+"""Gold items and annotator quality: the only code that decides ``Pair.is_gold`` and ``Expertise.paused``.
 
 A gold item is a pair with a known :class:`~curation.models.Label`. The queue mixes gold pairs into
 every annotator's work (``annotation/services/queue.py``); each judgement on one is compared with
@@ -34,6 +34,11 @@ Decisions:
 * **Who.** ``admin`` must be an admin; ``None`` stands for the command line (``manage.py
   mark_gold``), whose user already controls the server.
 
+Writes: the curation rows (gold items, quality) are written here; the annotation rows through
+their setters in ``annotation/services`` (only they write annotation tables):
+:func:`annotation.services.catalog.set_pair_gold` on the pair this module locked, and
+:func:`annotation.services.people.set_paused` for the pause.
+
 Locking: everything here that touches a pair locks its row first (as the queue does), then the
 annotators' quality rows in user-id order, then their expertise rows; the judgement path takes
 the same order (pair, quality, expertise), so there are no deadlocks.
@@ -53,7 +58,7 @@ from django.utils import timezone
 
 from annotation import roles
 from annotation.models import Expertise, Judgement, Pair
-from annotation.services import audit
+from annotation.services import audit, catalog, people
 from curation.models import AnnotatorQuality, GoldItem, Label
 from curation.services.consensus import label_of, recompute_consensus
 
@@ -88,10 +93,7 @@ def mark_gold(admin, pair_id: int, answer: str) -> tuple[GoldItem, bool]:
         before = _gold_state(pair, item)
         if item is None:
             item = GoldItem.objects.create(pair=pair, answer=answer, created_by=admin)
-            pair.is_gold = True
-            if pair.status == Pair.Status.COMPLETE:
-                pair.status = Pair.Status.OPEN
-            pair.save(update_fields=["is_gold", "status"])
+            catalog.set_pair_gold(pair, True)  # reopens a complete pair
             audit.record(admin, "gold.marked", pair, before=before, after=_gold_state(pair, item))
             recompute_consensus(pair.pk, actor=admin)
             return item, True
@@ -114,11 +116,7 @@ def unmark_gold(admin, pair_id: int) -> Pair:
         judged_by = _gold_annotator_ids(item)
         before = _gold_state(pair, item)
         item.delete()
-        pair.is_gold = False
-        pair.k = max(pair.k, pair.judgement_count)
-        if pair.status != Pair.Status.RETIRED:
-            pair.status = Pair.Status.COMPLETE if pair.judgement_count >= pair.k else Pair.Status.OPEN
-        pair.save(update_fields=["is_gold", "k", "status"])
+        catalog.set_pair_gold(pair, False)  # k raised to the judgement count, status from the count
         audit.record(admin, "gold.unmarked", pair, before=before, after=_gold_state(pair, None))
         _recompute_users(judged_by, actor=admin)
         recompute_consensus(pair.pk, actor=admin)
@@ -160,7 +158,7 @@ def restore(admin, user) -> AnnotatorQuality:
         quality.restored_by = admin
         quality.gold_judged, quality.gold_correct = _gold_counts(user, since=quality.restored_at)
         quality.save(update_fields=["flagged", "restored_at", "restored_by", "gold_judged", "gold_correct"])
-        Expertise.objects.filter(user=user).update(paused=False)
+        people.set_paused(user, False)
         audit.record(admin, "annotator.restored", user, before=before, after=_quality_state(quality, paused=False))
         return quality
 
@@ -231,5 +229,5 @@ def _assess(quality: AnnotatorQuality, *, actor) -> None:
     quality.flagged = True
     quality.flagged_at = timezone.now()
     quality.save(update_fields=["flagged", "flagged_at"])
-    Expertise.objects.filter(user=quality.user).update(paused=True)
+    people.set_paused(quality.user, True)
     audit.record(actor, "annotator.flagged", quality.user, before=before, after=_quality_state(quality, paused=True))

@@ -15,6 +15,12 @@ unique (pair, model) index), writing only rows whose priority changes. It runs a
 becomes active (:func:`ml.services.registry.activate_scorer`). Priorities are comparable across
 tasks, so an annotator who works on several tasks sees scored pairs of uncertainty/disagreement
 tasks before pairs of creation-order tasks.
+
+Writes: ``Task.queue_order`` and ``Pair.priority`` are annotation columns, written through their
+setters in :mod:`annotation.services.catalog` (``set_task_queue_order``, ``set_pair_priorities``).
+
+Imports: :mod:`ml.services.registry` imports this module (activating a scorer recomputes the
+priorities), so this module never imports the registry: it reads the active scorer's row itself.
 """
 
 from __future__ import annotations
@@ -26,11 +32,15 @@ from django.db.models.functions import Coalesce
 
 from annotation import roles
 from annotation.models import Pair, PromptTuple, Task
-from annotation.services import audit
+from annotation.services import audit, catalog
 from ml.models import ModelVersion, PairScore
-from ml.services import registry
 
 Order = Task.QueueOrder
+
+
+def _active_scorer() -> ModelVersion | None:
+    """The active scorer (at most one: a constraint; :func:`ml.services.registry.active_scorer` is the same query)."""
+    return ModelVersion.objects.filter(kind=ModelVersion.Kind.SCORER, is_active=True).first()
 
 
 def _priority(order: str, active: ModelVersion | None):
@@ -45,15 +55,14 @@ def _priority(order: str, active: ModelVersion | None):
 
 def recompute_priorities(task_ids=None) -> int:
     """Set ``Pair.priority`` of the pairs of ``task_ids`` (default: every task); return how many changed."""
-    active = registry.active_scorer()
+    active = _active_scorer()
     changed = 0
     for order in Order.values:
         tasks = Task.objects.filter(queue_order=order)
         if task_ids is not None:
             tasks = tasks.filter(pk__in=list(task_ids))
         pairs = Pair.objects.filter(tuple__in=PromptTuple.objects.filter(task__in=tasks).values("id"))
-        priority = _priority(order, active)
-        changed += pairs.exclude(priority=priority).update(priority=priority)
+        changed += catalog.set_pair_priorities(pairs, _priority(order, active))
     return changed
 
 
@@ -64,12 +73,9 @@ def set_queue_order(user, task: Task, order: str) -> Task:
     if order not in Order.values:
         raise ValueError(f"queue order must be one of {', '.join(Order.values)}, not {order!r}.")
     with transaction.atomic():
-        task = Task.objects.select_for_update().get(pk=task.pk)
-        if task.queue_order == order:
+        task, before = catalog.set_task_queue_order(task.pk, order)
+        if before == order:
             return task
-        before = task.queue_order
-        task.queue_order = order
-        task.save(update_fields=["queue_order"])
         audit.record(user, "task.queue_order_changed", task, before={"queue_order": before},
                      after={"queue_order": order})
         recompute_priorities([task.pk])
