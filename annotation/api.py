@@ -27,7 +27,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
-    OpenApiParameter,
     OpenApiResponse,
     extend_schema,
     extend_schema_view,
@@ -45,6 +44,7 @@ from annotation.imaging import ImageRejected
 from annotation.models import Discipline, Expertise, Image, Judgement, Pair, PromptTuple, Task
 from annotation.openapi import ErrorSerializer, OverlappingShapesSerializer
 from annotation.permissions import AuthenticatedReadAdminWrite, IsReviewer, ReviewerReadAdminWrite
+from annotation.query_params import choice_param, int_param, openapi_param
 from annotation.services import audit, catalog
 
 
@@ -52,26 +52,6 @@ class Conflict(APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The request conflicts with the current state."
     default_code = "conflict"
-
-
-def _int_param(request, name: str) -> int | None:
-    value = request.query_params.get(name, "")
-    if not value:
-        return None
-    if not value.isdigit():
-        raise ValidationError({name: f"{name} is an integer id, not {value!r}."})
-    return int(value)
-
-
-def _choice_param(request, name: str, choices: list[str]) -> str | None:
-    value = request.query_params.get(name, "")
-    if value and value not in choices:
-        raise ValidationError({name: f"{name} is one of {', '.join(choices)}, not {value!r}."})
-    return value or None
-
-
-def _param(name: str, description: str, type_=str) -> OpenApiParameter:
-    return OpenApiParameter(name, type_, description=description)
 
 
 def _created_or_found(description: str, serializer) -> dict:
@@ -144,8 +124,8 @@ class DisciplineViewSet(_ProtectedDeleteMixin, viewsets.ModelViewSet):
 @extend_schema_view(
     list=extend_schema(
         parameters=[
-            _param("discipline", "Only tasks of this discipline slug."),
-            _param("kind", "ST (subject-oriented) or CT (condition-oriented)."),
+            openapi_param("discipline", "Only tasks of this discipline slug."),
+            openapi_param("kind", "ST (subject-oriented) or CT (condition-oriented)."),
         ]
     )
 )
@@ -160,7 +140,7 @@ class TaskViewSet(_ProtectedDeleteMixin, viewsets.ModelViewSet):
         tasks = Task.objects.select_related("discipline")
         if discipline := self.request.query_params.get("discipline"):
             tasks = tasks.filter(discipline__slug=discipline)
-        if kind := _choice_param(self.request, "kind", Task.Kind.values):
+        if kind := choice_param(self.request, "kind", Task.Kind.values):
             tasks = tasks.filter(kind=kind)
         return tasks
 
@@ -181,9 +161,9 @@ def _upsert_tuple(fields: dict, actor):
 @extend_schema_view(
     list=extend_schema(
         parameters=[
-            _param("task", "Only tuples of this task code."),
-            _param("discipline", "Only tuples of this discipline slug."),
-            _param("scene", "simple or complex."),
+            openapi_param("task", "Only tuples of this task code."),
+            openapi_param("discipline", "Only tuples of this discipline slug."),
+            openapi_param("scene", "simple or complex."),
         ]
     )
 )
@@ -199,7 +179,7 @@ class TupleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _CatalogVie
             tuples = tuples.filter(task__code__iexact=task)
         if discipline := params.get("discipline"):
             tuples = tuples.filter(task__discipline__slug=discipline)
-        if scene := _choice_param(self.request, "scene", PromptTuple.Scene.values):
+        if scene := choice_param(self.request, "scene", PromptTuple.Scene.values):
             tuples = tuples.filter(scene=scene)
         return tuples
 
@@ -230,7 +210,8 @@ class TupleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _CatalogVie
 
 @extend_schema_view(
     list=extend_schema(
-        parameters=[_param("tuple", "Only images of this tuple id.", int), _param("kind", "Only images of this kind.")]
+        parameters=[openapi_param("tuple", "Only images of this tuple id.", int),
+                    openapi_param("kind", "Only images of this kind.")]
     )
 )
 class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _CatalogViewSet):
@@ -241,9 +222,9 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _CatalogVie
 
     def get_queryset(self):
         images = Image.objects.all()
-        if (tuple_id := _int_param(self.request, "tuple")) is not None:
+        if (tuple_id := int_param(self.request, "tuple")) is not None:
             images = images.filter(tuple_id=tuple_id)
-        if kind := _choice_param(self.request, "kind", Image.Kind.values):
+        if kind := choice_param(self.request, "kind", Image.Kind.values):
             images = images.filter(kind=kind)
         return images
 
@@ -276,24 +257,25 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _CatalogVie
 @extend_schema_view(
     list=extend_schema(
         parameters=[
-            _param("status", "open, complete or retired."),
-            _param("task", "Only pairs of this task code."),
-            _param("tuple", "Only pairs of this tuple id.", int),
+            openapi_param("status", "open, complete or retired."),
+            openapi_param("task", "Only pairs of this task code."),
+            openapi_param("tuple", "Only pairs of this tuple id.", int),
         ]
     )
 )
 class PairViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _CatalogViewSet):
-    """Pairs to judge. Counters change only through the queue; admins set k and retire."""
+    """Pairs to judge. Counters change only through the queue. Served with the admins' PATCH (set k,
+    retire) by its curation subclass (curation/api_pairs.py): k decides consensus."""
 
     serializer_class = s.PairSerializer
 
     def get_queryset(self):
         pairs = Pair.objects.select_related("tuple__task")
-        if pair_status := _choice_param(self.request, "status", Pair.Status.values):
+        if pair_status := choice_param(self.request, "status", Pair.Status.values):
             pairs = pairs.filter(status=pair_status)
         if task := self.request.query_params.get("task"):
             pairs = pairs.filter(tuple__task__code__iexact=task)
-        if (tuple_id := _int_param(self.request, "tuple")) is not None:
+        if (tuple_id := int_param(self.request, "tuple")) is not None:
             pairs = pairs.filter(tuple_id=tuple_id)
         return pairs
 
@@ -312,21 +294,6 @@ class PairViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _CatalogView
             raise ValidationError(str(exc)) from None
         return self.rendered(pair, created=created)
 
-    @extend_schema(request=s.PairUpdateSerializer, summary="Set k, retire or un-retire a pair")
-    def partial_update(self, request, pk=None, **kwargs):
-        pair = self.get_object()
-        changes = self.validated(s.PairUpdateSerializer)
-        try:
-            with transaction.atomic():
-                if "k" in changes:
-                    pair = catalog.set_pair_k(pair.pk, changes["k"], actor=request.user)
-                if "status" in changes:
-                    pair = catalog.set_pair_retired(pair.pk, changes["status"] == Pair.Status.RETIRED,
-                                                    actor=request.user)
-        except ValueError as exc:
-            raise ValidationError({"k": [str(exc)]}) from None
-        return self.rendered(pair)
-
 
 # --- Judgements -----------------------------------------------------------------------------
 
@@ -340,8 +307,9 @@ _JUDGEMENT_SHAPES = OverlappingShapesSerializer(  # a reviewer's shape extends a
 @extend_schema_view(
     list=extend_schema(
         parameters=[
-            _param("pair", "Only judgements of this pair id.", int),
-            _param("annotator", "Only judgements by this username (for reviewers: annotators see only their own)."),
+            openapi_param("pair", "Only judgements of this pair id.", int),
+            openapi_param("annotator",
+                          "Only judgements by this username (for reviewers: annotators see only their own)."),
         ],
         responses=_JUDGEMENT_SHAPES,
     ),
@@ -357,7 +325,7 @@ class JudgementViewSet(viewsets.ReadOnlyModelViewSet):
         judgements = Judgement.objects.select_related("pair", "annotator")
         if not roles.is_reviewer(self.request.user):
             judgements = judgements.filter(annotator=self.request.user)
-        if (pair_id := _int_param(self.request, "pair")) is not None:
+        if (pair_id := int_param(self.request, "pair")) is not None:
             judgements = judgements.filter(pair_id=pair_id)
         if annotator := self.request.query_params.get("annotator"):
             judgements = judgements.filter(annotator__username=annotator)

@@ -20,9 +20,11 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
-from annotation.api import _choice_param, _int_param, _param
 from annotation.models import Pair
 from annotation.permissions import IsReviewer
+from annotation.query_params import choice_param as _choice_param
+from annotation.query_params import int_param as _int_param
+from annotation.query_params import openapi_param as _param
 from curation import serializers as s
 from curation.models import Adjudication, Consensus
 from curation.services import adjudication as service

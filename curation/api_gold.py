@@ -25,9 +25,10 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.api import _choice_param, _param
 from annotation.models import Pair
 from annotation.permissions import IsAdminRole, ReviewerReadAdminWrite
+from annotation.query_params import choice_param as _choice_param
+from annotation.query_params import openapi_param as _param
 from curation.models import AnnotatorQuality, GoldItem, Label
 from curation.services import gold
 

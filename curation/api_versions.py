@@ -26,8 +26,9 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.api import _choice_param, _param
 from annotation.permissions import IsReviewer, ReviewerReadAdminWrite
+from annotation.query_params import choice_param as _choice_param
+from annotation.query_params import openapi_param as _param
 from curation.models import DatasetVersion, VersionMember
 from curation.services import splits, versions
 

@@ -36,9 +36,11 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.api import Conflict, _choice_param, _param
+from annotation.api import Conflict
 from annotation.models import Image
 from annotation.permissions import IsAdminRole
+from annotation.query_params import choice_param as _choice_param
+from annotation.query_params import openapi_param as _param
 from ml import queries
 from ml import serializers as s
 from ml.models import ModelVersion, Run
