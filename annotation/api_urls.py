@@ -11,18 +11,16 @@ router.register("disciplines", api.DisciplineViewSet, basename="discipline")
 router.register("tasks", api.TaskViewSet, basename="task")
 router.register("tuples", api.TupleViewSet, basename="tuple")
 router.register("images", api.ImageViewSet, basename="image")
-router.register("pairs", api.PairViewSet, basename="pair")
 router.register("judgements", api.JudgementViewSet, basename="judgement")
 
 urlpatterns = [
     path("auth/token/", ObtainTokenView.as_view(), name="api-token"),
     path("queue/next/", api_queue.QueueNextView.as_view(), name="queue-next"),
-    path("leases/<int:lease_id>/judgement/", api_queue.LeaseJudgementView.as_view(), name="lease-judgement"),
     path("leases/<int:lease_id>/heartbeat/", api_queue.LeaseHeartbeatView.as_view(), name="lease-heartbeat"),
     path("leases/<int:lease_id>/release/", api_queue.LeaseReleaseView.as_view(), name="lease-release"),
     path("leases/<int:lease_id>/image/<str:side>/", api_queue.LeaseImageView.as_view(), name="lease-image"),
-    path("judgements/undo/", api_queue.UndoView.as_view(), name="judgement-undo"),
     path("me/", api.MeView.as_view(), name="me"),
-    # After the fixed paths, so that judgements/undo/ is never read as a judgement id.
+    # judgements/undo/ (curation/api_judging_urls.py) comes before this in config/urls.py, so that it is
+    # never read as a judgement id.
     path("", include(router.urls)),
 ]

@@ -9,15 +9,21 @@ ROLES = (ANNOTATOR, REVIEWER, ADMIN)
 
 
 def roles_of(user) -> set[str]:
+    """The user's roles, read once per user object (requests load their user afresh)."""
     if not user or not user.is_authenticated:
         return set()
-    cached = getattr(user, "_scit2i_roles", None)
+    cached = getattr(user, "scit2i_roles", None)
     if cached is None:
-        cached = set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
-        if user.is_superuser:
-            cached.add(ADMIN)
-        user._scit2i_roles = cached
+        cached = remember(user, set(user.groups.filter(name__in=ROLES).values_list("name", flat=True)))
     return cached
+
+
+def remember(user, group_roles: set[str]) -> set[str]:
+    """Keep ``user``'s roles, given the names of the role groups they are in (read with the user, as the
+    token authentication does), on the user object; superusers are admins."""
+    held = set(group_roles) | ({ADMIN} if user.is_superuser else set())
+    user.scit2i_roles = held
+    return held
 
 
 def is_admin(user) -> bool:

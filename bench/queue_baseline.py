@@ -7,7 +7,8 @@ READ COMMITTED and with every candidate locked, sees everything committed before
 pair with room. ``judgement``: lock the pair, then the lease, check, write. Same rules as the product
 for what the benchmark exercises (k, never twice to one annotator, expertise, one live lease per
 annotator, skipped pairs last); gold pairs are not served (the benchmark seeds none). Same side
-effects on a judgement (audit event, ``judgements_changed`` → consensus), same response payloads.
+effects on a judgement (audit event, then ``curation.services.judging``'s consequences: consensus,
+gold), same response payloads.
 
 It exists so that ``bench/queue_load.py`` can report every figure as a ratio measured in the same
 run; nothing in the product imports it.
@@ -29,7 +30,7 @@ from annotation.api_queue import JudgementInputSerializer, JudgementReceiptSeria
 from annotation.models import Expertise, Judgement, Lease, Pair, Task
 from annotation.permissions import IsAnnotator
 from annotation.services import audit
-from annotation.signals import judgements_changed
+from curation.services import judging
 
 
 class Refused(Exception):
@@ -109,7 +110,7 @@ def submit_judgement(user, lease_id: int, data: dict) -> tuple[Judgement, bool]:
         lease.save(update_fields=["state", "ended_at"])
         audit.record(user, "judgement.created", judgement, after={
             "pair": pair.id, "annotator": user.id, "choice": judgement.choice, "chosen_image": chosen})
-        judgements_changed.send(sender=Judgement, pair_id=pair.id, actor=user)
+        judging.after_judgements_changed(pair, user)
         return judgement, True
 
 

@@ -100,13 +100,6 @@ if _default_db["ENGINE"] == "django.db.backends.sqlite3":
     }
 elif _default_db["ENGINE"] == "django.db.backends.postgresql":
     _default_db["ENGINE"] = "config.postgresql"  # Django's backend, with a health check that costs no round trip
-if _default_db["ENGINE"] == "config.postgresql" and env.bool("DATABASE_PREPARED_STATEMENTS", True):
-    # The queue's own statements (annotation/services/rows.py cursor()) are bound server-side and
-    # prepared by PostgreSQL from their 5th run on a connection: planning them was most of the
-    # database's CPU per judgement. The ORM keeps client-side binding, which never prepares. Pays
-    # with persistent connections (DATABASE_CONN_MAX_AGE > 0); turn off behind a pooler that
-    # cannot keep prepared statements (PgBouncer in transaction mode before 1.21).
-    _default_db.setdefault("OPTIONS", {})["prepare_threshold"] = 5
 DATABASES = {"default": _default_db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -222,7 +215,7 @@ IMPORT_SINGLE_TRANSACTION_MAX_BYTES = env.int("IMPORT_SINGLE_TRANSACTION_MAX_BYT
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first, so an unauthenticated request gets 401 with a WWW-Authenticate header.
-        "rest_framework.authentication.TokenAuthentication",
+        "annotation.authentication.TokenAuthentication",  # DRF's, in one statement
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

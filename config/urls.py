@@ -9,6 +9,9 @@ urlpatterns = [
     path("api/curation/", include("curation.api_urls")),
     path("api/ml/schedules/", include("ml.api_schedules_urls")),
     path("api/ml/", include("ml.api_urls")),
+    # The judgement and undo endpoints of the annotator's queue and the pairs' PATCH: curation's, since they have
+    # consequences there (curation/services/judging.py). Before annotation's router (judgements/undo/).
+    path("api/", include("curation.api_root_urls")),
     path("api/", include("annotation.api_urls")),
     path("curation/", include("curation.urls")),
     path("ml/schedules/", include("ml.urls_schedules")),

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from annotation.models import AuditEvent
-from annotation.services import rows
 
 
 def event(actor, action: str, target, *, before: dict | None = None, after: dict | None = None) -> AuditEvent:
     """The event, unsaved. ``target`` is a model instance (its class name and pk are stored; a
-    target not saved yet gets its id where the event is written with it, see the queue's judgement)."""
+    target not saved yet gets its id where the event is written with it: the judgement's, in
+    annotation/services/queue_sql.py)."""
     return AuditEvent(
         actor=actor if getattr(actor, "pk", None) else None,
         action=action,
@@ -20,5 +20,7 @@ def event(actor, action: str, target, *, before: dict | None = None, after: dict
 
 
 def record(actor, action: str, target, *, before: dict | None = None, after: dict | None = None) -> AuditEvent:
-    """Append one event, written with one INSERT (:func:`annotation.services.rows.insert`)."""
-    return rows.insert(event(actor, action, target, before=before, after=after))
+    """Append one event."""
+    created = event(actor, action, target, before=before, after=after)
+    created.save(force_insert=True)
+    return created

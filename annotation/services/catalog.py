@@ -10,7 +10,6 @@ from django.db import IntegrityError, transaction
 from annotation.imaging import check_image
 from annotation.models import Image, Pair, PromptTuple, Task, normalise_prompt
 from annotation.services import audit
-from annotation.signals import judgements_changed
 
 
 def storage_key(sha256: str, extension: str) -> str:
@@ -177,8 +176,10 @@ def _pair_state(pair: Pair) -> dict:
             "k": pair.k, "status": pair.status}
 
 
-def set_pair_k(pair_id: int, k: int, *, actor=None) -> Pair:
-    """Change a pair's overlap target, keeping its status consistent with its judgements.
+def set_pair_k(pair_id: int, k: int, *, actor=None, consequences=None) -> Pair:
+    """Change a pair's overlap target, keeping its status consistent with its judgements; then, in the
+    same transaction and under the pair's lock, ``consequences(pair, actor)`` (the pair's consensus
+    depends on k: :func:`curation.services.judging.set_pair_k` passes it).
 
     Gold pairs are served outside k (see annotation/services/queue.py): their k may be anything and
     they stay open.
@@ -195,7 +196,8 @@ def set_pair_k(pair_id: int, k: int, *, actor=None) -> Pair:
             pair.status = _open_or_complete(pair)
         pair.save(update_fields=["k", "status"])
         audit.record(actor, "pair.k_changed", pair, before=before, after=_pair_state(pair))
-        judgements_changed.send(sender=Pair, pair_id=pair.id, actor=actor)  # consensus depends on k
+        if consequences is not None:
+            consequences(pair, actor)
         return pair
 
 

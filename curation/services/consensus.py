@@ -17,9 +17,9 @@ Rules (tested in tests/test_consensus.py):
 
 Locking: :func:`recompute_consensus` locks the pair's row, as every judgement change does
 (``annotation/services/queue.py``), so the row is written by one transaction at a time. When
-called from the ``judgements_changed`` receiver the caller already holds that lock; the queue
-passes the locked row along (``locked_pair``), so no second lock, savepoint or read of the pair is
-needed on the judgement's path.
+called as a judgement's consequence (:mod:`curation.services.judging`) the caller already holds
+that lock and passes the locked row along (``locked_pair``), so no second lock, savepoint or read
+of the pair is needed on the judgement's path.
 
 Audit: ``consensus.changed`` is recorded only when the outcome or label changes. A missing row
 counts as ``pending`` with no label (the model's defaults), so the first judgements of a pair are
@@ -29,7 +29,6 @@ gold loses its row, and its history must not split.
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 
 from django.conf import settings
@@ -38,9 +37,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from annotation.models import Judgement, Pair
-from annotation.services import audit
-from annotation.services import rows
-from annotation.services.rows import col, insert, load, table, update
+from annotation.services import audit, queue_sql
 from curation.models import Adjudication, Consensus, Label
 
 Outcome = Consensus.Outcome
@@ -73,32 +70,30 @@ def decide(counts: dict[str, int], k: int) -> tuple[str, str]:
     return Outcome.DISPUTED, ""
 
 
-_CONSENSUS_FIELDS = ("id", "pair_id", "outcome", "label", "agreement", "n_judgements", "counts", "updated_at")
+# One statement for all the consensus needs to read, because it runs inside every judgement: a row per
+# judgement of the pair (choice, chosen image; one row of NULLs when there is none), each carrying the
+# pair's consensus row (NULLs when there is none) and the label of its latest adjudication. The ORM
+# needs three queries for this (and compiles each on every judgement). Parameters: the pair, three times.
+READ = """
+SELECT j.choice, j.chosen_image_id,
+       (SELECT a.label FROM curation_adjudication a WHERE a.pair_id = %(pair)s
+        ORDER BY a.created_at DESC, a.id DESC LIMIT 1),
+       c.id, c.pair_id, c.outcome, c.label, c.agreement, c.n_judgements, c.counts, c.updated_at
+FROM (SELECT 1 AS one) one
+LEFT JOIN curation_consensus c ON c.pair_id = %(pair)s
+LEFT JOIN annotation_judgement j ON j.pair_id = %(pair)s
+"""
 
-
-@functools.lru_cache(maxsize=4)
-def _read_sql(vendor: str) -> str:
-    """One statement: a row per judgement of the pair (choice, chosen image; one row of NULLs when
-    there is none), each carrying the pair's consensus row (NULLs when there is none) and the label
-    of its latest adjudication. Written in SQL: this runs inside every judgement (see
-    annotation.services.rows)."""
-    del vendor  # part of the cache key only
-    latest = (f"SELECT {col('a', Adjudication, 'label')} FROM {table(Adjudication)} a "
-              f"WHERE {col('a', Adjudication, 'pair')} = %s "
-              f"ORDER BY {col('a', Adjudication, 'created_at')} DESC, {col('a', Adjudication, 'id')} DESC LIMIT 1")
-    return (f"SELECT {col('j', Judgement, 'choice')}, {col('j', Judgement, 'chosen_image_id')}, ({latest}), "
-            f"{', '.join(col('c', Consensus, f) for f in _CONSENSUS_FIELDS)} "
-            f"FROM (SELECT 1 AS one) one LEFT JOIN {table(Consensus)} c ON {col('c', Consensus, 'pair')} = %s "
-            f"LEFT JOIN {table(Judgement)} j ON {col('j', Judgement, 'pair')} = %s")
+CONSENSUS_FIELDS = ("id", "pair_id", "outcome", "label", "agreement", "n_judgements", "counts", "updated_at")
 
 
 def _read(pair: Pair) -> tuple[Consensus | None, list[tuple[str, int | None]], str | None]:
     """``(current row or None, the judgements' (choice, chosen image), latest adjudication label or None)``."""
-    with rows.cursor() as cursor:
-        cursor.execute(_read_sql(connection.vendor), [pair.pk, pair.pk, pair.pk])
+    with connection.cursor() as cursor:
+        cursor.execute(READ, {"pair": pair.pk})
         found = cursor.fetchall()
     first = found[0]
-    current = load(Consensus, _CONSENSUS_FIELDS, first[3:]) if first[3] is not None else None
+    current = queue_sql.from_db(Consensus, CONSENSUS_FIELDS, first[3:]) if first[3] is not None else None
     judgements = [(choice, chosen) for choice, chosen, *_ in found if choice is not None]
     return current, judgements, first[2]
 
@@ -132,10 +127,13 @@ def _key(snapshot: dict | None) -> tuple[str, str]:
 
 def _store(pair: Pair, current: Consensus | None, fields: dict) -> Consensus:
     if current is None:
-        return insert(Consensus(pair=pair, **fields))
-    changed = {name: value for name, value in fields.items() if getattr(current, name) != value}
+        return Consensus.objects.create(pair=pair, **fields)
+    changed = [name for name, value in fields.items() if getattr(current, name) != value]
     if changed:  # an unchanged row keeps its updated_at: the review list orders by it
-        update(current, **changed, updated_at=timezone.now())
+        for name in changed:
+            setattr(current, name, fields[name])
+        current.updated_at = timezone.now()
+        current.save(update_fields=[*changed, "updated_at"])
     return current
 
 
