@@ -10,6 +10,9 @@ Rules kept here:
 * Images come in through :func:`catalog.store_image` (API upload, import commands); here only
   their metadata is edited. Previews load from the reviewer-only ``/api/images/<id>/file/``.
 * Expertise is edited inline on the user.
+* A task's queue order is shown, never edited here: setting it recomputes pair priorities (ml), so
+  ml/admin.py registers a subclass of :class:`TaskAdmin` with the actions that set it. annotation
+  never imports ml or curation; the apps above extend these admins instead.
 """
 
 from __future__ import annotations
@@ -17,10 +20,9 @@ from __future__ import annotations
 import json
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
-from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.forms.models import model_to_dict
 from django.urls import reverse
@@ -98,12 +100,11 @@ class DisciplineAdmin(_AuditedAdmin):
 class TaskAdmin(_AuditedAdmin):
     list_display = ("code", "name", "discipline", "kind", "queue_order", "tuple_count")
     list_filter = ("discipline", "kind", "queue_order")
-    # Changing the order recomputes pair priorities: it goes through the API/service
-    # (``ml.services.active_learning.set_queue_order``), not a bare save here: the actions below.
+    # Changing the order recomputes pair priorities from the active scorer, which is ml's business
+    # (annotation never imports ml): ml/admin.py registers a subclass with the actions that do it.
     readonly_fields = ("queue_order",)
     search_fields = ("code", "name", "description")
     list_select_related = ("discipline",)
-    actions = ["order_queue_by_created", "order_queue_by_uncertainty", "order_queue_by_disagreement"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(tuple_count=Count("tuples"))
@@ -111,39 +112,6 @@ class TaskAdmin(_AuditedAdmin):
     @admin.display(ordering="tuple_count", description="tuples")
     def tuple_count(self, obj):
         return obj.tuple_count
-
-    @admin.action(description="Order the queue by creation", permissions=["change"])
-    def order_queue_by_created(self, request, queryset):
-        self._set_queue_order(request, queryset, Task.QueueOrder.CREATED)
-
-    @admin.action(description="Order the queue by scorer uncertainty", permissions=["change"])
-    def order_queue_by_uncertainty(self, request, queryset):
-        self._set_queue_order(request, queryset, Task.QueueOrder.UNCERTAINTY)
-
-    @admin.action(description="Order the queue by scorer disagreement", permissions=["change"])
-    def order_queue_by_disagreement(self, request, queryset):
-        self._set_queue_order(request, queryset, Task.QueueOrder.DISAGREEMENT)
-
-    def _set_queue_order(self, request, queryset, order: str):
-        """Each task through :func:`set_queue_order` (audited; recomputes its pairs' priorities)."""
-        from ml.services import active_learning, registry  # ml builds on annotation, not the reverse
-
-        changed, unchanged = [], []
-        for task in queryset.order_by("code"):
-            try:
-                active_learning.set_queue_order(request.user, task, order)
-            except (PermissionDenied, ValueError) as exc:
-                self.message_user(request, f"{task.code}: {exc}", messages.ERROR)
-                continue
-            (unchanged if task.queue_order == order else changed).append(task.code)
-        label = Task.QueueOrder(order).label
-        if changed:
-            self.message_user(request, f"Queue order set to {label} for {', '.join(changed)}.")
-        if unchanged:
-            self.message_user(request, f"Already {label}: {', '.join(unchanged)}.", messages.INFO)
-        if order != Task.QueueOrder.CREATED and registry.active_scorer() is None:
-            self.message_user(request, "No scorer is active: these tasks are served in creation order until "
-                                       "one is.", messages.WARNING)
 
 
 class PromptTupleForm(forms.ModelForm):

@@ -3,8 +3,10 @@
 Two kinds live here. *Output* serializers render rows and are read-only. *Input* serializers only
 validate a request; the views hand their ``validated_data`` to :mod:`annotation.services`, so no
 serializer here writes a row (the taxonomy ones excepted: disciplines and tasks have no invariants
-beyond their unique columns, which the serializer validates, and no service of their own; a task's
-``queue_order`` is the exception, set through :func:`ml.services.active_learning.set_queue_order`).
+beyond their unique columns, which the serializer validates, and no service of their own). A task's
+``queue_order`` is read-only here: changing it recomputes the pairs' priorities from the active
+scorer, which is ml's business (annotation never imports ml), so ml serves ``/api/tasks/`` with a
+subclass of :class:`TaskSerializer` that also accepts it (``ml/api_tasks.py``).
 
 Judgements have two shapes because annotators judge blind: their own view never says which image
 they chose or whether it was the expected one; reviewers see both.
@@ -62,29 +64,13 @@ class TaskSerializer(serializers.ModelSerializer):
     )
     discipline = serializers.SlugRelatedField(slug_field="slug", queryset=Discipline.objects.all())
     queue_order = serializers.ChoiceField(
-        choices=Task.QueueOrder.choices, required=False,
+        choices=Task.QueueOrder.choices, read_only=True,
         help_text="How the queue orders this task's pairs: created, uncertainty or disagreement (active learning).",
     )
 
     class Meta:
         model = Task
         fields = ["id", "code", "name", "discipline", "kind", "description", "queue_order"]
-
-    def create(self, validated_data):
-        order = validated_data.pop("queue_order", None)
-        return self._set_queue_order(super().create(validated_data), order)
-
-    def update(self, instance, validated_data):
-        order = validated_data.pop("queue_order", None)
-        return self._set_queue_order(super().update(instance, validated_data), order)
-
-    def _set_queue_order(self, task, order):
-        """The queue order changes through its service, which also recomputes the task's pair priorities."""
-        if order is None or order == task.queue_order:
-            return task
-        from ml.services.active_learning import set_queue_order
-
-        return set_queue_order(self.context["request"].user, task, order)
 
 
 # --- Prompt tuples --------------------------------------------------------------------------

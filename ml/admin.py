@@ -1,15 +1,24 @@
 """Django admin for the ML app: runs are read-only (they change only through ml.services.runs);
-the registry is listed here and changed through ml.services.registry."""
+the registry is listed here and changed through ml.services.registry.
+
+Tasks: annotation's :class:`~annotation.admin.TaskAdmin` shows a task's queue order read-only
+(annotation never imports ml); this module registers a subclass in its place whose actions set the
+order through :func:`ml.services.active_learning.set_queue_order` (audited; it recomputes the
+task's pair priorities from the active scorer).
+"""
 
 from __future__ import annotations
 
 import json
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.utils.html import format_html
 
-from annotation.admin import ReadOnlyAdmin
+from annotation.admin import ReadOnlyAdmin, TaskAdmin
+from annotation.models import Task
 from ml.models import ModelVersion, Run
+from ml.services import active_learning, registry
 
 
 def _json(value) -> str:
@@ -70,3 +79,44 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     @admin.display(description="metrics")
     def metrics_pretty(self, obj: ModelVersion):
         return _json(obj.metrics)
+
+
+admin.site.unregister(Task)
+
+
+@admin.register(Task)
+class TaskWithQueueOrderAdmin(TaskAdmin):
+    """annotation's task admin plus the actions that set the queue order (see the module docstring)."""
+
+    actions = ["order_queue_by_created", "order_queue_by_uncertainty", "order_queue_by_disagreement"]
+
+    @admin.action(description="Order the queue by creation", permissions=["change"])
+    def order_queue_by_created(self, request, queryset):
+        self.set_queue_order(request, queryset, Task.QueueOrder.CREATED)
+
+    @admin.action(description="Order the queue by scorer uncertainty", permissions=["change"])
+    def order_queue_by_uncertainty(self, request, queryset):
+        self.set_queue_order(request, queryset, Task.QueueOrder.UNCERTAINTY)
+
+    @admin.action(description="Order the queue by scorer disagreement", permissions=["change"])
+    def order_queue_by_disagreement(self, request, queryset):
+        self.set_queue_order(request, queryset, Task.QueueOrder.DISAGREEMENT)
+
+    def set_queue_order(self, request, queryset, order: str):
+        """Each task through :func:`set_queue_order` (audited; recomputes its pairs' priorities)."""
+        changed, unchanged = [], []
+        for task in queryset.order_by("code"):
+            try:
+                active_learning.set_queue_order(request.user, task, order)
+            except (PermissionDenied, ValueError) as exc:
+                self.message_user(request, f"{task.code}: {exc}", messages.ERROR)
+                continue
+            (unchanged if task.queue_order == order else changed).append(task.code)
+        label = Task.QueueOrder(order).label
+        if changed:
+            self.message_user(request, f"Queue order set to {label} for {', '.join(changed)}.")
+        if unchanged:
+            self.message_user(request, f"Already {label}: {', '.join(unchanged)}.", messages.INFO)
+        if order != Task.QueueOrder.CREATED and registry.active_scorer() is None:
+            self.message_user(request, "No scorer is active: these tasks are served in creation order until "
+                                       "one is.", messages.WARNING)
