@@ -46,6 +46,7 @@ import io
 import re
 import warnings
 from dataclasses import dataclass
+from typing import cast
 
 from django.conf import settings
 from PIL import Image as PILImage
@@ -109,8 +110,9 @@ def check_image(data: bytes, *, full_decode: bool = True) -> CheckedImage:
                 _check_dimensions(width, height)
                 if fmt not in ALLOWED_FORMATS:
                     raise ImageRejected(f"Format {fmt} is not accepted; use PNG, JPEG or WebP.")
-                if getattr(img, "n_frames", 1) > 1:
-                    raise ImageRejected(f"The image is animated ({img.n_frames} frames); use a still image.")
+                frames = getattr(img, "n_frames", 1)
+                if frames > 1:
+                    raise ImageRejected(f"The image is animated ({frames} frames); use a still image.")
                 img.verify()
             if full_decode or fmt == "WEBP":
                 with PILImage.open(io.BytesIO(data)) as img:
@@ -161,7 +163,8 @@ def _normalised(data: bytes, fmt: str, png_exif: bool) -> tuple[bytes, tuple[int
         if orientation == 1 and img.mode in _KEPT_MODES and not transparent:
             return None
         img.load()
-        out, changes = img, []
+        out: PILImage.Image = img
+        changes: list[str] = []
         if img.mode in _SIXTEEN_BIT:
             out = img.convert("I").point(lambda v: v * (1 / 257)).convert("L")
             changes.append(f"16-bit greyscale ({img.mode}) scaled to 8 bits")
@@ -170,7 +173,8 @@ def _normalised(data: bytes, fmt: str, png_exif: bool) -> tuple[bytes, tuple[int
             changes.append(f"{img.mode} converted to RGB")
         if transparent:
             rgba = out.convert("RGBA")
-            if rgba.getchannel("A").getextrema()[0] < 255:
+            alpha_extrema = cast(tuple[int, int], rgba.getchannel("A").getextrema())  # one band: (min, max)
+            if alpha_extrema[0] < 255:
                 out = PILImage.new("RGB", rgba.size, (255, 255, 255))
                 out.paste(rgba, mask=rgba.getchannel("A"))
                 changes.append(f"transparency ({img.mode}) composited onto white")

@@ -111,6 +111,9 @@ class PromptTuple(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return self.implicit_prompt[:80]
+
     def save(self, *args, **kwargs):
         self.implicit_normalised = normalise_prompt(self.implicit_prompt)
         super().save(*args, **kwargs)
@@ -120,9 +123,6 @@ class PromptTuple(models.Model):
         paraphrases (an empty prompt gives ``[]``)."""
         first = getattr(self, f"{which}_prompt")
         return ([first] if first else []) + [p for p in getattr(self, f"{which}_paraphrases") or [] if p != first]
-
-    def __str__(self) -> str:
-        return self.implicit_prompt[:80]
 
 
 class Image(models.Model):
@@ -256,14 +256,14 @@ class Judgement(models.Model):
         ]
         indexes = [models.Index(fields=["annotator", "created_at"], name="judgement_annotator_time")]
 
+    def __str__(self) -> str:
+        return f"judgement {self.pk}: {self.annotator_id} chose {self.choice} on pair {self.pair_id}"
+
     @property
     def agrees_with_expected(self) -> bool | None:
         if self.chosen_image_id is None:
             return None
         return self.chosen_image_id == self.pair.image_correct_id
-
-    def __str__(self) -> str:
-        return f"judgement {self.pk}: {self.annotator_id} chose {self.choice} on pair {self.pair_id}"
 
 
 class Expertise(models.Model):
@@ -300,6 +300,9 @@ class AuditEvent(models.Model):
         ordering = ["-id"]
         indexes = [models.Index(fields=["target_type", "target_id"], name="audit_target")]
 
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action} {self.target_type}:{self.target_id}"
+
     def save(self, *args, **kwargs):
         if self.pk is not None:
             raise ValueError("Audit events are never changed.")
@@ -307,6 +310,3 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("Audit events are never deleted.")
-
-    def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action} {self.target_type}:{self.target_id}"

@@ -131,8 +131,9 @@ class Rule:
 
     def match(self, text: str) -> tuple[str, str | None] | None:
         """The words the conditions and the subject found, or ``None`` when the rule does not apply."""
-        found = [p.search(text) for p in (self.pattern, self.also) if p is not None]
-        if not all(found) or (self.unless is not None and self.unless.search(text)):
+        patterns = [p for p in (self.pattern, self.also) if p is not None]
+        found = [m for m in (p.search(text) for p in patterns) if m is not None]
+        if len(found) < len(patterns) or (self.unless is not None and self.unless.search(text)):
             return None
         condition = " … ".join(f.group(0) for f in found)
         if self.subject is None:

@@ -7,6 +7,7 @@ instead of surfacing later as a confusing error deep inside Django or Celery.
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Mapping
 
@@ -33,14 +34,15 @@ class Env:
         raw = self._raw(name, default)
         return default if raw is None else raw
 
-    def secret(self, name: str, default=_MISSING, *, min_length: int = 32) -> str:
+    # Below, a bare ``str`` in an annotation would name the method above: hence ``builtins.str``.
+    def secret(self, name: builtins.str, default=_MISSING, *, min_length: int = 32) -> builtins.str:
         """A secret must be long enough to be one; the message never echoes the value."""
         value = self.str(name, default)
         if len(value) < min_length:
             raise ImproperlyConfigured(f"Environment variable {name} must be at least {min_length} characters long.")
         return value
 
-    def bool(self, name: str, default=_MISSING) -> bool:
+    def bool(self, name: builtins.str, default=_MISSING) -> bool:
         raw = self._raw(name, default)
         if raw is None:
             return default
@@ -53,7 +55,7 @@ class Env:
             f"Environment variable {name}={raw!r} is not a boolean (use true/false, 1/0, yes/no)."
         )
 
-    def int(self, name: str, default=_MISSING, *, minimum: int | None = None) -> int:
+    def int(self, name: builtins.str, default=_MISSING, *, minimum: int | None = None) -> int:
         raw = self._raw(name, default)
         if raw is None:
             return default
@@ -65,7 +67,9 @@ class Env:
             raise ImproperlyConfigured(f"Environment variable {name}={value} must be at least {minimum}.")
         return value
 
-    def float(self, name: str, default=_MISSING, *, minimum: float | None = None, maximum: float | None = None):
+    def float(
+        self, name: builtins.str, default=_MISSING, *, minimum: float | None = None, maximum: float | None = None
+    ):
         raw = self._raw(name, default)
         if raw is None:
             return default
@@ -77,7 +81,7 @@ class Env:
             raise ImproperlyConfigured(f"Environment variable {name}={value} must be within [{minimum}, {maximum}].")
         return value
 
-    def list(self, name: str, default=_MISSING) -> list[str]:
+    def list(self, name: builtins.str, default=_MISSING) -> list[builtins.str]:
         raw = self._raw(name, default)
         if raw is None:
             return list(default)

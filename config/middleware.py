@@ -40,7 +40,7 @@ def outage_of(exc: BaseException) -> str | None:
     """``"database"``, ``"queue"`` or None: which service ``exc`` says is unavailable."""
     if isinstance(exc, (OperationalError, InterfaceError)):
         return "database"
-    if isinstance(exc, BrokerUnavailable) or isinstance(exc, broker_errors()):
+    if isinstance(exc, (BrokerUnavailable, *broker_errors())):
         return "queue"
     return None
 

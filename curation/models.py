@@ -101,12 +101,12 @@ class AnnotatorQuality(models.Model):
     class Meta:
         verbose_name_plural = "annotator quality"
 
+    def __str__(self) -> str:
+        return f"quality of {self.user}"
+
     @property
     def gold_accuracy(self) -> float | None:
         return self.gold_correct / self.gold_judged if self.gold_judged else None
-
-    def __str__(self) -> str:
-        return f"quality of {self.user}"
 
 
 class DatasetVersion(models.Model):

@@ -46,6 +46,8 @@ then 1 and every κ and α is 0/0), give ``None`` with a reason.
 
 from __future__ import annotations
 
+from typing import Any
+
 import krippendorff
 import numpy as np
 from django.contrib.auth import get_user_model
@@ -95,7 +97,7 @@ def fleiss_modal(counts) -> dict:
         return _statistic(None, 0, 0, _NO_PAIRABLE, raters_per_item=None, n_items_excluded=len(counts))
     modal = int(sizes[frequency == frequency.max()].max())
     table = counts[ratings == modal]
-    used = {"raters_per_item": modal, "n_items_excluded": len(counts) - len(table)}
+    used: dict[str, Any] = {"raters_per_item": modal, "n_items_excluded": len(counts) - len(table)}
     if _labels_used(table) < 2:
         return _statistic(None, len(table), int(table.sum()), _ONE_LABEL, **used)
     return _statistic(float(fleiss_kappa(table, method="fleiss")), len(table), int(table.sum()), **used)
@@ -140,7 +142,7 @@ def fleiss_folded(table, weight) -> dict:
     chosen = ratings == modal
     table, weight = table[chosen], weight[chosen]
     n_items = int(weight.sum())
-    used = {"raters_per_item": modal, "n_items_excluded": all_items - n_items}
+    used: dict[str, Any] = {"raters_per_item": modal, "n_items_excluded": all_items - n_items}
     n_total = n_items * modal
     if _labels_used(table) < 2:
         return _statistic(None, n_items, n_total, _ONE_LABEL, **used)
@@ -179,7 +181,7 @@ def _cohen_matrix(co_ratings, per_annotator, index_of: dict, usernames: list[str
     judged = np.zeros(n, dtype=np.int64)
     for annotator, _, _, count, _ in per_annotator:
         judged[index_of[annotator]] += count
-    matrix = [[None] * n for _ in range(n)]
+    matrix: list[list[dict | None]] = [[None] * n for _ in range(n)]
     for a in range(n):
         matrix[a][a] = _statistic(None, int(judged[a]), int(judged[a]), "the same annotator")
         for b in range(a + 1, n):

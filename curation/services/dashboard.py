@@ -35,8 +35,10 @@ Definitions:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncDate
@@ -150,7 +152,9 @@ class Dashboard:
 
     @property
     def throughput_per_day(self) -> list[int]:
-        return [sum(column) for column in zip(*(row.per_day for row in self.throughput))] or [0] * len(self.days)
+        return [sum(column) for column in zip(*(row.per_day for row in self.throughput), strict=True)] or [0] * len(
+            self.days
+        )
 
     @property
     def lowest_agreement(self) -> list[TaskRow]:
@@ -171,7 +175,7 @@ def _window(days: int, now: datetime) -> tuple[list[date], datetime]:
     return [first + timedelta(days=n) for n in range(days)], timezone.make_aware(datetime.combine(first, time.min))
 
 
-def _pair_figures(discipline: str | None) -> dict[int, dict]:
+def _pair_figures(discipline: str | None) -> dict[int, Mapping[str, Any]]:
     """One grouped query over non-gold pairs: progress and outcome counts per task id."""
     live = ~Q(status=Pair.Status.RETIRED)
     outcome = {
@@ -191,13 +195,14 @@ def _pair_figures(discipline: str | None) -> dict[int, dict]:
             judged_to_k=Count("id", filter=live & Q(judgement_count__gte=F("k"))),
             in_progress=Count("id", filter=live & Q(judgement_count__gt=0, judgement_count__lt=F("k"))),
             to_go=Count("id", filter=live & Q(judgement_count=0)),
-            judgements=Sum("judgement_count", filter=live, default=0),
+            # not `judgements`: that name is Pair's reverse relation to its judgements
+            judgement_total=Sum("judgement_count", filter=live, default=0),
             wanted=Sum("k", filter=live, default=0),
             open_unjudged=Count("id", filter=Q(status=Pair.Status.OPEN, judgement_count=0)),
             **outcome,
         )
     )
-    return {row.pop("task_id"): row for row in rows}
+    return {row["task_id"]: row for row in rows}
 
 
 def _throughput(discipline: str | None, days: list[date], since: datetime) -> list[AnnotatorThroughput]:
@@ -277,8 +282,9 @@ def dashboard(*, discipline: str | None = None, days: int = DEFAULT_DAYS, now: d
         row = TaskRow(code=code, name=name, discipline=discipline_name)
         counts = figures.get(task_id)
         if counts:
-            for attr in ("pairs", "judged_to_k", "in_progress", "to_go", "judgements", "wanted", "open_unjudged"):
+            for attr in ("pairs", "judged_to_k", "in_progress", "to_go", "wanted", "open_unjudged"):
                 setattr(row, attr, counts[attr])
+            row.judgements = counts["judgement_total"]
             for outcome in OUTCOMES[:-1]:
                 row.outcomes[outcome] = counts[f"outcome_{outcome}"]
             row.outcomes[Consensus.Outcome.PENDING] = counts["all_pairs"] - sum(row.outcomes.values())

@@ -71,7 +71,7 @@ def normalise_ratios(ratios) -> dict[str, float]:
         raise BadRatios("ratios must be finite and not negative")
     if abs(sum(values) - 1.0) > 1e-6:
         raise BadRatios(f"ratios must sum to 1 (they sum to {sum(values):g})")
-    return dict(zip(RATIO_KEYS, values))
+    return dict(zip(RATIO_KEYS, values, strict=True))
 
 
 def split_for(key: str, scene: str, ratios: Mapping[str, float], seed: int) -> str:

@@ -230,8 +230,9 @@ def build_version(
     name = (name or "").strip()
     if not name:
         raise VersionError("name: required")
-    if len(name) > DatasetVersion._meta.get_field("name").max_length:
-        raise VersionError("name: at most 100 characters")
+    max_length = DatasetVersion._meta.get_field("name").max_length
+    if max_length is not None and len(name) > max_length:
+        raise VersionError(f"name: at most {max_length} characters")
     try:
         ratios = splits.normalise_ratios(splits.DEFAULT_RATIOS if ratios is None else ratios)
     except splits.BadRatios as exc:
@@ -265,7 +266,7 @@ _IMPORTED_SPLIT_ORDER = (splits.TEST_C, splits.TEST_S, splits.VALIDATION, splits
 def imported_splits(keys, rows, provenance_index: int, outcome_index: int) -> dict[str, str]:
     """``{group_key: split}`` for the groups with imported decisions whose provenance names a split."""
     pinned: dict[str, str] = {}
-    for key, row in zip(keys, rows):
+    for key, row in zip(keys, rows, strict=True):
         provenance = row[provenance_index] or {}
         split = provenance.get("split") if isinstance(provenance, dict) else None
         if row[outcome_index] != Outcome.IMPORTED or split not in _IMPORTED_SPLIT_ORDER:
@@ -301,7 +302,7 @@ def _freeze(admin, name, filters, ratios, seed, parent, keep_imported: bool = Tr
     if not rows:
         raise VersionError("no pairs match these filters")
     keys = [splits.group_key(row[5], row[6]) for row in rows]
-    scenes = splits.group_scenes((key, row[7]) for key, row in zip(keys, rows))
+    scenes = splits.group_scenes((key, row[7]) for key, row in zip(keys, rows, strict=True))
     pinned = imported_splits(keys, rows, 11, 2) if keep_imported else {}
     assignment = splits.assign_splits(scenes, ratios, seed, {**pinned, **inherited_splits(parent)})
     version = DatasetVersion.objects.create(
@@ -313,7 +314,9 @@ def _freeze(admin, name, filters, ratios, seed, parent, keep_imported: bool = Tr
             "keep_imported_splits": keep_imported,
             "imported_split_groups": len(pinned),
         },
-        content_hash=content_hash((row[0], row[1], assignment[key], row[9], row[10]) for key, row in zip(keys, rows)),
+        content_hash=content_hash(
+            (row[0], row[1], assignment[key], row[9], row[10]) for key, row in zip(keys, rows, strict=True)
+        ),
         counts=_counts_of(rows, keys, assignment),
         parent=parent,
         created_by=admin,
@@ -330,7 +333,7 @@ def _freeze(admin, name, filters, ratios, seed, parent, keep_imported: bool = Tr
                 split=assignment[key],
                 group_key=key,
             )
-            for key, row in zip(keys, rows)
+            for key, row in zip(keys, rows, strict=True)
         ),
         batch_size=BATCH,
     )
@@ -340,7 +343,7 @@ def _freeze(admin, name, filters, ratios, seed, parent, keep_imported: bool = Tr
 
 def _counts_of(rows, keys, assignment) -> dict:
     tally: dict[tuple[str, str], int] = defaultdict(int)
-    for key, row in zip(keys, rows):
+    for key, row in zip(keys, rows, strict=True):
         tally[(row[8], assignment[key])] += 1
     return make_counts((task, split, n) for (task, split), n in tally.items())
 
@@ -378,14 +381,12 @@ def diff_versions(a: DatasetVersion | int, b: DatasetVersion | int) -> dict:
         for pair, label, split in VersionMember.objects.filter(version_id=b_id).values_list("pair_id", "label", "split")
     }
     shared = sorted(old.keys() & new.keys())
-    result = {
-        "a": a_id,
-        "b": b_id,
+    changes: dict[str, list] = {
         "added": sorted(new.keys() - old.keys()),
         "removed": sorted(old.keys() - new.keys()),
         "relabelled": [{"pair": p, "from": old[p][0], "to": new[p][0]} for p in shared if old[p][0] != new[p][0]],
         "moved": [{"pair": p, "from": old[p][1], "to": new[p][1]} for p in shared if old[p][1] != new[p][1]],
     }
-    result["counts"] = {name: len(result[name]) for name in ("added", "removed", "relabelled", "moved")}
-    result["counts"]["unchanged"] = sum(1 for p in shared if old[p] == new[p])
-    return result
+    counts = {name: len(items) for name, items in changes.items()}
+    counts["unchanged"] = sum(1 for p in shared if old[p] == new[p])
+    return {"a": a_id, "b": b_id, **changes, "counts": counts}

@@ -135,9 +135,10 @@ class Command(BaseCommand):
                     if summary["options"].get("decisions") == "import"
                     else "Decisions: none (pairs left open for annotation)."
                 )
+                plural = "s" if report.mode == "batched" else ""
+                mode = f", {report.mode} transaction{plural}" if report.mode else ""
                 self.stdout.write(
-                    f"{prefix}read {report.rows} rows ({report.records} pairs, {report.format}"
-                    f"{', ' + report.mode + ' transaction' + ('s' if report.mode == 'batched' else '') if report.mode else ''}). "
+                    f"{prefix}read {report.rows} rows ({report.records} pairs, {report.format}{mode}). "
                     f"Tuples: {t['created']} created, {t['updated']} updated, {t['skipped']} skipped. "
                     f"Images: {i['created']} created, {i['skipped']} skipped. "
                     f"Pairs: {p['created']} created, {p['skipped']} skipped. {decided}"
