@@ -1,6 +1,5 @@
-"""``/api/tasks/`` served by ml (see ml/api_tasks.py). config/urls.py includes this module under ``api/`` before
-``annotation.api_urls``, so these patterns answer first; annotation's own registration of the same URLs stays as
-the fallback of a project without ml."""
+"""ml's endpoints directly under /api/, beside annotation's (see config/urls.py, which includes this before
+``annotation.api_urls``): ``/api/tasks/``, whose queue order ml sets (ml/api_tasks.py)."""
 
 from rest_framework.routers import SimpleRouter
 from rest_framework.urlpatterns import format_suffix_patterns

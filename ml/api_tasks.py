@@ -1,4 +1,4 @@
-"""``/api/tasks/`` with a writable ``queue_order`` (admins; see config/urls.py, which mounts this first).
+"""``/api/tasks/`` with a writable ``queue_order`` (admins; ml/api_root_urls.py, mounted before annotation's).
 
 annotation serves tasks (:class:`annotation.api.TaskViewSet`) with ``queue_order`` read-only, because
 setting it recomputes the task's pair priorities from the active scorer (:mod:`ml.services.active_learning`)
