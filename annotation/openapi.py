@@ -21,6 +21,7 @@ of the larger shape matches both and would fail ``oneOf``.
 from __future__ import annotations
 
 from drf_spectacular import openapi
+from drf_spectacular.plumbing import build_basic_type, build_media_type_object
 from drf_spectacular.serializers import PolymorphicProxySerializerExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer
@@ -58,12 +59,24 @@ class AutoSchema(openapi.AutoSchema):
         responses = operation["responses"]
         for code, response in refusals.items():
             if code not in responses:
-                responses[code] = self._get_response_for_code(response, code)
+                responses[code] = self._refusal(response)
         operation["responses"] = dict(sorted(responses.items()))
         return operation
 
     def _needs_sign_in(self) -> bool:
         return any(not isinstance(permission, AllowAny) for permission in self.view.get_permissions())
+
+    def _refusal(self, response: OpenApiResponse) -> dict:
+        """The response object of a refusal, in every media type the view renders (public API only)."""
+        if response.response is OpenApiTypes.OBJECT:
+            schema = build_basic_type(OpenApiTypes.OBJECT)
+        else:
+            schema = self.resolve_serializer(response.response, "response").ref
+        media_types = self.map_renderers("media_type")
+        return {
+            "content": {media_type: build_media_type_object(schema) for media_type in media_types},
+            "description": response.description,
+        }
 
 
 class OverlappingShapesSerializer(PolymorphicProxySerializer):

@@ -11,6 +11,20 @@ from annotation.services.importing import listing_lines
 from curation.services.importing import FORMATS, ImportRefused, import_dataset
 
 
+class _RawStream:
+    """A command's stderr for tqdm, which redraws its bar with partial lines: each write goes out as it is,
+    without the line ending and the style the command's output wrapper adds."""
+
+    def __init__(self, wrapper):
+        self.wrapper = wrapper
+
+    def write(self, text: str) -> None:
+        self.wrapper.write(text, style_func=str, ending="")
+
+    def __getattr__(self, name):
+        return getattr(self.wrapper, name)
+
+
 class Command(BaseCommand):
     help = (
         "Import a Science-T2I dataset from PATH: a parquet file or a directory of parquet files (the published "
@@ -90,7 +104,7 @@ class Command(BaseCommand):
                 total=1000,
                 unit="‰",
                 desc="import",
-                file=self.stderr._out,
+                file=_RawStream(self.stderr),
                 leave=False,
                 bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
             )
