@@ -324,10 +324,10 @@ def child_main(spec: dict) -> None:
         from functools import partial
 
         from annotation.imaging import check_image
-        from curation.services.importing import _pool_size
+        from curation.services.importing.checking import pool_size
 
         paths = sorted(Path(spec["folder"]).rglob("*.jpg"))
-        threads, seconds = _pool_size(), 0.0
+        threads, seconds = pool_size(), 0.0
         with ThreadPoolExecutor(threads) as pool:
             for i in range(0, len(paths), 512):
                 datas = [path.read_bytes() for path in paths[i:i + 512]]

@@ -9,7 +9,7 @@ Sections (each runs the library code the product runs, on full-size architecture
   (transformers ``CLIPModel`` + ``CLIPProcessor``, one tuple at a time, fp32) and the ceiling implied by
   the matrix product at the model's FLOPs per 224 px image (≈ 335 GFLOP). Goals: ≥ 70 % of the
   ceiling, ≥ 30× the reference loop.
-* ``scorer_training`` (item 5): ``train_scorer._optimizer_step`` with the paper's loss, full fine-tune,
+* ``scorer_training`` (item 5): ``train_scorer.optimizer_step`` with the paper's loss, full fine-tune,
   fused AdamW, bf16, eager and with ``TrainConfig.compile``: tuples/s and model-FLOPs utilisation
   (nominal: 2.43 TFLOP per tuple with 77-token prompts, as the issue counts; executed: with the
   trimmed prompts actually run). Goal: ≥ 50 % MFU.
@@ -17,7 +17,7 @@ Sections (each runs the library code the product runs, on full-size architecture
   at 512² × 30 steps and 1024² × 28 steps: a plain diffusers call (eager, one image per call) against
   ``ml.core.generate.generate`` on a pipeline from ``optimize_pipeline`` (fused QKV, regional compile,
   batched). Goal: ≥ 2.5× per image at 512², text encoders and VAE included.
-* ``finetune`` (item 6): one SFT step (``sft._optimizer_step``, LoRA r16, 4 images at 512²) and one OFT
+* ``finetune`` (item 6): one SFT step (``sft.optimizer_step``, LoRA r16, 4 images at 512²) and one OFT
   step (``oft.optimizer_step``: two 30-step stochastic samples, SciScore reward, subject mask, 30 per-step
   policy/reference passes): seconds, peak memory and FLOP utilisation.
 
@@ -215,12 +215,12 @@ def clip_cfg(ctx) -> dict:
 def make_scorer(ctx, cfg: dict):
     import open_clip
 
-    from ml.core.scorer import Scorer, _clip_tokenizer, _preprocess_config
+    from ml.core.scorer import Scorer
 
     torch.manual_seed(0)
     with torch.device(ctx.device):
         model = open_clip.model.CLIP(**cfg)
-    return Scorer(model, _preprocess_config(cfg, {}), _clip_tokenizer(cfg), cfg, device=ctx.device)
+    return Scorer.from_model(model, cfg, device=ctx.device)
 
 
 def decoded_images(n: int, size: int, unique: int = 32) -> list[torch.Tensor]:
@@ -244,12 +244,12 @@ def reference_clip(scorer, cfg: dict, device: torch.device):
     """The released SciScore's form (transformers ``CLIPModel``) with our weights, and its processor."""
     from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor
 
-    from ml.core.convert import _without_init, hf_config_from_open_clip, open_clip_state_to_hf
+    from ml.core.convert import build_without_init, hf_config_from_open_clip, open_clip_state_to_hf
 
     config = hf_config_from_open_clip(scorer.model, cfg)
     state = open_clip_state_to_hf({k: v.detach().float().clone() for k, v in scorer.model.state_dict().items()},
                                   config.text_config.num_hidden_layers, config.vision_config.num_hidden_layers)
-    model = _without_init(lambda: CLIPModel(config))
+    model = build_without_init(lambda: CLIPModel(config))
     model.load_state_dict(state, assign=True)
     model = model.to(device).eval()
     size = scorer.preprocess.size
@@ -392,8 +392,8 @@ def section_scorer_training(ctx) -> dict:
     from PIL import Image
     from transformers import get_linear_schedule_with_warmup
 
-    from ml.core.data import TupleRecord
-    from ml.core.train_scorer import DataOrder, TrainConfig, TrainerState, _adamw, _optimizer_step
+    from ml.core.train_scorer import DataOrder, TrainConfig, TrainerState, adamw_optimizer, optimizer_step
+    from science_t2i.format import TupleRecord
 
     device, tiny = ctx.device, ctx.tiny
     cfg = clip_cfg(ctx)
@@ -413,7 +413,7 @@ def section_scorer_training(ctx) -> dict:
     for batch in batches:
         try:
             out.update(_train_runs(ctx, cfg, records, batch, grad_accum, Accelerator, get_linear_schedule_with_warmup,
-                                   DataOrder, TrainConfig, TrainerState, _adamw, _optimizer_step))
+                                   DataOrder, TrainConfig, TrainerState, adamw_optimizer, optimizer_step))
             break
         except torch.OutOfMemoryError:
             out.setdefault("out_of_memory_at_batch", []).append(batch)
@@ -720,10 +720,10 @@ def section_finetune(ctx) -> dict:
     from PIL import Image
 
     from ml.core import oft, recipes, sft
-    from ml.core.data import TupleRecord
     from ml.core.detector import load_detector
     from ml.core.flow import latent_image_ids, training_attention, vae_scale_factor
     from ml.core.tiny_detector import make_tiny_grounding_dino
+    from science_t2i.format import TupleRecord
 
     device, tiny = ctx.device, ctx.tiny
     pipe, cfg = ctx.flux
@@ -740,11 +740,11 @@ def section_finetune(ctx) -> dict:
     # SFT: the paper's micro-batch (4 images), LoRA r16 on to_q/to_k/to_v/to_out.0, gradient checkpointing
     config = recipes.resolve(sft.SFTConfig(resolution=size, batch_size=4 if not tiny else 2, grad_accum=1,
                                            max_sequence_length=seq), recipes.SFT)
-    transformer = sft._add_lora(pipe, config)
+    transformer = sft.add_lora(pipe, config)
     trainable = [p for p in transformer.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator("cpu").manual_seed(0)
-    order = sft._EpochOrder(len(records), 0)
+    order = sft.EpochOrder(len(records), 0)
     img_ids = latent_image_ids(size, size, vsf, device=device, dtype=pipe.transformer.dtype)
     transformer.train()
     seen = 0
@@ -752,8 +752,8 @@ def section_finetune(ctx) -> dict:
     def sft_step():
         nonlocal seen
         with training_attention():
-            line = sft._optimizer_step(pipe, transformer, optimizer, trainable, records, order, img_ids, generator,
-                                       config, device, 0, seen)
+            line = sft.optimizer_step(pipe, transformer, optimizer, trainable, records, order, img_ids, generator,
+                                      config, device, 0, seen)
         seen = line["tuples_seen"]
         return line
 

@@ -51,13 +51,13 @@ def scorer_check(device, tiny: bool, report: dict) -> None:
     from PIL import Image
 
     from ml.core.loss import sciscore_loss
-    from ml.core.scorer import Scorer, _clip_tokenizer, _preprocess_config
+    from ml.core.scorer import Scorer
     from ml.core.tiny import TINY_CLIP_CFG
 
     cfg = TINY_CLIP_CFG if tiny else open_clip.get_model_config("ViT-H-14")
     with torch.device(device):
         model = open_clip.model.CLIP(**cfg)
-    scorer = Scorer(model, _preprocess_config(cfg, {}), _clip_tokenizer(cfg), cfg, device=device)
+    scorer = Scorer.from_model(model, cfg, device=device)
     size = scorer.preprocess.size
     n = 512 if not tiny else 32
     images = [Image.effect_noise((size, size), 40 + i % 50).convert("RGB") for i in range(n)]

@@ -28,7 +28,7 @@ from pathlib import Path
 def load_records(path: str, split: str | None = None, *, per_row: bool = False) -> list:
     """Tuples from a JSONL file or a parquet file/directory. ``per_row``: one record per parquet row with
     every paraphrase and image (what ``variants=random`` draws from), else one per i-th/i-th image pair."""
-    from ml.core.data import read_jsonl, read_parquet_dir
+    from science_t2i.format import read_jsonl, read_parquet_dir
 
     p = Path(path)
     if not p.exists():

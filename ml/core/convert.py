@@ -33,6 +33,9 @@ import open_clip
 import torch
 from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 
+from ml.core.preprocessing import PreprocessConfig, preprocess_config
+from ml.core.tokenizers import save_clip_tokenizer
+
 CLIP_VOCAB_SIZE = 49408  # the BPE vocabulary that ml.core.tokenizers rebuilds
 CLIP_EOT_ID = 49407
 CLIP_SOT_ID = 49406
@@ -242,7 +245,7 @@ def hf_config_from_open_clip(model, model_cfg: dict):
     return CLIPConfig(text_config=text_config, vision_config=vision_config, projection_dim=projection_dim)
 
 
-def _without_init(build):
+def build_without_init(build):
     """Build a module with its parameters on the meta device: no random initialisation (a minute of CPU
     for ViT-H), since every parameter is assigned next with ``load_state_dict(..., assign=True)``, whose
     strict key check guarantees none stays empty. Buffers (causal mask, position ids) are built for real.
@@ -317,7 +320,7 @@ def load_hf_clip_as_open_clip(directory: str | Path):
     text_layers, vision_layers = model_cfg["text_cfg"]["layers"], model_cfg["vision_cfg"]["layers"]
     state = hf_state_to_open_clip(hf_model.state_dict(), text_layers, vision_layers)
     del hf_model
-    model = _without_init(lambda: open_clip.model.CLIP(**model_cfg))
+    model = build_without_init(lambda: open_clip.model.CLIP(**model_cfg))
     model.load_state_dict({k: v.float() for k, v in state.items()}, assign=True)
     return model.eval(), model_cfg, read_preprocess_config(directory)
 
@@ -327,29 +330,27 @@ def save_open_clip_as_hf(scorer_or_model, model_cfg: dict | None, directory: str
 
     ``scorer_or_model`` is a :class:`~ml.core.scorer.Scorer` (``model_cfg`` and ``preprocess`` may then be
     ``None``: taken from it) or an open_clip ``CLIP`` with its ``model_cfg``. ``preprocess`` is a
-    ``PreprocessConfig``, an open_clip-style dict (``size``, ``mean``, ``std``) or ``None`` (the model's
+    :class:`~ml.core.preprocessing.PreprocessConfig`, an open_clip-style dict (``size``, ``mean``, ``std``) or ``None`` (the model's
     image size and OpenAI's mean/std). The result loads with ``CLIPModel.from_pretrained(directory)``,
     ``AutoTokenizer.from_pretrained(directory)`` (ids identical to open_clip's) and ``AutoProcessor``.
     """
     from transformers import CLIPModel
 
-    from ml.core.scorer import PreprocessConfig, _preprocess_config
-    from ml.core.tokenizers import save_clip_tokenizer
 
     model = getattr(scorer_or_model, "model", scorer_or_model)
     model_cfg = model_cfg if model_cfg is not None else getattr(scorer_or_model, "model_cfg", None)
     if model_cfg is None:
         raise ValueError("model_cfg is required with a bare open_clip model (a Scorer carries its own).")
     if preprocess is None:
-        preprocess = getattr(scorer_or_model, "preprocess", None) or _preprocess_config(model_cfg, {})
+        preprocess = getattr(scorer_or_model, "preprocess", None) or preprocess_config(model_cfg, {})
     if not isinstance(preprocess, PreprocessConfig):
-        preprocess = _preprocess_config(model_cfg, preprocess)
+        preprocess = preprocess_config(model_cfg, preprocess)
 
     config = hf_config_from_open_clip(model, model_cfg)
     oc_state = {k: v.detach().cpu().float() for k, v in model.state_dict().items()}
     hf_state = open_clip_state_to_hf(oc_state, config.text_config.num_hidden_layers,
                                      config.vision_config.num_hidden_layers)
-    hf_model = _without_init(lambda: CLIPModel(config))
+    hf_model = build_without_init(lambda: CLIPModel(config))
     hf_model.load_state_dict(hf_state, assign=True)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ OVERALL = "overall"
 
 @dataclass(frozen=True)
 class PromptTriple:
-    """The three prompts of one tuple; :class:`ml.core.data.TupleRecord` has the same attributes."""
+    """The three prompts of one tuple; :class:`science_t2i.format.TupleRecord` has the same attributes."""
 
     implicit_prompt: str
     explicit_prompt: str

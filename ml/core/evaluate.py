@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from ml.core.data import TupleRecord, load_image
+from science_t2i.format import TupleRecord, load_image
 
 GROUP_KEYS = (("by_task", "task"), ("by_discipline", "discipline"), ("by_kind", "kind"))
 

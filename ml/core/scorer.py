@@ -42,7 +42,6 @@ import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +49,8 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from ml.core.preprocessing import PreprocessConfig, preprocess_config
 
 # What Scorer.pixels/score take as one image.
 ImageInput = Image.Image | np.ndarray | torch.Tensor
@@ -71,13 +72,6 @@ def autocast_for(device: torch.device):
     return nullcontext()
 
 
-@dataclass(frozen=True)
-class PreprocessConfig:
-    size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-
-
 class Scorer:
     def __init__(self, model, preprocess: PreprocessConfig, tokenizer, model_cfg: dict, device=None,
                  resize: str = "auto"):
@@ -97,6 +91,16 @@ class Scorer:
     # --- loading and saving -----------------------------------------------------------------
 
     @classmethod
+    def from_model(cls, model, model_cfg: dict, *, preprocess_cfg: dict | None = None, device=None,
+                   resize: str = "auto") -> Scorer:
+        """A scorer of an open_clip ``CLIP`` built in memory from ``model_cfg`` (its open_clip model config),
+        with open_clip's tokenizer for that config and the preprocessing of
+        :func:`~ml.core.preprocessing.preprocess_config` (``preprocess_cfg``: open_clip's ``size``, ``mean``,
+        ``std``, each optional)."""
+        return cls(model, preprocess_config(model_cfg, preprocess_cfg or {}), _clip_tokenizer(model_cfg),
+                   model_cfg, device, resize)
+
+    @classmethod
     def load(cls, path: str | Path, *, arch: str | None = None, device=None, resize: str = "auto") -> Scorer:
         path = Path(path)
         if path.is_dir() and (path / "open_clip" / OPEN_CLIP_CONFIG).is_file():
@@ -104,20 +108,19 @@ class Scorer:
         if path.is_dir() and (path / OPEN_CLIP_CONFIG).is_file():
             config = json.loads((path / OPEN_CLIP_CONFIG).read_text())
             model = open_clip.create_model(f"local-dir:{path}", device="cpu")
-            return cls(model, _preprocess_config(config["model_cfg"], config.get("preprocess_cfg", {})),
+            return cls(model, preprocess_config(config["model_cfg"], config.get("preprocess_cfg", {})),
                        open_clip.get_tokenizer(f"local-dir:{path}"), config["model_cfg"], device, resize)
         if path.is_dir() and (path / "config.json").is_file():
             from ml.core.convert import load_hf_clip_as_open_clip
 
             model, model_cfg, preprocess_cfg = load_hf_clip_as_open_clip(path)
-            return cls(model, _preprocess_config(model_cfg, preprocess_cfg), _clip_tokenizer(model_cfg),
-                       model_cfg, device, resize)
+            return cls.from_model(model, model_cfg, preprocess_cfg=preprocess_cfg, device=device, resize=resize)
         if path.is_file():
             if not arch:
                 raise ValueError(f"{path} is a checkpoint file: give its open_clip architecture (e.g. ViT-H-14).")
             model = open_clip.create_model(arch, pretrained=str(path), device="cpu")
             model_cfg = open_clip.get_model_config(arch)
-            return cls(model, _preprocess_config(model_cfg, {}), open_clip.get_tokenizer(arch), model_cfg, device,
+            return cls(model, preprocess_config(model_cfg, {}), open_clip.get_tokenizer(arch), model_cfg, device,
                        resize)
         raise FileNotFoundError(
             f"{path}: not an open_clip local dir ({OPEN_CLIP_CONFIG}), a transformers CLIPModel dir (config.json), "
@@ -435,17 +438,9 @@ def _resize_crop(image: Image.Image, size: int) -> np.ndarray:
     return np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
 
 
-def _preprocess_config(model_cfg: dict, preprocess_cfg: dict) -> PreprocessConfig:
-    size = preprocess_cfg.get("size") or model_cfg["vision_cfg"]["image_size"]
-    if isinstance(size, (list, tuple)):
-        size = size[0]
-    return PreprocessConfig(
-        size=int(size),
-        mean=tuple(preprocess_cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)),
-        std=tuple(preprocess_cfg.get("std", open_clip.OPENAI_DATASET_STD)),
-    )
-
-
 def _clip_tokenizer(model_cfg: dict):
     context_length = model_cfg.get("text_cfg", {}).get("context_length", 77)
     return open_clip.tokenizer.SimpleTokenizer(context_length=context_length)
+
+
+_preprocess_config = preprocess_config  # TEMPORARY: the old name, until the tests use Scorer.from_model

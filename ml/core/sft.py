@@ -45,7 +45,6 @@ import torch
 import torch.nn.functional as F
 
 from ml.core import recipes
-from ml.core.data import TupleRecord
 from ml.core.flow import (
     check_resolution,
     encode_images,
@@ -60,6 +59,7 @@ from ml.core.flow import (
     vae_scale_factor,
     velocity_target,
 )
+from science_t2i.format import TupleRecord
 
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 CHECKPOINT = "checkpoint.pt"
@@ -160,7 +160,7 @@ def train_sft(
     pipe = FluxPipeline.from_pretrained(str(pipeline_path), dtype=weight_dtype, local_files_only=True).to(device)
     vsf = vae_scale_factor(pipe.vae)
     check_resolution(config.resolution, config.resolution, vsf)
-    transformer = _add_lora(pipe, config)
+    transformer = add_lora(pipe, config)
     trainable = [p for p in transformer.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator("cpu").manual_seed(config.seed)
@@ -173,14 +173,14 @@ def train_sft(
     _truncate_metrics(out_dir / METRICS, step)
 
     img_ids = latent_image_ids(config.resolution, config.resolution, vsf, device=device, dtype=weight_dtype)
-    order = _EpochOrder(len(records), config.seed)
+    order = EpochOrder(len(records), config.seed)
     grid = training_sigma_grid(pipe.scheduler.config) if config.sigma_scheme == "grid" else None
     transformer.train()
     last_loss = None
     with training_attention():
         while step < config.max_steps:
-            metrics = _optimizer_step(pipe, transformer, optimizer, trainable, records, order, img_ids, generator,
-                                      config, device, step, seen, grid)
+            metrics = optimizer_step(pipe, transformer, optimizer, trainable, records, order, img_ids, generator,
+                                     config, device, step, seen, grid)
             step, seen, last_loss = metrics["optimizer_step"], metrics["tuples_seen"], metrics["loss"]
             with open(out_dir / METRICS, "a") as f:
                 f.write(json.dumps(metrics) + "\n")
@@ -210,7 +210,7 @@ def save_lora(transformer, directory: Path) -> None:
 # --- steps ---------------------------------------------------------------------------------
 
 
-def _add_lora(pipe, config: SFTConfig):
+def add_lora(pipe, config: SFTConfig):
     """Freeze the pipeline, add the LoRA to the transformer (seeded init, global RNG untouched)."""
     from peft import LoraConfig
 
@@ -231,8 +231,8 @@ def _add_lora(pipe, config: SFTConfig):
     return transformer
 
 
-def _optimizer_step(pipe, transformer, optimizer, trainable, records, order, img_ids, generator, config, device,
-                    step: int, seen: int, grid: torch.Tensor | None = None) -> dict:
+def optimizer_step(pipe, transformer, optimizer, trainable, records, order, img_ids, generator, config, device,
+                   step: int, seen: int, grid: torch.Tensor | None = None) -> dict:
     """``grad_accum`` micro-batches of ``batch_size`` tuples, then one optimiser step; return its metrics."""
     started = time.perf_counter()
     losses = []
@@ -281,7 +281,7 @@ def _micro_batch_loss(pipe, transformer, batch, img_ids, generator, config: SFTC
     return F.mse_loss(prediction.float(), velocity_target(latents, noise).float())
 
 
-class _EpochOrder:
+class EpochOrder:
     """Position ``p`` in the tuple stream -> record index: a seeded permutation per epoch."""
 
     def __init__(self, n: int, seed: int):
@@ -346,3 +346,6 @@ def _truncate_metrics(path: Path, step: int) -> None:
         return
     lines = [line for line in path.read_text().splitlines() if line and json.loads(line)["optimizer_step"] <= step]
     path.write_text("".join(line + "\n" for line in lines))
+
+
+_EpochOrder = EpochOrder  # TEMPORARY: the old name, until the tests import the public one

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
-from ml.core.data import TupleRecord
+from science_t2i.format import TupleRecord
 
 RGB = tuple[int, int, int]
 

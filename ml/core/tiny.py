@@ -20,12 +20,11 @@ TINY_CLIP_CFG = {
 
 def tiny_scorer(*, seed: int = 0):
     """A randomly initialised tiny open_clip :class:`~ml.core.scorer.Scorer`, in memory, on the CPU."""
-    from ml.core.scorer import Scorer, _clip_tokenizer, _preprocess_config
+    from ml.core.scorer import Scorer
 
     torch.manual_seed(seed)
     model = open_clip.model.CLIP(**TINY_CLIP_CFG)
-    return Scorer(model, _preprocess_config(TINY_CLIP_CFG, {}), _clip_tokenizer(TINY_CLIP_CFG),
-                  TINY_CLIP_CFG, device="cpu")
+    return Scorer.from_model(model, TINY_CLIP_CFG, device="cpu")
 
 
 def make_tiny_scorer(directory: str | Path, *, seed: int = 0) -> Path:

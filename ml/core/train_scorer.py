@@ -53,10 +53,10 @@ import torch
 from PIL import Image, ImageOps
 
 from ml.core import recipes, schedules
-from ml.core.data import TupleRecord
 from ml.core.evaluate import pairwise_accuracy
 from ml.core.loss import LossParts, sciscore_loss
 from ml.core.scorer import Scorer
+from science_t2i.format import TupleRecord
 
 TRAINER_STATE = "trainer_state.json"
 METRICS = "metrics.jsonl"
@@ -189,7 +189,7 @@ def train_scorer(config: TrainConfig, train_records: Iterable[TupleRecord], val_
         scorer.model.set_grad_checkpointing(True)
     if config.compile:
         scorer.compile()
-    optimizer = _adamw(scorer.model, config, fused=accelerator.device.type == "cuda")
+    optimizer = adamw_optimizer(scorer.model, config, fused=accelerator.device.type == "cuda")
     scheduler = schedules.scheduler(optimizer, config.lr_schedule, config.warmup_steps, config.horizon)
     model, optimizer = accelerator.prepare(scorer.model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
@@ -214,7 +214,7 @@ def train_scorer(config: TrainConfig, train_records: Iterable[TupleRecord], val_
     evaluated_at = None
 
     while state.optimizer_steps < config.total_steps:
-        line = _optimizer_step(accelerator, model, scorer, optimizer, scheduler, train_records, order, config, state)
+        line = optimizer_step(accelerator, model, scorer, optimizer, scheduler, train_records, order, config, state)
         state.optimizer_steps += 1
         state.micro_batches += config.grad_accum
         state.tuples_seen += config.tuples_per_step * world
@@ -264,8 +264,8 @@ def train_scorer(config: TrainConfig, train_records: Iterable[TupleRecord], val_
 # --- one optimiser step ----------------------------------------------------------------------------
 
 
-def _optimizer_step(accelerator, model, scorer: Scorer, optimizer, scheduler, train_records: list[TupleRecord],
-                    order: DataOrder, config: TrainConfig, state: TrainerState) -> dict:
+def optimizer_step(accelerator, model, scorer: Scorer, optimizer, scheduler, train_records: list[TupleRecord],
+                   order: DataOrder, config: TrainConfig, state: TrainerState) -> dict:
     """``grad_accum`` micro-batches, one clipped AdamW step; returns the step's log fields (losses are the
     mean over the step's tuples on all processes, lr the one this step used)."""
     model.train()
@@ -274,7 +274,7 @@ def _optimizer_step(accelerator, model, scorer: Scorer, optimizer, scheduler, tr
     sums = torch.zeros(4, device=accelerator.device)
     for k in range(config.grad_accum):
         micro = state.micro_batches + k
-        batch = _micro_batch(train_records, order, micro, config, rank, world)
+        batch = micro_batch_records(train_records, order, micro, config, rank, world)
         rng = random.Random(f"{config.seed}:{micro}:{rank}") if config.augment else None
         sync = k == config.grad_accum - 1  # all-reduce the gradients once, on the last micro-batch
         with nullcontext() if sync else accelerator.no_sync(model):
@@ -313,8 +313,8 @@ def reduce_loss(per_tuple: torch.Tensor, reduction: str, world: int = 1) -> torc
     raise ValueError(f"unknown loss reduction {reduction!r}: use mean or sum")
 
 
-def _micro_batch(records: list[TupleRecord], order: DataOrder, micro: int, config: TrainConfig, rank: int,
-                 world: int) -> list[TupleRecord]:
+def micro_batch_records(records: list[TupleRecord], order: DataOrder, micro: int, config: TrainConfig, rank: int,
+                        world: int) -> list[TupleRecord]:
     """The process's tuples of micro-batch ``micro``; with ``variants="random"`` each one a fresh draw of its
     record's paraphrases and images (:func:`ml.core.recipes.draw_variant`)."""
     indices = order.indices(micro, config.batch_size, rank, world)
@@ -355,7 +355,7 @@ def _augment(image: Image.Image, rng: random.Random) -> Image.Image:
 # --- optimiser, validation, checkpoints -------------------------------------------------------------
 
 
-def _adamw(model: torch.nn.Module, config: TrainConfig, *, fused: bool) -> torch.optim.AdamW:
+def adamw_optimizer(model: torch.nn.Module, config: TrainConfig, *, fused: bool) -> torch.optim.AdamW:
     """AdamW with ``weight_decay`` on the matrices only (``"matrices"``: not on biases, norms and
     ``logit_scale``, as open_clip trains) or on every parameter (``"all"``: the research code's one group)."""
     decay, no_decay = [], []
@@ -441,3 +441,6 @@ def _progress(config: TrainConfig, state: TrainerState, main: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=config.total_steps, initial=state.optimizer_steps, desc="train-scorer", unit="step")
+
+
+_adamw = adamw_optimizer  # TEMPORARY: the old name, until the tests import the public one

@@ -40,7 +40,7 @@ exported "correct" image is the one the experts judged correct:
 Formats
 -------
 * ``parquet`` — one row per member: the published Science-T2I columns in the published order
-  (:data:`ml.core.data.PUBLISHED_COLUMNS`: ``implicit_prompt``, ``explicit_prompt``, ``superficial_prompt``
+  (:data:`science_t2i.format.PUBLISHED_COLUMNS`: ``implicit_prompt``, ``explicit_prompt``, ``superficial_prompt``
   as strings, ``explicit_image`` = [correct image], ``superficial_image`` = [wrong image] as lists of
   ``datasets.Image`` structs ``{bytes, path}`` with embedded bytes, ``scene_scoring``, ``real_scoring``,
   ``category`` = task name, ``law`` = task code); then every wording of each prompt (``implicit_prompts``,
@@ -57,7 +57,7 @@ Formats
   columns.
 * ``jsonl`` — ``tuples.jsonl`` (every member) and ``<split>.jsonl``; images in ``images/<sha256>.<ext>``
   (each stored once), referenced by paths relative to the export directory (readable by
-  :func:`ml.core.data.read_jsonl` once both/neither rows are filtered out).
+  :func:`science_t2i.format.read_jsonl` once both/neither rows are filtered out).
 * ``webdataset`` — ``<split>-<n:05d>.tar`` shards; sample key ``p<pair id>``: ``<key>.json`` (prompts, ids,
   label, consensus, ...), ``<key>.correct.<ext>``, ``<key>.wrong.<ext>`` (standard ``tarfile``).
 
@@ -70,12 +70,13 @@ How, module by module:
 * :mod:`.source` — the members in bounded batches with their images (:class:`Row`), and the counts;
 * :mod:`.parquet` (with :mod:`.card`, the dataset card and agreement summary), :mod:`.published`,
   :mod:`.jsonl`, :mod:`.webdataset` — the writers of the four formats;
-* :mod:`.hashing` — the sha256 of the files (:class:`_Hasher`, in the background);
+* :mod:`.hashing` — the sha256 of the files (:class:`Hasher`, in the background);
 * :mod:`.base` — constants, errors, where exports live, results and manifests.
 
-Everything other code takes from ``curation.services.exporting`` is re-exported here. ``_read`` lives in
-:mod:`.source` and ``_write_manifest`` is looked up by :mod:`.orchestration`: patch
-``curation.services.exporting.source._read`` and ``curation.services.exporting.orchestration._write_manifest``.
+Everything other code takes from ``curation.services.exporting`` is re-exported here. Fault-injection tests
+patch the functions where they are looked up: :func:`.source.read_stored_file` (the image reads) in
+``curation.services.exporting.source`` and :func:`.base.write_manifest` in
+``curation.services.exporting.orchestration``.
 """
 
 from curation.services.exporting.base import (
@@ -88,7 +89,6 @@ from curation.services.exporting.base import (
     SPLITS,
     ExportError,
     Progress,
-    _write_manifest,
     export_dir,
     export_root,
     finished_export,
@@ -99,7 +99,7 @@ from curation.services.exporting.card import dataset_card
 from curation.services.exporting.jsonl import write_jsonl_export
 from curation.services.exporting.orchestration import export_version, run_export_job
 from curation.services.exporting.parquet import parquet_schema, write_parquet_export
-from curation.services.exporting.source import Row, _read
+from curation.services.exporting.source import Row
 from curation.services.exporting.staging import sweep_abandoned
 from curation.services.exporting.webdataset import write_webdataset_export
 
@@ -114,8 +114,6 @@ __all__ = [
     "ExportError",
     "Progress",
     "Row",
-    "_read",
-    "_write_manifest",
     "dataset_card",
     "export_dir",
     "export_root",

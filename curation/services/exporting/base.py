@@ -1,5 +1,5 @@
 """The export's constants and errors, where exports live, the result of a finished export and its manifest
-(``MANIFEST.sha256``: written by :func:`_write_manifest`, read by :func:`read_manifest`, checked by
+(``MANIFEST.sha256``: written by :func:`write_manifest`, read by :func:`read_manifest`, checked by
 :func:`verify_manifest`).
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from django.conf import settings
 
 from curation.models import DatasetVersion, Label, VersionMember
-from curation.services.exporting.hashing import _Hasher, _sha256_file
+from curation.services.exporting.hashing import Hasher, sha256_file
 
 FORMATS = ("parquet", "published", "jsonl", "webdataset")
 SPLITS = tuple(VersionMember.Split.values)  # train, validation, test_S, test_C
@@ -22,7 +22,7 @@ DEFAULT_BATCH_SIZE = 64
 MANIFEST = "MANIFEST.sha256"
 METADATA = "export.json"
 DECIDED = (Label.EXPECTED, Label.OTHER)  # labels with a correct image: the only ones in parquet / WebDataset
-_ROW_OVERHEAD = 512  # bytes per row besides images and prompts, for the shard size estimate
+ROW_OVERHEAD = 512  # bytes per row besides images and prompts, for the shard size estimate
 
 Progress = Callable[[float, str], None]
 
@@ -38,11 +38,11 @@ def export_root() -> Path:
 
 
 def export_dir(version: DatasetVersion | int, fmt: str) -> Path:
-    _check_format(fmt)
+    check_format(fmt)
     return export_root() / str(getattr(version, "pk", version)) / fmt
 
 
-def _check_format(fmt: str) -> None:
+def check_format(fmt: str) -> None:
     if fmt not in FORMATS:
         raise ExportError(f"Unknown export format {fmt!r}: use one of {', '.join(FORMATS)}.")
 
@@ -56,10 +56,10 @@ def finished_export(version: DatasetVersion, fmt: str, out: str | Path | None = 
     if meta.get("version_id") != version.pk or meta.get("content_hash") != version.content_hash \
             or meta.get("format") != fmt:
         return None
-    return _result(target, meta)
+    return export_result(target, meta)
 
 
-def _result(target: Path, meta: dict, sizes: dict[str, int] | None = None) -> dict:
+def export_result(target: Path, meta: dict, sizes: dict[str, int] | None = None) -> dict:
     """The result dict of the export in ``target``; ``sizes`` are file sizes already known (no stat)."""
     files, sizes = [], sizes or {}
     for line in (target / MANIFEST).read_text(encoding="utf-8").splitlines():
@@ -68,7 +68,7 @@ def _result(target: Path, meta: dict, sizes: dict[str, int] | None = None) -> di
         files.append({"path": name, "bytes": (target / name).stat().st_size if size is None else size,
                       "sha256": digest})
     files.append({"path": MANIFEST, "bytes": (target / MANIFEST).stat().st_size,
-                  "sha256": _sha256_file(target / MANIFEST)})
+                  "sha256": sha256_file(target / MANIFEST)})
     return {
         "version": meta["version_id"],
         "format": meta["format"],
@@ -91,7 +91,7 @@ def verify_manifest(target: str | Path) -> list[str]:
     target = Path(target)
     listed = read_manifest(target)
     bad = [name for name, digest in listed.items()
-           if not (target / name).is_file() or _sha256_file(target / name) != digest]
+           if not (target / name).is_file() or sha256_file(target / name) != digest]
     present = {p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()} - {MANIFEST}
     return sorted(bad + sorted(present - set(listed)))
 
@@ -105,11 +105,11 @@ def _list_files(folder: Path) -> list[str]:
     return sorted(names)
 
 
-def _write_manifest(folder: Path) -> None:
+def write_manifest(folder: Path) -> None:
     """``MANIFEST.sha256`` of every file in ``folder``; digests the writers already computed (in the
-    background, see :class:`_Hasher`) are taken from the folder's hasher, the rest are computed here."""
+    background, see :class:`Hasher`) are taken from the folder's hasher, the rest are computed here."""
     names = _list_files(folder)
-    hasher = _Hasher.of(folder)
+    hasher = Hasher.of(folder)
     known = hasher.digests() if hasher is not None else {}
-    lines = [f"{known.get(name) or _sha256_file(folder / name)}  {name}" for name in names if name != MANIFEST]
+    lines = [f"{known.get(name) or sha256_file(folder / name)}  {name}" for name in names if name != MANIFEST]
     (folder / MANIFEST).write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -9,7 +9,7 @@ from curation.models import DatasetVersion
 from curation.services.exporting.base import SPLITS
 
 
-def _agreement_add(agreements: dict, split: str, value) -> None:
+def agreement_add(agreements: dict, split: str, value) -> None:
     # Running sums only: memory stays flat in the number of rows.
     for key in (split, "all"):
         stats = agreements.setdefault(key, [0, 0.0, None, None, 0])  # n, sum, min, max, unanimous
@@ -22,7 +22,7 @@ def _agreement_add(agreements: dict, split: str, value) -> None:
         stats[4] += value >= 1.0
 
 
-def _agreement_summary(agreements: dict) -> dict:
+def agreement_summary(agreements: dict) -> dict:
     return {key: {"n": n, "mean": round(total / n, 4) if n else None, "min": low, "max": high,
                   "unanimous": unanimous}
             for key, (n, total, low, high, unanimous) in agreements.items()}

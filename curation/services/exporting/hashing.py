@@ -1,4 +1,4 @@
-"""sha256 of an export's files: :func:`_sha256_file` (one file, read back) and :class:`_Hasher` (on a background
+"""sha256 of an export's files: :func:`sha256_file` (one file, read back) and :class:`Hasher` (on a background
 thread while the writers go on, from the bytes in memory where it can).
 """
 
@@ -8,14 +8,14 @@ import hashlib
 from pathlib import Path
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
-class _Hasher:
+class Hasher:
     """sha256 of an export's files on a background thread while the writers go on (hashlib releases the
     GIL, so on a machine with more than one core the manifest costs little wall time).
 
@@ -23,9 +23,9 @@ class _Hasher:
     ``rename(name, new)`` files the digest under the new name); ``add_bytes(name, data)`` hashes the bytes
     just written to ``name`` without reading them back. At most ``max_pending`` bytes wait in the queue, so
     memory stays bounded when hashing falls behind. Used as a context manager around the writing of
-    ``folder``; :func:`_write_manifest` finds it by the folder (``_Hasher.of``) and takes its digests."""
+    ``folder``; :func:`write_manifest` finds it by the folder (``Hasher.of``) and takes its digests."""
 
-    _active: dict[str, _Hasher] = {}
+    _active: dict[str, Hasher] = {}
 
     def __init__(self, folder: Path, max_pending: int = 64 * 1024 * 1024):
         import queue
@@ -42,16 +42,16 @@ class _Hasher:
         self._thread = threading.Thread(target=self._run, name="export-sha256", daemon=True)
 
     @classmethod
-    def of(cls, folder: Path) -> _Hasher | None:
+    def of(cls, folder: Path) -> Hasher | None:
         return cls._active.get(str(folder))
 
-    def __enter__(self) -> _Hasher:
+    def __enter__(self) -> Hasher:
         self._thread.start()
-        _Hasher._active[str(self.folder)] = self
+        Hasher._active[str(self.folder)] = self
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        _Hasher._active.pop(str(self.folder), None)
+        Hasher._active.pop(str(self.folder), None)
         if exc is not None and self._error is None:
             self._error = exc  # the export failed: what is still queued is closed, not hashed
         self._queue.put(None)

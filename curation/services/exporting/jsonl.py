@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 from curation.services.exporting.base import SPLITS
-from curation.services.exporting.hashing import _Hasher
-from curation.services.exporting.source import Row, _common, _count, _counts_skeleton, _Source, _tuple_columns
+from curation.services.exporting.hashing import Hasher
+from curation.services.exporting.source import Row, Source, common_columns, count_row, counts_skeleton, tuple_columns
 
 # --- JSONL + image folder --------------------------------------------------------------------------
 
-def write_jsonl_export(source: _Source, folder: Path, shard_bytes: int) -> dict:
-    counts = _counts_skeleton()
+def write_jsonl_export(source: Source, folder: Path, shard_bytes: int) -> dict:
+    counts = counts_skeleton()
     images = folder / "images"
     images.mkdir()
     with (folder / "tuples.jsonl").open("w", encoding="utf-8") as everything:
@@ -24,7 +24,7 @@ def write_jsonl_export(source: _Source, folder: Path, shard_bytes: int) -> dict:
                         line = json.dumps(_jsonl_record(row, images, source.hasher), ensure_ascii=False) + "\n"
                         everything.write(line)
                         per_split.write(line)
-                        _count(counts, row)
+                        count_row(counts, row)
             if not counts["splits"].get(split):
                 path.unlink()
             else:
@@ -32,7 +32,7 @@ def write_jsonl_export(source: _Source, folder: Path, shard_bytes: int) -> dict:
     return counts
 
 
-def _jsonl_record(row: Row, images: Path, hasher: _Hasher | None = None) -> dict:
+def _jsonl_record(row: Row, images: Path, hasher: Hasher | None = None) -> dict:
     v = row.values
     paths = {}
     for which in ("expected", "other"):
@@ -53,6 +53,6 @@ def _jsonl_record(row: Row, images: Path, hasher: _Hasher | None = None) -> dict
         "superficial_prompt": v["superficial_prompt"] or "",
         "correct_image": paths[correct], "wrong_image": paths[wrong],
         "expected_image": paths["expected"], "other_image": paths["other"],
-        "split": v["split"], **_tuple_columns(row),
-        **_common(row),
+        "split": v["split"], **tuple_columns(row),
+        **common_columns(row),
     }

@@ -2,8 +2,8 @@
 a finished export is reused; the formats are described in the package docstring, :mod:`curation.services.exporting`)
 and the job handler :func:`run_export_job`.
 
-:func:`export_version` calls :func:`~.base._write_manifest` through this module's globals: a test that
-patches it patches ``curation.services.exporting.orchestration._write_manifest``.
+:func:`export_version` calls :func:`~.base.write_manifest` through this module's globals: a test that
+patches it patches ``curation.services.exporting.orchestration.write_manifest``.
 """
 
 from __future__ import annotations
@@ -22,18 +22,18 @@ from curation.services.exporting.base import (
     METADATA,
     ExportError,
     Progress,
-    _check_format,
-    _result,
-    _write_manifest,
+    check_format,
     export_dir,
+    export_result,
     finished_export,
+    write_manifest,
 )
-from curation.services.exporting.hashing import _Hasher
+from curation.services.exporting.hashing import Hasher
 from curation.services.exporting.jsonl import write_jsonl_export
 from curation.services.exporting.parquet import write_parquet_export
 from curation.services.exporting.published import write_published_export
-from curation.services.exporting.source import _Source
-from curation.services.exporting.staging import _claim_temporary, _discard, _release, sweep_abandoned
+from curation.services.exporting.source import Source
+from curation.services.exporting.staging import claim_temporary, discard_export, release_temporary, sweep_abandoned
 from curation.services.exporting.webdataset import write_webdataset_export
 
 # --- the entry points ------------------------------------------------------------------------------
@@ -46,7 +46,7 @@ def export_version(version: DatasetVersion, fmt: str, *, shard_bytes: int = DEFA
     ``out`` replaces the default directory ``MEDIA_ROOT/exports/<id>/<fmt>``; it must not exist, be empty,
     or hold a finished export of this version and format (anything else is an :class:`ExportError`).
     """
-    _check_format(fmt)
+    check_format(fmt)
     if shard_bytes < 1 or batch_size < 1:
         raise ExportError("shard_bytes and batch_size must be positive.")
     progress = progress or (lambda fraction, message="": None)
@@ -57,15 +57,15 @@ def export_version(version: DatasetVersion, fmt: str, *, shard_bytes: int = DEFA
         return cached
     if target.exists():
         if out is None and (target / MANIFEST).is_file():
-            _discard(target)  # an export of an earlier row with this id (content hash differs)
+            discard_export(target)  # an export of an earlier row with this id (content hash differs)
         elif not target.is_dir() or any(target.iterdir()):
             raise ExportError(f"{target} exists and is not an export of version {version.pk} as {fmt}.")
     target.parent.mkdir(parents=True, exist_ok=True)
     sweep_abandoned(target)
-    temporary, lock = _claim_temporary(target)
+    temporary, lock = claim_temporary(target)
     try:
-        with _Hasher(temporary) as hasher:
-            counts = _WRITERS[fmt](_Source(version, batch_size, progress, hasher), temporary, shard_bytes)
+        with Hasher(temporary) as hasher:
+            counts = _WRITERS[fmt](Source(version, batch_size, progress, hasher), temporary, shard_bytes)
             meta = {
                 "version_id": version.pk, "version": version.name, "content_hash": version.content_hash,
                 "format": fmt, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -73,7 +73,7 @@ def export_version(version: DatasetVersion, fmt: str, *, shard_bytes: int = DEFA
             }
             (temporary / METADATA).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n",
                                               encoding="utf-8")
-            _write_manifest(temporary)
+            write_manifest(temporary)
             sizes = hasher.sizes()
         try:
             if target.is_dir():
@@ -87,9 +87,9 @@ def export_version(version: DatasetVersion, fmt: str, *, shard_bytes: int = DEFA
     finally:
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)
-        _release(lock)
+        release_temporary(lock)
     progress(1.0, f"exported {counts['rows']} rows as {fmt}")
-    return _result(target, meta, sizes)
+    return export_result(target, meta, sizes)
 
 
 def run_export_job(job: Job, progress: Progress) -> dict:

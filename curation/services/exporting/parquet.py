@@ -4,22 +4,22 @@ background, and :func:`write_parquet_export` (with its dataset card, see :mod:`.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from curation.services.exporting.base import DECIDED, SPLITS
-from curation.services.exporting.card import _agreement_add, _agreement_summary, dataset_card
-from curation.services.exporting.hashing import _Hasher
+from curation.services.exporting.card import agreement_add, agreement_summary, dataset_card
+from curation.services.exporting.hashing import Hasher
 from curation.services.exporting.source import (
     Row,
-    _common,
-    _count,
-    _counts_skeleton,
-    _excluded,
-    _Source,
-    _tuple_columns,
+    Source,
+    common_columns,
+    count_excluded,
+    count_row,
+    counts_skeleton,
+    tuple_columns,
 )
+from science_t2i.format import image_struct, schema_with_features, science_t2i_fields, value_feature
 
 # --- parquet ---------------------------------------------------------------------------------------
 
@@ -35,12 +35,9 @@ def parquet_schema():
     features in the metadata. One schema for all four splits, so ``load_dataset`` reads them as one dataset."""
     import pyarrow as pa
 
-    from ml.core.data import schema_with_features, science_t2i_fields
-
-    text = {"dtype": "string", "_type": "Value"}
     fields = science_t2i_fields()
-    fields += [(name, pa.list_(pa.string()), [text]) for name in _WORDING_COLUMNS]
-    fields += [(name, getattr(pa, dtype)(), {"dtype": dtype, "_type": "Value"}) for name, dtype in _EXTRA_COLUMNS]
+    fields += [(name, pa.list_(pa.string()), [value_feature("string")]) for name in _WORDING_COLUMNS]
+    fields += [(name, getattr(pa, dtype)(), value_feature(dtype)) for name, dtype in _EXTRA_COLUMNS]
     return schema_with_features(fields)
 
 
@@ -61,8 +58,10 @@ def _parquet_options(schema) -> dict:
             "use_dictionary": others, "write_statistics": others}
 
 
-def _image_structs(images: list[tuple[bytes, str, str]]) -> list[dict]:
-    return [{"bytes": data, "path": f"{sha}.{ext}"} for data, sha, ext in images]
+def image_structs(images: list[tuple[bytes, str, str]]) -> list[dict]:
+    """An image column's value: each ``(bytes, sha256, extension)`` (:meth:`Row.image`) as a
+    :func:`science_t2i.format.image_struct` named ``<sha256>.<extension>``."""
+    return [image_struct(data, f"{sha}.{ext}") for data, sha, ext in images]
 
 
 def published_values(row: Row) -> dict:
@@ -73,17 +72,17 @@ def published_values(row: Row) -> dict:
     return {
         "implicit_prompt": v["implicit_prompt"], "explicit_prompt": v["explicit_prompt"] or "",
         "superficial_prompt": v["superficial_prompt"] or "",
-        "explicit_image": _image_structs([row.image("correct")]),
-        "superficial_image": _image_structs([row.image("wrong")]),
+        "explicit_image": image_structs([row.image("correct")]),
+        "superficial_image": image_structs([row.image("wrong")]),
         "scene_scoring": v["scene_scoring"] or "", "real_scoring": v["real_scoring"] or "",
         "category": v["task_name"] or "", "law": v["task"] or "",
     }
 
 
 def _parquet_row(row: Row) -> dict:
-    columns = _tuple_columns(row)
+    columns = tuple_columns(row)
     return {**published_values(row), **{name: columns[name] for name in _WORDING_COLUMNS},
-            "scene": columns["scene"], "subject": columns["subject"], **_common(row)}
+            "scene": columns["scene"], "subject": columns["subject"], **common_columns(row)}
 
 
 def _parquet_table(rows: list[dict], schema):
@@ -108,13 +107,13 @@ def _parquet_table(rows: list[dict], schema):
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-class _ShardedParquet:
+class ShardedParquet:
     """Parquet shards of one split, each under ``shard_bytes`` (estimated), one row group per flush.
 
     Row groups are encoded and written on a background thread (pyarrow releases the GIL) while the next
     batch is read and converted; at most one row group waits, so memory stays at about two batches."""
 
-    def __init__(self, folder: Path, split: str, shard_bytes: int, schema, hasher: _Hasher | None = None,
+    def __init__(self, folder: Path, split: str, shard_bytes: int, schema, hasher: Hasher | None = None,
                  root: Path | None = None):
         self.folder, self.split, self.shard_bytes, self.schema = folder, split, shard_bytes, schema
         self.hasher = hasher
@@ -200,17 +199,17 @@ class _ShardedParquet:
         return names
 
 
-def write_parquet_export(source: _Source, folder: Path, shard_bytes: int) -> dict:
-    schema, counts = parquet_schema(), _counts_skeleton()
+def write_parquet_export(source: Source, folder: Path, shard_bytes: int) -> dict:
+    schema, counts = parquet_schema(), counts_skeleton()
     agreements: dict[str, list] = {}
     for split in SPLITS:
-        shards = _ShardedParquet(folder / "data", split, shard_bytes, schema, source.hasher, root=folder)
+        shards = ShardedParquet(folder / "data", split, shard_bytes, schema, source.hasher, root=folder)
         try:
             for batch in source.batches(split, DECIDED):
                 for row in batch:
                     shards.add(row)
-                    _count(counts, row)
-                    _agreement_add(agreements, split, row.values["agreement"])
+                    count_row(counts, row)
+                    agreement_add(agreements, split, row.values["agreement"])
                 shards.end_batch()
             files = shards.close()
         except BaseException:
@@ -218,7 +217,7 @@ def write_parquet_export(source: _Source, folder: Path, shard_bytes: int) -> dic
             raise
         if files:
             counts["files"][split] = [f"data/{name}" for name in files]
-        _excluded(source, counts, split)
-    counts["agreement"] = _agreement_summary(agreements)
+        count_excluded(source, counts, split)
+    counts["agreement"] = agreement_summary(agreements)
     (folder / "README.md").write_text(dataset_card(source.version, counts), encoding="utf-8")
     return counts

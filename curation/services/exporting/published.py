@@ -14,7 +14,7 @@ Every dataset folder holds ``README.md`` (a card whose YAML maps its splits to `
 declares the published features) and ``data/<split>-<i:05d>-of-<n:05d>.parquet``. The export's own
 ``README.md`` declares one config per dataset, so ``datasets.load_dataset(<export>)`` cannot merge the two
 test sets either: it asks for a config name. The nine columns, in the published order:
-:data:`ml.core.data.PUBLISHED_COLUMNS`; ``category`` = task name and ``law`` = task code (our convention; the
+:data:`science_t2i.format.PUBLISHED_COLUMNS`; ``category`` = task name and ``law`` = task code (our convention; the
 published values are not documented).
 
 Pairs labelled both/neither have no correct image and are left out, as in the combined parquet export.
@@ -27,9 +27,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from curation.services.exporting.base import DECIDED
-from curation.services.exporting.card import _agreement_add, _agreement_summary
-from curation.services.exporting.parquet import _image_structs, _ShardedParquet, published_values
-from curation.services.exporting.source import Row, _count, _counts_skeleton, _excluded, _Source
+from curation.services.exporting.card import agreement_add, agreement_summary
+from curation.services.exporting.parquet import ShardedParquet, image_structs, published_values
+from curation.services.exporting.source import Row, Source, count_excluded, count_row, counts_skeleton
+from science_t2i.format import published_features_yaml, schema_with_features, science_t2i_fields
 
 # (folder, [(our split, published split)], train shape)
 DATASETS = (
@@ -40,8 +41,6 @@ DATASETS = (
 
 
 def _schema(train_shape: bool):
-    from ml.core.data import schema_with_features, science_t2i_fields
-
     return schema_with_features(science_t2i_fields(prompt_lists=train_shape))
 
 
@@ -71,21 +70,21 @@ def _grouped(rows: list[Row]) -> tuple[dict, int, list[Row]]:
         **first,
         "implicit_prompt": rows[0].prompts("implicit"), "explicit_prompt": rows[0].prompts("explicit"),
         "superficial_prompt": rows[0].prompts("superficial"),
-        "explicit_image": _image_structs(list(correct.values())),
-        "superficial_image": _image_structs(list(wrong.values())),
+        "explicit_image": image_structs(list(correct.values())),
+        "superficial_image": image_structs(list(wrong.values())),
     }
     size = sum(len(data) for data, _, _ in (*correct.values(), *wrong.values())) + rows[0].size
     return values, size, rows
 
 
-def write_published_export(source: _Source, folder: Path, shard_bytes: int) -> dict:
-    counts = _counts_skeleton()
+def write_published_export(source: Source, folder: Path, shard_bytes: int) -> dict:
+    counts = counts_skeleton()
     counts["datasets"] = {}
     agreements: dict[str, list] = {}
     for name, splits, train_shape in DATASETS:
         schema, written = _schema(train_shape), {}
         for split, published in splits:
-            shards = _ShardedParquet(folder / name / "data", published, shard_bytes, schema, source.hasher,
+            shards = ShardedParquet(folder / name / "data", published, shard_bytes, schema, source.hasher,
                                      root=folder)
             n = 0
             try:
@@ -94,8 +93,8 @@ def write_published_export(source: _Source, folder: Path, shard_bytes: int) -> d
                     shards.add_values(values, size)
                     n += 1
                     for row in members:
-                        _count(counts, row)
-                        _agreement_add(agreements, split, row.values["agreement"])
+                        count_row(counts, row)
+                        agreement_add(agreements, split, row.values["agreement"])
                 files = shards.close()
             except BaseException:
                 shards.abandon()
@@ -103,13 +102,13 @@ def write_published_export(source: _Source, folder: Path, shard_bytes: int) -> d
             if files:
                 written[published] = {"files": [f"data/{f}" for f in files], "rows": n}
                 counts["files"][split] = [f"{name}/data/{f}" for f in files]
-            _excluded(source, counts, split)
+            count_excluded(source, counts, split)
         if written:
             (folder / name).mkdir(parents=True, exist_ok=True)
             (folder / name / "README.md").write_text(dataset_card(name, source.version, written, train_shape),
                                                      encoding="utf-8")
             counts["datasets"][name] = {split: info["rows"] for split, info in written.items()}
-    counts["agreement"] = _agreement_summary(agreements)
+    counts["agreement"] = agreement_summary(agreements)
     (folder / "README.md").write_text(layout_card(source.version, counts["datasets"]), encoding="utf-8")
     return counts
 
@@ -123,28 +122,13 @@ def _rows(batches: Iterator[list[Row]], train_shape: bool) -> Iterator[tuple[dic
             yield published_values(row), row.size, [row]
 
 
-def _features_yaml(train_shape: bool) -> list[str]:
-    from ml.core.data import PUBLISHED_COLUMNS
-
-    lines = ["dataset_info:", "  features:"]
-    for column in PUBLISHED_COLUMNS:
-        lines.append(f"  - name: {column}")
-        if column.endswith("_image"):
-            lines.append("    sequence: image")
-        elif column.endswith("_prompt") and train_shape:
-            lines.append("    sequence: string")
-        else:
-            lines.append("    dtype: string")
-    return lines
-
-
 def dataset_card(name: str, version, written: dict, train_shape: bool) -> str:
     """The README.md of one published dataset folder: its splits, features, and what it holds."""
     yaml = ["---", "license: apache-2.0", "task_categories:", "- text-to-image",
             "configs:", "- config_name: default", "  data_files:"]
     for split in written:
         yaml += [f"  - split: {split}", f"    path: \"data/{split}-*\""]
-    yaml += _features_yaml(train_shape)
+    yaml += published_features_yaml(prompt_lists=train_shape)
     yaml += ["  splits:"] + [f"  - name: {split}\n    num_examples: {info['rows']}" for split, info in written.items()]
     yaml.append("---")
     shape = ("One row per tuple: the three prompt columns are lists of every wording (the prompt, then its "

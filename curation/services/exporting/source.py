@@ -1,8 +1,8 @@
-"""Reading a version's members in bounded batches (:class:`_Source`, :class:`Row`), their images from
+"""Reading a version's members in bounded batches (:class:`Source`, :class:`Row`), their images from
 ``default_storage``, and the counts every format reports.
 
-:func:`_load_images` calls :func:`_read` through this module's globals: a test that patches it patches
-``curation.services.exporting.source._read``.
+:func:`_load_images` calls :func:`read_stored_file` through this module's globals: a test that patches it patches
+``curation.services.exporting.source.read_stored_file``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from django.core.files.storage import default_storage
 
 from curation.models import DatasetVersion, Label, VersionMember
-from curation.services.exporting.base import _ROW_OVERHEAD, DECIDED, Progress
-from curation.services.exporting.hashing import _Hasher
+from curation.services.exporting.base import DECIDED, ROW_OVERHEAD, Progress
+from curation.services.exporting.hashing import Hasher
 
 # --- reading members in bounded batches ------------------------------------------------------------
 
@@ -78,7 +78,7 @@ class Row:
     @property
     def size(self) -> int:
         text = sum(len(self.values[k] or "") for k in ("implicit_prompt", "explicit_prompt", "superficial_prompt"))
-        return len(self.expected) + len(self.other) + 4 * text + _ROW_OVERHEAD
+        return len(self.expected) + len(self.other) + 4 * text + ROW_OVERHEAD
 
 
 def _extension(image_format: str) -> str:
@@ -86,24 +86,25 @@ def _extension(image_format: str) -> str:
     return {"jpeg": "jpg", "tiff": "tif"}.get(ext, ext)
 
 
-def _read(name: str) -> bytes:
+def read_stored_file(name: str) -> bytes:
     with default_storage.open(name, "rb") as handle:
         return handle.read()
 
 
 def _load_images(batch: list[dict]) -> list[Row]:
-    return [Row(values, _read(values["expected_file"]), _read(values["other_file"])) for values in batch]
+    return [Row(values, read_stored_file(values["expected_file"]), read_stored_file(values["other_file"]))
+            for values in batch]
 
 
-class _Source:
+class Source:
     """The version's members, split by split, as batches of :class:`Row` (images read per batch).
 
     The images of the next batch are read on a background thread while the current one is written
-    (reading releases the GIL), so at most two batches are in memory. Only ``_read`` (storage) runs there;
+    (reading releases the GIL), so at most two batches are in memory. Only ``read_stored_file`` (storage) runs there;
     the database is read on the caller's thread."""
 
     def __init__(self, version: DatasetVersion, batch_size: int, progress: Progress,
-                 hasher: _Hasher | None = None):
+                 hasher: Hasher | None = None):
         self.version, self.batch_size, self._progress = version, batch_size, progress
         self.total = VersionMember.objects.filter(version=version).count()
         self.done = 0
@@ -159,7 +160,7 @@ class _Source:
         self.done += n
 
 
-def _common(row: Row) -> dict:
+def common_columns(row: Row) -> dict:
     v = row.values
     return {
         "tuple_id": v["tuple_id"], "pair_id": v["pair_id"], "task": v["task"] or "",
@@ -168,7 +169,7 @@ def _common(row: Row) -> dict:
     }
 
 
-def _tuple_columns(row: Row) -> dict:
+def tuple_columns(row: Row) -> dict:
     """The tuple's own fields beyond the three prompts: every wording, scene, subject and rubrics."""
     v = row.values
     return {
@@ -179,11 +180,11 @@ def _tuple_columns(row: Row) -> dict:
     }
 
 
-def _counts_skeleton() -> dict:
+def counts_skeleton() -> dict:
     return {"rows": 0, "splits": {}, "tasks": {}, "labels": {}, "excluded": {}, "files": {}}
 
 
-def _count(counts: dict, row: Row) -> None:
+def count_row(counts: dict, row: Row) -> None:
     v = row.values
     counts["rows"] += 1
     counts["splits"][v["split"]] = counts["splits"].get(v["split"], 0) + 1
@@ -192,7 +193,7 @@ def _count(counts: dict, row: Row) -> None:
     counts["labels"][v["label"]] = counts["labels"].get(v["label"], 0) + 1
 
 
-def _excluded(source: _Source, counts: dict, split: str) -> None:
+def count_excluded(source: Source, counts: dict, split: str) -> None:
     n = source.members(split).exclude(label__in=DECIDED).count()
     if n:
         counts["excluded"][split] = n

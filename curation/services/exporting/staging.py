@@ -1,8 +1,8 @@
 """The temporary folder an export is built in, and what dead exports leave beside the target.
 
 An export is written in a temporary sibling (``.<name>.tmp-<random>``) claimed with a flocked ``.lock``
-(:func:`_claim_temporary`, :func:`_release`); :func:`sweep_abandoned` removes those whose lock is free and
-the aside folders of :func:`_discard`.
+(:func:`claim_temporary`, :func:`release_temporary`); :func:`sweep_abandoned` removes those whose lock is free and
+the aside folders of :func:`discard_export`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 
-def _claim_temporary(target: Path) -> tuple[Path, tuple[int, Path]]:
+def claim_temporary(target: Path) -> tuple[Path, tuple[int, Path]]:
     """A fresh temporary sibling of ``target`` and its lock (``.<name>.tmp-<token>.lock``, flocked).
 
     The lock is taken before the folder exists and dropped after it is gone, and the kernel drops it when
@@ -37,7 +37,7 @@ def _claim_temporary(target: Path) -> tuple[Path, tuple[int, Path]]:
     return temporary, (fd, lock_path)
 
 
-def _release(lock: tuple[int, Path]) -> None:
+def release_temporary(lock: tuple[int, Path]) -> None:
     fd, lock_path = lock
     lock_path.unlink(missing_ok=True)
     os.close(fd)
@@ -48,7 +48,7 @@ def sweep_abandoned(target: Path, *, unlocked_after: float = 3600) -> list[str]:
 
     A worker killed mid-export (SIGKILL, power loss) leaves its temporary folder: it is abandoned when its
     lock can be taken. Folders without a lock (made before locks existed) go once ``unlocked_after``
-    seconds old, and aside folders of :func:`_discard` always (nobody reads them)."""
+    seconds old, and aside folders of :func:`discard_export` always (nobody reads them)."""
     removed = []
     prefix = glob.escape(f".{target.name}")
     for lock_path in sorted(target.parent.glob(f"{prefix}.tmp-*.lock")):
@@ -77,7 +77,7 @@ def sweep_abandoned(target: Path, *, unlocked_after: float = 3600) -> list[str]:
     return removed
 
 
-def _discard(path: Path) -> None:
+def discard_export(path: Path) -> None:
     aside = path.with_name(f".{path.name}.old-{os.getpid()}-{id(path)}")
     os.rename(path, aside)
     shutil.rmtree(aside, ignore_errors=True)

@@ -12,18 +12,18 @@ from pathlib import Path
 from curation.services.exporting.base import DECIDED, SPLITS
 from curation.services.exporting.source import (
     Row,
-    _common,
-    _count,
-    _counts_skeleton,
-    _excluded,
-    _Source,
-    _tuple_columns,
+    Source,
+    common_columns,
+    count_excluded,
+    count_row,
+    counts_skeleton,
+    tuple_columns,
 )
 
 # --- WebDataset ------------------------------------------------------------------------------------
 
-def write_webdataset_export(source: _Source, folder: Path, shard_bytes: int) -> dict:
-    counts = _counts_skeleton()
+def write_webdataset_export(source: Source, folder: Path, shard_bytes: int) -> dict:
+    counts = counts_skeleton()
     for split in SPLITS:
         names: list[str] = []
         tar, size = None, 0
@@ -40,7 +40,7 @@ def write_webdataset_export(source: _Source, folder: Path, shard_bytes: int) -> 
                         tar, size = _open_tar(folder / names[-1]), 0
                     _add_sample(tar, row)
                     size += row.size
-                    _count(counts, row)
+                    count_row(counts, row)
         finally:
             if tar is not None:
                 _close_tar(tar)
@@ -48,7 +48,7 @@ def write_webdataset_export(source: _Source, folder: Path, shard_bytes: int) -> 
                     source.hasher.add_file(names[-1])
         if names:
             counts["files"][split] = names
-        _excluded(source, counts, split)
+        count_excluded(source, counts, split)
     return counts
 
 
@@ -79,7 +79,7 @@ def _add_sample(tar: tarfile.TarFile, row: Row) -> None:
     key = f"p{v['pair_id']:09d}"
     meta = {"implicit_prompt": v["implicit_prompt"], "explicit_prompt": v["explicit_prompt"] or "",
             "superficial_prompt": v["superficial_prompt"] or "", "category": v["task_name"] or "",
-            "split": v["split"], **_tuple_columns(row), **_common(row)}
+            "split": v["split"], **tuple_columns(row), **common_columns(row)}
     correct, _, correct_ext = row.image("correct")
     wrong, _, wrong_ext = row.image("wrong")
     for name, data in ((f"{key}.json", json.dumps(meta, ensure_ascii=False).encode()),

@@ -4,16 +4,16 @@
 Formats (``fmt="auto"`` picks by what ``path`` is):
 
 * ``parquet`` — a Science-T2I parquet file, or a directory of ``*.parquet`` (recursive; the split of a file
-  comes from its name or folder, see :func:`ml.core.data.parquet_split`). Accepted layouts: the published
+  comes from its name or folder, see :func:`science_t2i.format.parquet_split`). Accepted layouts: the published
   datasets (``Science-T2I-Trainset/data/train-*.parquet`` and ``validation-*``, ``Science-T2I-S/data/
   test-*.parquet`` → split ``test_S``, ``Science-T2I-C/data/test-*.parquet`` → ``test_C``), each folder
   alone or a folder holding all three, with exactly the 9 published columns (train rows hold *lists* of
   paraphrases in the prompt columns, and several images per side); and our combined export (one row per
   pair, string prompts plus ``implicit_prompts``/``explicit_prompts``/``superficial_prompts`` with every
   wording, ``tuple_id``, ``pair_id``, ``task``, ``discipline``, ``scene``, ``subject``, ``label``,
-  ``consensus``, ``agreement``, ``n_judgements``). Rows are read by :mod:`ml.core.data` (its per-row
-  reader), so the platform and the ML code agree on the format.
-* ``jsonl`` — one tuple per line, as :func:`ml.core.data.read_jsonl` reads it: ``implicit_prompt``,
+  ``consensus``, ``agreement``, ``n_judgements``). Rows are read by :mod:`science_t2i.format` (its per-row
+  reader), the one definition of the format, so the platform and the ML code agree on it.
+* ``jsonl`` — one tuple per line, as :func:`science_t2i.format.read_jsonl` reads it: ``implicit_prompt``,
   ``correct_image`` and ``wrong_image`` (image *paths*, relative to the file: image folders next to the
   file), optional ``explicit_prompt``, ``superficial_prompt``, ``task``, ``subject``, ``split``, the lists
   ``implicit_prompts`` (etc.) and ``correct_images``/``wrong_images``, the rubrics, our export's ``label``
@@ -65,8 +65,9 @@ How, in two passes; each part's decisions are written next to its code:
 * :mod:`.job` — the background job and the import roots (:func:`resolve_import_path`);
 * :mod:`.base` — limits, errors and the report (**bounded reports**).
 
-Everything other code takes from ``curation.services.importing`` is re-exported here. ``_insert`` lives in
-:mod:`.bulk` and is looked up there: patch ``curation.services.importing.bulk._insert``.
+Everything other code takes from ``curation.services.importing`` is re-exported here. Fault-injection tests
+patch :func:`.bulk.insert_rows` (the set-based inserts) in ``curation.services.importing.bulk``, where it is
+looked up.
 """
 
 from curation.services.importing.base import (
@@ -86,8 +87,6 @@ from curation.services.importing.base import (
     Progress,
     RowError,
 )
-from curation.services.importing.bulk import _insert
-from curation.services.importing.checking import _pool_size
 from curation.services.importing.job import (
     ImportFailed,
     import_params,
@@ -117,8 +116,6 @@ __all__ = [
     "ImportRefused",
     "Progress",
     "RowError",
-    "_insert",
-    "_pool_size",
     "detect_format",
     "import_dataset",
     "import_params",

@@ -88,12 +88,12 @@ class DatasetImportReport:
                 "errors": errors, "error_count": self.error_count}
 
 
-def _shown(value, limit: int = 80) -> str:
+def shown(value, limit: int = 80) -> str:
     """``repr(value)``, cut to ``limit`` characters: error messages name a bad value without echoing 10 MB."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
-def _listed_prompt(prompt: str) -> str:
+def listed_prompt(prompt: str) -> str:
     """A prompt as the listings show it: cut to ``MAX_LISTED_PROMPT`` characters."""
     return prompt if len(prompt) <= MAX_LISTED_PROMPT else prompt[:MAX_LISTED_PROMPT] + "..."

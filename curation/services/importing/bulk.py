@@ -1,9 +1,9 @@
 """Pass 2 of a real run: ``batch_size`` rows at a time with a few set-based statements per batch (``COPY``
 on PostgreSQL) instead of the per-row services; what is stored, counted and audited is the same (see
-:class:`_BulkWriter`), and bytes pass 1 validated are not decoded again.
+:class:`BulkWriter`), and bytes pass 1 validated are not decoded again.
 
-:class:`_BulkWriter` calls :func:`_insert` through this module's globals: a test that patches it patches
-``curation.services.importing.bulk._insert``.
+:class:`BulkWriter` calls :func:`insert_rows` through this module's globals: a test that patches it patches
+``curation.services.importing.bulk.insert_rows``.
 """
 
 from __future__ import annotations
@@ -18,17 +18,17 @@ from annotation.services import catalog
 from curation.models import Consensus, Label
 from curation.services.consensus import record_imported_decision
 from curation.services.importing.base import DatasetImportReport, ImportRefused
-from curation.services.importing.checking import _pool_size
-from curation.services.importing.reading import _image_bytes
-from curation.services.importing.records import _Item, _Row
-from curation.services.importing.storage import _image_header, _store_file
-from curation.services.importing.writing import _decision_states, _flipped, _settled, _Writer
+from curation.services.importing.checking import pool_size
+from curation.services.importing.reading import image_bytes
+from curation.services.importing.records import Item, Row
+from curation.services.importing.storage import image_header, store_file
+from curation.services.importing.writing import Writer, decision_states, flipped, settled
 
 
-class _BulkWriter:
+class BulkWriter:
     """Writes rows a batch at a time with a few set-based queries per batch; what it stores and counts, and
     the audit events it records, are what writing each row through the catalogue services would give
-    (``_Writer`` in :mod:`.writing`, which dry runs still use):
+    (``Writer`` in :mod:`.writing`, which dry runs still use):
 
     * **tuples** whose normalised prompt is not stored are inserted together, as ``catalog.upsert_tuple``
       would create them; any other (a stored prompt, or a second task of a prompt created in this batch)
@@ -47,7 +47,7 @@ class _BulkWriter:
       ``pair.closed`` from open); a stored pair's goes through
       :func:`curation.services.consensus.record_imported_decision` itself, which keeps a decision made here
       (read first, in one query, for all of a batch's stored pairs: one that is gold, decided here, or holds
-      this very imported decision is counted without the call, which would write nothing; ``_settled``);
+      this very imported decision is counted without the call, which would write nothing; ``settled``);
     * the **audit events** of what was created (``tuple.created``, ``image.created``, ``pair.created``, and
       those of the new pairs' decisions) are inserted together at the end of the batch, in its transaction.
     """
@@ -65,7 +65,7 @@ class _BulkWriter:
         if self.k < 1:
             raise ValueError("k must be at least 1.")
 
-    def write_batch(self, batch: list[_Row]) -> None:
+    def write_batch(self, batch: list[Row]) -> None:
         from annotation.models import AuditEvent
 
         for row in batch:
@@ -76,7 +76,7 @@ class _BulkWriter:
         new_tuples = self._tuples(items, events)
         images, new_images = self._images(items, events)
         self._pairs(items, images, new_tuples | new_images, events)
-        _insert(AuditEvent, events)
+        insert_rows(AuditEvent, events)
 
     @staticmethod
     def _event(action: str, target_type: str, pk: int, after: dict, before: dict | None = None):
@@ -85,7 +85,7 @@ class _BulkWriter:
         return AuditEvent(actor=None, action=action, target_type=target_type, target_id=str(pk), before=before,
                           after=after)
 
-    def _tuples(self, items: list[_Item], events: list) -> set:
+    def _tuples(self, items: list[Item], events: list) -> set:
         """Every item's tuple id into ``self.tuples``; returns ``{("t", id)}`` of the tuples created here."""
         pending, keys = [], set()
         for item in items:
@@ -105,7 +105,7 @@ class _BulkWriter:
                 fresh.append(item)
         created = set()
         if fresh:
-            rows = _insert(PromptTuple, [self._new_tuple(item.fields) for item in fresh])
+            rows = insert_rows(PromptTuple, [self._new_tuple(item.fields) for item in fresh])
             for item, tuple_ in zip(fresh, rows):
                 self.tuples[item.key] = tuple_.pk
                 created.add(("t", tuple_.pk))
@@ -113,7 +113,7 @@ class _BulkWriter:
             self.report.tuples["created"] += len(fresh)
         for item in slow:  # in row order, after the new prompts of this batch exist: as one row at a time
             fields = item.fields
-            if item.create_only and _Writer._find_tuple(item) is not None:
+            if item.create_only and Writer._find_tuple(item) is not None:
                 fields = {**fields, **{name: None if name == "scene" else "" for name in item.create_only}}
             tuple_, outcome = catalog.upsert_tuple(**fields)
             self.report.tuples[outcome] += 1
@@ -138,7 +138,7 @@ class _BulkWriter:
             scene_scoring=(fields.get("scene_scoring") or "").strip(),
             real_scoring=(fields.get("real_scoring") or "").strip())
 
-    def _images(self, items: list[_Item], events: list) -> tuple[list, set]:
+    def _images(self, items: list[Item], events: list) -> tuple[list, set]:
         """Per item, ``(correct id, wrong id)`` (None for an item without images), and ``{("i", id)}`` of
         the images created here."""
         hashed, fresh = [], {}  # fresh: sha → [data, kind, tuple id, checked or None], first seen first
@@ -148,7 +148,7 @@ class _BulkWriter:
                 continue
             read = []
             for ref, kind in ((item.explicit, Image.Kind.EXPLICIT), (item.superficial, Image.Kind.SUPERFICIAL)):
-                data = _image_bytes(ref)
+                data = image_bytes(ref)
                 sha = hashlib.sha256(data).hexdigest()
                 read.append((self.normalised.get(sha, sha), data, kind, sha in self.normalised))
             trusted = (item.key, read[0][0], read[1][0]) in self.validated
@@ -176,13 +176,13 @@ class _BulkWriter:
                 if checked is not None:
                     width, height, fmt = checked.width, checked.height, checked.format
                 else:
-                    width, height, fmt = self.checked.get(sha) or _image_header(data)
+                    width, height, fmt = self.checked.get(sha) or image_header(data)
                 key = catalog.storage_key(sha, ALLOWED_FORMATS[fmt])
                 files.append((key, data))
                 rows.append(Image(file=key, sha256=sha, width=width, height=height, format=fmt,
                                   size_bytes=len(data), kind=kind, tuple_id=tuple_id, generator="", seed=None))
             self._store_files(files)  # every file before its row, as store_image does
-            rows = _insert(Image, rows)
+            rows = insert_rows(Image, rows)
             for image in rows:
                 self.images[image.sha256] = image.pk
                 created.add(("i", image.pk))
@@ -195,15 +195,15 @@ class _BulkWriter:
 
     def _store_files(self, files: list[tuple[str, bytes]]) -> None:
         """Write new image files, several at a time (file system calls release the GIL)."""
-        if self._files is None and len(files) > 1 and _pool_size() > 1:
+        if self._files is None and len(files) > 1 and pool_size() > 1:
             from concurrent.futures import ThreadPoolExecutor
 
-            self._files = ThreadPoolExecutor(min(4, 2 * _pool_size()), thread_name_prefix="import-store")
+            self._files = ThreadPoolExecutor(min(4, 2 * pool_size()), thread_name_prefix="import-store")
         if self._files is None:
             for key, data in files:
-                _store_file(key, data)
+                store_file(key, data)
         else:
-            for _ in self._files.map(lambda file: _store_file(*file), files):
+            for _ in self._files.map(lambda file: store_file(*file), files):
                 pass
 
     def close(self) -> None:
@@ -211,7 +211,7 @@ class _BulkWriter:
             self._files.shutdown(wait=True)
             self._files = None
 
-    def _pairs(self, items: list[_Item], images: list, new: set, events: list) -> None:
+    def _pairs(self, items: list[Item], images: list, new: set, events: list) -> None:
         candidates = []  # (key, item), first of each key in the run
         for item, ids in zip(items, images):
             if ids is None:
@@ -236,7 +236,7 @@ class _BulkWriter:
             if key in same or key in reversed_other:
                 self.report.pairs["skipped"] += 1
                 if item.label is not None:
-                    label = item.label if key in same else _flipped(item.label)
+                    label = item.label if key in same else flipped(item.label)
                     stored_decisions.append((same.get(key) or reversed_other[key], label, item.decision))
             else:
                 status = Pair.Status.OPEN if item.label is None else Pair.Status.COMPLETE
@@ -245,22 +245,22 @@ class _BulkWriter:
                 decided.append(item)
         if rows:
             consensus_rows = []
-            for pair, item in zip(_insert(Pair, rows), decided):
+            for pair, item in zip(insert_rows(Pair, rows), decided):
                 opened = {**catalog._pair_state(pair), "status": Pair.Status.OPEN}
                 events.append(self._event("pair.created", "pair", pair.pk, opened))
                 if item.label is not None:
                     consensus_rows.append(self._imported(pair, item, events, opened))
-            _insert(Consensus, consensus_rows)
+            insert_rows(Consensus, consensus_rows)
             self.report.pairs["created"] += len(rows)
         stored_ids = [pk for pk, _, _ in stored_decisions]
-        states = {state.pk: state for state in _decision_states().filter(pk__in=stored_ids)} if stored_ids else {}
+        states = {state.pk: state for state in decision_states().filter(pk__in=stored_ids)} if stored_ids else {}
         for pk, label, provenance in stored_decisions:  # in row order; each one that may write locks its pair
-            what = _settled(states.get(pk), label, provenance)
+            what = settled(states.get(pk), label, provenance)
             if what is None:
                 _, what = record_imported_decision(Pair(pk=pk), label, provenance)
             self.report.decisions["kept" if what == "gold" else what] += 1
 
-    def _imported(self, pair: Pair, item: _Item, events: list, opened: dict) -> Consensus:
+    def _imported(self, pair: Pair, item: Item, events: list, opened: dict) -> Consensus:
         """The consensus row of a new pair's imported decision, and its events, as
         ``record_imported_decision`` writes them for a pair without judgements."""
         counts = {label: 0 for label in Label.values}
@@ -274,7 +274,7 @@ class _BulkWriter:
         return row
 
 
-def _insert(model, objs: list) -> list:
+def insert_rows(model, objs: list) -> list:
     """``model.objects.bulk_create(objs)``, primary keys set on the objects. On PostgreSQL the rows go in
     with one ``COPY`` (about three times faster than Django's INSERT for tens of thousands of rows): their
     ids are taken from the table's sequence first, and every column's value is what ``bulk_create`` would

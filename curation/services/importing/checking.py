@@ -25,11 +25,11 @@ from PIL import Image as PILImage
 from annotation.imaging import ImageRejected, check_image
 from annotation.models import Pair
 from curation.services.importing.base import DatasetImportReport, Progress, RowError
-from curation.services.importing.reading import _image_bytes, _Source
-from curation.services.importing.records import _Options, _Row
+from curation.services.importing.reading import Source, image_bytes
+from curation.services.importing.records import Options, Row
 
 
-def _validate(src: _Source, opts: _Options, report: DatasetImportReport, seen_pairs: dict, batch_size: int,
+def validate_rows(src: Source, opts: Options, report: DatasetImportReport, seen_pairs: dict, batch_size: int,
               total: int, progress: Progress, seen_images: dict | None = None,
               normalised: dict | None = None, tracker=None) -> None:
     """Pass 1: every row read, checked and its images decoded; errors go to the report.
@@ -38,7 +38,7 @@ def _validate(src: _Source, opts: _Options, report: DatasetImportReport, seen_pa
     GIL while decoding, so this uses every core) and the stored pairs they could contradict are looked up in
     one query; then each row is judged in order, exactly as one row at a time would be."""
     with _ImageChecker() as checker:
-        for chunk, checked in checker.checked(_chunks(src.rows(opts), batch_size)):
+        for chunk, checked in checker.checked(row_chunks(src.rows(opts), batch_size)):
             stored = _StoredReversals(chunk, checked)
             for row in chunk:
                 report.rows += 1
@@ -62,7 +62,7 @@ def _validate(src: _Source, opts: _Options, report: DatasetImportReport, seen_pa
                     progress(0.5 * report.rows / total, f"validated {report.rows} of {total} rows")
 
 
-def _chunks(rows: Iterator[_Row], size: int) -> Iterator[list[_Row]]:
+def row_chunks(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
     chunk = []
     for row in rows:
         chunk.append(row)
@@ -73,7 +73,7 @@ def _chunks(rows: Iterator[_Row], size: int) -> Iterator[list[_Row]]:
         yield chunk
 
 
-def _pool_size() -> int:
+def pool_size() -> int:
     """Threads for image work: the cores this process may use, at most 8."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(8, cores))
@@ -89,7 +89,7 @@ class _ImageChecker:
     def __enter__(self):
         from concurrent.futures import ThreadPoolExecutor
 
-        workers = _pool_size()
+        workers = pool_size()
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="import-check") if workers > 1 else None
         if self.pool is not None:
             # check_image turns DecompressionBombWarning into an error inside warnings.catch_warnings(), which
@@ -106,7 +106,7 @@ class _ImageChecker:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self._warnings.__exit__(*exc)
 
-    def checked(self, chunks: Iterator[list[_Row]]) -> Iterator[tuple[list[_Row], dict]]:
+    def checked(self, chunks: Iterator[list[Row]]) -> Iterator[tuple[list[Row], dict]]:
         """Each chunk with ``{id(ref): (data, CheckedImage) or the exception}``; the next chunk is read, and
         its images queued, while this one's decode (at most two chunks in memory)."""
         pending = None
@@ -118,7 +118,7 @@ class _ImageChecker:
         if pending is not None:
             yield self._finish(*pending)
 
-    def _start(self, chunk: list[_Row]) -> list:
+    def _start(self, chunk: list[Row]) -> list:
         # a row's image in several pairs (lists of different lengths) is checked once
         refs = list({id(ref): ref for row in chunk if row.error is None for item in row.items
                      if item.explicit is not None for ref in (item.explicit, item.superficial)}.values())
@@ -126,13 +126,13 @@ class _ImageChecker:
             return [(ref, _check_ref(ref)) for ref in refs]
         return [(ref, self.pool.submit(_check_ref, ref)) for ref in refs]
 
-    def _finish(self, chunk: list[_Row], started: list) -> tuple[list[_Row], dict]:
+    def _finish(self, chunk: list[Row], started: list) -> tuple[list[Row], dict]:
         return chunk, {id(ref): result if self.pool is None else result.result() for ref, result in started}
 
 
 def _check_ref(ref):
     try:
-        data = _image_bytes(ref)
+        data = image_bytes(ref)
         return data, check_image(data, full_decode=False)
     except (RowError, ImageRejected) as exc:
         return exc
@@ -142,7 +142,7 @@ class _StoredReversals:
     """The stored pairs that hold a chunk's images with the roles swapped, found in one query:
     ``get(key, correct, wrong)`` lists ``(pk, consensus label)`` by pk, as the per-row query did."""
 
-    def __init__(self, chunk: list[_Row], checked: dict):
+    def __init__(self, chunk: list[Row], checked: dict):
         self.found: dict[tuple, list] = {}
         corrects, wrongs = set(), set()
         for row in chunk:
@@ -169,7 +169,7 @@ class _StoredReversals:
         return [(pk, label) for pk, task, label in rows if not key[1] or task == key[1]]
 
 
-def _validate_row(row: _Row, seen_pairs: dict, checked: dict, stored: _StoredReversals,
+def _validate_row(row: Row, seen_pairs: dict, checked: dict, stored: _StoredReversals,
                   seen_images: dict | None = None, normalised: dict | None = None) -> int:
     """Decode the row's images; refuse a pair of identical images or one that contradicts another pair.
     ``seen_images`` collects each checked image's ``(width, height, format)`` by sha256, and ``normalised``

@@ -6,7 +6,7 @@ goes to the prompt importer instead.
 re-reads the rows (memory stays flat in the file's size: parquet is read one row group at a time) and
 writes them, ``batch_size`` rows at a time, with a few set-based statements per batch (``COPY`` on
 PostgreSQL) instead of the per-row services; what is stored, counted and audited is the same
-(see :class:`.bulk._BulkWriter`), and bytes pass 1 validated are not decoded again:
+(see :class:`.bulk.BulkWriter`), and bytes pass 1 validated are not decoded again:
 
 * inputs up to ``settings.IMPORT_SINGLE_TRANSACTION_MAX_BYTES`` (default 1 GiB; the files plus the images
   they reference) are written in **one transaction**: all or nothing;
@@ -37,12 +37,12 @@ from curation.services.importing.base import (
     ImportRefused,
     Progress,
 )
-from curation.services.importing.bulk import _BulkWriter
-from curation.services.importing.checking import _validate
-from curation.services.importing.reading import _JsonlSource, _ParquetSource, detect_format
-from curation.services.importing.records import _Options
-from curation.services.importing.tasks import _Tasks, _TaskTracker
-from curation.services.importing.writing import _batches, _Writer
+from curation.services.importing.bulk import BulkWriter
+from curation.services.importing.checking import validate_rows
+from curation.services.importing.reading import JsonlSource, ParquetSource, detect_format
+from curation.services.importing.records import Options
+from curation.services.importing.tasks import Tasks, TaskTracker
+from curation.services.importing.writing import Writer, write_batches
 
 
 def import_dataset(
@@ -88,7 +88,7 @@ def import_dataset(
     source_given, source = source, label if source is None else source
     if len(source) > MAX_SHORT:
         raise ImportRefused(f"The source label is {len(source)} characters long; the limit is {MAX_SHORT}.")
-    tasks = _Tasks()
+    tasks = Tasks()
     default_task, allow_no_task = None, False
     if task_default is not None:
         if task_default.strip().casefold() == NO_TASK:
@@ -100,7 +100,7 @@ def import_dataset(
             if auto_task:
                 raise ImportRefused("Give either a task default code or auto_task, not both (a task default of "
                                     "'none' imports the rows the rules cannot assign without a task).")
-    opts = _Options(source=source[:MAX_SHORT], scene=scene, tasks=tasks, task_default=default_task,
+    opts = Options(source=source[:MAX_SHORT], scene=scene, tasks=tasks, task_default=default_task,
                     allow_no_task=allow_no_task, source_is_default=source_given is None, auto_task=bool(auto_task),
                     merge_same_prompt=bool(merge_same_prompt), decisions=decisions)
     report = DatasetImportReport(dry_run=dry_run, source=opts.source)
@@ -119,9 +119,9 @@ def import_dataset(
         report.add_error(label, 0, f"{path} is a directory; a JSONL import reads one file")
         return report
     try:
-        src = _ParquetSource(path, split) if fmt == "parquet" else _JsonlSource(path)
+        src = ParquetSource(path, split) if fmt == "parquet" else JsonlSource(path)
         total = max(1, src.total_rows())
-    except (ValueError, OSError) as exc:  # ml.core.data.DataError is a ValueError; pyarrow errors too
+    except (ValueError, OSError) as exc:  # science_t2i.format.DataError is a ValueError; pyarrow errors too
         report.add_error(label, 0, str(exc))
         return report
 
@@ -130,10 +130,10 @@ def import_dataset(
     seen_pairs: dict[tuple, tuple[str, int]] = {}
     seen_images: dict[str, tuple[int, int, str]] = {}
     normalised: dict[str, str] = {}  # sha256 read → sha256 stored, for images check_image trimmed or normalised
-    tracker = _TaskTracker(merge=opts.merge_same_prompt)
+    tracker = TaskTracker(merge=opts.merge_same_prompt)
     progress(0.0, "validating")
     try:
-        _validate(src, opts, report, seen_pairs, batch_size, total, progress, seen_images, normalised, tracker)
+        validate_rows(src, opts, report, seen_pairs, batch_size, total, progress, seen_images, normalised, tracker)
     except (ValueError, OSError) as exc:  # a file that breaks mid-read (pyarrow errors are ValueErrors)
         report.add_error(label, 0, str(exc))
     else:
@@ -145,16 +145,16 @@ def import_dataset(
 
     # Pass 2: write (or count, for a dry run).
     limit = getattr(settings, "IMPORT_SINGLE_TRANSACTION_MAX_BYTES", DEFAULT_SINGLE_TRANSACTION_MAX_BYTES)
-    writer = (_Writer(report, dry_run=True, normalised=normalised) if dry_run
-              else _BulkWriter(report, seen_pairs, seen_images, normalised))
+    writer = (Writer(report, dry_run=True, normalised=normalised) if dry_run
+              else BulkWriter(report, seen_pairs, seen_images, normalised))
     report.mode = "" if dry_run else ("single" if payload <= limit else "batched")
     try:
         if report.mode == "batched":
-            for done in _batches(src.rows(opts), batch_size, writer):
+            for done in write_batches(src.rows(opts), batch_size, writer):
                 progress(0.5 + 0.5 * done / total, f"wrote {done} of {total} rows")
         else:
             with transaction.atomic():
-                for done in _batches(src.rows(opts), batch_size, writer, atomic=False):
+                for done in write_batches(src.rows(opts), batch_size, writer, atomic=False):
                     progress(0.5 + 0.5 * done / total, f"{'counted' if dry_run else 'wrote'} {done} of {total} rows")
                 if not dry_run:
                     _audit(actor, job, report, path)
@@ -173,7 +173,7 @@ def import_dataset(
     return report
 
 
-def _resolve_tasks(tracker: _TaskTracker, opts: _Options, report: DatasetImportReport, seen_pairs: dict,
+def _resolve_tasks(tracker: TaskTracker, opts: Options, report: DatasetImportReport, seen_pairs: dict,
                    files: list[str]) -> None:
     """After pass 1: the merges of task-less rows (pass 2 reads them through ``opts.merges``), the task
     listings, and the rows that still need a task reported as errors, in file and row order."""

@@ -1,4 +1,4 @@
-"""Reading the input formats: parquet files or folders and JSONL files, as rows (:class:`_Row`) that can be
+"""Reading the input formats: parquet files or folders and JSONL files, as rows (:class:`Row`) that can be
 read any number of times (once per pass), the image bytes a row names, and ``auto`` format detection.
 """
 
@@ -13,21 +13,22 @@ from django.conf import settings
 from annotation.imaging import ImageRejected
 from curation.services.importing.base import MAX_PARAPHRASES, MAX_TEXT, RowError
 from curation.services.importing.records import (
-    _decision_fields,
-    _image_count,
-    _make_items,
-    _Options,
-    _Row,
-    _safe_image_path,
-    _text,
+    Options,
+    Row,
+    check_image_count,
+    checked_text,
+    decision_fields,
+    make_items,
+    safe_image_path,
 )
 from curation.services.importing.tasks import GROUPING_COLUMNS, choose_task
+from science_t2i.format import DataError, TupleRecord, jsonl_record, parquet_files, parquet_records
 
 _TASK_COLUMNS = ("task_code", "task")  # a row's own task columns; then category/law by value (.tasks)
 _JSONL_PLATFORM_KEYS = ("scene", "source", "provenance")
 
 
-class _Source:
+class Source:
     """Rows of one input, readable any number of times (once per pass)."""
 
     kind = ""
@@ -38,7 +39,7 @@ class _Source:
     def size_bytes(self) -> int:
         raise NotImplementedError
 
-    def rows(self, opts: _Options) -> Iterator[_Row]:
+    def rows(self, opts: Options) -> Iterator[Row]:
         raise NotImplementedError
 
     def labels(self) -> list[str]:
@@ -46,20 +47,12 @@ class _Source:
         raise NotImplementedError
 
 
-class _ParquetSource(_Source):
+class ParquetSource(Source):
     kind = "parquet"
 
     def __init__(self, path: Path, split: str | None):
-        from ml.core.data import parquet_split, read_parquet_dir
-
-        read_parquet_dir(path, split)  # checks the files and their columns now (DataError); rows read below
-        root = path if path.is_dir() else path.parent
-        if path.is_file():
-            files = [(path, parquet_split(path, path.parent))]
-        else:
-            files = [(f, parquet_split(f, path)) for f in sorted(path.rglob("*.parquet"))]
-        self.files = [(f, s) for f, s in files if split is None or s == split]
-        self.root = root
+        self.files = parquet_files(path, split)  # checks the files and their columns now (DataError)
+        self.root = path if path.is_dir() else path.parent
 
     def _label(self, file: Path) -> str:
         return file.relative_to(self.root).as_posix() if file.is_relative_to(self.root) else file.name
@@ -75,7 +68,7 @@ class _ParquetSource(_Source):
     def size_bytes(self) -> int:
         return sum(f.stat().st_size for f, _ in self.files)
 
-    def rows(self, opts: _Options) -> Iterator[_Row]:
+    def rows(self, opts: Options) -> Iterator[Row]:
         import pyarrow.parquet as pq
 
         for file, split in self.files:
@@ -89,31 +82,29 @@ class _ParquetSource(_Source):
             for batch in batches:
                 for values in batch.to_pylist():
                     number += 1
-                    row = _Row(label, number)
+                    row = Row(label, number)
                     try:
                         row.choice, row.items = self._items(values, file.parent, split, opts, label, number)
                     except RowError as exc:
                         row.error = str(exc)
                     yield row
 
-    def _items(self, values: dict, folder: Path, split: str, opts: _Options, label: str, number: int):
-        from ml.core.data import DataError, _parquet_records
-
+    def _items(self, values: dict, folder: Path, split: str, opts: Options, label: str, number: int):
         for column in ("explicit_image", "superficial_image"):
             value = values.get(column)
-            _image_count(value, column)
+            check_image_count(value, column)
             for item in value if isinstance(value, list) else [value] if isinstance(value, dict) else []:
                 if isinstance(item, dict) and not item.get("bytes") and item.get("path"):
-                    _safe_image_path(item["path"], folder, column)
+                    safe_image_path(item["path"], folder, column)
         for column in ("implicit_prompt", "explicit_prompt", "superficial_prompt"):
             for name in (column, f"{column}s"):
                 if isinstance(values.get(name), list) and len(values[name]) > MAX_PARAPHRASES:
                     raise RowError(f"{name} has {len(values[name])} wordings; the limit is {MAX_PARAPHRASES}")
         try:
-            record = next(_parquet_records(values, folder, split, per_row=True))
+            record = next(parquet_records(values, folder, split, per_row=True))
         except DataError as exc:
             raise RowError(str(exc)) from None
-        prompt = _text(record.implicit_prompt, "implicit_prompt", MAX_TEXT)
+        prompt = checked_text(record.implicit_prompt, "implicit_prompt", MAX_TEXT)
         choice = choose_task(opts, [(c, values.get(c)) for c in _TASK_COLUMNS],
                              {c: values.get(c) for c in GROUPING_COLUMNS if c in values}, prompt,
                              values.get("discipline"))
@@ -123,10 +114,10 @@ class _ParquetSource(_Source):
                 provenance[column] = values[column]
         if isinstance(values.get("tuple_id"), int) and not isinstance(values["tuple_id"], bool):
             provenance["tuple_id"] = values["tuple_id"]
-        claim, decision = _decision_fields(values, file=label, number=number, split=split, platform="published")
+        claim, decision = decision_fields(values, file=label, number=number, split=split, platform="published")
         subject = values.get("subject") if isinstance(values.get("subject"), str) else ""
         scene = _scene(values.get("scene"))
-        items = _make_items(record, choice=choice, scene=scene, opts=opts, provenance=provenance,
+        items = make_items(record, choice=choice, scene=scene, opts=opts, provenance=provenance,
                             rubrics=values, claim=claim, decision=decision,
                             columns=("explicit_image", "superficial_image"), subject=subject)
         return choice, items
@@ -141,7 +132,7 @@ def _scene(value) -> str | None:
     return value.strip().lower() or None
 
 
-class _JsonlSource(_Source):
+class JsonlSource(Source):
     kind = "jsonl"
 
     def __init__(self, path: Path):
@@ -157,21 +148,19 @@ class _JsonlSource(_Source):
     def size_bytes(self) -> int:
         return self.path.stat().st_size
 
-    def rows(self, opts: _Options) -> Iterator[_Row]:
+    def rows(self, opts: Options) -> Iterator[Row]:
         with self.path.open("rb") as fh:
             for number, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue
-                row = _Row(self.path.name, number)
+                row = Row(self.path.name, number)
                 try:
                     row.choice, row.items = self._items(line, opts, number)
                 except RowError as exc:
                     row.error = str(exc)
                 yield row
 
-    def _items(self, line: bytes, opts: _Options, number: int):
-        from ml.core.data import DataError, TupleRecord, _jsonl_record
-
+    def _items(self, line: bytes, opts: Options, number: int):
         try:
             obj = json.loads(line.decode("utf-8-sig" if number == 1 else "utf-8"))
         except UnicodeDecodeError as exc:
@@ -190,38 +179,38 @@ class _JsonlSource(_Source):
                 raise RowError(f"{key} has {len(obj[key])} wordings; the limit is {MAX_PARAPHRASES}")
         if "correct_image" not in obj and "wrong_image" not in obj:  # a tuple without images
             for key in ("implicit_prompt", "explicit_prompt", "superficial_prompt", "task", "subject", "split"):
-                _text(obj.get(key), key, MAX_TEXT)
+                checked_text(obj.get(key), key, MAX_TEXT)
             record = TupleRecord(obj.get("implicit_prompt") or "", obj.get("explicit_prompt") or "",
                                  obj.get("superficial_prompt") or "", None, None, subject=obj.get("subject") or "",
                                  split=obj.get("split") or "")
         else:
             for column in ("correct_image", "wrong_image"):
                 if obj.get(column):
-                    _safe_image_path(obj[column], folder, column)
+                    safe_image_path(obj[column], folder, column)
             for column in ("correct_images", "wrong_images"):
                 paths = obj.get(column)
-                _image_count(paths, column)
+                check_image_count(paths, column)
                 for value in paths if isinstance(paths, list) else ():
                     if isinstance(value, str) and value:
-                        _safe_image_path(value, folder, column)
+                        safe_image_path(value, folder, column)
             try:
-                record = _jsonl_record(obj, folder)
+                record = jsonl_record(obj, folder)
             except DataError as exc:
                 raise RowError(str(exc)) from None
-        prompt = _text(record.implicit_prompt, "implicit_prompt", MAX_TEXT)
+        prompt = checked_text(record.implicit_prompt, "implicit_prompt", MAX_TEXT)
         choice = choose_task(opts, [("task", obj.get("task"))],
                              {c: obj.get(c) for c in GROUPING_COLUMNS if c in obj}, prompt, obj.get("discipline"))
         provenance = {"file": self.path.name, "row": number, **provenance}
-        claim, decision = _decision_fields(obj, file=self.path.name, number=number, split=record.split or "",
+        claim, decision = decision_fields(obj, file=self.path.name, number=number, split=record.split or "",
                                            platform="tuples file")
-        items = _make_items(record, choice=choice, scene=_scene(platform.get("scene")), opts=opts,
+        items = make_items(record, choice=choice, scene=_scene(platform.get("scene")), opts=opts,
                             provenance=provenance, rubrics=obj, claim=claim, decision=decision,
                             columns=("correct_image", "wrong_image"), source=platform.get("source"))
         return choice, items
 
 
-def _image_bytes(ref) -> bytes:
-    """The encoded bytes of an :class:`ml.core.data.ImageRef`, refusing oversized files before reading."""
+def image_bytes(ref) -> bytes:
+    """The encoded bytes of an :class:`science_t2i.format.ImageRef`, refusing oversized files before reading."""
     if ref.data is not None:
         return ref.data
     try:

@@ -1,4 +1,4 @@
-"""What a row becomes: records ready to write (:class:`_Item`, one per pair of a row), the tuple fields and
+"""What a row becomes: records ready to write (:class:`Item`, one per pair of a row), the tuple fields and
 decisions they carry, and the checks of their fields and image paths.
 
 **Pairs.** A row with ``n`` explicit and ``m`` superficial images gives ``max(n, m)`` pairs, pair ``i`` =
@@ -27,7 +27,7 @@ leaves new pairs open for annotation, with no decision.
 
 **Untrusted paths.** This is the platform's importer, for files that may come from anyone: an image path
 in a row must be relative and stay inside the folder of the file that names it — absolute paths, ``..``
-components and symbolic links pointing outside are per-row errors (``ml.core.data`` itself trusts its
+components and symbolic links pointing outside are per-row errors (``science_t2i.format`` itself trusts its
 operator's paths). The job and the API only read under ``settings.IMPORT_ROOTS``
 (:func:`.job.resolve_import_path`).
 
@@ -55,20 +55,20 @@ from curation.services.importing.base import (
     MAX_SHORT,
     MAX_TEXT,
     RowError,
-    _shown,
+    shown,
 )
-from curation.services.importing.tasks import _TaskChoice, _Tasks
+from curation.services.importing.tasks import TaskChoice, Tasks
 
 
 @dataclass
-class _Item:
+class Item:
     """One pair ready to write (or a tuple without images): the upsert_tuple arguments, the two images in
     the catalogue's orientation (``explicit`` = the expected-correct one, stored with kind explicit), and
     the decision to record."""
 
     key: tuple[str, int | None]
     fields: dict
-    explicit: object | None = None  # ml.core.data.ImageRef
+    explicit: object | None = None  # science_t2i.format.ImageRef
     superficial: object | None = None
     create_only: tuple[str, ...] = ()  # fields that are defaults for a new tuple, never changes to a stored one
     columns: tuple[str, str] = ("explicit_image", "superficial_image")  # the images' names in the input
@@ -78,19 +78,19 @@ class _Item:
 
 
 @dataclass
-class _Row:
+class Row:
     file: str
     number: int
-    items: list[_Item] = field(default_factory=list)
+    items: list[Item] = field(default_factory=list)
     error: str | None = None
-    choice: _TaskChoice | None = None
+    choice: TaskChoice | None = None
 
 
 @dataclass(frozen=True)
-class _Options:
+class Options:
     source: str
     scene: str | None
-    tasks: _Tasks
+    tasks: Tasks
     task_default: Task | None
     allow_no_task: bool
     source_is_default: bool = False
@@ -100,7 +100,7 @@ class _Options:
     merges: dict = field(default_factory=dict)  # normalised prompt → Task, filled after pass 1 (.tasks)
 
 
-def _text(value, name: str, limit: int) -> str:
+def checked_text(value, name: str, limit: int) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
@@ -115,15 +115,15 @@ def _wordings(values: list, name: str) -> list[str]:
     """Every wording of one prompt, checked: strings, each within MAX_TEXT, at most MAX_PARAPHRASES."""
     if len(values) > MAX_PARAPHRASES:
         raise RowError(f"{name} has {len(values)} wordings; the limit is {MAX_PARAPHRASES}")
-    return [text for text in (_text(v, name, MAX_TEXT) for v in values) if text]
+    return [text for text in (checked_text(v, name, MAX_TEXT) for v in values) if text]
 
 
-def _image_count(value, column: str) -> None:
+def check_image_count(value, column: str) -> None:
     if isinstance(value, list) and len(value) > MAX_IMAGES_PER_SIDE:
         raise RowError(f"{column} holds {len(value)} images; the limit is {MAX_IMAGES_PER_SIDE}")
 
 
-def _decision_fields(values: dict, *, file: str, number: int, split: str, platform: str) -> tuple[str, dict]:
+def decision_fields(values: dict, *, file: str, number: int, split: str, platform: str) -> tuple[str, dict]:
     """The row's claim (its ``label``, else expected) and the provenance of the decision it carries."""
     label = values.get("label")
     if label is None or label == "":
@@ -131,36 +131,36 @@ def _decision_fields(values: dict, *, file: str, number: int, split: str, platfo
     elif isinstance(label, str) and label.strip().lower() in Label.values:
         claim = label.strip().lower()
     else:
-        raise RowError(f"label must be one of {', '.join(Label.values)}, not {_shown(label)}")
+        raise RowError(f"label must be one of {', '.join(Label.values)}, not {shown(label)}")
     has_ours = values.get("label") not in (None, "") or values.get("pair_id") is not None
     provenance = {"source": file, "row": number, "split": split,
                   "dataset": "platform export" if has_ours else platform}
     outcome = values.get("consensus")
     if outcome not in (None, ""):
         if not isinstance(outcome, str) or len(outcome) > 32:
-            raise RowError(f"consensus must be an outcome name, not {_shown(outcome)}")
+            raise RowError(f"consensus must be an outcome name, not {shown(outcome)}")
         provenance["outcome"] = outcome.strip()
     agreement = values.get("agreement")
     if agreement is not None:
         if isinstance(agreement, bool) or not isinstance(agreement, int | float) or not math.isfinite(agreement) \
                 or not 0 <= agreement <= 1:
-            raise RowError(f"agreement must be a share between 0 and 1, not {_shown(agreement)}")
+            raise RowError(f"agreement must be a share between 0 and 1, not {shown(agreement)}")
         provenance["agreement"] = float(agreement)
     n_judgements = values.get("n_judgements")
     if n_judgements is not None:
         if isinstance(n_judgements, bool) or not isinstance(n_judgements, int) or not 0 <= n_judgements <= 10**6:
-            raise RowError(f"n_judgements must be a count, not {_shown(n_judgements)}")
+            raise RowError(f"n_judgements must be a count, not {shown(n_judgements)}")
         provenance["n_judgements"] = n_judgements
     if has_ours and label not in (None, ""):
         provenance["label"] = claim
     return claim, provenance
 
 
-def _make_items(record, *, choice: _TaskChoice, scene: str | None, opts: _Options, provenance: dict,
+def make_items(record, *, choice: TaskChoice, scene: str | None, opts: Options, provenance: dict,
                 rubrics: dict, claim: str, decision: dict, columns: tuple[str, str], subject=None,
-                source=None) -> list[_Item]:
+                source=None) -> list[Item]:
     """The row's items: one per pair (see **Pairs**), or one without images when the record has none."""
-    implicit = _text(record.implicit_prompt, "implicit_prompt", MAX_TEXT)
+    implicit = checked_text(record.implicit_prompt, "implicit_prompt", MAX_TEXT)
     if not implicit:
         raise RowError("implicit prompt is missing or empty")
     wordings = {name: _wordings(getattr(record, f"{name}_prompts") or [], f"{name}_prompt")
@@ -175,31 +175,31 @@ def _make_items(record, *, choice: _TaskChoice, scene: str | None, opts: _Option
     if size > MAX_PROVENANCE_CHARS:
         raise RowError(f"provenance is {size} characters long as JSON; the limit is {MAX_PROVENANCE_CHARS}")
     if scene not in PromptTuple.Scene.values:
-        raise RowError(f"scene must be one of {', '.join(PromptTuple.Scene.values)}, not {_shown(scene)}")
+        raise RowError(f"scene must be one of {', '.join(PromptTuple.Scene.values)}, not {shown(scene)}")
     normalised = normalise_prompt(implicit)
     task = choice.task
     if choice.taskless and normalised in opts.merges:  # merge_same_prompt: join the tasked tuple
         task = opts.merges[normalised]
-    explicit_prompt = _text(record.explicit_prompt, "explicit_prompt", MAX_TEXT)
-    superficial_prompt = _text(record.superficial_prompt, "superficial_prompt", MAX_TEXT)
+    explicit_prompt = checked_text(record.explicit_prompt, "explicit_prompt", MAX_TEXT)
+    superficial_prompt = checked_text(record.superficial_prompt, "superficial_prompt", MAX_TEXT)
     fields = {
         "implicit_prompt": implicit,
         "explicit_prompt": explicit_prompt,
         "superficial_prompt": superficial_prompt,
-        "subject": _text(subject if subject is not None else record.subject, "subject", MAX_SHORT),
-        "source": _text(source, "source", MAX_SHORT) or opts.source,
+        "subject": checked_text(subject if subject is not None else record.subject, "subject", MAX_SHORT),
+        "source": checked_text(source, "source", MAX_SHORT) or opts.source,
         "scene": scene,
         "task": task,
         "provenance": provenance,
         "implicit_paraphrases": [w for w in wordings["implicit"] if w != implicit],
         "explicit_paraphrases": [w for w in wordings["explicit"] if w != explicit_prompt],
         "superficial_paraphrases": [w for w in wordings["superficial"] if w != superficial_prompt],
-        "scene_scoring": _text(rubrics.get("scene_scoring"), "scene_scoring", MAX_RUBRIC),
-        "real_scoring": _text(rubrics.get("real_scoring"), "real_scoring", MAX_RUBRIC),
+        "scene_scoring": checked_text(rubrics.get("scene_scoring"), "scene_scoring", MAX_RUBRIC),
+        "real_scoring": checked_text(rubrics.get("real_scoring"), "real_scoring", MAX_RUBRIC),
     }
     key = (normalised, task.pk if task else None)
     if record.correct_image is None:
-        return [_Item(key, fields, create_only=tuple(create_only))]
+        return [Item(key, fields, create_only=tuple(create_only))]
     correct, wrong = record.correct_images, record.wrong_images
     label = claim if opts.decisions == "import" else None
     items = []
@@ -210,25 +210,25 @@ def _make_items(record, *, choice: _TaskChoice, scene: str | None, opts: _Option
         refs = (correct[i], wrong[j])
         if claim == Label.OTHER:  # the row's correct image is the catalogue's other image
             refs, names = refs[::-1], names[::-1]
-        items.append(_Item(key, fields, refs[0], refs[1], tuple(create_only), names, claim, label, decision))
+        items.append(Item(key, fields, refs[0], refs[1], tuple(create_only), names, claim, label, decision))
     return items
 
 
-def _safe_image_path(value, folder: Path, column: str) -> None:
+def safe_image_path(value, folder: Path, column: str) -> None:
     """Refuse image paths that leave ``folder`` (absolute, ``..``, or a link pointing outside)."""
     if not isinstance(value, str) or not value:
         raise RowError(f"{column} must be a non-empty path")
     if len(value) > MAX_PATH_CHARS or "\x00" in value:
-        raise RowError(f"{column} {_shown(value)}: not a usable path ({len(value)} characters)")
+        raise RowError(f"{column} {shown(value)}: not a usable path ({len(value)} characters)")
     pure = PurePosixPath(value.replace("\\", "/"))
     if pure.is_absolute() or Path(value).is_absolute() or (len(value) > 1 and value[1] == ":"):
-        raise RowError(f"{column} {_shown(value)}: absolute paths are refused; use a path relative to the file")
+        raise RowError(f"{column} {shown(value)}: absolute paths are refused; use a path relative to the file")
     if ".." in pure.parts:
-        raise RowError(f"{column} {_shown(value)}: paths may not contain '..'")
+        raise RowError(f"{column} {shown(value)}: paths may not contain '..'")
     base = folder.resolve()
     try:
         inside = (base / value).resolve().is_relative_to(base)
     except (OSError, RuntimeError) as exc:  # a name too long, a symlink loop
-        raise RowError(f"{column} {_shown(value)}: cannot be resolved ({exc.__class__.__name__})") from None
+        raise RowError(f"{column} {shown(value)}: cannot be resolved ({exc.__class__.__name__})") from None
     if not inside:
-        raise RowError(f"{column} {_shown(value)} leads outside the file's folder")
+        raise RowError(f"{column} {shown(value)} leads outside the file's folder")

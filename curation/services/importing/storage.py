@@ -16,7 +16,7 @@ from django.conf import settings
 from PIL import Image as PILImage
 
 
-def _image_header(data: bytes) -> tuple[int, int, str]:
+def image_header(data: bytes) -> tuple[int, int, str]:
     """Width, height and format from the header, as ``check_image`` reads them (no pixel decoded)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)  # checked in pass 1
@@ -24,7 +24,7 @@ def _image_header(data: bytes) -> tuple[int, int, str]:
             return img.size[0], img.size[1], img.format
 
 
-def _store_file(key: str, data: bytes) -> None:
+def store_file(key: str, data: bytes) -> None:
     """Write image bytes under their content key unless there already, as ``catalog.store_image`` does.
 
     On local media the file is created directly (``O_EXCL``: an existing file is kept, as the storage's

@@ -2,7 +2,7 @@
 
 **Tasks.** A row's own task columns win: parquet ``task_code``, then ``task`` (our export's), JSONL ``task``
 — a code or a name of a stored task (any case, ``_``/``-`` as spaces), else a per-row error. Otherwise the
-grouping columns ``category`` and ``law`` are read *by value* (:func:`ml.core.data.read_grouping`, and the
+grouping columns ``category`` and ``law`` are read *by value* (:func:`science_t2i.format.read_grouping`, and the
 stored tasks and disciplines, so tasks and disciplines an admin added count too): a task code or name in
 either column is the task; a discipline name only says which discipline the row belongs to; a value that is
 neither is an error ("unknown task/category ..."), and every such message says what each column held. A
@@ -40,47 +40,44 @@ from curation.services.importing.base import (
     MAX_LISTED_ROWS,
     DatasetImportReport,
     RowError,
-    _listed_prompt,
-    _shown,
+    listed_prompt,
+    shown,
 )
+from science_t2i.format import discipline_of, read_grouping, task_key
 
 GROUPING_COLUMNS = ("category", "law")
 _NO_TASK_HELP = ("give a task default (a task code, or 'none' to import such rows without a task), "
                  "auto_task, or merge_same_prompt")
 
 
-class _Tasks:
+class Tasks:
     """Stored tasks and disciplines by code, name or slug (any case, ``_``/``-`` read as spaces); loaded
     once per import."""
 
     def __init__(self):
         from annotation.models import Discipline
-        from ml.core.data import _task_key
-
-        self._key = _task_key
+        self._key = task_key
         self._by_key: dict[str, Task] = {}
         self.by_id: dict[int, Task] = {}
         for task in Task.objects.select_related("discipline"):
-            self._by_key[_task_key(task.code)] = task
-            self._by_key[_task_key(task.name)] = task
+            self._by_key[task_key(task.code)] = task
+            self._by_key[task_key(task.name)] = task
             self.by_id[task.pk] = task
         self._disciplines: dict[str, str] = {}
         for discipline in Discipline.objects.all():
-            self._disciplines[_task_key(discipline.slug)] = discipline.slug
-            self._disciplines[_task_key(discipline.name)] = discipline.slug
+            self._disciplines[task_key(discipline.slug)] = discipline.slug
+            self._disciplines[task_key(discipline.name)] = discipline.slug
 
     def get(self, value: str) -> Task | None:
         return self._by_key.get(self._key(value))
 
     def discipline(self, value: str) -> str:
         """The slug of a stored discipline named by ``value`` (slug or name); else the seeded one; else ""."""
-        from ml.core.data import discipline_of
-
         return self._disciplines.get(self._key(value)) or discipline_of(value)
 
 
 @dataclass
-class _TaskChoice:
+class TaskChoice:
     """The task of a row's tuple, as pass 1 decided it (a merge may still give a task-less row one)."""
 
     task: Task | None
@@ -90,13 +87,11 @@ class _TaskChoice:
 
 
 def choose_task(opts, named: list[tuple[str, object]], grouping: dict[str, object], prompt: str,
-                discipline_hint: object = None) -> _TaskChoice:
+                discipline_hint: object = None) -> TaskChoice:
     """The task of one row (see the module docstring): ``named`` are its own task columns in order,
     ``grouping`` its ``category``/``law`` values, ``discipline_hint`` our export's ``discipline`` column.
     Raises :class:`RowError`."""
-    from ml.core.data import read_grouping
-
-    tasks: _Tasks = opts.tasks
+    tasks: Tasks = opts.tasks
     for column, value in named:
         if value is None or (isinstance(value, str) and not value.strip()):
             continue
@@ -104,9 +99,9 @@ def choose_task(opts, named: list[tuple[str, object]], grouping: dict[str, objec
             raise RowError(f"{column} must be a string")
         task = tasks.get(value)
         if task is None:
-            raise RowError(f"unknown task/category {_shown(value.strip())} (column {column}: no stored task "
+            raise RowError(f"unknown task/category {shown(value.strip())} (column {column}: no stored task "
                            "has that code or name)")
-        return _TaskChoice(task)
+        return TaskChoice(task)
     for column, value in grouping.items():
         if value is not None and not isinstance(value, str):
             raise RowError(f"{column} must be a string")
@@ -122,25 +117,25 @@ def choose_task(opts, named: list[tuple[str, object]], grouping: dict[str, objec
         found = tasks.get(text)
         if found is not None:
             task = task or found
-            held.append(f"{column} {_shown(text)}: a task")
+            held.append(f"{column} {shown(text)}: a task")
         elif slug := tasks.discipline(text):
             discipline = discipline or slug
-            held.append(f"{column} {_shown(text)}: a discipline")
+            held.append(f"{column} {shown(text)}: a discipline")
         else:
             what = "a seeded task the catalogue no longer has" if seeded[column] == "task" else \
                 "neither a task nor a discipline"
             unknown.append(text)
-            held.append(f"{column} {_shown(text)}: {what}")
+            held.append(f"{column} {shown(text)}: {what}")
     if task is not None:
-        return _TaskChoice(task)
+        return TaskChoice(task)
     where = "; ".join(held) or "no task or grouping column"
     if unknown:
-        raise RowError(f"unknown task/category {_shown(unknown[0])} ({where})")
+        raise RowError(f"unknown task/category {shown(unknown[0])} ({where})")
     if opts.task_default is not None:
-        return _TaskChoice(opts.task_default)
+        return TaskChoice(opts.task_default)
     if not discipline and isinstance(discipline_hint, str) and discipline_hint.strip():
         discipline = tasks.discipline(discipline_hint)
-    choice = _TaskChoice(None, taskless=True)
+    choice = TaskChoice(None, taskless=True)
     if opts.auto_task:
         code = guess_task(prompt)
         guessed = tasks.get(code) if code else None
@@ -179,7 +174,7 @@ class _Taskless:
 
 
 @dataclass
-class _TaskTracker:
+class TaskTracker:
     """Pass 1's notes for the task listings: which prompts came with a task (digests only: memory stays
     small), which came without, and the rows left without a task. :meth:`resolve` turns them into the
     merges of pass 2 and the report's ``unassigned`` and ``same_prompt``."""
@@ -192,7 +187,7 @@ class _TaskTracker:
     pending: Counter = field(default_factory=Counter)  # normalised prompt → rows refused unless merged
     pending_rows: list = field(default_factory=list)  # (normalised, file, row, message), the first
 
-    def add(self, file: str, number: int, choice: _TaskChoice | None, normalised: str, prompt: str) -> None:
+    def add(self, file: str, number: int, choice: TaskChoice | None, normalised: str, prompt: str) -> None:
         if choice is None:
             return
         if not choice.taskless:
@@ -209,7 +204,7 @@ class _TaskTracker:
             if len(self.pending_rows) < MAX_LISTED_ERRORS:
                 self.pending_rows.append((normalised, file, number, choice.pending))
 
-    def resolve(self, tasks: _Tasks, report: DatasetImportReport) -> dict[str, Task]:
+    def resolve(self, tasks: Tasks, report: DatasetImportReport) -> dict[str, Task]:
         """Fill ``report.unassigned`` and ``report.same_prompt``, report the rows still without a task that
         need one, and return the merges: normalised prompt → the task its task-less rows join."""
         stored: dict[str, dict[int, int]] = {}  # normalised → {task id: tuple id}
@@ -228,7 +223,7 @@ class _TaskTracker:
             task_ids = set(in_db) | set(in_file)
             if not task_ids or (entry.task is not None and entry.task.pk in task_ids):
                 continue  # no tuple with a task, or the guess is its task: the rows land in that tuple anyway
-            listed = {"prompt": _listed_prompt(entry.prompt), "file": entry.file, "row": entry.row,
+            listed = {"prompt": listed_prompt(entry.prompt), "file": entry.file, "row": entry.row,
                       "rows": entry.rows,
                       "existing": [{"tuple": pk, "task": _code(tasks, task_id)} for task_id, pk in in_db.items()],
                       "in_file": [{"task": _code(tasks, task_id), "file": file, "row": row}
@@ -251,7 +246,7 @@ class _TaskTracker:
         report.same_prompt = same
         report.unassigned = {
             "count": sum(n for normalised, n in self.unassigned.items() if normalised not in merges),
-            "rows": [{"file": file, "row": row, "prompt": _listed_prompt(prompt), "reason": reason}
+            "rows": [{"file": file, "row": row, "prompt": listed_prompt(prompt), "reason": reason}
                      for normalised, file, row, prompt, reason in self.unassigned_rows
                      if normalised not in merges][:MAX_LISTED_ROWS],
         }
@@ -265,6 +260,6 @@ class _TaskTracker:
         return merges
 
 
-def _code(tasks: _Tasks, task_id: int) -> str | None:
+def _code(tasks: Tasks, task_id: int) -> str | None:
     task = tasks.by_id.get(task_id)
     return task.code if task else None

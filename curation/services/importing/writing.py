@@ -1,5 +1,5 @@
-"""Pass 2: the rows written a batch at a time, and :class:`_Writer`, which writes each row through the
-catalogue services (dry runs; a real run uses :class:`.bulk._BulkWriter`, which stores, counts and audits
+"""Pass 2: the rows written a batch at a time, and :class:`Writer`, which writes each row through the
+catalogue services (dry runs; a real run uses :class:`.bulk.BulkWriter`, which stores, counts and audits
 the same).
 
 **Idempotent.** Tuples are keyed by normalised implicit prompt + task, images by sha256, pairs by (tuple,
@@ -22,21 +22,21 @@ from django.db import transaction
 from annotation.models import Image, Pair, PromptTuple
 from annotation.services import catalog
 from curation.services.importing.base import DatasetImportReport, ImportRefused
-from curation.services.importing.checking import _chunks
-from curation.services.importing.reading import _image_bytes
-from curation.services.importing.records import _Item, _Row
+from curation.services.importing.checking import row_chunks
+from curation.services.importing.reading import image_bytes
+from curation.services.importing.records import Item, Row
 
 
-def _batches(rows: Iterator[_Row], batch_size: int, writer, *, atomic: bool = True) -> Iterator[int]:
+def write_batches(rows: Iterator[Row], batch_size: int, writer, *, atomic: bool = True) -> Iterator[int]:
     """Write ``rows`` ``batch_size`` at a time (each batch in its own transaction when ``atomic``);
     yield the number of rows done after each batch."""
     done = 0
-    for batch in _chunks(rows, batch_size):
+    for batch in row_chunks(rows, batch_size):
         done += _write_batch(batch, writer, atomic)
         yield done
 
 
-def _write_batch(batch: list[_Row], writer, atomic: bool) -> int:
+def _write_batch(batch: list[Row], writer, atomic: bool) -> int:
     if atomic:
         with transaction.atomic():
             writer.write_batch(batch)
@@ -45,7 +45,7 @@ def _write_batch(batch: list[_Row], writer, atomic: bool) -> int:
     return len(batch)
 
 
-class _Writer:
+class Writer:
     """Writes rows through the catalogue services and counts what happened, each thing once per run."""
 
     def __init__(self, report: DatasetImportReport, *, dry_run: bool, normalised: dict | None = None):
@@ -55,25 +55,25 @@ class _Writer:
         self.images: dict[str, Image | None] = {}
         self.pairs: set[tuple] = set()
 
-    def write_batch(self, batch: list[_Row]) -> None:
+    def write_batch(self, batch: list[Row]) -> None:
         for row in batch:
             self.write(row)
 
     def close(self) -> None:
         pass
 
-    def write(self, row: _Row) -> None:
+    def write(self, row: Row) -> None:
         if row.error is not None:  # pass 1 saw none; the input changed under us
             raise ImportRefused(f"{row.file} row {row.number} changed since it was validated: {row.error}")
         for item in row.items:
             tuple_ = self._tuple(item)
             if item.explicit is None:
                 continue
-            correct = self._image(_image_bytes(item.explicit), Image.Kind.EXPLICIT, tuple_)
-            wrong = self._image(_image_bytes(item.superficial), Image.Kind.SUPERFICIAL, tuple_)
+            correct = self._image(image_bytes(item.explicit), Image.Kind.EXPLICIT, tuple_)
+            wrong = self._image(image_bytes(item.superficial), Image.Kind.SUPERFICIAL, tuple_)
             self._pair(item, tuple_, correct, wrong)
 
-    def _tuple(self, item: _Item) -> PromptTuple | None:
+    def _tuple(self, item: Item) -> PromptTuple | None:
         if item.key in self.tuples:
             return self.tuples[item.key]
         if self.dry_run:
@@ -90,7 +90,7 @@ class _Writer:
         return tuple_
 
     @staticmethod
-    def _find_tuple(item: _Item) -> PromptTuple | None:
+    def _find_tuple(item: Item) -> PromptTuple | None:
         matches = PromptTuple.objects.filter(implicit_normalised=item.key[0])
         found = matches.filter(task_id=item.key[1]).first()
         if found is None and item.key[1] is not None:
@@ -114,7 +114,7 @@ class _Writer:
         self.images[sha] = image
         return image
 
-    def _pair(self, item: _Item, tuple_, correct, wrong) -> None:
+    def _pair(self, item: Item, tuple_, correct, wrong) -> None:
         label = item.label
         if self.dry_run:
             key = (item.key, correct, wrong)
@@ -128,7 +128,7 @@ class _Writer:
                 if pair is None:
                     pair = Pair.objects.filter(tuple=tuple_, image_correct__sha256=wrong, image_wrong__sha256=correct,
                                                consensus__label="other").first()
-                    label = _flipped(label)
+                    label = flipped(label)
             self.report.pairs["skipped" if pair else "created"] += 1
             if label is not None:
                 if pair is None:
@@ -144,7 +144,7 @@ class _Writer:
                                    consensus__label="other").first()
         if pair is not None:
             self.report.pairs["skipped"] += 1  # stored the other way round, and the experts reversed it
-            label = _flipped(label)
+            label = flipped(label)
         else:
             pair, created = catalog.create_pair(tuple_, correct, wrong)
             self.report.pairs["created" if created else "skipped"] += 1
@@ -155,7 +155,7 @@ class _Writer:
         """Record the imported decision (a dry run: inside a savepoint rolled back at once) and count it."""
         from curation.services.consensus import record_imported_decision
 
-        what = _settled(_decision_states().filter(pk=pair.pk).first(), label, provenance)
+        what = settled(decision_states().filter(pk=pair.pk).first(), label, provenance)
         if what is None and self.dry_run:
             with transaction.atomic():
                 _, what = record_imported_decision(pair, label, provenance)
@@ -165,16 +165,16 @@ class _Writer:
         self.report.decisions["kept" if what == "gold" else what] += 1
 
 
-def _decision_states():
-    """What :func:`_settled` reads of stored pairs, one named row per pair."""
+def decision_states():
+    """What :func:`settled` reads of stored pairs, one named row per pair."""
     return Pair.objects.values_list("pk", "is_gold", "judgement_count", "status", "consensus__outcome",
                                     "consensus__label", "consensus__provenance", "consensus__n_judgements",
                                     "consensus__counts", "consensus__agreement", named=True)
 
 
-def _settled(state, label: str, provenance: dict) -> str | None:
+def settled(state, label: str, provenance: dict) -> str | None:
     """What ``record_imported_decision`` would answer for a stored pair *without writing anything*, read from
-    its row (:func:`_decision_states`): ``"kept"`` for a gold pair or one with a decision of its own here,
+    its row (:func:`decision_states`): ``"kept"`` for a gold pair or one with a decision of its own here,
     ``"unchanged"`` when the same imported decision is stored on a closed pair without judgements; None when
     it may write (call it). Re-importing a dataset otherwise locks and reads every pair one at a time."""
     if state is None:
@@ -189,6 +189,6 @@ def _settled(state, label: str, provenance: dict) -> str | None:
     return None
 
 
-def _flipped(label: str | None) -> str | None:
+def flipped(label: str | None) -> str | None:
     """A label stated for the pair with the roles swapped (expected ↔ other; both and neither stay)."""
     return {"expected": "other", "other": "expected"}.get(label, label)

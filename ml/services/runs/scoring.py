@@ -82,7 +82,7 @@ def free_device_memory() -> None:
 
 def read_split(path: Path, split: str) -> list:
     """The split's records; our export's ``task`` and ``discipline`` columns name admin-added tasks too."""
-    from ml.core.data import read_parquet_dir
+    from science_t2i.format import read_parquet_dir
 
     records = list(read_parquet_dir(path, split=split))
     for record in records:
