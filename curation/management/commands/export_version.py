@@ -4,10 +4,10 @@ version from a shell, with a progress bar (see curation.services.exporting)."""
 from __future__ import annotations
 
 import json
-import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
+from curation.management.progress import ProgressStream
 from curation.models import DatasetVersion
 from curation.services import exporting
 
@@ -51,7 +51,7 @@ class Command(BaseCommand):
             desc=f"{chosen.name} → {fmt}",
             unit="‰",
             disable=no_progress,
-            file=getattr(self.stderr, "_out", sys.stderr),
+            file=ProgressStream(self.stderr),
         )
 
         def progress(fraction: float, message: str = "") -> None:

@@ -8,21 +8,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import PromptTuple
 from annotation.services.importing import listing_lines
+from curation.management.progress import ProgressStream
 from curation.services.importing import FORMATS, ImportRefused, import_dataset
-
-
-class _RawStream:
-    """A command's stderr for tqdm, which redraws its bar with partial lines: each write goes out as it is,
-    without the line ending and the style the command's output wrapper adds."""
-
-    def __init__(self, wrapper):
-        self.wrapper = wrapper
-
-    def write(self, text: str) -> None:
-        self.wrapper.write(text, style_func=str, ending="")
-
-    def __getattr__(self, name):
-        return getattr(self.wrapper, name)
 
 
 class Command(BaseCommand):
@@ -104,7 +91,7 @@ class Command(BaseCommand):
                 total=1000,
                 unit="‰",
                 desc="import",
-                file=_RawStream(self.stderr),
+                file=ProgressStream(self.stderr),
                 leave=False,
                 bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
             )
