@@ -29,7 +29,7 @@ def one_torch_thread():
 
 @pytest.fixture
 def annotator(db):
-    from tests.factories import make_user
+    from tests.support.factories import make_user
 
     return make_user("ann-chem", "annotator", disciplines=["chemistry"])
 
@@ -37,21 +37,21 @@ def annotator(db):
 @pytest.fixture
 def outsider(db):
     """An annotator of another field (biology)."""
-    from tests.factories import make_user
+    from tests.support.factories import make_user
 
     return make_user("ann-bio", "annotator", disciplines=["biology"])
 
 
 @pytest.fixture
 def reviewer(db):
-    from tests.factories import make_user
+    from tests.support.factories import make_user
 
     return make_user("rev", "reviewer")
 
 
 @pytest.fixture
 def admin_user(db):
-    from tests.factories import make_user
+    from tests.support.factories import make_user
 
     return make_user("boss", "admin")
 

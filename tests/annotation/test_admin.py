@@ -5,7 +5,7 @@ import pytest
 
 from annotation.models import Expertise, Pair, PromptTuple
 from annotation.services import catalog, queue
-from tests.factories import TupleFactory, make_image, make_pair, make_user
+from tests.support.factories import TupleFactory, make_image, make_pair, make_user
 
 
 @pytest.fixture

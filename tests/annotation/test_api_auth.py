@@ -5,7 +5,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from annotation.models import Discipline
 from annotation.services import queue
-from tests.factories import make_image, make_pair, make_user, png_bytes
+from tests.support.factories import make_image, make_pair, make_user, png_bytes
 
 ROLES = ("anonymous", "annotator", "reviewer", "admin")
 ANON = "401/403"  # DRF answers 403 while session auth is the first authenticator, 401 otherwise

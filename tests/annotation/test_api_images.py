@@ -8,8 +8,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 
 from annotation.models import Image
-from tests.factories import TupleFactory, make_image, png_bytes
-from tests.test_image_validation import bomb_png, noisy_png
+from tests.support.factories import TupleFactory, make_image, png_bytes
+from tests.support.images import bomb_png, noisy_png
 
 
 @pytest.fixture

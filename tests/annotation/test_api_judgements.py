@@ -3,8 +3,7 @@
 import pytest
 
 from annotation.services import queue
-from tests.factories import make_pair, make_user
-
+from tests.support.factories import make_pair, make_user
 
 BLIND_FIELDS = {
     "id", "pair", "choice", "flag_prompt_unclear", "flag_image_broken", "flag_off_topic", "comment",

@@ -3,7 +3,7 @@
 import pytest
 
 from annotation.models import Discipline, Task
-from tests.factories import TupleFactory
+from tests.support.factories import TupleFactory
 
 
 @pytest.fixture

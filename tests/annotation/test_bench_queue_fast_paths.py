@@ -27,7 +27,7 @@ from rest_framework.test import APIClient
 
 from annotation.models import Judgement, Lease, Pair, Task
 from annotation.services import catalog, queue
-from tests.factories import make_pair, make_user
+from tests.support.factories import make_pair, make_user
 
 pytestmark = pytest.mark.django_db
 

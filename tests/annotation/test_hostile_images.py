@@ -1,4 +1,4 @@
-"""Hostile and unusual images (tests/hostile_images.py: not images, other formats, truncated, corrupted,
+"""Hostile and unusual images (tests/support/hostile_images.py: not images, other formats, truncated, corrupted,
 polyglots, bombs, huge dimensions, every colour mode, EXIF orientation): each one is kept, trimmed,
 normalised or rejected with a message naming the problem, by annotation.imaging.check_image at both depths
 and by the upload API, which stores exactly the checked bytes or leaves nothing behind."""
@@ -14,7 +14,7 @@ from PIL import ImageChops
 
 from annotation.imaging import ImageRejected, check_image
 from annotation.models import AuditEvent, Image
-from tests.hostile_images import CASES, expected_bytes
+from tests.support.hostile_images import CASES, expected_bytes
 
 pytestmark = pytest.mark.django_db
 BY_CASE = pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
@@ -90,7 +90,7 @@ def test_the_same_image_uploaded_rotated_and_pre_rotated_is_one_image(api, admin
     """Normalising first, hashing after: an image and its EXIF-rotated twin as a browser shows it dedupe."""
     from PIL import ImageOps
 
-    from tests.hostile_images import encode, gradient, with_exif_orientation
+    from tests.support.hostile_images import encode, gradient, with_exif_orientation
 
     api.force_authenticate(admin_user)
     rotated = with_exif_orientation(gradient(), "PNG", 6)
@@ -106,7 +106,7 @@ def test_an_upload_spooled_to_a_temporary_file_leaves_none_behind(valid, api, ad
     settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1024  # every upload here goes to a temporary file
     settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path / "spool")
     (tmp_path / "spool").mkdir()
-    from tests.hostile_images import PNG
+    from tests.support.hostile_images import PNG
 
     api.force_authenticate(admin_user)
     data = PNG if valid else PNG[: len(PNG) // 2]

@@ -1,43 +1,18 @@
 """annotation.imaging.check_image: what an upload must be before anything is stored."""
 
 import io
-import struct
-import zlib
 
 import pytest
 from PIL import Image as PILImage
 
 from annotation.imaging import ImageRejected, check_image
-from tests.factories import png_bytes
-
-
-def bomb_png(width: int, height: int) -> bytes:
-    """A valid 1-bit greyscale PNG of ``width`` x ``height`` black pixels, built without Pillow.
-
-    Rows are compressed one at a time, so even 20000 x 20000 (400 megapixels) costs a few
-    kilobytes of output and never holds the raw image in memory.
-    """
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    row = b"\x00" + bytes((width + 7) // 8)  # filter byte "none", then the packed bits
-    compressor = zlib.compressobj(9)
-    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+from tests.support.factories import png_bytes
+from tests.support.images import bomb_png, noisy_png
 
 
 def encoded(fmt: str, size=(32, 24), mode="RGB") -> bytes:
     buf = io.BytesIO()
     PILImage.new(mode, size, (200, 30, 60) if mode == "RGB" else 0).save(buf, fmt)
-    return buf.getvalue()
-
-
-def noisy_png(size=(64, 64)) -> bytes:
-    """A PNG whose pixel data is large enough that cutting it in half truncates the IDAT."""
-    buf = io.BytesIO()
-    PILImage.frombytes("RGB", size, bytes(range(256)) * (size[0] * size[1] * 3 // 256)).save(buf, "PNG")
     return buf.getvalue()
 
 

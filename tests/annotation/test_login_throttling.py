@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.test import Client
 from rest_framework.test import APIClient
 
-from tests.factories import make_user
+from tests.support.factories import make_user
 
 PASSWORD = "pw-for-tests-1"
 pytestmark = pytest.mark.django_db

@@ -12,8 +12,8 @@ from django.urls import reverse
 from annotation.imaging import check_image
 from annotation.models import Image
 from curation.services import exporting
-from tests.hostile_images import HTML, JPEG, PNG, SVG, WEBP, _html_text, encode, noise
-from tests.test_export import make_version
+from tests.support.hostile_images import HTML, JPEG, PNG, SVG, WEBP, encode, html_text, noise
+from tests.support.versions import make_version
 
 pytestmark = pytest.mark.django_db
 URL = "/api/images/"
@@ -70,7 +70,7 @@ def test_an_html_file_uploaded_as_png_is_rejected_and_leaves_nothing(api, admin_
 
 @pytest.mark.parametrize(("data", "content_type", "extension"), [
     (PNG, "image/png", "png"), (JPEG, "image/jpeg", "jpg"), (WEBP, "image/webp", "webp"),
-    (encode(noise(), "PNG", pnginfo=_html_text()), "image/png", "png"),  # HTML in a text chunk: still inert
+    (encode(noise(), "PNG", pnginfo=html_text()), "image/png", "png"),  # HTML in a text chunk: still inert
 ], ids=["png", "jpeg", "webp", "png with html in a text chunk"])
 def test_an_image_is_served_inline_with_its_validated_type_and_cannot_run(data, content_type, extension, api,
                                                                          admin_user, reviewer):
@@ -91,7 +91,7 @@ def test_an_image_is_served_inline_with_its_validated_type_and_cannot_run(data, 
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_a_lease_image_is_served_with_the_same_headers(side, api, annotator):
     from annotation.services import queue
-    from tests.factories import make_pair
+    from tests.support.factories import make_pair
 
     make_pair("RU")
     lease = queue.next_lease(annotator)

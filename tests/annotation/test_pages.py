@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from annotation.models import Judgement
 from annotation.services import catalog, queue
-from tests.factories import make_pair, make_user
+from tests.support.factories import make_pair, make_user
 
 pytestmark = pytest.mark.django_db
 

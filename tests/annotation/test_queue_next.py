@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from annotation.models import Lease, Pair
 from annotation.services import queue
-from tests.factories import make_pair, make_user
+from tests.support.factories import make_pair, make_user
 
 pytestmark = pytest.mark.django_db
 

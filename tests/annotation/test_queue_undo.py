@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from annotation.models import Judgement, Lease, Pair
-from tests.factories import make_pair
+from tests.support.factories import make_pair
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +55,7 @@ def test_it_has_nothing_to_undo_after_the_window(api, annotator, settings):
 
 
 def test_it_only_undoes_the_annotators_own_judgement(api, annotator):
-    from tests.factories import make_user
+    from tests.support.factories import make_user
 
     make_pair("RU")
     api.force_authenticate(annotator)

@@ -13,7 +13,7 @@ from django.core.files.storage import default_storage
 from moto import mock_aws
 
 from annotation.services import catalog
-from tests.factories import png_bytes
+from tests.support.factories import png_bytes
 
 S3 = {"BACKEND": "storages.backends.s3.S3Storage",
       "OPTIONS": {"bucket_name": "scit2i-media", "region_name": "us-east-1", "location": "media",

@@ -13,8 +13,9 @@ from django.core.management import call_command
 from annotation import demo
 from annotation.models import Image, Pair, PromptTuple
 from annotation.taxonomy import TASKS
+from tests.support.paths import DATA
 
-LABELLED = Path(__file__).resolve().parent / "data" / "task_rules_prompts.json"
+LABELLED = DATA / "task_rules_prompts.json"
 
 
 def prompt_file(folder: Path) -> tuple[Path, int]:
@@ -69,7 +70,7 @@ def test_it_prints_logins_that_work(client):
 
 
 def test_it_keeps_the_password_of_an_existing_account():
-    from tests.factories import make_user
+    from tests.support.factories import make_user
 
     make_user("admin", "admin", password="the-real-admin-password")
     out = seed()

@@ -3,16 +3,16 @@
 import json
 import re
 import time
-from pathlib import Path
 
 import pytest
 
 import annotation.task_rules as task_rules
 from annotation.task_rules import RULES, Explanation, explain_task, guess_task
 from annotation.taxonomy import TASKS
+from tests.support.paths import DATA
 
 # Hand-written implicit prompts labelled with their task, and everyday scenes that must stay unassigned.
-PROMPTS = json.loads((Path(__file__).parent / "data/task_rules_prompts.json").read_text())
+PROMPTS = json.loads((DATA / "task_rules_prompts.json").read_text())
 LABELLED = [(task, prompt) for task, prompts in PROMPTS["labelled"].items() for prompt in prompts]
 TASK_CODES = {code for code, *_ in TASKS}
 

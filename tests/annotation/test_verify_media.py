@@ -16,7 +16,7 @@ from moto import mock_aws
 
 from annotation.models import Image
 from annotation.services import catalog, media_integrity
-from tests.factories import png_bytes
+from tests.support.factories import png_bytes
 
 pytestmark = pytest.mark.django_db
 

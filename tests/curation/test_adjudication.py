@@ -7,7 +7,7 @@ from annotation.models import AuditEvent, Pair
 from annotation.services import queue
 from curation.models import Adjudication, Consensus
 from curation.services.adjudication import InvalidAdjudication, adjudicate
-from tests.test_consensus import chemist, judge, judged_pair
+from tests.support.judging import chemist, judge, judged_pair
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ from django.test import Client
 from django.urls import reverse
 
 from curation.models import Adjudication, Consensus
-from tests.test_consensus import judged_pair
+from tests.support.judging import judged_pair
 
 pytestmark = pytest.mark.django_db
 

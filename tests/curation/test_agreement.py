@@ -12,45 +12,13 @@ import pytest
 from statsmodels.stats.inter_rater import aggregate_raters, cohens_kappa, fleiss_kappa, to_table
 
 from annotation.models import Judgement
-from annotation.services import queue
 from curation.models import Consensus, Label
 from curation.services import agreement
 from curation.services.gold import mark_gold
-from tests.factories import make_pair, make_user
+from tests.support.factories import make_pair, make_user
+from tests.support.judging import judge_all, plan
 
 LABELS = list(Label.values)
-# Labels handed out in turn, so every report has several labels and some disagreement.
-PLAN = ["expected", "expected", "other", "expected", "both", "expected", "neither", "other", "expected"]
-
-
-def choice_for(lease, label: str) -> str:
-    """The key an annotator presses on this lease to give ``label`` (left/right follow the lease's order)."""
-    if label in (Label.BOTH, Label.NEITHER):
-        return label
-    expected_on_left = lease.left_image_id == lease.pair.image_correct_id
-    return "left" if (label == Label.EXPECTED) == expected_on_left else "right"
-
-
-def judge_all(users, label_for) -> None:
-    """The annotators take turns, one judgement each, until the queue has nothing left for any of
-    them (so pairs end up with different subsets of annotators); ``label_for(pair, user)`` decides."""
-    busy = list(users)
-    while busy:
-        for user in list(busy):
-            lease = queue.next_lease(user)
-            if lease is None:
-                busy.remove(user)
-                continue
-            choice = choice_for(lease, label_for(lease.pair, user))
-            queue.submit_judgement(user, lease.id, queue.JudgementInput(choice=choice))
-
-
-def plan(pairs, users):
-    """``label_for``: the PLAN entry at the pair's plus the user's position in these lists, so the
-    labels never depend on row ids or on the order in which the queue hands out pairs."""
-    pair_rank = {pair.id: index for index, pair in enumerate(pairs)}
-    user_rank = {user.id: index for index, user in enumerate(users)}
-    return lambda pair, user: PLAN[(pair_rank[pair.id] + user_rank[user.id]) % len(PLAN)]
 
 
 def label_of_row(judgement: Judgement) -> str:

@@ -13,8 +13,8 @@ from django.urls import path, reverse
 from curation.api_agreement import AgreementView
 from curation.services.agreement import DEFAULT_MIN_SHARED
 from curation.views_agreement import band
-from tests.factories import make_pair, make_user
-from tests.test_agreement import judge_all, plan
+from tests.support.factories import make_pair, make_user
+from tests.support.judging import judge_all, plan
 
 pytestmark = pytest.mark.django_db
 

@@ -7,9 +7,9 @@ from annotation.models import AuditEvent, Expertise
 from annotation.services import queue
 from curation.models import AnnotatorQuality
 from curation.services import gold
-from tests.factories import make_pair
-from tests.test_consensus import chemist, judge
-from tests.test_gold import events
+from tests.support.audit import events
+from tests.support.factories import make_pair
+from tests.support.judging import chemist, judge
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from django.urls import path, reverse
 from annotation.models import AuditEvent
 from annotation.services import audit
 from curation.api_audit import AuditEventListView
-from tests.factories import make_pair
+from tests.support.factories import make_pair
 
 pytestmark = pytest.mark.django_db
 
@@ -174,7 +174,7 @@ def test_the_api_schema_documents_a_read_only_list_without_warnings(tmp_path):
 def test_it_audits_catalogue_changes_with_their_actor(admin_user, api):
     """Tuples, images, pairs, k changes and retirement are state changes too (annotation.services.catalog)."""
     from annotation.models import AuditEvent
-    from tests.factories import png_bytes
+    from tests.support.factories import png_bytes
 
     api.force_authenticate(admin_user)
     tuple_id = api.post("/api/tuples/", {"implicit_prompt": "An iron gate in the rain for years.", "task": "RU"},

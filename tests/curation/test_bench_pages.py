@@ -23,9 +23,8 @@ from curation.services import agreement, dashboard
 from curation.services.adjudication import REVIEW_OUTCOMES, review_queue
 from curation.services.consensus import label_of
 from curation.views_audit import _distinct
-from tests.factories import make_image, make_pair, make_user
-from tests.test_consensus import judged_pair
-from tests.test_versions import judged
+from tests.support.factories import make_image, make_pair, make_user
+from tests.support.judging import judged, judged_pair
 
 pytestmark = pytest.mark.django_db
 
@@ -103,7 +102,7 @@ def test_the_review_queue_counts_flagged_judgements_as_the_join_did():
     flagged = {"flag_prompt_unclear": True}
     judged_pair("expected", "other", "both")  # disputed, nothing flagged
     pair = make_pair("RU")
-    from tests.test_consensus import chemist, judge
+    from tests.support.judging import chemist, judge
 
     judge(chemist(), pair, "other", **flagged)
     judge(chemist(), pair, "other", flag_image_broken=True, flag_off_topic=True)

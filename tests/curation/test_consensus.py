@@ -4,43 +4,18 @@ Judgements go through the real queue. ``judge`` states what the annotator means 
 expected image and maps it to left/right with the lease's display order, which is random.
 """
 
-import itertools
 
 import pytest
 from django.core.management import call_command
 
-from annotation.models import AuditEvent, Judgement, Pair
+from annotation.models import AuditEvent, Pair
 from annotation.services import queue
 from curation.models import Consensus
 from curation.services.consensus import recompute_all, recompute_consensus
-from tests.factories import make_pair, make_user
+from tests.support.factories import make_pair
+from tests.support.judging import chemist, judge, judged_pair
 
 pytestmark = pytest.mark.django_db
-
-_names = itertools.count(1)
-
-
-def chemist():
-    return make_user(f"chem-{next(_names)}", "annotator", disciplines=["chemistry"])
-
-
-def judge(user, pair: Pair, label: str, **extra) -> Judgement:
-    """``user`` judges ``pair`` (the only pair open to them) with a label: expected, other, both, neither."""
-    lease = queue.next_lease(user)
-    assert lease.pair_id == pair.id, "another pair is open to this annotator"
-    choice = label
-    if label in ("expected", "other"):
-        expected_on_left = lease.left_image_id == pair.image_correct_id
-        choice = "left" if (label == "expected") == expected_on_left else "right"
-    return queue.submit_judgement(user, lease.id, queue.JudgementInput(choice, **extra))[0]
-
-
-def judged_pair(*labels: str, task: str = "RU", k: int = 3) -> Pair:
-    """A new pair judged once per label, each by a new chemist."""
-    pair = make_pair(task, k=k)
-    for label in labels:
-        judge(chemist(), pair, label)
-    return pair
 
 
 def consensus_of(pair: Pair) -> Consensus:

@@ -18,8 +18,8 @@ from curation.services import gold
 from curation.services.agreement import agreement_report
 from curation.services.dashboard import dashboard
 from curation.views_dashboard import sparkline, stacked
-from tests.factories import make_pair, make_user
-from tests.test_consensus import chemist, judge, judged_pair
+from tests.support.factories import make_pair, make_user
+from tests.support.judging import chemist, judge, judged_pair
 
 pytestmark = pytest.mark.django_db
 

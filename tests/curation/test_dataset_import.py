@@ -18,44 +18,10 @@ from annotation.models import AuditEvent, Image, Pair, PromptTuple
 from curation.services import importing
 from curation.services.importing import ImportRefused, import_dataset
 from ml.core.data import ImageRef, TupleRecord, write_parquet
-from tests.factories import make_pair, png_bytes
+from tests.support.datasets import jpeg_bytes, snapshot, stored_bytes, train_row, write_train
+from tests.support.factories import make_pair, png_bytes
 
 pytestmark = pytest.mark.django_db
-
-_jpeg_colour = iter(range(1, 10_000))
-
-
-def jpeg_bytes() -> bytes:
-    n = next(_jpeg_colour)
-    img = PILImage.new("RGB", (24, 16), ((n * 53) % 256, (n * 19) % 256, (n * 101) % 256))
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=95)
-    return buf.getvalue()
-
-
-IMAGE = pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
-TRAIN_SCHEMA = pa.schema([("implicit_prompt", pa.list_(pa.string())), ("explicit_prompt", pa.list_(pa.string())),
-                          ("superficial_prompt", pa.list_(pa.string())), ("explicit_image", IMAGE),
-                          ("superficial_image", IMAGE), ("category", pa.string()), ("law", pa.string())])
-
-
-def train_row(prompt, category="Rust", n_images=1, law="chemistry", explicit=None, superficial=None):
-    explicit = explicit or [png_bytes() for _ in range(n_images)]
-    superficial = superficial or [jpeg_bytes() for _ in range(n_images)]
-    return {
-        "implicit_prompt": [prompt, prompt + " (paraphrase)"],
-        "explicit_prompt": [f"{prompt}: explicit", "another explicit"],
-        "superficial_prompt": [f"{prompt}: superficial"],
-        "explicit_image": [{"bytes": b, "path": None} for b in explicit],
-        "superficial_image": [{"bytes": b, "path": None} for b in superficial],
-        "category": category, "law": law,
-    }
-
-
-def write_train(path: Path, rows: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=TRAIN_SCHEMA), path)
-    return path
 
 
 def write_test_split(path: Path, prompts_and_tasks: list[tuple[str, str]]) -> tuple[Path, list[tuple[bytes, bytes]]]:
@@ -65,17 +31,6 @@ def write_test_split(path: Path, prompts_and_tasks: list[tuple[str, str]]) -> tu
                for (prompt, task), (good, bad) in zip(prompts_and_tasks, images)]
     write_parquet(records, path)
     return path, images
-
-
-def stored_bytes(image: Image) -> bytes:
-    with image.file.open("rb") as fh:
-        return fh.read()
-
-
-def snapshot():
-    return (sorted(PromptTuple.objects.values_list("id", "implicit_prompt", "task_id", "scene")),
-            sorted(Image.objects.values_list("id", "sha256")),
-            sorted(Pair.objects.values_list("id", "tuple_id", "image_correct_id", "image_wrong_id")))
 
 
 # --- parquet --------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from annotation.models import AuditEvent, Image, Pair, PromptTuple
 from curation.models import Job
 from curation.services import importing
-from tests.test_dataset_import import snapshot, train_row, write_train
+from tests.support.datasets import snapshot, train_row, write_train
 
 pytestmark = pytest.mark.django_db
 
@@ -150,7 +150,7 @@ def test_an_exported_version_reimports_unchanged_and_into_a_fresh_catalogue(admi
     from django.db import transaction
 
     from curation.services import exporting, versions
-    from tests.test_versions import judged
+    from tests.support.judging import judged
 
     out = tmp_path / "export"
     with transaction.atomic():  # rolled back below: the "fresh database" is the state before this block

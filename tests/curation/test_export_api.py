@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from curation.models import Job
 from curation.services import exporting
-from tests.test_export import make_version
+from tests.support.versions import make_version
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_celery")]
 

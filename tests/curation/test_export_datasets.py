@@ -10,7 +10,7 @@ import pytest
 from PIL import Image as PILImage
 
 from curation.services import exporting
-from tests.test_export import make_version, members, stored
+from tests.support.versions import make_version, members, stored
 
 pytestmark = pytest.mark.django_db
 

@@ -12,8 +12,8 @@ from django.urls import reverse
 
 from curation.models import Job
 from curation.services import exporting, jobs
-from tests.test_dataset_import import train_row, write_train
-from tests.test_export import make_version
+from tests.support.datasets import train_row, write_train
+from tests.support.versions import make_version
 
 pytestmark = pytest.mark.django_db
 

@@ -16,8 +16,8 @@ from annotation.services import catalog
 from curation.models import DatasetVersion, VersionMember
 from curation.services import exporting
 from ml.core.data import PUBLISHED_COLUMNS
-from tests.factories import TupleFactory, make_image, make_pair
-from tests.test_export import make_version, manifest_ok, stored
+from tests.support.factories import TupleFactory, make_image, make_pair
+from tests.support.versions import make_version, manifest_ok, stored
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from curation.services import figures
-from tests.factories import make_pair, make_user
+from tests.support.factories import make_pair, make_user
 
 pytestmark = pytest.mark.django_db
 

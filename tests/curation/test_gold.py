@@ -5,18 +5,14 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.core.management import CommandError, call_command
 
-from annotation.models import AuditEvent, Pair
+from annotation.models import Pair
 from curation.models import AnnotatorQuality, Consensus, GoldItem
 from curation.services import gold
-from tests.factories import make_pair
-from tests.test_consensus import chemist, judge
+from tests.support.audit import events
+from tests.support.factories import make_pair
+from tests.support.judging import chemist, judge
 
 pytestmark = pytest.mark.django_db
-
-
-def events(action: str, target) -> list[AuditEvent]:
-    return list(AuditEvent.objects.filter(action=action, target_type=type(target).__name__.lower(),
-                                          target_id=str(target.pk)))
 
 
 def _mark(api, user, pair_id, answer="expected"):

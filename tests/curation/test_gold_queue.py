@@ -11,9 +11,9 @@ from django.utils import timezone
 from annotation.models import Judgement, Lease, Pair
 from annotation.services import catalog, queue
 from curation.services import gold
-from tests.concurrency import race
-from tests.factories import make_pair, make_user
-from tests.test_consensus import chemist
+from tests.support.concurrency import race
+from tests.support.factories import make_pair, make_user
+from tests.support.judging import chemist
 
 pytestmark = pytest.mark.django_db
 

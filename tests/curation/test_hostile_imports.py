@@ -19,9 +19,9 @@ from annotation.imaging import check_image
 from annotation.models import Image, Pair, PromptTuple
 from curation.models import Job
 from curation.services.importing import import_dataset
-from tests.factories import png_bytes
-from tests.hostile_images import CASES, JPEG, PNG
-from tests.test_dataset_import import TRAIN_SCHEMA, stored_bytes, train_row, write_train
+from tests.support.datasets import TRAIN_SCHEMA, stored_bytes, train_row, write_train
+from tests.support.factories import png_bytes
+from tests.support.hostile_images import CASES, JPEG, PNG
 
 pytestmark = pytest.mark.django_db
 BIG = 10 * 1024 * 1024  # a 10 MB field
@@ -175,7 +175,7 @@ def test_duplicated_rows_import_once(folder):
 
 
 def test_each_hostile_image_is_rejected_on_its_row_or_stored_as_check_image_stores_it(folder, settings):
-    """The image table of tests/hostile_images.py through a JSONL import: the rejected ones fail their row
+    """The image table of tests/support/hostile_images.py through a JSONL import: the rejected ones fail their row
     with the upload's message; then the others import and are stored byte for byte as an upload would be."""
     for number, case in enumerate(CASES):
         (folder / "images" / f"case{number}.png").write_bytes(case.make())

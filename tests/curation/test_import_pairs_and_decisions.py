@@ -17,8 +17,8 @@ from annotation.models import AuditEvent, Image, Pair, PromptTuple
 from curation.models import Consensus
 from curation.services import importing
 from curation.services.importing import import_dataset
-from tests.factories import png_bytes
-from tests.test_dataset_import import IMAGE, TRAIN_SCHEMA, jpeg_bytes, stored_bytes, write_train
+from tests.support.datasets import IMAGE, TRAIN_SCHEMA, jpeg_bytes, stored_bytes, write_train
+from tests.support.factories import png_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -271,7 +271,7 @@ def _stored_row(pair: Pair, **extra) -> dict:
 
 def test_pairs_decided_here_keep_their_decision_and_the_dry_run_counts_it(tmp_path, admin_user):
     from curation.services import adjudication
-    from tests.test_versions import judged
+    from tests.support.judging import judged
 
     confirmed = judged("other", "other", "other")  # judgements at k: reversed here
     adjudicated = judged("expected", k=1)
@@ -297,7 +297,7 @@ def test_pairs_decided_here_keep_their_decision_and_the_dry_run_counts_it(tmp_pa
 
 
 def test_a_stored_pair_the_experts_reversed_takes_the_decision_of_a_published_row_the_other_way_round(tmp_path):
-    from tests.test_versions import judged
+    from tests.support.judging import judged
 
     reversed_pair = judged("other", "other", "other")
     row = _stored_row(reversed_pair, explicit_image=images(stored_bytes(reversed_pair.image_wrong)),

@@ -39,7 +39,7 @@ def exported(admin_user, tmp_path):
     """A version of three tuples (one with two pairs, one reversed by the experts, one complex scene with
     paraphrases and rubrics) exported as combined parquet and as the published layout; the catalogue is rolled
     back afterwards, so each test starts from a fresh database. Returns (folders, tuples, pairs)."""
-    from tests.test_versions import judged
+    from tests.support.judging import judged
 
     out = {"parquet": tmp_path / "combined", "published": tmp_path / "published"}
     with transaction.atomic():

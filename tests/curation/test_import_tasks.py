@@ -18,8 +18,8 @@ from annotation.models import Discipline, Pair, PromptTuple, Task
 from annotation.services.importing import import_prompts
 from curation.models import Job
 from curation.services.importing import ImportRefused, import_dataset
-from tests.factories import png_bytes
-from tests.test_dataset_import import IMAGE, jpeg_bytes
+from tests.support.datasets import IMAGE, jpeg_bytes
+from tests.support.factories import png_bytes
 
 pytestmark = pytest.mark.django_db
 

@@ -11,8 +11,8 @@ from annotation.models import AuditEvent, Pair
 from annotation.services import queue
 from curation.models import Consensus
 from curation.services import adjudication, consensus, versions
-from tests.factories import TupleFactory, make_pair
-from tests.test_consensus import chemist, judge
+from tests.support.factories import TupleFactory, make_pair
+from tests.support.judging import chemist, judge
 
 pytestmark = pytest.mark.django_db
 

@@ -20,8 +20,8 @@ def fail(job, progress):
 
 @pytest.fixture
 def handlers(monkeypatch):
-    monkeypatch.setitem(jobs._HANDLERS, Job.Kind.EXPORT, "tests.test_jobs.succeed")
-    monkeypatch.setitem(jobs._HANDLERS, Job.Kind.IMPORT, "tests.test_jobs.fail")
+    monkeypatch.setitem(jobs._HANDLERS, Job.Kind.EXPORT, "tests.curation.test_jobs.succeed")
+    monkeypatch.setitem(jobs._HANDLERS, Job.Kind.IMPORT, "tests.curation.test_jobs.fail")
 
 
 def test_it_returns_the_in_flight_job_for_an_identical_request(admin_user, handlers, django_capture_on_commit_callbacks):

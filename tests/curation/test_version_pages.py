@@ -5,7 +5,7 @@ import pytest
 from curation.models import DatasetVersion
 from curation.services import versions
 from curation.services.adjudication import adjudicate
-from tests.test_versions import judged
+from tests.support.judging import judged
 
 pytestmark = pytest.mark.django_db
 

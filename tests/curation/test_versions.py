@@ -1,6 +1,5 @@
 """Dataset versions (curation.services.versions) built from real judgements through the queue."""
 
-import itertools
 import json
 
 import pytest
@@ -12,24 +11,10 @@ from annotation.services import catalog, queue
 from curation.models import DatasetVersion, VersionMember
 from curation.services import splits, versions
 from curation.services.adjudication import adjudicate
-from tests.factories import TupleFactory, make_pair, make_user
-from tests.test_consensus import judge
+from tests.support.factories import TupleFactory, make_pair
+from tests.support.judging import expert, judge, judged
 
 pytestmark = pytest.mark.django_db
-
-_names = itertools.count(1)
-
-
-def expert():
-    return make_user(f"expert-{next(_names)}", "annotator", disciplines=["physics", "chemistry", "biology"])
-
-
-def judged(*labels, task="RU", tuple=None, k=3):
-    """A new pair (of ``tuple`` or a new tuple of ``task``) judged once per label by new experts."""
-    pair = make_pair(task, k=k, tuple=tuple)
-    for label in labels:
-        judge(expert(), pair, label)
-    return pair
 
 
 def members(version):

@@ -9,7 +9,7 @@ from annotation.models import AuditEvent, Pair, Task
 from annotation.services import queue
 from ml.models import ModelVersion, PairScore
 from ml.services import active_learning, registry
-from tests.factories import make_pair, make_user
+from tests.support.factories import make_pair, make_user
 
 pytestmark = pytest.mark.django_db
 

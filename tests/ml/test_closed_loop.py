@@ -15,9 +15,8 @@ from annotation.models import Pair, Task
 from annotation.services import queue
 from curation.services.versions import build_version
 from ml.services import registry
-from tests.factories import TupleFactory, make_user
-from tests.generator_runs import EVAL_TINY, OFT_TINY, SFT_TINY, execute, start
-from tests.generator_runs import tiny, tiny_paths  # noqa: F401 (fixtures)
+from tests.support.factories import TupleFactory, make_user
+from tests.support.generator_runs import EVAL_TINY, OFT_TINY, SFT_TINY, execute, start, tiny, tiny_paths  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -11,9 +11,9 @@ from annotation.models import Pair
 from curation.models import Consensus
 from ml.models import Run, Schedule
 from ml.services import schedules
-from tests.factories import make_pair
-from tests.test_schedules import generator, make_schedule, no_broker  # noqa: F401 - fixtures
-from tests.test_versions import judged
+from tests.support.factories import make_pair
+from tests.support.judging import judged
+from tests.support.schedules import generator, make_schedule, no_broker  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db
 

@@ -12,9 +12,8 @@ from ml.core import eval_generator as core
 from ml.models import Run
 from ml.services import registry, runs
 from ml.services.runs import eval_generator
-from tests.factories import make_pair
-from tests.generator_runs import EVAL_TINY, execute, start, train_version, worker_died
-from tests.generator_runs import tiny, tiny_paths  # noqa: F401 (fixtures)
+from tests.support.factories import make_pair
+from tests.support.generator_runs import EVAL_TINY, execute, start, tiny, tiny_paths, train_version, worker_died  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -32,7 +31,7 @@ def version(admin_user):
 
 @pytest.fixture
 def lora(admin_user, tiny, tmp_path):
-    from tests.ml.test_oft import make_sft_lora
+    from tests.support.oft import make_sft_lora
 
     location = make_sft_lora(tiny.paths.flux, tmp_path / "lora")
     return registry.register_model(admin_user, "generator_lora", "tuned", str(location), parent=tiny.base)

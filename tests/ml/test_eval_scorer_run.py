@@ -8,7 +8,7 @@ import pytest
 
 from ml.models import Run
 from ml.services import runs
-from tests.scoring_data import synthetic_version, tiny_scorer
+from tests.support.scoring_data import synthetic_version, tiny_scorer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("one_torch_thread")]
 

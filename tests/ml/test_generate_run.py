@@ -11,7 +11,7 @@ from annotation.models import Image, Pair
 from annotation.services import queue
 from ml.models import Run
 from ml.services import registry, runs
-from tests.factories import TupleFactory
+from tests.support.factories import TupleFactory
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -16,8 +16,8 @@ from annotation.services import queue
 from config.celery import app
 from ml.models import ModelVersion, Run
 from ml.services import registry, runs
-from tests.factories import TupleFactory
-from tests.worker_process import WorkerProcess, wait_for
+from tests.support.factories import TupleFactory
+from tests.support.worker_process import WorkerProcess, wait_for
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
@@ -62,7 +62,7 @@ def test_a_generation_run_on_a_real_worker_fills_the_queue(admin_user, annotator
 
 @pytest.fixture
 def scorer_version(admin_user, tmp_path):
-    from tests.scoring_data import synthetic_version, tiny_scorer
+    from tests.support.scoring_data import synthetic_version, tiny_scorer
 
     tiny_scorer(admin_user, tmp_path / "active", name="active", seed=1, active=True)
     return synthetic_version(admin_user, {"train": 8, "validation": 4, "test_S": 2, "test_C": 2})

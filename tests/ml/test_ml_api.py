@@ -9,8 +9,8 @@ import pytest
 from ml.models import ModelVersion, Run
 from ml.services import registry
 from ml.services.runs import kinds as runs_kinds
-from tests.factories import TupleFactory, make_image
-from tests.ml_registry_data import registry_world
+from tests.support.factories import TupleFactory, make_image
+from tests.support.ml_registry_data import registry_world
 
 pytestmark = pytest.mark.django_db
 

@@ -11,8 +11,8 @@ from django.urls import reverse
 from ml.forms import RunForm
 from ml.models import ModelVersion, Run
 from ml.services.runs import kinds
-from tests.factories import TupleFactory
-from tests.ml_registry_data import registry_world
+from tests.support.factories import TupleFactory
+from tests.support.ml_registry_data import registry_world
 
 pytestmark = pytest.mark.django_db
 

@@ -1,18 +1,15 @@
 """Masked online fine-tuning: the masked, clamped pair loss; reference = adapter disabled; LoRA-only
 updates; the stacked export; two resolutions; exact resume."""
 
-import json
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from ml.core.detector import region_mask
-from ml.core.flow import encode_text, pixel_mask_to_tokens
+from ml.core.flow import pixel_mask_to_tokens
 from ml.core.oft import (
     ADAPTER,
-    OFTConfig,
     OFTRun,
     adapter_disabled,
     export_lora,
@@ -21,9 +18,13 @@ from ml.core.oft import (
     pair_step,
     train_oft,
 )
-
-PROMPTS = [("An unripe mango, simple and realistic.", "mango"), ("An iron nail left in the rain.", "nail")]
-
+from tests.support.oft import (
+    PROMPTS,
+    assets,  # noqa: F401 (a fixture)
+    probe,
+    read_metrics,
+    tiny_config,
+)
 
 # --- the loss, on hand-made log-probs ------------------------------------------------------
 
@@ -88,62 +89,9 @@ def test_it_maps_the_same_relative_box_to_the_token_grid_at_any_resolution():
 # --- the policy on the tiny pipeline -------------------------------------------------------
 
 
-def make_sft_lora(flux_dir, directory):
-    """An SFT-format LoRA whose B is non-zero, so the SFT model differs from the base."""
-    from peft import LoraConfig
-    from peft.tuners.lora import LoraLayer
-
-    from ml.core.generate import load_pipeline
-    from ml.core.sft import LORA_TARGETS, save_lora
-
-    transformer = load_pipeline(flux_dir, device="cpu").transformer
-    torch.manual_seed(1)
-    transformer.add_adapter(LoraConfig(r=4, lora_alpha=8, init_lora_weights="gaussian", target_modules=LORA_TARGETS))
-    for module in transformer.modules():
-        if isinstance(module, LoraLayer):
-            torch.nn.init.normal_(module.lora_B["default"].weight, std=0.2)
-    save_lora(transformer, directory)
-    return directory
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    from ml.core.tiny import make_tiny_scorer
-    from ml.core.tiny_detector import make_tiny_grounding_dino
-    from ml.core.tiny_flux import make_tiny_flux
-
-    root = tmp_path_factory.mktemp("oft")
-    flux = make_tiny_flux(root / "flux", seed=0)
-    return SimpleNamespace(flux=flux, sft=make_sft_lora(flux, root / "sft"), scorer=make_tiny_scorer(root / "scorer"),
-                           detector=make_tiny_grounding_dino(root / "gdino", words=("mango", "nail")))
-
-
-def tiny_config(**overrides):
-    settings = dict(resolution=32, num_steps=2, prompts_per_step=1, max_steps=1, max_sequence_length=32,
-                    gradient_checkpointing=False, checkpoint_every=1, device="cpu")
-    return OFTConfig(**{**settings, **overrides})
-
-
 @pytest.fixture
 def run(assets):
     return OFTRun.load(assets.flux, assets.sft, assets.scorer, assets.detector, tiny_config())
-
-
-def probe(run):
-    """``velocity(transformer=None)``: the run's policy (or another transformer) on one fixed input."""
-    from ml.core.flow import predict_velocity
-
-    text = encode_text(run.pipe, ["An unripe mango."], max_sequence_length=32)
-    x = torch.randn(1, 64, 4, generator=torch.Generator().manual_seed(5))
-
-    def velocity(transformer=None):
-        with torch.no_grad():
-            if transformer is None:
-                return run.velocity(text, x, 0.6)
-            return predict_velocity(transformer, x, torch.tensor([0.6]), text, run.img_ids,
-                                    guidance=run.config.guidance)
-
-    return velocity
 
 
 def test_the_reference_is_the_sft_model_and_equals_the_policy_before_any_update(run, assets):
@@ -205,13 +153,6 @@ def test_the_export_is_sft_plus_oft_on_the_plain_base(run, assets, tmp_path):
 
 
 # --- the loop ------------------------------------------------------------------------------
-
-
-def read_metrics(out_dir):
-    rows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
-    for row in rows:
-        del row["seconds"]
-    return rows
 
 
 def test_it_trains_at_two_resolutions_and_resumes_exactly(assets, tmp_path):

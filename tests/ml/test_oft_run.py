@@ -1,7 +1,7 @@
 """``oft`` runs: prompts and subjects from the version's train tuples, defaults, parameter validation.
 
 An OFT run through the supervised ``python -m ml oft`` on the tiny FLUX, scorer and Grounding DINO, and
-its registered LoRA, are tested in the closed loop (tests/test_closed_loop.py): its imports cost ~15 s."""
+its registered LoRA, are tested in the closed loop (tests/ml/test_closed_loop.py): its imports cost ~15 s."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ from curation.models import VersionMember
 from ml.models import ModelVersion, Run
 from ml.services import registry, runs
 from ml.services.runs import oft
-from tests.generator_runs import OFT_TINY, execute, start, train_version
-from tests.generator_runs import tiny, tiny_paths  # noqa: F401 (fixtures)
+from tests.support.generator_runs import OFT_TINY, execute, start, tiny, tiny_paths, train_version  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

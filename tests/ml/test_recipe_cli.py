@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 from ml import cli
-from ml.core import recipes
 from ml.cli import main
+from ml.core import recipes
 
 
 def run(capsys, *argv) -> dict:

@@ -20,7 +20,7 @@ from ml.core.oft import (
     train_oft,
 )
 from ml.core.sampler import churn_gamma, sample_trajectory, transition_log_prob, transition_mean, transition_std
-from tests.ml.test_oft import PROMPTS, assets, probe, read_metrics, tiny_config  # noqa: F401 (assets: a fixture)
+from tests.support.oft import PROMPTS, assets, probe, read_metrics, tiny_config  # noqa: F401 (assets: a fixture)
 
 X = torch.tensor([[[1.0, -2.0]]])  # one sample, one token, two channels
 V = torch.tensor([[[0.5, 0.25]]])

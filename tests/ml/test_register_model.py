@@ -14,7 +14,7 @@ from annotation.models import AuditEvent, Task
 from curation.models import DatasetVersion
 from ml.models import ModelVersion, PairScore
 from ml.services import registry
-from tests.factories import make_pair
+from tests.support.factories import make_pair
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,8 @@ from curation.models import DatasetVersion
 from ml.models import ModelVersion, Run
 from ml.services import registry, runs
 from ml.services.runs import kinds
-from tests.factories import TupleFactory, make_image
+from tests.support.factories import TupleFactory, make_image
+from tests.support.runs import queued_run
 
 
 @pytest.fixture
@@ -140,10 +141,6 @@ def test_ml_tasks_are_routed_to_the_gpu_queue():
 # --- execution ------------------------------------------------------------------------------
 
 
-def _queued(admin_user, kind="generate") -> Run:
-    return Run.objects.create(kind=kind, params={}, created_by=admin_user)
-
-
 def test_a_run_goes_queued_running_succeeded(admin_user, monkeypatch):
     seen = {}
 
@@ -157,7 +154,7 @@ def test_a_run_goes_queued_running_succeeded(admin_user, monkeypatch):
         ctx.save_artifacts()
 
     monkeypatch.setitem(runs.HANDLERS, "generate", handler)
-    run = runs.execute_run(_queued(admin_user).pk, worker="gpu-7")
+    run = runs.execute_run(queued_run(admin_user).pk, worker="gpu-7")
     assert seen == {"status": "running", "progress": 0.5}
     assert run.status == Run.Status.SUCCEEDED
     assert run.progress == 1.0 and run.worker == "gpu-7"
@@ -172,7 +169,7 @@ def test_a_failure_stores_the_traceback(admin_user, monkeypatch):
         raise RuntimeError("CUDA out of memory (pretend)")
 
     monkeypatch.setitem(runs.HANDLERS, "generate", handler)
-    run = runs.execute_run(_queued(admin_user).pk)
+    run = runs.execute_run(queued_run(admin_user).pk)
     assert run.status == Run.Status.FAILED and run.finished_at
     assert run.error.startswith("RuntimeError: CUDA out of memory (pretend)")
     assert "Traceback (most recent call last)" in run.error and "in handler" in run.error
@@ -181,14 +178,14 @@ def test_a_failure_stores_the_traceback(admin_user, monkeypatch):
 
 def test_a_kind_without_handler_fails_clearly(admin_user, monkeypatch):
     monkeypatch.delitem(runs.HANDLERS, "sft")
-    run = runs.execute_run(_queued(admin_user, kind="sft").pk)
+    run = runs.execute_run(queued_run(admin_user, kind="sft").pk)
     assert run.status == Run.Status.FAILED and "sft runs are not available yet" in run.error
 
 
 def test_a_redelivered_finished_run_is_left_alone(admin_user, monkeypatch):
     calls = []
     monkeypatch.setitem(runs.HANDLERS, "generate", lambda run, ctx: calls.append(run.pk))
-    run = runs.execute_run(_queued(admin_user).pk, worker="w1")
+    run = runs.execute_run(queued_run(admin_user).pk, worker="w1")
     again = runs.execute_run(run.pk, worker="w2")
     assert calls == [run.pk]
     assert again.status == Run.Status.SUCCEEDED and again.worker == "w1" and again.log_tail == run.log_tail
@@ -196,7 +193,7 @@ def test_a_redelivered_finished_run_is_left_alone(admin_user, monkeypatch):
 
 def test_a_redelivered_running_run_resumes(admin_user, monkeypatch):
     """A worker died mid-run: the row is still running, and the next delivery carries on."""
-    run = _queued(admin_user)
+    run = queued_run(admin_user)
     Run.objects.filter(pk=run.pk).update(status=Run.Status.RUNNING, worker="dead", log_tail="old line")
     monkeypatch.setitem(runs.HANDLERS, "generate", lambda run, ctx: None)
     run = runs.execute_run(run.pk, worker="alive")
@@ -208,7 +205,7 @@ def test_a_redelivery_of_a_run_alive_elsewhere_is_refused_as_busy(admin_user, mo
     """A broker handed the message out again while the first worker still beats: do not run it twice."""
     from django.utils import timezone
 
-    run = _queued(admin_user)
+    run = queued_run(admin_user)
     Run.objects.filter(pk=run.pk).update(status=Run.Status.RUNNING, worker="w1", heartbeat_at=timezone.now())
     called = []
     monkeypatch.setitem(runs.HANDLERS, "generate", lambda run, ctx: called.append(run.pk))
@@ -223,7 +220,7 @@ def test_the_log_keeps_the_last_lines(admin_user, monkeypatch):
             ctx.log(f"line {i}")
 
     monkeypatch.setitem(runs.HANDLERS, "generate", handler)
-    run = runs.execute_run(_queued(admin_user).pk)
+    run = runs.execute_run(queued_run(admin_user).pk)
     lines = run.log_tail.splitlines()
     assert len(lines) == Run.LOG_LINES
     assert lines[-2].endswith("line 249") and lines[-1].endswith("succeeded")
@@ -232,7 +229,7 @@ def test_the_log_keeps_the_last_lines(admin_user, monkeypatch):
 def test_cancelling(admin_user, monkeypatch):
     calls = []
     monkeypatch.setitem(runs.HANDLERS, "generate", lambda run, ctx: calls.append(1))
-    queued = runs.cancel_run(admin_user, _queued(admin_user))
+    queued = runs.cancel_run(admin_user, queued_run(admin_user))
     assert queued.status == Run.Status.CANCELLED
     assert runs.execute_run(queued.pk).status == Run.Status.CANCELLED and calls == []
     with pytest.raises(ValueError, match="already cancelled"):
@@ -244,7 +241,7 @@ def test_cancelling(admin_user, monkeypatch):
         calls.append("not reached")
 
     monkeypatch.setitem(runs.HANDLERS, "generate", handler)
-    run = runs.execute_run(_queued(admin_user).pk)
+    run = runs.execute_run(queued_run(admin_user).pk)
     assert run.status == Run.Status.CANCELLED and calls == [] and run.log_tail.endswith("cancelled")
 
 
@@ -304,7 +301,7 @@ def test_lineage_and_image_origin(admin_user, base_model):
 
 def test_admin_pages_are_read_only(client, django_user_model, admin_user, base_model, monkeypatch):
     monkeypatch.setitem(runs.HANDLERS, "generate", lambda run, ctx: ctx.log("hello <b>"))
-    run = runs.execute_run(_queued(admin_user).pk)
+    run = runs.execute_run(queued_run(admin_user).pk)
     client.force_login(django_user_model.objects.create_superuser("root", "r@example.org", "pw"))
     for url in ["/admin/ml/run/", f"/admin/ml/run/{run.pk}/change/", "/admin/ml/modelversion/",
                 f"/admin/ml/modelversion/{base_model.pk}/change/"]:

@@ -7,7 +7,7 @@ from django_celery_beat.models import PeriodicTask
 
 from ml.models import Run, Schedule
 from ml.services import schedules
-from tests.test_schedules import beat_entry, crontab_of, generator, make_schedule, no_broker, template  # noqa: F401
+from tests.support.schedules import beat_entry, crontab_of, generator, make_schedule, no_broker, template  # noqa: F401 (fixtures; no_broker is autouse)
 
 pytestmark = pytest.mark.django_db
 

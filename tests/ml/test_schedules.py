@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from unittest import mock
 
 import pytest
 from django.core.exceptions import PermissionDenied
@@ -11,40 +10,11 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule, Periodi
 
 from annotation.models import AuditEvent
 from ml.models import Run, Schedule
-from ml.services import registry, schedules
+from ml.services import schedules
 from ml.tasks import fire_schedule
+from tests.support.schedules import beat_entry, crontab_of, generator, make_schedule, no_broker, template  # noqa: F401 (fixtures; no_broker is autouse)
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def generator(admin_user):
-    return registry.register_model(admin_user, "generator_base", "tiny-flux", "/models/tiny-flux")
-
-
-@pytest.fixture(autouse=True)
-def no_broker():
-    """Runs are queued in the database only; nothing is sent to a broker."""
-    with mock.patch("ml.tasks.execute_run.apply_async") as apply_async:
-        yield apply_async
-
-
-def template(generator, **extra) -> dict:
-    return {"model": generator.pk, "tuples": {"task": "RU", "limit": 5}, **extra}
-
-
-def make_schedule(user, generator, name="nightly", **fields) -> Schedule:
-    fields = {"kind": "generate", "params": template(generator), "trigger": "cron", "cron": "0 3 * * 1-5", **fields}
-    return schedules.create_schedule(user, name=name, **fields)
-
-
-def beat_entry(schedule: Schedule) -> PeriodicTask:
-    return PeriodicTask.objects.select_related("crontab", "interval").get(pk=schedule.periodic_task_id)
-
-
-def crontab_of(task: PeriodicTask) -> str:
-    c = task.crontab
-    return " ".join([c.minute, c.hour, c.day_of_month, c.month_of_year, c.day_of_week])
 
 
 # --- create ---------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from ml.core.scorer import Scorer
 from ml.models import PairScore, Run
 from ml.services import runs
 from ml.services.runs import score_pairs
-from tests.scoring_data import synthetic_pairs, tiny_scorer
+from tests.support.scoring_data import synthetic_pairs, tiny_scorer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("one_torch_thread")]
 

@@ -14,8 +14,16 @@ from curation.services.exporting import export_version
 from ml.models import ModelVersion, Run
 from ml.services import registry, runs
 from ml.services.runs import sft
-from tests.generator_runs import SFT_TINY, commands, execute, start, train_version, worker_died
-from tests.generator_runs import tiny, tiny_paths  # noqa: F401 (fixtures)
+from tests.support.generator_runs import (  # noqa: F401 (fixtures)
+    SFT_TINY,
+    commands,
+    execute,
+    start,
+    tiny,
+    tiny_paths,
+    train_version,
+    worker_died,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -17,7 +17,7 @@ from ml.core.tiny import make_tiny_scorer
 from ml.models import Run
 from ml.services.runs import supervise
 from ml.services.runs.context import RunCancelled, RunContext
-from tests.test_runs import _queued
+from tests.support.runs import queued_run
 
 
 def _python(code: str) -> supervise.Command:
@@ -28,7 +28,7 @@ def _python(code: str) -> supervise.Command:
 def ctx(admin_user, settings, tmp_path):
     settings.ML_WORK_ROOT = tmp_path / "work"
     settings.ML_CANCEL_GRACE_SECONDS = 2
-    run = _queued(admin_user)
+    run = queued_run(admin_user)
     Run.objects.filter(pk=run.pk).update(status=Run.Status.RUNNING)
     run.refresh_from_db()
     return RunContext(run)

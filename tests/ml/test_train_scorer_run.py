@@ -17,7 +17,7 @@ from django.utils import timezone
 from ml.models import ModelVersion, Run
 from ml.services import registry, runs
 from ml.services.runs import train_scorer
-from tests.scoring_data import synthetic_version, tiny_scorer
+from tests.support.scoring_data import synthetic_version, tiny_scorer
 
 pytestmark = pytest.mark.django_db
 

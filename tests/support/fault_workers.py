@@ -1,4 +1,4 @@
-"""Helpers of the fault tests: a real worker on any queue (:class:`tests.worker_process.WorkerProcess`
+"""Helpers of the fault tests: a real worker on any queue (:class:`tests.support.worker_process.WorkerProcess`
 extended), a slow media storage to kill an export mid-way reliably, and a small frozen version."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage
 
-from tests.worker_process import WorkerProcess
+from tests.support.worker_process import WorkerProcess
 
 _versions = itertools.count(1)
 
@@ -50,7 +50,7 @@ class SlowFileSystemStorage(FileSystemStorage):
 def small_version(admin, pairs: int, task: str = "RU"):
     """A frozen version of ``pairs`` new pairs, all labelled ``expected``, spread over the four splits."""
     from curation.models import DatasetVersion, VersionMember
-    from tests.factories import make_pair
+    from tests.support.factories import make_pair
 
     n = next(_versions)
     version = DatasetVersion.objects.create(

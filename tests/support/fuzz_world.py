@@ -1,8 +1,8 @@
-"""A small world for the API fuzz run (tests/test_api_fuzz.py), built through the services.
+"""A small world for the API fuzz run (tests/system/test_api_fuzz.py), built through the services.
 
 One user per role with a DRF token, pairs in every state the API distinguishes (open, leased by the
 annotator, judged to consensus, disputed and adjudicated, gold), two frozen dataset versions, a finished
-export and a queued export job, the model registry of :mod:`tests.ml_registry_data` (scorers, generator,
+export and a queued export job, the model registry of :mod:`tests.support.ml_registry_data` (scorers, generator,
 runs) and a schedule. ``World.path_values`` names, per path template of the schema, existing values for its
 path parameters, so that the fuzzer reaches real objects and not only 404s.
 """
@@ -22,12 +22,12 @@ from annotation.services import queue
 from curation.models import Job
 from curation.services import adjudication, exporting, gold, jobs, versions
 from ml.services import schedules
-from tests.factories import make_image, make_pair, make_user, png_bytes
-from tests.ml_registry_data import registry_world
+from tests.support.factories import make_image, make_pair, make_user, png_bytes
+from tests.support.ml_registry_data import registry_world
 
 ROLES = ("anonymous", "annotator", "reviewer", "admin")
 ALL_FIELDS = ["physics", "chemistry", "biology"]
-PASSWORD = "pw-for-tests-1"  # tests.factories.make_user's default
+PASSWORD = "pw-for-tests-1"  # tests.support.factories.make_user's default
 
 
 @dataclass

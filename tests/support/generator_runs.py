@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from ml.models import Run
 from ml.services import registry, runs
-from tests.test_export import make_version
+from tests.support.versions import make_version
 
 # Settings of the ML core tests (tests/ml) that run in milliseconds on a CPU.
 SFT_TINY = {"resolution": 16, "max_sequence_length": 16, "batch_size": 2, "grad_accum": 1, "checkpoint_every": 1,

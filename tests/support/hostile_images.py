@@ -8,7 +8,7 @@ Each case says what annotation.imaging.check_image must do with it:
   the code under test (Pillow's ``ImageOps.exif_transpose``, alpha compositing by formula, etc.);
 * ``rejected``: refused, with a message matching ``message``.
 
-Used by tests/test_hostile_images.py (check_image and the upload API) and tests/test_hostile_imports.py
+Used by tests/annotation/test_hostile_images.py (check_image and the upload API) and tests/curation/test_hostile_imports.py
 (the dataset import).
 """
 
@@ -187,7 +187,7 @@ CASES = [
          "bytes after the end"),
     Case("jpeg followed by a zip (camera trailer style)", "polyglot", lambda: JPEG + zip_file(), "trimmed",
          "bytes after the end"),
-    Case("png with html in a text chunk", "polyglot", lambda: encode(noise(), "PNG", pnginfo=_html_text()), "kept"),
+    Case("png with html in a text chunk", "polyglot", lambda: encode(noise(), "PNG", pnginfo=html_text()), "kept"),
     # decompression bombs and huge dimensions
     Case("png bomb 20000x20000 (400 MP) in kilobytes", "bomb", lambda: bomb_png(20000, 20000), "rejected",
          "too many pixels|longest side"),
@@ -247,7 +247,7 @@ def _zero_frame_header(jpeg: bytes) -> bytes:
     return bytes(data)
 
 
-def _html_text() -> PngImagePlugin.PngInfo:
+def html_text() -> PngImagePlugin.PngInfo:
     info = PngImagePlugin.PngInfo()
     info.add_text("Comment", HTML.decode())
     return info

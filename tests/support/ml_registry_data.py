@@ -11,7 +11,7 @@ from annotation.services import catalog
 from curation.models import DatasetVersion
 from ml.models import Run
 from ml.services import registry
-from tests.factories import TupleFactory, png_bytes
+from tests.support.factories import TupleFactory, png_bytes
 
 BASE_METRICS = {"validation": {"accuracy": 0.6, "by_task": {"RU": 0.5, "BU": {"accuracy": 0.7, "n": 10}}},
                 "test_S": {"accuracy": 0.55}}

@@ -1,16 +1,16 @@
 """The permission matrix: the declared answer of every (route, method) for every role.
 
 One row per route *pattern* as Django's resolver spells it (``django.urls.get_resolver``), per
-method. tests/test_permission_matrix.py fails when a route has no row (a new endpoint must be
+method. tests/system/test_permission_matrix.py fails when a route has no row (a new endpoint must be
 declared here), when a row names a route that no longer exists, when a method a route answers is
 not declared, and when any role gets another answer than the row says.
 
 Answers, in the order of ``ROLES`` (anonymous, annotator, annotator of another field, reviewer,
 admin): a status code, ``A`` (API refusal of the anonymous: 401 or 403) or ``L`` (a page's
 redirect to the login page). The annotator's field is chemistry (task RU); the other field is
-biology. Paths and bodies name objects of tests/permission_world.py as ``{name}``.
+biology. Paths and bodies name objects of tests/support/permission_world.py as ``{name}``.
 
-The Django admin (``admin/...``) is not listed route by route: tests/test_permission_matrix.py
+The Django admin (``admin/...``) is not listed route by route: tests/system/test_permission_matrix.py
 checks that only staff (admins) get any of its pages, with a few representative rows below.
 
 The OpenAPI schema and its docs page are public on purpose (they describe the API, they hold no
@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from tests.permission_world import ROLES
+from tests.support.permission_world import ROLES
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def _b(**fields):
 def _upload(world):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from tests.factories import png_bytes
+    from tests.support.factories import png_bytes
     return {"file": SimpleUploadedFile("new.png", png_bytes(), content_type="image/png")}
 
 

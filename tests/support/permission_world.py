@@ -1,4 +1,4 @@
-"""One small world for the permission matrix (tests/permission_matrix.py): every object a route
+"""One small world for the permission matrix (tests/support/permission_matrix.py): every object a route
 of the platform can name, five personas, and the text annotators must never receive.
 
 Built through the services (as in production) except where a test helper already makes rows
@@ -19,9 +19,9 @@ from curation.models import DatasetVersion, Job
 from curation.services import adjudication, consensus, exporting, gold, jobs, splits, versions
 from ml.models import Run
 from ml.services import schedules
-from tests.factories import make_image, make_pair, make_user
-from tests.ml_registry_data import registry_world
-from tests.test_export import make_version
+from tests.support.factories import make_image, make_pair, make_user
+from tests.support.ml_registry_data import registry_world
+from tests.support.versions import make_version
 
 PASSWORD = "pw-for-tests-1"  # tests/factories.make_user's password
 ROLES = ("anonymous", "annotator", "other_field", "reviewer", "admin")

@@ -1,4 +1,4 @@
-"""Helpers of the reliability tests (tests/test_reliability_*.py): annotators with API tokens,
+"""Helpers of the reliability tests (tests/system/test_reliability_*.py): annotators with API tokens,
 one database connection per thread, what the clients saw (:class:`Tally`), a sampler of the
 invariants while they run (:class:`Monitor`) and the end-state check (:func:`check_end_state`)."""
 
@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from annotation.models import Judgement, Pair
 from curation.models import Consensus
-from tests.factories import make_user
+from tests.support.factories import make_user
 
 CHOICES = ("left", "right", "both", "neither")
 

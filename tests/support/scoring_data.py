@@ -41,7 +41,7 @@ def synthetic_pairs(n: int, pool: str = "train", *, seed: int = 0, tasks=None, k
 
 def synthetic_version(admin, sizes: dict[str, int], *, seed: int = 0) -> DatasetVersion:
     """A frozen version with ``sizes[split]`` confirmed synthetic pairs per split (members made directly,
-    as :mod:`tests.test_export` does, so the splits are exactly these). Train tuples come from the
+    as :mod:`tests.curation.test_export` does, so the splits are exactly these). Train tuples come from the
     synthetic train pool, the others from the validation and test pools."""
     pools = {"train": "train", "validation": "val", "test_S": "test", "test_C": "test"}
     n = next(_names)

@@ -1,7 +1,7 @@
 """The platform served by a real gunicorn process, for tests that need a separate server (outages).
 
 The server reads its database and broker from the environment given to :class:`WebServer`, so a test
-can point it at a :class:`tests.tcp_proxy.TcpProxy` and take the service away underneath it.
+can point it at a :class:`tests.support.tcp_proxy.TcpProxy` and take the service away underneath it.
 """
 
 from __future__ import annotations

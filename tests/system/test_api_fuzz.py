@@ -2,7 +2,7 @@
 
 How: the schema is loaded from ``/api/schema/`` of the Django WSGI app (``schemathesis.openapi.from_wsgi``)
 and every operation is fuzzed with schemathesis' Hypothesis strategies, in process (werkzeug's WSGI client),
-against a real PostgreSQL test database seeded with :func:`tests.fuzz_world.build_world`. Each operation gets
+against a real PostgreSQL test database seeded with :func:`tests.support.fuzz_world.build_world`. Each operation gets
 three derandomized Hypothesis runs (``EXAMPLES`` cases each), and every generated case is sent once as each
 role: anonymous, annotator, reviewer and admin (DRF token auth; generated Authorization headers are dropped).
 
@@ -58,7 +58,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.fuzz_world import ROLES, build_world
+from tests.support.fuzz_world import ROLES, build_world
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 

@@ -1,4 +1,4 @@
-"""What the API fuzz run (tests/test_api_fuzz.py) found, each reproduced without schemathesis."""
+"""What the API fuzz run (tests/system/test_api_fuzz.py) found, each reproduced without schemathesis."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from annotation.models import Task
 from curation.models import DatasetVersion
 from curation.services import exporting
-from tests.factories import make_pair, png_bytes
-from tests.test_export import make_version
+from tests.support.factories import make_pair, png_bytes
+from tests.support.versions import make_version
 
 pytestmark = pytest.mark.django_db
 

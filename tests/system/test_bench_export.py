@@ -16,6 +16,7 @@ from PIL import Image as PILImage
 from annotation.models import Image, Pair, PromptTuple
 from curation.models import DatasetVersion, VersionMember
 from curation.services import exporting, importing
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +27,7 @@ N_PAIRS, SIDE = 20, 48
 
 def _bench():
     spec = importlib.util.spec_from_file_location(
-        "bench_export_import", Path(__file__).resolve().parent.parent / "bench" / "export_import.py")
+        "bench_export_import", REPO / "bench" / "export_import.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -11,12 +11,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from django.db import connection
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),

@@ -4,25 +4,14 @@ The left/right order is random per lease, so the assertions read it back from ea
 lease rather than assuming which image was shown where.
 """
 
-from pathlib import Path
 
 import pytest
 from django.db import connections
 from playwright.sync_api import expect, sync_playwright
 
 from annotation.models import Judgement, Lease
-from tests.factories import make_pair, make_user
-
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.support.browser import ARTIFACTS, CHROMIUM_ARGS
+from tests.support.factories import make_pair, make_user
 
 # transaction=True: the live server thread must see this test's rows. serialized_rollback=True:
 # the seeded taxonomy and role groups are restored even if an earlier transactional test flushed them.

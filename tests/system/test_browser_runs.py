@@ -9,8 +9,8 @@ from django.db import connections
 from playwright.sync_api import expect, sync_playwright
 
 from ml.models import Run
-from tests.factories import make_user
-from tests.test_browser_annotate import ARTIFACTS, CHROMIUM_ARGS
+from tests.support.browser import ARTIFACTS, CHROMIUM_ARGS
+from tests.support.factories import make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 

@@ -11,7 +11,7 @@ from annotation.models import Lease
 from annotation.services import queue
 from annotation.tasks import reclaim_expired_leases
 from config.celery import app
-from tests.factories import make_pair
+from tests.support.factories import make_pair
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),

@@ -1,4 +1,4 @@
-"""CSRF on every form: each page of the permission matrix (tests/permission_matrix.py) is rendered for
+"""CSRF on every form: each page of the permission matrix (tests/support/permission_matrix.py) is rendered for
 every role that may open it; every POST form on it carries the CSRF token, and a POST to each form's
 endpoint (and to every unsafe API route, with a session) without the token is refused with 403."""
 
@@ -10,9 +10,9 @@ from urllib.parse import urljoin
 import pytest
 from django.test import Client
 
-from tests import permission_world
-from tests.permission_matrix import CELLS
-from tests.permission_world import ROLES
+from tests.support import permission_world
+from tests.support.permission_matrix import CELLS
+from tests.support.permission_world import ROLES
 
 
 class _Forms(HTMLParser):

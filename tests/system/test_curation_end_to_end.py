@@ -19,7 +19,7 @@ from PIL import Image as PILImage
 from annotation.models import Lease, Pair
 from curation.models import Consensus, DatasetVersion, Job
 from curation.services import exporting
-from tests.test_dataset_import import snapshot
+from tests.support.datasets import snapshot
 
 pytestmark = pytest.mark.django_db
 

@@ -2,7 +2,7 @@
 the API, an HTML page for pages) instead of a 500; a run or export started while the broker is down is
 failed visibly, never left queued; once the service is back, requests and work continue.
 
-The outage is staged with :class:`tests.tcp_proxy.TcpProxy` between the server (and worker) and the real
+The outage is staged with :class:`tests.support.tcp_proxy.TcpProxy` between the server (and worker) and the real
 service: taking the proxy down resets every open connection and refuses new ones.
 """
 
@@ -20,11 +20,11 @@ from rest_framework.authtoken.models import Token
 from curation.models import Job
 from ml.models import Run
 from ml.services import registry
-from tests.factories import TupleFactory
-from tests.fault_workers import QueueWorker, small_version
-from tests.tcp_proxy import TcpProxy
-from tests.web_server import WebServer
-from tests.worker_process import wait_for
+from tests.support.factories import TupleFactory
+from tests.support.fault_workers import QueueWorker, small_version
+from tests.support.tcp_proxy import TcpProxy
+from tests.support.web_server import WebServer
+from tests.support.worker_process import wait_for
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),

@@ -1,13 +1,12 @@
 """Workers killed with SIGKILL mid-generation and mid-export, on real worker processes (Redis + PostgreSQL):
 the unacknowledged message comes back to a second worker, which resumes the generation or restarts the
 export; nothing is duplicated and no partial export is ever visible. (Mid-training: see
-``tests/test_gpu_worker.py::test_a_worker_killed_mid_training_is_replaced_and_the_run_resumes_to_one_version``.)
+``tests/ml/test_gpu_worker.py::test_a_worker_killed_mid_training_is_replaced_and_the_run_resumes_to_one_version``.)
 """
 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -19,9 +18,9 @@ from curation.models import Job
 from curation.services import exporting, jobs
 from ml.models import ModelVersion, Run
 from ml.services import registry, runs
-from tests.factories import TupleFactory
-from tests.fault_workers import QueueWorker, small_version
-from tests.worker_process import wait_for
+from tests.support.factories import TupleFactory
+from tests.support.fault_workers import QueueWorker, small_version
+from tests.support.worker_process import wait_for
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
@@ -101,7 +100,7 @@ def test_it_restarts_an_export_cleanly_when_its_worker_is_killed_mid_way(admin_u
     version = small_version(admin_user, EXPORT_PAIRS)
     target = exporting.export_dir(version, "jsonl")
     # A slow media store (20 ms per read, a remote bucket) keeps the export running for seconds.
-    worker = workers("default", env={"DJANGO_SETTINGS_MODULE": "tests.settings_slow_media",
+    worker = workers("default", env={"DJANGO_SETTINGS_MODULE": "tests.support.settings_slow_media",
                                      "SLOW_STORAGE_SECONDS": "0.02"})
     worker.start()
     seen, stop = [], threading.Event()

@@ -1,4 +1,4 @@
-"""Every route × method × role answers as tests/permission_matrix.py declares, the table covers every
+"""Every route × method × role answers as tests/support/permission_matrix.py declares, the table covers every
 route the resolver knows, and annotators never receive the answer or the hidden prompts.
 
 Each request runs in its own savepoint that is rolled back, on a fresh client, so one world serves
@@ -16,9 +16,9 @@ from rest_framework.test import APIClient
 
 from annotation.models import Judgement, Lease
 from annotation.services import queue
-from tests import permission_world
-from tests.permission_matrix import ADMIN_SITE_PREFIX, CELLS, FORMAT_SUFFIX, Cell
-from tests.permission_world import ANSWER_WORDS, ROLES
+from tests.support import permission_world
+from tests.support.permission_matrix import ADMIN_SITE_PREFIX, CELLS, FORMAT_SUFFIX, Cell
+from tests.support.permission_world import ANSWER_WORDS, ROLES
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 DOCUMENTATION = {"api/schema/", "api/docs/"}  # describe field names by design; they hold no data
@@ -85,7 +85,7 @@ def test_it_declares_every_route_and_only_routes_that_exist():
     routes = set(resolver_routes())
     declared = {cell.route for cell in CELLS}
     undeclared = {r for r in routes - declared if not r.startswith(ADMIN_SITE_PREFIX) and FORMAT_SUFFIX not in r}
-    assert not undeclared, f"routes without a row in tests/permission_matrix.py: {sorted(undeclared)}"
+    assert not undeclared, f"routes without a row in tests/support/permission_matrix.py: {sorted(undeclared)}"
     assert not declared - routes, f"rows for routes that do not exist: {sorted(declared - routes)}"
     twins = {r for r in routes if FORMAT_SUFFIX in r}
     assert twins and {c.route for c in suffix_cells()} == twins, "every format-suffix route has its base rows"

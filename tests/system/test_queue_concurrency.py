@@ -11,8 +11,8 @@ from django.db import connection, connections
 
 from annotation.models import Judgement, Lease, Pair
 from annotation.services import queue
-from tests.concurrency import race
-from tests.factories import make_pair, make_user
+from tests.support.concurrency import race
+from tests.support.factories import make_pair, make_user
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),

@@ -17,10 +17,19 @@ from django.utils import timezone
 
 from annotation.models import Judgement, Lease, Pair
 from annotation.services import queue
-from tests.concurrency import race
-from tests.factories import make_pair
-from tests.reliability import (
-    CHOICES, Monitor, Tally, annotators, check_end_state, client_of, connect, figures, judge, refusal,
+from tests.support.concurrency import race
+from tests.support.factories import make_pair
+from tests.support.reliability import (
+    CHOICES,
+    Monitor,
+    Tally,
+    annotators,
+    check_end_state,
+    client_of,
+    connect,
+    figures,
+    judge,
+    refusal,
 )
 
 pytestmark = [

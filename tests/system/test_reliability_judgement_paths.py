@@ -25,8 +25,8 @@ from annotation.models import AuditEvent, Judgement, Lease, Pair
 from annotation.services import catalog, queue
 from curation.models import Consensus
 from curation.services.importing import import_dataset
-from tests.factories import make_pair, make_user, png_bytes
-from tests.reliability import annotators, client_of, connect
+from tests.support.factories import make_pair, make_user, png_bytes
+from tests.support.reliability import annotators, client_of, connect
 
 postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="row-lock races need PostgreSQL")
 

@@ -1,9 +1,9 @@
 """The queue under load and races, through the real HTTP API (DRF views, token auth, one PostgreSQL
 connection per annotator thread): 64 racing annotators until the pool is exhausted, undo racing with
 consensus recomputation and with takers of the freed slot, a double-pressed undo, and what holds at
-the end (:func:`tests.reliability.check_end_state`). Lease expiry under load:
-tests/test_reliability_expiry.py; duplicate submissions and every judgement path:
-tests/test_reliability_judgement_paths.py.
+the end (:func:`tests.support.reliability.check_end_state`). Lease expiry under load:
+tests/system/test_reliability_expiry.py; duplicate submissions and every judgement path:
+tests/system/test_reliability_judgement_paths.py.
 
 Each load test prints a ``FIGURES`` line (run with ``-s`` to see it): the counts behind
 docs/reliability.md.
@@ -23,10 +23,19 @@ from annotation.models import AuditEvent, Judgement, Lease
 from annotation.services import queue
 from curation.models import Consensus
 from curation.services.consensus import recompute_all, recompute_consensus
-from tests.concurrency import race
-from tests.factories import make_pair
-from tests.reliability import (
-    CHOICES, Monitor, Tally, annotators, check_end_state, client_of, connect, figures, judge, refusal,
+from tests.support.concurrency import race
+from tests.support.factories import make_pair
+from tests.support.reliability import (
+    CHOICES,
+    Monitor,
+    Tally,
+    annotators,
+    check_end_state,
+    client_of,
+    connect,
+    figures,
+    judge,
+    refusal,
 )
 
 pytestmark = [

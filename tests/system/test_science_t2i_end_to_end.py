@@ -23,7 +23,7 @@ from curation.services import exporting, splits, versions
 from curation.services.importing import import_dataset
 from ml.cli import main as ml_main
 from ml.core.data import schema_with_features, science_t2i_fields
-from tests.factories import make_user
+from tests.support.factories import make_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
