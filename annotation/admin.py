@@ -4,9 +4,10 @@ Rules kept here:
 
 * Leases and judgements are read-only: they change only through the queue
   (:mod:`annotation.services.queue`), which keeps ``Pair.judgement_count`` equal to the rows.
-* Pairs are created with :func:`catalog.create_pair` and changed with ``set_pair_k`` /
-  ``set_pair_retired``; their images are fixed once created and they are retired, not deleted
-  (deleting would cascade to their judgements).
+* Pairs are created with :func:`catalog.create_pair` and retired with ``set_pair_retired``; their
+  images are fixed once created and they are retired, not deleted (deleting would cascade to their
+  judgements). Their k is read-only here: a change of k recomputes the pair's consensus (curation),
+  so curation/admin.py registers a subclass of :class:`PairAdmin` in its place that sets it.
 * Images come in through :func:`catalog.store_image` (API upload, import commands); here only
   their metadata is edited. Previews load from the reviewer-only ``/api/images/<id>/file/``.
 * Expertise is edited inline on the user.
@@ -224,7 +225,9 @@ class PairAdmin(admin.ModelAdmin):  # writes go through the catalog services, wh
         if obj is None:
             return ("status", "judgement_count")
         return ("tuple", "image_correct", "correct_preview", "image_wrong", "wrong_preview", "judgement_count",
-                "created_at")
+                "created_at", *self.readonly_once_created)
+
+    readonly_once_created: tuple[str, ...] = ("k",)  # k: see the module docstring
 
     def get_fields(self, request, obj=None):
         if obj is None:
@@ -252,12 +255,8 @@ class PairAdmin(admin.ModelAdmin):  # writes go through the catalog services, wh
         if not change:
             pair, _ = catalog.create_pair(obj.tuple, obj.image_correct, obj.image_wrong, k=obj.k, actor=request.user)
             obj.pk = pair.pk
-            obj._state.adding = False
-        else:
-            if "k" in form.changed_data:
-                catalog.set_pair_k(obj.pk, obj.k, actor=request.user)
-            if "status" in form.changed_data:
-                catalog.set_pair_retired(obj.pk, obj.status == Pair.Status.RETIRED, actor=request.user)
+        elif "status" in form.changed_data:
+            catalog.set_pair_retired(obj.pk, obj.status == Pair.Status.RETIRED, actor=request.user)
         obj.refresh_from_db()
 
     @admin.action(description="Retire the selected pairs")

@@ -7,15 +7,31 @@
   changes the pair, recomputes quality and consensus, and is audited.
 * Annotator quality is read-only; the action "Mark flagged annotators restored" calls
   :func:`gold.restore`.
+* Pairs: annotation's :class:`~annotation.admin.PairAdmin`, with k editable, set through
+  :func:`judging.set_pair_k` (a pair's k decides its consensus), registered in its place.
 """
 
 from __future__ import annotations
 
 from django.contrib import admin
 
+from annotation import admin as annotation_admin
 from annotation.admin import ReadOnlyAdmin
+from annotation.models import Pair
 from curation.models import Adjudication, AnnotatorQuality, Consensus, DatasetVersion, GoldItem, VersionMember
-from curation.services import gold
+from curation.services import gold, judging
+
+admin.site.unregister(Pair)
+
+
+@admin.register(Pair)
+class PairAdmin(annotation_admin.PairAdmin):
+    readonly_once_created = ()
+
+    def save_model(self, request, obj, form, change):
+        if change and "k" in form.changed_data:
+            judging.set_pair_k(obj.pk, obj.k, actor=request.user)
+        super().save_model(request, obj, form, change)
 
 
 @admin.register(Consensus)
