@@ -6,6 +6,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from annotation.models import Discipline
 from annotation.services import queue
 from tests.support.factories import make_image, make_pair, make_user, png_bytes
+from curation.services import judging
 
 ROLES = ("anonymous", "annotator", "reviewer", "admin")
 ANON = "401/403"  # DRF answers 403 while session auth is the first authenticator, 401 otherwise
@@ -66,7 +67,7 @@ def world(annotator):
     """A judged pair (by `annotator`), two spare images and a discipline nothing uses."""
     pair = make_pair("RU")
     lease = queue.next_lease(annotator)
-    judgement, _ = queue.submit_judgement(annotator, lease.id, queue.JudgementInput(choice="left"))
+    judgement, _ = judging.judge(annotator, lease.id, queue.JudgementInput(choice="left"))
     Discipline.objects.create(slug="astronomy", name="Astronomy")
     return {
         "tuple": pair.tuple_id,

@@ -5,6 +5,7 @@ import pytest
 from annotation.models import Pair, PromptTuple, Task
 from annotation.services import catalog, queue
 from tests.support.factories import TupleFactory, make_image, make_pair, make_user
+from curation.services import judging
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def as_reviewer(api, reviewer):
 
 def judge(user, choice="left"):
     lease = queue.next_lease(user)
-    return queue.submit_judgement(user, lease.id, queue.JudgementInput(choice=choice))[0]
+    return judging.judge(user, lease.id, queue.JudgementInput(choice=choice))[0]
 
 
 # --- Tuples ---------------------------------------------------------------------------------

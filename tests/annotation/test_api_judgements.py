@@ -4,6 +4,7 @@ import pytest
 
 from annotation.services import queue
 from tests.support.factories import make_pair, make_user
+from curation.services import judging
 
 BLIND_FIELDS = {
     "id", "pair", "choice", "flag_prompt_unclear", "flag_image_broken", "flag_off_topic", "comment",
@@ -13,7 +14,7 @@ BLIND_FIELDS = {
 
 def judge(user, choice, **extra):
     lease = queue.next_lease(user)
-    return queue.submit_judgement(user, lease.id, queue.JudgementInput(choice=choice, **extra))[0]
+    return judging.judge(user, lease.id, queue.JudgementInput(choice=choice, **extra))[0]
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def judged(annotator):
     pair = make_pair("RU")
     lease = queue.next_lease(annotator)
     expected_side = "left" if lease.left_image_id == pair.image_correct_id else "right"  # sides are random
-    own, _ = queue.submit_judgement(
+    own, _ = judging.judge(
         annotator, lease.id, queue.JudgementInput(choice=expected_side, comment="clearly rusty", time_spent_ms=1200)
     )
     other = judge(make_user("ann-chem-2", "annotator", disciplines=["chemistry"]), "neither", flag_prompt_unclear=True)

@@ -9,13 +9,14 @@ from django.utils import timezone
 from annotation.models import Judgement
 from annotation.services import catalog, queue
 from tests.support.factories import make_pair, make_user
+from curation.services import judging
 
 pytestmark = pytest.mark.django_db
 
 
 def judge_next(user, task: str) -> Judgement:
     lease = queue.next_lease(user, task=task)
-    judgement, _ = queue.submit_judgement(user, lease.id, queue.JudgementInput(choice="left"))
+    judgement, _ = judging.judge(user, lease.id, queue.JudgementInput(choice="left"))
     return judgement
 
 

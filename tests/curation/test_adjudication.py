@@ -8,6 +8,7 @@ from annotation.services import queue
 from curation.models import Adjudication, Consensus
 from curation.services.adjudication import InvalidAdjudication, adjudicate
 from tests.support.judging import chemist, judge, judged_pair
+from curation.services import judging
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +34,7 @@ def test_it_takes_the_latest_adjudication_and_keeps_it_when_judgements_change(re
     adjudicate(reviewer, pair.pk, "other")
     adjudicate(admin_user, pair.pk, "neither", "Neither shows rust on stainless steel.")
     assert Consensus.objects.get(pair=pair).label == "neither"
-    queue.undo_last_judgement(last)
+    judging.undo(last)
     consensus = Consensus.objects.get(pair=pair)
     assert (consensus.outcome, consensus.label, consensus.n_judgements) == ("adjudicated", "neither", 2)
     assert Adjudication.objects.filter(pair=pair).count() == 2

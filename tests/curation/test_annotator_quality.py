@@ -10,6 +10,7 @@ from curation.services import gold
 from tests.support.audit import events
 from tests.support.factories import make_pair
 from tests.support.judging import chemist, judge
+from curation.services import judging
 
 pytestmark = pytest.mark.django_db
 
@@ -67,7 +68,7 @@ def test_it_counts_only_gold_judgements_and_audits_each_change(golds, annotator,
     make_pair("RU")
     lease = queue.next_lease(annotator)
     assert not lease.pair.is_gold
-    queue.submit_judgement(annotator, lease.id, queue.JudgementInput("left"))
+    judging.judge(annotator, lease.id, queue.JudgementInput("left"))
     assert not AnnotatorQuality.objects.filter(user=annotator).exists()
     judge_gold(annotator, "expected")
     judge_gold(annotator, "other")
@@ -156,12 +157,12 @@ def test_it_recomputes_quality_when_a_gold_judgement_is_undone(golds, annotator)
     golds(1)
     judge_gold(annotator, "expected")
     assert quality_of(annotator).gold_correct == 1
-    lease = queue.undo_last_judgement(annotator)
+    lease = judging.undo(annotator)
     quality = quality_of(annotator)
     assert (quality.gold_judged, quality.gold_correct) == (0, 0)
     assert events("quality.updated", annotator)[0].after == {"gold_judged": 0, "gold_correct": 0}
     choice = "right" if lease.left_image_id == lease.pair.image_correct_id else "left"  # now the other image
-    queue.submit_judgement(annotator, lease.id, queue.JudgementInput(choice))
+    judging.judge(annotator, lease.id, queue.JudgementInput(choice))
     quality = quality_of(annotator)
     assert (quality.gold_judged, quality.gold_correct) == (1, 0)
 
@@ -172,11 +173,11 @@ def test_it_assesses_on_added_gold_judgements_not_on_an_undo(golds, annotator, s
     for label in ("other", "expected", "expected", "expected"):
         judge_gold(annotator, label)
     settings.GOLD_MIN_ITEMS = 3
-    lease = queue.undo_last_judgement(annotator)  # 2 of 3 left: below 0.7, but an undo only recounts
+    lease = judging.undo(annotator)  # 2 of 3 left: below 0.7, but an undo only recounts
     quality = quality_of(annotator)
     assert (quality.gold_judged, quality.gold_correct, quality.flagged) == (3, 2, False)
     assert not paused(annotator)
-    queue.submit_judgement(annotator, lease.id, queue.JudgementInput("neither"))  # 2 of 4
+    judging.judge(annotator, lease.id, queue.JudgementInput("neither"))  # 2 of 4
     assert quality_of(annotator).flagged and paused(annotator)
 
 

@@ -14,6 +14,7 @@ from curation.models import Consensus
 from curation.services.consensus import recompute_all, recompute_consensus
 from tests.support.factories import make_pair
 from tests.support.judging import chemist, judge, judged_pair
+from curation.services import judging
 
 pytestmark = pytest.mark.django_db
 
@@ -61,10 +62,10 @@ def test_it_recomputes_when_a_judgement_is_undone():
     judge(chemist(), pair, "other")
     judge(last, pair, "expected")
     assert consensus_of(pair).outcome == "reversed"
-    lease = queue.undo_last_judgement(last)
+    lease = judging.undo(last)
     consensus = consensus_of(pair)
     assert (consensus.outcome, consensus.label, consensus.n_judgements) == ("pending", "", 2)
-    queue.submit_judgement(last, lease.id, queue.JudgementInput("both"))
+    judging.judge(last, lease.id, queue.JudgementInput("both"))
     assert consensus_of(pair).outcome == "reversed"
     assert consensus_of(pair).counts["both"] == 1
 
@@ -74,7 +75,7 @@ def test_it_audits_only_changes_of_outcome_or_label():
     judges = [chemist() for _ in range(3)]
     for user in judges:
         judge(user, pair, "expected")
-    queue.undo_last_judgement(judges[-1])
+    judging.undo(judges[-1])
     events = AuditEvent.objects.filter(action="consensus.changed", target_type="pair", target_id=str(pair.pk))
     assert [(e.before["outcome"], e.after["outcome"], e.actor) for e in events.order_by("id")] == [
         ("pending", "confirmed", judges[-1]),
@@ -123,5 +124,5 @@ def test_it_recomputes_when_an_admin_changes_k():
 
     pair = judged_pair("expected", "expected")
     assert consensus_of(pair).outcome == "pending"
-    catalog.set_pair_k(pair.id, 2)
+    judging.set_pair_k(pair.id, 2)
     assert consensus_of(pair).outcome == "confirmed"

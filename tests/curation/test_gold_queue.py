@@ -14,6 +14,7 @@ from curation.services import gold
 from tests.support.concurrency import race
 from tests.support.factories import make_pair, make_user
 from tests.support.judging import chemist
+from curation.services import judging
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +28,7 @@ def gold_pair(admin_user):
 
 def judge_next(user, choice="left") -> Lease:
     lease = queue.next_lease(user)
-    queue.submit_judgement(user, lease.id, queue.JudgementInput(choice))
+    judging.judge(user, lease.id, queue.JudgementInput(choice))
     return lease
 
 
@@ -67,7 +68,7 @@ def test_it_serves_a_gold_pair_beyond_k_to_every_annotator_once(settings, gold_p
     leases = [queue.next_lease(user) for user in users]  # five live leases on a k=1 pair
     assert {lease.pair_id for lease in leases} == {gold_pair.id}
     for user, lease in zip(users, leases):
-        assert queue.submit_judgement(user, lease.id, queue.JudgementInput("both"))[1]
+        assert judging.judge(user, lease.id, queue.JudgementInput("both"))[1]
         assert queue.next_lease(user) is None
     gold_pair.refresh_from_db()
     assert gold_pair.judgement_count == Judgement.objects.filter(pair=gold_pair).count() == 5
@@ -137,18 +138,18 @@ def test_it_accepts_a_late_gold_judgement_while_others_hold_the_pair(settings, a
     Lease.objects.filter(pk=lease.pk).update(expires_at=timezone.now() - timedelta(seconds=5))
     queue.next_lease(chemist())
     assert queue.heartbeat(annotator, lease.id).state == Lease.State.ACTIVE
-    assert queue.submit_judgement(annotator, lease.id, queue.JudgementInput("left"))[1]
+    assert judging.judge(annotator, lease.id, queue.JudgementInput("left"))[1]
 
 
 def test_it_keeps_the_gold_counter_equal_to_the_rows_through_an_undo(settings, annotator, gold_pair):
     settings.GOLD_RATE = 1
     judge_next(chemist())
     judge_next(annotator)
-    again = queue.undo_last_judgement(annotator)
+    again = judging.undo(annotator)
     assert again.pair_id == gold_pair.id
     gold_pair.refresh_from_db()
     assert gold_pair.judgement_count == Judgement.objects.filter(pair=gold_pair).count() == 1
-    assert queue.submit_judgement(annotator, again.id, queue.JudgementInput("right"))[1]
+    assert judging.judge(annotator, again.id, queue.JudgementInput("right"))[1]
     gold_pair.refresh_from_db()
     assert (gold_pair.judgement_count, gold_pair.status) == (2, Pair.Status.OPEN)
 
@@ -182,7 +183,7 @@ def test_it_serves_one_gold_pair_to_16_racing_annotators_once_each(settings):
     users = [make_user(f"gold-racer{i}", disciplines=["chemistry"]) for i in range(16)]
     def annotate_until_empty(user):
         while (lease := queue.next_lease(user)) is not None:
-            queue.submit_judgement(user, lease.id, queue.JudgementInput("left"))
+            judging.judge(user, lease.id, queue.JudgementInput("left"))
 
     _, errors = race(users, annotate_until_empty)
     assert errors == []

@@ -13,6 +13,7 @@ from curation.services import splits, versions
 from curation.services.adjudication import adjudicate
 from tests.support.factories import TupleFactory, make_pair
 from tests.support.judging import expert, judge, judged
+from curation.services import judging
 
 pytestmark = pytest.mark.django_db
 
@@ -136,7 +137,7 @@ def test_it_does_not_change_when_consensus_changes_later(admin_user, reviewer):
     version = versions.build_version(admin_user, "frozen")
     frozen = (version.content_hash, version.counts, [(m.pair_id, m.label, m.split) for m in members(version).values()])
     adjudicate(reviewer, pair.pk, "other")
-    queue.undo_last_judgement(judges[-1])
+    judging.undo(judges[-1])
     version.refresh_from_db()
     assert (version.content_hash, version.counts,
             [(m.pair_id, m.label, m.split) for m in members(version).values()]) == frozen

@@ -17,6 +17,7 @@ from curation.services.versions import build_version
 from ml.services import registry
 from tests.support.factories import TupleFactory, make_user
 from tests.support.generator_runs import EVAL_TINY, OFT_TINY, SFT_TINY, execute, start, tiny, tiny_paths  # noqa: F401 (fixtures)
+from curation.services import judging
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -28,7 +29,7 @@ def _judge_all(experts, reversed_pair: Pair) -> None:
     for expert in experts:
         while (lease := queue.next_lease(expert)) is not None:
             correct = lease.pair.image_wrong_id if lease.pair_id == reversed_pair.pk else lease.pair.image_correct_id
-            queue.submit_judgement(expert, lease.pk, queue.JudgementInput(
+            judging.judge(expert, lease.pk, queue.JudgementInput(
                 "left" if lease.left_image_id == correct else "right"))
 
 

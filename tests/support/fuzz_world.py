@@ -24,6 +24,7 @@ from curation.services import adjudication, exporting, gold, jobs, versions
 from ml.services import schedules
 from tests.support.factories import make_image, make_pair, make_user, png_bytes
 from tests.support.ml_registry_data import registry_world
+from curation.services import judging
 
 ROLES = ("anonymous", "annotator", "reviewer", "admin")
 ALL_FIELDS = ["physics", "chemistry", "biology"]
@@ -48,7 +49,7 @@ def _judge_by_all(pair, annotators, choices) -> list[Judgement]:
     for user, choice in zip(annotators, choices):
         lease = queue.next_lease(user, task=pair.tuple.task.code)
         assert lease is not None and lease.pair_id == pair.pk, "the world's pairs are leased one at a time"
-        judgement, _ = queue.submit_judgement(user, lease.id, queue.JudgementInput(choice=choice))
+        judgement, _ = judging.judge(user, lease.id, queue.JudgementInput(choice=choice))
         judged.append(judgement)
     return judged
 

@@ -10,6 +10,7 @@ import itertools
 from annotation.models import Judgement, Pair
 from annotation.services import queue
 from curation.models import Label
+from curation.services import judging
 from tests.support.factories import make_pair, make_user
 
 _names = itertools.count(1)
@@ -27,7 +28,7 @@ def judge(user, pair: Pair, label: str, **extra) -> Judgement:
     if label in ("expected", "other"):
         expected_on_left = lease.left_image_id == pair.image_correct_id
         choice = "left" if (label == "expected") == expected_on_left else "right"
-    return queue.submit_judgement(user, lease.id, queue.JudgementInput(choice, **extra))[0]
+    return judging.judge(user, lease.id, queue.JudgementInput(choice, **extra))[0]
 
 
 def judged_pair(*labels: str, task: str = "RU", k: int = 3) -> Pair:
@@ -76,7 +77,7 @@ def judge_all(users, label_for) -> None:
                 busy.remove(user)
                 continue
             choice = choice_for(lease, label_for(lease.pair, user))
-            queue.submit_judgement(user, lease.id, queue.JudgementInput(choice=choice))
+            judging.judge(user, lease.id, queue.JudgementInput(choice=choice))
 
 
 def plan(pairs, users):

@@ -22,6 +22,7 @@ from ml.services import schedules
 from tests.support.factories import make_image, make_pair, make_user
 from tests.support.ml_registry_data import registry_world
 from tests.support.versions import make_version
+from curation.services import judging
 
 PASSWORD = "pw-for-tests-1"  # tests/factories.make_user's password
 ROLES = ("anonymous", "annotator", "other_field", "reviewer", "admin")
@@ -48,7 +49,7 @@ def build(settings, tmp_path: Path) -> dict:
     goldie = make_pair("RU")
     spare = make_pair("RU")  # adjudicated in the matrix
     decided = make_pair("RU")  # adjudicated here: a labelled pair that a new version can freeze
-    mine, _ = queue.submit_judgement(ann, queue.next_lease(ann).id, queue.JudgementInput(choice="left"))
+    mine, _ = judging.judge(ann, queue.next_lease(ann).id, queue.JudgementInput(choice="left"))
     lease = queue.next_lease(ann)
     theirs = _judge(peer, exclude={lease.pair_id})
     gold.mark_gold(admin, goldie.pk, "expected")
@@ -126,7 +127,7 @@ def _judge(user, exclude: set[int]):
     while lease.pair_id in exclude:
         queue.release(user, lease.id)
         lease = queue.next_lease(user)
-    judgement, _ = queue.submit_judgement(user, lease.id, queue.JudgementInput(choice="right"))
+    judgement, _ = judging.judge(user, lease.id, queue.JudgementInput(choice="right"))
     return judgement
 
 

@@ -13,6 +13,7 @@ from annotation.models import Judgement, Lease, Pair
 from annotation.services import queue
 from tests.support.concurrency import race
 from tests.support.factories import make_pair, make_user
+from curation.services import judging
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
@@ -38,7 +39,7 @@ def test_it_gives_one_pair_to_exactly_k_of_32_racing_annotators():
         lease = leases[user.username]
         if lease is None:
             return None
-        return queue.submit_judgement(user, lease.id, queue.JudgementInput("left"))[0].id
+        return judging.judge(user, lease.id, queue.JudgementInput("left"))[0].id
 
     judged, errors = race(users, judge_if_holding)
     assert errors == []
@@ -60,7 +61,7 @@ def test_it_never_overfills_many_pairs_under_a_next_judge_loop():
             lease = queue.next_lease(user)
             if lease is None:
                 return done
-            queue.submit_judgement(user, lease.id, queue.JudgementInput("right"))
+            judging.judge(user, lease.id, queue.JudgementInput("right"))
             done += 1
 
     counts, errors = race(users, annotate_until_empty)

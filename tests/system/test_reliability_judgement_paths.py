@@ -27,6 +27,7 @@ from curation.models import Consensus
 from curation.services.importing import import_dataset
 from tests.support.factories import make_pair, make_user, png_bytes
 from tests.support.reliability import annotators, client_of, connect
+from curation.services import judging
 
 postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="row-lock races need PostgreSQL")
 
@@ -128,8 +129,8 @@ def _pair_already_at_k(path_cls):
     path, lease = leased(path_cls, chem("late"), pair)
     for name in ("first", "second"):
         other = chem(name)
-        queue.submit_judgement(other, queue.next_lease(other).id, queue.JudgementInput("left"))
-    catalog.set_pair_k(pair.id, 2)  # an admin lowers k: the pair is complete with the late lease still live
+        judging.judge(other, queue.next_lease(other).id, queue.JudgementInput("left"))
+    judging.set_pair_k(pair.id, 2)  # an admin lowers k: the pair is complete with the late lease still live
     return path, lease, None
 
 
@@ -249,7 +250,7 @@ def test_the_admin_can_neither_add_nor_change_nor_delete_a_judgement_or_a_lease(
     pair = make_pair("RU")
     user = chem("judged")
     lease = queue.next_lease(user)
-    judgement, _ = queue.submit_judgement(user, lease.id, queue.JudgementInput("left"))
+    judgement, _ = judging.judge(user, lease.id, queue.JudgementInput("left"))
     admin = Client()
     admin.force_login(admin_user)
     before = written()
@@ -294,7 +295,7 @@ def test_dataset_import_creates_pairs_but_never_a_judgement_or_a_lease(tmp_path)
     for i in range(3):  # the imported pairs judged to k through the queue
         user = chem(f"imp{i}")
         while (lease := queue.next_lease(user)) is not None:
-            queue.submit_judgement(user, lease.id, queue.JudgementInput("left"))
+            judging.judge(user, lease.id, queue.JudgementInput("left"))
     assert set(Pair.objects.values_list("judgement_count", "status")) == {(3, "complete")}
     before = written()
     again = import_dataset(path, decisions="open")  # re-importing the same rows

@@ -25,6 +25,7 @@ from curation.models import Consensus
 from curation.services.consensus import recompute_all, recompute_consensus
 from tests.support.concurrency import race
 from tests.support.factories import make_pair
+from curation.services import judging
 from tests.support.reliability import (
     CHOICES,
     Monitor,
@@ -140,7 +141,7 @@ def test_undo_racing_with_recomputation_and_takers_leaves_counters_and_consensus
     def fill(user):  # phase 1, through the service: every pair at k
         rng, done = random.Random(user.id), 0
         while (lease := queue.next_lease(user)) is not None:
-            queue.submit_judgement(user, lease.id, queue.JudgementInput(rng.choice(CHOICES)))
+            judging.judge(user, lease.id, queue.JudgementInput(rng.choice(CHOICES)))
             done += 1
         return done
 
@@ -246,7 +247,7 @@ def test_a_double_pressed_undo_takes_back_one_judgement_per_2xx_and_stays_consis
     (user,) = annotators("undo2x", 1)
     for _ in pair_ids:
         lease = queue.next_lease(user)
-        queue.submit_judgement(user, lease.id, queue.JudgementInput("left"))
+        judging.judge(user, lease.id, queue.JudgementInput("left"))
     newest_first = list(Judgement.objects.filter(annotator=user).order_by("-created_at", "-id")
                         .values_list("pair_id", flat=True))
     barrier, answers = threading.Barrier(4), []

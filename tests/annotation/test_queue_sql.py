@@ -1,12 +1,12 @@
-"""What the queue's performance work (bench/queue_load.py, docs/benchmarks/queue.md) must keep.
+"""The queue's literal SQL (annotation/services/queue_sql.py) selects and writes what the ORM would.
 
-* The candidate window and the annotator's state are SQL written once per shape in
-  ``annotation/services/queue.py``: they must select exactly what the ORM queries they replaced
-  selected (compared here on data where they could differ).
+* The annotator's state and the candidate window select exactly what the ORM queries they replace
+  select (compared here on data where they could differ); every table they name is a model's.
 * ``next`` and ``judgement`` run a fixed number of statements, whatever the number of pairs.
-* The one-statement token path of the queue endpoints answers exactly as DRF's token
-  authentication and IsAnnotator do.
-* The single-row INSERT/UPDATE of ``annotation/services/rows.py`` writes the row ``save()`` writes.
+* The token authentication (one statement) answers exactly as DRF's token authentication and
+  IsAnnotator do.
+* The judgement's writes (one statement on PostgreSQL) write what the ORM writes, and nothing when
+  one part fails; the lease insert writes nothing when the pair has no room.
 * A ``next`` that would have to wait for a pair lock while holding a window of full pairs starts
   its transaction again instead (no deadlock), and still leases a pair.
 """
@@ -14,9 +14,11 @@
 from __future__ import annotations
 
 import random
+import re
 from datetime import timedelta
 
 import pytest
+from django.apps import apps
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
@@ -25,14 +27,23 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from annotation.models import Judgement, Lease, Pair, Task
-from annotation.services import catalog, queue
+from annotation.models import AuditEvent, Expertise, Judgement, Lease, Pair, Task
+from annotation.services import catalog, queue, queue_sql
+from curation.services import consensus, judging
 from tests.support.factories import make_pair, make_user
 
 pytestmark = pytest.mark.django_db
 
 
-# --- the SQL selects what the ORM selected ------------------------------------------------------
+def test_every_table_the_statements_name_is_a_models_table():
+    tables = {model._meta.db_table for model in apps.get_models(include_auto_created=True)}
+    statements = [value for name, value in vars(queue_sql).items() if name.isupper() and isinstance(value, str)]
+    statements.append(consensus.READ)
+    assert len(statements) >= 9
+    for sql in statements:
+        named = set(re.findall(r"\b(?:FROM|JOIN|INTO|UPDATE)\s+([a-z_]+)", sql))
+        named -= {"j", "p", "l", "e"}  # the judgement statement's WITH queries
+        assert named and named <= tables, (named - tables, sql)
 
 
 def _orm_allowed_tasks(user, task=None, discipline=None):
@@ -56,27 +67,26 @@ def test_the_annotator_state_has_the_allowed_tasks_of_the_orm_query(task, discip
         make_user("reviewer-only", role="reviewer"),
     ]
     for user in users:
-        state = queue._annotator_state(user, task=task, discipline=discipline)
-        assert set(state.tasks) == _orm_allowed_tasks(user, task, discipline), user.username
-        assert set(queue.allowed_tasks(user, task=task, discipline=discipline).values_list("id", flat=True)) \
-            == _orm_allowed_tasks(user, task, discipline)
-        for found in map(state.task, state.tasks):
+        paused, leased, tasks = queue_sql.annotator_state(user.pk, task=task, discipline=discipline)
+        assert set(tasks) == _orm_allowed_tasks(user, task, discipline), user.username
+        assert set(queue.allowed_tasks(user, task=task, discipline=discipline)) == _orm_allowed_tasks(
+            user, task, discipline)
+        for found in tasks.values():
             stored = Task.objects.select_related("discipline").get(pk=found.pk)
             assert (found.code, found.name, found.kind, found.discipline.slug, found.discipline.name) == (
                 stored.code, stored.name, stored.kind, stored.discipline.slug, stored.discipline.name)
-        assert state.paused is False and state.has_active_lease is False
+        assert paused is False and leased is False
 
 
 def test_the_annotator_state_sees_the_pause_and_the_active_lease():
     user = make_user("state", disciplines=["chemistry"])
     make_pair("RU")
     queue.next_lease(user)
-    assert queue._annotator_state(user, task=None, discipline=None).has_active_lease is True
-    assert queue._annotator_state(user, task="GR", discipline=None).has_active_lease is True  # no task left
-    user.expertise.paused = True
-    user.expertise.save()
-    assert queue._annotator_state(user, task=None, discipline=None).paused is True
-    assert queue._annotator_state(user, task="GR", discipline=None).paused is True
+    assert queue_sql.annotator_state(user.pk, task=None, discipline=None)[1] is True
+    assert queue_sql.annotator_state(user.pk, task="GR", discipline=None)[1] is True  # no task left
+    Expertise.objects.filter(user=user).update(paused=True)
+    assert queue_sql.annotator_state(user.pk, task=None, discipline=None)[0] is True
+    assert queue_sql.annotator_state(user.pk, task="GR", discipline=None)[0] is True
 
 
 def _orm_candidates(user, now, task_ids, *, skipped, gold):
@@ -130,13 +140,13 @@ def test_the_sql_window_selects_what_the_orm_query_selected(seed):
         pair.refresh_from_db()
         if pair.status == Pair.Status.OPEN and not pair.is_gold and pair.judgement_count >= pair.k:
             Pair.objects.filter(pk=pair.pk).update(status=Pair.Status.COMPLETE)
-    task_ids = sorted(queue._annotator_state(me, task=None, discipline=None).tasks)
+    task_ids = queue.allowed_tasks(me)
     for skipped in (False, True):
         for gold in (False, True):
             expected = _orm_candidates(me, now, task_ids, skipped=skipped, gold=gold)
             with transaction.atomic():
-                got = [queue._as_pair(row) for row in queue._select_window(
-                    me, now, task_ids, set(), skipped=skipped, gold=gold, limit=1000, skip_locked=True)]
+                got = queue_sql.window(me.pk, now, task_ids, set(), skipped=skipped, gold=gold, limit=1000,
+                                       skip_locked=True)
             assert [p.id for p in got] == expected, (skipped, gold)
             for found in got:
                 stored = Pair.objects.select_related("tuple").get(pk=found.pk)
@@ -147,9 +157,9 @@ def test_the_sql_window_selects_what_the_orm_query_selected(seed):
             if expected[1:]:
                 full = set(expected[:1])
                 with transaction.atomic():
-                    rest = queue._select_window(me, now, task_ids, full, skipped=skipped, gold=gold, limit=1000,
-                                                skip_locked=True)
-                assert [row[0] for row in rest] == expected[1:]
+                    rest = queue_sql.window(me.pk, now, task_ids, full, skipped=skipped, gold=gold, limit=1000,
+                                            skip_locked=True)
+                assert [p.pk for p in rest] == expected[1:]
 
 
 # --- a fixed number of statements -----------------------------------------------------------------
@@ -260,59 +270,60 @@ def test_a_next_holding_only_full_pairs_starts_again_instead_of_waiting(settings
     settings.QUEUE_LOCK_WINDOW = 5
     pairs = [make_pair("RU", k=1) for _ in range(5)]
     user = make_user("restarts", disciplines=["chemistry"])
-    real_create, calls = queue._create_lease, []
+    real_insert, inserts = queue_sql.insert_lease, []
 
-    def stale_once(user, pair, now, **kwargs):
+    def stale_once(lease, **kwargs):
         # Every pair of the first window turns out full at the lease's insert, as if each had been
         # leased after the window's snapshot; the next window (every other candidate) is empty, so a
         # lock would have to be waited for while holding the full window: the transaction must
         # start again.
-        calls.append(pair.id)
-        if len(calls) <= len(pairs):
+        inserts.append(lease.pair_id)
+        if len(inserts) <= len(pairs):
             return None
-        return real_create(user, pair, now, **kwargs)
+        return real_insert(lease, **kwargs)
 
-    monkeypatch.setattr(queue, "_create_lease", stale_once)
-    restarts = []
-    real_lock = queue._lock_window
+    real_window, windows = queue_sql.window, []
 
-    def counting_lock(*args, **kwargs):
-        try:
-            return real_lock(*args, **kwargs)
-        except queue._Restart:
-            restarts.append(1)
-            raise
+    def counting_window(*args, **kwargs):
+        found = real_window(*args, **kwargs)
+        windows.append((kwargs["skip_locked"], len(found), in_transaction_ids()))
+        return found
 
-    monkeypatch.setattr(queue, "_lock_window", counting_lock)
+    def in_transaction_ids():
+        return connection.in_atomic_block
+
+    monkeypatch.setattr(queue_sql, "insert_lease", stale_once)
+    monkeypatch.setattr(queue_sql, "window", counting_window)
     lease = queue.next_lease(user)
     assert lease is not None and lease.pair_id in {p.id for p in pairs}
-    assert restarts == [1] and len(calls) == len(pairs) + 1
+    # the window of 5 full pairs, the next (empty) window, then — after the restart — the window again
+    assert [(skip, n) for skip, n, _ in windows] == [(True, 5), (True, 0), (True, 5)]
+    assert len(inserts) == len(pairs) + 1
     assert Lease.objects.filter(annotator=user).count() == 1
 
 
-# --- the answers built directly equal the serializers' ----------------------------------------------
+def test_the_lease_insert_writes_nothing_when_the_pair_has_no_room_left():
+    pair = make_pair("RU", k=2)
+    first, second, third, gone = (make_user(f"room{i}", disciplines=["chemistry"]) for i in range(4))
+    now = timezone.now()
+
+    def lease_for(user):
+        return Lease(pair=pair, annotator=user, left_image_id=pair.image_correct_id,
+                     right_image_id=pair.image_wrong_id, expires_at=now + timedelta(minutes=5))
+
+    assert queue_sql.insert_lease(lease_for(first), now=now, room=2).pk
+    Lease.objects.create(pair=pair, annotator=gone, left_image_id=pair.image_correct_id,
+                         right_image_id=pair.image_wrong_id, state="active", expires_at=now - timedelta(seconds=1))
+    assert queue_sql.insert_lease(lease_for(second), now=now, room=2).pk  # an expired lease takes no room
+    assert queue_sql.insert_lease(lease_for(third), now=now, room=2) is None
+    assert Lease.objects.filter(pair=pair, state="active", expires_at__gt=now).count() == 2
+    stored = Lease.objects.filter(annotator=second).values().get()
+    assert (stored["state"], stored["left_image_id"], stored["heartbeat_at"], stored["ended_at"]) == (
+        "active", pair.image_correct_id, None, None)
+    assert stored["created_at"] == now
 
 
-def test_the_queue_answers_equal_what_their_serializers_give(rf):
-    from annotation.api_queue import JudgementReceiptSerializer, LeaseSerializer, _lease_payload, _receipt
-
-    make_pair("RU")
-    make_pair("RU")
-    user = make_user("payload", disciplines=["chemistry"])
-    request = rf.post("/api/queue/next/")
-    leases = [queue.next_lease(user)]  # a new lease, its task and discipline from the annotator's state
-    leases.append(queue.next_lease(user))  # the live lease, read back with select_related
-    leases.append(queue.heartbeat(user, leases[0].id))
-    judgement, _ = queue.submit_judgement(user, leases[0].id, queue.JudgementInput("left"))
-    receipts = [judgement, Judgement.objects.get(pk=judgement.pk)]
-    leases.append(queue.undo_last_judgement(user))
-    for lease in leases:
-        assert _lease_payload(lease, request) == LeaseSerializer(lease, context={"request": request}).data
-    for found in receipts:
-        assert _receipt(found) == JudgementReceiptSerializer(found).data
-
-
-# --- single-row SQL (annotation/services/rows.py) writes what save() writes ------------------------
+# --- the judgement's writes ------------------------------------------------------------------------
 
 
 def _stored(model, pk) -> dict:
@@ -320,186 +331,92 @@ def _stored(model, pk) -> dict:
     return {name: value for name, value in row.items() if name not in ("id", "created_at", "updated_at")}
 
 
-def test_a_row_inserted_by_the_hot_path_equals_the_row_save_writes():
-    from annotation.models import AuditEvent
-    from annotation.services import rows
-    from curation.models import Consensus
-
-    user = make_user("writer", disciplines=["chemistry"])
-    pair, other = make_pair("RU"), make_pair("RU")
-    now = timezone.now()
-    lease_fields = dict(annotator=user, left_image_id=pair.image_wrong_id, right_image_id=pair.image_correct_id,
-                        state=Lease.State.JUDGED, expires_at=now)
-    fast_lease = rows.insert(Lease(pair=pair, **lease_fields))
-    orm_lease = Lease.objects.create(pair=other, **lease_fields)
-    assert fast_lease.pk is not None and not fast_lease._state.adding
-    assert {**_stored(Lease, fast_lease.pk), "pair_id": other.pk} == _stored(Lease, orm_lease.pk)
-    assert abs(Lease.objects.get(pk=fast_lease.pk).created_at - now) < timedelta(seconds=5)
-
-    judgement_fields = dict(annotator=user, choice="right", chosen_image_id=pair.image_correct_id,
-                            flag_off_topic=True, comment="ünïcode ☃", time_spent_ms=1234)
-    fast = rows.insert(Judgement(pair=pair, lease=fast_lease, **judgement_fields))
-    orm = Judgement.objects.create(pair=other, lease=orm_lease, **judgement_fields)
-    assert {**_stored(Judgement, fast.pk), "pair_id": other.pk, "lease_id": orm_lease.pk} \
-        == _stored(Judgement, orm.pk)
-
-    event_fields = dict(actor=user, action="bench.check", target_type="pair", target_id="7",
-                        before=None, after={"nested": [1, "two", {"three": None}]})
-    fast_event, orm_event = rows.insert(AuditEvent(**event_fields)), AuditEvent.objects.create(**event_fields)
-    assert _stored(AuditEvent, fast_event.pk) == _stored(AuditEvent, orm_event.pk)
-
-    consensus_fields = dict(outcome="confirmed", label="expected", agreement=2 / 3, n_judgements=3,
-                            counts={"expected": 2, "other": 1, "both": 0, "neither": 0})
-    fast_c = rows.insert(Consensus(pair=pair, **consensus_fields))
-    orm_c = Consensus.objects.create(pair=other, **consensus_fields)
-    assert {**_stored(Consensus, fast_c.pk), "pair_id": other.pk} == _stored(Consensus, orm_c.pk)
-    rows.update(fast_c, outcome="disputed", label="", counts={"expected": 1})
-    assert Consensus.objects.values_list("outcome", "label", "counts").get(pk=fast_c.pk) == (
-        "disputed", "", {"expected": 1})
-
-
-
-def _judgement_writes(user, pair, lease, now, choice):
-    """A judgement with the writes the queue makes with it (rows.insert_with's arguments)."""
-    from annotation.services import audit
-
-    judgement = Judgement(pair=pair, annotator=user, lease=lease, choice=choice, chosen_image_id=pair.image_correct_id,
-                          flag_off_topic=True, comment="ünïcode ☃", time_spent_ms=1234)
-    return judgement, dict(
-        updates=[(pair, {"judgement_count": 1, "status": Pair.Status.OPEN}),
-                 (lease, {"state": Lease.State.JUDGED, "ended_at": now})],
-        then=audit.event(user, "judgement.created", judgement, after={"choice": choice, "nested": [1, None]}),
-        link="target_id")
-
-
-def test_writes_sent_together_equal_the_same_writes_sent_one_by_one():
-    from annotation.models import AuditEvent
-    from annotation.services import rows
-
+def test_the_judgement_writes_equal_what_the_orm_writes():
     user = make_user("together", disciplines=["chemistry"])
     now = timezone.now()
     written = []
-    for together in (True, False):
+    for sql in (True, False):
         pair = make_pair("RU")
-        lease = Lease.objects.create(pair=pair, annotator=make_user(f"t{together}", disciplines=["chemistry"]),
-                                     left_image_id=pair.image_correct_id, right_image_id=pair.image_wrong_id,
-                                     expires_at=now)
-        judgement, writes = _judgement_writes(user, pair, lease, now, "left")
-        with CaptureQueriesContext(connection) as ctx:
-            if together:
-                rows.insert_with(judgement, **writes)
-            else:
-                rows.insert(judgement)
-                for obj, values in writes["updates"]:
-                    rows.update(obj, **values)
-                writes["then"].target_id = str(judgement.pk)
-                rows.insert(writes["then"])
-        if together and connection.vendor == "postgresql":
-            assert len(ctx.captured_queries) == 1
-        event = writes["then"]
-        assert judgement.pk and not judgement._state.adding and event.pk and event.target_id == str(judgement.pk)
+        lease = Lease.objects.create(pair=pair, annotator=user, left_image_id=pair.image_correct_id,
+                                     right_image_id=pair.image_wrong_id, expires_at=now)
+        fields = dict(pair=pair, annotator=user, lease=lease, choice="left", chosen_image_id=pair.image_correct_id,
+                      flag_off_topic=True, comment="ünïcode ☃", time_spent_ms=1234)
+        after = {"choice": "left", "nested": [1, None]}
+        pair.judgement_count, pair.status = 1, Pair.Status.COMPLETE
+        if sql:
+            with CaptureQueriesContext(connection) as ctx:
+                judgement = queue_sql.write_judgement(Judgement(**fields), pair, lease, now=now, after=after)
+            assert len(ctx.captured_queries) == (1 if connection.vendor == "postgresql" else 4)
+            assert Judgement.objects.get(pk=judgement.pk).created_at == judgement.created_at == now
+            event = AuditEvent.objects.get(action="judgement.created", target_id=str(judgement.pk))
+        else:
+            judgement = Judgement.objects.create(**fields)
+            Pair.objects.filter(pk=pair.pk).update(judgement_count=1, status=Pair.Status.COMPLETE)
+            Lease.objects.filter(pk=lease.pk).update(state="judged", ended_at=now)
+            event = AuditEvent.objects.create(actor=user, action="judgement.created", target_type="judgement",
+                                              target_id=str(judgement.pk), after=after)
         assert Lease.objects.values_list("state", "ended_at").get(pk=lease.pk) == ("judged", now)
-        assert Pair.objects.values_list("judgement_count", "status").get(pk=pair.pk) == (1, "open")
-        assert Judgement.objects.get(pk=judgement.pk).created_at == judgement.created_at  # as save() leaves it
-        written.append((_stored(Judgement, judgement.pk), _stored(AuditEvent, event.pk)))
+        assert Pair.objects.values_list("judgement_count", "status").get(pk=pair.pk) == (1, "complete")
+        written.append((_stored(Judgement, judgement.pk), {**_stored(AuditEvent, event.pk), "target_id": ""}))
     (fast_j, fast_e), (slow_j, slow_e) = written
     per_pair = ("pair_id", "lease_id", "chosen_image_id")
     assert {k: v for k, v in fast_j.items() if k not in per_pair} == {k: v for k, v in slow_j.items() if k not in per_pair}
-    assert {**fast_e, "target_id": ""} == {**slow_e, "target_id": ""}
+    assert fast_e == slow_e
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_writes_sent_together_are_one_statement_that_writes_nothing_when_one_part_fails():
+def test_the_judgement_writes_are_one_statement_that_writes_nothing_when_one_part_fails():
     """Outside any transaction (autocommit), so only the statement's own atomicity can keep the
-    first writes from staying when the last one fails; on other databases they are separate
-    statements and the caller's transaction does that (the queue always calls it in one)."""
-    from annotation.models import AuditEvent
-    from annotation.services import rows
-
+    first writes from staying when the last one fails."""
     if connection.vendor != "postgresql":
         pytest.skip("one statement only on PostgreSQL")
     user = make_user("failing", disciplines=["chemistry"])
     pair, now = make_pair("RU"), timezone.now()
     lease = Lease.objects.create(pair=pair, annotator=user, left_image_id=pair.image_correct_id,
                                  right_image_id=pair.image_wrong_id, expires_at=now)
-    judgement, writes = _judgement_writes(user, pair, lease, now, "left")
-    writes["then"].action = None  # NOT NULL: the last write fails
+    judgement = Judgement(pair=pair, annotator=user, lease=lease, choice="left", chosen_image_id=None)
+    pair.judgement_count = 1
     assert connection.get_autocommit()
-    with pytest.raises(IntegrityError):
-        rows.insert_with(judgement, **writes)
+    with pytest.raises(IntegrityError):  # the audit event's actor does not exist: its INSERT, the last, fails
+        judgement.annotator_id = 10**9
+        queue_sql.write_judgement(judgement, pair, lease, now=now, after={})
     assert not Judgement.objects.exists() and not AuditEvent.objects.filter(action="judgement.created").exists()
     assert Pair.objects.values_list("judgement_count", flat=True).get(pk=pair.pk) == 0
     assert Lease.objects.values_list("state", flat=True).get(pk=lease.pk) == "active"
 
 
-_BODIES = [
-    {"choice": "left"}, {"choice": "neither", "time_spent_ms": 0}, {"choice": "both", "time_spent_ms": None},
-    {"choice": "right", "flag_off_topic": True, "flag_image_broken": False, "time_spent_ms": 86_400_000},
-    {"choice": "right", "flag_prompt_unclear": True},
-    # bodies the direct reading leaves to the serializer (conversions, trimming, refusals):
-    {"choice": "left", "flag_off_topic": "true"}, {"choice": "left", "time_spent_ms": "12"},
-    {"choice": "left", "comment": "  spaced  "}, {"choice": "left", "comment": "nul\x00"},
-    {"choice": "LEFT"}, {"choice": "left", "time_spent_ms": -1}, {"choice": "left", "time_spent_ms": 86_400_001},
-    {"choice": "left", "time_spent_ms": True}, {"choice": "left", "time_spent_ms": 1.5}, {"choice": "left", "x": 1},
-    {"choice": "left", "flag_off_topic": None}, {}, [], "left", {"choice": ["left"]},
-]
+def test_a_judgement_and_its_consequences_run_under_one_lock_in_one_transaction():
+    pair = make_pair("RU", k=1)
+    user = make_user("consequent", disciplines=["chemistry"])
+    lease = queue.next_lease(user)
+    seen = []
+
+    def consequences(locked, actor):
+        seen.append((locked.pk, locked.judgement_count, locked.status, actor.pk, connection.in_atomic_block))
+        raise RuntimeError("a consequence failed")
+
+    with pytest.raises(RuntimeError):
+        queue.submit_judgement(user, lease.id, queue.JudgementInput("left"), consequences=consequences)
+    assert seen == [(pair.pk, 1, "complete", user.pk, True)]
+    assert not Judgement.objects.exists()  # the failure of a consequence takes the judgement back
+    assert Pair.objects.values_list("judgement_count", "status").get(pk=pair.pk) == (0, "open")
+    judgement, created = judging.judge(user, lease.id, queue.JudgementInput("left"))
+    assert created and judgement.pair_id == pair.pk
+    assert (pair.consensus.n_judgements, pair.consensus.outcome in ("confirmed", "reversed")) == (1, True)
 
 
-@pytest.mark.parametrize("body", _BODIES, ids=repr)
-def test_the_judgement_body_is_read_as_its_serializer_reads_it(body, monkeypatch):
-    from rest_framework.exceptions import ValidationError
+def test_the_queue_answers_are_their_serializers(rf):
+    from annotation.api_queue import JudgementReceiptSerializer, LeaseSerializer
 
-    from annotation import api_queue
-
-    serializer = api_queue.JudgementInputSerializer(data=body)
-    expected = (queue.JudgementInput(**serializer.validated_data) if serializer.is_valid()
-                else ("400", serializer.errors))
-    used = []
-    real = api_queue.JudgementInputSerializer
-    monkeypatch.setattr(api_queue, "JudgementInputSerializer", lambda **kw: used.append(1) or real(**kw))
-    try:
-        got = api_queue._judgement_input(body)
-    except ValidationError as exc:
-        got = ("400", exc.detail)
-    assert got == expected
-    plain = body in _BODIES[:5]
-    assert used == ([] if plain else [1])  # the usual bodies never build a serializer
-
-
-def test_the_queue_statements_are_prepared_by_postgresql_and_the_orm_ones_are_not():
-    from annotation.services import rows
-
-    if connection.vendor != "postgresql":
-        pytest.skip("prepared statements are a PostgreSQL feature")
-    assert connection.settings_dict["OPTIONS"].get("prepare_threshold") is not None
-    user = make_user("prepared", disciplines=["chemistry"])
-    for _ in range(8):
-        make_pair("RU")
-    for _ in range(7):
-        lease = queue.next_lease(user)
-        queue.submit_judgement(user, lease.id, queue.JudgementInput(choice="both"))
-        Pair.objects.filter(pk=lease.pair_id).exists()  # an ORM statement, as often
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT statement FROM pg_prepared_statements")
-        prepared = [row[0] for row in cursor.fetchall()]
-    assert any('INSERT INTO "annotation_judgement"' in sql for sql in prepared), prepared
-    assert any('FROM "annotation_lease" l' in sql for sql in prepared), prepared
-    assert not any('SELECT 1 AS "a" FROM "annotation_pair"' in sql for sql in prepared)  # the ORM's exists()
-    with rows.cursor() as cursor:  # a prepared cursor reads timestamps in the connection's zone
-        cursor.execute("SELECT now()")
-        assert cursor.fetchone()[0].utcoffset() == timezone.now().utcoffset()
-
-
-def test_the_lease_insert_writes_nothing_when_the_pair_has_no_room_left():
-    pair = make_pair("RU", k=2)
-    first, second, third, gone = (make_user(f"room{i}", disciplines=["chemistry"]) for i in range(4))
-    now = timezone.now()
-    with transaction.atomic():
-        assert queue._create_lease(first, Pair.objects.get(pk=pair.pk), now, savepoint=False, if_room=True)
-    Lease.objects.create(pair=pair, annotator=gone, left_image_id=pair.image_correct_id,
-                         right_image_id=pair.image_wrong_id, state="active", expires_at=now - timedelta(seconds=1))
-    with transaction.atomic():  # an expired lease takes no room
-        assert queue._create_lease(second, Pair.objects.get(pk=pair.pk), now, savepoint=False, if_room=True)
-    with transaction.atomic():
-        assert queue._create_lease(third, Pair.objects.get(pk=pair.pk), now, savepoint=False, if_room=True) is None
-    assert Lease.objects.filter(pair=pair, state="active", expires_at__gt=now).count() == 2
+    make_pair("RU")
+    user = make_user("payload", disciplines=["chemistry"])
+    client = APIClient()
+    client.force_authenticate(user)
+    lease = client.post("/api/queue/next/").json()
+    stored = Lease.objects.get(pk=lease["lease_id"])
+    request = rf.post("/api/queue/next/")
+    expected = LeaseSerializer(stored, context={"request": request}).data
+    assert {k: v for k, v in lease.items() if not k.endswith("_url")} == {
+        k: v for k, v in expected.items() if not k.endswith("_url")}
+    receipt = client.post(f"/api/leases/{stored.pk}/judgement/", {"choice": "left"}, format="json").json()
+    assert receipt == JudgementReceiptSerializer(Judgement.objects.get(pk=receipt["judgement_id"])).data
