@@ -134,8 +134,11 @@ class LeaseHeartbeatView(QueueView):
 
 
 class LeaseReleaseView(QueueView):
-    @extend_schema(request=None, responses={200: OpenApiResponse(description="Skipped."), 409: _NOT_ACTIVE},
-                   summary="Skip the pair")
+    @extend_schema(
+        request=None,
+        responses={200: OpenApiResponse(description="Skipped."), 409: _NOT_ACTIVE},
+        summary="Skip the pair",
+    )
     def post(self, request, lease_id: int):
         try:
             lease = queue.release(request.user, lease_id)

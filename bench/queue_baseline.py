@@ -40,8 +40,11 @@ class Refused(Exception):
 
 
 def _live_lease(user):
-    return Lease.objects.select_related("pair__tuple__task__discipline").filter(
-        annotator=user, state=Lease.State.ACTIVE).first()
+    return (
+        Lease.objects.select_related("pair__tuple__task__discipline")
+        .filter(annotator=user, state=Lease.State.ACTIVE)
+        .first()
+    )
 
 
 def next_lease(user) -> Lease | None:
@@ -50,24 +53,36 @@ def next_lease(user) -> Lease | None:
         if Expertise.objects.filter(user=user, paused=True).exists():
             raise Refused(403, "paused", "Your account is paused.")
         Lease.objects.filter(annotator=user, state=Lease.State.ACTIVE, expires_at__lte=now).update(
-            state=Lease.State.EXPIRED, ended_at=now)
+            state=Lease.State.EXPIRED, ended_at=now
+        )
         lease = _live_lease(user)
         if lease is not None:
             return lease
         tasks = Task.objects.filter(Q(experts__user=user) | Q(discipline__experts__user=user)).values("id")
         candidates = Pair.objects.filter(
-            is_gold=False, status=Pair.Status.OPEN, judgement_count__lt=F("k"), tuple__task_id__in=tasks,
+            is_gold=False,
+            status=Pair.Status.OPEN,
+            judgement_count__lt=F("k"),
+            tuple__task_id__in=tasks,
         ).exclude(id__in=Judgement.objects.filter(annotator=user).values("pair_id"))
         # One statement locks every candidate (fresh judgement_count and k come back for each).
-        locked = list(candidates.select_for_update(of=("self",)).order_by("-priority", "id")
-                      .values_list("id", "judgement_count", "k", "image_correct_id", "image_wrong_id"))
+        locked = list(
+            candidates.select_for_update(of=("self",))
+            .order_by("-priority", "id")
+            .values_list("id", "judgement_count", "k", "image_correct_id", "image_wrong_id")
+        )
         if not locked:
             return None
         live = dict(
             Lease.objects.filter(pair_id__in=candidates.values("id"), state=Lease.State.ACTIVE, expires_at__gt=now)
-            .order_by().values("pair_id").annotate(n=Count("id")).values_list("pair_id", "n"))
-        skipped = set(Lease.objects.filter(annotator=user, state=Lease.State.RELEASED)
-                      .values_list("pair_id", flat=True))
+            .order_by()
+            .values("pair_id")
+            .annotate(n=Count("id"))
+            .values_list("pair_id", "n")
+        )
+        skipped = set(
+            Lease.objects.filter(annotator=user, state=Lease.State.RELEASED).values_list("pair_id", flat=True)
+        )
         with_room = [row for row in locked if row[1] + live.get(row[0], 0) < row[2]]
         if not with_room:
             return None
@@ -76,8 +91,13 @@ def next_lease(user) -> Lease | None:
         order = (correct, wrong) if random.random() < 0.5 else (wrong, correct)
         try:
             with transaction.atomic():
-                lease = Lease.objects.create(pair_id=pair_id, annotator=user, left_image_id=order[0],
-                                             right_image_id=order[1], expires_at=now + settings.LEASE_TTL)
+                lease = Lease.objects.create(
+                    pair_id=pair_id,
+                    annotator=user,
+                    left_image_id=order[0],
+                    right_image_id=order[1],
+                    expires_at=now + settings.LEASE_TTL,
+                )
         except IntegrityError:  # a parallel request of the same annotator won
             return _live_lease(user)
         return Lease.objects.select_related("pair__tuple__task__discipline").get(pk=lease.pk)
@@ -108,8 +128,12 @@ def submit_judgement(user, lease_id: int, data: dict) -> tuple[Judgement, bool]:
         pair.save(update_fields=["judgement_count", "status"])
         lease.state, lease.ended_at = Lease.State.JUDGED, now
         lease.save(update_fields=["state", "ended_at"])
-        audit.record(user, "judgement.created", judgement, after={
-            "pair": pair.id, "annotator": user.id, "choice": judgement.choice, "chosen_image": chosen})
+        audit.record(
+            user,
+            "judgement.created",
+            judgement,
+            after={"pair": pair.id, "annotator": user.id, "choice": judgement.choice, "chosen_image": chosen},
+        )
         judging.after_judgements_changed(pair, user)
         return judgement, True
 
@@ -141,5 +165,7 @@ class JudgementView(APIView):
             judgement, created = submit_judgement(request.user, lease_id, dict(data.validated_data))
         except Refused as exc:
             return _refusal(exc)
-        return Response(JudgementReceiptSerializer(judgement).data,
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            JudgementReceiptSerializer(judgement).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )

@@ -12,6 +12,7 @@ See README.md "Configuration" for every variable.
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -86,8 +87,9 @@ _db_url = env.str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
 try:
     # Health checks: a persistent connection that died during a database outage is replaced on its next
     # request instead of failing it (tests/test_faults_outage.py).
-    _default_db = dj_database_url.parse(_db_url, conn_max_age=env.int("DATABASE_CONN_MAX_AGE", 0, minimum=0),
-                                        conn_health_checks=True)
+    _default_db = dj_database_url.parse(
+        _db_url, conn_max_age=env.int("DATABASE_CONN_MAX_AGE", 0, minimum=0), conn_health_checks=True
+    )
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
 if _default_db["ENGINE"] == "django.db.backends.sqlite3":
@@ -107,8 +109,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Enforced wherever a password is set by a person: adduser, the Django admin, password changes.
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
-     "OPTIONS": {"min_length": env.int("PASSWORD_MIN_LENGTH", 10, minimum=8)}},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": env.int("PASSWORD_MIN_LENGTH", 10, minimum=8)},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
@@ -144,7 +148,7 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns about a missi
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "/media/"
-STORAGES = {
+STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
@@ -280,8 +284,7 @@ if _soft_margin >= ML_RUN_TIME_LIMIT:
         f"({ML_RUN_TIME_LIMIT}): the soft limit, when a run is asked to stop, is the limit minus the margin."
     )
 ML_RUN_SOFT_TIME_LIMIT = ML_RUN_TIME_LIMIT - _soft_margin
-CELERY_BROKER_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT_SECONDS", ML_RUN_TIME_LIMIT + 3600,
-                                           minimum=1)
+CELERY_BROKER_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT_SECONDS", ML_RUN_TIME_LIMIT + 3600, minimum=1)
 if CELERY_BROKER_VISIBILITY_TIMEOUT <= ML_RUN_TIME_LIMIT and not env.bool("ML_ALLOW_SHORT_VISIBILITY", False):
     raise ImproperlyConfigured(
         "CELERY_VISIBILITY_TIMEOUT_SECONDS must exceed ML_RUN_TIME_LIMIT_SECONDS, or a broker would deliver "

@@ -26,10 +26,16 @@ from curation.services import judging
 class LeaseJudgementView(QueueView):
     @extend_schema(
         request=JudgementInputSerializer,
-        responses={201: JudgementReceiptSerializer, 200: JudgementReceiptSerializer,
-                   409: OpenApiResponse(ErrorSerializer, description="The lease is no longer active "
-                                        "(lease_not_active), the pair takes no more judgements (pair_unavailable), "
-                                        "or you judged it already (already_judged).")},
+        responses={
+            201: JudgementReceiptSerializer,
+            200: JudgementReceiptSerializer,
+            409: OpenApiResponse(
+                ErrorSerializer,
+                description="The lease is no longer active "
+                "(lease_not_active), the pair takes no more judgements (pair_unavailable), "
+                "or you judged it already (already_judged).",
+            ),
+        },
         summary="Judge the leased pair and end the lease (a repeat of the same choice is a no-op)",
     )
     def post(self, request, lease_id: int):
@@ -38,15 +44,19 @@ class LeaseJudgementView(QueueView):
             judgement, created = judging.judge(request.user, lease_id, data)
         except queue.QueueError as exc:
             return refusal(exc)
-        return Response(JudgementReceiptSerializer(judgement).data,
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            JudgementReceiptSerializer(judgement).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
 
 
 class UndoView(QueueView):
     @extend_schema(
         request=None,
-        responses={200: LeaseSerializer, 404: OpenApiResponse(ErrorSerializer, description="Nothing recent "
-                                                               "enough to undo (nothing_to_undo).")},
+        responses={
+            200: LeaseSerializer,
+            404: OpenApiResponse(ErrorSerializer, description="Nothing recent enough to undo (nothing_to_undo)."),
+        },
         summary="Undo your latest judgement (within the undo window) and lease its pair to you again",
     )
     def post(self, request):

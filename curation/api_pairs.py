@@ -22,8 +22,9 @@ class PairViewSet(api.PairViewSet):
                 if "k" in changes:
                     pair = judging.set_pair_k(pair.pk, changes["k"], actor=request.user)
                 if "status" in changes:
-                    pair = catalog.set_pair_retired(pair.pk, changes["status"] == Pair.Status.RETIRED,
-                                                    actor=request.user)
+                    pair = catalog.set_pair_retired(
+                        pair.pk, changes["status"] == Pair.Status.RETIRED, actor=request.user
+                    )
         except ValueError as exc:
             raise ValidationError({"k": [str(exc)]}) from None
         return self.rendered(pair)

@@ -1,6 +1,6 @@
 """The pull queue: leases, judgements, skips and undo.
 
-Invariants (tested in tests/test_queue_*.py):
+Invariants (tested in tests/annotation/test_queue_*.py and tests/system/test_queue_concurrency.py):
 
 * a pair is never handed to more annotators than ``k - (judgements + live leases)`` allows;
 * never twice to one annotator (a judgement is unique per (pair, annotator), and an annotator
@@ -21,10 +21,11 @@ pairs of both kinds.
 Locking policy: every transaction that creates a lease or a judgement for a pair, or removes one,
 first locks that pair's row (``SELECT ... FOR UPDATE``), then counts the pair's live leases in a
 *new* statement (for a new lease, the INSERT itself, which writes the row only if there is room),
-so under READ COMMITTED it sees everything committed by the previous holder of the lock. Candidate pairs are locked with ``skip_locked`` in a small window, so concurrent
-annotators spread over different pairs instead of queueing on one; the pick inside the window is
-random. Gold pairs are locked the same way: they need no capacity check, but marking, unmarking
-and retiring change them under the same lock. A ``next`` transaction waits for a pair lock only
+so under READ COMMITTED it sees everything committed by the previous holder of the lock.
+Candidate pairs are locked with ``skip_locked`` in a small window, so concurrent annotators
+spread over different pairs instead of queueing on one; the pick inside the window is random.
+Gold pairs are locked the same way: they need no capacity check, but marking, unmarking and
+retiring change them under the same lock. A ``next`` transaction waits for a pair lock only
 while it holds no other: when every candidate is locked by someone else and this transaction
 already holds a window whose pairs all turned out full (the statement's snapshot was stale), the
 whole transaction is rolled back and started again (which releases its locks) before it waits;
@@ -150,9 +151,7 @@ def live_lease_of(user) -> Lease | None:
 
 def _ensure_not_paused(user) -> None:
     if Expertise.objects.filter(user=user, paused=True).exists():
-        raise AnnotatorPaused(
-            "Your account is paused pending review of your gold answers; an admin can restore it."
-        )
+        raise AnnotatorPaused("Your account is paused pending review of your gold answers; an admin can restore it.")
 
 
 class _Restart(Exception):
@@ -161,9 +160,8 @@ class _Restart(Exception):
 
 def _lock_window(user, now, task_ids, full, *, skipped: bool, gold: bool) -> list[Pair]:
     """Lock up to ``QUEUE_LOCK_WINDOW`` candidates that nobody else holds, skipping ``full``."""
-    args = dict(skipped=skipped, gold=gold)
-    locked = queue_sql.window(user.pk, now, task_ids, full, limit=settings.QUEUE_LOCK_WINDOW, skip_locked=True,
-                              **args)
+    args = {"skipped": skipped, "gold": gold}
+    locked = queue_sql.window(user.pk, now, task_ids, full, limit=settings.QUEUE_LOCK_WINDOW, skip_locked=True, **args)
     if locked:
         return locked
     # Everything available is locked by someone else right now: wait for one lock rather than
@@ -177,8 +175,7 @@ def _lock_window(user, now, task_ids, full, *, skipped: bool, gold: bool) -> lis
     if not first:
         return []
     list(Pair.objects.select_for_update().filter(pk=first[0].pk).values_list("pk"))  # wait for its lock
-    locked = queue_sql.window(user.pk, now, task_ids, full, limit=settings.QUEUE_LOCK_WINDOW, skip_locked=True,
-                              **args)
+    locked = queue_sql.window(user.pk, now, task_ids, full, limit=settings.QUEUE_LOCK_WINDOW, skip_locked=True, **args)
     if not locked:
         raise _Restart  # the pair waited for is taken: start again, holding nothing
     return locked
@@ -242,7 +239,9 @@ def _lease_from_window(user, tasks: dict[int, Task], now, task_ids, *, skipped: 
             return None
         random.shuffle(locked)
         for pair in locked:
-            pair.tuple.task = tasks[pair.tuple.task_id]  # for the payload
+            task_id = pair.tuple.task_id
+            assert task_id is not None  # the window selects tuples by their task
+            pair.tuple.task = tasks[task_id]  # for the payload
             room = queue_sql.NO_LIMIT if gold else pair.k - pair.judgement_count
             lease = queue_sql.insert_lease(_new_lease(user, pair, now), now=now, room=room)
             if lease is not None:
@@ -257,8 +256,9 @@ def _new_lease(user, pair: Pair, now, order: tuple[int, int] | None = None) -> L
         order = (pair.image_correct_id, pair.image_wrong_id)
         if random.random() < 0.5:
             order = order[::-1]
-    return Lease(pair=pair, annotator=user, left_image_id=order[0], right_image_id=order[1],
-                 expires_at=now + settings.LEASE_TTL)
+    return Lease(
+        pair=pair, annotator=user, left_image_id=order[0], right_image_id=order[1], expires_at=now + settings.LEASE_TTL
+    )
 
 
 def _own_lease(user, lease_id) -> Lease:
@@ -283,8 +283,9 @@ def _has_room_for(pair: Pair, lease: Lease, now) -> bool:
     statement: under READ COMMITTED it sees every commit so far."""
     if pair.is_gold:
         return pair.status != Pair.Status.RETIRED
-    others = Lease.objects.filter(pair_id=pair.pk, state=Lease.State.ACTIVE, expires_at__gt=now).exclude(
-        pk=lease.pk).count()
+    others = (
+        Lease.objects.filter(pair_id=pair.pk, state=Lease.State.ACTIVE, expires_at__gt=now).exclude(pk=lease.pk).count()
+    )
     return pair.status == Pair.Status.OPEN and pair.judgement_count + others < pair.k
 
 
@@ -307,6 +308,7 @@ def _expire_when_slot_gone(func):
                 state=Lease.State.EXPIRED, ended_at=exc.now
             )
             raise
+
     return wrapper
 
 
@@ -315,6 +317,7 @@ def _refuse_a_second_judgement(func):
     excludes judged pairs, undo cancels the judged lease), but should one exist (a row edited in
     the database, a future bug), the unique (pair, annotator) constraint refuses the judgement: a
     clear 409, not a server error. Caught after the transaction, so the hot path pays nothing."""
+
     @functools.wraps(func)
     def wrapper(user, lease_id, *args, **kwargs):
         try:
@@ -323,13 +326,15 @@ def _refuse_a_second_judgement(func):
             if not Judgement.objects.filter(annotator=user, pair__leases=lease_id).exists():
                 raise
             raise AlreadyJudged("You have already judged this pair; use undo to change your judgement.") from None
+
     return wrapper
 
 
 @_refuse_a_second_judgement
 @_expire_when_slot_gone
-def submit_judgement(user, lease_id, data: JudgementInput, *,
-                     consequences: Consequences | None = None) -> tuple[Judgement, bool]:
+def submit_judgement(
+    user, lease_id, data: JudgementInput, *, consequences: Consequences | None = None
+) -> tuple[Judgement, bool]:
     """Record a judgement through the user's lease and end the lease; then, in the same transaction
     and under the pair's lock, ``consequences(pair, user)`` (see the module docstring).
 
@@ -352,10 +357,11 @@ def submit_judgement(user, lease_id, data: JudgementInput, *,
             raise _SlotGone(lease.pk, now)
         if pair.status == Pair.Status.RETIRED or (not pair.is_gold and pair.judgement_count >= pair.k):
             raise PairUnavailable("This pair no longer takes judgements.")
-        chosen = {
+        sides: dict[str, int | None] = {
             Judgement.Choice.LEFT: lease.left_image_id,
             Judgement.Choice.RIGHT: lease.right_image_id,
-        }.get(data.choice)
+        }
+        chosen = sides.get(data.choice)
         judgement = Judgement(
             pair=pair,
             annotator=user,
@@ -378,8 +384,12 @@ def submit_judgement(user, lease_id, data: JudgementInput, *,
 
 
 def _judgement_state(judgement: Judgement) -> dict:
-    return {"pair": judgement.pair_id, "annotator": judgement.annotator_id, "choice": judgement.choice,
-            "chosen_image": judgement.chosen_image_id}
+    return {
+        "pair": judgement.pair_id,
+        "annotator": judgement.annotator_id,
+        "choice": judgement.choice,
+        "chosen_image": judgement.chosen_image_id,
+    }
 
 
 @_expire_when_slot_gone
@@ -438,9 +448,7 @@ def undo_last_judgement(user, *, consequences: Consequences | None = None) -> Le
         judgement = Judgement.objects.select_related("lease").filter(pk=latest.pk).first()
         if judgement is None:
             raise NothingToUndo("That judgement was already undone.")
-        Lease.objects.filter(annotator=user, state=Lease.State.ACTIVE).update(
-            state=Lease.State.CANCELLED, ended_at=now
-        )
+        Lease.objects.filter(annotator=user, state=Lease.State.ACTIVE).update(state=Lease.State.CANCELLED, ended_at=now)
         old_lease = judgement.lease
         audit.record(user, "judgement.undone", judgement, before=_judgement_state(judgement))
         judgement.delete()

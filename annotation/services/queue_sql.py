@@ -164,13 +164,23 @@ ORDER BY p.priority DESC, p.id ASC
 LIMIT %s{lock}
 """
 
-PAIR_FIELDS = ("id", "tuple_id", "image_correct_id", "image_wrong_id", "status", "k", "is_gold", "judgement_count",
-               "priority")
+PAIR_FIELDS = (
+    "id",
+    "tuple_id",
+    "image_correct_id",
+    "image_wrong_id",
+    "status",
+    "k",
+    "is_gold",
+    "judgement_count",
+    "priority",
+)
 TUPLE_FIELDS = ("id", "implicit_prompt", "task_id")
 
 
-def window(user_id: int, now: datetime, task_ids, full, *, skipped: bool, gold: bool, limit: int,
-           skip_locked: bool) -> list[Pair]:
+def window(
+    user_id: int, now: datetime, task_ids, full, *, skipped: bool, gold: bool, limit: int, skip_locked: bool
+) -> list[Pair]:
     """The candidate pairs, each with its tuple. ``skip_locked``: lock them, skipping pairs other
     transactions hold; otherwise a plain read. ``full``: pair ids to leave out (found full under the lock)."""
     clause = lock("FOR UPDATE OF p SKIP LOCKED") if skip_locked else ""
@@ -209,12 +219,35 @@ NO_LIMIT = 2**31 - 1
 def insert_lease(lease: Lease, *, now: datetime, room: int) -> Lease | None:
     """Write ``lease`` (new, unsaved) if fewer than ``room`` live leases hold its pair; None otherwise."""
     lease.created_at = now
-    found = _fetch(LEASE_IF_ROOM, [lease.pair_id, lease.annotator_id, lease.left_image_id, lease.right_image_id,
-                                   _db_time(now), _db_time(lease.expires_at), lease.pair_id, _db_time(now), room])
+    found = _fetch(
+        LEASE_IF_ROOM,
+        [
+            lease.pair_id,
+            lease.annotator_id,
+            lease.left_image_id,
+            lease.right_image_id,
+            _db_time(now),
+            _db_time(lease.expires_at),
+            lease.pair_id,
+            _db_time(now),
+            room,
+        ],
+    )
     if not found:
         return None
-    return from_db(Lease, LEASE_FIELDS, (found[0][0], lease.pair_id, lease.annotator_id, lease.left_image_id,
-                                         lease.right_image_id, Lease.State.ACTIVE, lease.expires_at))
+    return from_db(
+        Lease,
+        LEASE_FIELDS,
+        (
+            found[0][0],
+            lease.pair_id,
+            lease.annotator_id,
+            lease.left_image_id,
+            lease.right_image_id,
+            Lease.State.ACTIVE,
+            lease.expires_at,
+        ),
+    )
 
 
 # --- The judgement ------------------------------------------------------------------------------
@@ -272,23 +305,58 @@ def write_judgement(judgement: Judgement, pair: Pair, lease: Lease, *, now: date
         judgement.save(force_insert=True)
         Pair.objects.filter(pk=pair.pk).update(judgement_count=pair.judgement_count, status=pair.status)
         Lease.objects.filter(pk=lease.pk).update(state=lease.state, ended_at=now)
-        AuditEvent.objects.create(actor_id=judgement.annotator_id, action="judgement.created",
-                                  target_type="judgement", target_id=str(judgement.pk), after=after)
+        AuditEvent.objects.create(
+            actor_id=judgement.annotator_id,
+            action="judgement.created",
+            target_type="judgement",
+            target_id=str(judgement.pk),
+            after=after,
+        )
         return judgement
     after_json = AuditEvent._meta.get_field("after").get_db_prep_save(after, connection)
-    found = _fetch(JUDGEMENT_WRITES, [
-        judgement.pair_id, judgement.annotator_id, judgement.lease_id, judgement.choice, judgement.chosen_image_id,
-        judgement.flag_prompt_unclear, judgement.flag_image_broken, judgement.flag_off_topic, judgement.comment,
-        judgement.time_spent_ms, _db_time(now),
-        pair.judgement_count, pair.status, pair.pk,
-        _db_time(now), lease.pk,
-        judgement.annotator_id, after_json, _db_time(now),
-    ])
-    return from_db(Judgement, JUDGEMENT_FIELDS, (found[0][0], *(getattr(judgement, name) for name in JUDGEMENT_FIELDS[1:])))
+    found = _fetch(
+        JUDGEMENT_WRITES,
+        [
+            judgement.pair_id,
+            judgement.annotator_id,
+            judgement.lease_id,
+            judgement.choice,
+            judgement.chosen_image_id,
+            judgement.flag_prompt_unclear,
+            judgement.flag_image_broken,
+            judgement.flag_off_topic,
+            judgement.comment,
+            judgement.time_spent_ms,
+            _db_time(now),
+            pair.judgement_count,
+            pair.status,
+            pair.pk,
+            _db_time(now),
+            lease.pk,
+            judgement.annotator_id,
+            after_json,
+            _db_time(now),
+        ],
+    )
+    return from_db(
+        Judgement, JUDGEMENT_FIELDS, (found[0][0], *(getattr(judgement, name) for name in JUDGEMENT_FIELDS[1:]))
+    )
 
 
-JUDGEMENT_FIELDS = ("id", "pair_id", "annotator_id", "lease_id", "choice", "chosen_image_id", "flag_prompt_unclear",
-                    "flag_image_broken", "flag_off_topic", "comment", "time_spent_ms", "created_at")
+JUDGEMENT_FIELDS = (
+    "id",
+    "pair_id",
+    "annotator_id",
+    "lease_id",
+    "choice",
+    "chosen_image_id",
+    "flag_prompt_unclear",
+    "flag_image_broken",
+    "flag_off_topic",
+    "comment",
+    "time_spent_ms",
+    "created_at",
+)
 
 
 # --- The token check ----------------------------------------------------------------------------
@@ -310,8 +378,19 @@ JOIN auth_user u ON u.id = t.user_id
 WHERE t.key = %s
 """
 
-USER_FIELDS = ("id", "password", "last_login", "is_superuser", "username", "first_name", "last_name", "email",
-               "is_staff", "is_active", "date_joined")
+USER_FIELDS = (
+    "id",
+    "password",
+    "last_login",
+    "is_superuser",
+    "username",
+    "first_name",
+    "last_name",
+    "email",
+    "is_staff",
+    "is_active",
+    "date_joined",
+)
 
 
 def token_user(key: str, role_names: tuple[str, str, str]) -> tuple[Token, tuple[bool, ...]] | None:

@@ -42,7 +42,7 @@ from curation.models import Adjudication, Consensus, Label
 
 Outcome = Consensus.Outcome
 
-_DECIDED = {
+_DECIDED: dict[str, str] = {
     Label.EXPECTED: Outcome.CONFIRMED,
     Label.OTHER: Outcome.REVERSED,
     Label.BOTH: Outcome.REJECTED,
@@ -117,8 +117,13 @@ def _fields(pair: Pair, judgements, adjudicated: str | None) -> dict:
 def _snapshot(consensus: Consensus | None) -> dict | None:
     if consensus is None:
         return None
-    return {"outcome": consensus.outcome, "label": consensus.label, "agreement": consensus.agreement,
-            "n_judgements": consensus.n_judgements, "counts": consensus.counts}
+    return {
+        "outcome": consensus.outcome,
+        "label": consensus.label,
+        "agreement": consensus.agreement,
+        "n_judgements": consensus.n_judgements,
+        "counts": consensus.counts,
+    }
 
 
 def _key(snapshot: dict | None) -> tuple[str, str]:
@@ -190,8 +195,9 @@ def recompute_all(*, batch_size: int = 500, progress=None) -> int:
     return done
 
 
-def record_imported_decision(pair: Pair, label: str, provenance: dict, actor=None, *,
-                             close: bool = True) -> tuple[Consensus | None, str]:
+def record_imported_decision(
+    pair: Pair, label: str, provenance: dict, actor=None, *, close: bool = True
+) -> tuple[Consensus | None, str]:
     """Record a decision made elsewhere (a published dataset's expert label, another platform's export) as
     the pair's consensus: outcome ``imported``, ``label``, and ``provenance`` (where it came from and how it
     was decided there). Returns ``(row, what)``, ``what`` one of ``"recorded"``, ``"unchanged"`` (the same
@@ -217,8 +223,13 @@ def record_imported_decision(pair: Pair, label: str, provenance: dict, actor=Non
         else:
             before = _snapshot(current)
             consensus = _store(pair, current, fields)
-            audit.record(actor, "consensus.changed", pair, before=before,
-                         after={**_snapshot(consensus), "provenance": provenance})
+            audit.record(
+                actor,
+                "consensus.changed",
+                pair,
+                before=before,
+                after={**(_snapshot(consensus) or {}), "provenance": provenance},
+            )
             what = "recorded"
         if close:
             catalog.close_pair(pair.pk, actor=actor)
