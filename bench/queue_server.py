@@ -1,16 +1,25 @@
 """Server side of the queue benchmark: the query-counting middleware and the bench URLconf.
 
-Loaded only through ``bench/queue_settings.py`` (``DJANGO_SETTINGS_MODULE=bench.queue_settings``).
+Loaded only through ``bench/queue_settings.py`` (``DJANGO_SETTINGS_MODULE=bench.queue_settings``,
+or ``queue_settings`` for the server of an older tree: see there). ``BENCH_QUEUE_BASELINE=0`` leaves
+the baseline's URLs out (the server of ``--before`` serves only the product's). Every response says
+which source tree served it (``X-Bench-Tree``: the folder ``config`` was imported from), so the
+load generator can check that ``before`` and ``ours`` are the trees it meant.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 import time
+from pathlib import Path
 
 from django.db import connection
 from django.urls import include, path
 
-from bench import queue_baseline
+import config
+
+TREE = str(Path(config.__file__).resolve().parent.parent)
 
 
 class QueryCountMiddleware:
@@ -36,12 +45,20 @@ class QueryCountMiddleware:
             response = self.get_response(request)
         response["X-Bench-Queries"] = str(stats["n"])
         response["X-Bench-DB-Ms"] = f"{stats['s'] * 1000:.3f}"
+        response["X-Bench-Tree"] = TREE
         return response
 
 
-urlpatterns = [
-    path("bench/baseline/queue/next/", queue_baseline.NextView.as_view(), name="bench-baseline-next"),
-    path("bench/baseline/leases/<int:lease_id>/judgement/", queue_baseline.JudgementView.as_view(),
-         name="bench-baseline-judgement"),
-    path("", include("config.urls")),
-]
+def _baseline_urls() -> list:
+    if os.environ.get("BENCH_QUEUE_BASELINE", "1") == "0":
+        return []
+    package = __name__.rpartition(".")[0]
+    queue_baseline = importlib.import_module(f"{package}.queue_baseline" if package else "queue_baseline")
+    return [
+        path("bench/baseline/queue/next/", queue_baseline.NextView.as_view(), name="bench-baseline-next"),
+        path("bench/baseline/leases/<int:lease_id>/judgement/", queue_baseline.JudgementView.as_view(),
+             name="bench-baseline-judgement"),
+    ]
+
+
+urlpatterns = [*_baseline_urls(), path("", include("config.urls"))]
