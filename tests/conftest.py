@@ -2,8 +2,19 @@ import os
 
 import pytest
 
+from tests.support import markers, stands_alone
+
 # Playwright's sync API runs an event loop in the test thread; Django's ORM must still be usable.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+# No test reads beside the repository (a neighbour ``shared`` folder, say): the project stands on its own.
+stands_alone.guard()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """The ``fuzz`` and ``slow`` marks of tests/support/markers.py, before ``-m`` selects (make test-fast)."""
+    markers.mark(items)
 
 
 @pytest.fixture(autouse=True)
