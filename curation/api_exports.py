@@ -30,6 +30,7 @@ from rest_framework.views import APIView
 from annotation.permissions import IsAdminRole
 from curation.models import DatasetVersion, Job
 from curation.services import exporting, jobs
+from curation.tasks import run_job
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -104,7 +105,8 @@ class VersionExportsView(APIView):
         finished = exporting.finished_export(version, fmt)
         if finished is not None:
             return Response(export_payload(request, finished), status=status.HTTP_200_OK)
-        job, _ = jobs.start(Job.Kind.EXPORT, {"version": version.pk, "format": fmt}, request.user)
+        job, _ = jobs.start(Job.Kind.EXPORT, {"version": version.pk, "format": fmt}, request.user,
+                            celery_task=run_job)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(parameters=[_VERSION], responses={200: ExportSerializer(many=True), 404: OpenApiResponse()},

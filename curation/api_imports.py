@@ -38,6 +38,7 @@ from curation.services.importing import (
     path_exists,
     resolve_import_path,
 )
+from curation.tasks import run_job
 
 
 # A pattern, not an enum: an enum here would collide with the export formats' "FormatEnum" component
@@ -110,5 +111,5 @@ class ImportsView(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         params = import_params(data)
-        job, _ = jobs.start(Job.Kind.IMPORT, params, request.user)
+        job, _ = jobs.start(Job.Kind.IMPORT, params, request.user, celery_task=run_job)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)

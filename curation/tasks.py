@@ -1,8 +1,13 @@
-"""Celery tasks of the curation app: thin wrappers over the services."""
+"""Celery tasks of the curation app: thin wrappers over the services.
+
+Tasks sit above the services: this module imports them, never the reverse. A service that queues one of
+these tasks receives it from its caller (``jobs.start(..., celery_task=run_job)``,
+``figures.figures(..., celery_task=refresh_figures)``), so there is no import circle.
+"""
 
 from celery import shared_task
 
-from curation.services import jobs
+from curation.services import figures, jobs
 
 
 @shared_task(name="curation.tasks.run_job", acks_late=True, reject_on_worker_lost=True)
@@ -14,6 +19,4 @@ def run_job(job_id: int) -> str:
 @shared_task(name="curation.tasks.refresh_figures", ignore_result=True)
 def refresh_figures(name: str, params: dict) -> None:
     """Recompute one cached set of dashboard or agreement figures (see curation/services/figures.py)."""
-    from curation.services import figures
-
     figures.compute(name, params)

@@ -22,6 +22,7 @@ from annotation import roles
 from annotation.models import Discipline, Task
 from curation.services.agreement import DEFAULT_MIN_SHARED
 from curation.services.figures import figures
+from curation.tasks import refresh_figures
 
 # Landis, J. R. & Koch, G. G. (1977), Biometrics 33(1): 159–174: the bands of κ by their upper
 # bound (inclusive, except that 0 itself is already "slight").
@@ -85,6 +86,7 @@ def agreement(request):
     task, discipline = filters.get("task"), filters.get("discipline")
     snapshot = figures(
         "agreement",
+        celery_task=refresh_figures,
         task=task.code if task else None,
         discipline=discipline.slug if discipline else None,
         min_shared=filters.get("min_shared") or DEFAULT_MIN_SHARED,

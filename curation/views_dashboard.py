@@ -21,6 +21,7 @@ from annotation import roles
 from annotation.models import Discipline
 from curation.services.dashboard import DEFAULT_DAYS, MAX_DAYS, OUTCOMES, TaskRow
 from curation.services.figures import figures
+from curation.tasks import refresh_figures
 
 PROGRESS_PARTS = (
     ("judged_to_k", "judged to k"),
@@ -94,7 +95,8 @@ def dashboard_page(request):
     form.is_valid()  # a bad value is shown as an error and left out; the valid filters still apply
     discipline = form.cleaned_data.get("discipline")
     days = form.cleaned_data.get("days") or DEFAULT_DAYS
-    snapshot = figures("dashboard", discipline=discipline.slug if discipline else None, days=days)
+    snapshot = figures("dashboard", celery_task=refresh_figures, discipline=discipline.slug if discipline else None,
+                       days=days)
     board = snapshot.value
 
     tasks = []

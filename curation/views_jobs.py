@@ -29,6 +29,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from annotation import roles
 from curation.models import DatasetVersion, Job
 from curation.services import exporting, importing, jobs
+from curation.tasks import run_job
 
 ROOT_LISTING_LIMIT = 200  # entries of the first import root shown on the import page
 REFRESH_SECONDS = 2
@@ -80,7 +81,8 @@ def version_export(request, version_id: int):
     if exporting.finished_export(version, fmt) is not None:
         messages.info(request, f"The {fmt} export of {version.name} is finished: its files are listed below.")
         return redirect(reverse("curation:version-detail", args=[version.pk]) + "#exports")
-    job, created = jobs.start(Job.Kind.EXPORT, {"version": version.pk, "format": fmt}, request.user)
+    job, created = jobs.start(Job.Kind.EXPORT, {"version": version.pk, "format": fmt}, request.user,
+                              celery_task=run_job)
     if not created:
         messages.info(request, f"An identical {fmt} export is already under way: job {job.pk}.")
     return redirect("curation:job-detail", job_id=job.pk)
@@ -214,7 +216,7 @@ def import_new(request):
     _require_admin(request.user)
     form = ImportForm(request.POST or None, initial={"path": request.GET.get("path", "")})
     if request.method == "POST" and form.is_valid():
-        job, created = jobs.start(Job.Kind.IMPORT, form.params(), request.user)
+        job, created = jobs.start(Job.Kind.IMPORT, form.params(), request.user, celery_task=run_job)
         if not created:
             messages.info(request, f"An identical import is already under way: job {job.pk}.")
         return redirect("curation:job-detail", job_id=job.pk)

@@ -46,6 +46,7 @@ from ml import serializers as s
 from ml.models import ModelVersion, Run
 from ml.services import registry
 from ml.services.runs import RunParamsError, cancel_run, kinds, start_run
+from ml.tasks import execute_run
 
 _NOT_ADMIN = OpenApiResponse(description="Not an admin.")
 
@@ -102,7 +103,8 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         serializer = s.RunStartSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            run = start_run(request.user, serializer.validated_data["kind"], serializer.validated_data["params"])
+            run = start_run(request.user, serializer.validated_data["kind"], serializer.validated_data["params"],
+                            celery_task=execute_run)
         except RunParamsError as exc:
             raise ValidationError(params_errors(exc)) from None
         return Response(s.RunDetailSerializer(run).data, status=status.HTTP_201_CREATED)

@@ -32,6 +32,7 @@ from ml.models import Schedule
 from ml.serializers import RunBriefSerializer
 from ml.services import schedules
 from ml.services.runs import RunParamsError, kinds
+from ml.tasks import execute_run
 
 RUNS_SHOWN = 20  # the latest runs listed per schedule; run_count has them all
 
@@ -144,7 +145,7 @@ class ScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
                    summary="Run now: start the schedule's run at once")
     def fire(self, request, pk=None):
         try:
-            run = schedules.run_now(request.user, self.get_object())
+            run = schedules.run_now(request.user, self.get_object(), celery_task=execute_run)
         except schedules.ScheduleBusy as exc:
             raise Conflict(str(exc)) from None
         except RunParamsError as exc:  # the template no longer holds (a referenced model is gone...)

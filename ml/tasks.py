@@ -1,14 +1,18 @@
-"""Celery tasks of the ML app: thin wrappers over :mod:`ml.services.runs`.
+"""Celery tasks of the ML app: thin wrappers over :mod:`ml.services.runs` and :mod:`ml.services.schedules`.
 
 ``execute_run`` is routed to the ``gpu`` queue; it acknowledges late and is rejected (requeued)
 when its process dies, so a killed run is redelivered and resumes from its checkpoint. A
 redelivery that finds the run still alive elsewhere (fresh heartbeat) retries later.
+
+Tasks sit above the services: this module imports them, never the reverse. A service that queues a run
+receives ``execute_run`` from its caller (``runs.start_run(..., celery_task=execute_run)``), so there is
+no import circle.
 """
 
 from celery import shared_task
 from django.conf import settings
 
-from ml.services import runs
+from ml.services import runs, schedules
 
 
 @shared_task(bind=True, name="ml.tasks.execute_run", acks_late=True, reject_on_worker_lost=True,
@@ -24,7 +28,5 @@ def execute_run(self, run_id: int) -> str:
 @shared_task(name="ml.tasks.fire_schedule")
 def fire_schedule(schedule_id: int) -> int | None:
     """The beat's firing of a schedule (default queue): the id of the run it started, or None."""
-    from ml.services import schedules
-
-    run = schedules.fire(schedule_id)
+    run = schedules.fire(schedule_id, celery_task=execute_run)
     return run.pk if run else None

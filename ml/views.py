@@ -32,6 +32,7 @@ from ml.forms import RunForm
 from ml.models import ModelVersion, Run
 from ml.services import registry
 from ml.services.runs import RunParamsError, cancel_run, kinds, start_run
+from ml.tasks import execute_run
 
 PAGE_SIZE = 50
 POLL_MS = 2000
@@ -82,7 +83,7 @@ def run_new(request):
     form = RunForm(kind, request.POST if request.method == "POST" else None)
     if form.is_bound and form.is_valid():
         try:
-            run = start_run(request.user, kind, form.params())
+            run = start_run(request.user, kind, form.params(), celery_task=execute_run)
         except RunParamsError as exc:
             form.add_service_errors(exc.errors)
         else:

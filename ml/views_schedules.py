@@ -22,6 +22,7 @@ from annotation import roles
 from ml.models import Schedule
 from ml.services import schedules
 from ml.services.runs import RunParamsError, kinds
+from ml.tasks import execute_run
 
 
 def _require_admin(user) -> None:
@@ -170,7 +171,7 @@ def schedule_fire(request, schedule_id: int):
     _require_admin(request.user)
     schedule = get_object_or_404(Schedule, pk=schedule_id)
     try:
-        run = schedules.run_now(request.user, schedule)
+        run = schedules.run_now(request.user, schedule, celery_task=execute_run)
     except (schedules.ScheduleBusy, RunParamsError) as exc:
         messages.error(request, f"Schedule {schedule.name} not started: {exc}")
     else:

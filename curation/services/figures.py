@@ -8,13 +8,17 @@ snapshot:
 * no snapshot yet: computed now, stored in the default cache (``CACHES``: Redis or a file cache, shared
   by every web process) and served;
 * younger than ``FIGURES_MAX_AGE`` seconds: served as it is;
-* older: served as it is, marked ``refreshing``, and one ``curation.tasks.refresh_figures`` task is
-  queued to recompute it (a cache ``add`` lets one request in ``FIGURES_MAX_AGE`` queue it);
+* older: served as it is, marked ``refreshing``, and one refresh task (the caller's ``celery_task``:
+  ``curation.tasks.refresh_figures``) is queued to recompute it (a cache ``add`` lets one request in
+  ``FIGURES_MAX_AGE`` queue it);
 * older than ``FIGURES_MAX_STALE`` seconds (no worker took the refresh): computed now, as with none.
 
 So page time no longer grows with the data, and the figures are at most about ``FIGURES_MAX_AGE`` plus
 one refresh behind; the pages print when they were computed. ``FIGURES_MAX_AGE = 0`` computes on every
 request (the test settings do this, so tests see exact figures). The JSON API computes on every call.
+
+Imports: ``curation/tasks.py`` imports this module, so this module never imports it: the pages pass the
+refresh task to :func:`figures` (see curation/services/jobs.py for the rule).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,14 +34,16 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
-from django.utils.module_loading import import_string
+
+from curation.services.agreement import agreement_report
+from curation.services.dashboard import dashboard
 
 log = logging.getLogger(__name__)
 
 # Name → the service function whose result is cached (called with the snapshot's parameters).
-SOURCES = {
-    "dashboard": "curation.services.dashboard.dashboard",
-    "agreement": "curation.services.agreement.agreement_report",
+SOURCES: dict[str, Callable[..., Any]] = {
+    "dashboard": dashboard,
+    "agreement": agreement_report,
 }
 
 
@@ -54,7 +61,7 @@ def _key(name: str, params: dict) -> str:
 
 def compute(name: str, params: dict) -> Snapshot:
     """Compute the figures now and store them (what the background refresh runs)."""
-    value = import_string(SOURCES[name])(**params)
+    value = SOURCES[name](**params)
     snapshot = Snapshot(value, timezone.now())
     key = _key(name, params)
     cache.set(key, (snapshot.computed_at, value), timeout=None)
@@ -62,13 +69,17 @@ def compute(name: str, params: dict) -> Snapshot:
     return snapshot
 
 
-def figures(name: str, **params) -> Snapshot:
-    """The figures of ``SOURCES[name](**params)``, from the cache when fresh enough (see the module docstring)."""
+def figures(name: str, *, celery_task, **params) -> Snapshot:
+    """The figures of ``SOURCES[name](**params)``, from the cache when fresh enough (see the module docstring).
+
+    ``celery_task`` recomputes a stale snapshot in the background: ``celery_task.delay(name, params)``
+    (``curation.tasks.refresh_figures``).
+    """
     if name not in SOURCES:
         raise KeyError(f"unknown figures {name!r}")
     max_age = settings.FIGURES_MAX_AGE
     if max_age <= 0:
-        return Snapshot(import_string(SOURCES[name])(**params), timezone.now())
+        return Snapshot(SOURCES[name](**params), timezone.now())
     key = _key(name, params)
     cached = cache.get(key)
     if cached is None:
@@ -80,15 +91,13 @@ def figures(name: str, **params) -> Snapshot:
     if age > timedelta(seconds=settings.FIGURES_MAX_STALE):
         return compute(name, params)
     if cache.add(f"{key}:refresh", True, timeout=max_age):
-        _queue_refresh(name, params, key)
+        _queue_refresh(celery_task, name, params, key)
     return Snapshot(value, computed_at, refreshing=True)
 
 
-def _queue_refresh(name: str, params: dict, key: str) -> None:
-    from curation.tasks import refresh_figures
-
+def _queue_refresh(celery_task, name: str, params: dict, key: str) -> None:
     try:
-        refresh_figures.delay(name, params)
+        celery_task.delay(name, params)
     except Exception:  # the broker is down: serve what there is; the next request after max_age tries again
         log.exception("could not queue the refresh of %s", key)
         cache.delete(f"{key}:refresh")

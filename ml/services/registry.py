@@ -2,6 +2,9 @@
 
 Lineage: model → parent chain → dataset version (→ its judgements through curation), and
 image → generator version → run through :func:`image_origin`.
+
+Activating a scorer recomputes the queue's priorities (:mod:`ml.services.active_learning`, imported
+here); active learning therefore never imports this module.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from django.db import IntegrityError, transaction
 from annotation import roles
 from annotation.services import audit
 from ml.models import ModelVersion, Run
+from ml.services import active_learning
 
 _GENERATOR_RE = re.compile(r"^run:(\d+):(.*)$")
 
@@ -79,9 +83,7 @@ def activate_scorer(user, model: ModelVersion) -> ModelVersion:
         model.refresh_from_db()
         audit.record(user, "model.scorer_activated", model,
                      before={"active": previous.pk if previous else None}, after={"active": model.pk})
-    from ml.services.active_learning import recompute_priorities  # it imports this module
-
-    recompute_priorities()  # the queue's priorities follow the active scorer
+    active_learning.recompute_priorities()  # the queue's priorities follow the active scorer
     return model
 
 

@@ -11,6 +11,10 @@ change up on its next tick.
 schedule, unless a run of the schedule is still queued or running, the schedule is paused, or (data
 trigger) fewer than ``min_new_pairs`` pairs were confirmed since the last successful run of the
 kind (:func:`new_confirmed_pairs`), or since the schedule's own run failed if that came later. :func:`run_now` starts one at once for an admin ("run now").
+
+Both take the Celery task that executes the run (``celery_task``: ``ml.tasks.execute_run``) from their
+caller and hand it to :func:`~ml.services.runs.start_run`: ``ml/tasks.py`` imports this module, so this
+module never imports it.
 """
 
 from __future__ import annotations
@@ -302,14 +306,15 @@ def _last_failure(schedule: Schedule):
     return latest.finished_at if latest is not None and latest.status == Run.Status.FAILED else None
 
 
-def _start(schedule: Schedule, user, *, actor, manual: bool) -> Run:
-    run = start_run(user, schedule.kind, schedule.params, schedule=schedule)
+def _start(schedule: Schedule, user, *, actor, manual: bool, celery_task) -> Run:
+    run = start_run(user, schedule.kind, schedule.params, celery_task=celery_task, schedule=schedule)
     audit.record(actor, "schedule.fired", schedule, after={"run": run.pk, "manual": manual})
     return run
 
 
-def fire(schedule_id: int) -> Run | None:
+def fire(schedule_id: int, *, celery_task) -> Run | None:
     """The beat's firing (``ml.tasks.fire_schedule``): the run started, or None when skipped (logged).
+    ``celery_task`` executes the run (``ml.tasks.execute_run``).
 
     Skipped when the schedule is gone or paused (a firing already in flight), while a run of it is
     still queued or running, and, for a data trigger, below ``min_new_pairs`` new confirmed pairs.
@@ -336,13 +341,14 @@ def fire(schedule_id: int) -> Run | None:
                 logger.info("schedule %s: %s of %s new confirmed pairs, not yet", schedule.name, found,
                             schedule.min_new_pairs)
                 return None
-        run = _start(schedule, schedule.created_by, actor=None, manual=False)
+        run = _start(schedule, schedule.created_by, actor=None, manual=False, celery_task=celery_task)
     logger.info("schedule %s: started %s run %s", schedule.name, run.kind, run.pk)
     return run
 
 
-def run_now(user, schedule: Schedule) -> Run:
-    """Start the schedule's run at once for an admin, whatever the trigger or pause says.
+def run_now(user, schedule: Schedule, *, celery_task) -> Run:
+    """Start the schedule's run at once for an admin, whatever the trigger or pause says; ``celery_task``
+    executes it (``ml.tasks.execute_run``).
 
     ScheduleBusy while a run of the schedule is still queued or running.
     """
@@ -351,4 +357,4 @@ def run_now(user, schedule: Schedule) -> Run:
         schedule = Schedule.objects.select_for_update().get(pk=schedule.pk)
         if (active := _active_run(schedule)) is not None:
             raise ScheduleBusy(f"Run {active.pk} of this schedule is still {active.status}.")
-        return _start(schedule, user, actor=user, manual=True)
+        return _start(schedule, user, actor=user, manual=True, celery_task=celery_task)

@@ -18,6 +18,7 @@ from django.core.management import CommandError, call_command
 
 from curation.models import Job
 from curation.services import exporting, jobs
+from curation.tasks import run_job
 from tests.support.versions import OUTCOME, make_version, manifest_ok, members, stored
 
 pytestmark = pytest.mark.django_db
@@ -246,7 +247,8 @@ def test_a_version_built_from_real_judgements_exports(admin_user):
 
 def test_the_export_job_handler_runs_an_export(admin_user):
     version = make_version(admin_user, [("train", "expected")])
-    job, _ = jobs.start(Job.Kind.EXPORT, {"version": version.pk, "format": "webdataset"}, admin_user)
+    job, _ = jobs.start(Job.Kind.EXPORT, {"version": version.pk, "format": "webdataset"}, admin_user,
+                        celery_task=run_job)
     job = jobs.run(job.pk)
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert job.progress == 1.0 and job.result["format"] == "webdataset" and job.result["counts"]["rows"] == 1

@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from curation.models import Job
 from curation.services import exporting, jobs
+from curation.tasks import run_job
 from tests.support.datasets import train_row, write_train
 from tests.support.versions import make_version
 
@@ -49,7 +50,7 @@ def content(response) -> bytes:
 
 def test_pages_are_for_admins_only(client, annotator, reviewer, admin_user, root):
     version = make_version(admin_user)
-    job, _ = jobs.start(Job.Kind.EXPORT, {"version": version.pk, "format": "jsonl"}, admin_user)
+    job, _ = jobs.start(Job.Kind.EXPORT, {"version": version.pk, "format": "jsonl"}, admin_user, celery_task=run_job)
     get_urls = [job_url(job), IMPORT_URL]
     post_urls = [(export_url(version), {"format": "parquet"}), (IMPORT_URL, {"path": "x", "format": "auto"})]
 
@@ -116,7 +117,8 @@ def test_starting_an_export_twice_gives_the_same_job(client, admin_user, django_
     again = client.get(second["Location"])
     assert b"already under way" in again.content
     # the API's request is the same request: it joins the job
-    api_job, created = jobs.start(Job.Kind.EXPORT, {"version": version.pk, "format": "parquet"}, admin_user)
+    api_job, created = jobs.start(Job.Kind.EXPORT, {"version": version.pk, "format": "parquet"}, admin_user,
+                                  celery_task=run_job)
     assert api_job.pk == job.pk and not created
     page = client.get(version_url(version)).content.decode()
     assert f'href="{job_url(job)}"' in page, "the version page links the job in flight"
@@ -135,7 +137,7 @@ def test_an_unknown_format_starts_nothing(client, admin_user):
 
 def test_the_job_page_shows_progress_and_refreshes_while_in_flight(client, admin_user):
     version = make_version(admin_user)
-    job, _ = jobs.start(Job.Kind.EXPORT, {"version": version.pk, "format": "parquet"}, admin_user)
+    job, _ = jobs.start(Job.Kind.EXPORT, {"version": version.pk, "format": "parquet"}, admin_user, celery_task=run_job)
     client.force_login(admin_user)
     page = client.get(job_url(job)).content.decode()
     assert 'data-status="queued"' in page and 'data-kind="export"' in page

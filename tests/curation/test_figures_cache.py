@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from curation.services import figures
+from curation.tasks import refresh_figures
 from tests.support.factories import make_pair, make_user
 
 pytestmark = pytest.mark.django_db
@@ -38,61 +39,61 @@ PARAMS = {"discipline": None, "days": 14}
 
 def test_it_serves_a_fresh_snapshot_without_recomputing(cached):
     make_pair("RU")
-    first = figures.figures("dashboard", **PARAMS)
+    first = figures.figures("dashboard", **PARAMS, celery_task=refresh_figures)
     make_pair("RU")
-    second = figures.figures("dashboard", **PARAMS)
+    second = figures.figures("dashboard", **PARAMS, celery_task=refresh_figures)
     assert pairs_in(first.value) == pairs_in(second.value) == 1
     assert second.computed_at == first.computed_at and not second.refreshing
 
 
 def test_it_serves_a_stale_snapshot_and_queues_one_refresh(cached, eager_celery):
     make_pair("RU")
-    figures.figures("dashboard", **PARAMS)
+    figures.figures("dashboard", **PARAMS, celery_task=refresh_figures)
     make_pair("RU")
     age("dashboard", PARAMS, 120)
-    stale = figures.figures("dashboard", **PARAMS)
+    stale = figures.figures("dashboard", **PARAMS, celery_task=refresh_figures)
     assert stale.refreshing and pairs_in(stale.value) == 1  # served as it was...
-    refreshed = figures.figures("dashboard", **PARAMS)
+    refreshed = figures.figures("dashboard", **PARAMS, celery_task=refresh_figures)
     assert not refreshed.refreshing and pairs_in(refreshed.value) == 2  # ...while the refresh stored the new one
 
 
 def test_it_queues_the_refresh_once_while_one_is_pending(cached):
     make_pair("RU")
-    figures.figures("dashboard", **PARAMS)
+    figures.figures("dashboard", **PARAMS, celery_task=refresh_figures)
     age("dashboard", PARAMS, 120)
     key = figures._key("dashboard", PARAMS)
-    assert figures.figures("dashboard", **PARAMS).refreshing
+    assert figures.figures("dashboard", **PARAMS, celery_task=refresh_figures).refreshing
     assert cache.get(f"{key}:refresh") is True  # a second request finds the refresh pending and queues nothing
     assert not cache.add(f"{key}:refresh", True)
 
 
 def test_it_recomputes_in_the_request_when_no_refresh_came_for_too_long(cached):
     make_pair("RU")
-    figures.figures("dashboard", **PARAMS)
+    figures.figures("dashboard", **PARAMS, celery_task=refresh_figures)
     make_pair("RU")
     age("dashboard", PARAMS, 1000)
-    snapshot = figures.figures("dashboard", **PARAMS)
+    snapshot = figures.figures("dashboard", **PARAMS, celery_task=refresh_figures)
     assert not snapshot.refreshing and pairs_in(snapshot.value) == 2
 
 
 def test_it_keeps_one_snapshot_per_set_of_filters(cached):
     make_pair("RU")  # chemistry
-    everything = figures.figures("dashboard", discipline=None, days=14)
-    physics = figures.figures("dashboard", discipline="physics", days=14)
+    everything = figures.figures("dashboard", discipline=None, days=14, celery_task=refresh_figures)
+    physics = figures.figures("dashboard", discipline="physics", days=14, celery_task=refresh_figures)
     assert pairs_in(everything.value) == 1 and pairs_in(physics.value) == 0
 
 
 def test_it_computes_on_every_request_when_the_max_age_is_zero(settings):
     settings.FIGURES_MAX_AGE = 0
     make_pair("RU")
-    assert pairs_in(figures.figures("dashboard", **PARAMS).value) == 1
+    assert pairs_in(figures.figures("dashboard", **PARAMS, celery_task=refresh_figures).value) == 1
     make_pair("RU")
-    assert pairs_in(figures.figures("dashboard", **PARAMS).value) == 2
+    assert pairs_in(figures.figures("dashboard", **PARAMS, celery_task=refresh_figures).value) == 2
 
 
 def test_it_refuses_an_unknown_name():
     with pytest.raises(KeyError):
-        figures.figures("everything")
+        figures.figures("everything", celery_task=refresh_figures)
 
 
 @pytest.mark.parametrize("page", ["curation:dashboard", "curation:agreement"])

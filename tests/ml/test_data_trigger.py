@@ -11,6 +11,7 @@ from annotation.models import Pair
 from curation.models import Consensus
 from ml.models import Run, Schedule
 from ml.services import schedules
+from ml.tasks import execute_run
 from tests.support.factories import make_pair
 from tests.support.judging import judged
 from tests.support.schedules import generator, make_schedule, no_broker  # noqa: F401 - fixtures
@@ -76,35 +77,37 @@ def test_a_data_trigger_fires_at_the_threshold_and_not_below(admin_user, generat
     schedule = make_schedule(admin_user, generator, trigger="data", min_new_pairs=2)
     consensus(Outcome.CONFIRMED)
     consensus(Outcome.REVERSED)
-    assert schedules.fire(schedule.pk) is None
+    assert schedules.fire(schedule.pk, celery_task=execute_run) is None
     checked = Schedule.objects.get(pk=schedule.pk).last_checked_at
     assert checked is not None and not Run.objects.exists()
 
     consensus(Outcome.CONFIRMED)
-    run = schedules.fire(schedule.pk)
+    run = schedules.fire(schedule.pk, celery_task=execute_run)
     assert run is not None and run.schedule == schedule and run.kind == "generate"
     assert Schedule.objects.get(pk=schedule.pk).last_checked_at > checked
-    assert schedules.fire(schedule.pk) is None  # its run is still queued
+    assert schedules.fire(schedule.pk, celery_task=execute_run) is None  # its run is still queued
 
     Run.objects.filter(pk=run.pk).update(status=Run.Status.SUCCEEDED, finished_at=timezone.now())
     assert schedules.new_confirmed_pairs("generate") == 0
-    assert schedules.fire(schedule.pk) is None  # the count starts again after the successful run
+    # the count starts again after the successful run
+    assert schedules.fire(schedule.pk, celery_task=execute_run) is None
     consensus(Outcome.CONFIRMED)
     consensus(Outcome.CONFIRMED)
-    assert schedules.fire(schedule.pk) is not None
+    assert schedules.fire(schedule.pk, celery_task=execute_run) is not None
 
 
 def test_after_its_run_failed_a_data_trigger_waits_for_as_many_new_pairs_again(admin_user, generator):  # noqa: F811
     schedule = make_schedule(admin_user, generator, trigger="data", min_new_pairs=2)
     consensus(Outcome.CONFIRMED, at=timezone.now() - timedelta(hours=2))
     consensus(Outcome.CONFIRMED, at=timezone.now() - timedelta(hours=2))
-    run = schedules.fire(schedule.pk)
+    run = schedules.fire(schedule.pk, celery_task=execute_run)
     assert run is not None
     Run.objects.filter(pk=run.pk).update(status=Run.Status.FAILED, finished_at=timezone.now() - timedelta(hours=1))
-    assert schedules.fire(schedule.pk) is None  # the same two pairs do not restart a failing run
+    # the same two pairs do not restart a failing run
+    assert schedules.fire(schedule.pk, celery_task=execute_run) is None
 
     consensus(Outcome.CONFIRMED)
-    assert schedules.fire(schedule.pk) is None
+    assert schedules.fire(schedule.pk, celery_task=execute_run) is None
     consensus(Outcome.CONFIRMED)
-    again = schedules.fire(schedule.pk)
+    again = schedules.fire(schedule.pk, celery_task=execute_run)
     assert again is not None and again.pk != run.pk

@@ -8,6 +8,7 @@ import pytest
 
 from ml.models import Run
 from ml.services import runs
+from ml.tasks import execute_run
 from tests.support.scoring_data import synthetic_version, tiny_scorer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("one_torch_thread")]
@@ -20,7 +21,7 @@ def active(admin_user, tmp_path):
 
 def _run(admin_user, **params) -> Run:
     with mock.patch("ml.tasks.execute_run.apply_async"):
-        run = runs.start_run(admin_user, "eval_scorer", params)
+        run = runs.start_run(admin_user, "eval_scorer", params, celery_task=execute_run)
     return runs.execute_run(run.pk)
 
 

@@ -11,6 +11,7 @@ from annotation.models import Image, Pair
 from annotation.services import queue
 from ml.models import Run
 from ml.services import registry, runs
+from ml.tasks import execute_run
 from tests.support.factories import TupleFactory
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -29,7 +30,7 @@ def _start(admin_user, model, tuples, capture) -> Run:
     params = {"model": model.pk, "tuples": [t.pk for t in tuples], "images_per_prompt": 1, "steps": 2,
               "width": 16, "height": 16, "seed": 7}
     with capture(execute=True):
-        run = runs.start_run(admin_user, "generate", params)
+        run = runs.start_run(admin_user, "generate", params, celery_task=execute_run)
     run.refresh_from_db()
     return run
 
@@ -92,7 +93,7 @@ def test_a_generate_run_with_a_bad_size_fails_with_the_reason(admin_user, tiny_f
     model = registry.register_model(admin_user, "generator_base", "tiny-flux", str(tiny_flux))
     params = {"model": model.pk, "tuples": [TupleFactory().pk], "steps": 1, "width": 18, "height": 16}
     with django_capture_on_commit_callbacks(execute=True):
-        run = runs.start_run(admin_user, "generate", params)
+        run = runs.start_run(admin_user, "generate", params, celery_task=execute_run)
     run.refresh_from_db()
     assert run.status == Run.Status.FAILED
     assert "multiples of 4" in run.error and "Traceback" in run.error

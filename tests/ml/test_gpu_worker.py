@@ -16,6 +16,7 @@ from annotation.services import queue
 from config.celery import app
 from ml.models import ModelVersion, Run
 from ml.services import registry, runs
+from ml.tasks import execute_run
 from tests.support.factories import TupleFactory
 from tests.support.worker_process import WorkerProcess, wait_for
 
@@ -49,7 +50,7 @@ def test_a_generation_run_on_a_real_worker_fills_the_queue(admin_user, annotator
                                     str(make_tiny_flux(tmp_path / "flux")))
     tuples = [TupleFactory(), TupleFactory()]
     run = runs.start_run(admin_user, "generate", {"model": model.pk, "tuples": [t.pk for t in tuples],
-                                                  "steps": 2, "width": 16, "height": 16})
+                                                  "steps": 2, "width": 16, "height": 16}, celery_task=execute_run)
     wait_for(lambda: _status(run) in Run.FINISHED, 180, "the generate run to finish", worker)
     assert run.status == Run.Status.SUCCEEDED, run.error
     assert run.worker.startswith("gpu-test-1@")
@@ -71,7 +72,7 @@ def scorer_version(admin_user, tmp_path):
 def _train(admin_user, version, total_steps: int, checkpoint_every: int) -> Run:
     return runs.start_run(admin_user, "train_scorer", {
         "dataset_version": version.pk, "total_steps": total_steps, "warmup_steps": 0, "lr": 1e-3, "batch_size": 2,
-        "eval_every": 0, "checkpoint_every": checkpoint_every, "save_format": "open_clip"})
+        "eval_every": 0, "checkpoint_every": checkpoint_every, "save_format": "open_clip"}, celery_task=execute_run)
 
 
 def _trainer_group(run: Run) -> int | None:

@@ -13,6 +13,7 @@ from curation.models import DatasetVersion
 from ml.models import ModelVersion, Run
 from ml.services import registry, runs
 from ml.services.runs import kinds
+from ml.tasks import execute_run
 from tests.support.factories import TupleFactory, make_image
 from tests.support.runs import queued_run
 
@@ -36,7 +37,7 @@ def _params(model, tuples, **extra):
 
 def test_generate_params_are_cleaned_with_defaults(admin_user, base_model, tuples):
     with mock.patch("ml.tasks.execute_run.apply_async"):
-        run = runs.start_run(admin_user, "generate", _params(base_model, tuples, steps=2))
+        run = runs.start_run(admin_user, "generate", _params(base_model, tuples, steps=2), celery_task=execute_run)
     assert run.status == Run.Status.QUEUED
     assert run.input_model == base_model
     assert run.params == {"model": base_model.pk, "tuples": [t.pk for t in tuples], "images_per_prompt": 1,
@@ -64,7 +65,7 @@ def test_generate_params_are_cleaned_with_defaults(admin_user, base_model, tuple
 )
 def test_generate_params_are_validated(admin_user, base_model, tuples, change, field, message):
     with pytest.raises(runs.RunParamsError) as caught:
-        runs.start_run(admin_user, "generate", {**_params(base_model, tuples), **change})
+        runs.start_run(admin_user, "generate", {**_params(base_model, tuples), **change}, celery_task=execute_run)
     assert message in caught.value.errors[field]
     assert not Run.objects.exists()
 
@@ -72,19 +73,20 @@ def test_generate_params_are_validated(admin_user, base_model, tuples, change, f
 def test_model_must_be_a_generator_and_tuples_need_both_prompts(admin_user, tuples):
     scorer = registry.register_model(admin_user, "scorer", "s1", "/models/s1")
     with pytest.raises(runs.RunParamsError, match="not a generator"):
-        runs.start_run(admin_user, "generate", _params(scorer, tuples))
+        runs.start_run(admin_user, "generate", _params(scorer, tuples), celery_task=execute_run)
     base = registry.register_model(admin_user, "generator_base", "b", "/models/b")
     bare = TupleFactory(superficial_prompt="")
     with pytest.raises(runs.RunParamsError, match="lack an explicit or superficial prompt"):
-        runs.start_run(admin_user, "generate", _params(base, [bare]))
+        runs.start_run(admin_user, "generate", _params(base, [bare]), celery_task=execute_run)
 
 
 def test_missing_params_and_pipeline_path(admin_user, tuples):
     with pytest.raises(runs.RunParamsError) as caught:
-        runs.start_run(admin_user, "generate", {})
+        runs.start_run(admin_user, "generate", {}, celery_task=execute_run)
     assert set(caught.value.errors) == {"model", "tuples"}
     with mock.patch("ml.tasks.execute_run.apply_async"):
-        run = runs.start_run(admin_user, "generate", {"model": "/ckpt/FLUX.1-dev", "tuples": {"task": "RU"}})
+        run = runs.start_run(admin_user, "generate", {"model": "/ckpt/FLUX.1-dev", "tuples": {"task": "RU"}},
+                             celery_task=execute_run)
     assert run.input_model is None and run.params["model"] == "/ckpt/FLUX.1-dev"
     assert run.params["tuples"] == {"task": "RU", "limit": 100}
 
@@ -97,12 +99,12 @@ def test_every_kind_of_the_issue_is_available():
 def test_a_kind_without_validator_is_refused(admin_user, monkeypatch):
     monkeypatch.delitem(kinds.VALIDATORS, "sft")
     with pytest.raises(ValueError, match="not available yet"):
-        runs.start_run(admin_user, "sft", {})
+        runs.start_run(admin_user, "sft", {}, celery_task=execute_run)
 
 
 def test_unknown_kind(admin_user):
     with pytest.raises(runs.RunParamsError, match="must be one of"):
-        runs.start_run(admin_user, "paint", {})
+        runs.start_run(admin_user, "paint", {}, celery_task=execute_run)
 
 
 # --- permissions and enqueueing -------------------------------------------------------------
@@ -112,7 +114,7 @@ def test_unknown_kind(admin_user):
 def test_only_admins_start_runs_and_register_models(request, who, base_model, tuples):
     user = request.getfixturevalue(who)
     with pytest.raises(PermissionDenied):
-        runs.start_run(user, "generate", _params(base_model, tuples))
+        runs.start_run(user, "generate", _params(base_model, tuples), celery_task=execute_run)
     with pytest.raises(PermissionDenied):
         registry.register_model(user, "scorer", "x", "/x")
     with pytest.raises(PermissionDenied):
@@ -124,7 +126,7 @@ def test_start_enqueues_on_the_gpu_queue_after_commit(admin_user, base_model, tu
                                                       django_capture_on_commit_callbacks):
     with mock.patch("ml.tasks.execute_run.apply_async") as apply_async:
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
-            run = runs.start_run(admin_user, "generate", _params(base_model, tuples))
+            run = runs.start_run(admin_user, "generate", _params(base_model, tuples), celery_task=execute_run)
         apply_async.assert_not_called()  # nothing is sent before the row is committed
         for callback in callbacks:
             callback()

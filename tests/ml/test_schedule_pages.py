@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from ml.models import Run, Schedule
 from ml.services import schedules
+from ml.tasks import execute_run
 from tests.support.schedules import beat_entry, crontab_of, generator, make_schedule, no_broker, template  # noqa: F401 (fixtures; no_broker is autouse)
 
 pytestmark = pytest.mark.django_db
@@ -50,7 +51,7 @@ def test_everyone_but_admins_gets_403(client, annotator, reviewer, schedule, rol
 
 def test_the_list_shows_each_schedule_with_its_trigger_and_last_run(client, admin_user, generator, schedule):  # noqa: F811
     make_schedule(admin_user, generator, name="on-data", trigger="data", min_new_pairs=25, enabled=False)
-    run = schedules.run_now(admin_user, schedule)
+    run = schedules.run_now(admin_user, schedule, celery_task=execute_run)
     client.force_login(admin_user)
     html = client.get(reverse("ml-schedules:list")).content.decode()
     assert "At 03:00, Monday through Friday (UTC)" in html and "<code>0 3 * * 1-5</code>" in html

@@ -11,7 +11,7 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule, Periodi
 from annotation.models import AuditEvent
 from ml.models import Run, Schedule
 from ml.services import schedules
-from ml.tasks import fire_schedule
+from ml.tasks import execute_run, fire_schedule
 from tests.support.schedules import beat_entry, crontab_of, generator, make_schedule, no_broker, template  # noqa: F401 (fixtures; no_broker is autouse)
 
 pytestmark = pytest.mark.django_db
@@ -142,7 +142,7 @@ def test_a_refused_edit_changes_nothing(admin_user, generator):
 
 def test_delete_removes_the_beat_entry_and_keeps_the_runs(admin_user, generator):
     schedule = make_schedule(admin_user, generator)
-    run = schedules.run_now(admin_user, schedule)
+    run = schedules.run_now(admin_user, schedule, celery_task=execute_run)
     schedules.delete_schedule(admin_user, schedule)
     assert not Schedule.objects.exists() and not PeriodicTask.objects.filter(task=schedules.TASK).exists()
     assert Run.objects.get(pk=run.pk).schedule is None
@@ -157,7 +157,7 @@ def test_only_admins_manage_schedules(admin_user, generator, annotator, reviewer
                     lambda: schedules.update_schedule(user, schedule, cron="0 4 * * *"),
                     lambda: schedules.set_enabled(user, schedule, False),
                     lambda: schedules.delete_schedule(user, schedule),
-                    lambda: schedules.run_now(user, schedule)]:
+                    lambda: schedules.run_now(user, schedule, celery_task=execute_run)]:
         with pytest.raises(PermissionDenied):
             attempt()
     assert Schedule.objects.count() == 1 and not Run.objects.exists()
@@ -182,14 +182,14 @@ def test_a_cron_firing_starts_a_run_linked_to_the_schedule(admin_user, generator
 
 def test_a_firing_is_skipped_while_the_previous_run_is_active(admin_user, generator):
     schedule = make_schedule(admin_user, generator)
-    first = schedules.fire(schedule.pk)
-    assert schedules.fire(schedule.pk) is None
+    first = schedules.fire(schedule.pk, celery_task=execute_run)
+    assert schedules.fire(schedule.pk, celery_task=execute_run) is None
     Run.objects.filter(pk=first.pk).update(status=Run.Status.RUNNING)
-    assert schedules.fire(schedule.pk) is None
+    assert schedules.fire(schedule.pk, celery_task=execute_run) is None
     with pytest.raises(schedules.ScheduleBusy, match=f"Run {first.pk} of this schedule is still running"):
-        schedules.run_now(admin_user, schedule)
+        schedules.run_now(admin_user, schedule, celery_task=execute_run)
     Run.objects.filter(pk=first.pk).update(status=Run.Status.FAILED)
-    second = schedules.fire(schedule.pk)
+    second = schedules.fire(schedule.pk, celery_task=execute_run)
     assert second is not None and second.pk != first.pk
     assert list(schedule.runs.order_by("id")) == [first, second]
 
@@ -197,10 +197,10 @@ def test_a_firing_is_skipped_while_the_previous_run_is_active(admin_user, genera
 def test_paused_or_deleted_schedules_do_not_fire_but_run_now_does(admin_user, generator):
     schedule = make_schedule(admin_user, generator, enabled=False)
     assert not beat_entry(schedule).enabled
-    assert schedules.fire(schedule.pk) is None
+    assert schedules.fire(schedule.pk, celery_task=execute_run) is None
     assert Schedule.objects.get(pk=schedule.pk).last_checked_at is not None
-    run = schedules.run_now(admin_user, schedule)
+    run = schedules.run_now(admin_user, schedule, celery_task=execute_run)
     assert run.schedule == schedule
     fired = AuditEvent.objects.get(action="schedule.fired")
     assert fired.actor == admin_user and fired.after == {"run": run.pk, "manual": True}
-    assert schedules.fire(999_999) is None
+    assert schedules.fire(999_999, celery_task=execute_run) is None

@@ -16,6 +16,7 @@ from ml.core.scorer import Scorer
 from ml.models import PairScore, Run
 from ml.services import runs
 from ml.services.runs import score_pairs
+from ml.tasks import execute_run
 from tests.support.scoring_data import synthetic_pairs, tiny_scorer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("one_torch_thread")]
@@ -28,7 +29,7 @@ def active(admin_user, tmp_path):
 
 def _run(admin_user, **params) -> Run:
     with mock.patch("ml.tasks.execute_run.apply_async"):
-        run = runs.start_run(admin_user, "score_pairs", params)
+        run = runs.start_run(admin_user, "score_pairs", params, celery_task=execute_run)
     return runs.execute_run(run.pk)
 
 
@@ -66,7 +67,7 @@ def test_it_scores_the_open_pairs_with_the_active_scorer(admin_user, active):
 def test_a_redelivered_run_carries_on_and_a_second_run_scores_only_new_pairs(admin_user, active):
     first = synthetic_pairs(3, tasks=("RU",))
     with mock.patch("ml.tasks.execute_run.apply_async"):
-        run = runs.start_run(admin_user, "score_pairs", {"batch_size": 1})
+        run = runs.start_run(admin_user, "score_pairs", {"batch_size": 1}, celery_task=execute_run)
     real_images, seen = score_pairs._images, []
 
     def dies_on_the_second_pair(ctx, pair):

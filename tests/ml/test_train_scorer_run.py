@@ -17,6 +17,7 @@ from django.utils import timezone
 from ml.models import ModelVersion, Run
 from ml.services import registry, runs
 from ml.services.runs import train_scorer
+from ml.tasks import execute_run
 from tests.support.scoring_data import synthetic_version, tiny_scorer
 
 pytestmark = pytest.mark.django_db
@@ -48,7 +49,7 @@ def version(admin_user):
 
 def _start(admin_user, params) -> Run:
     with mock.patch("ml.tasks.execute_run.apply_async"):
-        return runs.start_run(admin_user, "train_scorer", params)
+        return runs.start_run(admin_user, "train_scorer", params, celery_task=execute_run)
 
 
 def _redeliver(run: Run) -> Run:

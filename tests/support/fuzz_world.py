@@ -20,11 +20,11 @@ from rest_framework.authtoken.models import Token
 from annotation.models import Discipline, Image, Judgement
 from annotation.services import queue
 from curation.models import Job
-from curation.services import adjudication, exporting, gold, jobs, versions
+from curation.services import adjudication, exporting, gold, jobs, judging, versions
+from curation.tasks import run_job
 from ml.services import schedules
 from tests.support.factories import make_image, make_pair, make_user, png_bytes
 from tests.support.ml_registry_data import registry_world
-from curation.services import judging
 
 ROLES = ("anonymous", "annotator", "reviewer", "admin")
 ALL_FIELDS = ["physics", "chemistry", "biology"]
@@ -81,7 +81,8 @@ def build_world(import_root: Path) -> World:
     first = versions.build_version(admin, "fz-v1", seed=1)
     second = versions.build_version(admin, "fz-v2", seed=2)
     exporting.export_version(first, "jsonl")  # a finished export with files to download
-    job, _ = jobs.start(Job.Kind.EXPORT, {"version": second.pk, "format": "parquet"}, admin)  # queued, never run
+    # queued, never run
+    job, _ = jobs.start(Job.Kind.EXPORT, {"version": second.pk, "format": "parquet"}, admin, celery_task=run_job)
 
     ml = registry_world(admin)
     schedule = schedules.create_schedule(

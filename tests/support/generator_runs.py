@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from ml.models import Run
 from ml.services import registry, runs
+from ml.tasks import execute_run
 from tests.support.versions import make_version
 
 # Settings of the ML core tests (tests/ml) that run in milliseconds on a CPU.
@@ -53,7 +54,7 @@ def train_version(admin, spec=TRAIN_SPEC, **kwargs):
 
 def start(admin, kind: str, params: dict) -> Run:
     with mock.patch("ml.tasks.execute_run.apply_async"):
-        return runs.start_run(admin, kind, params)
+        return runs.start_run(admin, kind, params, celery_task=execute_run)
 
 
 def execute(run: Run) -> Run:

@@ -16,13 +16,13 @@ from django.db.models import Count
 from annotation.models import Discipline, PromptTuple, Task
 from annotation.services import queue
 from curation.models import DatasetVersion, Job
-from curation.services import adjudication, consensus, exporting, gold, jobs, splits, versions
+from curation.services import adjudication, consensus, exporting, gold, jobs, judging, splits, versions
+from curation.tasks import run_job
 from ml.models import Run
 from ml.services import schedules
 from tests.support.factories import make_image, make_pair, make_user
 from tests.support.ml_registry_data import registry_world
 from tests.support.versions import make_version
-from curation.services import judging
 
 PASSWORD = "pw-for-tests-1"  # tests/factories.make_user's password
 ROLES = ("anonymous", "annotator", "other_field", "reviewer", "admin")
@@ -62,7 +62,8 @@ def build(settings, tmp_path: Path) -> dict:
     other_version = make_version(admin)
     _count_members()
     exporting.export_version(version, "jsonl")
-    export_job, _ = jobs.start(Job.Kind.EXPORT, {"version": version.pk, "format": "parquet"}, admin)
+    export_job, _ = jobs.start(Job.Kind.EXPORT, {"version": version.pk, "format": "parquet"}, admin,
+                               celery_task=run_job)
     queued = Run.objects.create(kind="generate", status="queued", created_by=admin,
                                 params={"model": registry.generator.pk, "tuples": [1]})
     schedule = schedules.create_schedule(admin, name="nightly", kind="generate", trigger="cron",

@@ -16,8 +16,10 @@ from annotation.services import media_integrity
 from config.celery import app
 from curation.models import Job
 from curation.services import exporting, jobs
+from curation.tasks import run_job
 from ml.models import ModelVersion, Run
 from ml.services import registry, runs
+from ml.tasks import execute_run
 from tests.support.factories import TupleFactory
 from tests.support.fault_workers import QueueWorker, small_version
 from tests.support.worker_process import wait_for
@@ -64,7 +66,7 @@ def test_it_resumes_a_generation_run_without_duplicates_when_its_worker_is_kille
     worker = workers("gpu")
     worker.start()
     run = runs.start_run(admin_user, "generate", {"model": model.pk, "tuples": [t.pk for t in tuples], "steps": 4,
-                                                  "width": 32, "height": 32, "seed": 11})
+                                                  "width": 32, "height": 32, "seed": 11}, celery_task=execute_run)
     wait_for(lambda: len(_artifacts(run).get("done_tuples", [])) >= 2, 240, "two tuples generated", worker)
     worker.kill()
     done_at_kill = len(_artifacts(run)["done_tuples"])
@@ -113,7 +115,8 @@ def test_it_restarts_an_export_cleanly_when_its_worker_is_killed_mid_way(admin_u
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
-        job, _ = jobs.start(Job.Kind.EXPORT, {"version": version.pk, "format": "jsonl"}, admin_user)
+        job, _ = jobs.start(Job.Kind.EXPORT, {"version": version.pk, "format": "jsonl"}, admin_user,
+                            celery_task=run_job)
         wait_for(lambda: Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, progress__gt=0).exists(), 180,
                  "the export to make progress", worker)
         worker.kill()

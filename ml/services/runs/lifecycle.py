@@ -1,4 +1,10 @@
-"""Start, cancel and execute runs; the kinds and their handlers are listed in :mod:`.kinds`."""
+"""Start, cancel and execute runs; the kinds and their handlers are listed in :mod:`.kinds`.
+
+Imports: ``ml/tasks.py`` imports the services, so no service imports it (not even inside a function):
+:func:`start_run` takes the Celery task that executes the run from its caller (the views, the API and
+``ml.tasks.fire_schedule`` pass ``ml.tasks.execute_run``) and keeps here the rule for a broker that refuses
+the message (the run fails visibly).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ from django.utils import timezone
 
 from annotation import roles
 from annotation.services import audit
-from config.celery import publish
+from config.celery import app, publish
 from ml.models import ModelVersion, Run
 from ml.services.runs.context import RunCancelled, RunContext
 from ml.services.runs.kinds import HANDLERS, VALIDATORS
@@ -63,14 +69,14 @@ def validate_params(kind: str, params) -> tuple[dict, ModelVersion | None]:
     return VALIDATORS[kind](params)
 
 
-def start_run(user, kind: str, params: dict, *, schedule=None) -> Run:
-    """Create a queued run and enqueue it on the ``gpu`` queue when the transaction commits (admins).
+def start_run(user, kind: str, params: dict, *, celery_task, schedule=None) -> Run:
+    """Create a queued run and enqueue it on the ``gpu`` queue when the transaction commits (admins):
+    ``celery_task.apply_async(args=[run.pk], task_id=..., queue="gpu")``, ``celery_task`` being
+    ``ml.tasks.execute_run``.
 
     If the broker cannot be reached, the run is marked failed ("Not queued: ...") and
     :class:`config.celery.BrokerUnavailable` is raised (a 503 for web requests).
     """
-    from ml.tasks import execute_run as execute_task
-
     if not roles.is_admin(user):
         raise PermissionDenied("Only admins may start runs.")
     cleaned, input_model = validate_params(kind, params)
@@ -80,7 +86,7 @@ def start_run(user, kind: str, params: dict, *, schedule=None) -> Run:
                                  celery_task_id=task_id, schedule=schedule)
         audit.record(user, "run.started", run, after={"kind": kind, "params": cleaned})
         transaction.on_commit(lambda: publish(
-            lambda: execute_task.apply_async(args=[run.pk], task_id=task_id, queue=GPU_QUEUE),
+            lambda: celery_task.apply_async(args=[run.pk], task_id=task_id, queue=GPU_QUEUE),
             on_failure=lambda exc: _not_queued(run, exc)))
     return run
 
@@ -111,8 +117,6 @@ def cancel_run(user, run: Run) -> Run:
         run.save(update_fields=["status", "finished_at"])
         audit.record(user, "run.cancelled", run, before={"status": was}, after={"status": run.status})
     if run.celery_task_id:
-        from config.celery import app
-
         task_id = run.celery_task_id
         # Queued: every worker discards the message. Running: the pool process gets SIGTERM, on
         # which the supervisor of a subprocess run kills its process group (see .supervise).
