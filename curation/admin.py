@@ -70,10 +70,10 @@ class GoldItemAdmin(admin.ModelAdmin):
         return False  # unmark instead (the action): the pair, quality and consensus change with it
 
     def save_model(self, request, obj, form, change):
-        """Marking and changing the answer go through the service; ``obj`` is reloaded from it."""
+        """Marking and changing the answer go through the service; ``obj`` takes the saved row's id and is
+        reloaded from it (the admin then links to and logs that row)."""
         item, _ = gold.mark_gold(request.user, obj.pair_id, obj.answer)
         obj.pk = item.pk
-        obj._state.adding = False
         obj.refresh_from_db()
 
     @admin.action(description="Unmark the selected gold pairs")

@@ -7,6 +7,7 @@ import json
 from io import StringIO
 
 import pytest
+from django.contrib.messages import get_messages
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
@@ -236,7 +237,7 @@ def test_the_admin_action_sets_the_queue_order_of_the_selected_tasks_and_is_audi
     events = AuditEvent.objects.filter(action="task.queue_order_changed", actor=admin_user)
     assert {e.target_id for e in events} == {str(ru.pk), str(bu.pk)}
     assert all(e.before == {"queue_order": "created"} and e.after == {"queue_order": "uncertainty"} for e in events)
-    shown = [str(m) for m in response.wsgi_request._messages]
+    shown = [str(m) for m in get_messages(response.wsgi_request)]
     assert any("BU, RU" in m and "scorer uncertainty" in m for m in shown), shown
 
 
@@ -252,7 +253,7 @@ def test_every_queue_order_has_an_admin_action(client, admin_user, action):
 def test_the_admin_warns_when_no_scorer_is_active(client, admin_user):
     client.force_login(admin_user)
     response = _post_action(client, "order_queue_by_disagreement", [Task.objects.get(code="RU")])
-    shown = [str(m) for m in response.wsgi_request._messages]
+    shown = [str(m) for m in get_messages(response.wsgi_request)]
     assert any("No scorer is active" in m for m in shown), shown
 
 
