@@ -22,7 +22,8 @@ from ml.services import active_learning
 @extend_schema_serializer(component_name="Task")  # the same resource as annotation's, now writable
 class TaskSerializer(annotation_serializers.TaskSerializer):
     queue_order = serializers.ChoiceField(
-        choices=Task.QueueOrder.choices, required=False,
+        choices=Task.QueueOrder.choices,
+        required=False,
         help_text="How the queue orders this task's pairs: created, uncertainty or disagreement (active learning).",
     )
 
