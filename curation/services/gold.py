@@ -14,7 +14,8 @@ Decisions:
   picks gold from pairs whose judgements are already known, so they would measure nothing. After
   a restore the annotator starts a fresh assessment period, so old results never flag them again;
   the counters show the current period.
-* **Recompute, never increment.** ``judgements_changed`` does not say whether a judgement was
+* **Recompute, never increment.** A change of the pair's judgements (its consequence
+  :func:`curation.services.judging.after_judgements_changed`) does not say whether a judgement was
   added or undone, so every change recomputes the annotator's counters from their rows
   (:func:`record_gold_judgement`). Changing or removing a gold answer recomputes everyone who
   judged the pair since it was marked.
@@ -130,9 +131,10 @@ def gold_items():
 
 def record_gold_judgement(pair_id: int, annotator, *, locked_pair: Pair | None = None) -> AnnotatorQuality | None:
     """After ``annotator`` added or undid a judgement on the pair: if it is gold, recompute their
-    counters, and if the judgement was added, assess them. Called from the ``judgements_changed``
-    receiver, inside the judgement's transaction and under the pair's lock (``locked_pair``: the
-    locked row as it stands, when the sender has it, saves reading whether the pair is gold)."""
+    counters, and if the judgement was added, assess them. Called by
+    :func:`curation.services.judging.after_judgements_changed`, inside the judgement's transaction and
+    under the pair's lock (``locked_pair``: the locked row as it stands, when the caller has it, saves
+    reading whether the pair is gold)."""
     is_gold = locked_pair.is_gold if locked_pair is not None else (
         Pair.objects.filter(pk=pair_id, is_gold=True).exists())
     if not is_gold:
