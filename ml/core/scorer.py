@@ -441,6 +441,3 @@ def _resize_crop(image: Image.Image, size: int) -> np.ndarray:
 def _clip_tokenizer(model_cfg: dict):
     context_length = model_cfg.get("text_cfg", {}).get("context_length", 77)
     return open_clip.tokenizer.SimpleTokenizer(context_length=context_length)
-
-
-_preprocess_config = preprocess_config  # TEMPORARY: the old name, until the tests use Scorer.from_model

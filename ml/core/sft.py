@@ -346,6 +346,3 @@ def _truncate_metrics(path: Path, step: int) -> None:
         return
     lines = [line for line in path.read_text().splitlines() if line and json.loads(line)["optimizer_step"] <= step]
     path.write_text("".join(line + "\n" for line in lines))
-
-
-_EpochOrder = EpochOrder  # TEMPORARY: the old name, until the tests import the public one

@@ -441,6 +441,3 @@ def _progress(config: TrainConfig, state: TrainerState, main: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=config.total_steps, initial=state.optimizer_steps, desc="train-scorer", unit="step")
-
-
-_adamw = adamw_optimizer  # TEMPORARY: the old name, until the tests import the public one

@@ -17,7 +17,7 @@ from PIL import Image as PILImage
 from annotation.models import AuditEvent, Image, Pair, PromptTuple
 from curation.services import importing
 from curation.services.importing import ImportRefused, import_dataset
-from ml.core.data import ImageRef, TupleRecord, write_parquet
+from science_t2i.format import ImageRef, TupleRecord, write_parquet
 from tests.support.datasets import jpeg_bytes, snapshot, stored_bytes, train_row, write_train
 from tests.support.factories import make_pair, png_bytes
 
@@ -271,7 +271,7 @@ def test_large_inputs_are_written_batch_by_batch_and_a_rerun_finishes_the_job(tm
     settings.IMPORT_SINGLE_TRANSACTION_MAX_BYTES = 1
     rows = [train_row(f"A steel nail number {i} in the rain for weeks") for i in range(5)]
     path = write_train(tmp_path / "train.parquet", rows)
-    real_insert, calls = importing.bulk._insert, []  # _BulkWriter looks _insert up in importing.bulk
+    real_insert, calls = importing.bulk.insert_rows, []  # BulkWriter looks insert_rows up in importing.bulk
 
     def failing_insert(model, objs):
         if model is Pair:
@@ -280,12 +280,12 @@ def test_large_inputs_are_written_batch_by_batch_and_a_rerun_finishes_the_job(tm
                 raise RuntimeError("worker lost")
         return real_insert(model, objs)
 
-    monkeypatch.setattr(importing.bulk, "_insert", failing_insert)
+    monkeypatch.setattr(importing.bulk, "insert_rows", failing_insert)
     with pytest.raises(RuntimeError):
         import_dataset(path, batch_size=2)
     # The first batch (rows 1-2) committed completely; the second rolled back completely.
     assert Pair.objects.count() == 2 and PromptTuple.objects.count() == 2 and Image.objects.count() == 4
-    monkeypatch.setattr(importing.bulk, "_insert", real_insert)
+    monkeypatch.setattr(importing.bulk, "insert_rows", real_insert)
 
     report = import_dataset(path, batch_size=2)
 

@@ -96,7 +96,7 @@ def test_parquet_shards_stay_under_the_shard_size(admin_user):
 def test_a_finished_export_is_reused(admin_user, monkeypatch):
     version = make_version(admin_user, [("train", "expected")])
     first = exporting.export_version(version, "parquet")
-    monkeypatch.setattr(exporting.source, "_read", lambda name: pytest.fail("a cached export reads no image"))
+    monkeypatch.setattr(exporting.source, "read_stored_file", lambda name: pytest.fail("a cached export reads no image"))
     calls = []
     again = exporting.export_version(version, "parquet", progress=lambda f, m="": calls.append(f))
     assert again == first and calls == [1.0]
@@ -106,7 +106,7 @@ def test_a_finished_export_is_reused(admin_user, monkeypatch):
 
 def test_a_failed_export_leaves_nothing_at_the_final_path(admin_user, monkeypatch):
     version = make_version(admin_user, [("train", "expected")] * 6)
-    real, reads = exporting._read, []
+    real, reads = exporting.source.read_stored_file, []
 
     def failing(name):
         reads.append(name)
@@ -114,13 +114,13 @@ def test_a_failed_export_leaves_nothing_at_the_final_path(admin_user, monkeypatc
             raise OSError("disk went away")
         return real(name)
 
-    monkeypatch.setattr(exporting.source, "_read", failing)
+    monkeypatch.setattr(exporting.source, "read_stored_file", failing)
     with pytest.raises(OSError, match="disk went away"):
         exporting.export_version(version, "parquet", batch_size=2)
     target = exporting.export_dir(version, "parquet")
     assert not target.exists()
     assert list(target.parent.iterdir()) == [], "the temporary directory is removed too"
-    monkeypatch.setattr(exporting.source, "_read", real)
+    monkeypatch.setattr(exporting.source, "read_stored_file", real)
     result = exporting.export_version(version, "parquet", batch_size=2)
     assert result["counts"]["rows"] == 6
     manifest_ok(target)
@@ -130,13 +130,13 @@ def test_the_export_is_written_under_a_temporary_name_then_renamed(admin_user, m
     version = make_version(admin_user, [("train", "expected")])
     target = exporting.export_dir(version, "parquet")
     seen = []
-    real = exporting._write_manifest
+    real = exporting.base.write_manifest
 
     def spy(folder):
         seen.append((folder, target.exists()))
         real(folder)
 
-    monkeypatch.setattr(exporting.orchestration, "_write_manifest", spy)
+    monkeypatch.setattr(exporting.orchestration, "write_manifest", spy)
     exporting.export_version(version, "parquet")
     (folder, final_existed), = seen
     assert folder.parent == target.parent and folder.name.startswith(".parquet.tmp-") and not final_existed
@@ -178,7 +178,7 @@ def test_jsonl_export_lists_every_member_with_images_named_by_sha256(admin_user)
 
 
 def test_jsonl_export_reads_back_with_the_ml_reader(admin_user):
-    from ml.core.data import read_jsonl
+    from science_t2i.format import read_jsonl
 
     version = make_version(admin_user, [("train", "expected"), ("train", "other")])
     folder = Path(exporting.export_version(version, "jsonl")["path"])

@@ -15,7 +15,7 @@ from annotation.models import Image, Task
 from annotation.services import catalog
 from curation.models import DatasetVersion, VersionMember
 from curation.services import exporting
-from ml.core.data import PUBLISHED_COLUMNS
+from science_t2i.format import PUBLISHED_COLUMNS
 from tests.support.factories import TupleFactory, make_image, make_pair
 from tests.support.versions import make_version, manifest_ok, stored
 

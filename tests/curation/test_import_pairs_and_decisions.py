@@ -392,7 +392,7 @@ def _wipe() -> None:
 
 def test_the_bulk_writer_the_per_row_writer_and_the_dry_run_agree(tmp_path, monkeypatch):
     from curation.services.importing import orchestration
-    from curation.services.importing.writing import _Writer
+    from curation.services.importing.writing import Writer
 
     rows = [export_row("A nail in the rain", label="other"), export_row("A chain in the rain", pair_id=12),
             export_row("A gate in the rain", pair_id=13, scene="complex", label="both",
@@ -403,9 +403,9 @@ def test_the_bulk_writer_the_per_row_writer_and_the_dry_run_agree(tmp_path, monk
     assert bulk.ok, bulk.errors
     written = _state()
     _wipe()
-    monkeypatch.setattr(orchestration, "_BulkWriter",
-                        lambda report, validated, checked, normalised: _Writer(report, dry_run=False,
-                                                                               normalised=normalised))
+    monkeypatch.setattr(orchestration, "BulkWriter",
+                        lambda report, validated, checked, normalised: Writer(report, dry_run=False,
+                                                                              normalised=normalised))
     per_row = import_dataset(path, batch_size=2)
 
     assert _state() == written

@@ -116,7 +116,7 @@ def test_eval_scorer_takes_element_0_of_each_image_list_as_the_published_evaluat
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ml.core.data import schema_with_features, science_t2i_fields
+    from science_t2i.format import schema_with_features, science_t2i_fields
 
     def png(colour):
         buffer = io.BytesIO()

@@ -17,7 +17,7 @@ from ml.core.convert import (
     read_preprocess_config,
     save_open_clip_as_hf,
 )
-from ml.core.scorer import Scorer, _clip_tokenizer, _preprocess_config
+from ml.core.scorer import Scorer
 from ml.core.tiny import TINY_CLIP_CFG, make_tiny_hf_scorer, tiny_scorer
 
 PROMPTS = [
@@ -50,7 +50,7 @@ def scorer_for(cfg, seed=0):
     model = open_clip.model.CLIP(**cfg)
     with torch.no_grad():  # a logit scale away from the init value, so a lost logit_scale would show
         model.logit_scale.fill_(3.0)
-    return Scorer(model, _preprocess_config(cfg, {}), _clip_tokenizer(cfg), cfg, device="cpu")
+    return Scorer.from_model(model, cfg, device="cpu")
 
 
 def hf_scores(directory, prompts, pixels):

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from ml.core.data import (
+from science_t2i.format import (
     DataError,
     ImageRef,
     TupleRecord,

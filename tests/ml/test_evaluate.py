@@ -4,9 +4,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ml.core.data import TupleRecord
 from ml.core.evaluate import accuracy_by_group, pairwise_accuracy
 from ml.core.tiny import tiny_scorer
+from science_t2i.format import TupleRecord
 
 
 def record(task="", correct=0, wrong=0, **fields):

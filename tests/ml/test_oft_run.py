@@ -118,8 +118,8 @@ def test_a_paper_run_trains_the_sft_adapter_on_and_registers_it(admin_user, tiny
     """OFT from an SFT LoRA with the paper's recipe, through the supervised ``python -m ml oft``."""
     from PIL import Image
 
-    from ml.core.data import TupleRecord
     from ml.core.sft import SFTConfig, train_sft
+    from science_t2i.format import TupleRecord
 
     record = TupleRecord("A rusty nail.", "", "", Image.new("RGB", (16, 16), (150, 70, 30)), Image.new("RGB", (16, 16)))
     sft_lora = train_sft(tiny.paths.flux, [record], tmp_path / "sft",

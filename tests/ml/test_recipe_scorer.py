@@ -8,12 +8,12 @@ import torch
 from PIL import Image
 
 from ml.core import recipes
-from ml.core.data import TupleRecord
 from ml.core.loss import sciscore_loss
 from ml.core.scorer import Scorer
 from ml.core.synthetic import make_synthetic_split
 from ml.core.tiny import make_tiny_scorer
-from ml.core.train_scorer import MAX_LOGIT_SCALE, TrainConfig, _adamw, reduce_loss, train_scorer
+from ml.core.train_scorer import MAX_LOGIT_SCALE, TrainConfig, adamw_optimizer, reduce_loss, train_scorer
+from science_t2i.format import TupleRecord
 
 
 def unit(*values):
@@ -55,9 +55,9 @@ def init_dir(tmp_path_factory):
 def test_the_paper_decays_every_parameter_where_the_platform_spares_biases_norms_and_logit_scale(init_dir):
     model = Scorer.load(init_dir, device="cpu").model
     params = [p for p in model.parameters() if p.requires_grad]
-    paper = _adamw(model, TrainConfig(model=init_dir, recipe="paper").resolved(), fused=False)
+    paper = adamw_optimizer(model, TrainConfig(model=init_dir, recipe="paper").resolved(), fused=False)
     assert [(len(g["params"]), g["weight_decay"]) for g in paper.param_groups] == [(len(params), 0.3)]
-    platform = _adamw(model, TrainConfig(model=init_dir).resolved(), fused=False)
+    platform = adamw_optimizer(model, TrainConfig(model=init_dir).resolved(), fused=False)
     decayed, spared = platform.param_groups
     assert decayed["weight_decay"] == 0.3 and spared["weight_decay"] == 0.0
     assert {id(p) for p in spared["params"]} == {id(p) for p in params if p.ndim < 2}
@@ -134,13 +134,13 @@ def test_random_variants_use_every_paraphrase_and_image_and_are_reproducible():
 
 
 def test_the_trainer_draws_variants_per_example_only_under_random(init_dir):
-    from ml.core.train_scorer import DataOrder, _micro_batch
+    from ml.core.train_scorer import DataOrder, micro_batch_records
 
     records = [record_with_variants() for _ in range(3)]
     order = DataOrder(len(records), seed=0)
     config = TrainConfig(model=init_dir, batch_size=3, variants="random").resolved()
-    prompts = {r.implicit_prompt for micro in range(40) for r in _micro_batch(records, order, micro, config, 0, 1)}
+    prompts = {r.implicit_prompt for micro in range(40) for r in micro_batch_records(records, order, micro, config, 0, 1)}
     assert prompts == {"ip0", "ip1", "ip2"}
     first = TrainConfig(model=init_dir, batch_size=3).resolved()
-    assert {r.implicit_prompt for micro in range(40) for r in _micro_batch(records, order, micro, first, 0, 1)} == {
+    assert {r.implicit_prompt for micro in range(40) for r in micro_batch_records(records, order, micro, first, 0, 1)} == {
         "ip0"}

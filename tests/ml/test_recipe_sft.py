@@ -9,9 +9,9 @@ from PIL import Image
 from torchvision import transforms
 
 from ml.core import flow
-from ml.core.data import TupleRecord
-from ml.core.sft import SFTConfig, _EpochOrder, micro_batch
+from ml.core.sft import EpochOrder, SFTConfig, micro_batch
 from ml.core.tiny_flux import make_tiny_flux
+from science_t2i.format import TupleRecord
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_random_variants_draw_the_paraphrase_and_the_correct_image_per_example()
     images = [Image.new("RGB", (4, 4), (i * 60, 0, 0)) for i in range(3)]
     records = [TupleRecord("ip0", "e", "s", images[0], images[2], implicit_prompts=["ip0", "ip1"],
                            correct_images=images[:2]) for _ in range(2)]
-    order = _EpochOrder(len(records), seed=0)
+    order = EpochOrder(len(records), seed=0)
     paper = SFTConfig(recipe="paper", batch_size=2).resolved(2)
     batches = [micro_batch(records, order, seen, paper) for seen in range(0, 80, 2)]
     assert {r.implicit_prompt for b in batches for r in b} == {"ip0", "ip1"}
@@ -101,11 +101,11 @@ def test_lora_weights_stay_fp32_on_a_bf16_model(tmp_path):
     """The research code trains its LoRA in bf16 (cast_training_params only runs for fp16): kept out."""
     from diffusers import FluxPipeline
 
-    from ml.core.sft import _add_lora
+    from ml.core.sft import add_lora
 
     bf16 = FluxPipeline.from_pretrained(str(make_tiny_flux(tmp_path / "flux")), dtype=torch.bfloat16,
                                         local_files_only=True)
-    transformer = _add_lora(bf16, SFTConfig(recipe="paper", gradient_checkpointing=False))
+    transformer = add_lora(bf16, SFTConfig(recipe="paper", gradient_checkpointing=False))
     trainable = [p for p in transformer.parameters() if p.requires_grad]
     assert trainable and all(p.dtype == torch.float32 for p in trainable)
     assert transformer.transformer_blocks[0].attn.to_q.base_layer.weight.dtype == torch.bfloat16

@@ -68,7 +68,7 @@ def test_a_redelivered_run_carries_on_and_a_second_run_scores_only_new_pairs(adm
     first = synthetic_pairs(3, tasks=("RU",))
     with mock.patch("ml.tasks.execute_run.apply_async"):
         run = runs.start_run(admin_user, "score_pairs", {"batch_size": 1}, celery_task=execute_run)
-    real_images, seen = score_pairs._images, []
+    real_images, seen = score_pairs.pair_images, []
 
     def dies_on_the_second_pair(ctx, pair):
         seen.append(pair.pk)
@@ -76,7 +76,7 @@ def test_a_redelivered_run_carries_on_and_a_second_run_scores_only_new_pairs(adm
             raise RuntimeError("worker killed")
         return real_images(ctx, pair)
 
-    with mock.patch.object(score_pairs, "_images", side_effect=dies_on_the_second_pair):
+    with mock.patch.object(score_pairs, "pair_images", side_effect=dies_on_the_second_pair):
         runs.execute_run(run.pk)
     kept = PairScore.objects.get()
     assert kept.pair_id == first[0].pk

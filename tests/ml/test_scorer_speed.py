@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ml.core.scorer import Scorer, _clip_tokenizer, _preprocess_config, trim_tokens
+from ml.core.scorer import Scorer, trim_tokens
 from ml.core.tiny import TINY_CLIP_CFG, tiny_scorer
 
 PROMPTS = ["An unripe mango.", "A rusty nail left in the rain for a very long time, simple and realistic.",
@@ -61,7 +61,7 @@ def test_trimming_keeps_a_prompt_that_fills_the_context():
 
 def test_it_leaves_text_towers_it_cannot_trim_alone():
     cfg = {**TINY_CLIP_CFG, "text_cfg": {**TINY_CLIP_CFG["text_cfg"], "pool_type": "last"}}
-    scorer = Scorer(open_clip.model.CLIP(**cfg), _preprocess_config(cfg, {}), _clip_tokenizer(cfg), cfg, device="cpu")
+    scorer = Scorer.from_model(open_clip.model.CLIP(**cfg), cfg, device="cpu")
 
     assert not scorer.short_text and scorer.tokenize(PROMPTS).shape[1] == 77
     assert torch.isfinite(scorer.score(PROMPTS[:2], [Image.fromarray(smooth(40, 40))] * 2)).all()

@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from ml.core.data import TupleRecord
 from ml.core.generate import generate, load_pipeline
 from ml.core.sft import SFTConfig, train_sft
 from ml.core.tiny_flux import make_tiny_flux
+from science_t2i.format import TupleRecord
 
 # 16 px images and 16 T5 tokens keep a step to milliseconds; the recipe's optimiser settings otherwise.
 TINY = {"resolution": 16, "max_sequence_length": 16, "batch_size": 2, "grad_accum": 2, "checkpoint_every": 1}

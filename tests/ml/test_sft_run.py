@@ -30,8 +30,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def _killed_after_one_step(flux: Path, data: Path, run: Run) -> dict:
     """Train the run's first step in its folder, as a worker killed after it would; that step's metrics."""
-    from ml.core.data import read_parquet_dir
     from ml.core.sft import SFTConfig, train_sft
+    from science_t2i.format import read_parquet_dir
 
     out = runs.RunContext(run).work_dir / "sft"
     config = SFTConfig(**{**{name: run.params[name] for name in sft.SCHEMA}, "max_steps": 1})

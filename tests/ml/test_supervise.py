@@ -11,12 +11,12 @@ import time
 import pytest
 from django.db import connection
 
-from ml.core.data import write_parquet
 from ml.core.synthetic import make_synthetic_split
 from ml.core.tiny import make_tiny_scorer
 from ml.models import Run
 from ml.services.runs import supervise
 from ml.services.runs.context import RunCancelled, RunContext
+from science_t2i.format import write_parquet
 from tests.support.runs import queued_run
 
 

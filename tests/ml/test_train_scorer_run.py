@@ -151,7 +151,7 @@ def test_a_run_whose_worker_died_resumes_from_its_checkpoint_and_registers_once(
     step 2). Delivery 2 resumes at step 3 and dies between copying the model and registering it.
     Delivery 3 registers it; delivery 4 finds it registered."""
     run = _start(admin_user, {"dataset_version": version.pk, **TINY})
-    with mock.patch.object(train_scorer, "_evaluate", side_effect=RuntimeError("worker killed")):
+    with mock.patch.object(train_scorer, "evaluate_model", side_effect=RuntimeError("worker killed")):
         runs.execute_run(run.pk)
     out = Path(settings.ML_WORK_ROOT) / f"run-{run.pk}" / "train"
     shutil.rmtree(out / "checkpoints" / "step-000004")

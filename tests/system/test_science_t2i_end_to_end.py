@@ -22,7 +22,7 @@ from curation.models import Consensus, DatasetVersion
 from curation.services import exporting, splits, versions
 from curation.services.importing import import_dataset
 from ml.cli import main as ml_main
-from ml.core.data import schema_with_features, science_t2i_fields
+from science_t2i.format import schema_with_features, science_t2i_fields
 from tests.support.factories import make_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]

@@ -107,7 +107,7 @@ def _score_all(run: Run, ctx: RunContext, pairs, total: int) -> None:
         ctx.check_cancelled()
         started = time.monotonic()
         last, number, done = batch[-1].pk, number + 1, done + len(batch)
-        readable = [(pair, images) for pair in batch if (images := _images(ctx, pair)) is not None]
+        readable = [(pair, images) for pair in batch if (images := pair_images(ctx, pair)) is not None]
         rows = _scores(scorer, run, readable, batch_size)
         PairScore.objects.bulk_create(rows, update_conflicts=True, unique_fields=["pair", "model"],
                                       update_fields=SCORE_FIELDS)
@@ -118,7 +118,7 @@ def _score_all(run: Run, ctx: RunContext, pairs, total: int) -> None:
         ctx.progress(0.95 * min(1.0, done / total))
 
 
-def _images(ctx: RunContext, pair: Pair) -> tuple[PILImage.Image, PILImage.Image] | None:
+def pair_images(ctx: RunContext, pair: Pair) -> tuple[PILImage.Image, PILImage.Image] | None:
     """The pair's (expected-correct, expected-wrong) images from storage, or None (logged) if one cannot be read."""
     try:
         return _open(pair.image_correct.file.name), _open(pair.image_wrong.file.name)

@@ -132,7 +132,7 @@ def handle(run: Run, ctx: RunContext) -> None:
     art["training"] = _train(run, ctx, data)
     ctx.save_artifacts()
     if "evaluation" not in art:
-        art["evaluation"], art["comparison"] = _evaluate(run, ctx, data, rows)
+        art["evaluation"], art["comparison"] = evaluate_model(run, ctx, data, rows)
         ctx.save_artifacts()
     ctx.check_cancelled()
     location = _publish(run, Path(art["training"]["best_path"]))
@@ -195,7 +195,7 @@ def _train(run: Run, ctx: RunContext, data: Path) -> dict:
     return result
 
 
-def _evaluate(run: Run, ctx: RunContext, data: Path, rows: dict) -> tuple[dict, dict | None]:
+def evaluate_model(run: Run, ctx: RunContext, data: Path, rows: dict) -> tuple[dict, dict | None]:
     """The new scorer's metrics per split, and its comparison with the active scorer (None without one)."""
     batch = run.params["eval_batch_size"]
     mine = scoring.evaluate(ctx, run.artifacts["training"]["best_path"], None, data, rows, scoring.EVAL_SPLITS,
