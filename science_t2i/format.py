@@ -30,21 +30,46 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
 # The seeded taxonomy (code -> discipline, ST/CT); mirrors annotation/taxonomy.py without Django.
 TASKS: dict[str, tuple[str, str]] = {
-    "GR": ("physics", "CT"), "SO": ("physics", "CT"), "ME": ("physics", "CT"), "AB": ("physics", "ST"),
-    "BU": ("physics", "ST"), "DI": ("physics", "ST"), "EL": ("physics", "CT"), "EV": ("physics", "CT"),
-    "LI": ("physics", "CT"), "RU": ("chemistry", "CT"), "IM": ("chemistry", "ST"), "FR": ("chemistry", "ST"),
-    "LR": ("biology", "CT"), "WR": ("biology", "CT"), "SC": ("biology", "ST"), "RI": ("biology", "CT"),
+    "GR": ("physics", "CT"),
+    "SO": ("physics", "CT"),
+    "ME": ("physics", "CT"),
+    "AB": ("physics", "ST"),
+    "BU": ("physics", "ST"),
+    "DI": ("physics", "ST"),
+    "EL": ("physics", "CT"),
+    "EV": ("physics", "CT"),
+    "LI": ("physics", "CT"),
+    "RU": ("chemistry", "CT"),
+    "IM": ("chemistry", "ST"),
+    "FR": ("chemistry", "ST"),
+    "LR": ("biology", "CT"),
+    "WR": ("biology", "CT"),
+    "SC": ("biology", "ST"),
+    "RI": ("biology", "CT"),
 }
 TASK_NAMES: dict[str, str] = {
-    "GR": "Gravity", "SO": "Solidification", "ME": "Melting", "AB": "Absorption", "BU": "Buoyancy",
-    "DI": "Diffusion", "EL": "Electricity", "EV": "Evaporation", "LI": "Liquefaction", "RU": "Rust",
-    "IM": "Immiscibility", "FR": "Flame reaction", "LR": "Light requirement", "WR": "Watering requirement",
-    "SC": "Seasonal change", "RI": "Ripeness",
+    "GR": "Gravity",
+    "SO": "Solidification",
+    "ME": "Melting",
+    "AB": "Absorption",
+    "BU": "Buoyancy",
+    "DI": "Diffusion",
+    "EL": "Electricity",
+    "EV": "Evaporation",
+    "LI": "Liquefaction",
+    "RU": "Rust",
+    "IM": "Immiscibility",
+    "FR": "Flame reaction",
+    "LR": "Light requirement",
+    "WR": "Watering requirement",
+    "SC": "Seasonal change",
+    "RI": "Ripeness",
 }
 
 
@@ -161,13 +186,18 @@ class ImageRef:
     data: bytes | None = field(default=None, repr=False)
 
     def __call__(self) -> Image.Image:
-        image = Image.open(io.BytesIO(self.data) if self.data is not None else self.path)
+        image = Image.open(io.BytesIO(self.data) if self.data is not None else self._file())
         image.load()
         return image
 
     def encoded(self) -> bytes:
         """The file's bytes as stored (PNG, JPEG, ...), without decoding."""
-        return self.data if self.data is not None else self.path.read_bytes()
+        return self.data if self.data is not None else self._file().read_bytes()
+
+    def _file(self) -> Path:
+        if self.path is None:
+            raise DataError("an image with neither bytes nor a path")
+        return self.path
 
 
 # --- JSONL -----------------------------------------------------------------------------------------
@@ -221,13 +251,16 @@ def jsonl_record(obj, folder: Path) -> TupleRecord:
     for key in ("implicit_prompt", "correct_image", "wrong_image", *_JSONL_TEXT_FIELDS):
         if obj.get(key) is not None and not isinstance(obj[key], str):
             raise DataError(f"{key} must be a string, got {type(obj[key]).__name__}")
-    text = {key: obj.get(key) or "" for key in _JSONL_TEXT_FIELDS}
+    text: dict[str, Any] = {key: obj.get(key) or "" for key in _JSONL_TEXT_FIELDS}
     if text["kind"] not in ("", "ST", "CT"):
         raise DataError(f"kind {text['kind']!r}: use ST or CT")
     text["task"] = task_code(text["task"]) or text["task"]
-    lists = {}
-    for key, first in (("implicit_prompts", "implicit_prompt"), ("explicit_prompts", "explicit_prompt"),
-                       ("superficial_prompts", "superficial_prompt")):
+    lists: dict[str, Any] = {}
+    for key, first in (
+        ("implicit_prompts", "implicit_prompt"),
+        ("explicit_prompts", "explicit_prompt"),
+        ("superficial_prompts", "superficial_prompt"),
+    ):
         more = _prompt_list(obj.get(key), key)
         single = obj.get(first) or ""
         lists[key] = ([single] if single else []) + [p for p in more if p != single]
@@ -244,7 +277,8 @@ def jsonl_record(obj, folder: Path) -> TupleRecord:
         correct_image=lists["correct_images"][0],
         wrong_image=lists["wrong_images"][0],
         extra={k: v for k, v in obj.items() if k not in known},
-        **text, **lists,
+        **text,
+        **lists,
     )
 
 
@@ -292,8 +326,9 @@ def _benchmark_split(file: Path, root: Path) -> str:
     return "test"
 
 
-def read_parquet_dir(path: str | Path, split: str | None = None, *, batch_size: int = 64,
-                     per_row: bool = False) -> Iterator[TupleRecord]:
+def read_parquet_dir(
+    path: str | Path, split: str | None = None, *, batch_size: int = 64, per_row: bool = False
+) -> Iterator[TupleRecord]:
     """Stream records from a Science-T2I-style parquet file or a directory of ``*.parquet`` (recursive).
 
     ``split`` keeps only the files of that split (see :func:`parquet_split`; each record's ``split`` is its
@@ -400,18 +435,29 @@ def parquet_records(values: dict, folder: Path, split: str, *, per_row: bool = F
     task = task_code(values.get("task")) or task  # our export's own column, when present
     discipline = discipline_of(values.get("discipline")) or discipline
     extra["grouping"] = held
-    common = {"task": task, "discipline": discipline, "split": split,
-              "implicit_prompt": prompts["implicit_prompt"][0],
-              "explicit_prompt": (prompts["explicit_prompt"] or [""])[0],
-              "superficial_prompt": (prompts["superficial_prompt"] or [""])[0],
-              "implicit_prompts": prompts["implicit_prompt"], "explicit_prompts": prompts["explicit_prompt"],
-              "superficial_prompts": prompts["superficial_prompt"],
-              "subject": values.get("subject") if isinstance(values.get("subject"), str) else ""}
+    common: dict[str, Any] = {
+        "task": task,
+        "discipline": discipline,
+        "split": split,
+        "implicit_prompt": prompts["implicit_prompt"][0],
+        "explicit_prompt": (prompts["explicit_prompt"] or [""])[0],
+        "superficial_prompt": (prompts["superficial_prompt"] or [""])[0],
+        "implicit_prompts": prompts["implicit_prompt"],
+        "explicit_prompts": prompts["explicit_prompt"],
+        "superficial_prompts": prompts["superficial_prompt"],
+        "subject": values.get("subject") if isinstance(values.get("subject"), str) else "",
+    }
     if per_row:
-        yield TupleRecord(correct_image=correct[0], wrong_image=wrong[0], correct_images=correct,
-                          wrong_images=wrong, extra={**extra, "image_index": 0}, **common)
+        yield TupleRecord(
+            correct_image=correct[0],
+            wrong_image=wrong[0],
+            correct_images=correct,
+            wrong_images=wrong,
+            extra={**extra, "image_index": 0},
+            **common,
+        )
         return
-    for index, (right, other) in enumerate(zip(correct, wrong)):
+    for index, (right, other) in enumerate(zip(correct, wrong, strict=False)):  # unpaired images: skipped
         yield TupleRecord(correct_image=right, wrong_image=other, extra={**extra, "image_index": index}, **common)
 
 
@@ -432,8 +478,17 @@ def _image_refs(value, folder: Path, column: str) -> list[ImageRef]:
 
 # The published columns, in the published cards' order. Test sets (Science-T2I-S, -C) have string prompts;
 # the train set has lists of paraphrases. Images are lists of ``datasets.Image`` (``sequence: image``).
-PUBLISHED_COLUMNS = ("implicit_prompt", "explicit_prompt", "superficial_prompt", "explicit_image",
-                     "superficial_image", "scene_scoring", "real_scoring", "category", "law")
+PUBLISHED_COLUMNS = (
+    "implicit_prompt",
+    "explicit_prompt",
+    "superficial_prompt",
+    "explicit_image",
+    "superficial_image",
+    "scene_scoring",
+    "real_scoring",
+    "category",
+    "law",
+)
 
 
 def value_feature(dtype: str = "string") -> dict:
@@ -488,8 +543,10 @@ def schema_with_features(fields: list[tuple[str, object, object]]):
     import pyarrow as pa
 
     features = {name: feature for name, _, feature in fields}
-    return pa.schema([(name, dtype) for name, dtype, _ in fields],
-                     metadata={"huggingface": json.dumps({"info": {"features": features}})})
+    return pa.schema(
+        [(name, dtype) for name, dtype, _ in fields],
+        metadata={"huggingface": json.dumps({"info": {"features": features}})},
+    )
 
 
 def _parquet_schema():
@@ -545,7 +602,7 @@ def _parquet_row(record: TupleRecord) -> dict:
 
 
 def _text_or_empty(value) -> str:
-    return value if isinstance(value, str) else ''
+    return value if isinstance(value, str) else ""
 
 
 def _record_image(image) -> dict:

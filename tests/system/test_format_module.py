@@ -26,23 +26,28 @@ def _imported_modules(path: Path) -> list[tuple[int, str]]:
 
 
 def test_the_format_package_imports_neither_django_nor_an_app():
-    bad = [f"{path.relative_to(ROOT)}:{line}: {name}"
-           for path in sorted((ROOT / "science_t2i").rglob("*.py"))
-           for line, name in _imported_modules(path)
-           if name.split(".")[0] in (*APPS, "django", "rest_framework", "celery")]
+    bad = [
+        f"{path.relative_to(ROOT)}:{line}: {name}"
+        for path in sorted((ROOT / "science_t2i").rglob("*.py"))
+        for line, name in _imported_modules(path)
+        if name.split(".")[0] in (*APPS, "django", "rest_framework", "celery")
+    ]
     assert not bad, "science_t2i must stand alone:\n" + "\n".join(bad)
 
 
 def test_it_loads_without_django_or_the_apps():
-    code = ("import sys, science_t2i.format; "
-            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {{'django', *{APPS!r}}}))")
+    code = (
+        "import sys, science_t2i.format; "
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {{'django', *{APPS!r}}}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 def test_the_importer_and_exporter_take_the_format_from_it_alone():
-    users = sorted((ROOT / "curation" / "services" / "importing").glob("*.py")) + \
-        sorted((ROOT / "curation" / "services" / "exporting").glob("*.py"))
+    users = sorted((ROOT / "curation" / "services" / "importing").glob("*.py")) + sorted(
+        (ROOT / "curation" / "services" / "exporting").glob("*.py")
+    )
     imported = {name for path in users for _, name in _imported_modules(path)}
     assert "science_t2i.format" in imported
     assert not [name for name in imported if name.split(".")[0] == "ml"]

@@ -79,8 +79,9 @@ def private_uses(source: str, module: str, *, is_package: bool = False, label: s
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if _project(alias.name):
-                    modules[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else \
-                        alias.name.split(".")[0]
+                    modules[alias.asname or alias.name.split(".")[0]] = (
+                        alias.name if alias.asname else alias.name.split(".")[0]
+                    )
 
     def resolved(expr) -> list[str] | None:
         names = _chain(expr)
@@ -97,20 +98,33 @@ def private_uses(source: str, module: str, *, is_package: bool = False, label: s
             func, args = node.func, node.args
             called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
             first = args[0]
-            if called in NAMED_ATTRIBUTE_CALLS and len(args) >= 2 and isinstance(args[1], ast.Constant) \
-                    and isinstance(args[1].value, str):
+            if (
+                called in NAMED_ATTRIBUTE_CALLS
+                and len(args) >= 2
+                and isinstance(args[1], ast.Constant)
+                and isinstance(args[1].value, str)
+            ):
                 target = resolved(first)
                 if target and (name := _private_of_module([*target, args[1].value], module)):
                     found.add((node.lineno, f"{called}(..., {args[1].value!r}): {name}"))
-            elif called == "patch" and isinstance(first, ast.Constant) and isinstance(first.value, str) \
-                    and _project(first.value) and _private_of_module(first.value.split("."), module):
+            elif (
+                called == "patch"
+                and isinstance(first, ast.Constant)
+                and isinstance(first.value, str)
+                and _project(first.value)
+                and _private_of_module(first.value.split("."), module)
+            ):
                 found.add((node.lineno, f"patch({first.value!r})"))
     return [f"{label or module}:{line}: {what}" for line, what in sorted(found)]
 
 
 def _project_files() -> list[Path]:
-    return [path for package in PACKAGES for path in sorted((ROOT / package).rglob("*.py"))
-            if "__pycache__" not in path.parts]
+    return [
+        path
+        for package in PACKAGES
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if "__pycache__" not in path.parts
+    ]
 
 
 def test_no_module_uses_another_modules_private_names():
@@ -119,14 +133,17 @@ def test_no_module_uses_another_modules_private_names():
         parts = path.relative_to(ROOT).with_suffix("").parts
         is_package = parts[-1] == "__init__"
         module = ".".join(parts[:-1] if is_package else parts)
-        found += private_uses(path.read_text(encoding="utf-8"), module, is_package=is_package,
-                              label=path.relative_to(ROOT).as_posix())
-    assert not found, (f"{len(found)} use(s) of another module's _private names (make the name public in its "
-                       "module, or stop using it):\n" + "\n".join(found))
+        found += private_uses(
+            path.read_text(encoding="utf-8"), module, is_package=is_package, label=path.relative_to(ROOT).as_posix()
+        )
+    assert not found, (
+        f"{len(found)} use(s) of another module's _private names (make the name public in its "
+        "module, or stop using it):\n" + "\n".join(found)
+    )
 
 
 def test_the_check_sees_imports_attributes_and_patches_by_name():
-    source = '''
+    source = """
 import curation.services.importing.bulk
 import annotation.services.catalog as cat
 from curation.services.importing import bulk
@@ -146,7 +163,7 @@ def f(monkeypatch, mock):
     mock.patch("curation.services.exporting.source._read")
     mock.patch("curation.services.exporting.source.read_stored_file")
     _own()
-'''
+"""
     found = private_uses(source, "curation.services.importing.orchestration", label="x.py")
     assert [line.split(": ", 1)[1] for line in found] == [
         "from curation.services.importing.bulk import _insert",
@@ -159,5 +176,7 @@ def f(monkeypatch, mock):
         "patch('curation.services.exporting.source._read')",
     ]
     # A module's own private names are its own business.
-    assert private_uses("import curation.services.importing.bulk as me\nme._insert\n",
-                        "curation.services.importing.bulk") == []
+    assert (
+        private_uses("import curation.services.importing.bulk as me\nme._insert\n", "curation.services.importing.bulk")
+        == []
+    )
