@@ -6,7 +6,7 @@ but live here because a judgement has consequences in curation: the views call
 """
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from annotation.api_queue import (
@@ -50,18 +50,36 @@ class LeaseJudgementView(QueueView):
         )
 
 
+class UndoInputSerializer(serializers.Serializer):
+    judgement_id = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=2**63 - 1,
+        help_text="The judgement to take back (one of yours, inside the undo window); without it, your latest. "
+        "Naming it makes a retried undo safe: the repeat answers with the same lease.",
+    )
+
+
 class UndoView(QueueView):
     @extend_schema(
-        request=None,
+        request=UndoInputSerializer,
         responses={
             200: LeaseSerializer,
             404: OpenApiResponse(ErrorSerializer, description="Nothing recent enough to undo (nothing_to_undo)."),
+            409: OpenApiResponse(
+                ErrorSerializer,
+                description="The named judgement was undone already and its "
+                "pair is no longer leased to you (already_undone).",
+            ),
         },
-        summary="Undo your latest judgement (within the undo window) and lease its pair to you again",
+        summary="Undo a judgement of yours (the latest, or the one named, within the undo window) and lease its "
+        "pair to you again",
     )
     def post(self, request):
+        body = UndoInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
         try:
-            lease = judging.undo(request.user)
+            lease = judging.undo(request.user, body.validated_data.get("judgement_id"))
         except queue.QueueError as exc:
             return refusal(exc)
         return Response(lease_payload(lease, request))

@@ -67,7 +67,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from annotation.models import Expertise, Judgement, Lease, Pair, Task
+from annotation.models import AuditEvent, Expertise, Judgement, Lease, Pair, Task
 from annotation.services import audit, queue_sql
 
 Consequences = Callable[[Pair, object], None]
@@ -105,6 +105,10 @@ class AlreadyJudged(QueueError):
 class NothingToUndo(QueueError):
     status = 404
     code = "nothing_to_undo"
+
+
+class AlreadyUndone(QueueError):
+    code = "already_undone"
 
 
 class AnnotatorPaused(QueueError):
@@ -431,22 +435,38 @@ def release(user, lease_id) -> Lease:
     return lease
 
 
-def undo_last_judgement(user, *, consequences: Consequences | None = None) -> Lease:
-    """Take back the user's latest judgement (inside the undo window) and lease its pair to them
-    again in the same left/right order, so the page shows it for a new decision; then, in the same
-    transaction and under the pair's lock, ``consequences(pair, user)``. A paused annotator may not
-    undo: the pause follows a gold judgement, and undoing it would let them change a gold answer
-    they now know was wrong."""
+def undo_last_judgement(user, *, judgement_id: int | None = None, consequences: Consequences | None = None) -> Lease:
+    """Take back one of the user's judgements inside the undo window — ``judgement_id``, or else their
+    latest — and lease its pair to them again in the same left/right order, so the page shows it for
+    a new decision; then, in the same transaction and under the pair's lock,
+    ``consequences(pair, user)``. A paused annotator may not undo: the pause follows a gold
+    judgement, and undoing it would let them change a gold answer they now know was wrong.
+
+    Serialized per annotator with their judgements: the transaction first locks the annotator's
+    active lease, which a judgement locks too (with its pair), and only then reads which judgement
+    is the latest. An undo and a judgement sent together therefore run one after the other — the
+    judgement first (the undo then takes back that judgement) or the undo first (the judgement is
+    refused: its lease was cancelled) — never both against the state before either.
+
+    A named undo is idempotent: repeating it after it succeeded answers with the lease it gave (the
+    annotator's live lease on that pair), or refuses with ``already_undone`` once that lease is gone."""
     with transaction.atomic():
         _ensure_not_paused(user)
+        list(Lease.objects.select_for_update().filter(annotator=user, state=Lease.State.ACTIVE).values_list("pk"))
         now = _now()
         recent = Judgement.objects.filter(annotator=user, created_at__gte=now - settings.UNDO_WINDOW)
+        if judgement_id is not None:
+            recent = recent.filter(pk=judgement_id)
         latest = recent.order_by("-created_at", "-id").only("id", "pair_id").first()
         if latest is None:
+            if judgement_id is not None:
+                return _undone_before(user, judgement_id)
             raise NothingToUndo("There is no judgement of yours recent enough to undo.")
         pair = Pair.objects.select_for_update().get(pk=latest.pair_id)
         judgement = Judgement.objects.select_related("lease").filter(pk=latest.pk).first()
         if judgement is None:
+            if judgement_id is not None:
+                return _undone_before(user, judgement_id)
             raise NothingToUndo("That judgement was already undone.")
         Lease.objects.filter(annotator=user, state=Lease.State.ACTIVE).update(state=Lease.State.CANCELLED, ended_at=now)
         old_lease = judgement.lease
@@ -470,6 +490,24 @@ def undo_last_judgement(user, *, consequences: Consequences | None = None) -> Le
                 raise
             return existing
         return Lease.objects.select_related("pair__tuple__task__discipline").get(pk=lease.pk)
+
+
+def _undone_before(user, judgement_id: int) -> Lease:
+    """A named undo of a judgement that is not there: the repeat of an undo that succeeded (its audit
+    event says so) answers with the lease it gave, while that lease is live; anything else is refused."""
+    undone = (
+        AuditEvent.objects.filter(
+            action="judgement.undone", target_type="judgement", target_id=str(judgement_id), actor=user
+        )
+        .order_by("-id")
+        .first()
+    )
+    if undone is None:
+        raise NothingToUndo("No such judgement of yours inside the undo window.")
+    lease = live_lease_of(user)
+    if lease is not None and lease.pair_id == (undone.before or {}).get("pair"):
+        return lease
+    raise AlreadyUndone("That judgement was already undone; its pair is no longer leased to you.")
 
 
 def reclaim_expired_leases() -> int:

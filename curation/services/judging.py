@@ -36,10 +36,10 @@ def judge(user, lease_id: int, data: JudgementInput):
     return queue.submit_judgement(user, lease_id, data, consequences=after_judgements_changed)
 
 
-def undo(user) -> Lease:
-    """Take back ``user``'s latest judgement (:func:`annotation.services.queue.undo_last_judgement`), with
-    its consequences."""
-    return queue.undo_last_judgement(user, consequences=after_judgements_changed)
+def undo(user, judgement_id: int | None = None) -> Lease:
+    """Take back ``user``'s judgement ``judgement_id``, or their latest
+    (:func:`annotation.services.queue.undo_last_judgement`), with its consequences."""
+    return queue.undo_last_judgement(user, judgement_id=judgement_id, consequences=after_judgements_changed)
 
 
 def set_pair_k(pair_id: int, k: int, *, actor=None) -> Pair:
