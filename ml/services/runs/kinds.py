@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ml.models import ModelVersion, Run
-from ml.services.runs import generate, generators, scorers
-from ml.services.runs.params import describe as _describe
+from ml.services.runs import generate, generators, params, scorers
 
 MODULES = {
     Run.Kind.GENERATE: generate,
@@ -32,4 +31,4 @@ def available() -> list[str]:
 def describe(kind: str) -> list[dict]:
     """The parameters of ``kind``: references first, then typed fields with defaults and bounds."""
     module = MODULES[kind]
-    return _describe(module.SCHEMA, module.REFS)
+    return params.describe(module.SCHEMA, module.REFS)
