@@ -8,7 +8,6 @@ from annotation.api_token import ObtainTokenView
 
 router = DefaultRouter()
 router.register("disciplines", api.DisciplineViewSet, basename="discipline")
-router.register("tasks", api.TaskViewSet, basename="task")
 router.register("tuples", api.TupleViewSet, basename="tuple")
 router.register("images", api.ImageViewSet, basename="image")
 router.register("judgements", api.JudgementViewSet, basename="judgement")

@@ -12,6 +12,7 @@ urlpatterns = [
     # The judgement and undo endpoints of the annotator's queue and the pairs' PATCH: curation's, since they have
     # consequences there (curation/services/judging.py). Before annotation's router (judgements/undo/).
     path("api/", include("curation.api_root_urls")),
+    path("api/", include("ml.api_root_urls")),  # /api/tasks/: ml sets the queue order (ml/api_tasks.py)
     path("api/", include("annotation.api_urls")),
     path("curation/", include("curation.urls")),
     path("ml/schedules/", include("ml.urls_schedules")),
