@@ -331,8 +331,9 @@ def save_open_clip_as_hf(scorer_or_model, model_cfg: dict | None, directory: str
     ``scorer_or_model`` is a :class:`~ml.core.scorer.Scorer` (``model_cfg`` and ``preprocess`` may then be
     ``None``: taken from it) or an open_clip ``CLIP`` with its ``model_cfg``. ``preprocess`` is a
     :class:`~ml.core.preprocessing.PreprocessConfig`, an open_clip-style dict (``size``, ``mean``, ``std``)
-    or ``None`` (the model's image size and OpenAI's mean/std). The result loads with ``CLIPModel.from_pretrained(directory)``,
-    ``AutoTokenizer.from_pretrained(directory)`` (ids identical to open_clip's) and ``AutoProcessor``.
+    or ``None`` (the model's image size and OpenAI's mean/std). The result loads with
+    ``CLIPModel.from_pretrained(directory)``, ``AutoTokenizer.from_pretrained(directory)`` (ids identical to
+    open_clip's) and ``AutoProcessor``.
     """
     from transformers import CLIPModel
 
