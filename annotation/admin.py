@@ -60,8 +60,12 @@ class _AuditedAdmin(admin.ModelAdmin):
         return super().log_addition(request, obj, message)
 
     def log_change(self, request, obj, message):
-        audit.record(request.user, f"{type(obj).__name__.lower()}.changed", obj,
-                     after={**_fields(obj), "admin_message": str(message)})
+        audit.record(
+            request.user,
+            f"{type(obj).__name__.lower()}.changed",
+            obj,
+            after={**_fields(obj), "admin_message": str(message)},
+        )
         return super().log_change(request, obj, message)
 
     def log_deletions(self, request, queryset):
@@ -174,8 +178,20 @@ class ImageAdmin(_AuditedAdmin):
     search_fields = ("sha256", "generator", "tuple__implicit_prompt")
     list_select_related = ("tuple",)
     raw_id_fields = ("tuple",)
-    fields = ("preview", "file", "sha256", "format", "width", "height", "size_bytes", "kind", "tuple", "generator",
-              "seed", "created_at")
+    fields = (
+        "preview",
+        "file",
+        "sha256",
+        "format",
+        "width",
+        "height",
+        "size_bytes",
+        "kind",
+        "tuple",
+        "generator",
+        "seed",
+        "created_at",
+    )
     readonly_fields = ("preview", "file", "sha256", "format", "width", "height", "size_bytes", "created_at")
 
     def has_add_permission(self, request):
@@ -224,16 +240,33 @@ class PairAdmin(admin.ModelAdmin):  # writes go through the catalog services, wh
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ("status", "judgement_count")
-        return ("tuple", "image_correct", "correct_preview", "image_wrong", "wrong_preview", "judgement_count",
-                "created_at", *self.readonly_once_created)
+        return (
+            "tuple",
+            "image_correct",
+            "correct_preview",
+            "image_wrong",
+            "wrong_preview",
+            "judgement_count",
+            "created_at",
+            *self.readonly_once_created,
+        )
 
     readonly_once_created: tuple[str, ...] = ("k",)  # k: see the module docstring
 
     def get_fields(self, request, obj=None):
         if obj is None:
             return ("tuple", "image_correct", "image_wrong", "k")
-        return ("tuple", "image_correct", "correct_preview", "image_wrong", "wrong_preview", "status", "k",
-                "judgement_count", "created_at")
+        return (
+            "tuple",
+            "image_correct",
+            "correct_preview",
+            "image_wrong",
+            "wrong_preview",
+            "status",
+            "k",
+            "judgement_count",
+            "created_at",
+        )
 
     def has_delete_permission(self, request, obj=None):
         return False  # retire instead: deleting would cascade to the pair's judgements
@@ -285,8 +318,18 @@ class LeaseAdmin(ReadOnlyAdmin):
 
 @admin.register(Judgement)
 class JudgementAdmin(ReadOnlyAdmin):
-    list_display = ("id", "pair", "annotator", "choice", "agrees", "flag_prompt_unclear", "flag_image_broken",
-                    "flag_off_topic", "time_spent_ms", "created_at")
+    list_display = (
+        "id",
+        "pair",
+        "annotator",
+        "choice",
+        "agrees",
+        "flag_prompt_unclear",
+        "flag_image_broken",
+        "flag_off_topic",
+        "time_spent_ms",
+        "created_at",
+    )
     list_filter = ("choice", "flag_prompt_unclear", "flag_image_broken", "flag_off_topic", "pair__tuple__task")
     search_fields = ("=id", "=pair__id", "annotator__username", "comment")
     list_select_related = ("pair", "annotator")

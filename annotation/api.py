@@ -91,12 +91,18 @@ class _ProtectedDeleteMixin:
     def perform_update(self, serializer):
         before = type(serializer)(serializer.instance).data
         obj = serializer.save()
-        audit.record(self.request.user, f"{type(obj).__name__.lower()}.changed", obj, before=before,
-                     after=serializer.data)
+        audit.record(
+            self.request.user, f"{type(obj).__name__.lower()}.changed", obj, before=before, after=serializer.data
+        )
 
-    @extend_schema(responses={204: OpenApiResponse(description="Deleted."),
-                              409: OpenApiResponse(ErrorSerializer, description="Still in use (the message says by "
-                                                                                 "what); nothing deleted.")})
+    @extend_schema(
+        responses={
+            204: OpenApiResponse(description="Deleted."),
+            409: OpenApiResponse(
+                ErrorSerializer, description="Still in use (the message says by what); nothing deleted."
+            ),
+        }
+    )
     def destroy(self, request, *args, **kwargs):
         return super().destroy(request, *args, **kwargs)
 
@@ -210,8 +216,10 @@ class TupleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _CatalogVie
 
 @extend_schema_view(
     list=extend_schema(
-        parameters=[openapi_param("tuple", "Only images of this tuple id.", int),
-                    openapi_param("kind", "Only images of this kind.")]
+        parameters=[
+            openapi_param("tuple", "Only images of this tuple id.", int),
+            openapi_param("kind", "Only images of this kind."),
+        ]
     )
 )
 class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _CatalogViewSet):
@@ -308,8 +316,9 @@ _JUDGEMENT_SHAPES = OverlappingShapesSerializer(  # a reviewer's shape extends a
     list=extend_schema(
         parameters=[
             openapi_param("pair", "Only judgements of this pair id.", int),
-            openapi_param("annotator",
-                          "Only judgements by this username (for reviewers: annotators see only their own)."),
+            openapi_param(
+                "annotator", "Only judgements by this username (for reviewers: annotators see only their own)."
+            ),
         ],
         responses=_JUDGEMENT_SHAPES,
     ),
@@ -317,7 +326,6 @@ _JUDGEMENT_SHAPES = OverlappingShapesSerializer(  # a reviewer's shape extends a
 )
 class JudgementViewSet(viewsets.ReadOnlyModelViewSet):
     """Judgements: annotators see their own (blind shape), reviewers and admins see all (full shape)."""
-
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no real user

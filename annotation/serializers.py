@@ -64,7 +64,8 @@ class TaskSerializer(serializers.ModelSerializer):
     )
     discipline = serializers.SlugRelatedField(slug_field="slug", queryset=Discipline.objects.all())
     queue_order = serializers.ChoiceField(
-        choices=Task.QueueOrder.choices, read_only=True,
+        choices=Task.QueueOrder.choices,
+        read_only=True,
         help_text="How the queue orders this task's pairs: created, uncertainty or disagreement (active learning).",
     )
 
@@ -85,9 +86,23 @@ class TupleSerializer(serializers.ModelSerializer):
     class Meta:
         model = PromptTuple
         fields = [
-            "id", "implicit_prompt", "explicit_prompt", "superficial_prompt", "implicit_paraphrases",
-            "explicit_paraphrases", "superficial_paraphrases", "scene_scoring", "real_scoring", "task", "discipline",
-            "subject", "scene", "source", "provenance", "created_at", "updated_at",
+            "id",
+            "implicit_prompt",
+            "explicit_prompt",
+            "superficial_prompt",
+            "implicit_paraphrases",
+            "explicit_paraphrases",
+            "superficial_paraphrases",
+            "scene_scoring",
+            "real_scoring",
+            "task",
+            "discipline",
+            "subject",
+            "scene",
+            "source",
+            "provenance",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = fields
 
@@ -106,22 +121,32 @@ class TupleUpdateSerializer(serializers.Serializer):
     scene = serializers.ChoiceField(choices=PromptTuple.Scene.choices, required=False)
     source = serializers.CharField(required=False, allow_blank=True, max_length=200)
     implicit_paraphrases = serializers.ListField(
-        child=serializers.CharField(max_length=PROMPT_MAX_CHARS, allow_blank=True), required=False, max_length=50,
-        help_text="Other wordings of the implicit prompt (a non-empty list replaces the stored one).")
-    explicit_paraphrases = serializers.ListField(child=serializers.CharField(max_length=PROMPT_MAX_CHARS, allow_blank=True), required=False,
-                                                 max_length=50)
-    superficial_paraphrases = serializers.ListField(child=serializers.CharField(max_length=PROMPT_MAX_CHARS, allow_blank=True), required=False,
-                                                    max_length=50)
-    scene_scoring = serializers.CharField(required=False, allow_blank=True, max_length=20000,
-                                          help_text="Grading rubric: the scene gate.")
-    real_scoring = serializers.CharField(required=False, allow_blank=True, max_length=20000,
-                                         help_text="Grading rubric: the 0-3 reality grade.")
+        child=serializers.CharField(max_length=PROMPT_MAX_CHARS, allow_blank=True),
+        required=False,
+        max_length=50,
+        help_text="Other wordings of the implicit prompt (a non-empty list replaces the stored one).",
+    )
+    explicit_paraphrases = serializers.ListField(
+        child=serializers.CharField(max_length=PROMPT_MAX_CHARS, allow_blank=True), required=False, max_length=50
+    )
+    superficial_paraphrases = serializers.ListField(
+        child=serializers.CharField(max_length=PROMPT_MAX_CHARS, allow_blank=True), required=False, max_length=50
+    )
+    scene_scoring = serializers.CharField(
+        required=False, allow_blank=True, max_length=20000, help_text="Grading rubric: the scene gate."
+    )
+    real_scoring = serializers.CharField(
+        required=False, allow_blank=True, max_length=20000, help_text="Grading rubric: the 0-3 reality grade."
+    )
 
 
 class TupleCreateSerializer(TupleUpdateSerializer):
     implicit_prompt = serializers.CharField(max_length=PROMPT_MAX_CHARS)
     task = TaskByCodeField(
-        queryset=Task.objects.all(), required=False, allow_null=True, default=None,
+        queryset=Task.objects.all(),
+        required=False,
+        allow_null=True,
+        default=None,
         help_text="Task code (e.g. RU); a tuple without a task is never queued.",
     )
     provenance = serializers.JSONField(required=False, default=dict, help_text="A JSON object; kept from creation on.")
@@ -142,7 +167,17 @@ class ImageSerializer(serializers.ModelSerializer):
     class Meta:
         model = Image
         fields = [
-            "id", "url", "sha256", "width", "height", "format", "size_bytes", "kind", "tuple", "generator", "seed",
+            "id",
+            "url",
+            "sha256",
+            "width",
+            "height",
+            "format",
+            "size_bytes",
+            "kind",
+            "tuple",
+            "generator",
+            "seed",
             "created_at",
         ]
         read_only_fields = fields
@@ -221,8 +256,15 @@ class PairUpdateSerializer(serializers.Serializer):
 # --- Judgements -----------------------------------------------------------------------------
 
 OWN_JUDGEMENT_FIELDS = [
-    "id", "pair", "choice", "flag_prompt_unclear", "flag_image_broken", "flag_off_topic", "comment",
-    "time_spent_ms", "created_at",
+    "id",
+    "pair",
+    "choice",
+    "flag_prompt_unclear",
+    "flag_image_broken",
+    "flag_off_topic",
+    "comment",
+    "time_spent_ms",
+    "created_at",
 ]
 
 

@@ -7,8 +7,13 @@ from annotation import views
 
 urlpatterns = [
     # Django's form views also take PUT as a POST; the login page answers only GET and POST.
-    path("accounts/login/", auth_views.LoginView.as_view(
-        redirect_authenticated_user=True, http_method_names=["get", "head", "post", "options"]), name="login"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(
+            redirect_authenticated_user=True, http_method_names=["get", "head", "post", "options"]
+        ),
+        name="login",
+    ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("annotate/", views.annotate, name="annotate"),
     path("", views.home, name="home"),

@@ -99,7 +99,7 @@ def make_jpeg(i: int, side: int = IMAGE_SIDE) -> bytes:
     amp = 9 + 5 * rng.random()
     yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side
     base = 40 + 170 * (c[:, 0] * xx[..., None] + c[:, 1] * yy[..., None]) / (c[:, 0] + c[:, 1] + 1e-3)
-    pixels = np.clip(base + amp * noise[oy:oy + side, ox:ox + side], 0, 255).astype(np.uint8)
+    pixels = np.clip(base + amp * noise[oy : oy + side, ox : ox + side], 0, 255).astype(np.uint8)
     buf = io.BytesIO()
     PILImage.fromarray(pixels).save(buf, "JPEG", quality=int(75 + rng.integers(0, 11)))
     return buf.getvalue()
@@ -115,8 +115,9 @@ def _generate_one(args) -> tuple[str, str, int]:
     return path.name, hashlib.sha256(data).hexdigest(), len(data)
 
 
-def jpeg_cache(folder: Path, n: int, *, side: int = IMAGE_SIDE, processes: int | None = None,
-               log=print) -> list[tuple[Path, str, int]]:
+def jpeg_cache(
+    folder: Path, n: int, *, side: int = IMAGE_SIDE, processes: int | None = None, log=print
+) -> list[tuple[Path, str, int]]:
     """``n`` JPEGs in ``folder`` (generated once, on ``processes`` processes, default one per CPU), as
     ``(path, sha256, size)``."""
     import multiprocessing
@@ -162,6 +163,7 @@ def jpeg_cache(folder: Path, n: int, *, side: int = IMAGE_SIDE, processes: int |
 
 # --- databases -------------------------------------------------------------------------------------
 
+
 def _admin_sql(pg: str, *statements: str) -> None:
     import psycopg
 
@@ -183,8 +185,14 @@ def recreate_database(pg: str, name: str, template: str) -> None:
 
 def child_env(db_url: str, media: Path) -> dict:
     env = dict(os.environ)
-    env.update(DATABASE_URL=db_url, MEDIA_ROOT=str(media), DJANGO_DEBUG="false", DJANGO_SECRET_KEY=SECRET,
-               DJANGO_SETTINGS_MODULE="config.settings", PYTHONPATH=str(ROOT))
+    env.update(
+        DATABASE_URL=db_url,
+        MEDIA_ROOT=str(media),
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY=SECRET,
+        DJANGO_SETTINGS_MODULE="config.settings",
+        PYTHONPATH=str(ROOT),
+    )
     env.pop("DJANGO_SECURE_SSL_REDIRECT", None)
     return env
 
@@ -194,8 +202,12 @@ def prepare_template(pg: str, log=print) -> None:
     if not _database_exists(pg, TEMPLATE_DB):
         _admin_sql(pg, f'CREATE DATABASE "{TEMPLATE_DB}"')
     log(f"migrating {TEMPLATE_DB} ...")
-    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "--no-input", "-v", "0"], check=True,
-                   cwd=ROOT, env=child_env(f"{pg}/{TEMPLATE_DB}", ROOT / "var" / "media"))
+    subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "migrate", "--no-input", "-v", "0"],
+        check=True,
+        cwd=ROOT,
+        env=child_env(f"{pg}/{TEMPLATE_DB}", ROOT / "var" / "media"),
+    )
 
 
 # --- seeding (Django in this process, on the export database) --------------------------------------
@@ -215,7 +227,7 @@ def seed(n_pairs: int, images: list[tuple[Path, str, int]], media: Path, *, side
 
     assert len(images) >= 2 * n_pairs
     tasks = list(Task.objects.order_by("code"))
-    for path, sha, _ in images[:2 * n_pairs]:
+    for path, sha, _ in images[: 2 * n_pairs]:
         target = media / storage_key(sha, "jpg")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
@@ -224,40 +236,79 @@ def seed(n_pairs: int, images: list[tuple[Path, str, int]], media: Path, *, side
         for i in range(n_pairs):
             task = tasks[i % len(tasks)]
             implicit = f"Bench tuple {i}: what {task.name.lower()} does to object {i % 997} after {i % 53} hours"
-            tuples.append(PromptTuple(
-                implicit_prompt=implicit, implicit_normalised=normalise_prompt(implicit),
-                explicit_prompt=f"Object {i % 997} visibly changed by {task.name.lower()}, scientifically right",
-                superficial_prompt=f"Object {i % 997} unchanged, as if nothing happened",
-                task=task, subject=f"object {i % 997}",
-                scene="complex" if SPLIT_CYCLE[i % 20] == "test_C" else "simple",
-                source="bench", provenance={"bench": i}))
+            tuples.append(
+                PromptTuple(
+                    implicit_prompt=implicit,
+                    implicit_normalised=normalise_prompt(implicit),
+                    explicit_prompt=f"Object {i % 997} visibly changed by {task.name.lower()}, scientifically right",
+                    superficial_prompt=f"Object {i % 997} unchanged, as if nothing happened",
+                    task=task,
+                    subject=f"object {i % 997}",
+                    scene="complex" if SPLIT_CYCLE[i % 20] == "test_C" else "simple",
+                    source="bench",
+                    provenance={"bench": i},
+                )
+            )
         tuples = PromptTuple.objects.bulk_create(tuples, batch_size=2000)
         rows = []
-        for i, (_, sha, size) in enumerate(images[:2 * n_pairs]):
-            rows.append(Image(file=storage_key(sha, "jpg"), sha256=sha, width=side, height=side,
-                              format="JPEG", size_bytes=size, kind="explicit" if i % 2 == 0 else "superficial",
-                              tuple=tuples[i // 2]))
+        for i, (_, sha, size) in enumerate(images[: 2 * n_pairs]):
+            rows.append(
+                Image(
+                    file=storage_key(sha, "jpg"),
+                    sha256=sha,
+                    width=side,
+                    height=side,
+                    format="JPEG",
+                    size_bytes=size,
+                    kind="explicit" if i % 2 == 0 else "superficial",
+                    tuple=tuples[i // 2],
+                )
+            )
         rows = Image.objects.bulk_create(rows, batch_size=2000)
         pairs = Pair.objects.bulk_create(
-            [Pair(tuple=tuples[i], image_correct=rows[2 * i], image_wrong=rows[2 * i + 1], k=3, status="complete",
-                  judgement_count=3) for i in range(n_pairs)], batch_size=2000)
+            [
+                Pair(
+                    tuple=tuples[i],
+                    image_correct=rows[2 * i],
+                    image_wrong=rows[2 * i + 1],
+                    k=3,
+                    status="complete",
+                    judgement_count=3,
+                )
+                for i in range(n_pairs)
+            ],
+            batch_size=2000,
+        )
         admin, _ = get_user_model().objects.get_or_create(username="bench-admin")
         version = DatasetVersion.objects.create(
-            name=f"bench-{n_pairs}", created_by=admin,
+            name=f"bench-{n_pairs}",
+            created_by=admin,
             content_hash=hashlib.sha256(f"bench-{n_pairs}".encode()).hexdigest(),
-            filters={"bench": True}, split_ratios={"seed": 0}, counts={"pairs": n_pairs})
+            filters={"bench": True},
+            split_ratios={"seed": 0},
+            counts={"pairs": n_pairs},
+        )
         members = []
         for i, pair in enumerate(pairs):
             label = "other" if i % 20 in (3, 9, 15) else "expected"  # 15 % reversed
-            members.append(VersionMember(
-                version=version, pair=pair, label=label, outcome="reversed" if label == "other" else "confirmed",
-                agreement=1.0 if i % 3 else 2 / 3, n_judgements=3, split=SPLIT_CYCLE[i % 20],
-                group_key=hashlib.sha256(str(i).encode()).hexdigest()))
+            members.append(
+                VersionMember(
+                    version=version,
+                    pair=pair,
+                    label=label,
+                    outcome="reversed" if label == "other" else "confirmed",
+                    agreement=1.0 if i % 3 else 2 / 3,
+                    n_judgements=3,
+                    split=SPLIT_CYCLE[i % 20],
+                    group_key=hashlib.sha256(str(i).encode()).hexdigest(),
+                )
+            )
         VersionMember.objects.bulk_create(members, batch_size=2000)
     return version.pk
 
 
 # --- children --------------------------------------------------------------------------------------
+
 
 def _vm(key: str) -> int:
     """VmHWM / VmRSS of this process in bytes."""
@@ -287,7 +338,7 @@ def child_main(spec: dict) -> None:
     import PIL.Image  # noqa: F401
     import pyarrow.parquet  # noqa: F401
 
-    import curation.services.exporting  # noqa: F401
+    import curation.services.exporting
     import curation.services.importing  # noqa: F401
 
     module_seconds = time.perf_counter() - start
@@ -307,16 +358,23 @@ def child_main(spec: dict) -> None:
         start = time.perf_counter()
         result = export_version(version, spec["format"], out=spec["out"])
         seconds = time.perf_counter() - start
-        out = {"seconds": seconds, "bytes": result["bytes"], "rows": result["counts"]["rows"],
-               "files": len(result["files"])}
+        out = {
+            "seconds": seconds,
+            "bytes": result["bytes"],
+            "rows": result["counts"]["rows"],
+            "files": len(result["files"]),
+        }
     elif spec["step"] == "import":
         from curation.services.importing import import_dataset
 
         start = time.perf_counter()
         report = import_dataset(spec["path"], fmt="parquet")
         seconds = time.perf_counter() - start
-        out = {"seconds": seconds, "report": {k: v for k, v in report.as_dict().items() if k != "errors"},
-               "errors": report.as_dict()["errors"][:5]}
+        out = {
+            "seconds": seconds,
+            "report": {k: v for k, v in report.as_dict().items() if k != "errors"},
+            "errors": report.as_dict()["errors"][:5],
+        }
     elif spec["step"] == "decode":
         # The floor of the import: its check_image (no full decode) of every image once, on as many threads as
         # the import's validation uses, files read first (not timed).
@@ -330,7 +388,7 @@ def child_main(spec: dict) -> None:
         threads, seconds = pool_size(), 0.0
         with ThreadPoolExecutor(threads) as pool:
             for i in range(0, len(paths), 512):
-                datas = [path.read_bytes() for path in paths[i:i + 512]]
+                datas = [path.read_bytes() for path in paths[i : i + 512]]
                 start = time.perf_counter()
                 for _ in pool.map(partial(check_image, full_decode=False), datas):
                     pass
@@ -341,16 +399,22 @@ def child_main(spec: dict) -> None:
     if profile_dir:
         profiler.disable()
         profiler.dump_stats(str(Path(profile_dir) / f"{spec['step']}-{spec.get('format', '')}.prof"))
-    out.update(rss_before=rss_before, vm_hwm=_vm("VmHWM"), module_seconds=module_seconds,
-               cpu_seconds=_cpu() - cpu_before)
+    out.update(
+        rss_before=rss_before, vm_hwm=_vm("VmHWM"), module_seconds=module_seconds, cpu_seconds=_cpu() - cpu_before
+    )
     print("BENCH-RESULT " + json.dumps(out), flush=True)
 
 
 def run_child(spec: dict, env: dict) -> dict:
     """Run one step in a child (after ``sync``); the figures it prints, its peak RSS (VmHWM) among them."""
     os.sync()
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)], env=env,
-                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     stdout = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -394,6 +458,7 @@ def raw_tar(media: Path, work: Path) -> dict:
 
 # --- one size --------------------------------------------------------------------------------------
 
+
 def bench_size(n_pairs: int, args, images, log=print) -> dict:
     from django.db import connections
 
@@ -412,7 +477,7 @@ def bench_size(n_pairs: int, args, images, log=print) -> dict:
     version_id = seed(n_pairs, images, media_export)
     connections.close_all()
     log(f"[{n_pairs}] seeded in {time.perf_counter() - start:.1f} s")
-    payload = sum(size for _, _, size in images[:2 * n_pairs])
+    payload = sum(size for _, _, size in images[: 2 * n_pairs])
 
     steps: dict[str, dict] = {}
     baseline_runs, tar_runs = [], []
@@ -433,15 +498,21 @@ def bench_size(n_pairs: int, args, images, log=print) -> dict:
         if fmt != "parquet":
             shutil.rmtree(out)
     baseline()
-    steps["import"] = run_child({"step": "import", "path": str(work / "export-parquet")},
-                                child_env(import_url, media_import))
+    steps["import"] = run_child(
+        {"step": "import", "path": str(work / "export-parquet")}, child_env(import_url, media_import)
+    )
     report = steps["import"]["report"]
-    expected = ({"created": n_pairs, "updated": 0, "skipped": 0}, {"created": 2 * n_pairs, "skipped": 0},
-                {"created": n_pairs, "skipped": 0})
+    expected = (
+        {"created": n_pairs, "updated": 0, "skipped": 0},
+        {"created": 2 * n_pairs, "skipped": 0},
+        {"created": n_pairs, "skipped": 0},
+    )
     if report["error_count"] or (report["tuples"], report["images"], report["pairs"]) != expected:
         raise RuntimeError(f"the import did not reproduce the version: {report} {steps['import']['errors']}")
-    log(f"[{n_pairs}] import: {steps['import']['seconds']:.2f} s ({report['mode']}), "
-        f"peak RSS {steps['import']['peak_rss'] / 2**20:.0f} MiB")
+    log(
+        f"[{n_pairs}] import: {steps['import']['seconds']:.2f} s ({report['mode']}), "
+        f"peak RSS {steps['import']['peak_rss'] / 2**20:.0f} MiB"
+    )
     shutil.rmtree(work / "export-parquet")
     shutil.rmtree(media_import)
     steps["decode"] = run_child({"step": "decode", "folder": str(media_export / "images")}, env_export)
@@ -449,11 +520,18 @@ def bench_size(n_pairs: int, args, images, log=print) -> dict:
     baseline()
     tar_runs.append(raw_tar(media_export, work))
     median = statistics.median(r["seconds"] for r in baseline_runs)
-    steps["raw_copy"] = {"seconds": median, "peak_rss": None, "runs": [round(r["seconds"], 3) for r in baseline_runs],
-                         "cpu_seconds": statistics.median(r["cpu_seconds"] for r in baseline_runs)}
-    steps["tar"] = {"seconds": statistics.median(r["seconds"] for r in tar_runs), "peak_rss": None,
-                    "runs": [round(r["seconds"], 3) for r in tar_runs],
-                    "cpu_seconds": statistics.median(r["cpu_seconds"] for r in tar_runs)}
+    steps["raw_copy"] = {
+        "seconds": median,
+        "peak_rss": None,
+        "runs": [round(r["seconds"], 3) for r in baseline_runs],
+        "cpu_seconds": statistics.median(r["cpu_seconds"] for r in baseline_runs),
+    }
+    steps["tar"] = {
+        "seconds": statistics.median(r["seconds"] for r in tar_runs),
+        "peak_rss": None,
+        "runs": [round(r["seconds"], 3) for r in tar_runs],
+        "cpu_seconds": statistics.median(r["cpu_seconds"] for r in tar_runs),
+    }
     for name, step in steps.items():
         step["mb_s"] = payload / 1e6 / step["seconds"]
         step["vs_raw_copy"] = median / step["seconds"]
@@ -464,15 +542,23 @@ def bench_size(n_pairs: int, args, images, log=print) -> dict:
 
 
 ROW_ORDER = ("raw_copy", "tar", "parquet", "webdataset", "jsonl", "import", "decode")
-LABELS = {"raw_copy": "raw copy (`cp -r`, median)", "tar": "tar of the images (reference, median)",
-          "parquet": "export parquet", "webdataset": "export WebDataset", "jsonl": "export JSONL",
-          "import": "import parquet", "decode": "check every image once (import floor)"}
+LABELS = {
+    "raw_copy": "raw copy (`cp -r`, median)",
+    "tar": "tar of the images (reference, median)",
+    "parquet": "export parquet",
+    "webdataset": "export WebDataset",
+    "jsonl": "export JSONL",
+    "import": "import parquet",
+    "decode": "check every image once (import floor)",
+}
 GOALS = {"parquet": GOAL_EXPORT, "webdataset": GOAL_EXPORT, "jsonl": GOAL_EXPORT, "import": GOAL_IMPORT}
 
 
 def table(results: list[dict]) -> list[str]:
-    lines = ["| pairs | step | seconds | MB/s | vs raw copy | goal | vs tar | CPU s | peak RSS MiB | RSS growth MiB |",
-             "|---:|---|---:|---:|---:|---|---:|---:|---:|---:|"]
+    lines = [
+        "| pairs | step | seconds | MB/s | vs raw copy | goal | vs tar | CPU s | peak RSS MiB | RSS growth MiB |",
+        "|---:|---|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
     for res in results:
         for name in ROW_ORDER:
             s = res["steps"][name]
@@ -481,8 +567,10 @@ def table(results: list[dict]) -> list[str]:
             growth = f"{(s['vm_hwm'] - s['rss_before']) / 2**20:.0f}" if "rss_before" in s else ""
             rss = "" if s.get("peak_rss") is None else f"{s['peak_rss'] / 2**20:.0f}"
             cpu = f"{s['cpu_seconds']:.1f}" if s.get("cpu_seconds") is not None else ""
-            lines.append(f"| {res['pairs']:,} | {LABELS[name]} | {s['seconds']:.2f} | {s['mb_s']:.0f} | "
-                         f"{s['vs_raw_copy']:.0%} | {goal_text} | {s['vs_tar']:.0%} | {cpu} | {rss} | {growth} |")
+            lines.append(
+                f"| {res['pairs']:,} | {LABELS[name]} | {s['seconds']:.2f} | {s['mb_s']:.0f} | "
+                f"{s['vs_raw_copy']:.0%} | {goal_text} | {s['vs_tar']:.0%} | {cpu} | {rss} | {growth} |"
+            )
     return lines
 
 
@@ -494,8 +582,15 @@ def rss_check(results: list[dict]) -> list[dict]:
     rows = []
     for name in ("parquet", "webdataset", "jsonl", "import"):
         a, b = small["steps"][name]["peak_rss"], large["steps"][name]["peak_rss"]
-        rows.append({"step": name, "small": small["pairs"], "large": large["pairs"], "ratio": b / a,
-                     "ok": abs(b / a - 1) <= GOAL_RSS})
+        rows.append(
+            {
+                "step": name,
+                "small": small["pairs"],
+                "large": large["pairs"],
+                "ratio": b / a,
+                "ok": abs(b / a - 1) <= GOAL_RSS,
+            }
+        )
     return rows
 
 
@@ -504,9 +599,13 @@ def machine() -> dict:
 
     cpu = cpu_model()
     load = os.getloadavg()
-    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-            "load_avg_1_5_15": [round(v, 2) for v in load]}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "load_avg_1_5_15": [round(v, 2) for v in load],
+    }
 
 
 NOTES = """\
@@ -569,22 +668,30 @@ def write_doc(path: Path, results: list[dict], rss: list[dict], info: dict, comm
     for res in results:
         for name, goal in GOALS.items():
             s = res["steps"][name]
-            verdict.append(f"{LABELS[name]} at {res['pairs']:,} pairs: {s['vs_raw_copy']:.0%} of the raw copy's "
-                           f"throughput ({'meets' if s['vs_raw_copy'] >= goal else 'misses'} the goal ≥ {goal:.0%}); "
-                           f"{s['vs_tar']:.0%} of tar's")
+            verdict.append(
+                f"{LABELS[name]} at {res['pairs']:,} pairs: {s['vs_raw_copy']:.0%} of the raw copy's "
+                f"throughput ({'meets' if s['vs_raw_copy'] >= goal else 'misses'} the goal ≥ {goal:.0%}); "
+                f"{s['vs_tar']:.0%} of tar's"
+            )
         floor = res["steps"]["decode"]
-        verdict.append(f"import at {res['pairs']:,} pairs: its check floor alone is {floor['vs_raw_copy']:.0%} of "
-                       f"the raw copy; the import takes {res['steps']['import']['seconds'] / floor['seconds']:.1f}x "
-                       "the floor")
+        verdict.append(
+            f"import at {res['pairs']:,} pairs: its check floor alone is {floor['vs_raw_copy']:.0%} of "
+            f"the raw copy; the import takes {res['steps']['import']['seconds'] / floor['seconds']:.1f}x "
+            "the floor"
+        )
     for r in rss:
-        verdict.append(f"peak RSS of {r['step']}: {r['ratio']:.2f}x from {r['small']:,} to {r['large']:,} pairs "
-                       f"({'within' if r['ok'] else 'outside'} ±20 %)")
+        verdict.append(
+            f"peak RSS of {r['step']}: {r['ratio']:.2f}x from {r['small']:,} to {r['large']:,} pairs "
+            f"({'within' if r['ok'] else 'outside'} ±20 %)"
+        )
     m = info["machine"]
     spreads = "; ".join(f"{r['pairs']:,} pairs: {r['steps']['raw_copy']['runs']} s" for r in results)
     lines = [
-        "# Export and import benchmark", "",
-        "Issue \"Performance\": export and import. Generated by `bench/export_import.py` (its docstring has the "
-        "method); rerun the command rather than editing the figures.", "",
+        "# Export and import benchmark",
+        "",
+        'Issue "Performance": export and import. Generated by `bench/export_import.py` (its docstring has the '
+        "method); rerun the command rather than editing the figures.",
+        "",
         f"- date: {info['date']}",
         f"- machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB RAM, Python {m['python']}",
         f"- load average (1, 5, 15 min) at the start {info['load_start']}, at the end {m['load_avg_1_5_15']}; "
@@ -595,14 +702,25 @@ def write_doc(path: Path, results: list[dict], rss: list[dict], info: dict, comm
         "payload, so MB/s is payload / seconds; warm page cache, `sync` before every step.",
         "- the exports and the import each ran in a child process of its own; peak RSS is that child's high-water "
         "mark (VmHWM), Django and pyarrow included; RSS growth is the peak minus the resident set before the "
-        "step started.", "",
-        "## Results", "", *table(results), "",
+        "step started.",
+        "",
+        "## Results",
+        "",
+        *table(results),
+        "",
     ]
     if rss:
-        lines += ["## Memory against size", "", "| step | peak RSS, larger size / smaller | within ±20 % |",
-                  "|---|---:|---|"]
-        lines += [f"| {r['step']} | {r['ratio']:.2f} ({r['large']:,} vs {r['small']:,} pairs) | "
-                  f"{'yes' if r['ok'] else 'no'} |" for r in rss]
+        lines += [
+            "## Memory against size",
+            "",
+            "| step | peak RSS, larger size / smaller | within ±20 % |",
+            "|---|---:|---|",
+        ]
+        lines += [
+            f"| {r['step']} | {r['ratio']:.2f} ({r['large']:,} vs {r['small']:,} pairs) | "
+            f"{'yes' if r['ok'] else 'no'} |"
+            for r in rss
+        ]
         lines.append("")
     lines += ["## Verdict", "", *[f"- {v}" for v in verdict], "", NOTES]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -610,19 +728,25 @@ def write_doc(path: Path, results: list[dict], rss: list[dict], info: dict, comm
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--pairs", type=int, action="append", help="a size (repeatable); default 5000 and 20000")
     parser.add_argument("--quick", action="store_true", help="one small size (300 pairs), no doc written")
     parser.add_argument("--pg", default=os.environ.get("BENCH_PG", DEFAULT_PG), help="PostgreSQL server URL")
     parser.add_argument("--cache", type=Path, default=ROOT / "var" / "bench" / "jpeg-cache")
     parser.add_argument("--work", type=Path, default=ROOT / "var" / "bench" / "export-work")
     parser.add_argument("--keep", action="store_true", help="keep the outputs under --work")
-    parser.add_argument("--doc", type=Path, default=None,
-                        help=f"write the results here (default {DOC.relative_to(ROOT)} for full runs)")
+    parser.add_argument(
+        "--doc", type=Path, default=None, help=f"write the results here (default {DOC.relative_to(ROOT)} for full runs)"
+    )
     parser.add_argument("--no-doc", action="store_true")
-    parser.add_argument("--profile", type=Path, default=None,
-                        help="write a cProfile of each measured step into this folder (implies --no-doc)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="write a cProfile of each measured step into this folder (implies --no-doc)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -639,8 +763,10 @@ def main(argv=None) -> int:
     free = shutil.disk_usage(args.work.parent if args.work.parent.exists() else ROOT).free
     if free < need * 60_000 * 5:
         log(f"warning: {free / 1e9:.1f} GB free; this run needs about {need * 60_000 * 5 / 1e9:.1f} GB")
-    info = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "load_start": [round(v, 2) for v in os.getloadavg()]}
+    info = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "load_start": [round(v, 2) for v in os.getloadavg()],
+    }
     images = jpeg_cache(args.cache.resolve(), need, log=log)
 
     prepare_template(args.pg, log)
@@ -661,12 +787,15 @@ def main(argv=None) -> int:
             _admin_sql(args.pg, *(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in (EXPORT_DB, IMPORT_DB)))
     info["machine"] = machine()
     rss = rss_check(results)
-    command = ".venv/bin/python bench/export_import.py" + \
-        ("".join(f" --pairs {n}" for n in args.pairs) if args.pairs else " --quick" if args.quick else "")
+    command = ".venv/bin/python bench/export_import.py" + (
+        "".join(f" --pairs {n}" for n in args.pairs) if args.pairs else " --quick" if args.quick else ""
+    )
     print("\n".join(table(results)))
     for r in rss:
-        print(f"peak RSS {r['step']}: {r['large']} / {r['small']} pairs = {r['ratio']:.2f} "
-              f"({'ok' if r['ok'] else 'grows'})")
+        print(
+            f"peak RSS {r['step']}: {r['large']} / {r['small']} pairs = {r['ratio']:.2f} "
+            f"({'ok' if r['ok'] else 'grows'})"
+        )
     summary = {"info": info, "command": command, "results": results, "rss": rss}
     print(json.dumps(summary, indent=1, default=str))
     doc = args.doc or (None if args.quick or args.no_doc else DOC)

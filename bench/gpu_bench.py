@@ -53,15 +53,28 @@ ISSUE_TUPLE_TFLOP = 2.43  # the issue's count per training tuple (77-token promp
 # The ratio each section exists for (the test of the --tiny dry run checks they are all computed).
 HEADLINE_RATIOS = {
     "ceiling": ["vs_datasheet_989_tflops"],
-    "scoring": ["ours_share_of_ceiling", "ours_vs_reference", "ours_pil_input_share_of_ceiling",
-                "reference_share_of_ceiling"],
+    "scoring": [
+        "ours_share_of_ceiling",
+        "ours_vs_reference",
+        "ours_pil_input_share_of_ceiling",
+        "reference_share_of_ceiling",
+    ],
     "scorer_training": ["mfu_nominal", "mfu_executed", "eager_mfu_nominal"],
-    "generation": ["speedup_per_image_512", "speedup_per_image_1024", "speedup_per_image_step_512",
-                   "plain_step_flop_utilisation_512", "ours_step_flop_utilisation_512"],
+    "generation": [
+        "speedup_per_image_512",
+        "speedup_per_image_1024",
+        "speedup_per_image_step_512",
+        "plain_step_flop_utilisation_512",
+        "ours_step_flop_utilisation_512",
+    ],
     "finetune": ["sft_flop_utilisation", "oft_flop_utilisation"],
 }
-GOALS = {"scoring_share_of_ceiling": 0.70, "scoring_vs_reference": 30.0, "training_mfu": 0.50,
-         "generation_speedup_512": 2.5}
+GOALS = {
+    "scoring_share_of_ceiling": 0.70,
+    "scoring_vs_reference": 30.0,
+    "training_mfu": 0.50,
+    "generation_speedup_512": 2.5,
+}
 
 PROMPTS = [
     "An iron nail left outside in the rain for several months, simple and realistic.",
@@ -180,8 +193,11 @@ def flux_step_tflop(cfg: dict, image_tokens: int, text_tokens: int) -> float:
     seq = image_tokens + text_tokens
     linear = 2 * 12 * d * d * seq * blocks
     attention = 4 * seq * seq * d * blocks
-    embed = 2 * (cfg["in_channels"] * d * image_tokens + cfg["joint_attention_dim"] * d * text_tokens
-                 + d * cfg["in_channels"] * image_tokens)
+    embed = 2 * (
+        cfg["in_channels"] * d * image_tokens
+        + cfg["joint_attention_dim"] * d * text_tokens
+        + d * cfg["in_channels"] * image_tokens
+    )
     return (linear + attention + embed) / 1e12
 
 
@@ -197,8 +213,12 @@ def section_ceiling(ctx) -> dict:
     timed(lambda: a @ b, device, repeat=3)
     seconds, _ = timed(lambda: a @ b, device, repeat=20 if not ctx.tiny else 5)
     ctx.tflops = 2 * n**3 / seconds / 1e12
-    return {"matmul_n": n, "dtype": str(dtype).replace("torch.", ""), "matmul_tflops": ctx.tflops,
-            "ratios": {"vs_datasheet_989_tflops": ctx.tflops / 989.0}}
+    return {
+        "matmul_n": n,
+        "dtype": str(dtype).replace("torch.", ""),
+        "matmul_tflops": ctx.tflops,
+        "ratios": {"vs_datasheet_989_tflops": ctx.tflops / 989.0},
+    }
 
 
 # --- scoring ---------------------------------------------------------------------------------------
@@ -247,8 +267,11 @@ def reference_clip(scorer, cfg: dict, device: torch.device):
     from ml.core.convert import build_without_init, hf_config_from_open_clip, open_clip_state_to_hf
 
     config = hf_config_from_open_clip(scorer.model, cfg)
-    state = open_clip_state_to_hf({k: v.detach().float().clone() for k, v in scorer.model.state_dict().items()},
-                                  config.text_config.num_hidden_layers, config.vision_config.num_hidden_layers)
+    state = open_clip_state_to_hf(
+        {k: v.detach().float().clone() for k, v in scorer.model.state_dict().items()},
+        config.text_config.num_hidden_layers,
+        config.vision_config.num_hidden_layers,
+    )
     model = build_without_init(lambda: CLIPModel(config))
     model.load_state_dict(state, assign=True)
     model = model.to(device).eval()
@@ -256,9 +279,15 @@ def reference_clip(scorer, cfg: dict, device: torch.device):
     tokenizer = clip_tokenizer()
     from PIL import Image
 
-    images = CLIPImageProcessor(do_resize=True, size={"shortest_edge": size}, resample=Image.Resampling.BICUBIC,
-                                do_center_crop=True, crop_size={"height": size, "width": size},
-                                image_mean=list(scorer.preprocess.mean), image_std=list(scorer.preprocess.std))
+    images = CLIPImageProcessor(
+        do_resize=True,
+        size={"shortest_edge": size},
+        resample=Image.Resampling.BICUBIC,
+        do_center_crop=True,
+        crop_size={"height": size, "width": size},
+        image_mean=list(scorer.preprocess.mean),
+        image_std=list(scorer.preprocess.std),
+    )
     return model, CLIPProcessor(image_processor=images, tokenizer=tokenizer)
 
 
@@ -284,16 +313,20 @@ def reference_figures(ctx, scorer, cfg: dict, prompts: list[str], pil: list, bat
     model, processor = reference_clip(scorer, cfg, device)
     n = len(pil) // 2
     reference_tuple_scores(model, processor, prompts[0], pil[:2], device)  # warm-up
-    seconds, scores = timed(lambda: torch.cat([reference_tuple_scores(model, processor, prompts[i],
-                                                                      pil[2 * i : 2 * i + 2], device)
-                                               for i in range(n)]), device)
+    seconds, scores = timed(
+        lambda: torch.cat(
+            [reference_tuple_scores(model, processor, prompts[i], pil[2 * i : 2 * i + 2], device) for i in range(n)]
+        ),
+        device,
+    )
     out = {"reference_img_per_s": 2 * n / seconds, "reference_scores": scores}
     if device.type == "cuda":
         model.to(torch.bfloat16)
         size = scorer.preprocess.size
         pixels = torch.randn(2 * batch, 3, size, size, device=device, dtype=torch.bfloat16)
-        ids = processor(text=prompts[:batch], padding="max_length", max_length=77, truncation=True,
-                        return_tensors="pt").to(device)
+        ids = processor(
+            text=prompts[:batch], padding="max_length", max_length=77, truncation=True, return_tensors="pt"
+        ).to(device)
         with torch.no_grad():
             timed(lambda: model(pixel_values=pixels, **ids).logits_per_image, device)
             seconds, _ = timed(lambda: model(pixel_values=pixels, **ids).logits_per_image, device, repeat=3)
@@ -308,8 +341,12 @@ def section_scoring(ctx) -> dict:
     cfg = clip_cfg(ctx)
     gflop = clip_image_gflop(cfg)
     ceiling = ctx.tflops * 1e3 / gflop
-    out = {"model": "tiny CLIP" if tiny else "ViT-H-14 (random init)", "image_gflop": gflop,
-           "ceiling_img_per_s": ceiling, "input": "decoded (3, S, S) uint8 CPU tensors, S = the first size"}
+    out = {
+        "model": "tiny CLIP" if tiny else "ViT-H-14 (random init)",
+        "image_gflop": gflop,
+        "ceiling_img_per_s": ceiling,
+        "input": "decoded (3, S, S) uint8 CPU tensors, S = the first size",
+    }
     batch = ctx.args.score_batch if not tiny else 4  # tuples per forward pass (twice as many images)
     tuples = batch * (ctx.args.score_batches if not tiny else 2)
     sizes = [int(s) for s in ctx.args.score_sizes.split(",")] if not tiny else [48, 64]
@@ -341,7 +378,7 @@ def section_scoring(ctx) -> dict:
         try:
             scorer.compile(backend=ctx.compile_backend, dynamic=False)
             ours(a, b, batch)  # compiles
-        except Exception as error:  # noqa: BLE001 - a failed compile must not cost the other figures
+        except Exception as error:
             out["compile_error"] = f"{type(error).__name__}: {error}"[:500]
             scorer = make_scorer(ctx, cfg)
         out["compile_warmup_s"] = time.perf_counter() - started
@@ -368,12 +405,18 @@ def section_scoring(ctx) -> dict:
         "ours_vs_reference": ratio(out["ours_img_per_s"], out["reference_img_per_s"]),
         "compiled_vs_eager": ratio(out["ours_img_per_s"], out["ours_eager_img_per_s"]),
         "ours_pil_input_share_of_ceiling": ratio(out["ours_pil_input_img_per_s"], ceiling),
-        "transformers_bf16_model_only_share_of_ceiling":
-            ratio(out.get("transformers_bf16_batched_model_only_img_per_s"), ceiling),
+        "transformers_bf16_model_only_share_of_ceiling": ratio(
+            out.get("transformers_bf16_batched_model_only_img_per_s"), ceiling
+        ),
         "reference_share_of_ceiling": ratio(out["reference_img_per_s"], ceiling),
     }
-    out["goals"] = goals(ctx, {"share_of_ceiling>=0.70": out["ratios"]["ours_share_of_ceiling"] >= 0.70,
-                               "vs_reference>=30": out["ratios"]["ours_vs_reference"] >= 30})
+    out["goals"] = goals(
+        ctx,
+        {
+            "share_of_ceiling>=0.70": out["ratios"]["ours_share_of_ceiling"] >= 0.70,
+            "vs_reference>=30": out["ratios"]["ours_vs_reference"] >= 30,
+        },
+    )
     del scorer
     free(device)
     return out
@@ -401,19 +444,39 @@ def section_scorer_training(ctx) -> dict:
     pool = [Image.fromarray(t.permute(1, 2, 0).numpy()) for t in decoded_images(16, size, unique=16)]
 
     def records(n):
-        return [TupleRecord(PROMPTS[i % len(PROMPTS)] + f" Case {i}.", EXPLICIT, SUPERFICIAL, pool[i % 16],
-                            pool[(i + 7) % 16]) for i in range(n)]
+        return [
+            TupleRecord(
+                PROMPTS[i % len(PROMPTS)] + f" Case {i}.", EXPLICIT, SUPERFICIAL, pool[i % 16], pool[(i + 7) % 16]
+            )
+            for i in range(n)
+        ]
 
-    out = {"model": "tiny CLIP" if tiny else "ViT-H-14 (random init), both towers trained",
-           "input": f"decoded {size}x{size} PIL images"}
+    out = {
+        "model": "tiny CLIP" if tiny else "ViT-H-14 (random init), both towers trained",
+        "input": f"decoded {size}x{size} PIL images",
+    }
     batches = [ctx.args.train_batch] if not tiny else [2]
     if not tiny and ctx.args.train_batch > 32:
         batches.append(32)  # fallback if the first does not fit
     grad_accum = ctx.args.train_accum if not tiny else 2
     for batch in batches:
         try:
-            out.update(_train_runs(ctx, cfg, records, batch, grad_accum, Accelerator, get_linear_schedule_with_warmup,
-                                   DataOrder, TrainConfig, TrainerState, adamw_optimizer, optimizer_step))
+            out.update(
+                _train_runs(
+                    ctx,
+                    cfg,
+                    records,
+                    batch,
+                    grad_accum,
+                    Accelerator,
+                    get_linear_schedule_with_warmup,
+                    DataOrder,
+                    TrainConfig,
+                    TrainerState,
+                    adamw_optimizer,
+                    optimizer_step,
+                )
+            )
             break
         except torch.OutOfMemoryError:
             out.setdefault("out_of_memory_at_batch", []).append(batch)
@@ -434,8 +497,20 @@ def section_scorer_training(ctx) -> dict:
     return out
 
 
-def _train_runs(ctx, cfg, make_records, batch, grad_accum, Accelerator, schedule, DataOrder, TrainConfig,
-                TrainerState, adamw, optimizer_step) -> dict:
+def _train_runs(
+    ctx,
+    cfg,
+    make_records,
+    batch,
+    grad_accum,
+    Accelerator,
+    schedule,
+    DataOrder,
+    TrainConfig,
+    TrainerState,
+    adamw,
+    optimizer_step,
+) -> dict:
     device = ctx.device
     scorer = make_scorer(ctx, cfg)
     records = make_records(batch * grad_accum * 8)
@@ -449,9 +524,14 @@ def _train_runs(ctx, cfg, make_records, batch, grad_accum, Accelerator, schedule
     model, optimizer = accelerator.prepare(scorer.model, optimizer)
     order, state = DataOrder(len(records), 0), TrainerState()
     steps = 2 if not ctx.tiny else 1
-    result = {"batch_tuples": batch, "grad_accum": grad_accum, "tuples_per_optimizer_step": batch * grad_accum,
-              "text_tokens": int(scorer.tokenize([r.implicit_prompt for r in records[:batch]] +
-                                                 [EXPLICIT, SUPERFICIAL]).shape[1])}
+    result = {
+        "batch_tuples": batch,
+        "grad_accum": grad_accum,
+        "tuples_per_optimizer_step": batch * grad_accum,
+        "text_tokens": int(
+            scorer.tokenize([r.implicit_prompt for r in records[:batch]] + [EXPLICIT, SUPERFICIAL]).shape[1]
+        ),
+    }
 
     def one_step():
         line = optimizer_step(accelerator, model, scorer, optimizer, scheduler, records, order, config, state)
@@ -476,7 +556,7 @@ def _train_runs(ctx, cfg, make_records, batch, grad_accum, Accelerator, schedule
                 run("compiled")
             except torch.OutOfMemoryError:
                 raise
-            except Exception as error:  # noqa: BLE001 - keep the eager figures
+            except Exception as error:
                 result["compile_error"] = f"{type(error).__name__}: {error}"[:500]
             result["compiled_including_compile_s"] = time.perf_counter() - started
     finally:
@@ -489,12 +569,30 @@ def _train_runs(ctx, cfg, make_records, batch, grad_accum, Accelerator, schedule
 
 # --- FLUX -----------------------------------------------------------------------------------------------
 
-FLUX_DEV = dict(patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
-                num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=True,
-                axes_dims_rope=(16, 56, 56))
-FLUX_TINY = dict(patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16,
-                 num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True,
-                 axes_dims_rope=(4, 4, 8))
+FLUX_DEV = dict(
+    patch_size=1,
+    in_channels=64,
+    num_layers=19,
+    num_single_layers=38,
+    attention_head_dim=128,
+    num_attention_heads=24,
+    joint_attention_dim=4096,
+    pooled_projection_dim=768,
+    guidance_embeds=True,
+    axes_dims_rope=(16, 56, 56),
+)
+FLUX_TINY = dict(
+    patch_size=1,
+    in_channels=4,
+    num_layers=1,
+    num_single_layers=1,
+    attention_head_dim=16,
+    num_attention_heads=2,
+    joint_attention_dim=32,
+    pooled_projection_dim=32,
+    guidance_embeds=True,
+    axes_dims_rope=(4, 4, 8),
+)
 
 
 def build_flux(ctx):
@@ -511,30 +609,70 @@ def build_flux(ctx):
     torch.manual_seed(0)
     with default_dtype(ctx.flux_dtype), torch.device(device):
         transformer = FluxTransformer2DModel(**cfg)
-        vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=cfg["in_channels"] // 4,
-                            down_block_types=("DownEncoderBlock2D",) * len(blocks),
-                            up_block_types=("UpDecoderBlock2D",) * len(blocks), block_out_channels=blocks,
-                            layers_per_block=1 if tiny else 2, norm_num_groups=4 if tiny else 32,
-                            scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False,
-                            use_post_quant_conv=False)
-        clip = CLIPTextConfig(vocab_size=49408, hidden_size=32 if tiny else 768, intermediate_size=64 if tiny else 3072,
-                              projection_dim=32 if tiny else 768, num_hidden_layers=2 if tiny else 12,
-                              num_attention_heads=2 if tiny else 12, max_position_embeddings=77,
-                              hidden_act="quick_gelu", bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            latent_channels=cfg["in_channels"] // 4,
+            down_block_types=("DownEncoderBlock2D",) * len(blocks),
+            up_block_types=("UpDecoderBlock2D",) * len(blocks),
+            block_out_channels=blocks,
+            layers_per_block=1 if tiny else 2,
+            norm_num_groups=4 if tiny else 32,
+            scaling_factor=0.3611,
+            shift_factor=0.1159,
+            use_quant_conv=False,
+            use_post_quant_conv=False,
+        )
+        clip = CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=32 if tiny else 768,
+            intermediate_size=64 if tiny else 3072,
+            projection_dim=32 if tiny else 768,
+            num_hidden_layers=2 if tiny else 12,
+            num_attention_heads=2 if tiny else 12,
+            max_position_embeddings=77,
+            hidden_act="quick_gelu",
+            bos_token_id=49406,
+            eos_token_id=49407,
+            pad_token_id=49407,
+        )
         text_encoder = CLIPTextModel(clip)
         tokenizer_2 = build_t5_tokenizer()
-        t5 = T5Config(vocab_size=len(tokenizer_2) if tiny else 32128, d_model=cfg["joint_attention_dim"],
-                      d_kv=8 if tiny else 64, d_ff=64 if tiny else 10240, num_layers=2 if tiny else 24,
-                      num_heads=4 if tiny else 64, relative_attention_num_buckets=8 if tiny else 32,
-                      relative_attention_max_distance=32 if tiny else 128, feed_forward_proj="gated-gelu",
-                      is_encoder_decoder=False, use_cache=False, pad_token_id=0, eos_token_id=1)
+        t5 = T5Config(
+            vocab_size=len(tokenizer_2) if tiny else 32128,
+            d_model=cfg["joint_attention_dim"],
+            d_kv=8 if tiny else 64,
+            d_ff=64 if tiny else 10240,
+            num_layers=2 if tiny else 24,
+            num_heads=4 if tiny else 64,
+            relative_attention_num_buckets=8 if tiny else 32,
+            relative_attention_max_distance=32 if tiny else 128,
+            feed_forward_proj="gated-gelu",
+            is_encoder_decoder=False,
+            use_cache=False,
+            pad_token_id=0,
+            eos_token_id=1,
+        )
         text_encoder_2 = T5EncoderModel(t5)
     tokenizer = clip_tokenizer()
-    scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True,
-                                                base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
-                                                max_image_seq_len=4096)
-    pipe = FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                        text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2, transformer=transformer)
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        num_train_timesteps=1000,
+        shift=3.0,
+        use_dynamic_shifting=True,
+        base_shift=0.5,
+        max_shift=1.15,
+        base_image_seq_len=256,
+        max_image_seq_len=4096,
+    )
+    pipe = FluxPipeline(
+        scheduler=scheduler,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=tokenizer_2,
+        transformer=transformer,
+    )
     pipe.set_progress_bar_config(disable=True)
     for module in (transformer, vae, text_encoder, text_encoder_2):
         module.eval()
@@ -553,21 +691,42 @@ def section_generation(ctx) -> dict:
     cases = [("512", 32, 3), ("1024", 64, 3)] if tiny else [("512", 512, 30), ("1024", 1024, 28)]
     batch = ctx.args.flux_batch if not tiny else 2
     vsf = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-    out = {"model": "tiny FLUX" if tiny else "FLUX.1-dev configs (random init): transformer 11.9 B, T5-XXL, CLIP-L, VAE",
-           "dtype": str(ctx.flux_dtype).replace("torch.", ""), "t5_tokens": seq, "ours_batch": batch,
-           "transformer_params_b": sum(p.numel() for p in pipe.transformer.parameters()) / 1e9}
+    out = {
+        "model": "tiny FLUX" if tiny else "FLUX.1-dev configs (random init): transformer 11.9 B, T5-XXL, CLIP-L, VAE",
+        "dtype": str(ctx.flux_dtype).replace("torch.", ""),
+        "t5_tokens": seq,
+        "ours_batch": batch,
+        "transformer_params_b": sum(p.numel() for p in pipe.transformer.parameters()) / 1e9,
+    }
 
     def plain(size, steps, n=1, clock=None):
         """A plain diffusers call: eager, as loaded, ``n`` images in one call."""
-        return pipe(prompt=PROMPTS[:n], generator=[torch.Generator("cpu").manual_seed(i) for i in range(n)],
-                    num_inference_steps=steps, guidance_scale=3.5, height=size, width=size, max_sequence_length=seq,
-                    output_type="pil",
-                    callback_on_step_end=(lambda _p, i, _t, kw: (clock(i), kw)[1]) if clock else None).images
+        return pipe(
+            prompt=PROMPTS[:n],
+            generator=[torch.Generator("cpu").manual_seed(i) for i in range(n)],
+            num_inference_steps=steps,
+            guidance_scale=3.5,
+            height=size,
+            width=size,
+            max_sequence_length=seq,
+            output_type="pil",
+            callback_on_step_end=(lambda _p, i, _t, kw: (clock(i), kw)[1]) if clock else None,
+        ).images
 
     def ours(size, steps, n, clock=None):
         prompts = [PROMPTS[i % len(PROMPTS)] for i in range(n)]
-        return generate(pipe, prompts, seeds=list(range(n)), steps=steps, guidance=3.5, width=size, height=size,
-                        batch_size=n, max_sequence_length=seq, on_step=clock)
+        return generate(
+            pipe,
+            prompts,
+            seeds=list(range(n)),
+            steps=steps,
+            guidance=3.5,
+            width=size,
+            height=size,
+            batch_size=n,
+            max_sequence_length=seq,
+            on_step=clock,
+        )
 
     def flops(size):
         tokens = (size // (2 * vsf)) ** 2
@@ -582,8 +741,13 @@ def section_generation(ctx) -> dict:
         clock = StepClock(device)
         seconds, images = timed(lambda: plain(size, steps, 1, clock), device)
         plain_images[label] = images[0]
-        results[label] = {"pixels": size, "steps": steps, "plain_s_per_image": seconds,
-                          "plain_s_per_step": clock.seconds_per_step(), "step_tflop": flops(size)}
+        results[label] = {
+            "pixels": size,
+            "steps": steps,
+            "plain_s_per_image": seconds,
+            "plain_s_per_step": clock.seconds_per_step(),
+            "step_tflop": flops(size),
+        }
         if label == cases[0][0] and ctx.args.flux_plain_batched:
             seconds, _ = timed(lambda: plain(size, steps, batch), device)
             results[label]["plain_batched_s_per_image"] = seconds / batch
@@ -591,10 +755,15 @@ def section_generation(ctx) -> dict:
 
     started = time.perf_counter()
     compiled = ctx.compile_backend != "none"
-    optimize_pipeline(pipe, compile="regional" if compiled else None,
-                      backend=ctx.compile_backend if compiled else "inductor", mode=ctx.args.flux_compile_mode)
+    optimize_pipeline(
+        pipe,
+        compile="regional" if compiled else None,
+        backend=ctx.compile_backend if compiled else "inductor",
+        mode=ctx.args.flux_compile_mode,
+    )
     out["ours_optimisations"] = ["fused QKV", f"batch {batch} at {cases[0][1]} px"] + (
-        ["regional compile"] if compiled else [])
+        ["regional compile"] if compiled else []
+    )
     pixel_diffs = {}
     for label, size, steps in cases:
         r = results[label]
@@ -605,7 +774,7 @@ def section_generation(ctx) -> dict:
         t0 = time.perf_counter()
         try:
             ours(size, 2, n)  # warm-up: compiles this shape
-        except Exception as error:  # noqa: BLE001 - fall back to eager fused QKV + batching
+        except Exception as error:
             if not compiled:
                 raise
             out["compile_error"] = f"{type(error).__name__}: {error}"[:500]
@@ -618,11 +787,18 @@ def section_generation(ctx) -> dict:
         clock = StepClock(device)
         seconds, generated = timed(lambda: ours(size, steps, n, clock), device)
         step = clock.seconds_per_step()
-        r.update(ours_batch=n, ours_s_per_image=seconds / n, ours_s_per_step=step,
-                 ours_s_per_image_step=step / n if step else None)
+        r.update(
+            ours_batch=n,
+            ours_s_per_image=seconds / n,
+            ours_s_per_step=step,
+            ours_s_per_image_step=step / n if step else None,
+        )
         # the same prompt and seed as the plain image: how far bf16 rounding moved it
-        pixel_diffs[label] = float(np.abs(np.asarray(generated[0].image, dtype=np.int16)
-                                          - np.asarray(plain_images[label], dtype=np.int16)).mean())
+        pixel_diffs[label] = float(
+            np.abs(
+                np.asarray(generated[0].image, dtype=np.int16) - np.asarray(plain_images[label], dtype=np.int16)
+            ).mean()
+        )
         ctx.emit_partial("generation", {**out, "by_size": results})
     out["optimize_and_compile_s"] = time.perf_counter() - started
     out["mean_abs_pixel_diff_vs_plain_same_seed"] = pixel_diffs
@@ -634,17 +810,21 @@ def section_generation(ctx) -> dict:
 
     first, second = (label for label, _, _ in cases)
     out["ratios"] = {
-        f"speedup_per_image_{first}": ratio(results[first].get("plain_s_per_image"),
-                                            results[first].get("ours_s_per_image")),
-        f"speedup_per_image_{second}": ratio(results[second].get("plain_s_per_image"),
-                                             results[second].get("ours_s_per_image")),
-        f"speedup_per_image_step_{first}": ratio(results[first].get("plain_s_per_step"),
-                                                 results[first].get("ours_s_per_image_step")),
+        f"speedup_per_image_{first}": ratio(
+            results[first].get("plain_s_per_image"), results[first].get("ours_s_per_image")
+        ),
+        f"speedup_per_image_{second}": ratio(
+            results[second].get("plain_s_per_image"), results[second].get("ours_s_per_image")
+        ),
+        f"speedup_per_image_step_{first}": ratio(
+            results[first].get("plain_s_per_step"), results[first].get("ours_s_per_image_step")
+        ),
         f"plain_step_flop_utilisation_{first}": utilisation(first, "plain_s_per_step"),
         f"ours_step_flop_utilisation_{first}": utilisation(first, "ours_s_per_image_step"),
         f"ours_step_flop_utilisation_{second}": utilisation(second, "ours_s_per_image_step"),
-        f"batching_alone_{first}": ratio(results[first].get("plain_s_per_image"),
-                                         results[first].get("plain_batched_s_per_image")),
+        f"batching_alone_{first}": ratio(
+            results[first].get("plain_s_per_image"), results[first].get("plain_batched_s_per_image")
+        ),
     }
     speedup = out["ratios"][f"speedup_per_image_{first}"]
     out["goals"] = goals(ctx, {"speedup_512>=2.5": speedup is not None and speedup >= 2.5})
@@ -670,39 +850,68 @@ def section_fp8(ctx) -> dict:
     generator = torch.Generator().manual_seed(0)
     dtype = pipe.transformer.dtype
     latents = torch.randn(1, tokens, cfg["in_channels"], generator=generator).to(device, dtype)
-    text = TextEmbeddings(torch.randn(1, seq, cfg["joint_attention_dim"], generator=generator).to(device, dtype),
-                          torch.randn(1, cfg["pooled_projection_dim"], generator=generator).to(device, dtype),
-                          torch.zeros(seq, 3, device=device, dtype=dtype))
+    text = TextEmbeddings(
+        torch.randn(1, seq, cfg["joint_attention_dim"], generator=generator).to(device, dtype),
+        torch.randn(1, cfg["pooled_projection_dim"], generator=generator).to(device, dtype),
+        torch.zeros(seq, 3, device=device, dtype=dtype),
+    )
     img_ids = latent_image_ids(size, size, vsf, device=device, dtype=dtype)
 
     def velocity():
         with torch.no_grad():
-            return predict_velocity(pipe.transformer, latents, torch.tensor([0.7], device=device), text, img_ids,
-                                    guidance=3.5).float()
+            return predict_velocity(
+                pipe.transformer, latents, torch.tensor([0.7], device=device), text, img_ids, guidance=3.5
+            ).float()
 
     def ours(n, n_steps, clock=None):
-        return generate(pipe, [PROMPTS[i % len(PROMPTS)] for i in range(n)], seeds=list(range(n)), steps=n_steps,
-                        guidance=3.5, width=size, height=size, batch_size=n, max_sequence_length=seq, on_step=clock)
+        return generate(
+            pipe,
+            [PROMPTS[i % len(PROMPTS)] for i in range(n)],
+            seeds=list(range(n)),
+            steps=n_steps,
+            guidance=3.5,
+            width=size,
+            height=size,
+            batch_size=n,
+            max_sequence_length=seq,
+            on_step=clock,
+        )
 
     reference = velocity()
     base_image = ours(1, steps)[0].image
     compiled = ctx.compile_backend != "none"
-    optimize_pipeline(pipe, compile="regional" if compiled else None,
-                      backend=ctx.compile_backend if compiled else "inductor", fp8=True)
+    optimize_pipeline(
+        pipe,
+        compile="regional" if compiled else None,
+        backend=ctx.compile_backend if compiled else "inductor",
+        fp8=True,
+    )
     error = velocity()
-    out = {"resolution": size, "steps": steps, "batch": batch,
-           "transformer_rel_rms_error_vs_bf16": ((error - reference).norm() / reference.norm()).item()}
+    out = {
+        "resolution": size,
+        "steps": steps,
+        "batch": batch,
+        "transformer_rel_rms_error_vs_bf16": ((error - reference).norm() / reference.norm()).item(),
+    }
     ours(batch, 2)  # warm-up (compiles)
     clock = StepClock(device)
     seconds, images = timed(lambda: ours(batch, steps, clock), device)
-    out.update(fp8_s_per_image=seconds / batch, fp8_s_per_image_step=(clock.seconds_per_step() or 0) / batch,
-               mean_abs_pixel_diff_vs_bf16_same_seed=float(np.abs(
-                   np.asarray(images[0].image, dtype=np.int16) - np.asarray(base_image, dtype=np.int16)).mean()))
+    out.update(
+        fp8_s_per_image=seconds / batch,
+        fp8_s_per_image_step=(clock.seconds_per_step() or 0) / batch,
+        mean_abs_pixel_diff_vs_bf16_same_seed=float(
+            np.abs(np.asarray(images[0].image, dtype=np.int16) - np.asarray(base_image, dtype=np.int16)).mean()
+        ),
+    )
     bf16 = ctx.summary["sections"].get("generation", {}).get("by_size", {}).get("512", {})
-    out["ratios"] = {"fp8_vs_ours_bf16": ratio(bf16.get("ours_s_per_image"), out["fp8_s_per_image"]),
-                     "fp8_vs_plain": ratio(bf16.get("plain_s_per_image"), out["fp8_s_per_image"])}
-    out["trade_off"] = ("e4m3 weights (per-channel scales) and activations (per-token scales): see "
-                        "ml/core/fp8.py; validate on the real checkpoint with eval-generator before use")
+    out["ratios"] = {
+        "fp8_vs_ours_bf16": ratio(bf16.get("ours_s_per_image"), out["fp8_s_per_image"]),
+        "fp8_vs_plain": ratio(bf16.get("plain_s_per_image"), out["fp8_s_per_image"]),
+    }
+    out["trade_off"] = (
+        "e4m3 weights (per-channel scales) and activations (per-token scales): see "
+        "ml/core/fp8.py; validate on the real checkpoint with eval-generator before use"
+    )
     return out
 
 
@@ -734,12 +943,18 @@ def section_finetune(ctx) -> dict:
     step_tflop = flux_step_tflop(cfg, tokens, seq)
     images = [Image.fromarray(t.permute(1, 2, 0).numpy()) for t in decoded_images(8, size, unique=8)]
     records = [TupleRecord(PROMPTS[i], EXPLICIT, SUPERFICIAL, images[i], images[(i + 1) % 8]) for i in range(8)]
-    out = {"resolution": size, "t5_tokens": seq, "note": "peak memory counts the whole pipeline resident "
-           "(transformer, T5 encoder, CLIP text, VAE) plus, for OFT, the SciScore scorer"}
+    out = {
+        "resolution": size,
+        "t5_tokens": seq,
+        "note": "peak memory counts the whole pipeline resident "
+        "(transformer, T5 encoder, CLIP text, VAE) plus, for OFT, the SciScore scorer",
+    }
 
     # SFT: the paper's micro-batch (4 images), LoRA r16 on to_q/to_k/to_v/to_out.0, gradient checkpointing
-    config = recipes.resolve(sft.SFTConfig(resolution=size, batch_size=4 if not tiny else 2, grad_accum=1,
-                                           max_sequence_length=seq), recipes.SFT)
+    config = recipes.resolve(
+        sft.SFTConfig(resolution=size, batch_size=4 if not tiny else 2, grad_accum=1, max_sequence_length=seq),
+        recipes.SFT,
+    )
     transformer = sft.add_lora(pipe, config)
     trainable = [p for p in transformer.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
@@ -752,18 +967,23 @@ def section_finetune(ctx) -> dict:
     def sft_step():
         nonlocal seen
         with training_attention():
-            line = sft.optimizer_step(pipe, transformer, optimizer, trainable, records, order, img_ids, generator,
-                                      config, device, 0, seen)
+            line = sft.optimizer_step(
+                pipe, transformer, optimizer, trainable, records, order, img_ids, generator, config, device, 0, seen
+            )
         seen = line["tuples_seen"]
         return line
 
     sft_step()  # warm-up
     reset_peak(device)
     seconds, line = timed(sft_step, device)
-    out.update(sft_micro_batch=config.batch_size, sft_step_s=seconds, sft_peak_gib=peak_gib(device),
-               sft_loss_finite=math.isfinite(line["loss"]),
-               sft_lora_params_m=sum(p.numel() for p in trainable) / 1e6,
-               sft_paper_optimizer_step_s_estimate=seconds * 8)
+    out.update(
+        sft_micro_batch=config.batch_size,
+        sft_step_s=seconds,
+        sft_peak_gib=peak_gib(device),
+        sft_loss_finite=math.isfinite(line["loss"]),
+        sft_lora_params_m=sum(p.numel() for p in trainable) / 1e6,
+        sft_paper_optimizer_step_s_estimate=seconds * 8,
+    )
     del optimizer, trainable
     transformer.delete_adapters("default")
     free(device)
@@ -771,8 +991,9 @@ def section_finetune(ctx) -> dict:
 
     # OFT: one prompt pair per optimiser step, the paper's 30 stochastic steps, ViT-H reward, subject mask
     steps = ctx.args.oft_steps if not tiny else 2
-    config = recipes.resolve(oft.OFTConfig(resolution=size, num_steps=steps, prompts_per_step=1,
-                                           max_sequence_length=seq), recipes.OFT)
+    config = recipes.resolve(
+        oft.OFTConfig(resolution=size, num_steps=steps, prompts_per_step=1, max_sequence_length=seq), recipes.OFT
+    )
     scorer = make_scorer(ctx, clip_cfg(ctx))
     with tempfile.TemporaryDirectory() as tmp:
         detector = load_detector(make_tiny_grounding_dino(Path(tmp) / "det", words=("nail",)), device)
@@ -785,9 +1006,14 @@ def section_finetune(ctx) -> dict:
     # per sampler step: a no-grad sampling call (2 images), a policy call with its backward (about 2 calls'
     # work; frozen weights get no weight gradient) and a reference call, each on 2 images
     oft_tflop = steps * 2 * step_tflop * (1 + 2 + 1)
-    out.update(oft_sampler_steps=steps, oft_step_s=seconds, oft_peak_gib=peak_gib(device),
-               oft_pairs_trained=line["pairs_trained"], oft_loss=line["loss"],
-               oft_detector="tiny Grounding DINO (its full-size forward on two images is not in the figure)")
+    out.update(
+        oft_sampler_steps=steps,
+        oft_step_s=seconds,
+        oft_peak_gib=peak_gib(device),
+        oft_pairs_trained=line["pairs_trained"],
+        oft_loss=line["loss"],
+        oft_detector="tiny Grounding DINO (its full-size forward on two images is not in the figure)",
+    )
     sft_tflop = 2 * step_tflop * out["sft_micro_batch"]  # forward + input-gradient pass (recompute not counted)
     out["ratios"] = {
         "sft_flop_utilisation": ratio(sft_tflop / out["sft_step_s"], ctx.tflops),
@@ -803,6 +1029,7 @@ def section_finetune(ctx) -> dict:
 
 def headline(summary: dict) -> list[str]:
     """A few lines that fit the end of a device call's output: the ratios each goal is about."""
+
     def pct(x):
         return "n/a" if x is None else f"{100 * x:.0f} %"
 
@@ -810,40 +1037,51 @@ def headline(summary: dict) -> list[str]:
         return "n/a" if x is None else f"{x:,.{digits}f}"
 
     sections, card = summary["sections"], summary["device"]
-    lines = [f"== {card}{' (CPU dry run: not figures)' if summary['cpu_dry_run'] else ''}, "
-             f"{summary['seconds']:.0f} s =="]
+    lines = [
+        f"== {card}{' (CPU dry run: not figures)' if summary['cpu_dry_run'] else ''}, {summary['seconds']:.0f} s =="
+    ]
     c = sections.get("ceiling", {})
     lines.append(f"{c.get('dtype', 'bf16')} matmul {num(c.get('matmul_tflops'), 1)} TFLOP/s")
     s = sections.get("scoring", {})
     if "ratios" in s:
         r = s["ratios"]
-        lines.append(f"scoring: ours {num(s['ours_img_per_s'])} img/s = {pct(r['ours_share_of_ceiling'])} of the "
-                     f"{num(s['ceiling_img_per_s'])} img/s ceiling (goal 70 %), {num(r['ours_vs_reference'], 1)}x the "
-                     f"reference loop's {num(s['reference_img_per_s'], 1)} img/s (goal 30x)")
+        lines.append(
+            f"scoring: ours {num(s['ours_img_per_s'])} img/s = {pct(r['ours_share_of_ceiling'])} of the "
+            f"{num(s['ceiling_img_per_s'])} img/s ceiling (goal 70 %), {num(r['ours_vs_reference'], 1)}x the "
+            f"reference loop's {num(s['reference_img_per_s'], 1)} img/s (goal 30x)"
+        )
     t = sections.get("scorer_training", {})
     if "ratios" in t:
         r = t["ratios"]
         best = t.get("compiled_tuples_per_s") or t.get("eager_tuples_per_s")
-        lines.append(f"scorer training: {num(best, 1)} tuples/s, MFU {pct(r['mfu_nominal'])} nominal "
-                     f"({pct(r['mfu_executed'])} of FLOPs executed; eager {pct(r['eager_mfu_nominal'])}; goal 50 %)")
+        lines.append(
+            f"scorer training: {num(best, 1)} tuples/s, MFU {pct(r['mfu_nominal'])} nominal "
+            f"({pct(r['mfu_executed'])} of FLOPs executed; eager {pct(r['eager_mfu_nominal'])}; goal 50 %)"
+        )
     g = sections.get("generation", {})
     if "ratios" in g:
         r, b = g["ratios"], g["by_size"]
         for label in ("512", "1024"):
             row = b.get(label, {})
             stand_in = f" ({row['pixels']} px stand-in)" if row.get("pixels") not in (None, int(label)) else ""
-            lines.append(f"FLUX {label}{stand_in}: plain {num(row.get('plain_s_per_image'), 2)} s/image, ours "
-                         f"{num(row.get('ours_s_per_image'), 2)} s/image = {num(r.get(f'speedup_per_image_{label}'), 2)}x"
-                         + (" (goal 2.5x)" if label == "512" else ""))
+            lines.append(
+                f"FLUX {label}{stand_in}: plain {num(row.get('plain_s_per_image'), 2)} s/image, ours "
+                f"{num(row.get('ours_s_per_image'), 2)} s/image = {num(r.get(f'speedup_per_image_{label}'), 2)}x"
+                + (" (goal 2.5x)" if label == "512" else "")
+            )
     f = sections.get("finetune", {})
     if "sft_step_s" in f:
-        lines.append(f"SFT step {num(f['sft_step_s'], 2)} s, peak {num(f.get('sft_peak_gib'), 1)} GiB; OFT step "
-                     f"{num(f.get('oft_step_s'), 1)} s, peak {num(f.get('oft_peak_gib'), 1)} GiB")
+        lines.append(
+            f"SFT step {num(f['sft_step_s'], 2)} s, peak {num(f.get('sft_peak_gib'), 1)} GiB; OFT step "
+            f"{num(f.get('oft_step_s'), 1)} s, peak {num(f.get('oft_peak_gib'), 1)} GiB"
+        )
     f8 = sections.get("fp8", {})
     if "ratios" in f8:
-        lines.append(f"FLUX fp8 (optional): {num(f8['fp8_s_per_image'], 2)} s/image = "
-                     f"{num(f8['ratios']['fp8_vs_plain'], 2)}x plain, {num(f8['ratios']['fp8_vs_ours_bf16'], 2)}x ours "
-                     f"bf16; transformer error {pct(f8['transformer_rel_rms_error_vs_bf16'])} RMS")
+        lines.append(
+            f"FLUX fp8 (optional): {num(f8['fp8_s_per_image'], 2)} s/image = "
+            f"{num(f8['ratios']['fp8_vs_plain'], 2)}x plain, {num(f8['ratios']['fp8_vs_ours_bf16'], 2)}x ours "
+            f"bf16; transformer error {pct(f8['transformer_rel_rms_error_vs_bf16'])} RMS"
+        )
     lines += [f"{name}: ERROR {sec['error'][:300]}" for name, sec in sections.items() if "error" in sec]
     return lines
 
@@ -861,8 +1099,9 @@ class Context:
         self.compile_backend = backend
         self.tflops = None
         self.flux = None
-        self.card_gib = (torch.cuda.get_device_properties(self.device).total_memory / 2**30
-                         if self.device.type == "cuda" else None)
+        self.card_gib = (
+            torch.cuda.get_device_properties(self.device).total_memory / 2**30 if self.device.type == "cuda" else None
+        )
         self.summary = {}
         self.started = time.perf_counter()
         self.json_out = args.json_out or (Path(os.environ["OUT"]) / "gpu_bench.json" if os.environ.get("OUT") else None)
@@ -906,7 +1145,7 @@ def load_compile_cache(path: str | None) -> str | None:
         return None
     try:
         torch.compiler.load_cache_artifacts(Path(path).read_bytes())
-    except Exception as error:  # noqa: BLE001 - a stale cache only costs the compile time it would have saved
+    except Exception as error:
         return f"{path} not loaded: {type(error).__name__}: {error}"[:300]
     return path
 
@@ -918,7 +1157,7 @@ def save_compile_cache(path: str | None) -> dict | None:
         return None
     try:
         saved = torch.compiler.save_cache_artifacts()
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         return {"path": None, "why": f"{type(error).__name__}: {error}"[:300]}
     if saved is None:
         return None
@@ -935,8 +1174,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--tiny", action="store_true", help="tiny configs: a CPU dry run of every section")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {SECTIONS}")
     parser.add_argument("--device", help="default: cuda if available")
-    parser.add_argument("--compile-backend", help="torch.compile backend (default: inductor on CUDA, eager on the "
-                        "CPU, i.e. graph capture only); 'none' keeps every model eager")
+    parser.add_argument(
+        "--compile-backend",
+        help="torch.compile backend (default: inductor on CUDA, eager on the "
+        "CPU, i.e. graph capture only); 'none' keeps every model eager",
+    )
     parser.add_argument("--compile-cache", help="a file of compiled kernels to load first and rewrite at the end")
     parser.add_argument("--score-batch", type=int, default=128, help="tuples per scoring pass (2 images each)")
     parser.add_argument("--score-batches", type=int, default=8, help="timed scoring passes")
@@ -944,15 +1186,22 @@ def main(argv=None) -> dict:
     parser.add_argument("--train-batch", type=int, default=64, help="tuples per micro-batch (32 if it does not fit)")
     parser.add_argument("--train-accum", type=int, default=2, help="micro-batches per optimiser step")
     parser.add_argument("--flux-batch", type=int, default=4, help="images per pipeline call in ours at 512 px")
-    parser.add_argument("--flux-plain-batched", action="store_true",
-                        help="also time the plain call with --flux-batch images (batching alone)")
+    parser.add_argument(
+        "--flux-plain-batched",
+        action="store_true",
+        help="also time the plain call with --flux-batch images (batching alone)",
+    )
     parser.add_argument("--flux-compile-mode", default=None, help="torch.compile mode for FLUX (e.g. reduce-overhead)")
-    parser.add_argument("--flux-fp8", action="store_true",
-                        help="also run the optional float8 section last (ml/core/fp8.py states its trade-off)")
+    parser.add_argument(
+        "--flux-fp8",
+        action="store_true",
+        help="also run the optional float8 section last (ml/core/fp8.py states its trade-off)",
+    )
     parser.add_argument("--oft-steps", type=int, default=30, help="sampler steps of the OFT pair (paper: 30)")
     parser.add_argument("--strict", action="store_true", help="stop at the first error (the tests use it)")
-    parser.add_argument("--budget-s", type=float, default=420,
-                        help="soft time budget: optional parts are skipped when it runs short")
+    parser.add_argument(
+        "--budget-s", type=float, default=420, help="soft time budget: optional parts are skipped when it runs short"
+    )
     parser.add_argument("--json-out", help="also write the summary here (default: $OUT/gpu_bench.json if $OUT is set)")
     args = parser.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -969,16 +1218,28 @@ def main(argv=None) -> dict:
     ctx.summary = {
         "device": torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda" else "cpu",
         "cpu_dry_run": ctx.device.type != "cuda" or args.tiny,
-        "note": ("CPU dry run on tiny configs: checks the script end to end; its numbers are not figures"
-                 if ctx.device.type != "cuda" or args.tiny else "full-size architectures, random weights"),
-        "versions": versions(), "compile_backend": ctx.compile_backend, "compile_cache_loaded": cache_loaded,
-        "goals": GOALS, "sections": {},
+        "note": (
+            "CPU dry run on tiny configs: checks the script end to end; its numbers are not figures"
+            if ctx.device.type != "cuda" or args.tiny
+            else "full-size architectures, random weights"
+        ),
+        "versions": versions(),
+        "compile_backend": ctx.compile_backend,
+        "compile_cache_loaded": cache_loaded,
+        "goals": GOALS,
+        "sections": {},
     }
     if args.flux_fp8 and "fp8" not in only:
         only.append("fp8")
     order = [s for s in (*SECTIONS, *OPTIONAL_SECTIONS) if s in only or s == "ceiling"]
-    functions = {"ceiling": section_ceiling, "scoring": section_scoring, "scorer_training": section_scorer_training,
-                 "generation": section_generation, "finetune": section_finetune, "fp8": section_fp8}
+    functions = {
+        "ceiling": section_ceiling,
+        "scoring": section_scoring,
+        "scorer_training": section_scorer_training,
+        "generation": section_generation,
+        "finetune": section_finetune,
+        "fp8": section_fp8,
+    }
     for name in order:
         t0 = time.perf_counter()
         try:
@@ -987,7 +1248,7 @@ def main(argv=None) -> dict:
                 ctx.summary["flux_build_s"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
             section = functions[name](ctx)
-        except Exception as error:  # noqa: BLE001 - one failing section must not cost the others' figures
+        except Exception as error:
             if args.strict:
                 raise
             import traceback
@@ -1007,7 +1268,7 @@ def main(argv=None) -> dict:
         from torch._dynamo.utils import counters
 
         ctx.summary["dynamo_stats"] = dict(counters["stats"])
-    except Exception:  # noqa: BLE001 - diagnostics only
+    except Exception:
         pass
     ctx.write()
     print(json.dumps(ctx.summary, indent=2, default=str), flush=True)

@@ -21,8 +21,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 WHEELS = ROOT / "var" / "wheels"  # var/ is git-ignored; the device call carries it by name
 PACKAGES = ("diffusers", "open_clip_torch", "peft", "timm", "ftfy", "wcwidth")
-PLATFORM = ["--only-binary=:all:", "--python-version", "3.12", "--implementation", "cp",
-            "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64"]
+PLATFORM = [
+    "--only-binary=:all:",
+    "--python-version",
+    "3.12",
+    "--implementation",
+    "cp",
+    "--platform",
+    "manylinux_2_28_x86_64",
+    "--platform",
+    "manylinux2014_x86_64",
+]
 
 # One shell line for the device tool (carry: var/wheels, and var/bench once a compile cache came back).
 DEVICE_COMMAND = (
@@ -50,8 +59,20 @@ def main() -> None:
         wanted = {_normalise(n): v for n, v in versions.items()}
         if wanted.get(_normalise(name)) != version:
             wheel.unlink()
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", *PLATFORM, "-d", str(WHEELS),
-                    *[f"{name}=={version}" for name, version in versions.items()]], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            *PLATFORM,
+            "-d",
+            str(WHEELS),
+            *[f"{name}=={version}" for name, version in versions.items()],
+        ],
+        check=True,
+    )
     size = sum(w.stat().st_size for w in WHEELS.glob("*.whl"))
     print(f"{len(list(WHEELS.glob('*.whl')))} wheels, {size / 2**20:.1f} MiB in {WHEELS.relative_to(ROOT)}")
     print("device run: carry ['var/wheels'] (add 'var/bench' with a compile cache), timeout_s 600, command:")

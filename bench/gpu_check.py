@@ -105,8 +105,9 @@ def scorer_check(device, tiny: bool, report: dict) -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             t = model.encode_text(texts, normalize=True)
             x = model.encode_image(pix, normalize=True)
-            loss = sciscore_loss(t[:tuples], t[tuples : 2 * tuples], t[2 * tuples :], x[:tuples], x[tuples:],
-                                 model.logit_scale.exp()).total
+            loss = sciscore_loss(
+                t[:tuples], t[tuples : 2 * tuples], t[2 * tuples :], x[:tuples], x[tuples:], model.logit_scale.exp()
+            ).total
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -124,12 +125,30 @@ def scorer_check(device, tiny: bool, report: dict) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-FLUX_DEV = dict(patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
-                num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=True,
-                axes_dims_rope=(16, 56, 56))
-FLUX_TINY = dict(patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16,
-                 num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True,
-                 axes_dims_rope=(4, 4, 8))
+FLUX_DEV = dict(
+    patch_size=1,
+    in_channels=64,
+    num_layers=19,
+    num_single_layers=38,
+    attention_head_dim=128,
+    num_attention_heads=24,
+    joint_attention_dim=4096,
+    pooled_projection_dim=768,
+    guidance_embeds=True,
+    axes_dims_rope=(16, 56, 56),
+)
+FLUX_TINY = dict(
+    patch_size=1,
+    in_channels=4,
+    num_layers=1,
+    num_single_layers=1,
+    attention_head_dim=16,
+    num_attention_heads=2,
+    joint_attention_dim=32,
+    pooled_projection_dim=32,
+    guidance_embeds=True,
+    axes_dims_rope=(4, 4, 8),
+)
 
 
 def flux_check(device, tiny: bool, report: dict) -> None:
@@ -146,12 +165,20 @@ def flux_check(device, tiny: bool, report: dict) -> None:
     torch.set_default_dtype(dtype)
     with torch.device(device):
         transformer = FluxTransformer2DModel(**cfg)
-        vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=latent_channels,
-                            down_block_types=("DownEncoderBlock2D",) * len(blocks),
-                            up_block_types=("UpDecoderBlock2D",) * len(blocks), block_out_channels=blocks,
-                            layers_per_block=1 if tiny else 2, norm_num_groups=32,
-                            scaling_factor=0.3611, shift_factor=0.1159,
-                            use_quant_conv=False, use_post_quant_conv=False)
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            latent_channels=latent_channels,
+            down_block_types=("DownEncoderBlock2D",) * len(blocks),
+            up_block_types=("UpDecoderBlock2D",) * len(blocks),
+            block_out_channels=blocks,
+            layers_per_block=1 if tiny else 2,
+            norm_num_groups=32,
+            scaling_factor=0.3611,
+            shift_factor=0.1159,
+            use_quant_conv=False,
+            use_post_quant_conv=False,
+        )
     torch.set_default_dtype(torch.float32)
     report["flux_transformer_params_b"] = sum(p.numel() for p in transformer.parameters()) / 1e9
     size = 32 if tiny else 512
@@ -168,8 +195,9 @@ def flux_check(device, tiny: bool, report: dict) -> None:
 
     def velocity(x, sigma):
         with torch.no_grad():
-            return flow.predict_velocity(transformer, x.to(dtype), torch.tensor([sigma], device=device), text,
-                                         img_ids, guidance=3.5).float()
+            return flow.predict_velocity(
+                transformer, x.to(dtype), torch.tensor([sigma], device=device), text, img_ids, guidance=3.5
+            ).float()
 
     noise = torch.randn(1, rows * cols, cfg["in_channels"], device=device)
     sigmas = torch.linspace(1.0, 0.0, steps + 1)
@@ -185,8 +213,11 @@ def flux_check(device, tiny: bool, report: dict) -> None:
     assert image.shape[-2:] == (size, size) and torch.isfinite(image.float()).all()
     print(json.dumps(report), flush=True)
 
-    transformer.add_adapter(LoraConfig(r=16, lora_alpha=16, init_lora_weights="gaussian",
-                                       target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    transformer.add_adapter(
+        LoraConfig(
+            r=16, lora_alpha=16, init_lora_weights="gaussian", target_modules=["to_q", "to_k", "to_v", "to_out.0"]
+        )
+    )
     if not tiny:
         transformer.enable_gradient_checkpointing()
     lora = [p for n, p in transformer.named_parameters() if "lora" in n]
@@ -198,16 +229,18 @@ def flux_check(device, tiny: bool, report: dict) -> None:
     optimizer = torch.optim.AdamW(lora, lr=2e-5, fused=device.type == "cuda")
     batch = 4 if not tiny else 2
     latents = torch.randn(batch, rows * cols, cfg["in_channels"], device=device, dtype=dtype)
-    batch_text = flow.TextEmbeddings(text.prompt_embeds.expand(batch, -1, -1), text.pooled.expand(batch, -1),
-                                     text.text_ids)
+    batch_text = flow.TextEmbeddings(
+        text.prompt_embeds.expand(batch, -1, -1), text.pooled.expand(batch, -1), text.text_ids
+    )
 
     def lora_step():
         optimizer.zero_grad(set_to_none=True)
         noise = torch.randn_like(latents)
         s = torch.rand(batch, device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            pred = flow.predict_velocity(transformer, flow.noisy_latents(latents, noise, s), s, batch_text, img_ids,
-                                         guidance=0.0)
+            pred = flow.predict_velocity(
+                transformer, flow.noisy_latents(latents, noise, s), s, batch_text, img_ids, guidance=0.0
+            )
         loss = torch.nn.functional.mse_loss(pred.float(), flow.velocity_target(latents, noise).float())
         loss.backward()
         optimizer.step()
@@ -231,8 +264,11 @@ def main() -> None:
     parser.add_argument("--only", choices=["scorer", "flux"], help="run one part")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    report = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-              "torch": torch.__version__, "tiny": args.tiny}
+    report = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "tiny": args.tiny,
+    }
     if args.only in (None, "scorer"):
         scorer_check(device, args.tiny, report)
         print(json.dumps(report), flush=True)

@@ -44,29 +44,70 @@ def main() -> None:
         train, val = make_synthetic_split(0, 64, "train", size=32), make_synthetic_split(0, 16, "val", size=32)
 
         start = time.perf_counter()
-        summary = train_scorer(TrainConfig(model=str(scorer), lr=1e-3, warmup_steps=1, total_steps=4, batch_size=8,
-                                           grad_accum=2, gradient_checkpointing=True, eval_every=2,
-                                           checkpoint_every=2, save_format="both"), train, val, tmp / "scorer-run")
+        summary = train_scorer(
+            TrainConfig(
+                model=str(scorer),
+                lr=1e-3,
+                warmup_steps=1,
+                total_steps=4,
+                batch_size=8,
+                grad_accum=2,
+                gradient_checkpointing=True,
+                eval_every=2,
+                checkpoint_every=2,
+                save_format="both",
+            ),
+            train,
+            val,
+            tmp / "scorer-run",
+        )
         rows = finite_metrics(tmp / "scorer-run" / "metrics.jsonl", ("loss", "grad_norm"))
-        report["train_scorer"] = {"seconds": time.perf_counter() - start, "last": rows[-1]["loss"],
-                                  "tuples_seen": summary["tuples_seen"], "best_val": summary["best_val_accuracy"]}
+        report["train_scorer"] = {
+            "seconds": time.perf_counter() - start,
+            "last": rows[-1]["loss"],
+            "tuples_seen": summary["tuples_seen"],
+            "best_val": summary["best_val_accuracy"],
+        }
 
         start = time.perf_counter()
-        sft = train_sft(flux, train[:8], tmp / "sft", SFTConfig(resolution=32, max_steps=3, batch_size=2, grad_accum=2,
-                                                                max_sequence_length=32, checkpoint_every=2))
+        sft = train_sft(
+            flux,
+            train[:8],
+            tmp / "sft",
+            SFTConfig(
+                resolution=32, max_steps=3, batch_size=2, grad_accum=2, max_sequence_length=32, checkpoint_every=2
+            ),
+        )
         finite_metrics(tmp / "sft" / "metrics.jsonl", ("loss", "grad_norm"))
         report["sft"] = {"seconds": time.perf_counter() - start, "last_loss": sft.last_loss}
 
         start = time.perf_counter()
-        oft = train_oft(flux, sft.lora_dir, scorer, detector, [("An unripe mango, simple and realistic.", "mango")],
-                        tmp / "oft", OFTConfig(resolution=32, num_steps=4, max_steps=2, prompts_per_step=1,
-                                               max_sequence_length=32, checkpoint_every=1))
+        oft = train_oft(
+            flux,
+            sft.lora_dir,
+            scorer,
+            detector,
+            [("An unripe mango, simple and realistic.", "mango")],
+            tmp / "oft",
+            OFTConfig(
+                resolution=32, num_steps=4, max_steps=2, prompts_per_step=1, max_sequence_length=32, checkpoint_every=1
+            ),
+        )
         finite_metrics(tmp / "oft" / "metrics.jsonl", ("loss", "grad_norm"))
         report["oft"] = {"seconds": time.perf_counter() - start, "last_loss": oft.last_loss}
 
         pipe = load_pipeline(flux, lora=oft.lora_dir)
-        images = generate(pipe, ["An unripe mango"] * 2, seeds=[1, 1], steps=4, guidance=3.5, width=32, height=32,
-                          batch_size=2, max_sequence_length=32)
+        images = generate(
+            pipe,
+            ["An unripe mango"] * 2,
+            seeds=[1, 1],
+            steps=4,
+            guidance=3.5,
+            width=32,
+            height=32,
+            batch_size=2,
+            max_sequence_length=32,
+        )
         report["generate_same_seed_identical"] = images[0].image.tobytes() == images[1].image.tobytes()
     print(json.dumps(report, indent=2), flush=True)
 

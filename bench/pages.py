@@ -44,7 +44,7 @@ import platform
 import statistics
 import sys
 import time
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,23 +74,31 @@ PAGES = [
     ("audit log", "/curation/audit/", "admin"),
     ("audit log ?action=consensus.changed", "/curation/audit/?action=consensus.changed", "admin"),
     ("version builder", "/curation/versions/new/", "admin"),
-    ("version builder preview",
-     "/curation/versions/new/?preview=1&outcomes=confirmed&outcomes=reversed&outcomes=adjudicated&seed=0", "admin"),
+    (
+        "version builder preview",
+        "/curation/versions/new/?preview=1&outcomes=confirmed&outcomes=reversed&outcomes=adjudicated&seed=0",
+        "admin",
+    ),
     ("home (annotator; not in scope)", "/", "annotator"),
     # What the dashboard and agreement pages no longer do per request: the refresh of their cached figures
     # (curation/services/figures.py), run by a worker at most once a FIGURES_MAX_AGE. Not page time.
     ("dashboard figures refresh (worker)", ("figures", "dashboard", {"discipline": None, "days": 14}), "worker"),
-    ("agreement figures refresh (worker)",
-     ("figures", "agreement", {"task": None, "discipline": None, "min_shared": 10}), "worker"),
+    (
+        "agreement figures refresh (worker)",
+        ("figures", "agreement", {"task": None, "discipline": None, "min_shared": 10}),
+        "worker",
+    ),
 ]
 USERS = {"annotator": "ann-physics-1", "reviewer": "rev-1", "admin": "bench-admin"}
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help=f"sizes {QUICK_SIZES}, 1 round of 3 repeats; prints only (unless --out)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help=f"sizes {QUICK_SIZES}, 1 round of 3 repeats; prints only (unless --out)"
+    )
     parser.add_argument("--sizes", help="comma-separated numbers of pairs (default 10000,100000)")
     parser.add_argument("--reps", type=int, help="timed requests per page, size and round (default 5)")
     parser.add_argument("--rounds", type=int, help="rounds over all sizes (default 2)")
@@ -99,8 +107,10 @@ def parse_args(argv=None):
     parser.add_argument("--only", help="comma-separated substrings: measure only matching pages (and the baseline)")
     parser.add_argument("--budget-ms", type=float, default=200.0)
     parser.add_argument("--growth-limit", type=float, default=1.5)
-    parser.add_argument("--out", help=f"write the Markdown report here (default {DOC.relative_to(ROOT)} "
-                                      "for a full run, nothing with --quick)")
+    parser.add_argument(
+        "--out",
+        help=f"write the Markdown report here (default {DOC.relative_to(ROOT)} for a full run, nothing with --quick)",
+    )
     parser.add_argument("--json-out", help="also write the JSON object to this file")
     args = parser.parse_args(argv)
     if args.sizes:
@@ -115,6 +125,7 @@ def parse_args(argv=None):
 
 
 # --- databases ---------------------------------------------------------------------------------
+
 
 def server_url() -> str:
     return os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER).rstrip("/")
@@ -153,9 +164,8 @@ def setup_django(first_db: str) -> None:
 
 def use_database(name: str) -> None:
     """Point Django's default connection at another benchmark database (reconnects lazily)."""
-    from django.db import connections
-
     from django.core.cache import caches
+    from django.db import connections
 
     connection = connections["default"]
     connection.close()
@@ -181,8 +191,11 @@ def _meta_set(value: dict) -> None:
 
     with connection.cursor() as cursor:
         cursor.execute(_META_TABLE)
-        cursor.execute("INSERT INTO bench_pages_meta (key, value) VALUES ('seed', %s) "
-                       "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", [json.dumps(value)])
+        cursor.execute(
+            "INSERT INTO bench_pages_meta (key, value) VALUES ('seed', %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            [json.dumps(value)],
+        )
 
 
 def prepare(n: int, *, reseed: bool, log) -> dict:
@@ -216,6 +229,7 @@ def prepare(n: int, *, reseed: bool, log) -> dict:
 
 
 # --- measuring ---------------------------------------------------------------------------------
+
 
 def _clients() -> dict:
     from django.contrib.auth import get_user_model
@@ -266,8 +280,12 @@ def _queries(client, url: str) -> dict:
         _get(client, url)
     times = [(float(q["time"]) * 1000, q["sql"]) for q in captured.captured_queries]
     slowest = max(times, default=(0.0, ""))
-    return {"queries": len(times), "db_ms": round(sum(t for t, _ in times), 2),
-            "slowest_ms": round(slowest[0], 2), "slowest_sql": slowest[1][:300]}
+    return {
+        "queries": len(times),
+        "db_ms": round(sum(t for t, _ in times), 2),
+        "slowest_ms": round(slowest[0], 2),
+        "slowest_sql": slowest[1][:300],
+    }
 
 
 def measure(args, pages, log) -> dict:
@@ -295,11 +313,19 @@ def measure(args, pages, log) -> dict:
         per_size = {}
         for n in args.sizes:
             times = samples[(n, name)]
-            per_size[n] = {"median_ms": round(statistics.median(times), 2), "min_ms": round(min(times), 2),
-                           "max_ms": round(max(times), 2), "samples": len(times), **state[n]["queries"][name]}
+            per_size[n] = {
+                "median_ms": round(statistics.median(times), 2),
+                "min_ms": round(min(times), 2),
+                "max_ms": round(max(times), 2),
+                "samples": len(times),
+                **state[n]["queries"][name],
+            }
         shown = url if isinstance(url, str) else f"{url[1]} figures" if isinstance(url, tuple) else None
-        results[name] = {"url": shown or "(first pair of the review list)",
-                         "role": role or "anonymous", "sizes": per_size}
+        results[name] = {
+            "url": shown or "(first pair of the review list)",
+            "role": role or "anonymous",
+            "sizes": per_size,
+        }
     return results
 
 
@@ -313,7 +339,9 @@ def judge(results: dict, args) -> None:
             row["x_baseline"] = round(row["median_ms"] / base[n]["median_ms"], 2)
         growth = sizes[large]["median_ms"] / sizes[small]["median_ms"]
         growth_vs_base = sizes[large]["x_baseline"] / sizes[small]["x_baseline"]
-        grows_time = growth_vs_base > args.growth_limit and sizes[large]["median_ms"] - sizes[small]["median_ms"] > ABS_NOISE_MS
+        grows_time = (
+            growth_vs_base > args.growth_limit and sizes[large]["median_ms"] - sizes[small]["median_ms"] > ABS_NOISE_MS
+        )
         grows_queries = sizes[large]["queries"] != sizes[small]["queries"]
         over = sizes[large]["median_ms"] > args.budget_ms
         result["growth"] = round(growth, 2)
@@ -321,12 +349,19 @@ def judge(results: dict, args) -> None:
         if result.get("role") == "worker":
             result["verdict"] = "background, not page time"
             continue
-        result["verdict"] = "ok" if not (grows_time or grows_queries or over) else ", ".join(
-            reason for reason, bad in (("over budget", over), ("time grows", grows_time),
-                                       ("queries grow", grows_queries)) if bad)
+        result["verdict"] = (
+            "ok"
+            if not (grows_time or grows_queries or over)
+            else ", ".join(
+                reason
+                for reason, bad in (("over budget", over), ("time grows", grows_time), ("queries grow", grows_queries))
+                if bad
+            )
+        )
 
 
 # --- reporting ---------------------------------------------------------------------------------
+
 
 def machine() -> dict:
     from django.db import connection
@@ -339,8 +374,14 @@ def machine() -> dict:
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         pg = cursor.fetchone()[0]
-    return {"nproc": os.cpu_count(), "cpu": cpu, "platform": platform.platform(), "python": platform.python_version(),
-            "django": django.get_version(), "postgresql": pg}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "django": django.get_version(),
+        "postgresql": pg,
+    }
 
 
 def _fmt_n(n: int) -> str:
@@ -349,14 +390,18 @@ def _fmt_n(n: int) -> str:
 
 def table(results: dict, args) -> str:
     small, large = args.sizes[0], args.sizes[-1]
-    head = (f"| page | N={_fmt_n(small)} ms | queries | × base | N={_fmt_n(large)} ms | queries | × base "
-            f"| growth | growth vs base | verdict |")
+    head = (
+        f"| page | N={_fmt_n(small)} ms | queries | × base | N={_fmt_n(large)} ms | queries | × base "
+        f"| growth | growth vs base | verdict |"
+    )
     lines = [head, "|" + "---|" * 10]
     for name, result in results.items():
         a, b = result["sizes"][small], result["sizes"][large]
-        lines.append(f"| {name} | {a['median_ms']:.1f} | {a['queries']} | {a['x_baseline']:.1f} | {b['median_ms']:.1f} "
-                     f"| {b['queries']} | {b['x_baseline']:.1f} | {result['growth']:.2f} | "
-                     f"{result['growth_vs_baseline']:.2f} | {result['verdict']} |")
+        lines.append(
+            f"| {name} | {a['median_ms']:.1f} | {a['queries']} | {a['x_baseline']:.1f} | {b['median_ms']:.1f} "
+            f"| {b['queries']} | {b['x_baseline']:.1f} | {result['growth']:.2f} | "
+            f"{result['growth_vs_baseline']:.2f} | {result['verdict']} |"
+        )
     return "\n".join(lines)
 
 
@@ -413,34 +458,36 @@ Figures stay identical (tests/test_bench_pages.py compares every new query with 
 def markdown(report: dict, argv) -> str:
     args = report["args"]
     m = report["machine"]
-    seeds = "\n".join(f"| {_fmt_n(int(n))} | {s['judgements']:,} | {s['consensus']:,} | {s['gold']:,} | "
-                      f"{s['outcomes'].get('disputed', 0):,} | {s['outcomes'].get('reversed', 0):,} | "
-                      f"{s['adjudications']:,} | {s['leases']:,} | {s['audit_events']:,} | {s['history_days']} |"
-                      for n, s in report["seeded"].items())
+    seeds = "\n".join(
+        f"| {_fmt_n(int(n))} | {s['judgements']:,} | {s['consensus']:,} | {s['gold']:,} | "
+        f"{s['outcomes'].get('disputed', 0):,} | {s['outcomes'].get('reversed', 0):,} | "
+        f"{s['adjudications']:,} | {s['leases']:,} | {s['audit_events']:,} | {s['history_days']} |"
+        for n, s in report["seeded"].items()
+    )
     return f"""# Page benchmark
 
 Server time and query count of the annotate page, the curation pages (dashboard with its agreement,
 quality and queue-health sections, agreement, adjudication list and item, audit log) and the dataset
-version builder, at {' and '.join(_fmt_n(n) for n in args['sizes'])} pairs in the same run
+version builder, at {" and ".join(_fmt_n(n) for n in args["sizes"])} pairs in the same run
 (issue "Performance", part "Pages"). Generated by `bench/pages.py`; do not edit by hand.
 
-- **Date:** {report['date']}
-- **Command:** `{report['command']}` (from the repository root; PostgreSQL on 127.0.0.1:5432)
-- **Machine:** {m['nproc']} CPUs, {m['cpu']}; {m['platform']}; Python {m['python']}, Django {m['django']},
-  PostgreSQL {m['postgresql']}
-- **Load average** (1 min) at start / end: {report['load'][0]:.2f} / {report['load'][1]:.2f}
-- **Method:** in-process Django test `Client`, logged in as the page's role; {args['warmup']} warm-up requests,
-  then {args['rounds']} round(s) × {args['reps']} timed requests per page and size, sizes interleaved; median.
+- **Date:** {report["date"]}
+- **Command:** `{report["command"]}` (from the repository root; PostgreSQL on 127.0.0.1:5432)
+- **Machine:** {m["nproc"]} CPUs, {m["cpu"]}; {m["platform"]}; Python {m["python"]}, Django {m["django"]},
+  PostgreSQL {m["postgresql"]}
+- **Load average** (1 min) at start / end: {report["load"][0]:.2f} / {report["load"][1]:.2f}
+- **Method:** in-process Django test `Client`, logged in as the page's role; {args["warmup"]} warm-up requests,
+  then {args["rounds"]} round(s) × {args["reps"]} timed requests per page and size, sizes interleaved; median.
   Queries counted with `CaptureQueriesContext` on one extra, untimed request. "× base" is the page's median
-  over the login page's median in the same database; "growth" is the time at {_fmt_n(args['sizes'][-1])} over
-  the time at {_fmt_n(args['sizes'][0])}, raw and relative to the baseline.
-- **Verdict:** ok when the median at {_fmt_n(args['sizes'][-1])} pairs is at most {args['budget_ms']:.0f} ms, the
-  query count is the same at both sizes, and the time does not grow by more than {args['growth_limit']}× relative
+  over the login page's median in the same database; "growth" is the time at {_fmt_n(args["sizes"][-1])} over
+  the time at {_fmt_n(args["sizes"][0])}, raw and relative to the baseline.
+- **Verdict:** ok when the median at {_fmt_n(args["sizes"][-1])} pairs is at most {args["budget_ms"]:.0f} ms, the
+  query count is the same at both sizes, and the time does not grow by more than {args["growth_limit"]}× relative
   to the baseline (differences under {ABS_NOISE_MS:.0f} ms are timer noise).
 
 ## Results
 
-{report['table']}
+{report["table"]}
 
 ## Seeded data
 
@@ -448,7 +495,7 @@ version builder, at {' and '.join(_fmt_n(n) for n in args['sizes'])} pairs in th
 |---|---|---|---|---|---|---|---|---|---|
 {seeds}
 
-Judgements arrive at a constant {report['judgements_per_day']} a day up to the run, so the larger database has a
+Judgements arrive at a constant {report["judgements_per_day"]} a day up to the run, so the larger database has a
 longer history (as a real one would) and the dashboard's 14-day window holds about the same number of
 judgements at both sizes. Details of the data: `bench/pages_seed.py`.
 
@@ -456,7 +503,7 @@ judgements at both sizes. Details of the data: `bench/pages_seed.py`.
 ## Raw figures
 
 ```json
-{json.dumps(report['results'], indent=1)}
+{json.dumps(report["results"], indent=1)}
 ```
 """
 
@@ -482,12 +529,18 @@ def main(argv=None) -> int:
     from bench.pages_seed import JUDGEMENTS_PER_DAY
 
     report = {
-        "date": datetime.now(dt_timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command_line(argv),
         "machine": machine(),
         "load": [load_start, os.getloadavg()[0]],
-        "args": {"sizes": list(args.sizes), "reps": args.reps, "rounds": args.rounds, "warmup": args.warmup,
-                 "budget_ms": args.budget_ms, "growth_limit": args.growth_limit},
+        "args": {
+            "sizes": list(args.sizes),
+            "reps": args.reps,
+            "rounds": args.rounds,
+            "warmup": args.warmup,
+            "budget_ms": args.budget_ms,
+            "growth_limit": args.growth_limit,
+        },
         "seeded": seeded,
         "judgements_per_day": JUDGEMENTS_PER_DAY,
         "results": results,

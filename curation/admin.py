@@ -86,8 +86,17 @@ class GoldItemAdmin(admin.ModelAdmin):
 
 @admin.register(AnnotatorQuality)
 class AnnotatorQualityAdmin(ReadOnlyAdmin):
-    list_display = ("user", "gold_judged", "gold_correct", "accuracy", "flagged", "paused", "flagged_at",
-                    "restored_at", "restored_by")
+    list_display = (
+        "user",
+        "gold_judged",
+        "gold_correct",
+        "accuracy",
+        "flagged",
+        "paused",
+        "flagged_at",
+        "restored_at",
+        "restored_by",
+    )
     list_filter = ("flagged",)
     search_fields = ("user__username",)
     list_select_related = ("user__expertise", "restored_by")

@@ -61,8 +61,9 @@ class ConsensusViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 @extend_schema_view(
-    list=extend_schema(parameters=[_param("pair", "Only adjudications of this pair id.", int)],
-                       summary="Adjudications, newest first"),
+    list=extend_schema(
+        parameters=[_param("pair", "Only adjudications of this pair id.", int)], summary="Adjudications, newest first"
+    ),
 )
 class AdjudicationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """Reviewers' decisions; the latest one per pair is the pair's label."""

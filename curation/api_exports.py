@@ -40,15 +40,32 @@ class JobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Job
-        fields = ["id", "kind", "status", "progress", "message", "params", "result", "error", "created_by",
-                  "created_at", "started_at", "finished_at"]
+        fields = [
+            "id",
+            "kind",
+            "status",
+            "progress",
+            "message",
+            "params",
+            "result",
+            "error",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
         read_only_fields = fields
 
 
 class ExportRequestSerializer(serializers.Serializer):
-    format = serializers.ChoiceField(choices=exporting.FORMATS, default="parquet",
-                                     help_text=("parquet (Science-T2I, all splits), published (the published layout: "
-                                                "Trainset, Science-T2I-S, Science-T2I-C), jsonl (+ image folder) or webdataset."))
+    format = serializers.ChoiceField(
+        choices=exporting.FORMATS,
+        default="parquet",
+        help_text=(
+            "parquet (Science-T2I, all splits), published (the published layout: "
+            "Trainset, Science-T2I-S, Science-T2I-C), jsonl (+ image folder) or webdataset."
+        ),
+    )
 
 
 class ExportFileSerializer(serializers.Serializer):
@@ -70,16 +87,24 @@ class ExportSerializer(serializers.Serializer):
 def export_payload(request, result: dict) -> dict:
     """An export result for the API: no server paths, a download URL per file."""
     files = [
-        {**f, "url": request.build_absolute_uri(reverse("curation-export-download", kwargs={
-            "version_id": result["version"], "export_format": result["format"], "path": f["path"]}))}
+        {
+            **f,
+            "url": request.build_absolute_uri(
+                reverse(
+                    "curation-export-download",
+                    kwargs={"version_id": result["version"], "export_format": result["format"], "path": f["path"]},
+                )
+            ),
+        }
         for f in result["files"]
     ]
     return {key: result[key] for key in ("version", "format", "bytes", "counts", "manifest")} | {"files": files}
 
 
 _VERSION = OpenApiParameter("version_id", int, OpenApiParameter.PATH, description="The dataset version id.")
-_FORMAT = OpenApiParameter("export_format", str, OpenApiParameter.PATH, enum=list(exporting.FORMATS),
-                           description="The export format.")
+_FORMAT = OpenApiParameter(
+    "export_format", str, OpenApiParameter.PATH, enum=list(exporting.FORMATS), description="The export format."
+)
 
 
 class VersionExportsView(APIView):
@@ -105,12 +130,14 @@ class VersionExportsView(APIView):
         finished = exporting.finished_export(version, fmt)
         if finished is not None:
             return Response(export_payload(request, finished), status=status.HTTP_200_OK)
-        job, _ = jobs.start(Job.Kind.EXPORT, {"version": version.pk, "format": fmt}, request.user,
-                            celery_task=run_job)
+        job, _ = jobs.start(Job.Kind.EXPORT, {"version": version.pk, "format": fmt}, request.user, celery_task=run_job)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(parameters=[_VERSION], responses={200: ExportSerializer(many=True), 404: OpenApiResponse()},
-                   summary="The finished exports of a dataset version")
+    @extend_schema(
+        parameters=[_VERSION],
+        responses={200: ExportSerializer(many=True), 404: OpenApiResponse()},
+        summary="The finished exports of a dataset version",
+    )
     def get(self, request, version_id: int):
         version = get_object_or_404(DatasetVersion, pk=version_id)
         done = [exporting.finished_export(version, fmt) for fmt in exporting.FORMATS]
@@ -120,9 +147,11 @@ class VersionExportsView(APIView):
 class VersionExportDetailView(APIView):
     permission_classes = [IsAdminRole]
 
-    @extend_schema(parameters=[_VERSION, _FORMAT],
-                   responses={200: ExportSerializer, 404: OpenApiResponse(description="Not exported (yet).")},
-                   summary="One finished export of a dataset version")
+    @extend_schema(
+        parameters=[_VERSION, _FORMAT],
+        responses={200: ExportSerializer, 404: OpenApiResponse(description="Not exported (yet).")},
+        summary="One finished export of a dataset version",
+    )
     def get(self, request, version_id: int, export_format: str):
         version = get_object_or_404(DatasetVersion, pk=version_id)
         if export_format not in exporting.FORMATS:

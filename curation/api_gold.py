@@ -53,15 +53,29 @@ class GoldItemInputSerializer(serializers.Serializer):
 class AnnotatorQualitySerializer(serializers.ModelSerializer):
     user_id = serializers.IntegerField(read_only=True)
     username = serializers.CharField(source="user.username", read_only=True)
-    accuracy = serializers.FloatField(source="gold_accuracy", read_only=True, allow_null=True,
-                                      help_text="gold_correct / gold_judged; null before the first gold judgement.")
+    accuracy = serializers.FloatField(
+        source="gold_accuracy",
+        read_only=True,
+        allow_null=True,
+        help_text="gold_correct / gold_judged; null before the first gold judgement.",
+    )
     paused = serializers.SerializerMethodField()
     restored_by = serializers.CharField(source="restored_by.username", read_only=True, allow_null=True)
 
     class Meta:
         model = AnnotatorQuality
-        fields = ["user_id", "username", "gold_judged", "gold_correct", "accuracy", "flagged", "paused",
-                  "flagged_at", "restored_at", "restored_by"]
+        fields = [
+            "user_id",
+            "username",
+            "gold_judged",
+            "gold_correct",
+            "accuracy",
+            "flagged",
+            "paused",
+            "flagged_at",
+            "restored_at",
+            "restored_by",
+        ]
         read_only_fields = fields
 
     def get_paused(self, quality) -> bool:
@@ -96,15 +110,19 @@ class GoldListView(generics.ListAPIView):
             item, created = gold.mark_gold(request.user, fields["pair"], fields["answer"])
         except Pair.DoesNotExist:
             raise NotFound(f"No pair {fields['pair']}.") from None
-        return Response(GoldItemSerializer(item).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            GoldItemSerializer(item).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
 
 class GoldDetailView(APIView):
     permission_classes = [IsAdminRole]
 
     @extend_schema(
-        responses={204: OpenApiResponse(description="The pair is a normal pair again."),
-                   404: OpenApiResponse(description="No such pair, or it is not gold.")},
+        responses={
+            204: OpenApiResponse(description="The pair is a normal pair again."),
+            404: OpenApiResponse(description="No such pair, or it is not gold."),
+        },
         summary="Unmark a gold pair",
     )
     def delete(self, request, pair_id: int):

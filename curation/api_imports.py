@@ -50,36 +50,68 @@ class ImportFormatField(serializers.ChoiceField):
 
 @extend_schema_serializer(component_name="DatasetImport")  # the request component: DatasetImportRequest
 class ImportRequestSerializer(serializers.Serializer):
-    path = serializers.CharField(max_length=1000, help_text="A file or directory under an import root "
-                                                           "(relative paths are relative to the first root).")
-    format = ImportFormatField(choices=FORMATS, default="auto",
-                                     help_text="auto, parquet (Science-T2I), jsonl (tuples + image paths) or "
-                                               "prompts (a JSON prompt list).")
-    split = serializers.CharField(max_length=50, required=False, allow_blank=True, default="",
-                                  help_text="Parquet: import only this split (train, test_S, test_C, ...).")
-    source = serializers.CharField(max_length=200, required=False, allow_blank=True, default="",
-                                   help_text="Source label of new tuples (default: the file or folder name).")
-    task_default = serializers.CharField(max_length=80, required=False, allow_blank=True, default="",
-                                         help_text="Task code for rows naming no task, or 'none' to import them "
-                                                   "without one; empty: such rows are errors.")
-    auto_task = serializers.BooleanField(default=False, help_text="Guess the task of rows naming none from keywords "
-                                                                  "of the implicit prompt (annotation/task_rules.py; "
-                                                                  "a guess must fit the discipline the row names). "
-                                                                  "Rows it cannot assign: errors, or without a task "
-                                                                  "with task_default 'none'.")
-    merge_same_prompt = serializers.BooleanField(default=False, help_text="A row without a task whose prompt one "
-                                                                          "tuple has with a task joins that tuple "
-                                                                          "(several tasks: reported, not merged).")
-    decisions = serializers.ChoiceField(choices=DECISIONS, default="import",
-                                        help_text="import: each pair gets the row's label as an imported decision "
-                                                  "and leaves the queue; open: pairs stay open for annotation.")
+    path = serializers.CharField(
+        max_length=1000,
+        help_text="A file or directory under an import root (relative paths are relative to the first root).",
+    )
+    format = ImportFormatField(
+        choices=FORMATS,
+        default="auto",
+        help_text="auto, parquet (Science-T2I), jsonl (tuples + image paths) or prompts (a JSON prompt list).",
+    )
+    split = serializers.CharField(
+        max_length=50,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Parquet: import only this split (train, test_S, test_C, ...).",
+    )
+    source = serializers.CharField(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Source label of new tuples (default: the file or folder name).",
+    )
+    task_default = serializers.CharField(
+        max_length=80,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Task code for rows naming no task, or 'none' to import them "
+        "without one; empty: such rows are errors.",
+    )
+    auto_task = serializers.BooleanField(
+        default=False,
+        help_text="Guess the task of rows naming none from keywords "
+        "of the implicit prompt (annotation/task_rules.py; "
+        "a guess must fit the discipline the row names). "
+        "Rows it cannot assign: errors, or without a task "
+        "with task_default 'none'.",
+    )
+    merge_same_prompt = serializers.BooleanField(
+        default=False,
+        help_text="A row without a task whose prompt one "
+        "tuple has with a task joins that tuple "
+        "(several tasks: reported, not merged).",
+    )
+    decisions = serializers.ChoiceField(
+        choices=DECISIONS,
+        default="import",
+        help_text="import: each pair gets the row's label as an imported decision "
+        "and leaves the queue; open: pairs stay open for annotation.",
+    )
     dry_run = serializers.BooleanField(default=False, help_text="Validate and count; write nothing.")
 
     def validate(self, attrs: dict) -> dict:
         default = (attrs.get("task_default") or "").strip()
         if attrs.get("auto_task") and default and default.casefold() != NO_TASK:
-            raise serializers.ValidationError({"auto_task": "Give either a task default code or auto_task, not both "
-                                                            "(task_default 'none' goes with auto_task)."})
+            raise serializers.ValidationError(
+                {
+                    "auto_task": "Give either a task default code or auto_task, not both "
+                    "(task_default 'none' goes with auto_task)."
+                }
+            )
         return attrs
 
     def validate_path(self, value: str) -> str:
@@ -100,8 +132,10 @@ class ImportsView(APIView):
     @extend_schema(
         request=ImportRequestSerializer,
         responses={
-            202: OpenApiResponse(JobSerializer, description="The import job (new, or the identical one in flight). "
-                                                            "Poll GET /api/curation/jobs/<id>/."),
+            202: OpenApiResponse(
+                JobSerializer,
+                description="The import job (new, or the identical one in flight). Poll GET /api/curation/jobs/<id>/.",
+            ),
             400: OpenApiResponse(description="Bad fields, or a path outside the import roots."),
         },
         summary="Import a dataset (background job)",

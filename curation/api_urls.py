@@ -3,9 +3,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from curation import api
-from curation import api_agreement, api_audit
-from curation import api_gold
+from curation import api, api_agreement, api_audit, api_gold
 
 router = SimpleRouter()
 router.register("consensus", api.ConsensusViewSet, basename="curation-consensus")
@@ -26,12 +24,19 @@ urlpatterns += [
 from curation import api_exports, views_downloads  # noqa: E402
 
 urlpatterns += [
-    path("versions/<int:version_id>/exports/", api_exports.VersionExportsView.as_view(),
-         name="curation-version-exports"),
-    path("versions/<int:version_id>/exports/<str:export_format>/", api_exports.VersionExportDetailView.as_view(),
-         name="curation-version-export"),
-    path("versions/<int:version_id>/exports/<str:export_format>/<path:path>",
-         views_downloads.ExportDownloadView.as_view(), name="curation-export-download"),
+    path(
+        "versions/<int:version_id>/exports/", api_exports.VersionExportsView.as_view(), name="curation-version-exports"
+    ),
+    path(
+        "versions/<int:version_id>/exports/<str:export_format>/",
+        api_exports.VersionExportDetailView.as_view(),
+        name="curation-version-export",
+    ),
+    path(
+        "versions/<int:version_id>/exports/<str:export_format>/<path:path>",
+        views_downloads.ExportDownloadView.as_view(),
+        name="curation-export-download",
+    ),
     path("jobs/<int:job_id>/", api_exports.JobDetailView.as_view(), name="curation-job"),
 ]
 

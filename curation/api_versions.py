@@ -38,8 +38,8 @@ from curation.services import splits, versions
 class SplitCountsSerializer(serializers.Serializer):
     train = serializers.IntegerField(default=0)
     validation = serializers.IntegerField(default=0)
-    test_S = serializers.IntegerField(default=0)  # noqa: N815 - the published split names
-    test_C = serializers.IntegerField(default=0)  # noqa: N815
+    test_S = serializers.IntegerField(default=0)
+    test_C = serializers.IntegerField(default=0)
 
 
 class TaskCountsSerializer(SplitCountsSerializer):
@@ -54,8 +54,9 @@ class VersionCountsSerializer(serializers.Serializer):
 
 class VersionFiltersSerializer(serializers.Serializer):
     tasks = serializers.ListField(child=serializers.CharField(), allow_null=True, help_text="Null: all tasks.")
-    disciplines = serializers.ListField(child=serializers.CharField(), allow_null=True,
-                                        help_text="Null: all disciplines.")
+    disciplines = serializers.ListField(
+        child=serializers.CharField(), allow_null=True, help_text="Null: all disciplines."
+    )
     outcomes = serializers.ListField(child=serializers.CharField(), default=list)
     min_agreement = serializers.FloatField(allow_null=True)
     exclude_pairs = serializers.ListField(child=serializers.IntegerField(), default=list)
@@ -65,20 +66,24 @@ class VersionFiltersSerializer(serializers.Serializer):
 class SplitRatiosSerializer(serializers.Serializer):
     train = serializers.FloatField(min_value=0, max_value=1)
     validation = serializers.FloatField(min_value=0, max_value=1)
-    test = serializers.FloatField(min_value=0, max_value=1, help_text="Applies within simple scenes (test_S) "
-                                  "and within complex scenes (test_C).")
+    test = serializers.FloatField(
+        min_value=0, max_value=1, help_text="Applies within simple scenes (test_S) and within complex scenes (test_C)."
+    )
 
 
 class SplitRatiosSeedSerializer(serializers.Serializer):
     train = serializers.FloatField(allow_null=True)
     validation = serializers.FloatField(allow_null=True)
-    test = serializers.FloatField(allow_null=True, help_text="Within simple scenes (test_S) and within complex "
-                                  "scenes (test_C).")
+    test = serializers.FloatField(
+        allow_null=True, help_text="Within simple scenes (test_S) and within complex scenes (test_C)."
+    )
     seed = serializers.IntegerField(allow_null=True)
     keep_imported_splits = serializers.BooleanField(
-        required=False, help_text="Whether imported pairs kept the split they came from.")
+        required=False, help_text="Whether imported pairs kept the split they came from."
+    )
     imported_split_groups = serializers.IntegerField(
-        required=False, help_text="How many groups kept an imported split.")
+        required=False, help_text="How many groups kept an imported split."
+    )
 
 
 class VersionSerializer(serializers.ModelSerializer):
@@ -89,8 +94,17 @@ class VersionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = DatasetVersion
-        fields = ["id", "name", "content_hash", "counts", "filters", "split_ratios", "parent", "created_by",
-                  "created_at"]
+        fields = [
+            "id",
+            "name",
+            "content_hash",
+            "counts",
+            "filters",
+            "split_ratios",
+            "parent",
+            "created_by",
+            "created_at",
+        ]
         read_only_fields = fields
 
 
@@ -98,32 +112,49 @@ class VersionSerializer(serializers.ModelSerializer):
 @extend_schema_serializer(component_name="Version")
 class VersionInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
-    tasks = serializers.ListField(child=serializers.CharField(max_length=8), required=False, allow_null=True,
-                                  help_text="Task codes; absent, null or empty: all tasks.")
-    disciplines = serializers.ListField(child=serializers.CharField(max_length=40), required=False,
-                                        allow_null=True, help_text="Discipline slugs; absent or empty: all.")
-    outcomes = serializers.ListField(
-        child=serializers.ChoiceField(choices=versions.SELECTABLE_OUTCOMES), required=False,
-        allow_empty=False, default=list(versions.DEFAULT_OUTCOMES),
-        help_text="Consensus outcomes to include; pending and disputed pairs have no label. Pairs labelled "
-                  "both/neither come only with 'rejected'.",
+    tasks = serializers.ListField(
+        child=serializers.CharField(max_length=8),
+        required=False,
+        allow_null=True,
+        help_text="Task codes; absent, null or empty: all tasks.",
     )
-    min_agreement = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=1,
-                                           help_text="Minimum share of agreeing judgements (adjudicated pairs "
-                                                     "are exempt).")
+    disciplines = serializers.ListField(
+        child=serializers.CharField(max_length=40),
+        required=False,
+        allow_null=True,
+        help_text="Discipline slugs; absent or empty: all.",
+    )
+    outcomes = serializers.ListField(
+        child=serializers.ChoiceField(choices=versions.SELECTABLE_OUTCOMES),
+        required=False,
+        allow_empty=False,
+        default=list(versions.DEFAULT_OUTCOMES),
+        help_text="Consensus outcomes to include; pending and disputed pairs have no label. Pairs labelled "
+        "both/neither come only with 'rejected'.",
+    )
+    min_agreement = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=1,
+        help_text="Minimum share of agreeing judgements (adjudicated pairs are exempt).",
+    )
     exclude_pairs = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, default=list)
-    exclude_tuples = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False,
-                                           default=list)
+    exclude_tuples = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, default=list)
     ratios = SplitRatiosSerializer(required=False, help_text="Default 0.8 / 0.1 / 0.1; must sum to 1.")
     seed = serializers.IntegerField(required=False, default=0)
     parent = serializers.PrimaryKeyRelatedField(
-        queryset=DatasetVersion.objects.all(), required=False, allow_null=True,
+        queryset=DatasetVersion.objects.all(),
+        required=False,
+        allow_null=True,
         help_text="The version whose split assignments to keep. Absent: the latest version; null: none.",
     )
     keep_imported_splits = serializers.BooleanField(
-        required=False, default=True,
+        required=False,
+        default=True,
         help_text="Imported pairs keep the split they came from (a published test set stays a test set); "
-                  "false: draw every group.")
+        "false: draw every group.",
+    )
 
 
 class VersionMemberSerializer(serializers.ModelSerializer):
@@ -180,8 +211,10 @@ class VersionListView(generics.ListAPIView):
 
     @extend_schema(
         request=VersionInputSerializer,
-        responses={201: OpenApiResponse(VersionSerializer, description="Frozen."),
-                   400: OpenApiResponse(description="Bad filters, a duplicate name, or nothing selected.")},
+        responses={
+            201: OpenApiResponse(VersionSerializer, description="Frozen."),
+            400: OpenApiResponse(description="Bad filters, a duplicate name, or nothing selected."),
+        },
         summary="Build and freeze a dataset version",
     )
     def post(self, request):
@@ -223,8 +256,7 @@ class VersionMemberListView(generics.ListAPIView):
 
     def get_queryset(self):
         version = get_object_or_404(DatasetVersion, pk=self.kwargs["pk"])
-        members = (VersionMember.objects.filter(version=version).select_related("pair__tuple__task")
-                   .order_by("pair_id"))
+        members = VersionMember.objects.filter(version=version).select_related("pair__tuple__task").order_by("pair_id")
         if split := _choice_param(self.request, "split", list(splits.SPLITS)):
             members = members.filter(split=split)
         return members
@@ -233,8 +265,10 @@ class VersionMemberListView(generics.ListAPIView):
 class VersionDiffView(APIView):
     permission_classes = [IsReviewer]
 
-    @extend_schema(responses={200: VersionDiffSerializer, 404: OpenApiResponse(description="No such version.")},
-                   summary="What changed from version a to version b")
+    @extend_schema(
+        responses={200: VersionDiffSerializer, 404: OpenApiResponse(description="No such version.")},
+        summary="What changed from version a to version b",
+    )
     def get(self, request, a: int, b: int):
         old = get_object_or_404(DatasetVersion, pk=a)
         new = get_object_or_404(DatasetVersion, pk=b)

@@ -2,8 +2,7 @@
 
 from django.urls import path
 
-from curation import views
-from curation import views_agreement, views_audit
+from curation import views, views_agreement, views_audit
 
 app_name = "curation"
 

@@ -48,8 +48,9 @@ class QueueFilterForm(forms.Form):
 
 class AdjudicationForm(forms.Form):
     label = forms.ChoiceField(choices=Label.choices, widget=forms.RadioSelect)
-    comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False,
-                              max_length=service.COMMENT_MAX_LENGTH)
+    comment = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=service.COMMENT_MAX_LENGTH
+    )
 
 
 def _filters(request) -> tuple[QueueFilterForm, dict]:
@@ -73,12 +74,16 @@ def adjudication_list(request):
     page = Paginator(service.review_queue(**filters), PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    return render(request, "curation/adjudication_list.html", {
-        "filter_form": form,
-        "page": page,
-        "totals": service.queue_totals(task=filters.get("task")),
-        "filter_query": query.urlencode(),
-    })
+    return render(
+        request,
+        "curation/adjudication_list.html",
+        {
+            "filter_form": form,
+            "page": page,
+            "totals": service.queue_totals(task=filters.get("task")),
+            "filter_query": query.urlencode(),
+        },
+    )
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -98,11 +103,18 @@ def adjudication_detail(request, pair_id: int):
             form.add_error(None, str(exc))
         else:
             messages.success(request, f"Pair {pair_id}: {decision.get_label_display()}.")
-            target = (reverse("curation:adjudication-detail", args=[following.pair_id]) if following
-                      else reverse("curation:adjudication-list"))
+            target = (
+                reverse("curation:adjudication-detail", args=[following.pair_id])
+                if following
+                else reverse("curation:adjudication-list")
+            )
             return redirect(_with_query(target, request))
-    return render(request, "curation/adjudication_detail.html", {
-        **item,
-        "form": form,
-        "list_url": _with_query(reverse("curation:adjudication-list"), request),
-    })
+    return render(
+        request,
+        "curation/adjudication_detail.html",
+        {
+            **item,
+            "form": form,
+            "list_url": _with_query(reverse("curation:adjudication-list"), request),
+        },
+    )

@@ -59,8 +59,10 @@ def _summary_rows(report: dict) -> list[dict]:
     """Overall, then each discipline, then each task: one table row each."""
     return [
         {"scope": "overall", "key": "", "name": "All judgements", "group": report["overall"]},
-        *({"scope": "discipline", "key": row["discipline"], "name": row["name"], "group": row}
-          for row in report["disciplines"]),
+        *(
+            {"scope": "discipline", "key": row["discipline"], "name": row["name"], "group": row}
+            for row in report["disciplines"]
+        ),
         *({"scope": "task", "key": row["task"], "name": row["name"], "group": row} for row in report["tasks"]),
     ]
 

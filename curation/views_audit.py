@@ -60,7 +60,7 @@ def _distinct(field: str) -> list[str]:
             "FROM found WHERE found.value IS NOT NULL) "
             "SELECT value FROM found WHERE value IS NOT NULL ORDER BY value"
         )
-        return [value for value, in cursor.fetchall()]
+        return [value for (value,) in cursor.fetchall()]
 
 
 @require_safe

@@ -41,7 +41,11 @@ class DashboardFilterForm(forms.Form):
         Discipline.objects.all(), to_field_name="slug", required=False, empty_label="all disciplines"
     )
     days = forms.IntegerField(
-        min_value=1, max_value=MAX_DAYS, required=False, label="Days", help_text=f"1–{MAX_DAYS}, default {DEFAULT_DAYS}",
+        min_value=1,
+        max_value=MAX_DAYS,
+        required=False,
+        label="Days",
+        help_text=f"1–{MAX_DAYS}, default {DEFAULT_DAYS}",
         widget=forms.NumberInput(attrs={"placeholder": DEFAULT_DAYS}),
     )
 
@@ -77,8 +81,16 @@ def sparkline(per_day: list[int], days: list, scale: int) -> dict:
         height = round(SPARK_HEIGHT * n / scale, 2) if scale else 0
         if n and height < 1:
             height = 1  # a day with judgements stays visible
-        bars.append({"x": index * SPARK_BAR, "y": round(SPARK_HEIGHT - height, 2), "width": SPARK_BAR - SPARK_GAP,
-                     "height": height, "day": day, "n": n})
+        bars.append(
+            {
+                "x": index * SPARK_BAR,
+                "y": round(SPARK_HEIGHT - height, 2),
+                "width": SPARK_BAR - SPARK_GAP,
+                "height": height,
+                "day": day,
+                "n": n,
+            }
+        )
     return {"bars": bars, "width": len(days) * SPARK_BAR, "height": SPARK_HEIGHT}
 
 
@@ -95,27 +107,35 @@ def dashboard_page(request):
     form.is_valid()  # a bad value is shown as an error and left out; the valid filters still apply
     discipline = form.cleaned_data.get("discipline")
     days = form.cleaned_data.get("days") or DEFAULT_DAYS
-    snapshot = figures("dashboard", celery_task=refresh_figures, discipline=discipline.slug if discipline else None,
-                       days=days)
+    snapshot = figures(
+        "dashboard", celery_task=refresh_figures, discipline=discipline.slug if discipline else None, days=days
+    )
     board = snapshot.value
 
     tasks = []
     for row in board.tasks:
         progress, outcomes = _progress_bar(row), _outcome_bar(row)
-        tasks.append({
-            "row": row,
-            "progress": progress,
-            "progress_label": _label(progress, f"{row.code} progress, {row.pairs} pairs"),
-            "outcomes": outcomes,
-            "outcomes_label": _label(outcomes, f"{row.code} outcomes, {row.outcome_total} pairs"),
-        })
+        tasks.append(
+            {
+                "row": row,
+                "progress": progress,
+                "progress_label": _label(progress, f"{row.code} progress, {row.pairs} pairs"),
+                "outcomes": outcomes,
+                "outcomes_label": _label(outcomes, f"{row.code} outcomes, {row.outcome_total} pairs"),
+            }
+        )
     scale = max((row.best for row in board.throughput), default=0)
     everyone = board.throughput_per_day
     throughput = [{"row": row, "spark": sparkline(row.per_day, board.days, scale)} for row in board.throughput]
     threshold = settings.GOLD_MIN_ACCURACY
-    quality = [{**row, "percent": round(100 * row["accuracy"], 1),
-                "below": row["accuracy"] < threshold and row["judged"] >= settings.GOLD_MIN_ITEMS}
-               for row in board.quality]
+    quality = [
+        {
+            **row,
+            "percent": round(100 * row["accuracy"], 1),
+            "below": row["accuracy"] < threshold and row["judged"] >= settings.GOLD_MIN_ITEMS,
+        }
+        for row in board.quality
+    ]
     totals = board.totals
     return render(
         request,
@@ -130,9 +150,13 @@ def dashboard_page(request):
             "totals_progress": _progress_bar(totals),
             "tasks": tasks,
             "throughput": throughput,
-            "throughput_all": {"per_day": everyone, "total": sum(everyone), "best": max(everyone, default=0),
-                               "active_days": sum(1 for n in everyone if n),
-                               "spark": sparkline(everyone, board.days, max(everyone, default=0))},
+            "throughput_all": {
+                "per_day": everyone,
+                "total": sum(everyone),
+                "best": max(everyone, default=0),
+                "active_days": sum(1 for n in everyone if n),
+                "spark": sparkline(everyone, board.days, max(everyone, default=0)),
+            },
             "quality": quality,
             "gold_threshold": round(100 * threshold, 1),
             "gold_min_items": settings.GOLD_MIN_ITEMS,

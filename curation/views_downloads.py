@@ -102,16 +102,18 @@ def ranged_file_response(request, path: Path, *, filename: str | None = None):
         if not if_range or if_range.strip() in (etag, modified):
             wanted = parse_range(header, size)
     if wanted == "unsatisfiable":
-        response = Response({"detail": f"Range not satisfiable: the file has {size} bytes.",
-                             "code": "range_not_satisfiable"}, status=416)
+        response = Response(
+            {"detail": f"Range not satisfiable: the file has {size} bytes.", "code": "range_not_satisfiable"},
+            status=416,
+        )
         response["Content-Range"] = f"bytes */{size}"
     elif wanted is None:
-        response = FileResponse(path.open("rb"), as_attachment=True, filename=filename or path.name,
-                                content_type=content_type)
+        response = FileResponse(
+            path.open("rb"), as_attachment=True, filename=filename or path.name, content_type=content_type
+        )
     else:
         start, end = wanted
-        response = StreamingHttpResponse(_segment(path, start, end - start + 1), status=206,
-                                         content_type=content_type)
+        response = StreamingHttpResponse(_segment(path, start, end - start + 1), status=206, content_type=content_type)
         response["Content-Length"] = str(end - start + 1)
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
     harden(response, disposition="attachment", filename=filename or path.name)
@@ -147,13 +149,27 @@ class ExportDownloadView(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("version_id", int, OpenApiParameter.PATH, description="The dataset version id."),
-            OpenApiParameter("export_format", str, OpenApiParameter.PATH, enum=list(exporting.FORMATS),
-                             description="The export format."),
-            OpenApiParameter("path", str, OpenApiParameter.PATH,
-                             description="The file, relative to the export directory (e.g. train-00000-of-00001"
-                                         ".parquet, images/<sha256>.png, MANIFEST.sha256)."),
-            OpenApiParameter("Range", str, OpenApiParameter.HEADER, required=False,
-                             description="One byte range: bytes=first-last, bytes=first- or bytes=-suffix."),
+            OpenApiParameter(
+                "export_format",
+                str,
+                OpenApiParameter.PATH,
+                enum=list(exporting.FORMATS),
+                description="The export format.",
+            ),
+            OpenApiParameter(
+                "path",
+                str,
+                OpenApiParameter.PATH,
+                description="The file, relative to the export directory (e.g. train-00000-of-00001"
+                ".parquet, images/<sha256>.png, MANIFEST.sha256).",
+            ),
+            OpenApiParameter(
+                "Range",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="One byte range: bytes=first-last, bytes=first- or bytes=-suffix.",
+            ),
         ],
         responses={
             # The media type is guessed from the file name (application/json, image/png, ...).

@@ -42,8 +42,7 @@ def _require_admin(user) -> None:
 
 
 def download_url(version_id: int, fmt: str, path: str) -> str:
-    return reverse("curation-export-download",
-                   kwargs={"version_id": version_id, "export_format": fmt, "path": path})
+    return reverse("curation-export-download", kwargs={"version_id": version_id, "export_format": fmt, "path": path})
 
 
 def _files_with_urls(result: dict) -> list[dict]:
@@ -58,14 +57,16 @@ def version_exports(version: DatasetVersion) -> list[dict]:
     entries = []
     for fmt in exporting.FORMATS:
         finished = exporting.finished_export(version, fmt)
-        entries.append({
-            "format": fmt,
-            "finished": finished is not None,
-            "files": _files_with_urls(finished) if finished else [],
-            "bytes": finished["bytes"] if finished else 0,
-            "rows": finished["counts"].get("rows") if finished else None,
-            "job": in_flight.get(fmt),
-        })
+        entries.append(
+            {
+                "format": fmt,
+                "finished": finished is not None,
+                "files": _files_with_urls(finished) if finished else [],
+                "bytes": finished["bytes"] if finished else 0,
+                "rows": finished["counts"].get("rows") if finished else None,
+                "job": in_flight.get(fmt),
+            }
+        )
     return entries
 
 
@@ -81,8 +82,9 @@ def version_export(request, version_id: int):
     if exporting.finished_export(version, fmt) is not None:
         messages.info(request, f"The {fmt} export of {version.name} is finished: its files are listed below.")
         return redirect(reverse("curation:version-detail", args=[version.pk]) + "#exports")
-    job, created = jobs.start(Job.Kind.EXPORT, {"version": version.pk, "format": fmt}, request.user,
-                              celery_task=run_job)
+    job, created = jobs.start(
+        Job.Kind.EXPORT, {"version": version.pk, "format": fmt}, request.user, celery_task=run_job
+    )
     if not created:
         messages.info(request, f"An identical {fmt} export is already under way: job {job.pk}.")
     return redirect("curation:job-detail", job_id=job.pk)
@@ -110,8 +112,9 @@ def _summary(job: Job) -> list[tuple[str, str]]:
             rows.append(("rows without a task", str(result["unassigned"].get("count", 0))))
         if isinstance(result.get("same_prompt"), dict):
             same = result["same_prompt"]
-            rows.append(("prompts also with a task elsewhere", f"{same.get('count', 0)} ({same.get('merged', 0)} "
-                                                                "merged)"))
+            rows.append(
+                ("prompts also with a task elsewhere", f"{same.get('count', 0)} ({same.get('merged', 0)} merged)")
+            )
         rows.append(("rows with errors", str(result.get("error_count", 0))))
     return rows
 
@@ -131,20 +134,24 @@ def job_detail(request, job_id: int):
             else:
                 export = {**finished, "files": _files_with_urls(finished)}
     result = {k: v for k, v in (job.result or {}).items() if k != "path"}  # no server paths on pages
-    return render(request, "curation/job_detail.html", {
-        "job": job,
-        "in_flight": job.status in IN_FLIGHT,
-        "refresh": REFRESH_SECONDS,
-        "percent": round(100 * (job.progress or 0)),
-        "params_json": json.dumps(job.params, indent=2, sort_keys=True),
-        "result_json": json.dumps(result, indent=2, sort_keys=True) if result else "",
-        "summary": _summary(job),
-        "import_errors": (job.result or {}).get("errors", []) if job.kind == Job.Kind.IMPORT else [],
-        "error_first_line": job.error.split("\n", 1)[0] if job.error else "",
-        "version": version,
-        "export": export,
-        "files_gone": files_gone,
-    })
+    return render(
+        request,
+        "curation/job_detail.html",
+        {
+            "job": job,
+            "in_flight": job.status in IN_FLIGHT,
+            "refresh": REFRESH_SECONDS,
+            "percent": round(100 * (job.progress or 0)),
+            "params_json": json.dumps(job.params, indent=2, sort_keys=True),
+            "result_json": json.dumps(result, indent=2, sort_keys=True) if result else "",
+            "summary": _summary(job),
+            "import_errors": (job.result or {}).get("errors", []) if job.kind == Job.Kind.IMPORT else [],
+            "error_first_line": job.error.split("\n", 1)[0] if job.error else "",
+            "version": version,
+            "export": export,
+            "files_gone": files_gone,
+        },
+    )
 
 
 class ImportForm(forms.Form):
@@ -152,22 +159,38 @@ class ImportForm(forms.Form):
     format = forms.ChoiceField(choices=[(f, f) for f in importing.FORMATS], initial="auto")
     dry_run = forms.BooleanField(required=False, label="Dry run", help_text="Validate and count; write nothing.")
     split = forms.CharField(max_length=50, required=False, help_text="Parquet: only this split (optional).")
-    source = forms.CharField(max_length=200, required=False,
-                             help_text="Source label of new tuples (default: the file or folder name).")
-    task_default = forms.CharField(max_length=80, required=False,
-                                   help_text="Task code for rows naming none, or 'none'; empty: such rows are errors.")
-    auto_task = forms.BooleanField(required=False, label="Guess tasks",
-                                   help_text="Rows naming no task get the task the keyword rules guess from the "
-                                             "prompt (if it fits the discipline the row names). Rows they cannot "
-                                             "assign are errors, or imported without a task with default 'none'.")
-    merge_same_prompt = forms.BooleanField(required=False, label="Merge same prompt",
-                                           help_text="A row without a task joins the one tuple that has its prompt "
-                                                     "with a task (several tasks: reported, not merged).")
-    decisions = forms.ChoiceField(choices=[("import", "import the labels as decisions (pairs leave the queue)"),
-                                           ("open", "open for annotation (no decisions)")],
-                                  initial="import", required=False, label="Decisions",
-                                  help_text="Published data: the explicit image is correct; this platform's "
-                                            "export: its label column. A pair decided here keeps its decision.")
+    source = forms.CharField(
+        max_length=200, required=False, help_text="Source label of new tuples (default: the file or folder name)."
+    )
+    task_default = forms.CharField(
+        max_length=80,
+        required=False,
+        help_text="Task code for rows naming none, or 'none'; empty: such rows are errors.",
+    )
+    auto_task = forms.BooleanField(
+        required=False,
+        label="Guess tasks",
+        help_text="Rows naming no task get the task the keyword rules guess from the "
+        "prompt (if it fits the discipline the row names). Rows they cannot "
+        "assign are errors, or imported without a task with default 'none'.",
+    )
+    merge_same_prompt = forms.BooleanField(
+        required=False,
+        label="Merge same prompt",
+        help_text="A row without a task joins the one tuple that has its prompt "
+        "with a task (several tasks: reported, not merged).",
+    )
+    decisions = forms.ChoiceField(
+        choices=[
+            ("import", "import the labels as decisions (pairs leave the queue)"),
+            ("open", "open for annotation (no decisions)"),
+        ],
+        initial="import",
+        required=False,
+        label="Decisions",
+        help_text="Published data: the explicit image is correct; this platform's "
+        "export: its label column. A pair decided here keeps its decision.",
+    )
 
     def clean_path(self) -> str:
         value = self.cleaned_data["path"]
@@ -183,8 +206,10 @@ class ImportForm(forms.Form):
         data = super().clean()
         default = (data.get("task_default") or "").strip()
         if data.get("auto_task") and default and default.casefold() != importing.NO_TASK:
-            self.add_error("auto_task", "Give either a default task code or guessed tasks, not both "
-                                        "(default 'none' goes with guessed tasks).")
+            self.add_error(
+                "auto_task",
+                "Give either a default task code or guessed tasks, not both (default 'none' goes with guessed tasks).",
+            )
         return data
 
     def params(self) -> dict:
@@ -223,7 +248,18 @@ def import_new(request):
     roots = importing.import_roots()
     listing, truncated = _root_listing(roots[0])
     recent = Job.objects.filter(kind=Job.Kind.IMPORT).select_related("created_by")[:10]
-    return render(request, "curation/import_new.html", {
-        "form": form, "roots": roots, "first_root": roots[0], "first_root_exists": roots[0].is_dir(),
-        "listing": listing, "truncated": truncated, "limit": ROOT_LISTING_LIMIT, "recent": recent,
-    }, status=400 if form.is_bound else 200)
+    return render(
+        request,
+        "curation/import_new.html",
+        {
+            "form": form,
+            "roots": roots,
+            "first_root": roots[0],
+            "first_root_exists": roots[0].is_dir(),
+            "listing": listing,
+            "truncated": truncated,
+            "limit": ROOT_LISTING_LIMIT,
+            "recent": recent,
+        },
+        status=400 if form.is_bound else 200,
+    )

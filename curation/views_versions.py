@@ -19,8 +19,8 @@ from django.views.decorators.http import require_http_methods, require_safe
 
 from annotation import roles
 from annotation.models import Discipline, Task
-from curation.models import DatasetVersion
 from curation import views_jobs
+from curation.models import DatasetVersion
 from curation.services import splits, versions
 
 PAGE_SIZE = 50
@@ -41,37 +41,50 @@ def _id_list(text: str) -> list[int]:
 
 class VersionForm(forms.Form):
     name = forms.CharField(max_length=100, required=False, help_text="Required to freeze; unique.")
-    tasks = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
-                                      help_text="None ticked: all tasks.")
-    disciplines = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
-                                            help_text="None ticked: all disciplines.")
+    tasks = forms.MultipleChoiceField(
+        required=False, widget=forms.CheckboxSelectMultiple, help_text="None ticked: all tasks."
+    )
+    disciplines = forms.MultipleChoiceField(
+        required=False, widget=forms.CheckboxSelectMultiple, help_text="None ticked: all disciplines."
+    )
     outcomes = forms.MultipleChoiceField(
-        choices=[(o, o) for o in versions.SELECTABLE_OUTCOMES], initial=list(versions.DEFAULT_OUTCOMES),
+        choices=[(o, o) for o in versions.SELECTABLE_OUTCOMES],
+        initial=list(versions.DEFAULT_OUTCOMES),
         widget=forms.CheckboxSelectMultiple,
         help_text="Pending and disputed pairs have no label; both/neither labels come only with rejected.",
     )
-    min_agreement = forms.FloatField(required=False, min_value=0, max_value=1,
-                                     help_text="0..1; adjudicated pairs are exempt.")
+    min_agreement = forms.FloatField(
+        required=False, min_value=0, max_value=1, help_text="0..1; adjudicated pairs are exempt."
+    )
     exclude_pairs = forms.CharField(required=False, help_text="Pair ids, comma-separated.")
     exclude_tuples = forms.CharField(required=False, help_text="Tuple ids, comma-separated.")
     seed = forms.IntegerField(initial=0, required=False)
     train = forms.FloatField(initial=0.8, min_value=0, max_value=1, required=False)
     validation = forms.FloatField(initial=0.1, min_value=0, max_value=1, required=False)
-    test = forms.FloatField(initial=0.1, min_value=0, max_value=1, required=False,
-                            help_text="Within simple scenes (test_S) and within complex scenes (test_C).")
+    test = forms.FloatField(
+        initial=0.1,
+        min_value=0,
+        max_value=1,
+        required=False,
+        help_text="Within simple scenes (test_S) and within complex scenes (test_C).",
+    )
     parent = forms.ChoiceField(required=False, help_text="Whose split assignments to keep.")
     keep_imported_splits = forms.BooleanField(
-        required=False, initial=True, label="Keep imported splits",
-        help_text="Imported pairs keep the split they came from (a published test set stays a test set).")
+        required=False,
+        initial=True,
+        label="Keep imported splits",
+        help_text="Imported pairs keep the split they came from (a published test set stays a test set).",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["tasks"].choices = [(code, f"{code} {name}") for code, name in
-                                        Task.objects.order_by("code").values_list("code", "name")]
+        self.fields["tasks"].choices = [
+            (code, f"{code} {name}") for code, name in Task.objects.order_by("code").values_list("code", "name")
+        ]
         self.fields["disciplines"].choices = list(Discipline.objects.order_by("name").values_list("slug", "name"))
         self.fields["parent"].choices = [("", "the latest version"), ("none", "none (fresh splits)")] + [
-            (str(pk), name) for pk, name in DatasetVersion.objects.order_by("-created_at", "-id")
-            .values_list("pk", "name")[:200]
+            (str(pk), name)
+            for pk, name in DatasetVersion.objects.order_by("-created_at", "-id").values_list("pk", "name")[:200]
         ]
 
     def clean_exclude_pairs(self):
@@ -92,9 +105,14 @@ class VersionForm(forms.Form):
 
     def filter_kwargs(self) -> dict:
         data = self.cleaned_data
-        return {"tasks": data["tasks"], "disciplines": data["disciplines"], "outcomes": data["outcomes"],
-                "min_agreement": data["min_agreement"], "exclude_pairs": data["exclude_pairs"],
-                "exclude_tuples": data["exclude_tuples"]}
+        return {
+            "tasks": data["tasks"],
+            "disciplines": data["disciplines"],
+            "outcomes": data["outcomes"],
+            "min_agreement": data["min_agreement"],
+            "exclude_pairs": data["exclude_pairs"],
+            "exclude_tuples": data["exclude_tuples"],
+        }
 
     def parent_value(self):
         value = self.cleaned_data.get("parent") or ""
@@ -107,8 +125,10 @@ class VersionForm(forms.Form):
 
 def _count_rows(counts: dict) -> list[dict]:
     """Task rows of the counts table, each with its split cells in the published order."""
-    return [{"task": task, "cells": [row.get(split, 0) for split in splits.SPLITS], "total": row.get("total", 0)}
-            for task, row in counts.get("tasks", {}).items()]
+    return [
+        {"task": task, "cells": [row.get(split, 0) for split in splits.SPLITS], "total": row.get("total", 0)}
+        for task, row in counts.get("tasks", {}).items()
+    ]
 
 
 @require_safe
@@ -118,8 +138,11 @@ def version_list(request):
     page = Paginator(
         DatasetVersion.objects.select_related("created_by", "parent").order_by("-created_at", "-id"), PAGE_SIZE
     ).get_page(request.GET.get("page"))
-    return render(request, "curation/versions_list.html",
-                  {"page": page, "splits": splits.SPLITS, "can_build": roles.is_admin(request.user)})
+    return render(
+        request,
+        "curation/versions_list.html",
+        {"page": page, "splits": splits.SPLITS, "can_build": roles.is_admin(request.user)},
+    )
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -137,9 +160,13 @@ def version_new(request):
             filters = versions.clean_filters(**form.filter_kwargs())
             if request.method == "POST":
                 version = versions.build_version(
-                    request.user, form.cleaned_data["name"], **form.filter_kwargs(),
-                    ratios=form.cleaned_data["ratios"], seed=form.cleaned_data["seed"] or 0,
-                    parent=form.parent_value(), keep_imported_splits=form.cleaned_data["keep_imported_splits"],
+                    request.user,
+                    form.cleaned_data["name"],
+                    **form.filter_kwargs(),
+                    ratios=form.cleaned_data["ratios"],
+                    seed=form.cleaned_data["seed"] or 0,
+                    parent=form.parent_value(),
+                    keep_imported_splits=form.cleaned_data["keep_imported_splits"],
                 )
                 messages.success(request, f"Version {version.name} frozen with {version.counts['total']} pairs.")
                 return redirect("curation:version-detail", version_id=version.pk)
@@ -147,8 +174,12 @@ def version_new(request):
             preview = {"tasks": sorted(counts.items()), "total": sum(counts.values())}
         except versions.VersionError as exc:
             error = str(exc)
-    return render(request, "curation/versions_new.html", {"form": form, "preview": preview, "error": error},
-                  status=400 if error and request.method == "POST" else 200)
+    return render(
+        request,
+        "curation/versions_new.html",
+        {"form": form, "preview": preview, "error": error},
+        status=400 if error and request.method == "POST" else 200,
+    )
 
 
 @require_safe
@@ -157,14 +188,18 @@ def version_detail(request, version_id: int):
     _require_reviewer(request.user)
     version = get_object_or_404(DatasetVersion.objects.select_related("created_by", "parent"), pk=version_id)
     children = list(version.children.order_by("-created_at", "-id").values("pk", "name")[:20])
-    return render(request, "curation/versions_detail.html", {
-        "version": version,
-        "splits": splits.SPLITS,
-        "rows": _count_rows(version.counts),
-        "split_totals": [version.counts.get("splits", {}).get(split, 0) for split in splits.SPLITS],
-        "children": children,
-        "exports": views_jobs.version_exports(version) if roles.is_admin(request.user) else None,
-    })
+    return render(
+        request,
+        "curation/versions_detail.html",
+        {
+            "version": version,
+            "splits": splits.SPLITS,
+            "rows": _count_rows(version.counts),
+            "split_totals": [version.counts.get("splits", {}).get(split, 0) for split in splits.SPLITS],
+            "children": children,
+            "exports": views_jobs.version_exports(version) if roles.is_admin(request.user) else None,
+        },
+    )
 
 
 @require_safe
@@ -176,7 +211,14 @@ def version_diff(request, a: int, b: int):
         raise Http404("No such version.")
     diff = versions.diff_versions(a, b)
     shown = {name: diff[name][:DIFF_ROWS] for name in ("added", "removed", "relabelled", "moved")}
-    return render(request, "curation/versions_diff.html", {
-        "old": found[a], "new": found[b], "diff": diff, "shown": shown, "limit": DIFF_ROWS,
-    })
-
+    return render(
+        request,
+        "curation/versions_diff.html",
+        {
+            "old": found[a],
+            "new": found[b],
+            "diff": diff,
+            "shown": shown,
+            "limit": DIFF_ROWS,
+        },
+    )

@@ -27,14 +27,39 @@ def _json(value) -> str:
 
 @admin.register(Run)
 class RunAdmin(ReadOnlyAdmin):
-    list_display = ("id", "kind", "status", "progress_percent", "input_model", "output_model", "worker",
-                    "created_by", "created_at", "finished_at")
+    list_display = (
+        "id",
+        "kind",
+        "status",
+        "progress_percent",
+        "input_model",
+        "output_model",
+        "worker",
+        "created_by",
+        "created_at",
+        "finished_at",
+    )
     list_filter = ("kind", "status")
     search_fields = ("id", "worker", "celery_task_id")
     date_hierarchy = "created_at"
-    fields = ("kind", "status", "progress_percent", "input_model", "output_model", "created_by", "created_at",
-              "started_at", "finished_at", "worker", "celery_task_id", "params_pretty", "log", "error_pretty",
-              "metrics_pretty", "artifacts_pretty")
+    fields = (
+        "kind",
+        "status",
+        "progress_percent",
+        "input_model",
+        "output_model",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "worker",
+        "celery_task_id",
+        "params_pretty",
+        "log",
+        "error_pretty",
+        "metrics_pretty",
+        "artifacts_pretty",
+    )
     readonly_fields = fields
 
     @admin.display(description="progress")
@@ -64,12 +89,31 @@ class RunAdmin(ReadOnlyAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(ReadOnlyAdmin):
-    list_display = ("id", "kind", "name", "is_active", "parent", "dataset_version", "location", "created_by",
-                    "created_at")
+    list_display = (
+        "id",
+        "kind",
+        "name",
+        "is_active",
+        "parent",
+        "dataset_version",
+        "location",
+        "created_by",
+        "created_at",
+    )
     list_filter = ("kind", "is_active")
     search_fields = ("name", "location")
-    fields = ("kind", "name", "is_active", "location", "parent", "dataset_version", "created_by", "created_at",
-              "config_pretty", "metrics_pretty")
+    fields = (
+        "kind",
+        "name",
+        "is_active",
+        "location",
+        "parent",
+        "dataset_version",
+        "created_by",
+        "created_at",
+        "config_pretty",
+        "metrics_pretty",
+    )
     readonly_fields = fields
 
     @admin.display(description="config")
@@ -118,5 +162,6 @@ class TaskWithQueueOrderAdmin(TaskAdmin):
         if unchanged:
             self.message_user(request, f"Already {label}: {', '.join(unchanged)}.", messages.INFO)
         if order != Task.QueueOrder.CREATED and registry.active_scorer() is None:
-            self.message_user(request, "No scorer is active: these tasks are served in creation order until "
-                                       "one is.", messages.WARNING)
+            self.message_user(
+                request, "No scorer is active: these tasks are served in creation order until one is.", messages.WARNING
+            )

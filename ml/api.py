@@ -69,10 +69,14 @@ def params_errors(exc: RunParamsError) -> dict:
 
 
 @extend_schema_view(
-    list=extend_schema(parameters=[_param("kind", "Only runs of this kind."),
-                                   _param("status", "queued, running, succeeded, failed or cancelled."),
-                                   _param("ids", "Only these run ids, comma-separated (for polling).")],
-                       summary="Runs, latest first"),
+    list=extend_schema(
+        parameters=[
+            _param("kind", "Only runs of this kind."),
+            _param("status", "queued, running, succeeded, failed or cancelled."),
+            _param("ids", "Only these run ids, comma-separated (for polling)."),
+        ],
+        summary="Runs, latest first",
+    ),
     retrieve=extend_schema(summary="One run with its log tail, metrics, artifacts and error"),
 )
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -94,25 +98,34 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             runs = runs.filter(pk__in=ids)
         return runs
 
-    @extend_schema(request=s.RunStartSerializer,
-                   responses={201: s.RunDetailSerializer,
-                              400: OpenApiResponse(description="Bad kind or parameters, one message per field."),
-                              403: _NOT_ADMIN},
-                   summary="Start a run (queued on the GPU queue)")
+    @extend_schema(
+        request=s.RunStartSerializer,
+        responses={
+            201: s.RunDetailSerializer,
+            400: OpenApiResponse(description="Bad kind or parameters, one message per field."),
+            403: _NOT_ADMIN,
+        },
+        summary="Start a run (queued on the GPU queue)",
+    )
     def create(self, request):
         serializer = s.RunStartSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            run = start_run(request.user, serializer.validated_data["kind"], serializer.validated_data["params"],
-                            celery_task=execute_run)
+            run = start_run(
+                request.user,
+                serializer.validated_data["kind"],
+                serializer.validated_data["params"],
+                celery_task=execute_run,
+            )
         except RunParamsError as exc:
             raise ValidationError(params_errors(exc)) from None
         return Response(s.RunDetailSerializer(run).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=None,
-                   responses={200: s.RunDetailSerializer,
-                              409: OpenApiResponse(description="The run already finished.")},
-                   summary="Cancel a queued or running run")
+    @extend_schema(
+        request=None,
+        responses={200: s.RunDetailSerializer, 409: OpenApiResponse(description="The run already finished.")},
+        summary="Cancel a queued or running run",
+    )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         try:
@@ -128,8 +141,12 @@ class RunKindListView(APIView):
     @extend_schema(responses={200: s.RunKindSerializer(many=True)}, summary="The run kinds that can be started")
     def get(self, request):
         labels = dict(Run.Kind.choices)
-        return Response(s.RunKindSerializer([{"kind": kind, "label": labels[kind], "fields": kinds.describe(kind)}
-                                             for kind in kinds.available()], many=True).data)
+        return Response(
+            s.RunKindSerializer(
+                [{"kind": kind, "label": labels[kind], "fields": kinds.describe(kind)} for kind in kinds.available()],
+                many=True,
+            ).data
+        )
 
 
 def register_errors(message: str) -> dict:
@@ -150,8 +167,10 @@ def register_errors(message: str) -> dict:
 
 
 @extend_schema_view(
-    list=extend_schema(parameters=[_param("kind", "scorer, generator_base or generator_lora.")],
-                       summary="The model registry, latest first"),
+    list=extend_schema(
+        parameters=[_param("kind", "scorer, generator_base or generator_lora.")],
+        summary="The model registry, latest first",
+    ),
     retrieve=extend_schema(summary="One model with its lineage (ancestors, dataset version, runs, children)"),
 )
 class ModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -171,36 +190,50 @@ class ModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             models = models.filter(kind=kind)
         return models
 
-    @extend_schema(request=s.ModelRegisterSerializer,
-                   responses={201: s.ModelDetailSerializer,
-                              400: OpenApiResponse(description="Field errors: an unknown kind, a relative location, "
-                                                               "a name already registered for the kind, a parent "
-                                                               "that does not fit the kind, activate on a "
-                                                               "non-scorer."),
-                              403: _NOT_ADMIN},
-                   summary="Register a checkpoint",
-                   description="``location`` must be an absolute path on the GPU workers' filesystem. It is not "
-                               "checked for existence here, since the web host may not mount that filesystem "
-                               "(``manage.py register_model`` checks it where it runs). ``activate`` makes a "
-                               "scorer the active one in the same transaction.")
+    @extend_schema(
+        request=s.ModelRegisterSerializer,
+        responses={
+            201: s.ModelDetailSerializer,
+            400: OpenApiResponse(
+                description="Field errors: an unknown kind, a relative location, "
+                "a name already registered for the kind, a parent "
+                "that does not fit the kind, activate on a "
+                "non-scorer."
+            ),
+            403: _NOT_ADMIN,
+        },
+        summary="Register a checkpoint",
+        description="``location`` must be an absolute path on the GPU workers' filesystem. It is not "
+        "checked for existence here, since the web host may not mount that filesystem "
+        "(``manage.py register_model`` checks it where it runs). ``activate`` makes a "
+        "scorer the active one in the same transaction.",
+    )
     def create(self, request):
         serializer = s.ModelRegisterSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         try:
             with transaction.atomic():  # registered and activated, or neither
-                model = registry.register_model(request.user, data["kind"], data["name"], data["location"],
-                                                config=data["config"], parent=data["parent"],
-                                                dataset_version=data["dataset_version"])
+                model = registry.register_model(
+                    request.user,
+                    data["kind"],
+                    data["name"],
+                    data["location"],
+                    config=data["config"],
+                    parent=data["parent"],
+                    dataset_version=data["dataset_version"],
+                )
                 if data["activate"]:
                     model = registry.activate_scorer(request.user, model)
         except ValueError as exc:
             raise ValidationError(register_errors(str(exc))) from None
         return Response(s.ModelDetailSerializer(model).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=None,
-                   responses={200: s.ModelVersionSerializer, 400: OpenApiResponse(description="Not a scorer.")},
-                   summary="Make a scorer the active scorer")
+    @extend_schema(
+        request=None,
+        responses={200: s.ModelVersionSerializer, 400: OpenApiResponse(description="Not a scorer.")},
+        summary="Make a scorer the active scorer",
+    )
     @action(detail=True, methods=["post"])
     def activate(self, request, pk=None):
         try:
@@ -209,10 +242,11 @@ class ModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             raise ValidationError({"detail": str(exc)}) from None
         return Response(s.ModelVersionSerializer(model).data)
 
-    @extend_schema(parameters=[_param("a", "A scorer id.", int), _param("b", "Another scorer id.", int)],
-                   responses={200: s.ComparisonSerializer,
-                              400: OpenApiResponse(description="a or b missing, or not a scorer.")},
-                   summary="Two scorers side by side: accuracy per split and task")
+    @extend_schema(
+        parameters=[_param("a", "A scorer id.", int), _param("b", "Another scorer id.", int)],
+        responses={200: s.ComparisonSerializer, 400: OpenApiResponse(description="a or b missing, or not a scorer.")},
+        summary="Two scorers side by side: accuracy per split and task",
+    )
     @action(detail=False, methods=["get"])
     def compare(self, request):
         pair = {}
@@ -227,8 +261,10 @@ class ModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 class ImageOriginView(APIView):
     permission_classes = [IsAdminRole]
 
-    @extend_schema(responses={200: s.ImageOriginSerializer, 404: OpenApiResponse(description="No such image.")},
-                   summary="Where an image came from: the run and the generator model")
+    @extend_schema(
+        responses={200: s.ImageOriginSerializer, 404: OpenApiResponse(description="No such image.")},
+        summary="Where an image came from: the run and the generator model",
+    )
     def get(self, request, pk: int):
         image = get_object_or_404(Image, pk=pk)
         run, model = registry.image_origin(image)

@@ -42,14 +42,33 @@ class ScheduleSerializer(serializers.ModelSerializer):
     trigger_description = serializers.SerializerMethodField(help_text="The trigger in words.")
     created_by = serializers.CharField(source="created_by.username", read_only=True)
     run_count = serializers.IntegerField(read_only=True)
-    runs = RunBriefSerializer(source="recent_runs", many=True, read_only=True,
-                              help_text=f"The latest {RUNS_SHOWN} runs it made, latest first.")
+    runs = RunBriefSerializer(
+        source="recent_runs",
+        many=True,
+        read_only=True,
+        help_text=f"The latest {RUNS_SHOWN} runs it made, latest first.",
+    )
 
     class Meta:
         model = Schedule
-        fields = ["id", "name", "kind", "params", "trigger", "cron", "min_new_pairs", "check_every_minutes",
-                  "trigger_description", "enabled", "last_checked_at", "created_by", "created_at", "updated_at",
-                  "run_count", "runs"]
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "params",
+            "trigger",
+            "cron",
+            "min_new_pairs",
+            "check_every_minutes",
+            "trigger_description",
+            "enabled",
+            "last_checked_at",
+            "created_by",
+            "created_at",
+            "updated_at",
+            "run_count",
+            "runs",
+        ]
         read_only_fields = fields
 
     def get_trigger_description(self, schedule) -> str:
@@ -61,17 +80,27 @@ class ScheduleSerializer(serializers.ModelSerializer):
 class ScheduleInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     kind = serializers.CharField(help_text="The run kind: " + ", ".join(kinds.available()) + ".")
-    params = serializers.DictField(help_text="The run's parameters (see the kind's description); defaults are "
-                                             "filled in and stored.")
+    params = serializers.DictField(
+        help_text="The run's parameters (see the kind's description); defaults are filled in and stored."
+    )
     trigger = serializers.ChoiceField(choices=Schedule.Trigger.choices)
-    cron = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=100,
-                                 help_text="For trigger cron: minute hour day-of-month month day-of-week (UTC).")
-    min_new_pairs = serializers.IntegerField(required=False, allow_null=True,
-                                             help_text="For trigger data: start a run once at least this many "
-                                                       "pairs were confirmed since the last successful run of "
-                                                       "the kind.")
-    check_every_minutes = serializers.IntegerField(required=False, default=10,
-                                                   help_text="How often a data trigger is checked.")
+    cron = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        max_length=100,
+        help_text="For trigger cron: minute hour day-of-month month day-of-week (UTC).",
+    )
+    min_new_pairs = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text="For trigger data: start a run once at least this many "
+        "pairs were confirmed since the last successful run of "
+        "the kind.",
+    )
+    check_every_minutes = serializers.IntegerField(
+        required=False, default=10, help_text="How often a data trigger is checked."
+    )
     enabled = serializers.BooleanField(required=False, default=True)
 
 
@@ -85,14 +114,16 @@ _NOT_ADMIN = OpenApiResponse(description="Not an admin.")
 @extend_schema_view(
     list=extend_schema(summary="Every schedule, by name"),
     retrieve=extend_schema(summary="One schedule with the runs it made"),
-    create=extend_schema(request=ScheduleInputSerializer,
-                         responses={201: ScheduleSerializer, 400: OpenApiResponse(description="Bad fields."),
-                                    403: _NOT_ADMIN},
-                         summary="Create a schedule and its beat entry"),
-    partial_update=extend_schema(request=ScheduleInputSerializer,
-                                 responses={200: ScheduleSerializer, 400: OpenApiResponse(description="Bad fields."),
-                                            403: _NOT_ADMIN},
-                                 summary="Change a schedule (its beat entry follows)"),
+    create=extend_schema(
+        request=ScheduleInputSerializer,
+        responses={201: ScheduleSerializer, 400: OpenApiResponse(description="Bad fields."), 403: _NOT_ADMIN},
+        summary="Create a schedule and its beat entry",
+    ),
+    partial_update=extend_schema(
+        request=ScheduleInputSerializer,
+        responses={200: ScheduleSerializer, 400: OpenApiResponse(description="Bad fields."), 403: _NOT_ADMIN},
+        summary="Change a schedule (its beat entry follows)",
+    ),
     destroy=extend_schema(responses={204: None, 403: _NOT_ADMIN}, summary="Delete a schedule and its beat entry"),
 )
 class ScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -138,11 +169,15 @@ class ScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def resume(self, request, pk=None):
         return self._render(schedules.set_enabled(request.user, self.get_object(), True))
 
-    @extend_schema(request=None,
-                   responses={202: OpenApiResponse(RunBriefSerializer, description="The run, queued."),
-                              400: OpenApiResponse(description="The template's params no longer hold."),
-                              409: OpenApiResponse(description="A run of it is still queued or running.")},
-                   summary="Run now: start the schedule's run at once")
+    @extend_schema(
+        request=None,
+        responses={
+            202: OpenApiResponse(RunBriefSerializer, description="The run, queued."),
+            400: OpenApiResponse(description="The template's params no longer hold."),
+            409: OpenApiResponse(description="A run of it is still queued or running."),
+        },
+        summary="Run now: start the schedule's run at once",
+    )
     def fire(self, request, pk=None):
         try:
             run = schedules.run_now(request.user, self.get_object(), celery_task=execute_run)

@@ -40,8 +40,9 @@ def load_records(path: str, split: str | None = None, *, per_row: bool = False) 
     return list(read_parquet_dir(p, split=split))
 
 
-def add_config_options(parser: argparse.ArgumentParser, config_cls, skip: set[str] = frozenset(),
-                       recipe_table: dict | None = None) -> None:
+def add_config_options(
+    parser: argparse.ArgumentParser, config_cls, skip: set[str] = frozenset(), recipe_table: dict | None = None
+) -> None:
     """One option per dataclass field, typed from the default, help from the field name; choices from
     :data:`ml.core.recipes.CHOICES`; a field of ``recipe_table`` defaults to None (= the recipe's value)."""
     from ml.core import recipes
@@ -60,11 +61,13 @@ def add_config_options(parser: argparse.ArgumentParser, config_cls, skip: set[st
         if default is dataclasses.MISSING:
             group.add_argument(flag, dest=field.name, type=kind, required=True)
         elif kind is bool:
-            group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=default,
-                               help=f"default: {shown}")
+            group.add_argument(
+                flag, dest=field.name, action=argparse.BooleanOptionalAction, default=default, help=f"default: {shown}"
+            )
         else:
-            group.add_argument(flag, dest=field.name, type=kind, default=default, choices=choices,
-                               help=f"default: {shown}")
+            group.add_argument(
+                flag, dest=field.name, type=kind, default=default, choices=choices, help=f"default: {shown}"
+            )
 
 
 def _base_type(hint):
@@ -202,9 +205,12 @@ def add_eval_scorer(p):
     p.add_argument("--arch")
     p.add_argument("--data", required=True, help="tuples (JSONL or parquet)")
     p.add_argument("--split", help="split name inside a parquet dir (e.g. test_S)")
-    p.add_argument("--every-image-pair", action="store_true",
-                   help="parquet rows with several images per side: score every i-th/i-th image pair instead of "
-                        "element 0 of each list (the published evaluation's protocol, the default)")
+    p.add_argument(
+        "--every-image-pair",
+        action="store_true",
+        help="parquet rows with several images per side: score every i-th/i-th image pair instead of "
+        "element 0 of each list (the published evaluation's protocol, the default)",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device")
 
@@ -220,9 +226,18 @@ def run_generate(args):
     pipe = load_pipeline(args.pipeline, device=args.device, lora=args.lora, compile=args.compile)
     jobs = [(prompt, args.seed + i) for prompt in prompts for i in range(args.images_per_prompt)]
     images = generate(
-        pipe, [p for p, _ in jobs], seeds=[s for _, s in jobs], steps=args.steps, guidance=args.guidance,
-        width=args.width, height=args.height, batch_size=args.batch_size, prompt_kind=args.prompt_kind,
-        model_name=args.pipeline, max_sequence_length=args.max_sequence_length, progress=not args.json,
+        pipe,
+        [p for p, _ in jobs],
+        seeds=[s for _, s in jobs],
+        steps=args.steps,
+        guidance=args.guidance,
+        width=args.width,
+        height=args.height,
+        batch_size=args.batch_size,
+        prompt_kind=args.prompt_kind,
+        model_name=args.pipeline,
+        max_sequence_length=args.max_sequence_length,
+        progress=not args.json,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -261,8 +276,7 @@ def run_sft(args):
     from ml.core.sft import SFTConfig, train_sft
 
     config = config_from_args(SFTConfig, args)
-    records = load_records(args.data, args.split,
-                           per_row=recipes.resolve(config, recipes.SFT).variants == "random")
+    records = load_records(args.data, args.split, per_row=recipes.resolve(config, recipes.SFT).variants == "random")
     total = config.resolved(len(records)).max_steps
     result = train_sft(args.pipeline, records, args.out, config, on_step=progress_callback(total, "sft", not args.json))
     return dataclasses.asdict(result)
@@ -283,8 +297,16 @@ def run_oft(args):
     from ml.core.oft import OFTConfig, load_prompts, train_oft
 
     config = config_from_args(OFTConfig, args)
-    result = train_oft(args.pipeline, args.lora, args.scorer, args.detector, load_prompts(args.prompts), args.out,
-                       config, on_step=progress_callback(config.resolved().max_steps, "oft", not args.json))
+    result = train_oft(
+        args.pipeline,
+        args.lora,
+        args.scorer,
+        args.detector,
+        load_prompts(args.prompts),
+        args.out,
+        config,
+        on_step=progress_callback(config.resolved().max_steps, "oft", not args.json),
+    )
     return dataclasses.asdict(result)
 
 
@@ -310,9 +332,18 @@ def run_eval_generator(args):
     scorer = Scorer.load(args.scorer, device=args.device)
     base = json.loads(Path(args.base).read_text()) if args.base else None
     result = evaluate_generator(
-        pipe, scorer, load_records(args.data, args.split), images_per_prompt=args.images_per_prompt,
-        seed=args.seed, steps=args.steps, guidance=args.guidance, width=args.width, height=args.height,
-        batch_size=args.batch_size, max_sequence_length=args.max_sequence_length, base=base,
+        pipe,
+        scorer,
+        load_records(args.data, args.split),
+        images_per_prompt=args.images_per_prompt,
+        seed=args.seed,
+        steps=args.steps,
+        guidance=args.guidance,
+        width=args.width,
+        height=args.height,
+        batch_size=args.batch_size,
+        max_sequence_length=args.max_sequence_length,
+        base=base,
         model_name=args.pipeline + (f"+{args.lora}" if args.lora else ""),
     )
     if args.save:
@@ -357,32 +388,58 @@ def add_learnability(p):
 
 # (name, add_arguments, run, help)
 COMMANDS = [
-    ("make-tiny", add_make_tiny, run_make_tiny,
-     "write tiny models: scorer (open_clip and transformers), FLUX pipeline, detector"),
-    ("score", add_score, run_score,
-     "SciScore of one prompt against images"),
-    ("convert-scorer", add_convert, run_convert,
-     "convert a scorer between open_clip and transformers CLIPModel formats"),
-    ("train-scorer", add_train_scorer, run_train_scorer,
-     "train SciScore with the paper's loss (validation picks the best checkpoint)"),
-    ("eval-scorer", add_eval_scorer, run_eval_scorer,
-     "pairwise accuracy overall and per task, discipline and ST/CT type"),
-    ("generate", add_generate, run_generate,
-     "generate images with a FLUX pipeline directory (metadata in metadata.jsonl)"),
-    ("sft", add_sft, run_sft,
-     "LoRA supervised fine-tuning of FLUX on (implicit prompt, correct image)"),
-    ("oft", add_oft, run_oft,
-     "masked online fine-tuning of FLUX with SciScore as reward"),
-    ("eval-generator", add_eval_generator, run_eval_generator,
-     "SciScore of IP/EP/SP generations per task; ND, and RI against a base result"),
-    ("learnability", add_learnability, run_learnability,
-     "train a tiny CLIP from scratch on rendered scenes; held-out accuracy before/after"),
+    (
+        "make-tiny",
+        add_make_tiny,
+        run_make_tiny,
+        "write tiny models: scorer (open_clip and transformers), FLUX pipeline, detector",
+    ),
+    ("score", add_score, run_score, "SciScore of one prompt against images"),
+    (
+        "convert-scorer",
+        add_convert,
+        run_convert,
+        "convert a scorer between open_clip and transformers CLIPModel formats",
+    ),
+    (
+        "train-scorer",
+        add_train_scorer,
+        run_train_scorer,
+        "train SciScore with the paper's loss (validation picks the best checkpoint)",
+    ),
+    (
+        "eval-scorer",
+        add_eval_scorer,
+        run_eval_scorer,
+        "pairwise accuracy overall and per task, discipline and ST/CT type",
+    ),
+    (
+        "generate",
+        add_generate,
+        run_generate,
+        "generate images with a FLUX pipeline directory (metadata in metadata.jsonl)",
+    ),
+    ("sft", add_sft, run_sft, "LoRA supervised fine-tuning of FLUX on (implicit prompt, correct image)"),
+    ("oft", add_oft, run_oft, "masked online fine-tuning of FLUX with SciScore as reward"),
+    (
+        "eval-generator",
+        add_eval_generator,
+        run_eval_generator,
+        "SciScore of IP/EP/SP generations per task; ND, and RI against a base result",
+    ),
+    (
+        "learnability",
+        add_learnability,
+        run_learnability,
+        "train a tiny CLIP from scratch on rendered scenes; held-out accuracy before/after",
+    ),
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ml", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m ml", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, add_arguments, run, help_text in COMMANDS:
         p = sub.add_parser(name, help=help_text, description=help_text)

@@ -46,14 +46,24 @@ def _typed(field: dict) -> forms.Field:
         form_field = forms.IntegerField if field["type"] == "int" else forms.FloatField
         if field["type"] == "float":
             attrs["step"] = "any"
-        return form_field(required=False, initial=default, label=label, widget=forms.NumberInput(attrs=attrs),
-                          help_text=f"{field['minimum']} – {field['maximum']}" + ("; empty: the recipe's"
-                                                                                  if default is None else ""))
+        return form_field(
+            required=False,
+            initial=default,
+            label=label,
+            widget=forms.NumberInput(attrs=attrs),
+            help_text=f"{field['minimum']} – {field['maximum']}" + ("; empty: the recipe's" if default is None else ""),
+        )
     if "choices" in field:
         choices = [(c, c) for c in field["choices"]]
         if isinstance(default, list):
-            return forms.MultipleChoiceField(choices=choices, initial=default, required=False, label=label,
-                                             widget=forms.CheckboxSelectMultiple, help_text="None ticked: the default.")
+            return forms.MultipleChoiceField(
+                choices=choices,
+                initial=default,
+                required=False,
+                label=label,
+                widget=forms.CheckboxSelectMultiple,
+                help_text="None ticked: the default.",
+            )
         if default is None:
             return forms.ChoiceField(choices=[("", FROM_RECIPE), *choices], required=False, label=label)
         return forms.ChoiceField(choices=choices, initial=default, label=label)
@@ -76,21 +86,38 @@ def _references(field: dict) -> dict[str, forms.Field]:
     name, label, help_text, ref = field["name"], _label(field["name"]), field["help"], field["ref"]
     if ref == "tuples":
         return {
-            f"{name}_task": forms.ChoiceField(choices=NONE + _task_choices(), required=False, label=f"{label}: task",
-                                              help_text=help_text),
-            f"{name}_limit": forms.IntegerField(required=False, initial=TUPLES_LIMIT, label=f"{label}: at most",
-                                                widget=forms.NumberInput(attrs={"min": 1})),
-            f"{name}_ids": forms.CharField(required=False, label=f"{label}: or ids",
-                                           help_text="Tuple ids (instead of a task)."),
+            f"{name}_task": forms.ChoiceField(
+                choices=NONE + _task_choices(), required=False, label=f"{label}: task", help_text=help_text
+            ),
+            f"{name}_limit": forms.IntegerField(
+                required=False,
+                initial=TUPLES_LIMIT,
+                label=f"{label}: at most",
+                widget=forms.NumberInput(attrs={"min": 1}),
+            ),
+            f"{name}_ids": forms.CharField(
+                required=False, label=f"{label}: or ids", help_text="Tuple ids (instead of a task)."
+            ),
         }
     if ref == "model":
         choices = _model_choices(field["model_kinds"])
     elif ref == "dataset_version":
-        choices = [(str(pk), version) for pk, version in
-                   DatasetVersion.objects.order_by("-created_at", "-id").values_list("pk", "name")[:CHOICES_LIMIT]]
+        choices = [
+            (str(pk), version)
+            for pk, version in DatasetVersion.objects.order_by("-created_at", "-id").values_list("pk", "name")[
+                :CHOICES_LIMIT
+            ]
+        ]
     elif ref == "tasks":
-        return {name: forms.MultipleChoiceField(choices=_task_choices(), required=False, label=label,
-                                                widget=forms.CheckboxSelectMultiple, help_text=help_text)}
+        return {
+            name: forms.MultipleChoiceField(
+                choices=_task_choices(),
+                required=False,
+                label=label,
+                widget=forms.CheckboxSelectMultiple,
+                help_text=help_text,
+            )
+        }
     elif ref == "path":
         return {name: forms.CharField(required=False, label=label, help_text=help_text)}
     else:

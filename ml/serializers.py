@@ -60,15 +60,30 @@ class RunSerializer(RunBriefSerializer):
     output_model = ModelBriefSerializer(read_only=True, allow_null=True)
 
     class Meta(RunBriefSerializer.Meta):
-        fields = ["id", "kind", "status", "progress", "worker", "schedule", "input_model", "output_model",
-                  "created_by", "created_at", "started_at", "finished_at", "heartbeat_at", "url"]
+        fields = [
+            "id",
+            "kind",
+            "status",
+            "progress",
+            "worker",
+            "schedule",
+            "input_model",
+            "output_model",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+            "url",
+        ]
         read_only_fields = fields
 
 
 class SeriesSerializer(serializers.Serializer):
     name = serializers.CharField(help_text="The metric, or the entry of a dict-valued metric (a task code...).")
-    points = serializers.ListField(child=serializers.ListField(child=serializers.FloatField()),
-                                   help_text="[x, y] pairs.")
+    points = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField()), help_text="[x, y] pairs."
+    )
 
 
 class PlotSerializer(serializers.Serializer):
@@ -91,8 +106,9 @@ class RunDetailSerializer(RunSerializer):
 
 class RunStartSerializer(serializers.Serializer):
     kind = serializers.CharField(help_text="One of the kinds GET run-kinds/ lists.")
-    params = serializers.DictField(required=False, default=dict,
-                                   help_text="The kind's parameters; defaults are filled in.")
+    params = serializers.DictField(
+        required=False, default=dict, help_text="The kind's parameters; defaults are filled in."
+    )
 
 
 class ModelRegisterSerializer(serializers.Serializer):
@@ -108,17 +124,28 @@ class ModelRegisterSerializer(serializers.Serializer):
     location = serializers.CharField(
         max_length=1000,
         help_text="Absolute path of the checkpoint (directory, or a scorer's bare checkpoint file) on the GPU "
-                  "workers' filesystem. Not checked for existence: the web host may not mount it.")
-    config = serializers.DictField(required=False, default=dict,
-                                   help_text="Free-form settings the runs read (a bare scorer file's arch...).")
+        "workers' filesystem. Not checked for existence: the web host may not mount it.",
+    )
+    config = serializers.DictField(
+        required=False, default=dict, help_text="Free-form settings the runs read (a bare scorer file's arch...)."
+    )
     parent = serializers.PrimaryKeyRelatedField(
-        queryset=ModelVersion.objects.all(), required=False, allow_null=True, default=None,
-        help_text="The model this one derives from; a generator_lora needs a generator.")
+        queryset=ModelVersion.objects.all(),
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="The model this one derives from; a generator_lora needs a generator.",
+    )
     dataset_version = serializers.PrimaryKeyRelatedField(
-        queryset=DatasetVersion.objects.all(), required=False, allow_null=True, default=None,
-        help_text="The dataset version it was trained on.")
-    activate = serializers.BooleanField(required=False, default=False,
-                                        help_text="Make it the active scorer once registered (scorers only).")
+        queryset=DatasetVersion.objects.all(),
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="The dataset version it was trained on.",
+    )
+    activate = serializers.BooleanField(
+        required=False, default=False, help_text="Make it the active scorer once registered (scorers only)."
+    )
 
     def validate_kind(self, value: str) -> str:
         if value not in ModelVersion.Kind.values:
@@ -128,7 +155,8 @@ class ModelRegisterSerializer(serializers.Serializer):
     def validate_location(self, value: str) -> str:
         if not PurePosixPath(value).is_absolute():
             raise serializers.ValidationError(
-                "location must be an absolute path on the GPU workers' filesystem (starting with /).")
+                "location must be an absolute path on the GPU workers' filesystem (starting with /)."
+            )
         return value
 
     def validate(self, attrs: dict) -> dict:
@@ -139,8 +167,9 @@ class ModelRegisterSerializer(serializers.Serializer):
 
 class RunKindFieldSerializer(serializers.Serializer):
     name = serializers.CharField()
-    ref = serializers.CharField(required=False,
-                                help_text="References only: model, dataset_version, tuples, tasks or path.")
+    ref = serializers.CharField(
+        required=False, help_text="References only: model, dataset_version, tuples, tasks or path."
+    )
     required = serializers.BooleanField(required=False)
     model_kinds = serializers.ListField(child=serializers.CharField(), required=False)
     help = serializers.CharField(required=False)
@@ -148,8 +177,11 @@ class RunKindFieldSerializer(serializers.Serializer):
     default = serializers.JSONField(required=False)
     minimum = serializers.JSONField(required=False, help_text="A number (exact: seeds reach 2**62).")
     maximum = serializers.JSONField(required=False, help_text="A number.")
-    choices = serializers.ListField(child=serializers.CharField(), required=False,
-                                    help_text="A choice takes one; a field whose default is a list takes several.")
+    choices = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="A choice takes one; a field whose default is a list takes several.",
+    )
 
 
 class RunKindSerializer(serializers.Serializer):
@@ -164,15 +196,28 @@ class ModelVersionSerializer(ModelBriefSerializer):
     created_by = serializers.CharField(source="created_by.username", read_only=True, allow_null=True)
 
     class Meta(ModelBriefSerializer.Meta):
-        fields = ["id", "kind", "name", "location", "config", "metrics", "parent", "dataset_version", "is_active",
-                  "created_by", "created_at", "url"]
+        fields = [
+            "id",
+            "kind",
+            "name",
+            "location",
+            "config",
+            "metrics",
+            "parent",
+            "dataset_version",
+            "is_active",
+            "created_by",
+            "created_at",
+            "url",
+        ]
         read_only_fields = fields
 
 
 class LineageSerializer(serializers.Serializer):
     ancestors = ModelBriefSerializer(many=True, help_text="Parent first, root last.")
-    dataset_version = DatasetVersionBriefSerializer(allow_null=True,
-                                                    help_text="The model's own, else its nearest ancestor's.")
+    dataset_version = DatasetVersionBriefSerializer(
+        allow_null=True, help_text="The model's own, else its nearest ancestor's."
+    )
     produced_by = RunBriefSerializer(many=True, help_text="The runs that produced it.")
     used_by = RunBriefSerializer(many=True, help_text="The runs that took it as input, latest first.")
     children = ModelBriefSerializer(many=True)
@@ -188,9 +233,15 @@ class ModelDetailSerializer(ModelVersionSerializer):
     @extend_schema_field(LineageSerializer)
     def get_lineage(self, model) -> dict:
         found = registry.lineage(model)
-        return LineageSerializer({"ancestors": found.ancestors, "dataset_version": found.dataset_version,
-                                  "produced_by": found.produced_by, "used_by": queries.runs_using(model),
-                                  "children": found.children}).data
+        return LineageSerializer(
+            {
+                "ancestors": found.ancestors,
+                "dataset_version": found.dataset_version,
+                "produced_by": found.produced_by,
+                "used_by": queries.runs_using(model),
+                "children": found.children,
+            }
+        ).data
 
 
 class CellSerializer(serializers.Serializer):

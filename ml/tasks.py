@@ -15,8 +15,14 @@ from django.conf import settings
 from ml.services import runs, schedules
 
 
-@shared_task(bind=True, name="ml.tasks.execute_run", acks_late=True, reject_on_worker_lost=True,
-             time_limit=settings.ML_RUN_TIME_LIMIT, soft_time_limit=settings.ML_RUN_SOFT_TIME_LIMIT)
+@shared_task(
+    bind=True,
+    name="ml.tasks.execute_run",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    time_limit=settings.ML_RUN_TIME_LIMIT,
+    soft_time_limit=settings.ML_RUN_SOFT_TIME_LIMIT,
+)
 def execute_run(self, run_id: int) -> str:
     """Run one :class:`ml.models.Run` to the end; a redelivered finished run is left alone."""
     try:

@@ -63,11 +63,19 @@ def run_list(request):
         runs = runs.filter(kind=kind)
     if state:
         runs = runs.filter(status=state)
-    return render(request, "ml/runs/list.html", {
-        "page": Paginator(runs, PAGE_SIZE).get_page(request.GET.get("page")),
-        "kinds": Run.Kind.choices, "statuses": Run.Status.values, "kind": kind, "status": state,
-        "available": kinds.available(), "poll_ms": POLL_MS,
-    })
+    return render(
+        request,
+        "ml/runs/list.html",
+        {
+            "page": Paginator(runs, PAGE_SIZE).get_page(request.GET.get("page")),
+            "kinds": Run.Kind.choices,
+            "statuses": Run.Status.values,
+            "kind": kind,
+            "status": state,
+            "available": kinds.available(),
+            "poll_ms": POLL_MS,
+        },
+    )
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -78,8 +86,12 @@ def run_new(request):
     kind = _choice(request, "kind", kinds.available())
     labels = dict(Run.Kind.choices)
     if not kind:
-        return render(request, "ml/runs/new.html", {"choices": [(k, labels[k]) for k in kinds.available()]},
-                      status=400 if request.method == "POST" else 200)
+        return render(
+            request,
+            "ml/runs/new.html",
+            {"choices": [(k, labels[k]) for k in kinds.available()]},
+            status=400 if request.method == "POST" else 200,
+        )
     form = RunForm(kind, request.POST if request.method == "POST" else None)
     if form.is_bound and form.is_valid():
         try:
@@ -89,27 +101,38 @@ def run_new(request):
         else:
             messages.success(request, f"Run {run.pk} queued.")
             return redirect("ml:run-detail", run_id=run.pk)
-    return render(request, "ml/runs/new.html", {"form": form, "kind": kind, "label": labels[kind]},
-                  status=400 if form.is_bound else 200)
+    return render(
+        request,
+        "ml/runs/new.html",
+        {"form": form, "kind": kind, "label": labels[kind]},
+        status=400 if form.is_bound else 200,
+    )
 
 
 @require_safe
 @login_required
 def run_detail(request, run_id: int):
     _require_admin(request.user)
-    run = get_object_or_404(Run.objects.select_related("created_by", "input_model", "output_model", "schedule"),
-                            pk=run_id)
+    run = get_object_or_404(
+        Run.objects.select_related("created_by", "input_model", "output_model", "schedule"), pk=run_id
+    )
     images = queries.run_images(run)
-    return render(request, "ml/runs/detail.html", {
-        "run": run,
-        "percent": round(100 * run.progress),
-        "params": queries.param_rows(run),
-        "plots": queries.metric_plots(run.metrics),
-        "artifacts_json": json.dumps(run.artifacts, indent=2, sort_keys=True) if run.artifacts else "",
-        "error_first_line": run.error.split("\n", 1)[0] if run.error else "",
-        "images": images[:IMAGES_SHOWN], "image_count": len(images),
-        "api_url": reverse("ml-run-detail", args=[run.pk]), "poll_ms": POLL_MS,
-    })
+    return render(
+        request,
+        "ml/runs/detail.html",
+        {
+            "run": run,
+            "percent": round(100 * run.progress),
+            "params": queries.param_rows(run),
+            "plots": queries.metric_plots(run.metrics),
+            "artifacts_json": json.dumps(run.artifacts, indent=2, sort_keys=True) if run.artifacts else "",
+            "error_first_line": run.error.split("\n", 1)[0] if run.error else "",
+            "images": images[:IMAGES_SHOWN],
+            "image_count": len(images),
+            "api_url": reverse("ml-run-detail", args=[run.pk]),
+            "poll_ms": POLL_MS,
+        },
+    )
 
 
 @require_POST
@@ -133,28 +156,39 @@ def model_list(request):
     models = ModelVersion.objects.select_related("parent", "dataset_version", "created_by")
     if kind:
         models = models.filter(kind=kind)
-    return render(request, "ml/models/list.html", {
-        "page": Paginator(models, PAGE_SIZE).get_page(request.GET.get("page")),
-        "kinds": ModelVersion.Kind.choices, "kind": kind, "scorers": _scorers(),
-    })
+    return render(
+        request,
+        "ml/models/list.html",
+        {
+            "page": Paginator(models, PAGE_SIZE).get_page(request.GET.get("page")),
+            "kinds": ModelVersion.Kind.choices,
+            "kind": kind,
+            "scorers": _scorers(),
+        },
+    )
 
 
 @require_safe
 @login_required
 def model_detail(request, model_id: int):
     _require_admin(request.user)
-    model = get_object_or_404(ModelVersion.objects.select_related("parent", "dataset_version", "created_by"),
-                              pk=model_id)
+    model = get_object_or_404(
+        ModelVersion.objects.select_related("parent", "dataset_version", "created_by"), pk=model_id
+    )
     is_scorer = model.kind == ModelVersion.Kind.SCORER
-    return render(request, "ml/models/detail.html", {
-        "model": model,
-        "lineage": registry.lineage(model),
-        "used_by": queries.runs_using(model),
-        "is_scorer": is_scorer,
-        "other_scorers": _scorers().exclude(pk=model.pk) if is_scorer else [],
-        "metrics_json": json.dumps(model.metrics, indent=2, sort_keys=True) if model.metrics else "",
-        "config_json": json.dumps(model.config, indent=2, sort_keys=True) if model.config else "",
-    })
+    return render(
+        request,
+        "ml/models/detail.html",
+        {
+            "model": model,
+            "lineage": registry.lineage(model),
+            "used_by": queries.runs_using(model),
+            "is_scorer": is_scorer,
+            "other_scorers": _scorers().exclude(pk=model.pk) if is_scorer else [],
+            "metrics_json": json.dumps(model.metrics, indent=2, sort_keys=True) if model.metrics else "",
+            "config_json": json.dumps(model.config, indent=2, sort_keys=True) if model.config else "",
+        },
+    )
 
 
 @require_POST
@@ -175,10 +209,16 @@ def model_activate(request, model_id: int):
 def model_compare(request):
     _require_admin(request.user)
     a, b = queries.find_scorer(request.GET.get("a")), queries.find_scorer(request.GET.get("b"))
-    return render(request, "ml/models/compare.html", {
-        "a": a, "b": b, "scorers": _scorers(),
-        "splits": queries.compare_scorers(a, b) if a and b else [],
-    })
+    return render(
+        request,
+        "ml/models/compare.html",
+        {
+            "a": a,
+            "b": b,
+            "scorers": _scorers(),
+            "splits": queries.compare_scorers(a, b) if a and b else [],
+        },
+    )
 
 
 @require_safe
@@ -187,6 +227,13 @@ def image_origin(request, image_id: int):
     _require_admin(request.user)
     image = get_object_or_404(Image.objects.select_related("tuple__task"), pk=image_id)
     run, model = registry.image_origin(image)
-    return render(request, "ml/models/image_origin.html", {
-        "image": image, "run": run, "model": model, "file_url": reverse("image-file", args=[image.pk]),
-    })
+    return render(
+        request,
+        "ml/models/image_origin.html",
+        {
+            "image": image,
+            "run": run,
+            "model": model,
+            "file_url": reverse("image-file", args=[image.pk]),
+        },
+    )

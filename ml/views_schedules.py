@@ -43,17 +43,25 @@ def params_text(kind: str, params: dict) -> str:
 class ScheduleForm(forms.Form):
     name = forms.CharField(max_length=100)
     kind = forms.ChoiceField()
-    trigger = forms.ChoiceField(choices=Schedule.Trigger.choices, widget=forms.RadioSelect,
-                                initial=Schedule.Trigger.CRON)
-    cron = forms.CharField(required=False, max_length=100,
-                           help_text="For cron: minute hour day-of-month month day-of-week, in UTC; "
-                                     "e.g. 0 3 * * 1-5 (03:00 on weekdays).")
-    min_new_pairs = forms.IntegerField(required=False, help_text="For new confirmed pairs: start a run once at "
-                                       "least this many pairs were confirmed since the last successful run of "
-                                       "this kind.")
+    trigger = forms.ChoiceField(
+        choices=Schedule.Trigger.choices, widget=forms.RadioSelect, initial=Schedule.Trigger.CRON
+    )
+    cron = forms.CharField(
+        required=False,
+        max_length=100,
+        help_text="For cron: minute hour day-of-month month day-of-week, in UTC; e.g. 0 3 * * 1-5 (03:00 on weekdays).",
+    )
+    min_new_pairs = forms.IntegerField(
+        required=False,
+        help_text="For new confirmed pairs: start a run once at "
+        "least this many pairs were confirmed since the last successful run of "
+        "this kind.",
+    )
     check_every_minutes = forms.IntegerField(initial=10, help_text="How often the data trigger is checked.")
-    params = forms.CharField(widget=forms.Textarea(attrs={"rows": 14, "cols": 60, "spellcheck": "false"}),
-                             help_text="A JSON object; unknown keys are refused, missing ones take their default.")
+    params = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 14, "cols": 60, "spellcheck": "false"}),
+        help_text="A JSON object; unknown keys are refused, missing ones take their default.",
+    )
     enabled = forms.BooleanField(required=False, initial=True)
 
     def __init__(self, *args, **kwargs):
@@ -79,26 +87,36 @@ class ScheduleForm(forms.Form):
 
 
 def _form_page(request, form: ScheduleForm, schedule: Schedule | None):
-    return render(request, "ml/schedules/form.html", {
-        "form": form,
-        "schedule": schedule,
-        "kind_defaults": {kind: default_params(kind) for kind in kinds.available()},
-        "kind_fields": {kind: kinds.describe(kind) for kind in kinds.available()},
-    }, status=400 if form.is_bound else 200)
+    return render(
+        request,
+        "ml/schedules/form.html",
+        {
+            "form": form,
+            "schedule": schedule,
+            "kind_defaults": {kind: default_params(kind) for kind in kinds.available()},
+            "kind_fields": {kind: kinds.describe(kind) for kind in kinds.available()},
+        },
+        status=400 if form.is_bound else 200,
+    )
 
 
 def _row(schedule: Schedule) -> dict:
     last = schedule.recent_runs[0] if schedule.recent_runs else None
-    return {"schedule": schedule, "trigger": schedules.describe_trigger(schedule), "last_run": last,
-            "last_run_url": reverse("ml:run-detail", args=[last.pk]) if last else None}
+    return {
+        "schedule": schedule,
+        "trigger": schedules.describe_trigger(schedule),
+        "last_run": last,
+        "last_run_url": reverse("ml:run-detail", args=[last.pk]) if last else None,
+    }
 
 
 @require_safe
 @login_required
 def schedule_list(request):
     _require_admin(request.user)
-    return render(request, "ml/schedules/list.html",
-                  {"rows": [_row(schedule) for schedule in schedules.overview(recent_runs=1)]})
+    return render(
+        request, "ml/schedules/list.html", {"rows": [_row(schedule) for schedule in schedules.overview(recent_runs=1)]}
+    )
 
 
 @require_http_methods(["GET", "HEAD", "POST"])

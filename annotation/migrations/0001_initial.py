@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,194 +14,365 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Discipline',
+            name="Discipline",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(max_length=40, unique=True)),
-                ('name', models.CharField(max_length=80, unique=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("slug", models.SlugField(max_length=40, unique=True)),
+                ("name", models.CharField(max_length=80, unique=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Image',
+            name="Image",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('file', models.FileField(max_length=255, upload_to='')),
-                ('sha256', models.CharField(max_length=64, unique=True)),
-                ('width', models.PositiveIntegerField()),
-                ('height', models.PositiveIntegerField()),
-                ('format', models.CharField(max_length=10)),
-                ('size_bytes', models.PositiveIntegerField()),
-                ('kind', models.CharField(choices=[('explicit', 'explicit prompt'), ('superficial', 'superficial prompt'), ('implicit', 'implicit prompt'), ('uploaded', 'uploaded')], default='uploaded', max_length=12)),
-                ('generator', models.CharField(blank=True, max_length=200)),
-                ('seed', models.BigIntegerField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("file", models.FileField(max_length=255, upload_to="")),
+                ("sha256", models.CharField(max_length=64, unique=True)),
+                ("width", models.PositiveIntegerField()),
+                ("height", models.PositiveIntegerField()),
+                ("format", models.CharField(max_length=10)),
+                ("size_bytes", models.PositiveIntegerField()),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("explicit", "explicit prompt"),
+                            ("superficial", "superficial prompt"),
+                            ("implicit", "implicit prompt"),
+                            ("uploaded", "uploaded"),
+                        ],
+                        default="uploaded",
+                        max_length=12,
+                    ),
+                ),
+                ("generator", models.CharField(blank=True, max_length=200)),
+                ("seed", models.BigIntegerField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='PromptTuple',
+            name="PromptTuple",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('implicit_prompt', models.TextField()),
-                ('implicit_normalised', models.TextField(db_index=True, editable=False)),
-                ('explicit_prompt', models.TextField(blank=True)),
-                ('superficial_prompt', models.TextField(blank=True)),
-                ('subject', models.CharField(blank=True, help_text='The phrase a detector should box.', max_length=200)),
-                ('scene', models.CharField(choices=[('simple', 'simple'), ('complex', 'complex')], default='simple', max_length=8)),
-                ('source', models.CharField(blank=True, help_text='Where the tuple came from (file, run).', max_length=200)),
-                ('provenance', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("implicit_prompt", models.TextField()),
+                ("implicit_normalised", models.TextField(db_index=True, editable=False)),
+                ("explicit_prompt", models.TextField(blank=True)),
+                ("superficial_prompt", models.TextField(blank=True)),
+                (
+                    "subject",
+                    models.CharField(blank=True, help_text="The phrase a detector should box.", max_length=200),
+                ),
+                (
+                    "scene",
+                    models.CharField(
+                        choices=[("simple", "simple"), ("complex", "complex")], default="simple", max_length=8
+                    ),
+                ),
+                (
+                    "source",
+                    models.CharField(blank=True, help_text="Where the tuple came from (file, run).", max_length=200),
+                ),
+                ("provenance", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='Pair',
+            name="Pair",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('open', 'open'), ('complete', 'complete'), ('retired', 'retired')], default='open', max_length=10)),
-                ('k', models.PositiveSmallIntegerField(default=3, help_text='Overlap target: judgements wanted for this pair.')),
-                ('judgement_count', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('image_correct', models.ForeignKey(help_text='Expected correct.', on_delete=django.db.models.deletion.PROTECT, related_name='+', to='annotation.image')),
-                ('image_wrong', models.ForeignKey(help_text='Expected wrong.', on_delete=django.db.models.deletion.PROTECT, related_name='+', to='annotation.image')),
-                ('tuple', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='pairs', to='annotation.prompttuple')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("open", "open"), ("complete", "complete"), ("retired", "retired")],
+                        default="open",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "k",
+                    models.PositiveSmallIntegerField(
+                        default=3, help_text="Overlap target: judgements wanted for this pair."
+                    ),
+                ),
+                ("judgement_count", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "image_correct",
+                    models.ForeignKey(
+                        help_text="Expected correct.",
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="annotation.image",
+                    ),
+                ),
+                (
+                    "image_wrong",
+                    models.ForeignKey(
+                        help_text="Expected wrong.",
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="annotation.image",
+                    ),
+                ),
+                (
+                    "tuple",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="pairs", to="annotation.prompttuple"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='Lease',
+            name="Lease",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('state', models.CharField(choices=[('active', 'active'), ('judged', 'judged'), ('released', 'released (skipped)'), ('expired', 'expired'), ('cancelled', 'cancelled')], default='active', max_length=10)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('expires_at', models.DateTimeField()),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('annotator', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='leases', to=settings.AUTH_USER_MODEL)),
-                ('left_image', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='annotation.image')),
-                ('right_image', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='annotation.image')),
-                ('pair', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='leases', to='annotation.pair')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("active", "active"),
+                            ("judged", "judged"),
+                            ("released", "released (skipped)"),
+                            ("expired", "expired"),
+                            ("cancelled", "cancelled"),
+                        ],
+                        default="active",
+                        max_length=10,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("expires_at", models.DateTimeField()),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "annotator",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="leases", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "left_image",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="annotation.image"
+                    ),
+                ),
+                (
+                    "right_image",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="annotation.image"
+                    ),
+                ),
+                (
+                    "pair",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="leases", to="annotation.pair"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='Judgement',
+            name="Judgement",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('choice', models.CharField(choices=[('left', 'left image is correct'), ('right', 'right image is correct'), ('both', 'both correct'), ('neither', 'neither correct')], max_length=8)),
-                ('flag_prompt_unclear', models.BooleanField(default=False)),
-                ('flag_image_broken', models.BooleanField(default=False)),
-                ('flag_off_topic', models.BooleanField(default=False)),
-                ('comment', models.TextField(blank=True, max_length=2000)),
-                ('time_spent_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('annotator', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='judgements', to=settings.AUTH_USER_MODEL)),
-                ('chosen_image', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='annotation.image')),
-                ('lease', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='judgement', to='annotation.lease')),
-                ('pair', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='judgements', to='annotation.pair')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "choice",
+                    models.CharField(
+                        choices=[
+                            ("left", "left image is correct"),
+                            ("right", "right image is correct"),
+                            ("both", "both correct"),
+                            ("neither", "neither correct"),
+                        ],
+                        max_length=8,
+                    ),
+                ),
+                ("flag_prompt_unclear", models.BooleanField(default=False)),
+                ("flag_image_broken", models.BooleanField(default=False)),
+                ("flag_off_topic", models.BooleanField(default=False)),
+                ("comment", models.TextField(blank=True, max_length=2000)),
+                ("time_spent_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "annotator",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="judgements",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "chosen_image",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="annotation.image",
+                    ),
+                ),
+                (
+                    "lease",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="judgement", to="annotation.lease"
+                    ),
+                ),
+                (
+                    "pair",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="judgements", to="annotation.pair"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.AddField(
-            model_name='image',
-            name='tuple',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='images', to='annotation.prompttuple'),
+            model_name="image",
+            name="tuple",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="images",
+                to="annotation.prompttuple",
+            ),
         ),
         migrations.CreateModel(
-            name='Task',
+            name="Task",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.CharField(help_text='Short upper-case code, e.g. BU for buoyancy.', max_length=8, unique=True)),
-                ('name', models.CharField(max_length=80, unique=True)),
-                ('kind', models.CharField(choices=[('ST', 'subject-oriented'), ('CT', 'condition-oriented')], max_length=2)),
-                ('description', models.TextField(blank=True)),
-                ('discipline', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='tasks', to='annotation.discipline')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "code",
+                    models.CharField(
+                        help_text="Short upper-case code, e.g. BU for buoyancy.", max_length=8, unique=True
+                    ),
+                ),
+                ("name", models.CharField(max_length=80, unique=True)),
+                (
+                    "kind",
+                    models.CharField(choices=[("ST", "subject-oriented"), ("CT", "condition-oriented")], max_length=2),
+                ),
+                ("description", models.TextField(blank=True)),
+                (
+                    "discipline",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="tasks", to="annotation.discipline"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['discipline__name', 'code'],
+                "ordering": ["discipline__name", "code"],
             },
         ),
         migrations.AddField(
-            model_name='prompttuple',
-            name='task',
-            field=models.ForeignKey(blank=True, help_text='Empty until an admin assigns one; tuples without a task are never queued.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='tuples', to='annotation.task'),
+            model_name="prompttuple",
+            name="task",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="Empty until an admin assigns one; tuples without a task are never queued.",
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="tuples",
+                to="annotation.task",
+            ),
         ),
         migrations.CreateModel(
-            name='Expertise',
+            name="Expertise",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('disciplines', models.ManyToManyField(blank=True, related_name='experts', to='annotation.discipline')),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='expertise', to=settings.AUTH_USER_MODEL)),
-                ('tasks', models.ManyToManyField(blank=True, related_name='experts', to='annotation.task')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("disciplines", models.ManyToManyField(blank=True, related_name="experts", to="annotation.discipline")),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="expertise",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                ("tasks", models.ManyToManyField(blank=True, related_name="experts", to="annotation.task")),
             ],
             options={
-                'verbose_name_plural': 'expertise',
+                "verbose_name_plural": "expertise",
             },
         ),
         migrations.AddIndex(
-            model_name='lease',
-            index=models.Index(fields=['pair', 'state', 'expires_at'], name='lease_pair_live'),
+            model_name="lease",
+            index=models.Index(fields=["pair", "state", "expires_at"], name="lease_pair_live"),
         ),
         migrations.AddIndex(
-            model_name='lease',
-            index=models.Index(fields=['state', 'expires_at'], name='lease_state_expiry'),
+            model_name="lease",
+            index=models.Index(fields=["state", "expires_at"], name="lease_state_expiry"),
         ),
         migrations.AddIndex(
-            model_name='lease',
-            index=models.Index(fields=['annotator', 'state'], name='lease_annotator_state'),
+            model_name="lease",
+            index=models.Index(fields=["annotator", "state"], name="lease_annotator_state"),
         ),
         migrations.AddConstraint(
-            model_name='lease',
-            constraint=models.UniqueConstraint(condition=models.Q(('state', 'active')), fields=('annotator',), name='lease_one_active_per_annotator'),
+            model_name="lease",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("state", "active")), fields=("annotator",), name="lease_one_active_per_annotator"
+            ),
         ),
         migrations.AddIndex(
-            model_name='judgement',
-            index=models.Index(fields=['annotator', 'created_at'], name='judgement_annotator_time'),
+            model_name="judgement",
+            index=models.Index(fields=["annotator", "created_at"], name="judgement_annotator_time"),
         ),
         migrations.AddConstraint(
-            model_name='judgement',
-            constraint=models.UniqueConstraint(fields=('pair', 'annotator'), name='judgement_once_per_annotator'),
+            model_name="judgement",
+            constraint=models.UniqueConstraint(fields=("pair", "annotator"), name="judgement_once_per_annotator"),
         ),
         migrations.AddIndex(
-            model_name='pair',
-            index=models.Index(fields=['status', 'id'], name='pair_status_id'),
+            model_name="pair",
+            index=models.Index(fields=["status", "id"], name="pair_status_id"),
         ),
         migrations.AddConstraint(
-            model_name='pair',
-            constraint=models.UniqueConstraint(fields=('tuple', 'image_correct', 'image_wrong'), name='pair_unique_images'),
+            model_name="pair",
+            constraint=models.UniqueConstraint(
+                fields=("tuple", "image_correct", "image_wrong"), name="pair_unique_images"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='pair',
-            constraint=models.CheckConstraint(condition=models.Q(('image_correct', models.F('image_wrong')), _negated=True), name='pair_two_images'),
+            model_name="pair",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("image_correct", models.F("image_wrong")), _negated=True), name="pair_two_images"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='pair',
-            constraint=models.CheckConstraint(condition=models.Q(('judgement_count__lte', models.F('k'))), name='pair_not_over_k'),
+            model_name="pair",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("judgement_count__lte", models.F("k"))), name="pair_not_over_k"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='pair',
-            constraint=models.CheckConstraint(condition=models.Q(('k__gte', 1)), name='pair_k_positive'),
+            model_name="pair",
+            constraint=models.CheckConstraint(condition=models.Q(("k__gte", 1)), name="pair_k_positive"),
         ),
         migrations.AddConstraint(
-            model_name='prompttuple',
-            constraint=models.UniqueConstraint(fields=('implicit_normalised', 'task'), name='tuple_unique_prompt_task'),
+            model_name="prompttuple",
+            constraint=models.UniqueConstraint(fields=("implicit_normalised", "task"), name="tuple_unique_prompt_task"),
         ),
         migrations.AddConstraint(
-            model_name='prompttuple',
-            constraint=models.UniqueConstraint(condition=models.Q(('task__isnull', True)), fields=('implicit_normalised',), name='tuple_unique_prompt_no_task'),
+            model_name="prompttuple",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("task__isnull", True)),
+                fields=("implicit_normalised",),
+                name="tuple_unique_prompt_no_task",
+            ),
         ),
     ]

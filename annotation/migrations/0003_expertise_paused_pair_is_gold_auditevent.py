@@ -6,38 +6,51 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotation', '0002_seed_taxonomy_and_roles'),
+        ("annotation", "0002_seed_taxonomy_and_roles"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='expertise',
-            name='paused',
-            field=models.BooleanField(default=False, help_text='Taken off the queue (low gold accuracy).'),
+            model_name="expertise",
+            name="paused",
+            field=models.BooleanField(default=False, help_text="Taken off the queue (low gold accuracy)."),
         ),
         migrations.AddField(
-            model_name='pair',
-            name='is_gold',
+            model_name="pair",
+            name="is_gold",
             field=models.BooleanField(db_index=True, default=False),
         ),
         migrations.CreateModel(
-            name='AuditEvent',
+            name="AuditEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('action', models.CharField(db_index=True, help_text='e.g. judgement.created, consensus.changed', max_length=60)),
-                ('target_type', models.CharField(max_length=60)),
-                ('target_id', models.CharField(max_length=64)),
-                ('before', models.JSONField(blank=True, null=True)),
-                ('after', models.JSONField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "action",
+                    models.CharField(
+                        db_index=True, help_text="e.g. judgement.created, consensus.changed", max_length=60
+                    ),
+                ),
+                ("target_type", models.CharField(max_length=60)),
+                ("target_id", models.CharField(max_length=64)),
+                ("before", models.JSONField(blank=True, null=True)),
+                ("after", models.JSONField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-id'],
-                'indexes': [models.Index(fields=['target_type', 'target_id'], name='audit_target')],
+                "ordering": ["-id"],
+                "indexes": [models.Index(fields=["target_type", "target_id"], name="audit_target")],
             },
         ),
     ]

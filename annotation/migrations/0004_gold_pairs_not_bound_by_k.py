@@ -4,18 +4,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotation', '0003_expertise_paused_pair_is_gold_auditevent'),
+        ("annotation", "0003_expertise_paused_pair_is_gold_auditevent"),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='pair',
-            name='pair_not_over_k',
+            model_name="pair",
+            name="pair_not_over_k",
         ),
         migrations.AddConstraint(
-            model_name='pair',
-            constraint=models.CheckConstraint(condition=models.Q(('is_gold', True), ('judgement_count__lte', models.F('k')), _connector='OR'), name='pair_not_over_k'),
+            model_name="pair",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("is_gold", True), ("judgement_count__lte", models.F("k")), _connector="OR"),
+                name="pair_not_over_k",
+            ),
         ),
     ]

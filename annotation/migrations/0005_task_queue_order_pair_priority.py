@@ -4,24 +4,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotation', '0004_gold_pairs_not_bound_by_k'),
+        ("annotation", "0004_gold_pairs_not_bound_by_k"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='pair',
-            name='priority',
+            model_name="pair",
+            name="priority",
             field=models.FloatField(default=0.0),
         ),
         migrations.AddField(
-            model_name='task',
-            name='queue_order',
-            field=models.CharField(choices=[('created', 'creation order'), ('uncertainty', 'scorer uncertainty first'), ('disagreement', 'scorer-vs-expected disagreement first')], default='created', help_text="How the queue orders this task's pairs (active learning uses the active scorer's scores).", max_length=12),
+            model_name="task",
+            name="queue_order",
+            field=models.CharField(
+                choices=[
+                    ("created", "creation order"),
+                    ("uncertainty", "scorer uncertainty first"),
+                    ("disagreement", "scorer-vs-expected disagreement first"),
+                ],
+                default="created",
+                help_text="How the queue orders this task's pairs (active learning uses the active scorer's scores).",
+                max_length=12,
+            ),
         ),
         migrations.AddIndex(
-            model_name='pair',
-            index=models.Index(fields=['status', '-priority', 'id'], name='pair_status_priority_id'),
+            model_name="pair",
+            index=models.Index(fields=["status", "-priority", "id"], name="pair_status_priority_id"),
         ),
     ]

@@ -4,35 +4,34 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotation', '0005_task_queue_order_pair_priority'),
+        ("annotation", "0005_task_queue_order_pair_priority"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='prompttuple',
-            name='explicit_paraphrases',
+            model_name="prompttuple",
+            name="explicit_paraphrases",
             field=models.JSONField(blank=True, default=list),
         ),
         migrations.AddField(
-            model_name='prompttuple',
-            name='implicit_paraphrases',
+            model_name="prompttuple",
+            name="implicit_paraphrases",
             field=models.JSONField(blank=True, default=list),
         ),
         migrations.AddField(
-            model_name='prompttuple',
-            name='real_scoring',
-            field=models.TextField(blank=True, help_text='Reality grade 0-3: what makes the image correct.'),
+            model_name="prompttuple",
+            name="real_scoring",
+            field=models.TextField(blank=True, help_text="Reality grade 0-3: what makes the image correct."),
         ),
         migrations.AddField(
-            model_name='prompttuple',
-            name='scene_scoring',
-            field=models.TextField(blank=True, help_text='Scene gate: what the image must show.'),
+            model_name="prompttuple",
+            name="scene_scoring",
+            field=models.TextField(blank=True, help_text="Scene gate: what the image must show."),
         ),
         migrations.AddField(
-            model_name='prompttuple',
-            name='superficial_paraphrases',
+            model_name="prompttuple",
+            name="superficial_paraphrases",
             field=models.JSONField(blank=True, default=list),
         ),
     ]

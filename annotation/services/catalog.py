@@ -148,15 +148,25 @@ def clean_paraphrases(prompt: str, paraphrases) -> list[str]:
 
 
 def _tuple_state(t: PromptTuple) -> dict:
-    return {"implicit_prompt": t.implicit_prompt, "explicit_prompt": t.explicit_prompt,
-            "superficial_prompt": t.superficial_prompt, "task": t.task_id, "subject": t.subject, "scene": t.scene,
-            "source": t.source, "implicit_paraphrases": t.implicit_paraphrases,
-            "explicit_paraphrases": t.explicit_paraphrases, "superficial_paraphrases": t.superficial_paraphrases,
-            "scene_scoring": t.scene_scoring, "real_scoring": t.real_scoring}
+    return {
+        "implicit_prompt": t.implicit_prompt,
+        "explicit_prompt": t.explicit_prompt,
+        "superficial_prompt": t.superficial_prompt,
+        "task": t.task_id,
+        "subject": t.subject,
+        "scene": t.scene,
+        "source": t.source,
+        "implicit_paraphrases": t.implicit_paraphrases,
+        "explicit_paraphrases": t.explicit_paraphrases,
+        "superficial_paraphrases": t.superficial_paraphrases,
+        "scene_scoring": t.scene_scoring,
+        "real_scoring": t.real_scoring,
+    }
 
 
-def create_pair(tuple: PromptTuple, image_correct: Image, image_wrong: Image, *, k: int | None = None,
-                actor=None) -> tuple[Pair, bool]:
+def create_pair(
+    tuple: PromptTuple, image_correct: Image, image_wrong: Image, *, k: int | None = None, actor=None
+) -> tuple[Pair, bool]:
     if image_correct.pk == image_wrong.pk:
         raise ValueError("A pair needs two different images.")
     k = k or settings.DEFAULT_OVERLAP_K
@@ -172,8 +182,13 @@ def create_pair(tuple: PromptTuple, image_correct: Image, image_wrong: Image, *,
 
 
 def _pair_state(pair: Pair) -> dict:
-    return {"tuple": pair.tuple_id, "image_correct": pair.image_correct_id, "image_wrong": pair.image_wrong_id,
-            "k": pair.k, "status": pair.status}
+    return {
+        "tuple": pair.tuple_id,
+        "image_correct": pair.image_correct_id,
+        "image_wrong": pair.image_wrong_id,
+        "k": pair.k,
+        "status": pair.status,
+    }
 
 
 def set_pair_k(pair_id: int, k: int, *, actor=None, consequences=None) -> Pair:
@@ -231,8 +246,9 @@ def set_pair_retired(pair_id: int, retired: bool, *, actor=None) -> Pair:
         else:
             pair.status = _open_or_complete(pair)
         pair.save(update_fields=["status"])
-        audit.record(actor, "pair.retired" if retired else "pair.unretired", pair, before=before,
-                     after=_pair_state(pair))
+        audit.record(
+            actor, "pair.retired" if retired else "pair.unretired", pair, before=before, after=_pair_state(pair)
+        )
         return pair
 
 

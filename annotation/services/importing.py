@@ -57,8 +57,15 @@ MAX_SHORT = 200  # subject and source columns
 MAX_LISTED_ERRORS = 1000
 MAX_LISTED_ROWS = 100  # entries of the unassigned and same_prompt listings
 MAX_LISTED_PROMPT = 200
-TEXT_FIELDS = {"implicit_prompt": MAX_TEXT, "explicit_prompt": MAX_TEXT, "superficial_prompt": MAX_TEXT,
-               "subject": MAX_SHORT, "source": MAX_SHORT, "task": MAX_SHORT, "scene": MAX_SHORT}
+TEXT_FIELDS = {
+    "implicit_prompt": MAX_TEXT,
+    "explicit_prompt": MAX_TEXT,
+    "superficial_prompt": MAX_TEXT,
+    "subject": MAX_SHORT,
+    "source": MAX_SHORT,
+    "task": MAX_SHORT,
+    "scene": MAX_SHORT,
+}
 TUPLE_KEYS = set(TEXT_FIELDS) | {"provenance"}
 PROMPT_RECORD_KEYS = {"prompt": "implicit_prompt", "object": "subject"}
 
@@ -89,10 +96,15 @@ class ImportReport:
         errors = list(self.errors)
         if self.error_count > len(errors):
             errors.append({"row": None, "error": f"... and {self.error_count - len(errors)} more rows with errors"})
-        return {"created": self.created, "updated": self.updated, "skipped": self.skipped,
-                "errors": errors, "unassigned_task": self.unassigned_task,
-                "unassigned": {"count": self.unassigned_task, "rows": list(self.unassigned_rows)},
-                "same_prompt": {**self.same_prompt, "prompts": list(self.same_prompt["prompts"])}}
+        return {
+            "created": self.created,
+            "updated": self.updated,
+            "skipped": self.skipped,
+            "errors": errors,
+            "unassigned_task": self.unassigned_task,
+            "unassigned": {"count": self.unassigned_task, "rows": list(self.unassigned_rows)},
+            "same_prompt": {**self.same_prompt, "prompts": list(self.same_prompt["prompts"])},
+        }
 
 
 @dataclass(frozen=True)
@@ -167,7 +179,9 @@ def import_prompts(
     report.unassigned_task = report.per_task[None]
     report.unassigned_rows = [
         {"file": path.name, "row": number, "prompt": _listed(prompt), "reason": reason}
-        for key, number, prompt, reason in unassigned if key not in merges][:MAX_LISTED_ROWS]
+        for key, number, prompt, reason in unassigned
+        if key not in merges
+    ][:MAX_LISTED_ROWS]
     if report.error_count:
         return report
     try:
@@ -192,8 +206,11 @@ def _same_prompt(report: ImportReport, named: dict, taskless: dict, tasks: _Task
     stored: dict[str, dict[int, int]] = {}  # normalised → {task id: tuple id}
     prompts = list(taskless)
     for start in range(0, len(prompts), 500):
-        found = (PromptTuple.objects.filter(implicit_normalised__in=prompts[start:start + 500], task__isnull=False)
-                 .order_by("pk").values_list("implicit_normalised", "task_id", "pk"))
+        found = (
+            PromptTuple.objects.filter(implicit_normalised__in=prompts[start : start + 500], task__isnull=False)
+            .order_by("pk")
+            .values_list("implicit_normalised", "task_id", "pk")
+        )
         for key, task_id, pk in found:
             stored.setdefault(key, {}).setdefault(task_id, pk)
     merges, same = {}, {"count": 0, "rows": 0, "merged": 0, "prompts": []}
@@ -202,19 +219,34 @@ def _same_prompt(report: ImportReport, named: dict, taskless: dict, tasks: _Task
         task_ids = set(in_db) | set(in_file)
         if not task_ids or (fallback is not None and fallback.pk in task_ids):
             continue  # no tuple with a task, or the guess is its task: the rows land in that tuple anyway
-        entry = {"prompt": _listed(prompt), "row": row, "rows": n_rows,
-                 "existing": [{"tuple": pk, "task": tasks.code(task_id)} for task_id, pk in in_db.items()],
-                 "in_file": [{"task": tasks.code(task_id), "row": first} for task_id, first in in_file.items()]}
+        entry = {
+            "prompt": _listed(prompt),
+            "row": row,
+            "rows": n_rows,
+            "existing": [{"tuple": pk, "task": tasks.code(task_id)} for task_id, pk in in_db.items()],
+            "in_file": [{"task": tasks.code(task_id), "row": first} for task_id, first in in_file.items()],
+        }
         task = tasks.by_id.get(next(iter(task_ids))) if merge and len(task_ids) == 1 else None
         if task is not None:
             merges[key] = task
             same["merged"] += 1
-            entry |= {"merged": True, "task": task.code, "tuple": in_db.get(task.pk),
-                      "action": "merged: the rows join the tuple with this prompt and task"}
+            entry |= {
+                "merged": True,
+                "task": task.code,
+                "tuple": in_db.get(task.pk),
+                "action": "merged: the rows join the tuple with this prompt and task",
+            }
         else:
-            entry |= {"merged": False, "task": fallback.code if fallback else None, "tuple": None,
-                      "action": ("not merged: several tasks have this prompt" if len(task_ids) > 1 else
-                                 "not merged (merge_same_prompt is off): a tuple of its own")}
+            entry |= {
+                "merged": False,
+                "task": fallback.code if fallback else None,
+                "tuple": None,
+                "action": (
+                    "not merged: several tasks have this prompt"
+                    if len(task_ids) > 1
+                    else "not merged (merge_same_prompt is off): a tuple of its own"
+                ),
+            }
         same["count"] += 1
         same["rows"] += n_rows
         if len(same["prompts"]) < MAX_LISTED_ROWS:
@@ -284,8 +316,15 @@ def _clean(raw: object, defaults: Defaults, tasks: _TaskLookup) -> tuple[dict, s
     elif defaults.auto_task:
         guessed = guess_task(text["implicit_prompt"])
         task = tasks.get(guessed) if guessed else None
-        why = "" if task else ("no task rule matched the prompt" if not guessed else
-                               f"the rules guessed {guessed}, which the catalogue does not have")
+        why = (
+            ""
+            if task
+            else (
+                "no task rule matched the prompt"
+                if not guessed
+                else f"the rules guessed {guessed}, which the catalogue does not have"
+            )
+        )
     else:
         task, why = None, "the row names no task (no --task or --auto-task)"
     return {
@@ -313,8 +352,15 @@ def _text(raw: dict, name: str, limit: int) -> str:
 
 
 def _type_name(value: object) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
-            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+    return {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        type(None): "null",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
 
 
 def _row_source(path: Path) -> Callable[[], Iterator[tuple[int, object]]]:
@@ -367,13 +413,18 @@ def listing_lines(unassigned: dict, same_prompt: dict) -> list[str]:
     (``import_prompts`` and ``import_dataset``)."""
     lines = []
     if unassigned["count"]:
-        lines.append(f"{unassigned['count']} row(s) without a task"
-                     + (f"; the first {len(unassigned['rows'])}:" if unassigned["rows"] else ":"))
-        lines += [f"  {r.get('file') or ''} row {r['row']}: {r['prompt']!r} ({r['reason']})"
-                  for r in unassigned["rows"]]
+        lines.append(
+            f"{unassigned['count']} row(s) without a task"
+            + (f"; the first {len(unassigned['rows'])}:" if unassigned["rows"] else ":")
+        )
+        lines += [
+            f"  {r.get('file') or ''} row {r['row']}: {r['prompt']!r} ({r['reason']})" for r in unassigned["rows"]
+        ]
     if same_prompt["count"]:
-        lines.append(f"{same_prompt['count']} prompt(s) come without a task here but have one elsewhere "
-                     f"({same_prompt['merged']} merged):")
+        lines.append(
+            f"{same_prompt['count']} prompt(s) come without a task here but have one elsewhere "
+            f"({same_prompt['merged']} merged):"
+        )
         for entry in same_prompt["prompts"]:
             where = [f"tuple {e['tuple']} ({e['task']})" for e in entry["existing"]]
             where += [f"row {e['row']} ({e['task']})" for e in entry["in_file"]]

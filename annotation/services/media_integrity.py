@@ -45,21 +45,33 @@ class Report:
     mismatched: int = 0
     orphans: int = 0
     orphans_deleted: int = 0
-    examples: dict[str, list[str]] = field(default_factory=lambda: {"missing": [], "mismatched": [],
-                                                                     "orphan": []})
+    examples: dict[str, list[str]] = field(default_factory=lambda: {"missing": [], "mismatched": [], "orphan": []})
 
     @property
     def clean(self) -> bool:
         return not (self.missing or self.mismatched or self.orphans - self.orphans_deleted)
 
     def as_dict(self) -> dict:
-        return {"rows": self.rows, "files": self.files, "missing": self.missing, "mismatched": self.mismatched,
-                "orphans": self.orphans, "orphans_deleted": self.orphans_deleted, "clean": self.clean,
-                "examples": self.examples}
+        return {
+            "rows": self.rows,
+            "files": self.files,
+            "missing": self.missing,
+            "mismatched": self.mismatched,
+            "orphans": self.orphans,
+            "orphans_deleted": self.orphans_deleted,
+            "clean": self.clean,
+            "examples": self.examples,
+        }
 
 
-def verify_media(*, storage: Storage | None = None, check_hashes: bool = True, delete_orphans: bool = False,
-                 orphan_grace_seconds: float = 3600, on_problem: Problem | None = None) -> Report:
+def verify_media(
+    *,
+    storage: Storage | None = None,
+    check_hashes: bool = True,
+    delete_orphans: bool = False,
+    orphan_grace_seconds: float = 3600,
+    on_problem: Problem | None = None,
+) -> Report:
     """Check every ``Image`` row against ``storage`` (default storage) and look for orphan files."""
     storage = storage or default_storage
     report = Report()
@@ -81,14 +93,17 @@ def verify_media(*, storage: Storage | None = None, check_hashes: bool = True, d
             digest, length = _hash(storage, name)
             if digest != sha256 or length != size:
                 report.mismatched += 1
-                problem("mismatched", name, f"image {pk}: sha256 {digest[:12]}… ({length} bytes), "
-                                            f"row says {sha256[:12]}… ({size} bytes)")
+                problem(
+                    "mismatched",
+                    name,
+                    f"image {pk}: sha256 {digest[:12]}… ({length} bytes), row says {sha256[:12]}… ({size} bytes)",
+                )
 
     cutoff = timezone.now() - timedelta(seconds=orphan_grace_seconds)
     for directory, names in _walk(storage, IMAGES_PREFIX):
         report.files += len(names)
         for start in range(0, len(names), CHUNK):
-            chunk = [f"{directory}/{n}" for n in names[start:start + CHUNK]]
+            chunk = [f"{directory}/{n}" for n in names[start : start + CHUNK]]
             known = set(Image.objects.filter(file__in=chunk).values_list("file", flat=True))
             for name in chunk:
                 if name in known:

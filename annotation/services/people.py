@@ -7,8 +7,8 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 
 from annotation import roles
-from annotation.services import audit
 from annotation.models import Discipline, Expertise, Task
+from annotation.services import audit
 
 
 def _resolve(model, field: str, values: list[str], label: str):
@@ -64,11 +64,18 @@ def ensure_user(
             expertise.disciplines.set(discipline_objs)
         if task_objs is not None:
             expertise.tasks.set(task_objs)
-        audit.record(actor, "user.created" if created else "user.ensured", user, after={
-            "username": user.username, "role": role, "password_changed": bool(password) and changed_password,
-            "disciplines": sorted(expertise.disciplines.values_list("slug", flat=True)),
-            "tasks": sorted(expertise.tasks.values_list("code", flat=True)),
-        })
+        audit.record(
+            actor,
+            "user.created" if created else "user.ensured",
+            user,
+            after={
+                "username": user.username,
+                "role": role,
+                "password_changed": bool(password) and changed_password,
+                "disciplines": sorted(expertise.disciplines.values_list("slug", flat=True)),
+                "tasks": sorted(expertise.tasks.values_list("code", flat=True)),
+            },
+        )
     return user, created
 
 

@@ -29,9 +29,16 @@ def _has_input(fd: int) -> bool:
 class DatabaseWrapper(base.DatabaseWrapper):
     def close_if_health_check_failed(self):
         conn = self.connection
-        if (conn is not None and self.health_check_enabled and not self.health_check_done and not self.pool
-                and not conn.closed and conn.pgconn.status == pq.ConnStatus.OK
-                and conn.info.transaction_status == pq.TransactionStatus.IDLE and not _has_input(conn.fileno())):
+        if (
+            conn is not None
+            and self.health_check_enabled
+            and not self.health_check_done
+            and not self.pool
+            and not conn.closed
+            and conn.pgconn.status == pq.ConnStatus.OK
+            and conn.info.transaction_status == pq.TransactionStatus.IDLE
+            and not _has_input(conn.fileno())
+        ):
             self.health_check_done = True
             return
         super().close_if_health_check_failed()

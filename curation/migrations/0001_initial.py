@@ -6,70 +6,169 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('annotation', '0003_expertise_paused_pair_is_gold_auditevent'),
+        ("annotation", "0003_expertise_paused_pair_is_gold_auditevent"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Adjudication',
+            name="Adjudication",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('label', models.CharField(choices=[('expected', 'expected image is correct'), ('other', 'the other image is correct'), ('both', 'both correct'), ('neither', 'neither correct')], max_length=8)),
-                ('comment', models.TextField(blank=True, max_length=4000)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('pair', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='adjudications', to='annotation.pair')),
-                ('reviewer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='adjudications', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "label",
+                    models.CharField(
+                        choices=[
+                            ("expected", "expected image is correct"),
+                            ("other", "the other image is correct"),
+                            ("both", "both correct"),
+                            ("neither", "neither correct"),
+                        ],
+                        max_length=8,
+                    ),
+                ),
+                ("comment", models.TextField(blank=True, max_length=4000)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "pair",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="adjudications", to="annotation.pair"
+                    ),
+                ),
+                (
+                    "reviewer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="adjudications",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='AnnotatorQuality',
+            name="AnnotatorQuality",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('gold_judged', models.PositiveIntegerField(default=0)),
-                ('gold_correct', models.PositiveIntegerField(default=0)),
-                ('flagged', models.BooleanField(db_index=True, default=False)),
-                ('flagged_at', models.DateTimeField(blank=True, null=True)),
-                ('restored_at', models.DateTimeField(blank=True, null=True)),
-                ('restored_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='quality', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("gold_judged", models.PositiveIntegerField(default=0)),
+                ("gold_correct", models.PositiveIntegerField(default=0)),
+                ("flagged", models.BooleanField(db_index=True, default=False)),
+                ("flagged_at", models.DateTimeField(blank=True, null=True)),
+                ("restored_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "restored_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="quality", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'annotator quality',
+                "verbose_name_plural": "annotator quality",
             },
         ),
         migrations.CreateModel(
-            name='GoldItem',
+            name="GoldItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('answer', models.CharField(choices=[('expected', 'expected image is correct'), ('other', 'the other image is correct'), ('both', 'both correct'), ('neither', 'neither correct')], max_length=8)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('pair', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='gold', to='annotation.pair')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "answer",
+                    models.CharField(
+                        choices=[
+                            ("expected", "expected image is correct"),
+                            ("other", "the other image is correct"),
+                            ("both", "both correct"),
+                            ("neither", "neither correct"),
+                        ],
+                        max_length=8,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "pair",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="gold", to="annotation.pair"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Consensus',
+            name="Consensus",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('outcome', models.CharField(choices=[('pending', 'pending (fewer than k judgements)'), ('confirmed', 'confirmed'), ('reversed', 'reversed'), ('rejected', 'rejected'), ('disputed', 'disputed'), ('adjudicated', 'adjudicated')], db_index=True, default='pending', max_length=12)),
-                ('label', models.CharField(blank=True, choices=[('expected', 'expected image is correct'), ('other', 'the other image is correct'), ('both', 'both correct'), ('neither', 'neither correct')], help_text='Empty while undecided.', max_length=8)),
-                ('agreement', models.FloatField(blank=True, help_text='Share of judgements with the majority label.', null=True)),
-                ('n_judgements', models.PositiveIntegerField(default=0)),
-                ('counts', models.JSONField(default=dict, help_text='Judgements per label (gold judgements excluded).')),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('pair', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='consensus', to='annotation.pair')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("pending", "pending (fewer than k judgements)"),
+                            ("confirmed", "confirmed"),
+                            ("reversed", "reversed"),
+                            ("rejected", "rejected"),
+                            ("disputed", "disputed"),
+                            ("adjudicated", "adjudicated"),
+                        ],
+                        db_index=True,
+                        default="pending",
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "label",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("expected", "expected image is correct"),
+                            ("other", "the other image is correct"),
+                            ("both", "both correct"),
+                            ("neither", "neither correct"),
+                        ],
+                        help_text="Empty while undecided.",
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "agreement",
+                    models.FloatField(blank=True, help_text="Share of judgements with the majority label.", null=True),
+                ),
+                ("n_judgements", models.PositiveIntegerField(default=0)),
+                (
+                    "counts",
+                    models.JSONField(default=dict, help_text="Judgements per label (gold judgements excluded)."),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "pair",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="consensus", to="annotation.pair"
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'consensus',
-                'indexes': [models.Index(fields=['outcome', 'pair'], name='consensus_outcome_pair')],
+                "verbose_name_plural": "consensus",
+                "indexes": [models.Index(fields=["outcome", "pair"], name="consensus_outcome_pair")],
             },
         ),
     ]

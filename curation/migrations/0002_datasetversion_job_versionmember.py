@@ -6,69 +6,171 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotation', '0004_gold_pairs_not_bound_by_k'),
-        ('curation', '0001_initial'),
+        ("annotation", "0004_gold_pairs_not_bound_by_k"),
+        ("curation", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DatasetVersion',
+            name="DatasetVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('filters', models.JSONField(default=dict, help_text='What the admin selected (tasks, outcomes, ...).')),
-                ('split_ratios', models.JSONField(default=dict, help_text='train / validation / test shares and the seed.')),
-                ('content_hash', models.CharField(help_text='sha256 over members, labels, splits and image hashes.', max_length=64)),
-                ('counts', models.JSONField(default=dict, help_text='Members per task and split.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('parent', models.ForeignKey(blank=True, help_text='The version whose split assignments this one kept stable.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='children', to='curation.datasetversion')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100, unique=True)),
+                (
+                    "filters",
+                    models.JSONField(default=dict, help_text="What the admin selected (tasks, outcomes, ...)."),
+                ),
+                (
+                    "split_ratios",
+                    models.JSONField(default=dict, help_text="train / validation / test shares and the seed."),
+                ),
+                (
+                    "content_hash",
+                    models.CharField(help_text="sha256 over members, labels, splits and image hashes.", max_length=64),
+                ),
+                ("counts", models.JSONField(default=dict, help_text="Members per task and split.")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="The version whose split assignments this one kept stable.",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="children",
+                        to="curation.datasetversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Job',
+            name="Job",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('import', 'import'), ('export', 'export')], max_length=10)),
-                ('params', models.JSONField(default=dict)),
-                ('dedup_key', models.CharField(db_index=True, max_length=64)),
-                ('status', models.CharField(choices=[('queued', 'queued'), ('running', 'running'), ('succeeded', 'succeeded'), ('failed', 'failed')], db_index=True, default='queued', max_length=10)),
-                ('progress', models.FloatField(default=0.0, help_text='0..1')),
-                ('message', models.CharField(blank=True, max_length=500)),
-                ('result', models.JSONField(blank=True, default=dict)),
-                ('error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("kind", models.CharField(choices=[("import", "import"), ("export", "export")], max_length=10)),
+                ("params", models.JSONField(default=dict)),
+                ("dedup_key", models.CharField(db_index=True, max_length=64)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "queued"),
+                            ("running", "running"),
+                            ("succeeded", "succeeded"),
+                            ("failed", "failed"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                ("progress", models.FloatField(default=0.0, help_text="0..1")),
+                ("message", models.CharField(blank=True, max_length=500)),
+                ("result", models.JSONField(blank=True, default=dict)),
+                ("error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('status__in', ['queued', 'running'])), fields=('dedup_key',), name='job_one_in_flight_per_request')],
+                "ordering": ["-created_at", "-id"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("status__in", ["queued", "running"])),
+                        fields=("dedup_key",),
+                        name="job_one_in_flight_per_request",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='VersionMember',
+            name="VersionMember",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('label', models.CharField(choices=[('expected', 'expected image is correct'), ('other', 'the other image is correct'), ('both', 'both correct'), ('neither', 'neither correct')], max_length=8)),
-                ('outcome', models.CharField(choices=[('pending', 'pending (fewer than k judgements)'), ('confirmed', 'confirmed'), ('reversed', 'reversed'), ('rejected', 'rejected'), ('disputed', 'disputed'), ('adjudicated', 'adjudicated')], max_length=12)),
-                ('agreement', models.FloatField(blank=True, null=True)),
-                ('n_judgements', models.PositiveIntegerField(default=0)),
-                ('split', models.CharField(choices=[('train', 'train'), ('validation', 'validation'), ('test_S', 'test (simple scenes)'), ('test_C', 'test (complex scenes)')], max_length=10)),
-                ('group_key', models.CharField(help_text='sha256 of normalised implicit prompt + subject.', max_length=64)),
-                ('pair', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='version_memberships', to='annotation.pair')),
-                ('version', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='members', to='curation.datasetversion')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "label",
+                    models.CharField(
+                        choices=[
+                            ("expected", "expected image is correct"),
+                            ("other", "the other image is correct"),
+                            ("both", "both correct"),
+                            ("neither", "neither correct"),
+                        ],
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("pending", "pending (fewer than k judgements)"),
+                            ("confirmed", "confirmed"),
+                            ("reversed", "reversed"),
+                            ("rejected", "rejected"),
+                            ("disputed", "disputed"),
+                            ("adjudicated", "adjudicated"),
+                        ],
+                        max_length=12,
+                    ),
+                ),
+                ("agreement", models.FloatField(blank=True, null=True)),
+                ("n_judgements", models.PositiveIntegerField(default=0)),
+                (
+                    "split",
+                    models.CharField(
+                        choices=[
+                            ("train", "train"),
+                            ("validation", "validation"),
+                            ("test_S", "test (simple scenes)"),
+                            ("test_C", "test (complex scenes)"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "group_key",
+                    models.CharField(help_text="sha256 of normalised implicit prompt + subject.", max_length=64),
+                ),
+                (
+                    "pair",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="version_memberships",
+                        to="annotation.pair",
+                    ),
+                ),
+                (
+                    "version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="members",
+                        to="curation.datasetversion",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['version', 'split'], name='member_version_split'), models.Index(fields=['group_key'], name='member_group')],
-                'constraints': [models.UniqueConstraint(fields=('version', 'pair'), name='member_once_per_version')],
+                "indexes": [
+                    models.Index(fields=["version", "split"], name="member_version_split"),
+                    models.Index(fields=["group_key"], name="member_group"),
+                ],
+                "constraints": [models.UniqueConstraint(fields=("version", "pair"), name="member_once_per_version")],
             },
         ),
     ]

@@ -4,25 +4,52 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('curation', '0003_page_indexes'),
+        ("curation", "0003_page_indexes"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='consensus',
-            name='provenance',
-            field=models.JSONField(blank=True, default=dict, help_text='For an imported decision: the source (file, row, dataset) and the decision as it stood there.'),
+            model_name="consensus",
+            name="provenance",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text="For an imported decision: the source (file, row, dataset) and the decision as it stood there.",
+            ),
         ),
         migrations.AlterField(
-            model_name='consensus',
-            name='outcome',
-            field=models.CharField(choices=[('pending', 'pending (fewer than k judgements)'), ('confirmed', 'confirmed'), ('reversed', 'reversed'), ('rejected', 'rejected'), ('disputed', 'disputed'), ('adjudicated', 'adjudicated'), ('imported', 'imported decision')], db_index=True, default='pending', max_length=12),
+            model_name="consensus",
+            name="outcome",
+            field=models.CharField(
+                choices=[
+                    ("pending", "pending (fewer than k judgements)"),
+                    ("confirmed", "confirmed"),
+                    ("reversed", "reversed"),
+                    ("rejected", "rejected"),
+                    ("disputed", "disputed"),
+                    ("adjudicated", "adjudicated"),
+                    ("imported", "imported decision"),
+                ],
+                db_index=True,
+                default="pending",
+                max_length=12,
+            ),
         ),
         migrations.AlterField(
-            model_name='versionmember',
-            name='outcome',
-            field=models.CharField(choices=[('pending', 'pending (fewer than k judgements)'), ('confirmed', 'confirmed'), ('reversed', 'reversed'), ('rejected', 'rejected'), ('disputed', 'disputed'), ('adjudicated', 'adjudicated'), ('imported', 'imported decision')], max_length=12),
+            model_name="versionmember",
+            name="outcome",
+            field=models.CharField(
+                choices=[
+                    ("pending", "pending (fewer than k judgements)"),
+                    ("confirmed", "confirmed"),
+                    ("reversed", "reversed"),
+                    ("rejected", "rejected"),
+                    ("disputed", "disputed"),
+                    ("adjudicated", "adjudicated"),
+                    ("imported", "imported decision"),
+                ],
+                max_length=12,
+            ),
         ),
     ]

@@ -49,8 +49,9 @@ def adjudicate(reviewer, pair_id: int, label: str, comment: str = "") -> Adjudic
         if pair.is_gold:
             raise InvalidAdjudication("Gold pairs are not adjudicated: their answer is the gold item's.")
         adjudication = Adjudication.objects.create(pair=pair, reviewer=reviewer, label=label, comment=comment)
-        audit.record(reviewer, "adjudication.created", adjudication,
-                     after={"pair": pair.pk, "label": label, "comment": comment})
+        audit.record(
+            reviewer, "adjudication.created", adjudication, after={"pair": pair.pk, "label": label, "comment": comment}
+        )
         recompute_consensus(pair.pk, actor=reviewer)
         return adjudication
 
@@ -65,7 +66,10 @@ def review_queue(*, task: str | None = None, outcome: str | None = None) -> Quer
     flagged = (
         Judgement.objects.filter(pair_id=OuterRef("pair_id"))
         .filter(Q(flag_prompt_unclear=True) | Q(flag_image_broken=True) | Q(flag_off_topic=True))
-        .order_by().values("pair_id").annotate(n=Count("pk")).values("n")
+        .order_by()
+        .values("pair_id")
+        .annotate(n=Count("pk"))
+        .values("n")
     )
     items = (
         Consensus.objects.filter(outcome__in=[outcome] if outcome else REVIEW_OUTCOMES)
@@ -105,9 +109,9 @@ def review_item(pair_id: int) -> dict:
     Raises ``Pair.DoesNotExist``. Each judgement carries its ``label`` (relative to the expected
     image) so the page never shows left/right.
     """
-    pair = Pair.objects.select_related(
-        "tuple__task__discipline", "image_correct", "image_wrong", "consensus"
-    ).get(pk=pair_id)
+    pair = Pair.objects.select_related("tuple__task__discipline", "image_correct", "image_wrong", "consensus").get(
+        pk=pair_id
+    )
     judgements = list(pair.judgements.select_related("annotator").order_by("created_at", "id"))
     for judgement in judgements:
         judgement.label = label_of(judgement.choice, judgement.chosen_image_id, pair.image_correct_id)

@@ -135,8 +135,9 @@ def record_gold_judgement(pair_id: int, annotator, *, locked_pair: Pair | None =
     :func:`curation.services.judging.after_judgements_changed`, inside the judgement's transaction and
     under the pair's lock (``locked_pair``: the locked row as it stands, when the caller has it, saves
     reading whether the pair is gold)."""
-    is_gold = locked_pair.is_gold if locked_pair is not None else (
-        Pair.objects.filter(pk=pair_id, is_gold=True).exists())
+    is_gold = (
+        locked_pair.is_gold if locked_pair is not None else (Pair.objects.filter(pk=pair_id, is_gold=True).exists())
+    )
     if not is_gold:
         return None
     quality = _recompute(annotator, actor=annotator)
@@ -175,8 +176,9 @@ def quality_rows():
 
 def _gold_annotator_ids(item: GoldItem) -> list[int]:
     return sorted(
-        Judgement.objects.filter(pair_id=item.pair_id, created_at__gte=item.created_at)
-        .values_list("annotator_id", flat=True)
+        Judgement.objects.filter(pair_id=item.pair_id, created_at__gte=item.created_at).values_list(
+            "annotator_id", flat=True
+        )
     )
 
 
@@ -200,8 +202,12 @@ def _locked_quality(user) -> AnnotatorQuality:
 
 
 def _quality_state(quality: AnnotatorQuality, *, paused: bool) -> dict:
-    return {"gold_judged": quality.gold_judged, "gold_correct": quality.gold_correct,
-            "flagged": quality.flagged, "paused": paused}
+    return {
+        "gold_judged": quality.gold_judged,
+        "gold_correct": quality.gold_correct,
+        "flagged": quality.flagged,
+        "paused": paused,
+    }
 
 
 def _recompute(user, *, actor) -> AnnotatorQuality:
@@ -211,8 +217,13 @@ def _recompute(user, *, actor) -> AnnotatorQuality:
         before = {"gold_judged": quality.gold_judged, "gold_correct": quality.gold_correct}
         quality.gold_judged, quality.gold_correct = counts
         quality.save(update_fields=["gold_judged", "gold_correct"])
-        audit.record(actor, "quality.updated", user, before=before,
-                     after={"gold_judged": quality.gold_judged, "gold_correct": quality.gold_correct})
+        audit.record(
+            actor,
+            "quality.updated",
+            user,
+            before=before,
+            after={"gold_judged": quality.gold_judged, "gold_correct": quality.gold_correct},
+        )
     return quality
 
 

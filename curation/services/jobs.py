@@ -56,16 +56,19 @@ def start(kind: str, params: dict, user, *, celery_task) -> tuple[Job, bool]:
             audit.record(user, f"job.{kind}.started", job, after={"params": params})
     except IntegrityError:  # a concurrent identical request won the race
         return Job.objects.get(dedup_key=key, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]), False
-    transaction.on_commit(lambda: publish(lambda: celery_task.delay(job.pk),
-                                          on_failure=lambda exc: _not_queued(job, exc)))
+    transaction.on_commit(
+        lambda: publish(lambda: celery_task.delay(job.pk), on_failure=lambda exc: _not_queued(job, exc))
+    )
     return job, True
 
 
 def _not_queued(job: Job, exc: Exception) -> None:
     """The broker refused the job's message: fail the job visibly, which also frees its request for a retry."""
     Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
-        status=Job.Status.FAILED, finished_at=timezone.now(),
-        error=f"Not queued: the task queue (broker) was unavailable: {type(exc).__name__}: {exc}"[:20000])
+        status=Job.Status.FAILED,
+        finished_at=timezone.now(),
+        error=f"Not queued: the task queue (broker) was unavailable: {type(exc).__name__}: {exc}"[:20000],
+    )
 
 
 def run(job_id: int) -> Job:
@@ -76,9 +79,11 @@ def run(job_id: int) -> Job:
     # RUNNING here = redelivered: the worker that ran it died. Handlers start over (an export is built
     # in a fresh temporary folder; an import's batches are idempotent), so say so and reset the progress.
     restarted = job.status == Job.Status.RUNNING
-    Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING, started_at=timezone.now(),
-                                         **({"progress": 0.0, "message": "restarted: its worker was lost"}
-                                            if restarted else {}))
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.RUNNING,
+        started_at=timezone.now(),
+        **({"progress": 0.0, "message": "restarted: its worker was lost"} if restarted else {}),
+    )
 
     def progress(fraction: float, message: str = "") -> None:
         Job.objects.filter(pk=job.pk).update(progress=max(0.0, min(1.0, fraction)), message=message[:500])
@@ -86,10 +91,12 @@ def run(job_id: int) -> Job:
     try:
         result = HANDLERS[job.kind](job, progress)
     except Exception as exc:  # stored for the UI; the task itself succeeds so Celery does not retry blindly
-        Job.objects.filter(pk=job.pk).update(status=Job.Status.FAILED, finished_at=timezone.now(),
-                                             error=f"{exc}\n\n{traceback.format_exc()}"[:20000])
+        Job.objects.filter(pk=job.pk).update(
+            status=Job.Status.FAILED, finished_at=timezone.now(), error=f"{exc}\n\n{traceback.format_exc()}"[:20000]
+        )
     else:
-        Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED, finished_at=timezone.now(), progress=1.0,
-                                             result=result)
+        Job.objects.filter(pk=job.pk).update(
+            status=Job.Status.SUCCEEDED, finished_at=timezone.now(), progress=1.0, result=result
+        )
     job.refresh_from_db()
     return job

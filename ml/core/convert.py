@@ -86,8 +86,10 @@ def _weight_map(text_layers: int, vision_layers: int):
     ``qkv`` entries are ``((hf_q, hf_k, hf_v), open_clip_in_proj)``.
     """
     copies, qkv = list(_TOP_COPIES), []
-    towers = [("text_model.encoder.layers", "transformer.resblocks", text_layers),
-              ("vision_model.encoder.layers", "visual.transformer.resblocks", vision_layers)]
+    towers = [
+        ("text_model.encoder.layers", "transformer.resblocks", text_layers),
+        ("vision_model.encoder.layers", "visual.transformer.resblocks", vision_layers),
+    ]
     for hf_prefix, oc_prefix, layers in towers:
         for i in range(layers):
             hf, oc = f"{hf_prefix}.{i}", f"{oc_prefix}.{i}"
@@ -161,10 +163,20 @@ def open_clip_cfg_from_hf(hf_config) -> dict:
         )
     if text.eos_token_id not in (CLIP_EOT_ID, 2):
         raise UnsupportedArchitecture(f"text eos_token_id {text.eos_token_id}: CLIP pools at {CLIP_EOT_ID}.")
-    vision_cfg = {"image_size": vision.image_size, "layers": vision.num_hidden_layers, "width": vision.hidden_size,
-                  "head_width": vision.hidden_size // vision.num_attention_heads, "patch_size": vision.patch_size}
-    text_cfg = {"context_length": text.max_position_embeddings, "vocab_size": text.vocab_size,
-                "width": text.hidden_size, "heads": text.num_attention_heads, "layers": text.num_hidden_layers}
+    vision_cfg = {
+        "image_size": vision.image_size,
+        "layers": vision.num_hidden_layers,
+        "width": vision.hidden_size,
+        "head_width": vision.hidden_size // vision.num_attention_heads,
+        "patch_size": vision.patch_size,
+    }
+    text_cfg = {
+        "context_length": text.max_position_embeddings,
+        "vocab_size": text.vocab_size,
+        "width": text.hidden_size,
+        "heads": text.num_attention_heads,
+        "layers": text.num_hidden_layers,
+    }
     for cfg, tower in ((vision_cfg, vision), (text_cfg, text)):
         if tower.hidden_size % tower.num_attention_heads:
             raise UnsupportedArchitecture(f"{tower.model_type}: hidden_size is not a multiple of the head count.")
@@ -197,8 +209,10 @@ def _check_open_clip_supported(model, model_cfg: dict) -> tuple[CLIPVisionCfg, C
         (vision.pos_embed_type != "learnable", f"vision pos_embed_type {vision.pos_embed_type!r}"),
         (text.hf_model_name, "transformers text tower"),
         (text.hf_tokenizer_name or text.vocab_size != CLIP_VOCAB_SIZE, "a tokenizer other than CLIP's BPE"),
-        (text.pool_type not in ("argmax", "eos") or (text.pool_type == "eos" and text.eos_id != CLIP_EOT_ID),
-         f"text pool_type {text.pool_type!r}"),
+        (
+            text.pool_type not in ("argmax", "eos") or (text.pool_type == "eos" and text.eos_id != CLIP_EOT_ID),
+            f"text pool_type {text.pool_type!r}",
+        ),
         (text.embed_cls, "text embed_cls"),
         (text.no_causal_mask, "text without causal mask"),
         (text.final_ln_after_pool, "text final_ln_after_pool"),
@@ -208,10 +222,12 @@ def _check_open_clip_supported(model, model_cfg: dict) -> tuple[CLIPVisionCfg, C
     ]
     for name, cfg in (("vision", vision), ("text", text)):
         problems += [(getattr(cfg, flag), f"{name} {flag}") for flag in custom_block]
-        problems += [(cfg.ls_init_value is not None, f"{name} layer scale"),
-                     (cfg.act_kwargs, f"{name} act_kwargs"),
-                     (set(cfg.norm_kwargs or {}) - {"eps"}, f"{name} norm_kwargs other than eps"),
-                     (cfg.block_type not in (None, "default"), f"{name} block_type {cfg.block_type!r}")]
+        problems += [
+            (cfg.ls_init_value is not None, f"{name} layer scale"),
+            (cfg.act_kwargs, f"{name} act_kwargs"),
+            (set(cfg.norm_kwargs or {}) - {"eps"}, f"{name} norm_kwargs other than eps"),
+            (cfg.block_type not in (None, "default"), f"{name} block_type {cfg.block_type!r}"),
+        ]
     found = [message for bad, message in problems if bad]
     if found:
         raise UnsupportedArchitecture("not a standard CLIP ViT/text transformer: " + "; ".join(found) + ".")
@@ -230,17 +246,28 @@ def hf_config_from_open_clip(model, model_cfg: dict):
         raise UnsupportedArchitecture("non-square images or patches: transformers CLIP takes one size.")
     projection_dim = model_cfg["embed_dim"]
     vision_config = {
-        "hidden_size": vision.width, "intermediate_size": int(vision.width * vision.mlp_ratio),
-        "num_hidden_layers": vision.layers, "num_attention_heads": vision.width // vision.head_width,
-        "image_size": image_size, "patch_size": patch_size, "hidden_act": act,
-        "layer_norm_eps": (vision.norm_kwargs or {}).get("eps", DEFAULT_LN_EPS), "projection_dim": projection_dim,
+        "hidden_size": vision.width,
+        "intermediate_size": int(vision.width * vision.mlp_ratio),
+        "num_hidden_layers": vision.layers,
+        "num_attention_heads": vision.width // vision.head_width,
+        "image_size": image_size,
+        "patch_size": patch_size,
+        "hidden_act": act,
+        "layer_norm_eps": (vision.norm_kwargs or {}).get("eps", DEFAULT_LN_EPS),
+        "projection_dim": projection_dim,
     }
     text_config = {
-        "vocab_size": text.vocab_size, "hidden_size": text.width, "intermediate_size": int(text.width * text.mlp_ratio),
-        "num_hidden_layers": text.layers, "num_attention_heads": text.heads,
-        "max_position_embeddings": text.context_length, "hidden_act": act,
-        "layer_norm_eps": (text.norm_kwargs or {}).get("eps", DEFAULT_LN_EPS), "projection_dim": projection_dim,
-        "bos_token_id": CLIP_SOT_ID, "eos_token_id": CLIP_EOT_ID,
+        "vocab_size": text.vocab_size,
+        "hidden_size": text.width,
+        "intermediate_size": int(text.width * text.mlp_ratio),
+        "num_hidden_layers": text.layers,
+        "num_attention_heads": text.heads,
+        "max_position_embeddings": text.context_length,
+        "hidden_act": act,
+        "layer_norm_eps": (text.norm_kwargs or {}).get("eps", DEFAULT_LN_EPS),
+        "projection_dim": projection_dim,
+        "bos_token_id": CLIP_SOT_ID,
+        "eos_token_id": CLIP_EOT_ID,
     }
     return CLIPConfig(text_config=text_config, vision_config=vision_config, projection_dim=projection_dim)
 
@@ -290,9 +317,16 @@ def _save_image_processor(directory: Path, size: int, mean, std) -> None:
     from transformers import CLIPImageProcessor
 
     CLIPImageProcessor(
-        do_resize=True, size={"shortest_edge": size}, resample=Image.Resampling.BICUBIC,
-        do_center_crop=True, crop_size={"height": size, "width": size},
-        do_rescale=True, do_normalize=True, image_mean=list(mean), image_std=list(std), do_convert_rgb=True,
+        do_resize=True,
+        size={"shortest_edge": size},
+        resample=Image.Resampling.BICUBIC,
+        do_center_crop=True,
+        crop_size={"height": size, "width": size},
+        do_rescale=True,
+        do_normalize=True,
+        image_mean=list(mean),
+        image_std=list(std),
+        do_convert_rgb=True,
     ).save_pretrained(directory)
 
 
@@ -337,7 +371,6 @@ def save_open_clip_as_hf(scorer_or_model, model_cfg: dict | None, directory: str
     """
     from transformers import CLIPModel
 
-
     model = getattr(scorer_or_model, "model", scorer_or_model)
     model_cfg = model_cfg if model_cfg is not None else getattr(scorer_or_model, "model_cfg", None)
     if model_cfg is None:
@@ -349,8 +382,9 @@ def save_open_clip_as_hf(scorer_or_model, model_cfg: dict | None, directory: str
 
     config = hf_config_from_open_clip(model, model_cfg)
     oc_state = {k: v.detach().cpu().float() for k, v in model.state_dict().items()}
-    hf_state = open_clip_state_to_hf(oc_state, config.text_config.num_hidden_layers,
-                                     config.vision_config.num_hidden_layers)
+    hf_state = open_clip_state_to_hf(
+        oc_state, config.text_config.num_hidden_layers, config.vision_config.num_hidden_layers
+    )
     hf_model = build_without_init(lambda: CLIPModel(config))
     hf_model.load_state_dict(hf_state, assign=True)
     directory = Path(directory)

@@ -38,19 +38,34 @@ def grounding_text(phrase: str) -> str:
 
 
 @torch.no_grad()
-def detect_boxes(model, processor, images: list[Image.Image], subject_phrases: list[str],
-                 box_threshold: float = BOX_THRESHOLD, text_threshold: float = TEXT_THRESHOLD) -> list[torch.Tensor]:
+def detect_boxes(
+    model,
+    processor,
+    images: list[Image.Image],
+    subject_phrases: list[str],
+    box_threshold: float = BOX_THRESHOLD,
+    text_threshold: float = TEXT_THRESHOLD,
+) -> list[torch.Tensor]:
     """Boxes ``(n_i, 4)`` as pixel ``(x0, y0, x1, y1)`` floats on CPU, one tensor per image."""
     if len(images) != len(subject_phrases):
         raise ValueError(f"{len(images)} images but {len(subject_phrases)} phrases.")
     if not images:
         return []
     images = [image.convert("RGB") for image in images]
-    inputs = processor(images=images, text=[grounding_text(p) for p in subject_phrases], return_tensors="pt",
-                       padding=True, truncation=True, max_length=model.config.max_text_len).to(model.device)
+    inputs = processor(
+        images=images,
+        text=[grounding_text(p) for p in subject_phrases],
+        return_tensors="pt",
+        padding=True,
+        truncation=True,
+        max_length=model.config.max_text_len,
+    ).to(model.device)
     outputs = model(**inputs)
     results = processor.post_process_grounded_object_detection(
-        outputs, inputs["input_ids"], threshold=box_threshold, text_threshold=text_threshold,
+        outputs,
+        inputs["input_ids"],
+        threshold=box_threshold,
+        text_threshold=text_threshold,
         target_sizes=[(image.height, image.width) for image in images],
     )
     return [result["boxes"].float().cpu().reshape(-1, 4) for result in results]
@@ -74,9 +89,16 @@ def region_mask(boxes: torch.Tensor, width: int, height: int, grow: float = BOX_
     return mask
 
 
-def subject_masks(model, processor, images: list[Image.Image], subject_phrases: list[str], *,
-                  box_threshold: float = BOX_THRESHOLD, text_threshold: float = TEXT_THRESHOLD,
-                  grow: float = BOX_GROW) -> list[torch.Tensor]:
+def subject_masks(
+    model,
+    processor,
+    images: list[Image.Image],
+    subject_phrases: list[str],
+    *,
+    box_threshold: float = BOX_THRESHOLD,
+    text_threshold: float = TEXT_THRESHOLD,
+    grow: float = BOX_GROW,
+) -> list[torch.Tensor]:
     """One pixel mask per image: its subject's grown boxes, or the whole image when none is found."""
     boxes = detect_boxes(model, processor, images, subject_phrases, box_threshold, text_threshold)
     return [region_mask(b, image.width, image.height, grow) for b, image in zip(boxes, images, strict=True)]

@@ -88,10 +88,22 @@ def _relative_improvement(name: str, finetuned_ip, base_metrics: dict | None, ep
     return value
 
 
-def evaluate_generator(pipe, scorer, records: Sequence, *, images_per_prompt: int = 4, seed: int = 0,
-                       steps: int = 30, guidance: float = 3.5, width: int = 512, height: int = 512,
-                       batch_size: int = 4, max_sequence_length: int = 512, base: dict | None = None,
-                       model_name: str | None = None) -> dict:
+def evaluate_generator(
+    pipe,
+    scorer,
+    records: Sequence,
+    *,
+    images_per_prompt: int = 4,
+    seed: int = 0,
+    steps: int = 30,
+    guidance: float = 3.5,
+    width: int = 512,
+    height: int = 512,
+    batch_size: int = 4,
+    max_sequence_length: int = 512,
+    base: dict | None = None,
+    model_name: str | None = None,
+) -> dict:
     """Generate, score against the IP, summarise. ``records``: TupleRecords or :class:`PromptTriple` s.
 
     ``max_sequence_length`` is the T5 prompt length (FLUX.1-dev 512, schnell at most 256).
@@ -108,17 +120,42 @@ def evaluate_generator(pipe, scorer, records: Sequence, *, images_per_prompt: in
                 prompts.append(getattr(record, attribute))
                 seeds.append(seed + index * images_per_prompt + n)
                 meta.append((index, record))
-        images = generate(pipe, prompts, seeds=seeds, steps=steps, guidance=guidance, width=width, height=height,
-                          batch_size=batch_size, prompt_kind=kind, model_name=model_name,
-                          max_sequence_length=max_sequence_length)
+        images = generate(
+            pipe,
+            prompts,
+            seeds=seeds,
+            steps=steps,
+            guidance=guidance,
+            width=width,
+            height=height,
+            batch_size=batch_size,
+            prompt_kind=kind,
+            model_name=model_name,
+            max_sequence_length=max_sequence_length,
+        )
         model = images[0].model if images else model
         scores = scorer.score([record.implicit_prompt for _, record in meta], [g.image for g in images])
-        rows += [{"tuple": index, "task": record.task, "kind": kind, "prompt": g.prompt, "seed": g.seed,
-                  "score": float(score)} for (index, record), g, score in zip(meta, images, scores.tolist(),
-                                                                              strict=True)]
+        rows += [
+            {
+                "tuple": index,
+                "task": record.task,
+                "kind": kind,
+                "prompt": g.prompt,
+                "seed": g.seed,
+                "score": float(score),
+            }
+            for (index, record), g, score in zip(meta, images, scores.tolist(), strict=True)
+        ]
     result = summarize(rows, base)
-    result["settings"] = {"model": model, "images_per_prompt": images_per_prompt,
-                          "seed": seed, "steps": steps, "guidance": guidance, "width": width, "height": height,
-                          "max_sequence_length": max_sequence_length}
+    result["settings"] = {
+        "model": model,
+        "images_per_prompt": images_per_prompt,
+        "seed": seed,
+        "steps": steps,
+        "guidance": guidance,
+        "width": width,
+        "height": height,
+        "max_sequence_length": max_sequence_length,
+    }
     result["generations"] = rows
     return result

@@ -53,19 +53,27 @@ def _grouping_report(records: Sequence[TupleRecord], result: dict) -> tuple[dict
             value = record.extra.get(column)
             if isinstance(value, str) and value:
                 examples.setdefault((column, role), value)
-    described = "; ".join(
-        f"{column} held " + ", ".join(
-            f"{role} ×{n}" + (f" (e.g. {examples[(column, role)]!r})" if (column, role) in examples else "")
-            for role, n in sorted(roles.items()))
-        for column, roles in sorted(held.items())) or "no category/law columns"
+    described = (
+        "; ".join(
+            f"{column} held "
+            + ", ".join(
+                f"{role} ×{n}" + (f" (e.g. {examples[(column, role)]!r})" if (column, role) in examples else "")
+                for role, n in sorted(roles.items())
+            )
+            for column, roles in sorted(held.items())
+        )
+        or "no category/law columns"
+    )
     warnings = []
     for name, label in (("by_task", "task"), ("by_discipline", "discipline")):
         missing = sum(1 for record in records if not getattr(record, label))
         if missing == len(records):
             warnings.append(f"no per-{label} figures: no record has a {label} ({described})")
         elif missing:
-            warnings.append(f"{missing} of {len(records)} records have no {label} and count in the overall "
-                            f"figures only ({described})")
+            warnings.append(
+                f"{missing} of {len(records)} records have no {label} and count in the overall "
+                f"figures only ({described})"
+            )
     return held, warnings
 
 
@@ -90,8 +98,12 @@ def pairwise_accuracy(scorer, records: Iterable[TupleRecord], batch_size: int = 
         chunk = records[start : start + batch_size]
         prompts = [r.implicit_prompt for r in chunk]
         if pairs is not None:
-            correct, wrong = pairs(prompts, [load_image(r.correct_image) for r in chunk],
-                                   [load_image(r.wrong_image) for r in chunk], batch_size=batch_size)
+            correct, wrong = pairs(
+                prompts,
+                [load_image(r.correct_image) for r in chunk],
+                [load_image(r.wrong_image) for r in chunk],
+                batch_size=batch_size,
+            )
             correct_scores.append(correct)
             wrong_scores.append(wrong)
             continue
@@ -102,6 +114,9 @@ def pairwise_accuracy(scorer, records: Iterable[TupleRecord], batch_size: int = 
     wrong = torch.cat(wrong_scores) if records else torch.empty(0)
     margins = correct - wrong
     result = accuracy_by_group(margins.tolist(), records)
-    result.update(mean_score_correct=correct.mean().item(), mean_score_wrong=wrong.mean().item(),
-                  mean_margin=margins.mean().item())
+    result.update(
+        mean_score_correct=correct.mean().item(),
+        mean_score_wrong=wrong.mean().item(),
+        mean_margin=margins.mean().item(),
+    )
     return result

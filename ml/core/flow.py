@@ -113,8 +113,9 @@ def packed_noise(
 # --- images <-> latents --------------------------------------------------------------------
 
 
-def images_to_tensor(images: Sequence[Image.Image], height: int, width: int,
-                     resize: str = "cover_crop") -> torch.Tensor:
+def images_to_tensor(
+    images: Sequence[Image.Image], height: int, width: int, resize: str = "cover_crop"
+) -> torch.Tensor:
     """PIL images -> (B, 3, height, width) floats in [-1, 1].
 
     ``resize="cover_crop"`` (platform): bicubic, scaled to cover, then centre-cropped, any aspect ratio.
@@ -131,8 +132,10 @@ def images_to_tensor(images: Sequence[Image.Image], height: int, width: int,
         if resize == "shorter_side":
             image = _resize_shorter_side(image, min(height, width))
             if image.size != (width, height):
-                raise ValueError(f"an image of {image.width}x{image.height} after resizing its shorter side: "
-                                 f"shorter_side needs images of the training shape ({width}x{height})")
+                raise ValueError(
+                    f"an image of {image.width}x{image.height} after resizing its shorter side: "
+                    f"shorter_side needs images of the training shape ({width}x{height})"
+                )
         else:
             scale = max(width / image.width, height / image.height)
             size = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
@@ -155,8 +158,9 @@ def _resize_shorter_side(image: Image.Image, size: int) -> Image.Image:
 
 
 @torch.no_grad()
-def encode_images(vae, pixels: torch.Tensor, *, posterior: str = "mode",
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+def encode_images(
+    vae, pixels: torch.Tensor, *, posterior: str = "mode", generator: torch.Generator | None = None
+) -> torch.Tensor:
     """(B, 3, H, W) pixels in [-1, 1] -> normalised, packed latents (B, seq, 4C).
 
     ``posterior="mode"`` (platform): the mean of the VAE posterior: deterministic, and for FLUX's VAE the
@@ -385,7 +389,7 @@ def box_to_grid(box: Sequence[float], rows: int, cols: int) -> torch.Tensor:
     """
     x0, y0, x1, y1 = (min(1.0, max(0.0, float(v))) for v in box)
     mask = torch.zeros(rows, cols, dtype=torch.bool)
-    mask[int(y0 * rows):int(y1 * rows), int(x0 * cols):int(x1 * cols)] = True
+    mask[int(y0 * rows) : int(y1 * rows), int(x0 * cols) : int(x1 * cols)] = True
     return mask
 
 

@@ -42,15 +42,17 @@ class Fp8Linear(nn.Module):
         self.register_buffer("weight_scale", scale.reshape(1, -1).contiguous())  # (1, out), as _scaled_mm wants
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.out_dtype = weight.dtype if weight.dtype in (torch.bfloat16, torch.float16, torch.float32) \
-            else torch.bfloat16
+        self.out_dtype = (
+            weight.dtype if weight.dtype in (torch.bfloat16, torch.float16, torch.float32) else torch.bfloat16
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
         scale = _rowwise_scales(rows)
         quantised = (rows.float() / scale).to(FP8).contiguous()  # row-major, as _scaled_mm wants
-        out = torch._scaled_mm(quantised, self.weight_fp8.t(), scale_a=scale, scale_b=self.weight_scale,
-                               out_dtype=self.out_dtype)
+        out = torch._scaled_mm(
+            quantised, self.weight_fp8.t(), scale_a=scale, scale_b=self.weight_scale, out_dtype=self.out_dtype
+        )
         if self.bias is not None:
             out = out + self.bias.to(out.dtype)
         return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)

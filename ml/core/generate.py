@@ -45,8 +45,13 @@ class GeneratedImage:
         return data
 
 
-def load_pipeline(path: str | Path, device=None, dtype: torch.dtype | None = None, compile: bool | None = None,
-                  lora: str | Path | None = None):
+def load_pipeline(
+    path: str | Path,
+    device=None,
+    dtype: torch.dtype | None = None,
+    compile: bool | None = None,
+    lora: str | Path | None = None,
+):
     """Load a FLUX pipeline directory (tiny, FLUX.1-dev or -schnell) offline.
 
     Defaults: CUDA with bf16 weights when available, else CPU in fp32 (bf16 on CPU is slow and
@@ -70,8 +75,16 @@ def load_pipeline(path: str | Path, device=None, dtype: torch.dtype | None = Non
     return pipe
 
 
-def optimize_pipeline(pipe, *, compile: str | None = "regional", fuse_qkv: bool = True, mode: str | None = None,
-                      backend: str = "inductor", dynamic: bool | None = None, fp8: bool = False):
+def optimize_pipeline(
+    pipe,
+    *,
+    compile: str | None = "regional",
+    fuse_qkv: bool = True,
+    mode: str | None = None,
+    backend: str = "inductor",
+    dynamic: bool | None = None,
+    fp8: bool = False,
+):
     """Make a FLUX pipeline faster for generation, in place; returns it.
 
     * A loaded LoRA is fused into the transformer's weights and its modules dropped (a LoRA costs two

@@ -31,9 +31,20 @@ from ml.core.tiny import make_tiny_scorer
 from ml.core.train_scorer import TrainConfig, train_scorer
 
 
-def run_learnability(seed: int = 0, *, train_size: int = 1200, val_size: int = 120, test_size: int = 240,
-                     steps: int = 200, batch_size: int = 32, lr: float = 1e-3, time_budget_s: float | None = 90,
-                     image_size: int = 32, threads: int | None = 2, out_dir: str | Path | None = None) -> dict:
+def run_learnability(
+    seed: int = 0,
+    *,
+    train_size: int = 1200,
+    val_size: int = 120,
+    test_size: int = 240,
+    steps: int = 200,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    time_budget_s: float | None = 90,
+    image_size: int = 32,
+    threads: int | None = 2,
+    out_dir: str | Path | None = None,
+) -> dict:
     """Train the tiny scorer from scratch on synthetic tuples; held-out pairwise accuracy before and after.
 
     ``time_budget_s`` stops training early (the step count then is what fitted); ``threads`` caps
@@ -52,9 +63,16 @@ def run_learnability(seed: int = 0, *, train_size: int = 1200, val_size: int = 1
             init = make_tiny_scorer(work / "init", seed=seed)
             before = pairwise_accuracy(Scorer.load(init, device="cpu"), test, batch_size=256)
             config = TrainConfig(
-                model=str(init), lr=lr, warmup_steps=steps // 20, total_steps=steps, batch_size=batch_size,
-                seed=seed, eval_every=25, checkpoint_every=0,
-                max_seconds=time_budget_s, save_format="open_clip",
+                model=str(init),
+                lr=lr,
+                warmup_steps=steps // 20,
+                total_steps=steps,
+                batch_size=batch_size,
+                seed=seed,
+                eval_every=25,
+                checkpoint_every=0,
+                max_seconds=time_budget_s,
+                save_format="open_clip",
             )
             summary = train_scorer(config, train, val, work / "run")
             after = pairwise_accuracy(Scorer.load(summary["best_path"], device="cpu"), test, batch_size=256)

@@ -95,8 +95,8 @@ from ml.core.flow import (
     pixel_mask_to_grid,
     predict_velocity,
     to_pil,
-    training_attention,
     token_grid,
+    training_attention,
     vae_scale_factor,
 )
 from ml.core.sampler import DEFAULT_CHURN, DEFAULT_STEPS, Trajectory, sample_trajectory, transition_log_prob
@@ -179,8 +179,9 @@ class PairLoss(NamedTuple):
     clamped: torch.Tensor  # (2,) bool: r hit the clamp (no gradient through it)
 
 
-def masked_log_ratio(log_pi: torch.Tensor, log_ref: torch.Tensor, mask: torch.Tensor, channels: int,
-                     mean_over: str = "inside") -> torch.Tensor:
+def masked_log_ratio(
+    log_pi: torch.Tensor, log_ref: torch.Tensor, mask: torch.Tensor, channels: int, mean_over: str = "inside"
+) -> torch.Tensor:
     """The masked mean log-ratio per sample: (B, ...) -> (B,).
 
     ``log_pi``, ``log_ref`` and ``mask`` have one entry per token (each the sum of ``channels`` element
@@ -203,9 +204,18 @@ def clip_bounds(clip_eps: float) -> tuple[float, float]:
     return math.log(1 - clip_eps), math.log(1 + clip_eps)
 
 
-def pair_loss(log_pi: torch.Tensor, log_ref: torch.Tensor, mask: torch.Tensor, winner: int, *,
-              channels: int, beta: float = 10.0, clip_eps: float = 0.1, mask_mean: str = "inside",
-              preference: str = "pair") -> PairLoss:
+def pair_loss(
+    log_pi: torch.Tensor,
+    log_ref: torch.Tensor,
+    mask: torch.Tensor,
+    winner: int,
+    *,
+    channels: int,
+    beta: float = 10.0,
+    clip_eps: float = 0.1,
+    mask_mean: str = "inside",
+    preference: str = "pair",
+) -> PairLoss:
     """One step's DPO-style loss for a pair; the first dimension of the inputs is the two samples.
 
     ``preference="pair"`` (platform): ``−log σ(β (r̃_w − r̃_l))``. ``"matrix"`` (the research code): the mean
@@ -251,8 +261,11 @@ def lora_factors(transformer, adapter: str) -> LoraFactors:
     from peft.tuners.lora import LoraLayer
 
     return {
-        name: (module.lora_A[adapter].weight.detach().float().cpu(),
-               module.lora_B[adapter].weight.detach().float().cpu(), float(module.scaling[adapter]))
+        name: (
+            module.lora_A[adapter].weight.detach().float().cpu(),
+            module.lora_B[adapter].weight.detach().float().cpu(),
+            float(module.scaling[adapter]),
+        )
         for name, module in transformer.named_modules()
         if isinstance(module, LoraLayer) and adapter in module.lora_A
     }
@@ -287,8 +300,12 @@ def prepare_policy(pipe, lora_path: str | Path | None, config: OFTConfig):
         init = "gaussian" if config.reference == "sft_adapter" else True
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            transformer.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.lora_alpha, init_lora_weights=init,
-                                               target_modules=LORA_TARGETS), adapter_name=ADAPTER)
+            transformer.add_adapter(
+                LoraConfig(
+                    r=config.rank, lora_alpha=config.lora_alpha, init_lora_weights=init, target_modules=LORA_TARGETS
+                ),
+                adapter_name=ADAPTER,
+            )
     for name, p in transformer.named_parameters():
         if p.requires_grad or f".{REFERENCE_ADAPTER}." in name:
             p.data = p.data.float()  # both copies of a LoRA in fp32, so policy == reference at first
@@ -345,8 +362,9 @@ def export_lora(transformer, start: LoraFactors, directory: str | Path) -> Path:
         raise ValueError(f"stacked LoRA ranks differ between modules: {sorted(ranks)}")
     (rank,) = ranks
     metadata = LoraConfig(r=rank, lora_alpha=rank, target_modules=LORA_TARGETS).to_dict()
-    FluxPipeline.save_lora_weights(directory, transformer_lora_layers=layers,
-                                   transformer_lora_adapter_metadata=metadata)
+    FluxPipeline.save_lora_weights(
+        directory, transformer_lora_layers=layers, transformer_lora_adapter_metadata=metadata
+    )
     return Path(directory)
 
 
@@ -369,8 +387,14 @@ class OFTRun:
     start: LoraFactors  # the fused starting LoRA, for the export
 
     @classmethod
-    def load(cls, pipeline_path: str | Path, lora_path: str | Path | None, scorer_path: str | Path,
-             detector_path: str | Path | None, config: OFTConfig) -> OFTRun:
+    def load(
+        cls,
+        pipeline_path: str | Path,
+        lora_path: str | Path | None,
+        scorer_path: str | Path,
+        detector_path: str | Path | None,
+        config: OFTConfig,
+    ) -> OFTRun:
         from diffusers import FluxPipeline
 
         from ml.core.detector import load_detector
@@ -381,12 +405,18 @@ class OFTRun:
         device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         weight_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         pipe = FluxPipeline.from_pretrained(str(pipeline_path), dtype=weight_dtype, local_files_only=True).to(device)
-        return cls.from_pipeline(pipe, lora_path, Scorer.load(scorer_path, device=device),
-                                 load_detector(detector_path, device) if config.use_mask else None, config)
+        return cls.from_pipeline(
+            pipe,
+            lora_path,
+            Scorer.load(scorer_path, device=device),
+            load_detector(detector_path, device) if config.use_mask else None,
+            config,
+        )
 
     @classmethod
-    def from_pipeline(cls, pipe, lora_path: str | Path | None, scorer, detector: tuple | None,
-                      config: OFTConfig) -> OFTRun:
+    def from_pipeline(
+        cls, pipe, lora_path: str | Path | None, scorer, detector: tuple | None, config: OFTConfig
+    ) -> OFTRun:
         """A run on models already loaded: the pipeline (on its device, frozen weights in their training
         dtype), a :class:`~ml.core.scorer.Scorer` and a detector ``(model, processor)`` or ``None``."""
         config = config.resolved()
@@ -398,18 +428,31 @@ class OFTRun:
         rows, cols = token_grid(config.resolution, config.resolution, vsf)
         transformer, start = prepare_policy(pipe, lora_path, config)
         return cls(
-            pipe=pipe, transformer=transformer, scorer=scorer, detector=detector if config.use_mask else None,
+            pipe=pipe,
+            transformer=transformer,
+            scorer=scorer,
+            detector=detector if config.use_mask else None,
             img_ids=latent_image_ids(config.resolution, config.resolution, vsf, device=device, dtype=weight_dtype),
             sigmas=inference_sigmas(pipe.scheduler.config, config.num_steps, rows * cols),
-            device=device, weight_dtype=weight_dtype, config=config, start=start,
+            device=device,
+            weight_dtype=weight_dtype,
+            config=config,
+            start=start,
         )
 
     def velocity(self, text, latents: torch.Tensor, sigma: float) -> torch.Tensor:
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"), \
-                training_attention():
-            return predict_velocity(self.transformer, latents.to(self.weight_dtype),
-                                    torch.full((latents.shape[0],), sigma, device=self.device), text, self.img_ids,
-                                    guidance=self.config.guidance)
+        with (
+            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"),
+            training_attention(),
+        ):
+            return predict_velocity(
+                self.transformer,
+                latents.to(self.weight_dtype),
+                torch.full((latents.shape[0],), sigma, device=self.device),
+                text,
+                self.img_ids,
+                guidance=self.config.guidance,
+            )
 
 
 def enclosing_box(boxes: torch.Tensor, width: int, height: int, grow: float) -> tuple[float, ...]:
@@ -440,12 +483,23 @@ def _region_cells(run: OFTRun, images, subject: str, rows: int, cols: int) -> to
     model, processor = run.detector
     phrases = [subject] * len(images)
     if config.subject_region == "union":
-        masks = subject_masks(model, processor, images, phrases, box_threshold=config.box_threshold,
-                              text_threshold=config.text_threshold, grow=config.box_grow)
+        masks = subject_masks(
+            model,
+            processor,
+            images,
+            phrases,
+            box_threshold=config.box_threshold,
+            text_threshold=config.text_threshold,
+            grow=config.box_grow,
+        )
         return pixel_mask_to_grid(torch.stack(masks), rows, cols)
     boxes = detect_boxes(model, processor, images, phrases, config.box_threshold, config.text_threshold)
-    return torch.stack([box_to_grid(enclosing_box(found, image.width, image.height, config.box_grow), rows, cols)
-                        for found, image in zip(boxes, images, strict=True)])
+    return torch.stack(
+        [
+            box_to_grid(enclosing_box(found, image.width, image.height, config.box_grow), rows, cols)
+            for found, image in zip(boxes, images, strict=True)
+        ]
+    )
 
 
 def region_mask(run: OFTRun, images, subject: str) -> torch.Tensor:
@@ -465,10 +519,24 @@ def pair_step(run: OFTRun, prompt: str, subject: str, generator: torch.Generator
     config, size = run.config, run.config.resolution
     text = encode_text(run.pipe, [prompt, prompt], max_sequence_length=config.max_sequence_length, device=run.device)
     channels = run.transformer.config.in_channels // 4
-    noise = packed_noise(2, channels, size, size, vae_scale_factor(run.pipe.vae), generator=generator,
-                         device=run.device, dtype=torch.float32)
-    trajectory = sample_trajectory(lambda x, sigma: run.velocity(text, x, sigma), noise, run.sigmas,
-                                   churn=config.churn, generator=generator, sampler=config.sampler)
+    noise = packed_noise(
+        2,
+        channels,
+        size,
+        size,
+        vae_scale_factor(run.pipe.vae),
+        generator=generator,
+        device=run.device,
+        dtype=torch.float32,
+    )
+    trajectory = sample_trajectory(
+        lambda x, sigma: run.velocity(text, x, sigma),
+        noise,
+        run.sigmas,
+        churn=config.churn,
+        generator=generator,
+        sampler=config.sampler,
+    )
     images = to_pil(decode_latents(run.pipe.vae, trajectory.sample, size, size))
     rewards = run.scorer.score([prompt, prompt], images).tolist()
     stats = {"rewards": rewards, "loss": None, "mask_fraction": None, "clamped_fraction": None}
@@ -483,8 +551,11 @@ def pair_step(run: OFTRun, prompt: str, subject: str, generator: torch.Generator
             (step.loss * weight).backward()
         losses.append(step.loss.item())
         clamped += int(step.clamped.sum())
-    stats.update(loss=sum(losses) / len(losses), mask_fraction=mask.float().mean().item(),
-                 clamped_fraction=clamped / (2 * trajectory.steps))
+    stats.update(
+        loss=sum(losses) / len(losses),
+        mask_fraction=mask.float().mean().item(),
+        clamped_fraction=clamped / (2 * trajectory.steps),
+    )
     return stats
 
 
@@ -498,10 +569,20 @@ def _step_loss(run: OFTRun, text, trajectory: Trajectory, i: int, mask: torch.Te
     options = {"sampler": config.sampler, "steps": trajectory.steps, "per_element": per_element}
     log_pi = transition_log_prob(x_next, x, run.velocity(text, x, sigma), sigma, sigma_next, config.churn, **options)
     with torch.no_grad(), reference_model(run.transformer, config):
-        log_ref = transition_log_prob(x_next, x, run.velocity(text, x, sigma), sigma, sigma_next, config.churn,
-                                      **options)
-    return pair_loss(log_pi, log_ref, mask, winner, channels=1 if per_element else x.shape[-1], beta=config.beta,
-                     clip_eps=config.clip_eps, mask_mean=config.mask_mean, preference=config.preference_loss)
+        log_ref = transition_log_prob(
+            x_next, x, run.velocity(text, x, sigma), sigma, sigma_next, config.churn, **options
+        )
+    return pair_loss(
+        log_pi,
+        log_ref,
+        mask,
+        winner,
+        channels=1 if per_element else x.shape[-1],
+        beta=config.beta,
+        clip_eps=config.clip_eps,
+        mask_mean=config.mask_mean,
+        preference=config.preference_loss,
+    )
 
 
 # --- the loop ------------------------------------------------------------------------------
@@ -571,8 +652,9 @@ def train_oft(
     return OFTResult(out_dir / LORA_DIR, step, seen, last_loss)
 
 
-def optimizer_step(run: OFTRun, optimizer, trainable: list, prompts: list[tuple[str, str]], step: int,
-                   seen: int) -> dict:
+def optimizer_step(
+    run: OFTRun, optimizer, trainable: list, prompts: list[tuple[str, str]], step: int, seen: int
+) -> dict:
     """``prompts_per_step`` pair steps from stream position ``seen``, then one clipped optimiser step;
     returns the step's metrics (``optimizer_step`` and ``prompts_seen`` are the new counters)."""
     config = run.config
@@ -589,12 +671,14 @@ def optimizer_step(run: OFTRun, optimizer, trainable: list, prompts: list[tuple[
     grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return _step_metrics(pairs, step + 1, seen, len(prompts), grad_norm.item(), config.lr,
-                         time.perf_counter() - started)
+    return _step_metrics(
+        pairs, step + 1, seen, len(prompts), grad_norm.item(), config.lr, time.perf_counter() - started
+    )
 
 
-def _step_metrics(pairs: list[dict], step: int, seen: int, n_prompts: int, grad_norm: float, lr: float,
-                  seconds: float) -> dict:
+def _step_metrics(
+    pairs: list[dict], step: int, seen: int, n_prompts: int, grad_norm: float, lr: float, seconds: float
+) -> dict:
     trained = [p for p in pairs if p["loss"] is not None]
 
     def mean(values):
@@ -651,8 +735,9 @@ def _fingerprint(prompts: list[tuple[str, str]], lora_path) -> str:
     return f"{len(prompts)}:{digest.hexdigest()}"
 
 
-def _save_checkpoint(path: Path, transformer, optimizer, config: OFTConfig, fingerprint: str, step: int,
-                     seen: int) -> None:
+def _save_checkpoint(
+    path: Path, transformer, optimizer, config: OFTConfig, fingerprint: str, step: int, seen: int
+) -> None:
     state = {
         "optimizer_steps": step,
         "prompts_seen": seen,
@@ -668,8 +753,7 @@ def _save_checkpoint(path: Path, transformer, optimizer, config: OFTConfig, fing
 
 def _restore(path: Path, transformer, optimizer, config: OFTConfig, fingerprint: str) -> tuple[int, int]:
     state = torch.load(path, map_location="cpu", weights_only=True)
-    changed = sorted(k for k, v in asdict(config).items()
-                     if k not in RESUMABLE_CHANGES and state["config"].get(k) != v)
+    changed = sorted(k for k, v in asdict(config).items() if k not in RESUMABLE_CHANGES and state["config"].get(k) != v)
     if changed:
         raise ValueError(f"cannot resume {path}: config changed in {changed}; use a new output directory")
     if state["fingerprint"] != fingerprint:

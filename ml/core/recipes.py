@@ -90,8 +90,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 # Fields that describe one quantity two ways: giving one explicitly switches the other off (0).
-LINKED = {"grad_accum": "effective_batch", "effective_batch": "grad_accum", "max_steps": "epochs",
-          "epochs": "max_steps"}
+LINKED = {
+    "grad_accum": "effective_batch",
+    "effective_batch": "grad_accum",
+    "max_steps": "epochs",
+    "epochs": "max_steps",
+}
 
 
 def check_recipe(recipe: str) -> str:

@@ -73,8 +73,9 @@ def churn_gamma(churn: float, steps: int) -> float:
     return min(churn / steps, math.sqrt(2) - 1)
 
 
-def transition_std(sigma: float, sigma_next: float, churn: float, sampler: str = "euler_maruyama",
-                   steps: int | None = None) -> float:
+def transition_std(
+    sigma: float, sigma_next: float, churn: float, sampler: str = "euler_maruyama", steps: int | None = None
+) -> float:
     """``churn · sqrt(σ_i − σ_{i+1})`` (Euler–Maruyama), or ``σ_i · sqrt((1 + γ)² − 1)`` (``"churn"``,
     which needs the number of sampler ``steps``)."""
     if sigma_next > sigma:
@@ -93,8 +94,14 @@ def euler_mean(latents: torch.Tensor, velocity: torch.Tensor, sigma: float, sigm
     return latents.float() + (sigma_next - sigma) * velocity.float()
 
 
-def transition_mean(latents: torch.Tensor, velocity: torch.Tensor, sigma: float, sigma_next: float, std: float,
-                    sampler: str = "euler_maruyama") -> torch.Tensor:
+def transition_mean(
+    latents: torch.Tensor,
+    velocity: torch.Tensor,
+    sigma: float,
+    sigma_next: float,
+    std: float,
+    sampler: str = "euler_maruyama",
+) -> torch.Tensor:
     """The step's mean in float32: :func:`euler_mean`, or the churn sampler's drift-corrected one."""
     if sampler == "euler_maruyama":
         return euler_mean(latents, velocity, sigma, sigma_next)
@@ -166,12 +173,17 @@ def sample_trajectory(
         std = transition_std(sigma, sigma_next, churn, sampler, steps)
         mean = transition_mean(x, velocity, sigma, sigma_next, std, sampler)
         if churn > 0:
-            z = torch.randn(x.shape, generator=generator, dtype=torch.float32,
-                            device=generator.device if generator is not None else x.device).to(x.device)
+            z = torch.randn(
+                x.shape,
+                generator=generator,
+                dtype=torch.float32,
+                device=generator.device if generator is not None else x.device,
+            ).to(x.device)
             x = mean + std * z
             log_probs.append(gaussian_log_prob_per_token(x, mean, std))
         else:
             x = mean
         latents.append(x)
-    return Trajectory(sigmas=sigmas, latents=torch.stack(latents),
-                      log_probs=torch.stack(log_probs) if churn > 0 else None)
+    return Trajectory(
+        sigmas=sigmas, latents=torch.stack(latents), log_probs=torch.stack(log_probs) if churn > 0 else None
+    )

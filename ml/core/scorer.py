@@ -73,8 +73,9 @@ def autocast_for(device: torch.device):
 
 
 class Scorer:
-    def __init__(self, model, preprocess: PreprocessConfig, tokenizer, model_cfg: dict, device=None,
-                 resize: str = "auto"):
+    def __init__(
+        self, model, preprocess: PreprocessConfig, tokenizer, model_cfg: dict, device=None, resize: str = "auto"
+    ):
         if resize not in RESIZE_MODES:
             raise ValueError(f"resize {resize!r}: use one of {RESIZE_MODES}")
         self.device = torch.device(device) if device is not None else default_device()
@@ -91,14 +92,21 @@ class Scorer:
     # --- loading and saving -----------------------------------------------------------------
 
     @classmethod
-    def from_model(cls, model, model_cfg: dict, *, preprocess_cfg: dict | None = None, device=None,
-                   resize: str = "auto") -> Scorer:
+    def from_model(
+        cls, model, model_cfg: dict, *, preprocess_cfg: dict | None = None, device=None, resize: str = "auto"
+    ) -> Scorer:
         """A scorer of an open_clip ``CLIP`` built in memory from ``model_cfg`` (its open_clip model config),
         with open_clip's tokenizer for that config and the preprocessing of
         :func:`~ml.core.preprocessing.preprocess_config` (``preprocess_cfg``: open_clip's ``size``, ``mean``,
         ``std``, each optional)."""
-        return cls(model, preprocess_config(model_cfg, preprocess_cfg or {}), _clip_tokenizer(model_cfg),
-                   model_cfg, device, resize)
+        return cls(
+            model,
+            preprocess_config(model_cfg, preprocess_cfg or {}),
+            _clip_tokenizer(model_cfg),
+            model_cfg,
+            device,
+            resize,
+        )
 
     @classmethod
     def load(cls, path: str | Path, *, arch: str | None = None, device=None, resize: str = "auto") -> Scorer:
@@ -108,8 +116,14 @@ class Scorer:
         if path.is_dir() and (path / OPEN_CLIP_CONFIG).is_file():
             config = json.loads((path / OPEN_CLIP_CONFIG).read_text())
             model = open_clip.create_model(f"local-dir:{path}", device="cpu")
-            return cls(model, preprocess_config(config["model_cfg"], config.get("preprocess_cfg", {})),
-                       open_clip.get_tokenizer(f"local-dir:{path}"), config["model_cfg"], device, resize)
+            return cls(
+                model,
+                preprocess_config(config["model_cfg"], config.get("preprocess_cfg", {})),
+                open_clip.get_tokenizer(f"local-dir:{path}"),
+                config["model_cfg"],
+                device,
+                resize,
+            )
         if path.is_dir() and (path / "config.json").is_file():
             from ml.core.convert import load_hf_clip_as_open_clip
 
@@ -120,8 +134,9 @@ class Scorer:
                 raise ValueError(f"{path} is a checkpoint file: give its open_clip architecture (e.g. ViT-H-14).")
             model = open_clip.create_model(arch, pretrained=str(path), device="cpu")
             model_cfg = open_clip.get_model_config(arch)
-            return cls(model, preprocess_config(model_cfg, {}), open_clip.get_tokenizer(arch), model_cfg, device,
-                       resize)
+            return cls(
+                model, preprocess_config(model_cfg, {}), open_clip.get_tokenizer(arch), model_cfg, device, resize
+            )
         raise FileNotFoundError(
             f"{path}: not an open_clip local dir ({OPEN_CLIP_CONFIG}), a transformers CLIPModel dir (config.json), "
             "a folder with both (open_clip/ and hf/) or a checkpoint file."
@@ -133,8 +148,13 @@ class Scorer:
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        preprocess_cfg = {"size": self.preprocess.size, "mean": list(self.preprocess.mean),
-                          "std": list(self.preprocess.std), "interpolation": "bicubic", "resize_mode": "shortest"}
+        preprocess_cfg = {
+            "size": self.preprocess.size,
+            "mean": list(self.preprocess.mean),
+            "std": list(self.preprocess.std),
+            "interpolation": "bicubic",
+            "resize_mode": "shortest",
+        }
         (directory / OPEN_CLIP_CONFIG).write_text(
             json.dumps({"model_cfg": self.model_cfg, "preprocess_cfg": preprocess_cfg}, indent=2)
         )
@@ -254,8 +274,14 @@ class Scorer:
         return torch.cat(out).float().cpu() if out else torch.empty(0)
 
     @torch.no_grad()
-    def score_pairs(self, prompts: Sequence[str], images_a: Sequence[ImageInput], images_b: Sequence[ImageInput], *,
-                    batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    def score_pairs(
+        self,
+        prompts: Sequence[str],
+        images_a: Sequence[ImageInput],
+        images_b: Sequence[ImageInput],
+        *,
+        batch_size: int = 64,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(s(prompt_i, a_i), s(prompt_i, b_i))`` for tuples of a prompt and two images (an evaluation
         tuple's correct and wrong image), as float32 CPU tensors. ``batch_size`` tuples (twice as many
         images) go through the model at once; each prompt is encoded once for both of its images."""
@@ -343,8 +369,9 @@ def _encode_text_any_length(self, text: torch.Tensor, normalize: bool = False) -
     return F.normalize(x, dim=-1) if normalize else x
 
 
-def trim_tokens(tokens: torch.Tensor, pool_type: str, eos_id: int | None = None,
-                multiple: int = TEXT_LENGTH_MULTIPLE) -> torch.Tensor:
+def trim_tokens(
+    tokens: torch.Tensor, pool_type: str, eos_id: int | None = None, multiple: int = TEXT_LENGTH_MULTIPLE
+) -> torch.Tensor:
     """Drop the columns after the batch's last pooled (end-of-text) position, keeping a multiple of
     ``multiple`` columns (steady shapes for the kernels). ``pool_type`` is the model's text pooling."""
     if tokens.numel() == 0:

@@ -120,8 +120,10 @@ class SFTConfig:
         if config.epochs and config.max_steps:
             raise ValueError("give max_steps or epochs, not both")
         if config.epochs:
-            config = replace(config, max_steps=recipes.steps_for_epochs(config.epochs, n_records,
-                                                                        config.batch_size, config.grad_accum))
+            config = replace(
+                config,
+                max_steps=recipes.steps_for_epochs(config.epochs, n_records, config.batch_size, config.grad_accum),
+            )
         return config
 
 
@@ -179,8 +181,21 @@ def train_sft(
     last_loss = None
     with training_attention():
         while step < config.max_steps:
-            metrics = optimizer_step(pipe, transformer, optimizer, trainable, records, order, img_ids, generator,
-                                     config, device, step, seen, grid)
+            metrics = optimizer_step(
+                pipe,
+                transformer,
+                optimizer,
+                trainable,
+                records,
+                order,
+                img_ids,
+                generator,
+                config,
+                device,
+                step,
+                seen,
+                grid,
+            )
             step, seen, last_loss = metrics["optimizer_step"], metrics["tuples_seen"], metrics["loss"]
             with open(out_dir / METRICS, "a") as f:
                 f.write(json.dumps(metrics) + "\n")
@@ -220,8 +235,9 @@ def add_lora(pipe, config: SFTConfig):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         transformer.add_adapter(
-            LoraConfig(r=config.rank, lora_alpha=config.lora_alpha, init_lora_weights="gaussian",
-                       target_modules=LORA_TARGETS)
+            LoraConfig(
+                r=config.rank, lora_alpha=config.lora_alpha, init_lora_weights="gaussian", target_modules=LORA_TARGETS
+            )
         )
     for p in transformer.parameters():
         if p.requires_grad:
@@ -231,8 +247,21 @@ def add_lora(pipe, config: SFTConfig):
     return transformer
 
 
-def optimizer_step(pipe, transformer, optimizer, trainable, records, order, img_ids, generator, config, device,
-                   step: int, seen: int, grid: torch.Tensor | None = None) -> dict:
+def optimizer_step(
+    pipe,
+    transformer,
+    optimizer,
+    trainable,
+    records,
+    order,
+    img_ids,
+    generator,
+    config,
+    device,
+    step: int,
+    seen: int,
+    grid: torch.Tensor | None = None,
+) -> dict:
     """``grad_accum`` micro-batches of ``batch_size`` tuples, then one optimiser step; return its metrics."""
     started = time.perf_counter()
     losses = []
@@ -265,19 +294,26 @@ def micro_batch(records: Sequence[TupleRecord], order, seen: int, config: SFTCon
     return [recipes.draw_variant(records[i], config.seed, seen + k) for k, i in enumerate(indices)]
 
 
-def _micro_batch_loss(pipe, transformer, batch, img_ids, generator, config: SFTConfig, device,
-                      grid: torch.Tensor | None = None) -> torch.Tensor:
+def _micro_batch_loss(
+    pipe, transformer, batch, img_ids, generator, config: SFTConfig, device, grid: torch.Tensor | None = None
+) -> torch.Tensor:
     """Rectified-flow MSE on one micro-batch of (implicit prompt, correct image) pairs."""
-    pixels = images_to_tensor([record.images()[0] for record in batch], config.resolution, config.resolution,
-                              resize=config.image_resize)
+    pixels = images_to_tensor(
+        [record.images()[0] for record in batch], config.resolution, config.resolution, resize=config.image_resize
+    )
     latents = encode_images(pipe.vae, pixels, posterior=config.vae_latents, generator=generator)
-    text = encode_text(pipe, [record.implicit_prompt for record in batch],
-                       max_sequence_length=config.max_sequence_length, device=device)
+    text = encode_text(
+        pipe,
+        [record.implicit_prompt for record in batch],
+        max_sequence_length=config.max_sequence_length,
+        device=device,
+    )
     noise = torch.randn(latents.shape, generator=generator).to(device=device, dtype=latents.dtype)
     sigmas = sample_sigmas(len(batch), generator=generator, scheme=config.sigma_scheme, grid=grid).to(device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        prediction = predict_velocity(transformer, noisy_latents(latents, noise, sigmas), sigmas, text, img_ids,
-                                      guidance=config.guidance)
+        prediction = predict_velocity(
+            transformer, noisy_latents(latents, noise, sigmas), sigmas, text, img_ids, guidance=config.guidance
+        )
     return F.mse_loss(prediction.float(), velocity_target(latents, noise).float())
 
 

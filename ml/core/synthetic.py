@@ -38,13 +38,20 @@ RGB = tuple[int, int, int]
 
 COLOURS: dict[str, RGB] = {
     # train
-    "red": (205, 35, 35), "orange": (240, 135, 25), "yellow": (235, 210, 40),
-    "blue": (40, 75, 210), "purple": (125, 55, 170), "white": (245, 245, 245), "black": (30, 30, 32),
+    "red": (205, 35, 35),
+    "orange": (240, 135, 25),
+    "yellow": (235, 210, 40),
+    "blue": (40, 75, 210),
+    "purple": (125, 55, 170),
+    "white": (245, 245, 245),
+    "black": (30, 30, 32),
     "maroon": (120, 20, 45),
     # val
-    "pink": (245, 140, 185), "cyan": (30, 205, 220),
+    "pink": (245, 140, 185),
+    "cyan": (30, 205, 220),
     # test
-    "magenta": (215, 30, 200), "navy": (25, 30, 110),
+    "magenta": (215, 30, 200),
+    "navy": (25, 30, 110),
 }
 
 GREY_METAL: RGB = (165, 170, 178)
@@ -143,8 +150,11 @@ def _draw_rust(draw, scene: Scene, state: int) -> None:  # 0 shiny grey, 1 rusty
     _object(draw, scene.shape, box, GREY_METAL if state == 0 else RUST)
     rng = random.Random(scene.detail_seed)
     if state == 0:  # a specular highlight
-        draw.line((box[0] + side // 4, box[1] + side // 5, box[0] + side // 2, box[1] + side // 5),
-                  fill=(250, 250, 250), width=max(2, side // 10))
+        draw.line(
+            (box[0] + side // 4, box[1] + side // 5, box[0] + side // 2, box[1] + side // 5),
+            fill=(250, 250, 250),
+            width=max(2, side // 10),
+        )
     else:  # flaking patches
         for _ in range(5):
             x, y, r = rng.randint(box[0], box[2]), rng.randint(box[1], box[3]), max(2, side // 10)
@@ -171,8 +181,10 @@ def _draw_electricity(draw, scene: Scene, state: int) -> None:  # 0 lit screen, 
         rng = random.Random(scene.detail_seed)
         for _ in range(3):
             bx, by = rng.randint(screen[0], screen[2] - 2), rng.randint(screen[1], screen[3] - 2)
-            draw.rectangle((bx, by, min(screen[2], bx + side // 5), min(screen[3], by + side // 8)),
-                           fill=_jitter((120, 160, 230), rng, 60))
+            draw.rectangle(
+                (bx, by, min(screen[2], bx + side // 5), min(screen[3], by + side // 8)),
+                fill=_jitter((120, 160, 230), rng, 60),
+            )
 
 
 def _draw_buoyancy(draw, scene: Scene, state: int) -> None:  # 0 floating, 1 sunk
@@ -229,87 +241,190 @@ def _draw_seasons(draw, scene: Scene, state: int) -> None:  # 0 green crown, 1 b
 TASKS: dict[str, Task] = {
     task.code: task
     for task in (
-        Task("ME",
-             (("A {colour} {subject} kept in the freezer overnight", "A frozen {colour} {subject} in a cold room"),
-              ("A {colour} {subject} left on a hot stove for an hour",
-               "A {colour} {subject} in the desert sun all afternoon")),
-             ("A solid {colour} {subject} standing on a table",
-              "A flat puddle of melted {colour} {subject} on a table"),
-             frozenset(), _draw_melting),
-        Task("RU",
-             (("A brand-new steel {subject} kept in a dry drawer", "A freshly polished {subject} from the factory"),
-              ("An iron {subject} left in the rain for months", "An old iron {subject} forgotten outdoors for years")),
-             ("A shiny grey {subject} on a {colour} table", "A rust-brown {subject} on a {colour} table"),
-             frozenset(), _draw_rust, colour_is_background=True),
-        Task("RI",
-             (("An unripe {subject} picked weeks too early", "A {subject} that was harvested long before its season"),
-              ("A {subject} at peak ripeness, ready to eat", "A sweet {subject} that ripened fully in the sun")),
-             ("A hard green {subject}", "A ripe {colour} {subject}"),
-             frozenset(), _draw_ripeness),
-        Task("EL",
-             (("A {colour} {subject} plugged in and switched on", "A {colour} {subject} playing a movie"),
-              ("A {colour} {subject} with its battery taken out", "A {colour} {subject} unplugged during a power cut")),
-             ("A {colour} {subject} with a bright glowing screen", "A {colour} {subject} with a dark, unlit screen"),
-             frozenset({"white", "black", "navy"}), _draw_electricity),
-        Task("BU",
-             (("A {colour} {subject} made of cork dropped into a water tank",
-               "A hollow {colour} plastic {subject} thrown into a pond"),
-              ("A {colour} {subject} made of solid lead dropped into a water tank",
-               "A heavy {colour} iron {subject} thrown into a pond")),
-             ("A {colour} {subject} floating on the surface of the water",
-              "A {colour} {subject} resting on the bottom of the water"),
-             frozenset({"blue", "cyan", "navy"}), _draw_buoyancy),
-        Task("IM",
-             (("Olive oil poured onto {colour} water in a {subject} and left to settle",
-               "Cooking oil shaken with {colour} water in a {subject}, then left standing"),
-              ("Apple juice stirred into {colour} water in a {subject}",
-               "Warm honey dissolved into {colour} water in a {subject}")),
-             ("A {subject} with a golden layer floating on top of {colour} liquid",
-              "A {subject} filled with one evenly mixed {colour} and gold liquid"),
-             frozenset({"yellow"}), _draw_immiscibility),
-        Task("EV",
-             (("A {subject} of {colour} juice sealed with a tight lid for a week",
-               "A {subject} of {colour} juice poured a minute ago"),
-              ("An open {subject} of {colour} juice left on a sunny windowsill for a month",
-               "A {subject} of {colour} juice forgotten in a hot attic all summer")),
-             ("A {subject} filled to the top with {colour} juice",
-              "An empty {subject} with only a thin dry {colour} crust at the bottom"),
-             frozenset({"white"}), _draw_evaporation),
-        Task("SC",
-             (("A {subject} on a warm day in July", "A {subject} in the middle of a hot summer"),
-              ("A {subject} on a freezing day in January", "A {subject} in the depths of a snowy winter")),
-             ("A {subject} with a full crown of green leaves under a {colour} sky",
-              "A bare {subject} with snow on its branches under a {colour} sky"),
-             frozenset(), _draw_seasons, colour_is_background=True),
+        Task(
+            "ME",
+            (
+                ("A {colour} {subject} kept in the freezer overnight", "A frozen {colour} {subject} in a cold room"),
+                (
+                    "A {colour} {subject} left on a hot stove for an hour",
+                    "A {colour} {subject} in the desert sun all afternoon",
+                ),
+            ),
+            ("A solid {colour} {subject} standing on a table", "A flat puddle of melted {colour} {subject} on a table"),
+            frozenset(),
+            _draw_melting,
+        ),
+        Task(
+            "RU",
+            (
+                ("A brand-new steel {subject} kept in a dry drawer", "A freshly polished {subject} from the factory"),
+                ("An iron {subject} left in the rain for months", "An old iron {subject} forgotten outdoors for years"),
+            ),
+            ("A shiny grey {subject} on a {colour} table", "A rust-brown {subject} on a {colour} table"),
+            frozenset(),
+            _draw_rust,
+            colour_is_background=True,
+        ),
+        Task(
+            "RI",
+            (
+                ("An unripe {subject} picked weeks too early", "A {subject} that was harvested long before its season"),
+                ("A {subject} at peak ripeness, ready to eat", "A sweet {subject} that ripened fully in the sun"),
+            ),
+            ("A hard green {subject}", "A ripe {colour} {subject}"),
+            frozenset(),
+            _draw_ripeness,
+        ),
+        Task(
+            "EL",
+            (
+                ("A {colour} {subject} plugged in and switched on", "A {colour} {subject} playing a movie"),
+                (
+                    "A {colour} {subject} with its battery taken out",
+                    "A {colour} {subject} unplugged during a power cut",
+                ),
+            ),
+            ("A {colour} {subject} with a bright glowing screen", "A {colour} {subject} with a dark, unlit screen"),
+            frozenset({"white", "black", "navy"}),
+            _draw_electricity,
+        ),
+        Task(
+            "BU",
+            (
+                (
+                    "A {colour} {subject} made of cork dropped into a water tank",
+                    "A hollow {colour} plastic {subject} thrown into a pond",
+                ),
+                (
+                    "A {colour} {subject} made of solid lead dropped into a water tank",
+                    "A heavy {colour} iron {subject} thrown into a pond",
+                ),
+            ),
+            (
+                "A {colour} {subject} floating on the surface of the water",
+                "A {colour} {subject} resting on the bottom of the water",
+            ),
+            frozenset({"blue", "cyan", "navy"}),
+            _draw_buoyancy,
+        ),
+        Task(
+            "IM",
+            (
+                (
+                    "Olive oil poured onto {colour} water in a {subject} and left to settle",
+                    "Cooking oil shaken with {colour} water in a {subject}, then left standing",
+                ),
+                (
+                    "Apple juice stirred into {colour} water in a {subject}",
+                    "Warm honey dissolved into {colour} water in a {subject}",
+                ),
+            ),
+            (
+                "A {subject} with a golden layer floating on top of {colour} liquid",
+                "A {subject} filled with one evenly mixed {colour} and gold liquid",
+            ),
+            frozenset({"yellow"}),
+            _draw_immiscibility,
+        ),
+        Task(
+            "EV",
+            (
+                (
+                    "A {subject} of {colour} juice sealed with a tight lid for a week",
+                    "A {subject} of {colour} juice poured a minute ago",
+                ),
+                (
+                    "An open {subject} of {colour} juice left on a sunny windowsill for a month",
+                    "A {subject} of {colour} juice forgotten in a hot attic all summer",
+                ),
+            ),
+            (
+                "A {subject} filled to the top with {colour} juice",
+                "An empty {subject} with only a thin dry {colour} crust at the bottom",
+            ),
+            frozenset({"white"}),
+            _draw_evaporation,
+        ),
+        Task(
+            "SC",
+            (
+                ("A {subject} on a warm day in July", "A {subject} in the middle of a hot summer"),
+                ("A {subject} on a freezing day in January", "A {subject} in the depths of a snowy winter"),
+            ),
+            (
+                "A {subject} with a full crown of green leaves under a {colour} sky",
+                "A bare {subject} with snow on its branches under a {colour} sky",
+            ),
+            frozenset(),
+            _draw_seasons,
+            colour_is_background=True,
+        ),
     )
 }
 
 TASK_CODES: tuple[str, ...] = tuple(TASKS)
 
 POOLS: dict[str, Pool] = {
-    "train": Pool("train", {
-        "ME": ("ice cube", "candle", "butter block", "chocolate bar", "wax crayon", "snowball", "popsicle",
-               "ice sculpture"),
-        "RU": ("nail", "key", "chain", "bolt", "wrench", "padlock", "horseshoe", "gate"),
-        "RI": ("banana", "tomato", "mango", "apple", "strawberry", "peach", "cherry", "plum"),
-        "EL": ("television", "laptop", "phone", "monitor", "tablet", "calculator", "game console", "e-reader"),
-        "BU": ("ball", "cube", "toy duck", "bottle", "log", "crate", "toy boat", "ring"),
-        "IM": ("glass", "jar", "beaker", "bottle", "bowl", "test tube", "vase", "cup"),
-        "EV": ("glass", "mug", "bowl", "saucer", "jar", "cup", "bottle", "pan"),
-        "SC": ("oak tree", "maple tree", "birch tree", "apple tree", "beech tree", "elm tree", "ash tree",
-               "willow tree"),
-    }, ("red", "orange", "yellow", "blue", "purple", "white", "black", "maroon")),
-    "val": Pool("val", {
-        "ME": ("cheese wedge", "ice lolly"), "RU": ("hammer", "spoon"), "RI": ("papaya", "apricot"),
-        "EL": ("smartwatch", "dashboard"), "BU": ("barrel", "buoy"), "IM": ("flask", "tumbler"),
-        "EV": ("ramekin", "chalice"), "SC": ("poplar tree", "cedar tree"),
-    }, ("pink", "cyan")),
-    "test": Pool("test", {
-        "ME": ("gummy bear", "snowman", "lip balm"), "RU": ("anchor", "bicycle", "shovel"),
-        "RI": ("persimmon", "raspberry", "blueberry"), "EL": ("cash register", "arcade machine", "thermostat"),
-        "BU": ("coconut", "teapot", "rubber boot"), "IM": ("aquarium", "bucket", "pitcher"),
-        "EV": ("goblet", "teacup", "baking dish"), "SC": ("chestnut tree", "linden tree", "walnut tree"),
-    }, ("magenta", "navy")),
+    "train": Pool(
+        "train",
+        {
+            "ME": (
+                "ice cube",
+                "candle",
+                "butter block",
+                "chocolate bar",
+                "wax crayon",
+                "snowball",
+                "popsicle",
+                "ice sculpture",
+            ),
+            "RU": ("nail", "key", "chain", "bolt", "wrench", "padlock", "horseshoe", "gate"),
+            "RI": ("banana", "tomato", "mango", "apple", "strawberry", "peach", "cherry", "plum"),
+            "EL": ("television", "laptop", "phone", "monitor", "tablet", "calculator", "game console", "e-reader"),
+            "BU": ("ball", "cube", "toy duck", "bottle", "log", "crate", "toy boat", "ring"),
+            "IM": ("glass", "jar", "beaker", "bottle", "bowl", "test tube", "vase", "cup"),
+            "EV": ("glass", "mug", "bowl", "saucer", "jar", "cup", "bottle", "pan"),
+            "SC": (
+                "oak tree",
+                "maple tree",
+                "birch tree",
+                "apple tree",
+                "beech tree",
+                "elm tree",
+                "ash tree",
+                "willow tree",
+            ),
+        },
+        ("red", "orange", "yellow", "blue", "purple", "white", "black", "maroon"),
+    ),
+    "val": Pool(
+        "val",
+        {
+            "ME": ("cheese wedge", "ice lolly"),
+            "RU": ("hammer", "spoon"),
+            "RI": ("papaya", "apricot"),
+            "EL": ("smartwatch", "dashboard"),
+            "BU": ("barrel", "buoy"),
+            "IM": ("flask", "tumbler"),
+            "EV": ("ramekin", "chalice"),
+            "SC": ("poplar tree", "cedar tree"),
+        },
+        ("pink", "cyan"),
+    ),
+    "test": Pool(
+        "test",
+        {
+            "ME": ("gummy bear", "snowman", "lip balm"),
+            "RU": ("anchor", "bicycle", "shovel"),
+            "RI": ("persimmon", "raspberry", "blueberry"),
+            "EL": ("cash register", "arcade machine", "thermostat"),
+            "BU": ("coconut", "teapot", "rubber boot"),
+            "IM": ("aquarium", "bucket", "pitcher"),
+            "EV": ("goblet", "teacup", "baking dish"),
+            "SC": ("chestnut tree", "linden tree", "walnut tree"),
+        },
+        ("magenta", "navy"),
+    ),
 }
 
 
@@ -333,10 +448,14 @@ def make_record(task: Task, pool: Pool, condition: int, rng: random.Random, size
     colour = _jitter(COLOURS[colour_name], rng)
     pastel = _mix(_jitter((200, 200, 200), rng, 55), (255, 255, 255), 0.45)
     scene = Scene(
-        size=2 * size, subject=subject,
-        colour=colour, background=_mix(colour, (255, 255, 255), 0.55) if task.colour_is_background else pastel,
-        x=rng.uniform(0.35, 0.65), scale=rng.uniform(0.3, 0.45),
-        shape=zlib.crc32(subject.encode()) % 4, detail_seed=rng.randrange(2**31),
+        size=2 * size,
+        subject=subject,
+        colour=colour,
+        background=_mix(colour, (255, 255, 255), 0.55) if task.colour_is_background else pastel,
+        x=rng.uniform(0.35, 0.65),
+        scale=rng.uniform(0.3, 0.45),
+        shape=zlib.crc32(subject.encode()) % 4,
+        detail_seed=rng.randrange(2**31),
     )
     correct, wrong = render_pair(task, scene, condition, size)
     words = {"subject": subject, "colour": colour_name}
@@ -344,7 +463,11 @@ def make_record(task: Task, pool: Pool, condition: int, rng: random.Random, size
         implicit_prompt=_fill(rng.choice(task.ip[condition]), words),
         explicit_prompt=_fill(task.literal[condition], words),
         superficial_prompt=_fill(task.literal[1 - condition], words),
-        correct_image=correct, wrong_image=wrong, task=task.code, subject=subject, split=pool.name,
+        correct_image=correct,
+        wrong_image=wrong,
+        task=task.code,
+        subject=subject,
+        split=pool.name,
         extra={"colour": colour_name, "condition": condition},
     )
 
@@ -354,8 +477,9 @@ def _fill(template: str, words: dict[str, str]) -> str:
     return re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", template.format(**words))
 
 
-def make_synthetic_split(seed: int, n: int, pool: Pool | str = "train", *,
-                         tasks: tuple[str, ...] = TASK_CODES, size: int = 64) -> list[TupleRecord]:
+def make_synthetic_split(
+    seed: int, n: int, pool: Pool | str = "train", *, tasks: tuple[str, ...] = TASK_CODES, size: int = 64
+) -> list[TupleRecord]:
     """``n`` tuples from ``pool`` (a :class:`Pool` or a name in :data:`POOLS`), balanced over tasks
     and conditions: record i is task ``tasks[i % len(tasks)]`` with condition ``(i // len(tasks)) % 2``."""
     pool = POOLS[pool] if isinstance(pool, str) else pool

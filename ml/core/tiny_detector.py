@@ -22,8 +22,32 @@ import torch
 
 # bert-base-uncased ids that GroundingDinoModel treats as phrase delimiters.
 _FIXED_IDS = {0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 102: "[SEP]", 103: "[MASK]", 1012: ".", 1029: "?"}
-_DEFAULT_WORDS = ("a", "an", "the", "of", "in", "on", "with", "and", "apple", "mango", "ice", "water", "glass",
-                  "cup", "ball", "plant", "leaf", "tree", "flame", "iron", "nail", "oil", "candle", "stone")
+_DEFAULT_WORDS = (
+    "a",
+    "an",
+    "the",
+    "of",
+    "in",
+    "on",
+    "with",
+    "and",
+    "apple",
+    "mango",
+    "ice",
+    "water",
+    "glass",
+    "cup",
+    "ball",
+    "plant",
+    "leaf",
+    "tree",
+    "flame",
+    "iron",
+    "nail",
+    "oil",
+    "candle",
+    "stone",
+)
 
 
 def build_vocab(words: tuple[str, ...] | list[str] = ()) -> list[str]:
@@ -45,8 +69,15 @@ def build_vocab(words: tuple[str, ...] | list[str] = ()) -> list[str]:
 
 def make_tiny_grounding_dino(directory: str | Path, *, seed: int = 0, words: tuple[str, ...] = ()) -> Path:
     """Write a tiny Grounding DINO (model + processor) into ``directory``; return it."""
-    from transformers import (BertConfig, BertTokenizerFast, GroundingDinoConfig, GroundingDinoForObjectDetection,
-                              GroundingDinoImageProcessor, GroundingDinoProcessor, ResNetConfig)
+    from transformers import (
+        BertConfig,
+        BertTokenizerFast,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+        ResNetConfig,
+    )
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -56,13 +87,34 @@ def make_tiny_grounding_dino(directory: str | Path, *, seed: int = 0, words: tup
 
     max_text_len = 32
     config = GroundingDinoConfig(
-        backbone_config=ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16, 16], depths=[1, 1, 1],
-                                     layer_type="basic", out_features=["stage1", "stage2", "stage3"]),
-        text_config=BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                               intermediate_size=64, max_position_embeddings=max_text_len),
-        d_model=32, num_queries=8, num_feature_levels=3, encoder_layers=1, decoder_layers=2,
-        encoder_ffn_dim=64, decoder_ffn_dim=64, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_n_points=2, decoder_n_points=2, max_text_len=max_text_len,
+        backbone_config=ResNetConfig(
+            num_channels=3,
+            embedding_size=8,
+            hidden_sizes=[8, 16, 16],
+            depths=[1, 1, 1],
+            layer_type="basic",
+            out_features=["stage1", "stage2", "stage3"],
+        ),
+        text_config=BertConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=max_text_len,
+        ),
+        d_model=32,
+        num_queries=8,
+        num_feature_levels=3,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_n_points=2,
+        decoder_n_points=2,
+        max_text_len=max_text_len,
     )
     torch.manual_seed(seed)
     GroundingDinoForObjectDetection(config).save_pretrained(directory)

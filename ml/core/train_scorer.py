@@ -113,12 +113,15 @@ class TrainConfig:
             if config.effective_batch <= 0:
                 raise ValueError("give grad_accum or effective_batch")
             if config.effective_batch % per_step:
-                raise ValueError(f"effective_batch {config.effective_batch} is not a multiple of batch_size x "
-                                 f"processes = {per_step}")
+                raise ValueError(
+                    f"effective_batch {config.effective_batch} is not a multiple of batch_size x processes = {per_step}"
+                )
             config = replace(config, grad_accum=config.effective_batch // per_step)
         elif config.effective_batch and config.effective_batch != config.grad_accum * per_step:
-            raise ValueError(f"effective_batch {config.effective_batch} != grad_accum x batch_size x processes "
-                             f"= {config.grad_accum * per_step}; give one of them")
+            raise ValueError(
+                f"effective_batch {config.effective_batch} != grad_accum x batch_size x processes "
+                f"= {config.grad_accum * per_step}; give one of them"
+            )
         return config
 
     @property
@@ -161,8 +164,9 @@ class DataOrder:
         return [self._permutation(p // self.n)[p % self.n] for p in positions]
 
 
-def train_scorer(config: TrainConfig, train_records: Iterable[TupleRecord], val_records: Iterable[TupleRecord],
-                 out_dir: str | Path) -> dict:
+def train_scorer(
+    config: TrainConfig, train_records: Iterable[TupleRecord], val_records: Iterable[TupleRecord], out_dir: str | Path
+) -> dict:
     """Train, validating on ``val_records``; return a summary (best step and accuracy, model paths).
 
     Records are held in lists (their images stay lazy), since the data order needs random access.
@@ -219,9 +223,14 @@ def train_scorer(config: TrainConfig, train_records: Iterable[TupleRecord], val_
         state.micro_batches += config.grad_accum
         state.tuples_seen += config.tuples_per_step * world
         state.seconds = trained_before + time.monotonic() - started
-        line = {"step": state.optimizer_steps, "optimizer_steps": state.optimizer_steps,
-                "micro_batches": state.micro_batches, "tuples_seen": state.tuples_seen, **line,
-                "seconds": round(state.seconds, 3)}
+        line = {
+            "step": state.optimizer_steps,
+            "optimizer_steps": state.optimizer_steps,
+            "micro_batches": state.micro_batches,
+            "tuples_seen": state.tuples_seen,
+            **line,
+            "seconds": round(state.seconds, 3),
+        }
 
         if config.max_seconds is not None:
             over = torch.tensor([time.monotonic() - started > config.max_seconds], device=accelerator.device)
@@ -250,11 +259,17 @@ def train_scorer(config: TrainConfig, train_records: Iterable[TupleRecord], val_
             _save_model(scorer, out_dir / "best", config.save_format)
     accelerator.wait_for_everyone()
     summary = {
-        "best_step": state.best_step, "best_val_accuracy": state.best_val_accuracy,
-        "best_path": str(out_dir / "best"), "final_path": str(final_dir),
-        "optimizer_steps": state.optimizer_steps, "tuples_seen": state.tuples_seen,
-        "last_validated_step": evaluated_at, "stopped_early": stopped_early, "seconds": round(state.seconds, 3),
-        "metrics_path": str(out_dir / METRICS), "num_processes": world,
+        "best_step": state.best_step,
+        "best_val_accuracy": state.best_val_accuracy,
+        "best_path": str(out_dir / "best"),
+        "final_path": str(final_dir),
+        "optimizer_steps": state.optimizer_steps,
+        "tuples_seen": state.tuples_seen,
+        "last_validated_step": evaluated_at,
+        "stopped_early": stopped_early,
+        "seconds": round(state.seconds, 3),
+        "metrics_path": str(out_dir / METRICS),
+        "num_processes": world,
     }
     if main:
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -264,8 +279,17 @@ def train_scorer(config: TrainConfig, train_records: Iterable[TupleRecord], val_
 # --- one optimiser step ----------------------------------------------------------------------------
 
 
-def optimizer_step(accelerator, model, scorer: Scorer, optimizer, scheduler, train_records: list[TupleRecord],
-                   order: DataOrder, config: TrainConfig, state: TrainerState) -> dict:
+def optimizer_step(
+    accelerator,
+    model,
+    scorer: Scorer,
+    optimizer,
+    scheduler,
+    train_records: list[TupleRecord],
+    order: DataOrder,
+    config: TrainConfig,
+    state: TrainerState,
+) -> dict:
     """``grad_accum`` micro-batches, one clipped AdamW step; returns the step's log fields (losses are the
     mean over the step's tuples on all processes, lr the one this step used)."""
     model.train()
@@ -289,8 +313,15 @@ def optimizer_step(accelerator, model, scorer: Scorer, optimizer, scheduler, tra
         with torch.no_grad():
             accelerator.unwrap_model(model).logit_scale.clamp_(0, MAX_LOGIT_SCALE)
     loss, text, image_pos, image_neg = accelerator.reduce(sums, reduction="mean").tolist()
-    return {"lr": lr, "loss": loss, "loss_text": text, "loss_image_pos": image_pos, "loss_image_neg": image_neg,
-            "grad_norm": float(grad_norm), "logit_scale": scorer.logit_scale().item()}
+    return {
+        "lr": lr,
+        "loss": loss,
+        "loss_text": text,
+        "loss_image_pos": image_pos,
+        "loss_image_neg": image_neg,
+        "grad_norm": float(grad_norm),
+        "logit_scale": scorer.logit_scale().item(),
+    }
 
 
 # --- one micro-batch ------------------------------------------------------------------------------
@@ -313,8 +344,9 @@ def reduce_loss(per_tuple: torch.Tensor, reduction: str, world: int = 1) -> torc
     raise ValueError(f"unknown loss reduction {reduction!r}: use mean or sum")
 
 
-def micro_batch_records(records: list[TupleRecord], order: DataOrder, micro: int, config: TrainConfig, rank: int,
-                        world: int) -> list[TupleRecord]:
+def micro_batch_records(
+    records: list[TupleRecord], order: DataOrder, micro: int, config: TrainConfig, rank: int, world: int
+) -> list[TupleRecord]:
     """The process's tuples of micro-batch ``micro``; with ``variants="random"`` each one a fresh draw of its
     record's paraphrases and images (:func:`ml.core.recipes.draw_variant`)."""
     indices = order.indices(micro, config.batch_size, rank, world)
@@ -326,8 +358,9 @@ def micro_batch_records(records: list[TupleRecord], order: DataOrder, micro: int
 
 def _batch_loss(model, scorer: Scorer, batch: list[TupleRecord], rng: random.Random | None) -> LossParts:
     """Texts [IP; EP; SP] and images [x+; x-] through the model in one forward pass, then the loss."""
-    texts = [r.implicit_prompt for r in batch] + [r.explicit_prompt for r in batch] \
-        + [r.superficial_prompt for r in batch]
+    texts = (
+        [r.implicit_prompt for r in batch] + [r.explicit_prompt for r in batch] + [r.superficial_prompt for r in batch]
+    )
     pairs = [r.images() for r in batch]
     images = [c for c, _ in pairs] + [w for _, w in pairs]
     if rng is not None:
@@ -367,15 +400,19 @@ def adamw_optimizer(model: torch.nn.Module, config: TrainConfig, *, fused: bool)
     return torch.optim.AdamW(groups, lr=config.lr, fused=fused or None)
 
 
-def _validate(accelerator, scorer: Scorer, val_records, state: TrainerState, config: TrainConfig,
-              out_dir: Path) -> dict:
+def _validate(
+    accelerator, scorer: Scorer, val_records, state: TrainerState, config: TrainConfig, out_dir: Path
+) -> dict:
     """Pairwise accuracy on the validation records (main process); keep the best model. Returns log fields."""
     fields = {}
     if accelerator.is_main_process:
         result = pairwise_accuracy(scorer, val_records, batch_size=config.eval_batch_size)
         accuracy = result["accuracy"]
-        fields = {"val_accuracy": accuracy, "val_n": result["n"],
-                  "val_by_task": {task: r["accuracy"] for task, r in result["by_task"].items()}}
+        fields = {
+            "val_accuracy": accuracy,
+            "val_n": result["n"],
+            "val_by_task": {task: r["accuracy"] for task, r in result["by_task"].items()},
+        }
         if state.best_val_accuracy is None or accuracy > state.best_val_accuracy:
             state.best_val_accuracy, state.best_step = accuracy, state.optimizer_steps
             _save_model(scorer, out_dir / "best", config.save_format)

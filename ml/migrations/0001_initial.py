@@ -6,73 +6,176 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('curation', '0002_datasetversion_job_versionmember'),
+        ("curation", "0002_datasetversion_job_versionmember"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ModelVersion',
+            name="ModelVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('scorer', 'scorer'), ('generator_base', 'generator base model'), ('generator_lora', 'generator LoRA adapter')], max_length=20)),
-                ('name', models.CharField(max_length=200)),
-                ('location', models.CharField(help_text='Path or URI of the checkpoint directory.', max_length=1000)),
-                ('config', models.JSONField(blank=True, default=dict)),
-                ('metrics', models.JSONField(blank=True, default=dict)),
-                ('is_active', models.BooleanField(default=False, help_text='The active scorer (at most one; scorers only).')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('dataset_version', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='model_versions', to='curation.datasetversion')),
-                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='children', to='ml.modelversion')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("scorer", "scorer"),
+                            ("generator_base", "generator base model"),
+                            ("generator_lora", "generator LoRA adapter"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                ("location", models.CharField(help_text="Path or URI of the checkpoint directory.", max_length=1000)),
+                ("config", models.JSONField(blank=True, default=dict)),
+                ("metrics", models.JSONField(blank=True, default=dict)),
+                (
+                    "is_active",
+                    models.BooleanField(default=False, help_text="The active scorer (at most one; scorers only)."),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "dataset_version",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="model_versions",
+                        to="curation.datasetversion",
+                    ),
+                ),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="children",
+                        to="ml.modelversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Run',
+            name="Run",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('generate', 'generate candidates'), ('train_scorer', 'train scorer'), ('sft', 'supervised fine-tuning'), ('oft', 'online fine-tuning'), ('eval_scorer', 'evaluate scorer'), ('eval_generator', 'evaluate generator'), ('score_pairs', 'score pending pairs')], max_length=20)),
-                ('params', models.JSONField(default=dict, help_text='Validated parameters, defaults filled in.')),
-                ('status', models.CharField(choices=[('queued', 'queued'), ('running', 'running'), ('succeeded', 'succeeded'), ('failed', 'failed'), ('cancelled', 'cancelled')], db_index=True, default='queued', max_length=10)),
-                ('progress', models.FloatField(default=0.0, help_text='0..1')),
-                ('log_tail', models.TextField(blank=True, help_text="The last 200 lines of the run's log.")),
-                ('metrics', models.JSONField(blank=True, default=list, help_text='A series of metric records (dicts).')),
-                ('artifacts', models.JSONField(blank=True, default=dict)),
-                ('worker', models.CharField(blank=True, help_text='Hostname of the worker that ran it.', max_length=255)),
-                ('celery_task_id', models.CharField(blank=True, max_length=255)),
-                ('error', models.TextField(blank=True, help_text='The error and its traceback, for a failed run.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('input_model', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='runs_as_input', to='ml.modelversion')),
-                ('output_model', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='produced_by_runs', to='ml.modelversion')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("generate", "generate candidates"),
+                            ("train_scorer", "train scorer"),
+                            ("sft", "supervised fine-tuning"),
+                            ("oft", "online fine-tuning"),
+                            ("eval_scorer", "evaluate scorer"),
+                            ("eval_generator", "evaluate generator"),
+                            ("score_pairs", "score pending pairs"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("params", models.JSONField(default=dict, help_text="Validated parameters, defaults filled in.")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "queued"),
+                            ("running", "running"),
+                            ("succeeded", "succeeded"),
+                            ("failed", "failed"),
+                            ("cancelled", "cancelled"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                ("progress", models.FloatField(default=0.0, help_text="0..1")),
+                ("log_tail", models.TextField(blank=True, help_text="The last 200 lines of the run's log.")),
+                (
+                    "metrics",
+                    models.JSONField(blank=True, default=list, help_text="A series of metric records (dicts)."),
+                ),
+                ("artifacts", models.JSONField(blank=True, default=dict)),
+                (
+                    "worker",
+                    models.CharField(blank=True, help_text="Hostname of the worker that ran it.", max_length=255),
+                ),
+                ("celery_task_id", models.CharField(blank=True, max_length=255)),
+                ("error", models.TextField(blank=True, help_text="The error and its traceback, for a failed run.")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "input_model",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="runs_as_input",
+                        to="ml.modelversion",
+                    ),
+                ),
+                (
+                    "output_model",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="produced_by_runs",
+                        to="ml.modelversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='modelversion',
-            constraint=models.UniqueConstraint(fields=('kind', 'name'), name='ml_model_version_unique_name_per_kind'),
+            model_name="modelversion",
+            constraint=models.UniqueConstraint(fields=("kind", "name"), name="ml_model_version_unique_name_per_kind"),
         ),
         migrations.AddConstraint(
-            model_name='modelversion',
-            constraint=models.UniqueConstraint(condition=models.Q(('is_active', True)), fields=('is_active',), name='ml_one_active_scorer'),
+            model_name="modelversion",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("is_active", True)), fields=("is_active",), name="ml_one_active_scorer"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='modelversion',
-            constraint=models.CheckConstraint(condition=models.Q(('is_active', False), ('kind', 'scorer'), _connector='OR'), name='ml_only_scorers_are_active'),
+            model_name="modelversion",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("is_active", False), ("kind", "scorer"), _connector="OR"),
+                name="ml_only_scorers_are_active",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='run',
-            constraint=models.CheckConstraint(condition=models.Q(('progress__gte', 0.0), ('progress__lte', 1.0)), name='ml_run_progress_0_1'),
+            model_name="run",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("progress__gte", 0.0), ("progress__lte", 1.0)), name="ml_run_progress_0_1"
+            ),
         ),
     ]

@@ -6,67 +6,140 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotation', '0005_task_queue_order_pair_priority'),
-        ('django_celery_beat', '0019_alter_periodictasks_options'),
-        ('ml', '0001_initial'),
+        ("annotation", "0005_task_queue_order_pair_priority"),
+        ("django_celery_beat", "0019_alter_periodictasks_options"),
+        ("ml", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='run',
-            name='heartbeat_at',
-            field=models.DateTimeField(blank=True, help_text='Refreshed every few seconds while a worker runs it.', null=True),
+            model_name="run",
+            name="heartbeat_at",
+            field=models.DateTimeField(
+                blank=True, help_text="Refreshed every few seconds while a worker runs it.", null=True
+            ),
         ),
         migrations.CreateModel(
-            name='Schedule',
+            name="Schedule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('kind', models.CharField(choices=[('generate', 'generate candidates'), ('train_scorer', 'train scorer'), ('sft', 'supervised fine-tuning'), ('oft', 'online fine-tuning'), ('eval_scorer', 'evaluate scorer'), ('eval_generator', 'evaluate generator'), ('score_pairs', 'score pending pairs')], max_length=20)),
-                ('params', models.JSONField(default=dict, help_text="The run template's parameters (validated).")),
-                ('trigger', models.CharField(choices=[('cron', 'cron'), ('data', 'new confirmed pairs')], max_length=10)),
-                ('cron', models.CharField(blank=True, help_text='minute hour day-of-month month day-of-week', max_length=100)),
-                ('min_new_pairs', models.PositiveIntegerField(blank=True, null=True)),
-                ('check_every_minutes', models.PositiveIntegerField(default=10, help_text='How often a data trigger is checked.')),
-                ('enabled', models.BooleanField(default=True)),
-                ('last_checked_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('created_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('periodic_task', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='django_celery_beat.periodictask')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100, unique=True)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("generate", "generate candidates"),
+                            ("train_scorer", "train scorer"),
+                            ("sft", "supervised fine-tuning"),
+                            ("oft", "online fine-tuning"),
+                            ("eval_scorer", "evaluate scorer"),
+                            ("eval_generator", "evaluate generator"),
+                            ("score_pairs", "score pending pairs"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("params", models.JSONField(default=dict, help_text="The run template's parameters (validated).")),
+                (
+                    "trigger",
+                    models.CharField(choices=[("cron", "cron"), ("data", "new confirmed pairs")], max_length=10),
+                ),
+                (
+                    "cron",
+                    models.CharField(
+                        blank=True, help_text="minute hour day-of-month month day-of-week", max_length=100
+                    ),
+                ),
+                ("min_new_pairs", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "check_every_minutes",
+                    models.PositiveIntegerField(default=10, help_text="How often a data trigger is checked."),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                ("last_checked_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "periodic_task",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="django_celery_beat.periodictask",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.AddField(
-            model_name='run',
-            name='schedule',
-            field=models.ForeignKey(blank=True, help_text='The schedule whose firing made this run.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='runs', to='ml.schedule'),
+            model_name="run",
+            name="schedule",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The schedule whose firing made this run.",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="runs",
+                to="ml.schedule",
+            ),
         ),
         migrations.CreateModel(
-            name='PairScore',
+            name="PairScore",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('score_correct', models.FloatField()),
-                ('score_wrong', models.FloatField()),
-                ('probability', models.FloatField()),
-                ('uncertainty', models.FloatField()),
-                ('disagrees', models.BooleanField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='pair_scores', to='ml.modelversion')),
-                ('pair', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='scores', to='annotation.pair')),
-                ('run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='pair_scores', to='ml.run')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("score_correct", models.FloatField()),
+                ("score_wrong", models.FloatField()),
+                ("probability", models.FloatField()),
+                ("uncertainty", models.FloatField()),
+                ("disagrees", models.BooleanField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="pair_scores", to="ml.modelversion"
+                    ),
+                ),
+                (
+                    "pair",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="scores", to="annotation.pair"
+                    ),
+                ),
+                (
+                    "run",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="pair_scores",
+                        to="ml.run",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('pair', 'model'), name='ml_pair_score_once_per_model')],
+                "constraints": [models.UniqueConstraint(fields=("pair", "model"), name="ml_pair_score_once_per_model")],
             },
         ),
         migrations.AddConstraint(
-            model_name='schedule',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('trigger', 'cron'), models.Q(('cron', ''), _negated=True)), models.Q(('trigger', 'data'), ('min_new_pairs__gte', 1)), _connector='OR'), name='ml_schedule_trigger_complete'),
+            model_name="schedule",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("trigger", "cron"), models.Q(("cron", ""), _negated=True)),
+                    models.Q(("trigger", "data"), ("min_new_pairs__gte", 1)),
+                    _connector="OR",
+                ),
+                name="ml_schedule_trigger_complete",
+            ),
         ),
     ]

@@ -76,7 +76,8 @@ def set_queue_order(user, task: Task, order: str) -> Task:
         task, before = catalog.set_task_queue_order(task.pk, order)
         if before == order:
             return task
-        audit.record(user, "task.queue_order_changed", task, before={"queue_order": before},
-                     after={"queue_order": order})
+        audit.record(
+            user, "task.queue_order_changed", task, before={"queue_order": before}, after={"queue_order": order}
+        )
         recompute_priorities([task.pk])
     return task

@@ -29,13 +29,27 @@ def _require_admin(user) -> None:
 
 
 def _state(model: ModelVersion) -> dict:
-    return {"kind": model.kind, "name": model.name, "location": model.location, "parent": model.parent_id,
-            "dataset_version": model.dataset_version_id, "is_active": model.is_active}
+    return {
+        "kind": model.kind,
+        "name": model.name,
+        "location": model.location,
+        "parent": model.parent_id,
+        "dataset_version": model.dataset_version_id,
+        "is_active": model.is_active,
+    }
 
 
-def register_model(user, kind: str, name: str, location: str, *, config: dict | None = None,
-                   metrics: dict | None = None, parent: ModelVersion | None = None,
-                   dataset_version=None) -> ModelVersion:
+def register_model(
+    user,
+    kind: str,
+    name: str,
+    location: str,
+    *,
+    config: dict | None = None,
+    metrics: dict | None = None,
+    parent: ModelVersion | None = None,
+    dataset_version=None,
+) -> ModelVersion:
     """Add a version to the registry (admins; a run registers what it produces with its starter)."""
     _require_admin(user)
     if kind not in ModelVersion.Kind.values:
@@ -53,9 +67,16 @@ def register_model(user, kind: str, name: str, location: str, *, config: dict | 
         raise ValueError("A scorer's parent must be a scorer.")
     try:
         with transaction.atomic():
-            model = ModelVersion.objects.create(kind=kind, name=name, location=location, config=config or {},
-                                                metrics=metrics or {}, parent=parent,
-                                                dataset_version=dataset_version, created_by=user)
+            model = ModelVersion.objects.create(
+                kind=kind,
+                name=name,
+                location=location,
+                config=config or {},
+                metrics=metrics or {},
+                parent=parent,
+                dataset_version=dataset_version,
+                created_by=user,
+            )
             audit.record(user, "model.registered", model, after=_state(model))
     except IntegrityError:
         raise ValueError(f"A {kind} named {name!r} is already registered.") from None
@@ -81,8 +102,13 @@ def activate_scorer(user, model: ModelVersion) -> ModelVersion:
             ModelVersion.objects.filter(pk=previous.pk).update(is_active=False)
         ModelVersion.objects.filter(pk=model.pk).update(is_active=True)
         model.refresh_from_db()
-        audit.record(user, "model.scorer_activated", model,
-                     before={"active": previous.pk if previous else None}, after={"active": model.pk})
+        audit.record(
+            user,
+            "model.scorer_activated",
+            model,
+            before={"active": previous.pk if previous else None},
+            after={"active": model.pk},
+        )
     active_learning.recompute_priorities()  # the queue's priorities follow the active scorer
     return model
 

@@ -28,8 +28,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, Max, Prefetch
 from django.utils import timezone
-from django_celery_beat.models import (CrontabSchedule, IntervalSchedule, PeriodicTask,
-                                       crontab_schedule_celery_timezone)
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask, crontab_schedule_celery_timezone
 
 from annotation import roles
 from annotation.models import Pair
@@ -72,8 +71,12 @@ def overview(recent_runs: int = 20):
     """Schedules by name with ``created_by``, ``run_count`` and ``recent_runs`` (the latest runs they
     made, latest first), in a fixed number of queries."""
     recent = Run.objects.order_by("-created_at", "-id")[:recent_runs]
-    return (Schedule.objects.select_related("created_by").annotate(run_count=Count("runs"))
-            .prefetch_related(Prefetch("runs", queryset=recent, to_attr="recent_runs")).order_by("name"))
+    return (
+        Schedule.objects.select_related("created_by")
+        .annotate(run_count=Count("runs"))
+        .prefetch_related(Prefetch("runs", queryset=recent, to_attr="recent_runs"))
+        .order_by("name")
+    )
 
 
 # --- validation ---------------------------------------------------------------------------------
@@ -103,16 +106,19 @@ def describe_trigger(schedule: Schedule) -> str:
             return f"{get_description(schedule.cron, options)} ({crontab_schedule_celery_timezone()})"
         except (FormatException, MissingFieldException, WrongArgumentException):
             return schedule.cron
-    return (f"when at least {schedule.min_new_pairs} newly confirmed pairs exist "
-            f"(checked every {schedule.check_every_minutes} min)")
+    return (
+        f"when at least {schedule.min_new_pairs} newly confirmed pairs exist "
+        f"(checked every {schedule.check_every_minutes} min)"
+    )
 
 
 def _int(value, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError("must be an integer")
     if value < minimum or (maximum is not None and value > maximum):
-        raise ValueError(f"must be at least {minimum}" if maximum is None else
-                         f"must be between {minimum} and {maximum}")
+        raise ValueError(
+            f"must be at least {minimum}" if maximum is None else f"must be between {minimum} and {maximum}"
+        )
     return value
 
 
@@ -182,12 +188,14 @@ def _sync_periodic_task(schedule: Schedule) -> None:
     task.enabled = schedule.enabled
     task.description = f"{schedule.kind} run: {describe_trigger(schedule)}"
     if schedule.trigger == Schedule.Trigger.CRON:
-        task.crontab = _first_or_create(CrontabSchedule, **parse_cron(schedule.cron),
-                                        timezone=crontab_schedule_celery_timezone())
+        task.crontab = _first_or_create(
+            CrontabSchedule, **parse_cron(schedule.cron), timezone=crontab_schedule_celery_timezone()
+        )
         task.interval = None
     else:
-        task.interval = _first_or_create(IntervalSchedule, every=schedule.check_every_minutes,
-                                         period=IntervalSchedule.MINUTES)
+        task.interval = _first_or_create(
+            IntervalSchedule, every=schedule.check_every_minutes, period=IntervalSchedule.MINUTES
+        )
         task.crontab = None
     task.save()
     if schedule.periodic_task_id != task.pk:
@@ -202,15 +210,34 @@ def _snapshot(schedule: Schedule) -> dict:
 # --- mutations ----------------------------------------------------------------------------------
 
 
-def create_schedule(user, *, name: str, kind: str, params: dict, trigger: str, cron: str | None = None,
-                    min_new_pairs: int | None = None, check_every_minutes: int = 10,
-                    enabled: bool = True) -> Schedule:
+def create_schedule(
+    user,
+    *,
+    name: str,
+    kind: str,
+    params: dict,
+    trigger: str,
+    cron: str | None = None,
+    min_new_pairs: int | None = None,
+    check_every_minutes: int = 10,
+    enabled: bool = True,
+) -> Schedule:
     """A new schedule with its beat entry; ScheduleError (nothing written) for bad fields or params."""
     _require_admin(user)
     with transaction.atomic():
-        fields = _clean({"name": name, "kind": kind, "params": params, "trigger": trigger, "cron": cron,
-                         "min_new_pairs": min_new_pairs, "check_every_minutes": check_every_minutes,
-                         "enabled": enabled}, pk=None)
+        fields = _clean(
+            {
+                "name": name,
+                "kind": kind,
+                "params": params,
+                "trigger": trigger,
+                "cron": cron,
+                "min_new_pairs": min_new_pairs,
+                "check_every_minutes": check_every_minutes,
+                "enabled": enabled,
+            },
+            pk=None,
+        )
         schedule = Schedule.objects.create(**fields, created_by=user)
         _sync_periodic_task(schedule)
         audit.record(user, "schedule.created", schedule, after=_snapshot(schedule))
@@ -225,7 +252,7 @@ def update_schedule(user, schedule: Schedule, **changes) -> Schedule:
     _require_admin(user)
     unknown = sorted(set(changes) - set(EDITABLE))
     if unknown:
-        raise ScheduleError({name: "cannot be changed" for name in unknown})
+        raise ScheduleError(dict.fromkeys(unknown, "cannot be changed"))
     with transaction.atomic():
         schedule = Schedule.objects.select_for_update().get(pk=schedule.pk)
         before = _snapshot(schedule)
@@ -237,8 +264,13 @@ def update_schedule(user, schedule: Schedule, **changes) -> Schedule:
             setattr(schedule, name, fields[name])
         schedule.save(update_fields=[*changed, "updated_at"])
         _sync_periodic_task(schedule)
-        audit.record(user, "schedule.updated", schedule, before={name: before[name] for name in changed},
-                     after={name: fields[name] for name in changed})
+        audit.record(
+            user,
+            "schedule.updated",
+            schedule,
+            before={name: before[name] for name in changed},
+            after={name: fields[name] for name in changed},
+        )
     return schedule
 
 
@@ -252,8 +284,13 @@ def set_enabled(user, schedule: Schedule, enabled: bool) -> Schedule:
         schedule.enabled = enabled
         schedule.save(update_fields=["enabled", "updated_at"])
         _sync_periodic_task(schedule)
-        audit.record(user, "schedule.resumed" if enabled else "schedule.paused", schedule,
-                     before={"enabled": not enabled}, after={"enabled": enabled})
+        audit.record(
+            user,
+            "schedule.resumed" if enabled else "schedule.paused",
+            schedule,
+            before={"enabled": not enabled},
+            after={"enabled": enabled},
+        )
     return schedule
 
 
@@ -287,8 +324,9 @@ def new_confirmed_pairs(kind: str, *, after=None) -> int:
     since = Run.objects.filter(kind=kind, status=Run.Status.SUCCEEDED).aggregate(at=Max("finished_at"))["at"]
     if after is not None and (since is None or after > since):
         since = after
-    confirmed = (Consensus.objects.filter(outcome=Consensus.Outcome.CONFIRMED, pair__is_gold=False)
-                 .exclude(pair__status=Pair.Status.RETIRED))
+    confirmed = Consensus.objects.filter(outcome=Consensus.Outcome.CONFIRMED, pair__is_gold=False).exclude(
+        pair__status=Pair.Status.RETIRED
+    )
     if since is not None:
         confirmed = confirmed.filter(updated_at__gt=since)
     return confirmed.count()
@@ -338,8 +376,9 @@ def fire(schedule_id: int, *, celery_task) -> Run | None:
         if schedule.trigger == Schedule.Trigger.DATA:
             found = new_confirmed_pairs(schedule.kind, after=_last_failure(schedule))
             if found < schedule.min_new_pairs:
-                logger.info("schedule %s: %s of %s new confirmed pairs, not yet", schedule.name, found,
-                            schedule.min_new_pairs)
+                logger.info(
+                    "schedule %s: %s of %s new confirmed pairs, not yet", schedule.name, found, schedule.min_new_pairs
+                )
                 return None
         run = _start(schedule, schedule.created_by, actor=None, manual=False, celery_task=celery_task)
     logger.info("schedule %s: started %s run %s", schedule.name, run.kind, run.pk)

@@ -47,13 +47,17 @@ def world(annotator):
 
 
 MODELS = [
-    ("annotation", "discipline"), ("annotation", "task"), ("annotation", "prompttuple"), ("annotation", "image"),
-    ("annotation", "pair"), ("annotation", "lease"), ("annotation", "judgement"), ("annotation", "expertise"),
+    ("annotation", "discipline"),
+    ("annotation", "task"),
+    ("annotation", "prompttuple"),
+    ("annotation", "image"),
+    ("annotation", "pair"),
+    ("annotation", "lease"),
+    ("annotation", "judgement"),
+    ("annotation", "expertise"),
     ("auth", "user"),
 ]
-PAGES = [
-    pytest.param(f"/admin/{app}/{model}/", id=f"{model}-changelist") for app, model in MODELS
-] + [
+PAGES = [pytest.param(f"/admin/{app}/{model}/", id=f"{model}-changelist") for app, model in MODELS] + [
     pytest.param(f"/admin/{app}/{model}/{{{model}}}/change/", id=f"{model}-change") for app, model in MODELS
 ]
 
@@ -74,8 +78,16 @@ def test_it_sends_an_annotator_to_the_admin_login(client, annotator, world, page
 
 @pytest.mark.parametrize(
     ("model", "status"),
-    [("discipline", 200), ("task", 200), ("prompttuple", 200), ("pair", 200), ("expertise", 200),
-     ("image", 403), ("lease", 403), ("judgement", 403)],
+    [
+        ("discipline", 200),
+        ("task", 200),
+        ("prompttuple", 200),
+        ("pair", 200),
+        ("expertise", 200),
+        ("image", 403),
+        ("lease", 403),
+        ("judgement", 403),
+    ],
 )
 def test_it_offers_add_pages_only_where_the_admin_may_create(client, admin_user, model, status):
     client.force_login(admin_user)
@@ -153,9 +165,7 @@ def test_it_refuses_k_below_the_judgement_count(client, admin_user, world):
 def test_it_retires_pairs_with_the_bulk_action(client, admin_user):
     pairs = [make_pair("RU"), make_pair("BU")]
     client.force_login(admin_user)
-    response = client.post(
-        "/admin/annotation/pair/", {"action": "retire", "_selected_action": [p.id for p in pairs]}
-    )
+    response = client.post("/admin/annotation/pair/", {"action": "retire", "_selected_action": [p.id for p in pairs]})
     assert response.status_code == 302
     assert set(Pair.objects.values_list("status", flat=True)) == {"retired"}
 

@@ -5,8 +5,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from annotation.models import Discipline
 from annotation.services import queue
-from tests.support.factories import make_image, make_pair, make_user, png_bytes
 from curation.services import judging
+from tests.support.factories import make_image, make_pair, make_user, png_bytes
 
 ROLES = ("anonymous", "annotator", "reviewer", "admin")
 ANON = "401/403"  # DRF answers 403 while session auth is the first authenticator, 401 otherwise
@@ -27,7 +27,15 @@ MATRIX = [
     ("delete", "/api/disciplines/chemistry/", None, ANON, 403, 403, 409),
     ("get", "/api/tasks/", None, ANON, 200, 200, 200),
     ("get", "/api/tasks/RU/", None, ANON, 200, 200, 200),
-    ("post", "/api/tasks/", lambda w: {"code": "TI", "name": "Tides", "discipline": "physics", "kind": "CT"}, ANON, 403, 403, 201),
+    (
+        "post",
+        "/api/tasks/",
+        lambda w: {"code": "TI", "name": "Tides", "discipline": "physics", "kind": "CT"},
+        ANON,
+        403,
+        403,
+        201,
+    ),
     ("patch", "/api/tasks/RU/", lambda w: {"description": "Iron oxidises."}, ANON, 403, 403, 200),
     ("delete", "/api/tasks/RU/", None, ANON, 403, 403, 409),
     ("get", "/api/tuples/", None, ANON, 403, 200, 200),
@@ -42,7 +50,15 @@ MATRIX = [
     ("delete", "/api/images/{image}/", None, ANON, 403, 403, 405),
     ("get", "/api/pairs/", None, ANON, 403, 200, 200),
     ("get", "/api/pairs/{pair}/", None, ANON, 403, 200, 200),
-    ("post", "/api/pairs/", lambda w: {"tuple": w["tuple"], "image_correct": w["new_a"], "image_wrong": w["new_b"]}, ANON, 403, 403, 201),
+    (
+        "post",
+        "/api/pairs/",
+        lambda w: {"tuple": w["tuple"], "image_correct": w["new_a"], "image_wrong": w["new_b"]},
+        ANON,
+        403,
+        403,
+        201,
+    ),
     ("patch", "/api/pairs/{pair}/", lambda w: {"k": 4}, ANON, 403, 403, 200),
     ("delete", "/api/pairs/{pair}/", None, ANON, 403, 403, 405),
     ("get", "/api/judgements/", None, ANON, 200, 200, 200),

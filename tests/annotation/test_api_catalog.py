@@ -4,8 +4,8 @@ import pytest
 
 from annotation.models import Pair, PromptTuple, Task
 from annotation.services import catalog, queue
-from tests.support.factories import TupleFactory, make_image, make_pair, make_user
 from curation.services import judging
+from tests.support.factories import TupleFactory, make_image, make_pair, make_user
 
 
 @pytest.fixture
@@ -263,6 +263,7 @@ def test_it_refuses_prompts_longer_than_the_importers_accept(as_admin):
     for field in ("explicit_prompt", "superficial_prompt"):
         response = as_admin.patch(f"/api/tuples/{tuple_id}/", {field: "z" * (PROMPT_MAX_CHARS + 1)}, format="json")
         assert response.status_code == 400 and field in response.json()
-    paraphrase = as_admin.patch(f"/api/tuples/{tuple_id}/", {"implicit_paraphrases": ["p" * (PROMPT_MAX_CHARS + 1)]},
-                                format="json")
+    paraphrase = as_admin.patch(
+        f"/api/tuples/{tuple_id}/", {"implicit_paraphrases": ["p" * (PROMPT_MAX_CHARS + 1)]}, format="json"
+    )
     assert paraphrase.status_code == 400

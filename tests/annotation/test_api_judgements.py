@@ -3,12 +3,19 @@
 import pytest
 
 from annotation.services import queue
-from tests.support.factories import make_pair, make_user
 from curation.services import judging
+from tests.support.factories import make_pair, make_user
 
 BLIND_FIELDS = {
-    "id", "pair", "choice", "flag_prompt_unclear", "flag_image_broken", "flag_off_topic", "comment",
-    "time_spent_ms", "created_at",
+    "id",
+    "pair",
+    "choice",
+    "flag_prompt_unclear",
+    "flag_image_broken",
+    "flag_off_topic",
+    "comment",
+    "time_spent_ms",
+    "created_at",
 }
 
 
@@ -52,7 +59,9 @@ def test_it_shows_reviewers_everything_with_agreement(api, reviewer, judged):
     rows = {j["id"]: j for j in api.get("/api/judgements/").json()["results"]}
     own, other = rows[judged["own"].id], rows[judged["other"].id]
     assert (own["annotator"], own["chosen_image"], own["agrees_with_expected"]) == (
-        "ann-chem", judged["pair"].image_correct_id, True
+        "ann-chem",
+        judged["pair"].image_correct_id,
+        True,
     )
     assert (other["annotator"], other["chosen_image"], other["agrees_with_expected"]) == ("ann-chem-2", None, None)
     assert other["flag_prompt_unclear"] is True

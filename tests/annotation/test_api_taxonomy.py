@@ -18,7 +18,10 @@ def test_it_lists_the_sixteen_seeded_tasks_with_code_name_discipline_and_kind(ap
     assert body["count"] == 16
     bu = next(t for t in body["results"] if t["code"] == "BU")
     assert {k: bu[k] for k in ("code", "name", "discipline", "kind")} == {
-        "code": "BU", "name": "Buoyancy", "discipline": "physics", "kind": "ST",
+        "code": "BU",
+        "name": "Buoyancy",
+        "discipline": "physics",
+        "kind": "ST",
     }
 
 

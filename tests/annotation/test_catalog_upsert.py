@@ -21,7 +21,9 @@ def test_it_keeps_a_stored_scene_when_none_is_given():
 
 def test_it_takes_over_the_task_less_tuple_when_a_task_is_assigned():
     untasked, _ = _upsert(task=None)
-    tuple_, outcome = catalog.upsert_tuple(implicit_prompt="an iron gate in the rain for years", task=Task.objects.get(code="RU"))
+    tuple_, outcome = catalog.upsert_tuple(
+        implicit_prompt="an iron gate in the rain for years", task=Task.objects.get(code="RU")
+    )
     assert outcome == "updated" and tuple_.pk == untasked.pk
     assert PromptTuple.objects.count() == 1
 

@@ -33,8 +33,9 @@ def state(username: str) -> tuple:
 
 
 def test_it_creates_an_annotator_with_expertise():
-    out = adduser("ada", "--role", "annotator", "--disciplines", "physics,chemistry", "--tasks", "gr,BU",
-                  "--password", PASSWORD)
+    out = adduser(
+        "ada", "--role", "annotator", "--disciplines", "physics,chemistry", "--tasks", "gr,BU", "--password", PASSWORD
+    )
     assert out.startswith("Created user ada")
     user = get_user_model().objects.get(username="ada")
     assert user.check_password(PASSWORD)

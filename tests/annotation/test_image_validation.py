@@ -77,8 +77,11 @@ def test_it_rejects_a_truncated_jpeg(full_decode, cut):
 
 
 @DEPTHS
-@pytest.mark.parametrize("options", [{}, {"progressive": True}, {"restart_marker_blocks": 2}, {"quality": 100}],
-                         ids=["baseline", "progressive", "restart markers", "quality 100"])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"progressive": True}, {"restart_marker_blocks": 2}, {"quality": 100}],
+    ids=["baseline", "progressive", "restart markers", "quality 100"],
+)
 def test_it_accepts_every_complete_jpeg_encoding(full_decode, options):
     data = noisy_jpeg(**options)
     assert check_image(data, full_decode=full_decode).format == "JPEG"

@@ -15,18 +15,28 @@ from annotation.taxonomy import TASKS
 # A prompt list in the reference repository's shape ({"prompt", "object"}), one prompt per task, each worded so
 # the keyword rules of annotation/task_rules.py recognise its task.
 PROMPTS = [
-    ("A desk fan during a power outage.", "fan"), ("A glass of water aboard the International Space Station.", "glass"),
-    ("An unripe mango on a kitchen table.", "mango"), ("A potted plant kept in a dark room for weeks.", "plant"),
-    ("A potted fern that is rarely watered.", "fern"), ("A strip of magnesium burning in the air.", "magnesium"),
-    ("A puddle of water on a freezing night.", "puddle"), ("A bar of chocolate left in a hot car.", "chocolate"),
-    ("A pot of water boiling on a stove.", "pot"), ("An iron nail left outside in the rain for weeks.", "nail"),
-    ("A glass of water and oil.", "glass"), ("A drop of ink on a paper towel.", "paper towel"),
-    ("A drop of food colouring added to a glass of water.", "glass"), ("A cork thrown into a tank of water.", "cork"),
-    ("A maple tree in autumn.", "tree"), ("A cold glass of lemonade with condensation.", "glass"),
+    ("A desk fan during a power outage.", "fan"),
+    ("A glass of water aboard the International Space Station.", "glass"),
+    ("An unripe mango on a kitchen table.", "mango"),
+    ("A potted plant kept in a dark room for weeks.", "plant"),
+    ("A potted fern that is rarely watered.", "fern"),
+    ("A strip of magnesium burning in the air.", "magnesium"),
+    ("A puddle of water on a freezing night.", "puddle"),
+    ("A bar of chocolate left in a hot car.", "chocolate"),
+    ("A pot of water boiling on a stove.", "pot"),
+    ("An iron nail left outside in the rain for weeks.", "nail"),
+    ("A glass of water and oil.", "glass"),
+    ("A drop of ink on a paper towel.", "paper towel"),
+    ("A drop of food colouring added to a glass of water.", "glass"),
+    ("A cork thrown into a tank of water.", "cork"),
+    ("A maple tree in autumn.", "tree"),
+    ("A cold glass of lemonade with condensation.", "glass"),
 ]
 RECORDS = len(PROMPTS)
-NOTHING_LISTED = {"unassigned": {"count": 0, "rows": []},
-                  "same_prompt": {"count": 0, "rows": 0, "merged": 0, "prompts": []}}
+NOTHING_LISTED = {
+    "unassigned": {"count": 0, "rows": []},
+    "same_prompt": {"count": 0, "rows": 0, "merged": 0, "prompts": []},
+}
 
 pytestmark = pytest.mark.django_db
 
@@ -56,8 +66,14 @@ def write_jsonl(path: Path, rows: list) -> Path:
 
 def test_it_imports_a_prompt_list_and_assigns_every_task(prompts_file):
     summary = run(prompts_file, "--auto-task")
-    assert summary == {"created": RECORDS, "updated": 0, "skipped": 0, "errors": [], "unassigned_task": 0,
-                       **NOTHING_LISTED}
+    assert summary == {
+        "created": RECORDS,
+        "updated": 0,
+        "skipped": 0,
+        "errors": [],
+        "unassigned_task": 0,
+        **NOTHING_LISTED,
+    }
     assert PromptTuple.objects.count() == RECORDS
     assert set(PromptTuple.objects.values_list("task__code", flat=True)) == {code for code, *_ in TASKS}
     mango = PromptTuple.objects.get(implicit_prompt__startswith="An unripe mango")
@@ -67,7 +83,12 @@ def test_it_imports_a_prompt_list_and_assigns_every_task(prompts_file):
 def test_it_reports_every_row_as_skipped_on_a_second_import(prompts_file):
     run(prompts_file, "--auto-task")
     assert run(prompts_file, "--auto-task") == {
-        "created": 0, "updated": 0, "skipped": RECORDS, "errors": [], "unassigned_task": 0, **NOTHING_LISTED,
+        "created": 0,
+        "updated": 0,
+        "skipped": RECORDS,
+        "errors": [],
+        "unassigned_task": 0,
+        **NOTHING_LISTED,
     }
     assert PromptTuple.objects.count() == RECORDS
 
@@ -75,8 +96,12 @@ def test_it_reports_every_row_as_skipped_on_a_second_import(prompts_file):
 def test_it_leaves_the_task_empty_without_task_flags(prompts_file):
     summary = run(prompts_file)
     assert (summary["created"], summary["unassigned_task"], summary["unassigned"]["count"]) == (RECORDS,) * 3
-    assert summary["unassigned"]["rows"][0] == {"file": "prompts.json", "row": 1, "prompt": PROMPTS[0][0],
-                                                "reason": "the row names no task (no --task or --auto-task)"}
+    assert summary["unassigned"]["rows"][0] == {
+        "file": "prompts.json",
+        "row": 1,
+        "prompt": PROMPTS[0][0],
+        "reason": "the row names no task (no --task or --auto-task)",
+    }
     assert not PromptTuple.objects.filter(task__isnull=False).exists()
 
 
@@ -158,9 +183,16 @@ def test_it_fails_in_text_mode_with_the_row_errors_on_stderr(tmp_path):
 
 def test_it_imports_full_tuples_from_jsonl(tmp_path):
     rows = [
-        {"implicit_prompt": "An iron nail left in the rain for weeks.", "explicit_prompt": "A rusty brown nail.",
-         "superficial_prompt": "A shiny grey nail.", "task": "rust", "subject": "nail", "scene": "complex",
-         "source": "batch-7", "provenance": {"generator": "flux", "seed": 3}},
+        {
+            "implicit_prompt": "An iron nail left in the rain for weeks.",
+            "explicit_prompt": "A rusty brown nail.",
+            "superficial_prompt": "A shiny grey nail.",
+            "task": "rust",
+            "subject": "nail",
+            "scene": "complex",
+            "source": "batch-7",
+            "provenance": {"generator": "flux", "seed": 3},
+        },
         {"implicit_prompt": "An unripe mango.", "task": "RI"},
     ]
     path = write_jsonl(tmp_path / "tuples.jsonl", [rows[0], "", rows[1]])  # blank lines are skipped
@@ -181,8 +213,10 @@ def test_it_imports_a_json_list_of_full_tuples_and_updates_on_new_fields(tmp_pat
 
 
 def test_it_treats_prompts_differing_in_case_and_whitespace_as_one(tmp_path):
-    rows = [{"implicit_prompt": "An unripe mango.", "task": "RI"},
-            {"implicit_prompt": "  an UNRIPE   mango ", "task": "ri"}]
+    rows = [
+        {"implicit_prompt": "An unripe mango.", "task": "RI"},
+        {"implicit_prompt": "  an UNRIPE   mango ", "task": "ri"},
+    ]
     summary = run(write_jsonl(tmp_path / "dupes.jsonl", rows))
     assert (summary["created"], summary["skipped"]) == (1, 1)
     assert PromptTuple.objects.get().implicit_prompt == "An unripe mango."

@@ -69,11 +69,13 @@ def test_the_lock_lasts_until_the_cooldown_passes(user, limit, settings):
     # The cooldown counts from the last failure; age the attempt by just under, then just over it.
     cooloff = settings.AXES_COOLOFF_TIME
     attempt = AccessAttempt.objects.get(username="ann-chem")
-    AccessAttempt.objects.filter(pk=attempt.pk).update(attempt_time=attempt.attempt_time - cooloff + timedelta(
-        seconds=30))
+    AccessAttempt.objects.filter(pk=attempt.pk).update(
+        attempt_time=attempt.attempt_time - cooloff + timedelta(seconds=30)
+    )
     assert login_page(client, PASSWORD).status_code == 429 and not signed_in(client)
-    AccessAttempt.objects.filter(pk=attempt.pk).update(attempt_time=attempt.attempt_time - cooloff - timedelta(
-        seconds=30))
+    AccessAttempt.objects.filter(pk=attempt.pk).update(
+        attempt_time=attempt.attempt_time - cooloff - timedelta(seconds=30)
+    )
     assert login_page(client, PASSWORD).status_code == 302 and signed_in(client)
 
 

@@ -24,8 +24,14 @@ MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
 
 def multipart(filename: bytes, data: bytes) -> bytes:
     """A multipart body written by hand: test clients strip directories from file names before sending."""
-    return (f"--{BOUNDARY}\r\n".encode() + b'Content-Disposition: form-data; name="file"; filename="' + filename
-            + b'"\r\nContent-Type: image/png\r\n\r\n' + data + f"\r\n--{BOUNDARY}--\r\n".encode())
+    return (
+        f"--{BOUNDARY}\r\n".encode()
+        + b'Content-Disposition: form-data; name="file"; filename="'
+        + filename
+        + b'"\r\nContent-Type: image/png\r\n\r\n'
+        + data
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
 
 
 def files_under(folder: Path) -> list[str]:
@@ -68,12 +74,19 @@ def test_an_html_file_uploaded_as_png_is_rejected_and_leaves_nothing(api, admin_
     assert files_under(tmp_path) == [] and not Image.objects.exists()
 
 
-@pytest.mark.parametrize(("data", "content_type", "extension"), [
-    (PNG, "image/png", "png"), (JPEG, "image/jpeg", "jpg"), (WEBP, "image/webp", "webp"),
-    (encode(noise(), "PNG", pnginfo=html_text()), "image/png", "png"),  # HTML in a text chunk: still inert
-], ids=["png", "jpeg", "webp", "png with html in a text chunk"])
-def test_an_image_is_served_inline_with_its_validated_type_and_cannot_run(data, content_type, extension, api,
-                                                                         admin_user, reviewer):
+@pytest.mark.parametrize(
+    ("data", "content_type", "extension"),
+    [
+        (PNG, "image/png", "png"),
+        (JPEG, "image/jpeg", "jpg"),
+        (WEBP, "image/webp", "webp"),
+        (encode(noise(), "PNG", pnginfo=html_text()), "image/png", "png"),  # HTML in a text chunk: still inert
+    ],
+    ids=["png", "jpeg", "webp", "png with html in a text chunk"],
+)
+def test_an_image_is_served_inline_with_its_validated_type_and_cannot_run(
+    data, content_type, extension, api, admin_user, reviewer
+):
     api.force_authenticate(admin_user)
     image_id = api.post(URL, {"file": _named(data)}, format="multipart").json()["id"]
     api.force_authenticate(reviewer)
@@ -137,19 +150,24 @@ def export(admin_user):
     return version, folder
 
 
-@pytest.mark.parametrize(("name", "content_type"), [
-    ("evil.html", "application/octet-stream"), ("evil.svg", "application/octet-stream"),
-    ("evil.js", "application/octet-stream"), ("tuples.jsonl", "application/octet-stream"),
-    ("MANIFEST.sha256", "application/octet-stream"), ("image", "image/png"),
-])
+@pytest.mark.parametrize(
+    ("name", "content_type"),
+    [
+        ("evil.html", "application/octet-stream"),
+        ("evil.svg", "application/octet-stream"),
+        ("evil.js", "application/octet-stream"),
+        ("tuples.jsonl", "application/octet-stream"),
+        ("MANIFEST.sha256", "application/octet-stream"),
+        ("image", "image/png"),
+    ],
+)
 @pytest.mark.parametrize("byte_range", [None, "bytes=0-9"], ids=["whole", "range"])
 def test_export_downloads_are_attachments_that_cannot_run(name, content_type, byte_range, api, admin_user, export):
     version, folder = export
     if name == "image":
         name = next(p for p in folder.rglob("*.png")).relative_to(folder).as_posix()
     api.force_authenticate(admin_user)
-    url = reverse("curation-export-download", kwargs={"version_id": version.pk, "export_format": "jsonl",
-                                                      "path": name})
+    url = reverse("curation-export-download", kwargs={"version_id": version.pk, "export_format": "jsonl", "path": name})
     response = api.get(url, **({"HTTP_RANGE": byte_range} if byte_range else {}))
 
     assert response.status_code == (206 if byte_range else 200)
@@ -164,4 +182,3 @@ def _named(data: bytes):
     upload = io.BytesIO(data)
     upload.name = "upload.png"
     return upload
-

@@ -8,8 +8,8 @@ from django.utils import timezone
 
 from annotation.models import Judgement
 from annotation.services import catalog, queue
-from tests.support.factories import make_pair, make_user
 from curation.services import judging
+from tests.support.factories import make_pair, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -74,7 +74,7 @@ def test_it_shows_the_annotator_their_progress(client, annotator, django_assert_
     assert 'id="judged-today">1<' in html
     assert "Start annotating" in html
     assert "no pairs yet" in html  # FR has no pairs at all: no misleading 100 % bar
-    assert f'{reverse("annotate")}?task=RU' in html
+    assert f"{reverse('annotate')}?task=RU" in html
 
 
 def test_it_shows_reviewers_their_links_instead(client, reviewer):

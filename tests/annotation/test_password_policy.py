@@ -31,9 +31,16 @@ def test_adduser_accepts_a_strong_password():
 
 def add_user_form(password: str) -> dict:
     """The admin's add-user form, with the (empty) expertise inline."""
-    return {"username": "margaret-hamilton", "usable_password": "true", "password1": password, "password2": password,
-            "expertise-TOTAL_FORMS": "0", "expertise-INITIAL_FORMS": "0", "expertise-MIN_NUM_FORMS": "0",
-            "expertise-MAX_NUM_FORMS": "1"}
+    return {
+        "username": "margaret-hamilton",
+        "usable_password": "true",
+        "password1": password,
+        "password2": password,
+        "expertise-TOTAL_FORMS": "0",
+        "expertise-INITIAL_FORMS": "0",
+        "expertise-MIN_NUM_FORMS": "0",
+        "expertise-MAX_NUM_FORMS": "1",
+    }
 
 
 @pytest.mark.parametrize(("password", "reason"), WEAK)

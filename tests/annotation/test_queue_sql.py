@@ -56,8 +56,10 @@ def _orm_allowed_tasks(user, task=None, discipline=None):
     return set(qs.values_list("id", flat=True))
 
 
-@pytest.mark.parametrize("task,discipline", [(None, None), ("ru", None), ("GR", None), (None, "PHYSICS"),
-                                             ("gr", "physics"), ("gr", "chemistry"), ("XX", None)])
+@pytest.mark.parametrize(
+    "task,discipline",
+    [(None, None), ("ru", None), ("GR", None), (None, "PHYSICS"), ("gr", "physics"), ("gr", "chemistry"), ("XX", None)],
+)
 def test_the_annotator_state_has_the_allowed_tasks_of_the_orm_query(task, discipline):
     users = [
         make_user("by-discipline", disciplines=["physics", "chemistry"]),
@@ -70,11 +72,17 @@ def test_the_annotator_state_has_the_allowed_tasks_of_the_orm_query(task, discip
         paused, leased, tasks = queue_sql.annotator_state(user.pk, task=task, discipline=discipline)
         assert set(tasks) == _orm_allowed_tasks(user, task, discipline), user.username
         assert set(queue.allowed_tasks(user, task=task, discipline=discipline)) == _orm_allowed_tasks(
-            user, task, discipline)
+            user, task, discipline
+        )
         for found in tasks.values():
             stored = Task.objects.select_related("discipline").get(pk=found.pk)
             assert (found.code, found.name, found.kind, found.discipline.slug, found.discipline.name) == (
-                stored.code, stored.name, stored.kind, stored.discipline.slug, stored.discipline.name)
+                stored.code,
+                stored.name,
+                stored.kind,
+                stored.discipline.slug,
+                stored.discipline.name,
+            )
         assert paused is False and leased is False
 
 
@@ -93,15 +101,23 @@ def _orm_candidates(user, now, task_ids, *, skipped, gold):
     """The ORM candidate query the SQL window replaced (same rules, same order)."""
     mine_released = Lease.objects.filter(annotator=user, state=Lease.State.RELEASED).values("pair_id")
     qs = Pair.objects.filter(is_gold=gold, tuple__task_id__in=task_ids).exclude(
-        id__in=Judgement.objects.filter(annotator=user).values("pair_id"))
+        id__in=Judgement.objects.filter(annotator=user).values("pair_id")
+    )
     if gold:
         qs = qs.exclude(status=Pair.Status.RETIRED)
     else:
-        live = (Lease.objects.filter(pair=OuterRef("pk"), state=Lease.State.ACTIVE, expires_at__gt=now)
-                .order_by().values("pair").annotate(n=Count("id")).values("n"))
-        qs = (qs.filter(status=Pair.Status.OPEN, judgement_count__lt=F("k"))
-              .annotate(live=Coalesce(Subquery(live, output_field=IntegerField()), 0))
-              .filter(judgement_count__lt=F("k") - F("live")))
+        live = (
+            Lease.objects.filter(pair=OuterRef("pk"), state=Lease.State.ACTIVE, expires_at__gt=now)
+            .order_by()
+            .values("pair")
+            .annotate(n=Count("id"))
+            .values("n")
+        )
+        qs = (
+            qs.filter(status=Pair.Status.OPEN, judgement_count__lt=F("k"))
+            .annotate(live=Coalesce(Subquery(live, output_field=IntegerField()), 0))
+            .filter(judgement_count__lt=F("k") - F("live"))
+        )
     qs = qs.filter(id__in=mine_released) if skipped else qs.exclude(id__in=mine_released)
     return list(qs.order_by("-priority", "id").values_list("id", flat=True))
 
@@ -128,8 +144,13 @@ def test_the_sql_window_selects_what_the_orm_query_selected(seed):
             if state == "active" and Lease.objects.filter(annotator=who, state="active").exists():
                 continue
             lease = Lease.objects.create(
-                pair=pair, annotator=who, left_image_id=pair.image_correct_id, right_image_id=pair.image_wrong_id,
-                state=state, expires_at=now + (timedelta(minutes=-5) if kind == "expired" else timedelta(minutes=5)))
+                pair=pair,
+                annotator=who,
+                left_image_id=pair.image_correct_id,
+                right_image_id=pair.image_wrong_id,
+                state=state,
+                expires_at=now + (timedelta(minutes=-5) if kind == "expired" else timedelta(minutes=5)),
+            )
             if kind == "judged":
                 pair.refresh_from_db()
                 if pair.judgement_count >= pair.k and not pair.is_gold:
@@ -145,20 +166,37 @@ def test_the_sql_window_selects_what_the_orm_query_selected(seed):
         for gold in (False, True):
             expected = _orm_candidates(me, now, task_ids, skipped=skipped, gold=gold)
             with transaction.atomic():
-                got = queue_sql.window(me.pk, now, task_ids, set(), skipped=skipped, gold=gold, limit=1000,
-                                       skip_locked=True)
+                got = queue_sql.window(
+                    me.pk, now, task_ids, set(), skipped=skipped, gold=gold, limit=1000, skip_locked=True
+                )
             assert [p.id for p in got] == expected, (skipped, gold)
             for found in got:
                 stored = Pair.objects.select_related("tuple").get(pk=found.pk)
-                assert (found.judgement_count, found.k, found.is_gold, found.status, found.image_correct_id,
-                        found.image_wrong_id, found.tuple.implicit_prompt, found.tuple.task_id) == (
-                    stored.judgement_count, stored.k, stored.is_gold, stored.status, stored.image_correct_id,
-                    stored.image_wrong_id, stored.tuple.implicit_prompt, stored.tuple.task_id)
+                assert (
+                    found.judgement_count,
+                    found.k,
+                    found.is_gold,
+                    found.status,
+                    found.image_correct_id,
+                    found.image_wrong_id,
+                    found.tuple.implicit_prompt,
+                    found.tuple.task_id,
+                ) == (
+                    stored.judgement_count,
+                    stored.k,
+                    stored.is_gold,
+                    stored.status,
+                    stored.image_correct_id,
+                    stored.image_wrong_id,
+                    stored.tuple.implicit_prompt,
+                    stored.tuple.task_id,
+                )
             if expected[1:]:
                 full = set(expected[:1])
                 with transaction.atomic():
-                    rest = queue_sql.window(me.pk, now, task_ids, full, skipped=skipped, gold=gold, limit=1000,
-                                            skip_locked=True)
+                    rest = queue_sql.window(
+                        me.pk, now, task_ids, full, skipped=skipped, gold=gold, limit=1000, skip_locked=True
+                    )
                 assert [p.pk for p in rest] == expected[1:]
 
 
@@ -183,8 +221,12 @@ def test_next_and_judgement_run_the_same_number_of_statements_whatever_the_numbe
         leased, next_statements = _statements(client, "post", "/api/queue/next/")
         assert leased.status_code == 200
         judged, judge_statements = _statements(
-            client, "post", f"/api/leases/{leased.json()['lease_id']}/judgement/", data={"choice": "left"},
-            format="json")
+            client,
+            "post",
+            f"/api/leases/{leased.json()['lease_id']}/judgement/",
+            data={"choice": "left"},
+            format="json",
+        )
         assert judged.status_code == 201
         counts.append((next_statements, judge_statements))
     assert counts[0] == counts[1]
@@ -203,6 +245,7 @@ def token_client():
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=header)
         return client
+
     return make
 
 
@@ -308,18 +351,33 @@ def test_the_lease_insert_writes_nothing_when_the_pair_has_no_room_left():
     now = timezone.now()
 
     def lease_for(user):
-        return Lease(pair=pair, annotator=user, left_image_id=pair.image_correct_id,
-                     right_image_id=pair.image_wrong_id, expires_at=now + timedelta(minutes=5))
+        return Lease(
+            pair=pair,
+            annotator=user,
+            left_image_id=pair.image_correct_id,
+            right_image_id=pair.image_wrong_id,
+            expires_at=now + timedelta(minutes=5),
+        )
 
     assert queue_sql.insert_lease(lease_for(first), now=now, room=2).pk
-    Lease.objects.create(pair=pair, annotator=gone, left_image_id=pair.image_correct_id,
-                         right_image_id=pair.image_wrong_id, state="active", expires_at=now - timedelta(seconds=1))
+    Lease.objects.create(
+        pair=pair,
+        annotator=gone,
+        left_image_id=pair.image_correct_id,
+        right_image_id=pair.image_wrong_id,
+        state="active",
+        expires_at=now - timedelta(seconds=1),
+    )
     assert queue_sql.insert_lease(lease_for(second), now=now, room=2).pk  # an expired lease takes no room
     assert queue_sql.insert_lease(lease_for(third), now=now, room=2) is None
     assert Lease.objects.filter(pair=pair, state="active", expires_at__gt=now).count() == 2
     stored = Lease.objects.filter(annotator=second).values().get()
     assert (stored["state"], stored["left_image_id"], stored["heartbeat_at"], stored["ended_at"]) == (
-        "active", pair.image_correct_id, None, None)
+        "active",
+        pair.image_correct_id,
+        None,
+        None,
+    )
     assert stored["created_at"] == now
 
 
@@ -337,10 +395,23 @@ def test_the_judgement_writes_equal_what_the_orm_writes():
     written = []
     for sql in (True, False):
         pair = make_pair("RU")
-        lease = Lease.objects.create(pair=pair, annotator=user, left_image_id=pair.image_correct_id,
-                                     right_image_id=pair.image_wrong_id, expires_at=now)
-        fields = dict(pair=pair, annotator=user, lease=lease, choice="left", chosen_image_id=pair.image_correct_id,
-                      flag_off_topic=True, comment="ünïcode ☃", time_spent_ms=1234)
+        lease = Lease.objects.create(
+            pair=pair,
+            annotator=user,
+            left_image_id=pair.image_correct_id,
+            right_image_id=pair.image_wrong_id,
+            expires_at=now,
+        )
+        fields = dict(
+            pair=pair,
+            annotator=user,
+            lease=lease,
+            choice="left",
+            chosen_image_id=pair.image_correct_id,
+            flag_off_topic=True,
+            comment="ünïcode ☃",
+            time_spent_ms=1234,
+        )
         after = {"choice": "left", "nested": [1, None]}
         pair.judgement_count, pair.status = 1, Pair.Status.COMPLETE
         if sql:
@@ -353,14 +424,21 @@ def test_the_judgement_writes_equal_what_the_orm_writes():
             judgement = Judgement.objects.create(**fields)
             Pair.objects.filter(pk=pair.pk).update(judgement_count=1, status=Pair.Status.COMPLETE)
             Lease.objects.filter(pk=lease.pk).update(state="judged", ended_at=now)
-            event = AuditEvent.objects.create(actor=user, action="judgement.created", target_type="judgement",
-                                              target_id=str(judgement.pk), after=after)
+            event = AuditEvent.objects.create(
+                actor=user,
+                action="judgement.created",
+                target_type="judgement",
+                target_id=str(judgement.pk),
+                after=after,
+            )
         assert Lease.objects.values_list("state", "ended_at").get(pk=lease.pk) == ("judged", now)
         assert Pair.objects.values_list("judgement_count", "status").get(pk=pair.pk) == (1, "complete")
         written.append((_stored(Judgement, judgement.pk), {**_stored(AuditEvent, event.pk), "target_id": ""}))
     (fast_j, fast_e), (slow_j, slow_e) = written
     per_pair = ("pair_id", "lease_id", "chosen_image_id")
-    assert {k: v for k, v in fast_j.items() if k not in per_pair} == {k: v for k, v in slow_j.items() if k not in per_pair}
+    assert {k: v for k, v in fast_j.items() if k not in per_pair} == {
+        k: v for k, v in slow_j.items() if k not in per_pair
+    }
     assert fast_e == slow_e
 
 
@@ -372,8 +450,13 @@ def test_the_judgement_writes_are_one_statement_that_writes_nothing_when_one_par
         pytest.skip("one statement only on PostgreSQL")
     user = make_user("failing", disciplines=["chemistry"])
     pair, now = make_pair("RU"), timezone.now()
-    lease = Lease.objects.create(pair=pair, annotator=user, left_image_id=pair.image_correct_id,
-                                 right_image_id=pair.image_wrong_id, expires_at=now)
+    lease = Lease.objects.create(
+        pair=pair,
+        annotator=user,
+        left_image_id=pair.image_correct_id,
+        right_image_id=pair.image_wrong_id,
+        expires_at=now,
+    )
     judgement = Judgement(pair=pair, annotator=user, lease=lease, choice="left", chosen_image_id=None)
     pair.judgement_count = 1
     assert connection.get_autocommit()
@@ -417,6 +500,7 @@ def test_the_queue_answers_are_their_serializers(rf):
     request = rf.post("/api/queue/next/")
     expected = LeaseSerializer(stored, context={"request": request}).data
     assert {k: v for k, v in lease.items() if not k.endswith("_url")} == {
-        k: v for k, v in expected.items() if not k.endswith("_url")}
+        k: v for k, v in expected.items() if not k.endswith("_url")
+    }
     receipt = client.post(f"/api/leases/{stored.pk}/judgement/", {"choice": "left"}, format="json").json()
     assert receipt == JudgementReceiptSerializer(Judgement.objects.get(pk=receipt["judgement_id"])).data

@@ -26,6 +26,7 @@ def prompt_file(folder: Path) -> tuple[Path, int]:
     path.write_text(json.dumps([{"prompt": p, "object": p.split()[1]} for p in prompts]))
     return path, len(prompts)
 
+
 pytestmark = pytest.mark.django_db
 
 

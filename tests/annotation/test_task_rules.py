@@ -17,35 +17,79 @@ LABELLED = [(task, prompt) for task, prompts in PROMPTS["labelled"].items() for 
 TASK_CODES = {code for code, *_ in TASKS}
 
 EXAMPLES = {
-    "EL": ["A wall lamp without power.", "A powerless laser pointer.", "An unplugged fridge.",
-           "A smartwatch without electricity, simple and realistic."],
+    "EL": [
+        "A wall lamp without power.",
+        "A powerless laser pointer.",
+        "An unplugged fridge.",
+        "A smartwatch without electricity, simple and realistic.",
+    ],
     "GR": ["A spoon in a simple space without gravity.", "A pencil in zero gravity.", "Water in zero-gravity."],
     "RI": ["An unripe mango, simple and realistic.", "A premature persimmon.", "Raw, undeveloped red currants."],
-    "LR": ["A potted fern kept in a dark room for weeks.", "A seedling grown without sunlight.",
-           "A tulip kept in darkness for a month."],
+    "LR": [
+        "A potted fern kept in a dark room for weeks.",
+        "A seedling grown without sunlight.",
+        "A tulip kept in darkness for a month.",
+    ],
     "WR": ["A rarely watered crocus.", "A lawn during a long drought.", "A cactus in dry soil, never watered."],
-    "FR": ["A little copper sulfide powder burning on a surface.", "Barium powder ignites on a surface.",
-           "A small dish with kerosene burns steadily."],
-    "SO": ["A cup of water in a freezer environment.", "In an arctic environment, a bottle holding water.",
-           "At minus tens of degrees Celsius, a cup holding juice."],
-    "ME": ["A chocolate bar in summer outdoors.", "A wax candle in the desert.", "An ice cube on a heated pan.",
-           "An ice cream cone at sixty degrees Celsius."],
-    "EV": ["A jug of milk at hundreds of degrees Celsius.", "A pot of soup boiling for hours.",
-           "A glass of tea heated to four hundred degrees."],
-    "RU": ["An iron bowl exposed to oxygen for decades.", "A steel shovel left in the open air for a long time.",
-           "A metal nail left outside in the rain for weeks.", "A steel bolt in a humid cellar for years."],
-    "IM": ["A glass containing both water and petrol.", "A clear glass filled with vinegar and mercury.",
-           "A jar of milk and vegetable oil.", "Oil and water in a bottle."],
+    "FR": [
+        "A little copper sulfide powder burning on a surface.",
+        "Barium powder ignites on a surface.",
+        "A small dish with kerosene burns steadily.",
+    ],
+    "SO": [
+        "A cup of water in a freezer environment.",
+        "In an arctic environment, a bottle holding water.",
+        "At minus tens of degrees Celsius, a cup holding juice.",
+    ],
+    "ME": [
+        "A chocolate bar in summer outdoors.",
+        "A wax candle in the desert.",
+        "An ice cube on a heated pan.",
+        "An ice cream cone at sixty degrees Celsius.",
+    ],
+    "EV": [
+        "A jug of milk at hundreds of degrees Celsius.",
+        "A pot of soup boiling for hours.",
+        "A glass of tea heated to four hundred degrees.",
+    ],
+    "RU": [
+        "An iron bowl exposed to oxygen for decades.",
+        "A steel shovel left in the open air for a long time.",
+        "A metal nail left outside in the rain for weeks.",
+        "A steel bolt in a humid cellar for years.",
+    ],
+    "IM": [
+        "A glass containing both water and petrol.",
+        "A clear glass filled with vinegar and mercury.",
+        "A jar of milk and vegetable oil.",
+        "Oil and water in a bottle.",
+    ],
     "AB": ["A drop of ink touches a napkin.", "A drop of tea touches a felt.", "Red dye spilled on a cotton towel."],
-    "DI": ["A little bit red dye added to a glass of water.", "A little bit milk added to a glass of soda water.",
-           "Blue ink dripped into a beaker of water.", "A spoon of sugar stirred into a cup of tea."],
-    "BU": ["A transparent water-filled box holds a brick.", "A box filled with water holding a steel key.",
-           "A cork floating in a bucket.", "A tank of water with a wooden log.",
-           "A cork dropped into a glass of water."],
-    "LI": ["A ceramic mug in an extremely humid, room-temperature setting.", "A metal can in a highly humid space.",
-           "Condensation on a window.", "A cold can of soda on a table."],
-    "SC": ["A maple tree in winter.", "A lilac bush during autumn.", "A peony during spring.",
-           "A lavender during summer."],
+    "DI": [
+        "A little bit red dye added to a glass of water.",
+        "A little bit milk added to a glass of soda water.",
+        "Blue ink dripped into a beaker of water.",
+        "A spoon of sugar stirred into a cup of tea.",
+    ],
+    "BU": [
+        "A transparent water-filled box holds a brick.",
+        "A box filled with water holding a steel key.",
+        "A cork floating in a bucket.",
+        "A tank of water with a wooden log.",
+        "A cork dropped into a glass of water.",
+    ],
+    "LI": [
+        "A ceramic mug in an extremely humid, room-temperature setting.",
+        "A metal can in a highly humid space.",
+        "Condensation on a window.",
+        "A cold can of soda on a table.",
+    ],
+    "SC": [
+        "A maple tree in winter.",
+        "A lilac bush during autumn.",
+        "A peony during spring.",
+        "A lavender during summer.",
+    ],
 }
 
 
@@ -98,20 +142,29 @@ def test_it_matches_case_insensitively():
         ("A can of soda just taken out of the freezer.", "LI", "a can just out of the freezer sweats"),
         ("A bucket of rainwater on a balcony during a January cold snap.", "SO", "a cold snap freezes a liquid"),
         ("A cold can of soda on a table.", "LI", "cold alone is condensation"),
-        ("A pair of glasses worn into a warm room from the freezing cold outside.", "LI",
-         "freezing needs a liquid to be solidification"),
+        (
+            "A pair of glasses worn into a warm room from the freezing cold outside.",
+            "LI",
+            "freezing needs a liquid to be solidification",
+        ),
         # freezing vs seasonal change, freezing vs melting
         ("A glass of orange juice left outside on a winter night.", "SO", "a drink out in winter freezes"),
         ("A weeping willow by the river in winter.", "SC", "a prompt that starts with a tree is seasonal"),
         ("A beech hedge beside a frozen pond in winter.", "SC", "the hedge is the subject, not the pond"),
-        ("A boxelder in winter stands by the river, with high realism.", "SC",
-         "a liquid far into the prompt is scenery"),
+        (
+            "A boxelder in winter stands by the river, with high realism.",
+            "SC",
+            "a liquid far into the prompt is scenery",
+        ),
         ("A birch tree in frosty winter.", "SC", "solidification needs a liquid subject"),
         ("A mug of hot chocolate forgotten on the porch on a winter night.", "SO", "hot chocolate is a drink"),
         # rust vs condensation
         ("A ceramic cup left in a humid room.", "LI", "humidity without a metal is condensation"),
-        ("A metal tray in a extremely humid and room-temperature kitchen, realistic.", "LI",
-         "humidity on a metal without a long time is condensation"),
+        (
+            "A metal tray in a extremely humid and room-temperature kitchen, realistic.",
+            "LI",
+            "humidity on a metal without a long time is condensation",
+        ),
         ("A steel bolt in a humid cellar for years.", "RU", "a metal for years is rust"),
         ("A cold metal spoon held over a steaming cup of tea.", "LI", "a metal without time is no rust"),
         # rust, watering, light, ripeness vs seasons
@@ -177,7 +230,29 @@ def test_every_rule_says_what_it_looks_for():
 def test_it_takes_linear_time_on_a_long_prompt():
     # A guard against catastrophic backtracking (a pattern once took 7 s on 10,000 words), not a speed
     # measurement: these 60,000 words take about 0.06 s, so the bound only trips on a hang.
-    words = "a the of water in on hot for tree steel oil drop glass winter sun with by left out wet ink".split()
+    words = [
+        "a",
+        "the",
+        "of",
+        "water",
+        "in",
+        "on",
+        "hot",
+        "for",
+        "tree",
+        "steel",
+        "oil",
+        "drop",
+        "glass",
+        "winter",
+        "sun",
+        "with",
+        "by",
+        "left",
+        "out",
+        "wet",
+        "ink",
+    ]
     prompts = [" ".join(words[i % len(words)] for i in range(20_000)), "hot " * 20_000, "wet " * 20_000]
     started = time.perf_counter()
     for prompt in prompts:

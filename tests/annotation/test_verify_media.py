@@ -20,9 +20,16 @@ from tests.support.factories import png_bytes
 
 pytestmark = pytest.mark.django_db
 
-S3 = {"BACKEND": "storages.backends.s3.S3Storage",
-      "OPTIONS": {"bucket_name": "scit2i-verify", "region_name": "us-east-1", "location": "media",
-                  "file_overwrite": True, "default_acl": None}}
+S3 = {
+    "BACKEND": "storages.backends.s3.S3Storage",
+    "OPTIONS": {
+        "bucket_name": "scit2i-verify",
+        "region_name": "us-east-1",
+        "location": "media",
+        "file_overwrite": True,
+        "default_acl": None,
+    },
+}
 ORPHAN = "images/ff/" + "f" * 64 + ".png"
 
 
@@ -54,8 +61,13 @@ def test_it_reports_clean_media_with_exit_code_zero():
     report, code = _verify()
     assert code == 0
     assert report["clean"] is True
-    assert (report["rows"], report["files"], report["missing"], report["mismatched"], report["orphans"]) == \
-        (3, 3, 0, 0, 0)
+    assert (report["rows"], report["files"], report["missing"], report["mismatched"], report["orphans"]) == (
+        3,
+        3,
+        0,
+        0,
+        0,
+    )
 
 
 def test_it_reports_missing_mismatched_and_orphan_files_and_changes_nothing():
@@ -63,10 +75,18 @@ def test_it_reports_missing_mismatched_and_orphan_files_and_changes_nothing():
     _damage(images)
     report, code = _verify()
     assert code == 1 and report["clean"] is False
-    assert (report["rows"], report["files"], report["missing"], report["mismatched"], report["orphans"]) == \
-        (3, 3, 1, 1, 1)
-    assert report["examples"] == {"missing": [images[0].file.name], "mismatched": [images[1].file.name],
-                                  "orphan": [ORPHAN]}
+    assert (report["rows"], report["files"], report["missing"], report["mismatched"], report["orphans"]) == (
+        3,
+        3,
+        1,
+        1,
+        1,
+    )
+    assert report["examples"] == {
+        "missing": [images[0].file.name],
+        "mismatched": [images[1].file.name],
+        "orphan": [ORPHAN],
+    }
     assert default_storage.exists(ORPHAN) and Image.objects.count() == 3
 
     out = io.StringIO()
@@ -110,13 +130,21 @@ def test_it_finds_the_same_problems_when_rows_and_files_span_many_chunks(monkeyp
     _damage(images)
     report, code = _verify()
     assert code == 1
-    assert (report["rows"], report["files"], report["missing"], report["mismatched"], report["orphans"]) == \
-        (7, 7, 1, 1, 1)
+    assert (report["rows"], report["files"], report["missing"], report["mismatched"], report["orphans"]) == (
+        7,
+        7,
+        1,
+        1,
+        1,
+    )
 
 
 def test_it_checks_media_on_s3(settings, monkeypatch):
-    for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(name, value)
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
@@ -130,7 +158,13 @@ def test_it_checks_media_on_s3(settings, monkeypatch):
         assert len(keys) == 3 and f"media/{ORPHAN}" in keys
         report, code = _verify("--delete-orphans", "--grace-seconds", "0")
         assert code == 1
-        assert (report["rows"], report["files"], report["missing"], report["mismatched"], report["orphans"],
-                report["orphans_deleted"]) == (3, 3, 1, 1, 1, 1)
+        assert (
+            report["rows"],
+            report["files"],
+            report["missing"],
+            report["mismatched"],
+            report["orphans"],
+            report["orphans_deleted"],
+        ) == (3, 3, 1, 1, 1, 1)
         keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="scit2i-verify")["Contents"])
         assert f"media/{ORPHAN}" not in keys and len(keys) == 2

@@ -4,11 +4,10 @@ import pytest
 from django.core.exceptions import PermissionDenied
 
 from annotation.models import AuditEvent, Pair
-from annotation.services import queue
 from curation.models import Adjudication, Consensus
+from curation.services import judging
 from curation.services.adjudication import InvalidAdjudication, adjudicate
 from tests.support.judging import chemist, judge, judged_pair
-from curation.services import judging
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +22,9 @@ def test_it_overrides_the_consensus_and_audits_the_decision(reviewer):
     assert created.after == {"pair": pair.pk, "label": "other", "comment": "The wrong image shows the real rust."}
     changed = AuditEvent.objects.filter(action="consensus.changed", actor=reviewer).get()
     assert (changed.before["outcome"], changed.after["outcome"], changed.after["label"]) == (
-        "disputed", "adjudicated", "other"
+        "disputed",
+        "adjudicated",
+        "other",
     )
 
 
@@ -92,8 +93,9 @@ def test_it_shows_one_pairs_consensus(api, reviewer, outcomes):
 def test_it_records_an_adjudication_through_the_api(api, reviewer, outcomes):
     api.force_authenticate(reviewer)
     pair = outcomes["disputed"]
-    response = api.post("/api/curation/adjudications/", {"pair": pair.pk, "label": "expected", "comment": "ok"},
-                        format="json")
+    response = api.post(
+        "/api/curation/adjudications/", {"pair": pair.pk, "label": "expected", "comment": "ok"}, format="json"
+    )
     assert response.status_code == 201
     body = response.json()
     assert (body["pair"], body["reviewer"], body["label"], body["comment"]) == (pair.pk, "rev", "expected", "ok")
@@ -112,8 +114,12 @@ def test_it_answers_400_for_a_bad_label_and_404_for_an_unknown_pair(api, reviewe
     assert not Adjudication.objects.exists()
 
 
-ENDPOINTS = [("get", "/api/curation/consensus/"), ("get", "/api/curation/consensus/1/"),
-             ("get", "/api/curation/adjudications/"), ("post", "/api/curation/adjudications/")]
+ENDPOINTS = [
+    ("get", "/api/curation/consensus/"),
+    ("get", "/api/curation/consensus/1/"),
+    ("get", "/api/curation/adjudications/"),
+    ("post", "/api/curation/adjudications/"),
+]
 
 
 @pytest.mark.parametrize(("method", "url"), ENDPOINTS)

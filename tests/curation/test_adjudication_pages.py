@@ -56,7 +56,8 @@ def test_it_lists_disputed_and_reversed_pairs_oldest_first_with_filters(client, 
     assert listed(response) == [p.pk for p in queue_items.values()]
     assert response.context["totals"] == {"disputed": 2, "reversed": 1}
     assert listed(client.get(LIST, {"outcome": "disputed"})) == [
-        queue_items["disputed_im"].pk, queue_items["disputed_ru"].pk
+        queue_items["disputed_im"].pk,
+        queue_items["disputed_ru"].pk,
     ]
     assert listed(client.get(LIST, {"task": "IM"})) == [queue_items["disputed_im"].pk]
     assert f'href="{detail(queue_items["disputed_im"])}?task=IM"' in client.get(LIST, {"task": "IM"}).content.decode()
@@ -86,7 +87,10 @@ def test_it_shows_reviewers_the_whole_tuple_images_and_judgements(client, review
     assert sorted(re.findall(r'<td class="label">(\w+)</td>', html)) == ["expected", "other", "other"]
     expected = re.search(r'id="image-expected">.*?src="([^"]+)"', html, re.S).group(1)
     other = re.search(r'id="image-other">.*?src="([^"]+)"', html, re.S).group(1)
-    assert (expected, other) == (f"/api/images/{pair.image_correct_id}/file/", f"/api/images/{pair.image_wrong_id}/file/")
+    assert (expected, other) == (
+        f"/api/images/{pair.image_correct_id}/file/",
+        f"/api/images/{pair.image_wrong_id}/file/",
+    )
     assert client.get(expected).status_code == 200
     assert "<strong>reversed</strong>" in html
 

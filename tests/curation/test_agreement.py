@@ -48,8 +48,16 @@ def test_fleiss_kappa_of_the_fleiss_1971_worked_example():
     (1971), "Measuring nominal scale agreement among many raters", Psychological Bulletin 76(5),
     378–382): 10 subjects, 14 raters each, 5 categories; κ = 0.210."""
     table = [
-        [0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
-        [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7],
+        [0, 0, 0, 0, 14],
+        [0, 2, 6, 4, 2],
+        [0, 0, 3, 5, 6],
+        [0, 3, 9, 2, 0],
+        [2, 2, 8, 1, 1],
+        [7, 7, 0, 0, 0],
+        [3, 2, 6, 3, 0],
+        [2, 5, 3, 2, 2],
+        [6, 5, 2, 1, 0],
+        [0, 2, 2, 3, 7],
     ]
     result = agreement.fleiss_modal(table)
     assert result["value"] == pytest.approx(0.210, abs=5e-4)

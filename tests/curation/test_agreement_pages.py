@@ -125,8 +125,16 @@ def test_the_page_reports_a_bad_filter_and_applies_the_others(client, reviewer):
 
 @pytest.mark.parametrize(
     "value, name",
-    [(-0.3, "poor"), (0.0, "slight"), (0.2, "slight"), (0.21, "fair"), (0.6, "moderate"), (0.8, "substantial"),
-     (1.0, "almost-perfect"), (None, "undefined")],
+    [
+        (-0.3, "poor"),
+        (0.0, "slight"),
+        (0.2, "slight"),
+        (0.21, "fair"),
+        (0.6, "moderate"),
+        (0.8, "substantial"),
+        (1.0, "almost-perfect"),
+        (None, "undefined"),
+    ],
 )
 def test_the_colour_bands_follow_landis_and_koch(value, name):
     """Landis, J. R. & Koch, G. G. (1977), "The measurement of observer agreement for categorical
@@ -161,7 +169,12 @@ def test_the_api_returns_the_report(api, reviewer, chemists):
     assert [row["task"] for row in body["tasks"]] == ["RU"]
     assert body["overall"]["n_judgements"] == 9
     assert set(body["overall"]["fleiss_kappa"]) == {
-        "value", "n_items", "n_judgements", "reason", "raters_per_item", "n_items_excluded",
+        "value",
+        "n_items",
+        "n_judgements",
+        "reason",
+        "raters_per_item",
+        "n_items_excluded",
     }
     assert body["cohen"]["annotators"] == ["chem-0", "chem-1", "chem-2"]
     assert body["cohen"]["matrix"][0][1]["n_items"] == 3

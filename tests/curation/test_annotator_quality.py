@@ -6,11 +6,10 @@ import pytest
 from annotation.models import AuditEvent, Expertise
 from annotation.services import queue
 from curation.models import AnnotatorQuality
-from curation.services import gold
+from curation.services import gold, judging
 from tests.support.audit import events
 from tests.support.factories import make_pair
 from tests.support.judging import chemist, judge
-from curation.services import judging
 
 pytestmark = pytest.mark.django_db
 
@@ -52,8 +51,16 @@ def paused(user) -> bool:
 
 @pytest.mark.parametrize(
     ("answer", "label", "correct"),
-    [("expected", "expected", 1), ("expected", "other", 0), ("other", "other", 1), ("other", "expected", 0),
-     ("both", "both", 1), ("both", "neither", 0), ("neither", "neither", 1), ("neither", "expected", 0)],
+    [
+        ("expected", "expected", 1),
+        ("expected", "other", 0),
+        ("other", "other", 1),
+        ("other", "expected", 0),
+        ("both", "both", 1),
+        ("both", "neither", 0),
+        ("neither", "neither", 1),
+        ("neither", "expected", 0),
+    ],
 )
 def test_it_compares_a_gold_judgement_with_the_answer(golds, annotator, answer, label, correct):
     golds(1, answer)
@@ -201,8 +208,10 @@ def test_it_lists_quality_for_admins_only(api, admin_user, reviewer, golds, anno
     judge_gold(other, "expected")
     api.force_authenticate(admin_user)
     rows = api.get("/api/curation/quality/").json()["results"]
-    assert {row["username"]: (row["gold_judged"], row["gold_correct"], row["accuracy"], row["flagged"], row["paused"])
-            for row in rows} == {annotator.username: (3, 0, 0.0, True, True), other.username: (1, 1, 1.0, False, False)}
+    assert {
+        row["username"]: (row["gold_judged"], row["gold_correct"], row["accuracy"], row["flagged"], row["paused"])
+        for row in rows
+    } == {annotator.username: (3, 0, 0.0, True, True), other.username: (1, 1, 1.0, False, False)}
     assert [row["user_id"] for row in api.get("/api/curation/quality/?flagged=true").json()["results"]] == [
         annotator.id
     ]
@@ -224,8 +233,9 @@ def test_it_restores_flagged_annotators_from_the_django_admin(client, admin_user
     for _ in range(3):
         judge_gold(annotator, "both")
     client.force_login(admin_user)
-    response = client.post("/admin/curation/annotatorquality/",
-                           {"action": "restore", "_selected_action": [quality_of(annotator).pk]})
+    response = client.post(
+        "/admin/curation/annotatorquality/", {"action": "restore", "_selected_action": [quality_of(annotator).pk]}
+    )
     assert response.status_code == 302
     assert not quality_of(annotator).flagged and not paused(annotator)
     assert AuditEvent.objects.filter(action="annotator.restored", actor=admin_user).count() == 1

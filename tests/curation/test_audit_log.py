@@ -177,17 +177,26 @@ def test_it_audits_catalogue_changes_with_their_actor(admin_user, api):
     from tests.support.factories import png_bytes
 
     api.force_authenticate(admin_user)
-    tuple_id = api.post("/api/tuples/", {"implicit_prompt": "An iron gate in the rain for years.", "task": "RU"},
-                        format="json").json()["id"]
-    images = [api.post("/api/images/", {"file": _upload(png_bytes())}, format="multipart").json()["id"]
-              for _ in range(2)]
-    pair_id = api.post("/api/pairs/", {"tuple": tuple_id, "image_correct": images[0], "image_wrong": images[1]},
-                       format="json").json()["id"]
+    tuple_id = api.post(
+        "/api/tuples/", {"implicit_prompt": "An iron gate in the rain for years.", "task": "RU"}, format="json"
+    ).json()["id"]
+    images = [
+        api.post("/api/images/", {"file": _upload(png_bytes())}, format="multipart").json()["id"] for _ in range(2)
+    ]
+    pair_id = api.post(
+        "/api/pairs/", {"tuple": tuple_id, "image_correct": images[0], "image_wrong": images[1]}, format="json"
+    ).json()["id"]
     api.patch(f"/api/pairs/{pair_id}/", {"k": 5}, format="json")
     api.patch(f"/api/pairs/{pair_id}/", {"status": "retired"}, format="json")
     actions = list(AuditEvent.objects.filter(actor=admin_user).order_by("id").values_list("action", flat=True))
-    assert actions == ["tuple.created", "image.created", "image.created", "pair.created", "pair.k_changed",
-                       "pair.retired"]
+    assert actions == [
+        "tuple.created",
+        "image.created",
+        "image.created",
+        "pair.created",
+        "pair.k_changed",
+        "pair.retired",
+    ]
     k_change = AuditEvent.objects.get(action="pair.k_changed")
     assert (k_change.before["k"], k_change.after["k"]) == (3, 5)
 
@@ -214,9 +223,16 @@ def test_it_audits_direct_admin_edits_without_password_hashes(admin_user, annota
     from annotation.models import Task
 
     task = Task.objects.get(code="BU")
-    response = client.post(f"/admin/annotation/task/{task.pk}/change/", {
-        "code": "BU", "name": "Buoyancy and floating", "discipline": task.discipline_id, "kind": "ST",
-        "description": ""})
+    response = client.post(
+        f"/admin/annotation/task/{task.pk}/change/",
+        {
+            "code": "BU",
+            "name": "Buoyancy and floating",
+            "discipline": task.discipline_id,
+            "kind": "ST",
+            "description": "",
+        },
+    )
     assert response.status_code == 302
     event = AuditEvent.objects.get(action="task.changed")
     assert event.actor == admin_user and event.after["name"] == "Buoyancy and floating"

@@ -77,17 +77,32 @@ def test_folded_statistics_keep_the_undefined_cases_and_their_reasons(table, wei
 def test_the_label_in_sql_is_label_of():
     pair = make_pair("RU")
     stray = make_image(Image.Kind.UPLOADED)
-    cases = [("left", pair.image_correct), ("right", pair.image_correct), ("left", pair.image_wrong),
-             ("right", pair.image_wrong), ("both", None), ("neither", None), ("left", None), ("right", stray),
-             ("both", pair.image_correct)]
+    cases = [
+        ("left", pair.image_correct),
+        ("right", pair.image_correct),
+        ("left", pair.image_wrong),
+        ("right", pair.image_wrong),
+        ("both", None),
+        ("neither", None),
+        ("left", None),
+        ("right", stray),
+        ("both", pair.image_correct),
+    ]
     now = timezone.now()
     for choice, chosen in cases:
         user = make_user(f"label-{next(_names)}", "annotator", disciplines=["chemistry"])
-        lease = Lease.objects.create(pair=pair, annotator=user, left_image=pair.image_correct,
-                                     right_image=pair.image_wrong, state=Lease.State.JUDGED, expires_at=now)
+        lease = Lease.objects.create(
+            pair=pair,
+            annotator=user,
+            left_image=pair.image_correct,
+            right_image=pair.image_wrong,
+            state=Lease.State.JUDGED,
+            expires_at=now,
+        )
         Judgement.objects.create(pair=pair, annotator=user, lease=lease, choice=choice, chosen_image=chosen)
     rows = Judgement.objects.annotate(code=agreement._label_sql()).values_list(
-        "choice", "chosen_image_id", "pair__image_correct_id", "code")
+        "choice", "chosen_image_id", "pair__image_correct_id", "code"
+    )
     assert len(rows) == len(cases)
     for choice, chosen, correct, code in rows:
         assert agreement.LABELS[code] == label_of(choice, chosen, correct)
@@ -110,11 +125,16 @@ def test_the_review_queue_counts_flagged_judgements_as_the_join_did():
     judged_pair("expected", "expected", "expected")  # confirmed: not listed
     old = (
         Consensus.objects.filter(outcome__in=REVIEW_OUTCOMES)
-        .annotate(flagged=Count("pair__judgements", filter=(
-            Q(pair__judgements__flag_prompt_unclear=True)
-            | Q(pair__judgements__flag_image_broken=True)
-            | Q(pair__judgements__flag_off_topic=True)
-        )))
+        .annotate(
+            flagged=Count(
+                "pair__judgements",
+                filter=(
+                    Q(pair__judgements__flag_prompt_unclear=True)
+                    | Q(pair__judgements__flag_image_broken=True)
+                    | Q(pair__judgements__flag_off_topic=True)
+                ),
+            )
+        )
         .order_by("updated_at", "pair_id")
     )
     expected = [(c.pair_id, c.flagged) for c in old]
@@ -141,10 +161,18 @@ def test_the_audit_log_needs_the_same_queries_at_two_sizes(client, admin_user, d
     actors = [make_user(f"actor-{n}", "annotator", disciplines=["chemistry"]) for n in range(3)]
 
     def grow(n):
-        AuditEvent.objects.bulk_create([
-            AuditEvent(actor=actors[i % 3], action=f"pair.bench{i % 4}", target_type="pair", target_id=str(pair.pk),
-                       after={"n": i}) for i in range(n)
-        ])
+        AuditEvent.objects.bulk_create(
+            [
+                AuditEvent(
+                    actor=actors[i % 3],
+                    action=f"pair.bench{i % 4}",
+                    target_type="pair",
+                    target_id=str(pair.pk),
+                    after={"n": i},
+                )
+                for i in range(n)
+            ]
+        )
 
     client.force_login(admin_user)
     grow(3)
@@ -174,8 +202,15 @@ def test_the_lease_figures_equal_the_aggregate_over_every_lease():
     ]
     for n, (state, expires, ended) in enumerate(states):
         user = make_user(f"leaser-{n}", "annotator", disciplines=["chemistry"])
-        Lease.objects.create(pair=pair, annotator=user, left_image=pair.image_correct, right_image=pair.image_wrong,
-                             state=state, expires_at=expires, ended_at=ended)
+        Lease.objects.create(
+            pair=pair,
+            annotator=user,
+            left_image=pair.image_correct,
+            right_image=pair.image_wrong,
+            state=state,
+            expires_at=expires,
+            ended_at=ended,
+        )
     active = Q(state=Lease.State.ACTIVE)
     old = Lease.objects.order_by().aggregate(
         live=Count("id", filter=active & Q(expires_at__gt=now)),
@@ -226,7 +261,11 @@ def test_the_benchmark_flags_pages_over_budget_or_growing():
     }
     pages.judge(results, args)
     assert {name: result["verdict"] for name, result in results.items()} == {
-        "login (baseline)": "ok", "flat": "ok", "tiny noise": "ok", "grows": "time grows", "slow": "over budget",
+        "login (baseline)": "ok",
+        "flat": "ok",
+        "tiny noise": "ok",
+        "grows": "time grows",
+        "slow": "over budget",
         "more queries": "queries grow",
     }
     assert results["grows"]["growth_vs_baseline"] == 4.5

@@ -4,17 +4,16 @@ Judgements go through the real queue. ``judge`` states what the annotator means 
 expected image and maps it to left/right with the lease's display order, which is random.
 """
 
-
 import pytest
 from django.core.management import call_command
 
 from annotation.models import AuditEvent, Pair
 from annotation.services import queue
 from curation.models import Consensus
+from curation.services import judging
 from curation.services.consensus import recompute_all, recompute_consensus
 from tests.support.factories import make_pair
 from tests.support.judging import chemist, judge, judged_pair
-from curation.services import judging
 
 pytestmark = pytest.mark.django_db
 
@@ -120,7 +119,6 @@ def test_it_recomputes_everything_idempotently_and_repairs_stale_rows(capsys):
 
 
 def test_it_recomputes_when_an_admin_changes_k():
-    from annotation.services import catalog
 
     pair = judged_pair("expected", "expected")
     assert consensus_of(pair).outcome == "pending"

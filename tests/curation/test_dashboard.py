@@ -112,10 +112,22 @@ def test_it_adds_up_the_totals(dataset):
 
 def test_it_counts_the_outcome_mix_per_task_retired_pairs_included(dataset):
     tasks = rows(dashboard())
-    assert tasks["RU"].outcomes == {"confirmed": 1, "adjudicated": 0, "reversed": 1, "rejected": 0, "disputed": 1,
-                                    "pending": 4}
-    assert tasks["IM"].outcomes == {"confirmed": 1, "adjudicated": 0, "reversed": 1, "rejected": 0, "disputed": 0,
-                                    "pending": 2}
+    assert tasks["RU"].outcomes == {
+        "confirmed": 1,
+        "adjudicated": 0,
+        "reversed": 1,
+        "rejected": 0,
+        "disputed": 1,
+        "pending": 4,
+    }
+    assert tasks["IM"].outcomes == {
+        "confirmed": 1,
+        "adjudicated": 0,
+        "reversed": 1,
+        "rejected": 0,
+        "disputed": 0,
+        "pending": 2,
+    }
     assert tasks["FR"].outcome_total == 0
 
 
@@ -172,8 +184,9 @@ def test_it_reports_queue_health(dataset):
     Lease.objects.filter(pk=reclaimed.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
     assert queue.reclaim_expired_leases() == 1
     long_ago = queue.next_lease(chemist())
-    Lease.objects.filter(pk=long_ago.pk).update(state=Lease.State.EXPIRED,
-                                                ended_at=timezone.now() - timedelta(hours=25))
+    Lease.objects.filter(pk=long_ago.pk).update(
+        state=Lease.State.EXPIRED, ended_at=timezone.now() - timedelta(hours=25)
+    )
     stale = queue.next_lease(chemist())
     Lease.objects.filter(pk=stale.pk).update(expires_at=timezone.now() - timedelta(seconds=5))
     assert live and reclaimed and stale
@@ -184,10 +197,20 @@ def test_it_reports_queue_health(dataset):
 def test_it_narrows_everything_but_gold_accuracy_to_a_discipline(dataset):
     board = dashboard(discipline="physics")
     assert [row.code for row in board.tasks][:1] and {row.code for row in board.tasks} == {
-        "GR", "SO", "ME", "AB", "BU", "DI", "EL", "EV", "LI"}
+        "GR",
+        "SO",
+        "ME",
+        "AB",
+        "BU",
+        "DI",
+        "EL",
+        "EV",
+        "LI",
+    }
     assert (board.totals.pairs, board.totals.judgements) == (1, 3)
     assert {row.username for row in board.throughput} == {
-        u for u in Judgement.objects.filter(pair__tuple__task__code="GR").values_list("annotator__username", flat=True)}
+        u for u in Judgement.objects.filter(pair__tuple__task__code="GR").values_list("annotator__username", flat=True)
+    }
     assert board.agreement_overall["n_pairs"] == 1
     assert len(board.quality) == 2
     assert board.most_reversed == []
@@ -266,7 +289,8 @@ def test_it_applies_the_filters_and_shows_bad_values_as_errors(client, admin_use
     assert response.context["days"] == 30 and len(response.context["board"].days) == 30
     assert "Physics · throughput over the last 30 days" in response.content.decode()
     assert {t["row"].code for t in response.context["tasks"]} >= {"GR"} and "RU" not in {
-        t["row"].code for t in response.context["tasks"]}
+        t["row"].code for t in response.context["tasks"]
+    }
     for bad in ("0", "91", "x"):
         response = client.get(reverse(PAGE), {"days": bad})
         assert response.status_code == 200 and response.context["days"] == 14

@@ -26,9 +26,12 @@ pytestmark = pytest.mark.django_db
 
 def write_test_split(path: Path, prompts_and_tasks: list[tuple[str, str]]) -> tuple[Path, list[tuple[bytes, bytes]]]:
     images = [(png_bytes(), jpeg_bytes()) for _ in prompts_and_tasks]
-    records = [TupleRecord(prompt, f"{prompt} explicit", f"{prompt} superficial", ImageRef(data=good),
-                           ImageRef(data=bad), task=task)
-               for (prompt, task), (good, bad) in zip(prompts_and_tasks, images)]
+    records = [
+        TupleRecord(
+            prompt, f"{prompt} explicit", f"{prompt} superficial", ImageRef(data=good), ImageRef(data=bad), task=task
+        )
+        for (prompt, task), (good, bad) in zip(prompts_and_tasks, images)
+    ]
     write_parquet(records, path)
     return path, images
 
@@ -37,8 +40,10 @@ def write_test_split(path: Path, prompts_and_tasks: list[tuple[str, str]]) -> tu
 
 
 def test_it_imports_train_style_rows_with_paraphrase_lists_and_several_images(tmp_path):
-    rows = [train_row("An iron nail left in the rain for weeks", "Rust", n_images=2),
-            train_row("A cork dropped into a tank of water", "buoyancy")]
+    rows = [
+        train_row("An iron nail left in the rain for weeks", "Rust", n_images=2),
+        train_row("A cork dropped into a tank of water", "buoyancy"),
+    ]
     path = write_train(tmp_path / "data" / "train-00000-of-00001.parquet", rows)
 
     report = import_dataset(path)
@@ -78,9 +83,13 @@ def test_it_imports_test_style_rows_and_reads_the_scene_from_the_split(tmp_path)
 
 
 def test_a_second_import_creates_nothing(tmp_path):
-    path = write_train(tmp_path / "train.parquet",
-                       [train_row("A bronze statue exposed to the air for years", n_images=2),
-                        train_row("A steel bicycle left outside for months")])
+    path = write_train(
+        tmp_path / "train.parquet",
+        [
+            train_row("A bronze statue exposed to the air for years", n_images=2),
+            train_row("A steel bicycle left outside for months"),
+        ],
+    )
     import_dataset(path)
     before = snapshot()
 
@@ -97,17 +106,22 @@ def test_a_bad_row_leaves_the_database_unchanged_and_is_reported_with_its_row(tm
     make_pair("RU")
     before = snapshot()
     truncated = png_bytes()[:-30]
-    rows = [train_row("A copper pipe in the rain for a year"),
-            train_row("An unknown law at work", category="Alchemy"),
-            train_row("A silver spoon in salty air for years", explicit=[truncated]),
-            {**train_row("No implicit prompt"), "implicit_prompt": []}]
+    rows = [
+        train_row("A copper pipe in the rain for a year"),
+        train_row("An unknown law at work", category="Alchemy"),
+        train_row("A silver spoon in salty air for years", explicit=[truncated]),
+        {**train_row("No implicit prompt"), "implicit_prompt": []},
+    ]
     path = write_train(tmp_path / "train.parquet", rows)
 
     report = import_dataset(path)
 
     assert not report.ok
-    assert [(e["file"], e["row"]) for e in report.errors] == [("train.parquet", 2), ("train.parquet", 3),
-                                                              ("train.parquet", 4)]
+    assert [(e["file"], e["row"]) for e in report.errors] == [
+        ("train.parquet", 2),
+        ("train.parquet", 3),
+        ("train.parquet", 4),
+    ]
     assert "unknown task/category 'Alchemy'" in report.errors[0]["error"]
     assert report.errors[1]["error"].startswith("explicit_image: The image is corrupt or truncated")
     assert "implicit_prompt" in report.errors[2]["error"]
@@ -129,9 +143,11 @@ def test_it_rejects_images_that_are_not_images_or_too_big(tmp_path, settings):
 
 def test_a_pair_of_the_same_image_or_one_that_contradicts_another_is_an_error(tmp_path):
     a, b = png_bytes(), png_bytes()
-    rows = [train_row("A nail in the rain for weeks", explicit=[a], superficial=[a]),
-            train_row("A chain in the rain for weeks", explicit=[a], superficial=[b]),
-            train_row("A chain in the rain for weeks", explicit=[b], superficial=[a])]
+    rows = [
+        train_row("A nail in the rain for weeks", explicit=[a], superficial=[a]),
+        train_row("A chain in the rain for weeks", explicit=[a], superficial=[b]),
+        train_row("A chain in the rain for weeks", explicit=[b], superficial=[a]),
+    ]
     report = import_dataset(write_train(tmp_path / "train.parquet", rows))
     assert [e["row"] for e in report.errors] == [1, 3]
     assert "same image" in report.errors[0]["error"]
@@ -153,19 +169,28 @@ def test_a_row_without_a_category_needs_a_task_default(tmp_path):
 
 
 def test_the_law_column_is_used_when_the_category_is_empty(tmp_path):
-    path = write_train(tmp_path / "train.parquet", [train_row("Oil poured into water", category="", law="Immiscibility")])
+    path = write_train(
+        tmp_path / "train.parquet", [train_row("Oil poured into water", category="", law="Immiscibility")]
+    )
     assert import_dataset(path).ok
     assert PromptTuple.objects.get().task.code == "IM"
 
 
 def test_a_dry_run_writes_nothing_and_counts_what_a_real_run_would_create(tmp_path):
     shared = png_bytes()
-    path = write_train(tmp_path / "train.parquet", [
-        train_row("A nail in the rain for weeks", explicit=[shared]),
-        train_row("A chain in the rain for weeks", explicit=[shared])])
+    path = write_train(
+        tmp_path / "train.parquet",
+        [
+            train_row("A nail in the rain for weeks", explicit=[shared]),
+            train_row("A chain in the rain for weeks", explicit=[shared]),
+        ],
+    )
     dry = import_dataset(path, dry_run=True)
-    assert (dry.tuples["created"], dry.images, dry.pairs) == (2, {"created": 3, "skipped": 0},
-                                                              {"created": 2, "skipped": 0})
+    assert (dry.tuples["created"], dry.images, dry.pairs) == (
+        2,
+        {"created": 3, "skipped": 0},
+        {"created": 2, "skipped": 0},
+    )
     assert not PromptTuple.objects.exists() and not Image.objects.exists()
     real = import_dataset(path)
     assert (real.tuples, real.images, real.pairs) == (dry.tuples, dry.images, dry.pairs)
@@ -216,14 +241,30 @@ def image_folder(tmp_path):
 
 
 def test_it_imports_jsonl_tuples_with_images_in_a_folder(tmp_path, image_folder):
-    path = write_jsonl(tmp_path / "set" / "tuples.jsonl", [
-        {"implicit_prompt": "A nail in the rain for weeks", "correct_image": "images/a.png",
-         "wrong_image": "images/b.png", "explicit_prompt": "A rusty nail", "task": "rust", "subject": "nail"},
-        "",
-        {"implicit_prompt": "A cork in a tank of water", "correct_image": "images/c.png",
-         "wrong_image": "images/e.jpg", "task": "BU", "split": "test_C", "source": "lab", "provenance": {"by": "x"}},
-        {"implicit_prompt": "A prompt without images yet", "task": "EL"},
-    ])
+    path = write_jsonl(
+        tmp_path / "set" / "tuples.jsonl",
+        [
+            {
+                "implicit_prompt": "A nail in the rain for weeks",
+                "correct_image": "images/a.png",
+                "wrong_image": "images/b.png",
+                "explicit_prompt": "A rusty nail",
+                "task": "rust",
+                "subject": "nail",
+            },
+            "",
+            {
+                "implicit_prompt": "A cork in a tank of water",
+                "correct_image": "images/c.png",
+                "wrong_image": "images/e.jpg",
+                "task": "BU",
+                "split": "test_C",
+                "source": "lab",
+                "provenance": {"by": "x"},
+            },
+            {"implicit_prompt": "A prompt without images yet", "task": "EL"},
+        ],
+    )
 
     report = import_dataset(path)
 
@@ -234,25 +275,36 @@ def test_it_imports_jsonl_tuples_with_images_in_a_folder(tmp_path, image_folder)
     assert stored_bytes(nail.image_correct) == (image_folder / "a.png").read_bytes()
     assert (nail.tuple.subject, nail.tuple.explicit_prompt, nail.tuple.provenance["row"]) == ("nail", "A rusty nail", 1)
     cork = PromptTuple.objects.get(task__code="BU")
-    assert (cork.scene, cork.source, cork.provenance) == ("complex", "lab", {"file": "tuples.jsonl", "row": 3, "by": "x"})
+    assert (cork.scene, cork.source, cork.provenance) == (
+        "complex",
+        "lab",
+        {"file": "tuples.jsonl", "row": 3, "by": "x"},
+    )
     assert import_dataset(path).tuples == {"created": 0, "updated": 0, "skipped": 3}
 
 
 def test_jsonl_image_paths_may_not_leave_the_file_folder(tmp_path, image_folder):
     (tmp_path / "secret.png").write_bytes(png_bytes())
     os.symlink(tmp_path / "secret.png", image_folder / "link.png")
-    good = {"implicit_prompt": "A nail in the rain for weeks", "correct_image": "images/a.png",
-            "wrong_image": "images/b.png", "task": "RU"}
-    path = write_jsonl(tmp_path / "set" / "tuples.jsonl", [
-        good,
-        {**good, "correct_image": "../secret.png"},
-        {**good, "correct_image": str(tmp_path / "secret.png")},
-        {**good, "correct_image": "images/link.png"},
-        {**good, "correct_image": "images/../../secret.png"},
-        {**good, "correct_image": "images/missing.png"},
-        "{not json",
-        {**good, "task": "Telepathy"},
-    ])
+    good = {
+        "implicit_prompt": "A nail in the rain for weeks",
+        "correct_image": "images/a.png",
+        "wrong_image": "images/b.png",
+        "task": "RU",
+    }
+    path = write_jsonl(
+        tmp_path / "set" / "tuples.jsonl",
+        [
+            good,
+            {**good, "correct_image": "../secret.png"},
+            {**good, "correct_image": str(tmp_path / "secret.png")},
+            {**good, "correct_image": "images/link.png"},
+            {**good, "correct_image": "images/../../secret.png"},
+            {**good, "correct_image": "images/missing.png"},
+            "{not json",
+            {**good, "task": "Telepathy"},
+        ],
+    )
 
     report = import_dataset(path)
 
@@ -333,8 +385,19 @@ def test_the_command_prints_a_json_report_and_fails_on_errors(tmp_path):
 def test_the_command_shows_a_text_report(tmp_path):
     path = write_train(tmp_path / "train.parquet", [train_row("A nail in the rain for weeks")])
     out, err = StringIO(), StringIO()
-    call_command("import_dataset", str(path), "--format", "parquet", "--split", "train", "--source", "hub",
-                 "--dry-run", stdout=out, stderr=err)
+    call_command(
+        "import_dataset",
+        str(path),
+        "--format",
+        "parquet",
+        "--split",
+        "train",
+        "--source",
+        "hub",
+        "--dry-run",
+        stdout=out,
+        stderr=err,
+    )
     assert "Dry run, nothing written" in out.getvalue() and "Pairs: 1 created" in out.getvalue()
     call_command("import_dataset", str(path), "--source", "hub", stdout=out, stderr=err)
     assert PromptTuple.objects.get().source == "hub"

@@ -26,9 +26,13 @@ def root(settings, tmp_path, eager_celery) -> Path:
 
 @pytest.fixture
 def dataset(root) -> Path:
-    return write_train(root / "hub" / "train.parquet",
-                       [train_row("A nail in the rain for weeks", n_images=2), train_row("A cork in a tank of water",
-                                                                                         category="Buoyancy")])
+    return write_train(
+        root / "hub" / "train.parquet",
+        [
+            train_row("A nail in the rain for weeks", n_images=2),
+            train_row("A cork in a tank of water", category="Buoyancy"),
+        ],
+    )
 
 
 def post(api, user, body, capture):
@@ -37,10 +41,10 @@ def post(api, user, body, capture):
         return api.post(URL, body, format="json")
 
 
-def test_an_admin_starts_an_import_job_that_runs_to_success(api, admin_user, dataset,
-                                                            django_capture_on_commit_callbacks):
-    response = post(api, admin_user, {"path": "hub/train.parquet", "source": "hub"},
-                    django_capture_on_commit_callbacks)
+def test_an_admin_starts_an_import_job_that_runs_to_success(
+    api, admin_user, dataset, django_capture_on_commit_callbacks
+):
+    response = post(api, admin_user, {"path": "hub/train.parquet", "source": "hub"}, django_capture_on_commit_callbacks)
 
     assert response.status_code == 202, response.content
     assert (response.data["kind"], response.data["status"]) == ("import", "queued")
@@ -49,8 +53,7 @@ def test_an_admin_starts_an_import_job_that_runs_to_success(api, admin_user, dat
     assert job["result"]["pairs"] == {"created": 3, "skipped": 0}
     assert job["params"]["path"] == str(dataset.resolve())
     assert Pair.objects.count() == 3 and set(PromptTuple.objects.values_list("source", flat=True)) == {"hub"}
-    assert AuditEvent.objects.filter(action="dataset.imported", target_type="job",
-                                     target_id=str(job["id"])).exists()
+    assert AuditEvent.objects.filter(action="dataset.imported", target_type="job", target_id=str(job["id"])).exists()
 
     again = post(api, admin_user, {"path": str(dataset), "source": "hub"}, django_capture_on_commit_callbacks)
     rerun = api.get(f"/api/curation/jobs/{again.data['id']}/").data
@@ -67,8 +70,9 @@ def test_an_identical_request_in_flight_gets_the_same_job(api, admin_user, datas
     assert Job.objects.count() == 1
 
 
-def test_row_errors_fail_the_job_keep_the_report_and_write_nothing(api, admin_user, root,
-                                                                   django_capture_on_commit_callbacks):
+def test_row_errors_fail_the_job_keep_the_report_and_write_nothing(
+    api, admin_user, root, django_capture_on_commit_callbacks
+):
     write_train(root / "bad.parquet", [train_row("A nail in the rain"), train_row("Alchemy", category="Alchemy")])
     response = post(api, admin_user, {"path": "bad.parquet"}, django_capture_on_commit_callbacks)
     job = Job.objects.get(pk=response.data["id"])
@@ -78,17 +82,23 @@ def test_row_errors_fail_the_job_keep_the_report_and_write_nothing(api, admin_us
 
 
 def test_a_dry_run_job_writes_nothing(api, admin_user, dataset, django_capture_on_commit_callbacks):
-    response = post(api, admin_user, {"path": "hub", "format": "parquet", "split": "train", "dry_run": True},
-                    django_capture_on_commit_callbacks)
+    response = post(
+        api,
+        admin_user,
+        {"path": "hub", "format": "parquet", "split": "train", "dry_run": True},
+        django_capture_on_commit_callbacks,
+    )
     job = Job.objects.get(pk=response.data["id"])
     assert job.status == Job.Status.SUCCEEDED and job.result["pairs"]["created"] == 3 and job.result["dry_run"]
     assert not Pair.objects.exists()
 
 
-@pytest.mark.parametrize("path", ["../outside.parquet", "/etc/passwd", "hub/../../outside.parquet", "missing.parquet",
-                                  "link.parquet", ""])
-def test_paths_outside_the_import_roots_are_refused(api, admin_user, root, dataset, path,
-                                                    django_capture_on_commit_callbacks):
+@pytest.mark.parametrize(
+    "path", ["../outside.parquet", "/etc/passwd", "hub/../../outside.parquet", "missing.parquet", "link.parquet", ""]
+)
+def test_paths_outside_the_import_roots_are_refused(
+    api, admin_user, root, dataset, path, django_capture_on_commit_callbacks
+):
     outside = write_train(root.parent / "outside.parquet", [train_row("A secret prompt")])
     (root / "link.parquet").symlink_to(outside)
     response = post(api, admin_user, {"path": path}, django_capture_on_commit_callbacks)
@@ -97,8 +107,7 @@ def test_paths_outside_the_import_roots_are_refused(api, admin_user, root, datas
 
 
 def test_the_job_handler_refuses_paths_outside_the_roots_itself(admin_user, root, tmp_path):
-    job = Job.objects.create(kind=Job.Kind.IMPORT, params={"path": str(tmp_path)}, dedup_key="x",
-                             created_by=admin_user)
+    job = Job.objects.create(kind=Job.Kind.IMPORT, params={"path": str(tmp_path)}, dedup_key="x", created_by=admin_user)
     with pytest.raises(importing.ImportRefused):
         importing.run_import_job(job, lambda fraction, message="": None)
 
@@ -119,8 +128,10 @@ def test_only_admins_may_import(api, role, annotator, reviewer, dataset, django_
 
 
 def test_the_schema_documents_the_import_endpoint_without_warnings_of_its_own(tmp_path, settings, capsys):
-    settings.STORAGES = {**settings.STORAGES,
-                         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
     out = tmp_path / "schema.yaml"
     call_command("spectacular", "--validate", "--file", str(out))
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith(("Warning", "Error"))]
@@ -142,8 +153,17 @@ def _sha(image) -> str:
 def _catalogue_rows():
     """Every pair as (implicit prompt, task, explicit prompt, superficial prompt, correct sha, wrong sha)."""
     pairs = Pair.objects.select_related("tuple__task", "image_correct", "image_wrong")
-    return {(p.tuple.implicit_prompt, p.tuple.task.code, p.tuple.explicit_prompt, p.tuple.superficial_prompt,
-             _sha(p.image_correct), _sha(p.image_wrong)) for p in pairs}
+    return {
+        (
+            p.tuple.implicit_prompt,
+            p.tuple.task.code,
+            p.tuple.explicit_prompt,
+            p.tuple.superficial_prompt,
+            _sha(p.image_correct),
+            _sha(p.image_wrong),
+        )
+        for p in pairs
+    }
 
 
 def test_an_exported_version_reimports_unchanged_and_into_a_fresh_catalogue(admin_user, tmp_path):
@@ -162,16 +182,28 @@ def test_an_exported_version_reimports_unchanged_and_into_a_fresh_catalogue(admi
         expected, labels = set(), {}
         for member in version.members.select_related("pair__tuple__task"):
             pair = member.pair  # the catalogue's orientation: a row labelled "other" is put back into it
-            expected.add((pair.tuple.implicit_prompt, pair.tuple.task.code, pair.tuple.explicit_prompt,
-                          pair.tuple.superficial_prompt, _sha(pair.image_correct), _sha(pair.image_wrong)))
+            expected.add(
+                (
+                    pair.tuple.implicit_prompt,
+                    pair.tuple.task.code,
+                    pair.tuple.explicit_prompt,
+                    pair.tuple.superficial_prompt,
+                    _sha(pair.image_correct),
+                    _sha(pair.image_wrong),
+                )
+            )
             labels[_sha(pair.image_correct)] = member.label
         assert len(expected) == 3 and version.members.get(pair=reversed_pair).label == "other"
 
         before = snapshot()
         same_db = importing.import_dataset(out)  # re-importing into the catalogue it came from changes nothing
         assert same_db.ok, same_db.errors
-        assert (same_db.tuples["created"], same_db.tuples["updated"], same_db.images["created"],
-                same_db.pairs["created"]) == (0, 0, 0, 0)
+        assert (
+            same_db.tuples["created"],
+            same_db.tuples["updated"],
+            same_db.images["created"],
+            same_db.pairs["created"],
+        ) == (0, 0, 0, 0)
         assert snapshot() == before
         transaction.set_rollback(True)
 

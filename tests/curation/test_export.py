@@ -26,19 +26,44 @@ pytestmark = pytest.mark.django_db
 
 # --- parquet -----------------------------------------------------------------------------------------
 
+
 def test_parquet_export_has_the_published_columns_splits_and_swapped_images(admin_user):
     version = make_version(admin_user)
     result = exporting.export_version(version, "parquet")
     folder = Path(result["path"])
     assert folder == exporting.export_dir(version, "parquet")
     names = sorted(p.name for p in (folder / "data").glob("*.parquet"))
-    assert names == ["test_C-00000-of-00001.parquet", "test_S-00000-of-00001.parquet",
-                     "train-00000-of-00001.parquet", "validation-00000-of-00001.parquet"]
+    assert names == [
+        "test_C-00000-of-00001.parquet",
+        "test_S-00000-of-00001.parquet",
+        "train-00000-of-00001.parquet",
+        "validation-00000-of-00001.parquet",
+    ]
     table = pq.read_table(folder / "data" / "train-00000-of-00001.parquet")
-    assert table.column_names[:9] == ["implicit_prompt", "explicit_prompt", "superficial_prompt", "explicit_image",
-                                      "superficial_image", "scene_scoring", "real_scoring", "category", "law"]
-    assert set(table.column_names) >= {"tuple_id", "pair_id", "task", "discipline", "label", "consensus",
-                                       "agreement", "n_judgements", "implicit_prompts", "scene", "subject"}
+    assert table.column_names[:9] == [
+        "implicit_prompt",
+        "explicit_prompt",
+        "superficial_prompt",
+        "explicit_image",
+        "superficial_image",
+        "scene_scoring",
+        "real_scoring",
+        "category",
+        "law",
+    ]
+    assert set(table.column_names) >= {
+        "tuple_id",
+        "pair_id",
+        "task",
+        "discipline",
+        "label",
+        "consensus",
+        "agreement",
+        "n_judgements",
+        "implicit_prompts",
+        "scene",
+        "subject",
+    }
     rows = {row["pair_id"]: row for row in table.to_pylist()}
     train = members(version, "train")
     decided = [m for m in train if m.label in ("expected", "other")]
@@ -52,7 +77,10 @@ def test_parquet_export_has_the_published_columns_splits_and_swapped_images(admi
         assert row["superficial_image"][0]["bytes"] == stored(wrong)
         assert row["explicit_image"][0]["path"] == f"{correct.sha256}.png"
         assert (row["implicit_prompt"], row["explicit_prompt"], row["superficial_prompt"]) == (
-            pair.tuple.implicit_prompt, pair.tuple.explicit_prompt, pair.tuple.superficial_prompt)
+            pair.tuple.implicit_prompt,
+            pair.tuple.explicit_prompt,
+            pair.tuple.superficial_prompt,
+        )
         assert (row["category"], row["law"], row["task"], row["discipline"]) == ("Rust", "RU", "RU", "chemistry")
         assert (row["tuple_id"], row["label"], row["n_judgements"]) == (pair.tuple_id, member.label, 3)
         assert row["consensus"] == OUTCOME[member.label]
@@ -74,7 +102,7 @@ def test_the_dataset_card_maps_splits_and_states_counts_licence_and_provenance(a
     card = (folder / "README.md").read_text()
     front = card.split("---\n")[1]
     for split in ("train", "validation", "test_S", "test_C"):
-        assert f"  - split: {split}\n    path: \"data/{split}-*.parquet\"" in front
+        assert f'  - split: {split}\n    path: "data/{split}-*.parquet"' in front
     assert "license: apache-2.0" in front
     assert "card-v1" in card and version.content_hash in card and "Apache-2.0" in card
     assert "| RU | 3 | 1 | 1 | 1 | 6 |" in card
@@ -83,8 +111,9 @@ def test_the_dataset_card_maps_splits_and_states_counts_licence_and_provenance(a
 
 def test_parquet_shards_stay_under_the_shard_size(admin_user):
     version = make_version(admin_user, [("train", "expected")] * 5)
-    one_row = sum(len(stored(img)) for img in (members(version)[0].pair.image_correct,
-                                                members(version)[0].pair.image_wrong))
+    one_row = sum(
+        len(stored(img)) for img in (members(version)[0].pair.image_correct, members(version)[0].pair.image_wrong)
+    )
     result = exporting.export_version(version, "parquet", shard_bytes=2 * one_row + 2000, batch_size=2)
     shards = sorted((Path(result["path"]) / "data").glob("train-*.parquet"))
     assert [s.name for s in shards] == [f"train-0000{i}-of-00003.parquet" for i in range(3)]
@@ -96,7 +125,9 @@ def test_parquet_shards_stay_under_the_shard_size(admin_user):
 def test_a_finished_export_is_reused(admin_user, monkeypatch):
     version = make_version(admin_user, [("train", "expected")])
     first = exporting.export_version(version, "parquet")
-    monkeypatch.setattr(exporting.source, "read_stored_file", lambda name: pytest.fail("a cached export reads no image"))
+    monkeypatch.setattr(
+        exporting.source, "read_stored_file", lambda name: pytest.fail("a cached export reads no image")
+    )
     calls = []
     again = exporting.export_version(version, "parquet", progress=lambda f, m="": calls.append(f))
     assert again == first and calls == [1.0]
@@ -138,7 +169,7 @@ def test_the_export_is_written_under_a_temporary_name_then_renamed(admin_user, m
 
     monkeypatch.setattr(exporting.orchestration, "write_manifest", spy)
     exporting.export_version(version, "parquet")
-    (folder, final_existed), = seen
+    ((folder, final_existed),) = seen
     assert folder.parent == target.parent and folder.name.startswith(".parquet.tmp-") and not final_existed
     assert not folder.exists() and target.is_dir()
 
@@ -150,22 +181,26 @@ def test_an_unknown_format_is_refused(admin_user):
 
 # --- JSONL --------------------------------------------------------------------------------------------
 
+
 def test_jsonl_export_lists_every_member_with_images_named_by_sha256(admin_user):
     version = make_version(admin_user)
     result = exporting.export_version(version, "jsonl")
     folder = Path(result["path"])
     lines = [json.loads(line) for line in (folder / "tuples.jsonl").read_text().splitlines()]
-    assert [r["pair_id"] for r in lines] == [m.pair_id for m in sorted(members(version),
-                                                                       key=lambda m: (exporting.SPLITS.index(
-                                                                           m.split), m.pair_id))]
+    assert [r["pair_id"] for r in lines] == [
+        m.pair_id for m in sorted(members(version), key=lambda m: (exporting.SPLITS.index(m.split), m.pair_id))
+    ]
     by_pair = {r["pair_id"]: r for r in lines}
     for member in members(version):
         record, pair = by_pair[member.pair_id], member.pair
         assert record["label"] == member.label and record["split"] == member.split
         assert record["expected_image"] == f"images/{pair.image_correct.sha256}.png"
         assert record["other_image"] == f"images/{pair.image_wrong.sha256}.png"
-        correct, wrong = (pair.image_wrong, pair.image_correct) if member.label == "other" else \
-            (pair.image_correct, pair.image_wrong)
+        correct, wrong = (
+            (pair.image_wrong, pair.image_correct)
+            if member.label == "other"
+            else (pair.image_correct, pair.image_wrong)
+        )
         assert (folder / record["correct_image"]).read_bytes() == stored(correct)
         assert (folder / record["wrong_image"]).read_bytes() == stored(wrong)
         assert record["implicit_prompt"] == pair.tuple.implicit_prompt and record["task"] == "RU"
@@ -191,12 +226,17 @@ def test_jsonl_export_reads_back_with_the_ml_reader(admin_user):
 
 # --- WebDataset ---------------------------------------------------------------------------------------
 
+
 def test_webdataset_export_writes_samples_in_tar_shards(admin_user):
     version = make_version(admin_user)
     result = exporting.export_version(version, "webdataset")
     folder = Path(result["path"])
-    assert sorted(p.name for p in folder.glob("*.tar")) == ["test_C-00000.tar", "test_S-00000.tar",
-                                                             "train-00000.tar", "validation-00000.tar"]
+    assert sorted(p.name for p in folder.glob("*.tar")) == [
+        "test_C-00000.tar",
+        "test_S-00000.tar",
+        "train-00000.tar",
+        "validation-00000.tar",
+    ]
     with tarfile.open(folder / "train-00000.tar") as tar:
         names = tar.getnames()
         decided = [m for m in members(version, "train") if m.label in ("expected", "other")]
@@ -207,8 +247,11 @@ def test_webdataset_export_writes_samples_in_tar_shards(admin_user):
             meta = json.loads(tar.extractfile(f"{key}.json").read())
             assert (meta["pair_id"], meta["label"], meta["task"]) == (member.pair_id, member.label, "RU")
             assert meta["implicit_prompt"] == member.pair.tuple.implicit_prompt
-            correct, wrong = (member.pair.image_wrong, member.pair.image_correct) if member.label == "other" else \
-                (member.pair.image_correct, member.pair.image_wrong)
+            correct, wrong = (
+                (member.pair.image_wrong, member.pair.image_correct)
+                if member.label == "other"
+                else (member.pair.image_correct, member.pair.image_wrong)
+            )
             assert tar.extractfile(f"{key}.correct.png").read() == stored(correct)
             assert tar.extractfile(f"{key}.wrong.png").read() == stored(wrong)
     assert result["counts"]["excluded"] == {"train": 1, "test_C": 1}
@@ -226,6 +269,7 @@ def test_webdataset_shards_roll_over(admin_user):
 
 
 # --- with a version built by the service, the job and the command ----------------------------------------
+
 
 def test_a_version_built_from_real_judgements_exports(admin_user):
     from curation.services.versions import build_version
@@ -247,8 +291,9 @@ def test_a_version_built_from_real_judgements_exports(admin_user):
 
 def test_the_export_job_handler_runs_an_export(admin_user):
     version = make_version(admin_user, [("train", "expected")])
-    job, _ = jobs.start(Job.Kind.EXPORT, {"version": version.pk, "format": "webdataset"}, admin_user,
-                        celery_task=run_job)
+    job, _ = jobs.start(
+        Job.Kind.EXPORT, {"version": version.pk, "format": "webdataset"}, admin_user, celery_task=run_job
+    )
     job = jobs.run(job.pk)
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert job.progress == 1.0 and job.result["format"] == "webdataset" and job.result["counts"]["rows"] == 1
@@ -265,8 +310,17 @@ def test_the_command_exports_by_name_or_id_to_a_folder(admin_user, tmp_path):
     manifest_ok(out)
     assert [p.name for p in out.parent.iterdir()] == ["jsonl-export"]
     stdout = io.StringIO()
-    call_command("export_version", str(version.pk), "--format", "jsonl", "--out", str(out), "--json",
-                 "--no-progress", stdout=stdout)
+    call_command(
+        "export_version",
+        str(version.pk),
+        "--format",
+        "jsonl",
+        "--out",
+        str(out),
+        "--json",
+        "--no-progress",
+        stdout=stdout,
+    )
     assert json.loads(stdout.getvalue())["counts"]["rows"] == 2  # reused
     call_command("export_version", str(version.pk), "--format", "parquet", "--no-progress", stdout=io.StringIO())
     assert exporting.finished_export(version, "parquet") is not None
@@ -282,4 +336,3 @@ def test_the_command_refuses_an_unknown_version_or_a_foreign_folder(admin_user, 
         call_command("export_version", "cli-v2", "--out", str(tmp_path / "busy"), "--no-progress")
     assert [p.name for p in (tmp_path / "busy").iterdir()] == ["notes.txt"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".busy")]
-

@@ -21,8 +21,7 @@ def exports_url(version) -> str:
 
 
 def download_url(version, fmt, path) -> str:
-    return reverse("curation-export-download", kwargs={"version_id": version.pk, "export_format": fmt,
-                                                       "path": path})
+    return reverse("curation-export-download", kwargs={"version_id": version.pk, "export_format": fmt, "path": path})
 
 
 def content(response) -> bytes:
@@ -60,8 +59,7 @@ def test_start_an_export_dedup_then_serve_it_cached(api, admin_user, django_capt
     assert len(body) == train["bytes"] and hashlib.sha256(body).hexdigest() == train["sha256"]
     listing = api.get(exports_url(version))
     assert [e["format"] for e in listing.data] == ["parquet"]
-    detail = api.get(reverse("curation-version-export", kwargs={"version_id": version.pk,
-                                                                "export_format": "parquet"}))
+    detail = api.get(reverse("curation-version-export", kwargs={"version_id": version.pk, "export_format": "parquet"}))
     assert detail.status_code == 200 and detail.data["counts"]["rows"] == 6
     missing = api.get(reverse("curation-version-export", kwargs={"version_id": version.pk, "export_format": "jsonl"}))
     assert missing.status_code == 404
@@ -82,8 +80,12 @@ def test_bad_requests(api, admin_user):
     version = make_version(admin_user, [])
     api.force_authenticate(admin_user)
     assert api.post(exports_url(version), {"format": "csv"}, format="json").status_code == 400
-    assert api.post(reverse("curation-version-exports", kwargs={"version_id": 999999}), {"format": "jsonl"},
-                    format="json").status_code == 404
+    assert (
+        api.post(
+            reverse("curation-version-exports", kwargs={"version_id": 999999}), {"format": "jsonl"}, format="json"
+        ).status_code
+        == 404
+    )
     assert api.get(reverse("curation-job", kwargs={"job_id": 999999})).status_code == 404
 
 
@@ -132,8 +134,11 @@ def test_range_downloads(api, admin_user, exported):
 
     # a nested file (an image) and a binary client Accept header
     image = next((folder / "images").iterdir())
-    nested = api.get(download_url(version, "jsonl", f"images/{image.name}"), HTTP_RANGE="bytes=0-7",
-                     HTTP_ACCEPT="application/octet-stream")
+    nested = api.get(
+        download_url(version, "jsonl", f"images/{image.name}"),
+        HTTP_RANGE="bytes=0-7",
+        HTTP_ACCEPT="application/octet-stream",
+    )
     assert nested.status_code == 206 and content(nested) == image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -143,8 +148,15 @@ def test_downloads_cannot_leave_the_export_directory(api, admin_user, exported, 
     secret.write_text("no")
     api.force_authenticate(admin_user)
     base = download_url(version, "jsonl", "x")[:-1]
-    for path in ("../../../secret.txt", "..%2F..%2F..%2Fsecret.txt", "images/../../../../secret.txt",
-                 "%2E%2E/%2E%2E/%2E%2E/secret.txt", str(secret), "images", "nope.txt"):
+    for path in (
+        "../../../secret.txt",
+        "..%2F..%2F..%2Fsecret.txt",
+        "images/../../../../secret.txt",
+        "%2E%2E/%2E%2E/%2E%2E/secret.txt",
+        str(secret),
+        "images",
+        "nope.txt",
+    ):
         response = api.get(base + path)
         assert response.status_code == 404, (path, response.status_code)
     assert api.get(download_url(version, "parquet", "README.md")).status_code == 404, "not exported"
@@ -180,7 +192,13 @@ def test_the_resolver_refuses_paths_outside_the_export(admin_user, exported, set
     outside = Path(settings.MEDIA_ROOT) / "outside.txt"
     outside.write_text("no")
     (folder / "link.txt").symlink_to(outside)
-    for path in ("../jsonl/tuples.jsonl/../../../outside.txt", "../../outside.txt", str(outside), "link.txt",
-                 "images", ""):
+    for path in (
+        "../jsonl/tuples.jsonl/../../../outside.txt",
+        "../../outside.txt",
+        str(outside),
+        "link.txt",
+        "images",
+        "",
+    ):
         with pytest.raises(Http404):
             resolve_export_file(version.pk, "jsonl", path)

@@ -35,8 +35,12 @@ def test_load_dataset_reads_the_export_with_its_card(admin_user, tmp_path):
     folder = Path(exporting.export_version(version, "parquet")["path"])
     loaded = datasets.load_dataset(str(folder), cache_dir=str(tmp_path / "cache"))
     assert set(loaded) == {"train", "validation", "test_S", "test_C"}
-    assert {split: loaded[split].num_rows for split in loaded} == {"train": 3, "validation": 1, "test_S": 1,
-                                                                  "test_C": 1}
+    assert {split: loaded[split].num_rows for split in loaded} == {
+        "train": 3,
+        "validation": 1,
+        "test_S": 1,
+        "test_C": 1,
+    }
     features = loaded["train"].features
     for column in ("explicit_image", "superficial_image"):
         assert isinstance(_image_feature(features[column]), datasets.Image), features[column]
@@ -55,8 +59,9 @@ def test_load_dataset_reads_the_export_with_its_card(admin_user, tmp_path):
 
 
 def test_load_dataset_parquet_with_data_dir_and_data_files(admin_user, tmp_path):
-    version = make_version(admin_user, [("train", "expected"), ("train", "other"), ("validation", "expected"),
-                                        ("test_S", "expected")])
+    version = make_version(
+        admin_user, [("train", "expected"), ("train", "other"), ("validation", "expected"), ("test_S", "expected")]
+    )
     folder = Path(exporting.export_version(version, "parquet")["path"])
     # data_dir infers the splits from data/<split>-NNNNN-of-NNNNN names: test_S stays test_S (not "test").
     by_dir = datasets.load_dataset("parquet", data_dir=str(folder), cache_dir=str(tmp_path / "cache-dir"))

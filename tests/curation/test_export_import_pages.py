@@ -48,6 +48,7 @@ def content(response) -> bytes:
 
 # --- permissions ---------------------------------------------------------------------------------
 
+
 def test_pages_are_for_admins_only(client, annotator, reviewer, admin_user, root):
     version = make_version(admin_user)
     job, _ = jobs.start(Job.Kind.EXPORT, {"version": version.pk, "format": "jsonl"}, admin_user, celery_task=run_job)
@@ -91,6 +92,7 @@ def test_posts_need_the_csrf_token(admin_user, root):
 
 # --- exports from the version page ---------------------------------------------------------------
 
+
 def test_the_version_page_offers_one_button_per_format(client, admin_user):
     version = make_version(admin_user)
     client.force_login(admin_user)
@@ -117,8 +119,9 @@ def test_starting_an_export_twice_gives_the_same_job(client, admin_user, django_
     again = client.get(second["Location"])
     assert b"already under way" in again.content
     # the API's request is the same request: it joins the job
-    api_job, created = jobs.start(Job.Kind.EXPORT, {"version": version.pk, "format": "parquet"}, admin_user,
-                                  celery_task=run_job)
+    api_job, created = jobs.start(
+        Job.Kind.EXPORT, {"version": version.pk, "format": "parquet"}, admin_user, celery_task=run_job
+    )
     assert api_job.pk == job.pk and not created
     page = client.get(version_url(version)).content.decode()
     assert f'href="{job_url(job)}"' in page, "the version page links the job in flight"
@@ -131,8 +134,10 @@ def test_an_unknown_format_starts_nothing(client, admin_user):
     response = client.post(export_url(version), {"format": "csv"}, follow=True)
     assert response.status_code == 200 and b"Unknown export format" in response.content
     assert not Job.objects.exists()
-    assert client.post(reverse("curation:version-export", args=[version.pk + 999]),
-                       {"format": "parquet"}).status_code == 404
+    assert (
+        client.post(reverse("curation:version-export", args=[version.pk + 999]), {"format": "parquet"}).status_code
+        == 404
+    )
 
 
 def test_the_job_page_shows_progress_and_refreshes_while_in_flight(client, admin_user):
@@ -148,10 +153,11 @@ def test_the_job_page_shows_progress_and_refreshes_while_in_flight(client, admin
     page = client.get(job_url(job)).content.decode()
     assert 'id="job-status">running<' in page and 'value="42"' in page and "3 of 6 members" in page
     assert '<meta http-equiv="refresh"' in page
-    assert f'&quot;version&quot;: {version.pk}' in page, "the parameters are shown"
+    assert f"&quot;version&quot;: {version.pk}" in page, "the parameters are shown"
 
-    Job.objects.filter(pk=job.pk).update(status=Job.Status.FAILED, progress=0.5,
-                                         error="Disk full\n\nTraceback (most recent call last):\n  boom")
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.FAILED, progress=0.5, error="Disk full\n\nTraceback (most recent call last):\n  boom"
+    )
     page = client.get(job_url(job)).content.decode()
     assert '<meta http-equiv="refresh"' not in page, "a finished job stops refreshing"
     assert 'class="error">Disk full<' in page
@@ -174,16 +180,18 @@ def test_a_finished_export_links_its_files(client, admin_user, eager_celery, dja
     assert str(Path(job.result["path"])) not in page, "no server paths on the page"
     finished = exporting.finished_export(version, "parquet")
     shard = next(f for f in finished["files"] if f["path"].endswith(".parquet"))
-    link = reverse("curation-export-download", kwargs={"version_id": version.pk, "export_format": "parquet",
-                                                       "path": shard["path"]})
+    link = reverse(
+        "curation-export-download", kwargs={"version_id": version.pk, "export_format": "parquet", "path": shard["path"]}
+    )
     assert f'href="{link}"' in page and shard["sha256"] in page
 
     version_page = client.get(version_url(version)).content.decode()
     assert 'id="export-parquet" data-finished="true"' in version_page
     assert f'href="{link}"' in version_page and shard["sha256"] in version_page
     assert "MANIFEST.sha256" in version_page
-    assert version_page.count(f'action="{export_url(version)}"') == len(exporting.FORMATS) - 1, \
+    assert version_page.count(f'action="{export_url(version)}"') == len(exporting.FORMATS) - 1, (
         "buttons only for the formats not exported"
+    )
 
     body = content(client.get(link))
     assert hashlib.sha256(body).hexdigest() == shard["sha256"]
@@ -196,6 +204,7 @@ def test_a_finished_export_links_its_files(client, admin_user, eager_celery, dja
 
 
 # --- imports -------------------------------------------------------------------------------------
+
 
 def test_the_import_page_lists_the_roots_and_the_first_roots_files(client, admin_user, root):
     write_train(root / "hub" / "train.parquet", [train_row("A nail in the rain")])
@@ -233,18 +242,29 @@ def test_the_import_form_refuses_bad_paths(client, admin_user, root, path, messa
     assert not Job.objects.exists()
 
 
-def test_the_import_form_starts_a_job_and_redirects_to_it(client, admin_user, root, eager_celery,
-                                                           django_capture_on_commit_callbacks):
-    dataset = write_train(root / "hub" / "train.parquet", [train_row("A nail in the rain for weeks"),
-                                                           train_row("A cork in water", category="Buoyancy")])
+def test_the_import_form_starts_a_job_and_redirects_to_it(
+    client, admin_user, root, eager_celery, django_capture_on_commit_callbacks
+):
+    dataset = write_train(
+        root / "hub" / "train.parquet",
+        [train_row("A nail in the rain for weeks"), train_row("A cork in water", category="Buoyancy")],
+    )
     client.force_login(admin_user)
     with django_capture_on_commit_callbacks(execute=True):
         dry = client.post(IMPORT_URL, {"path": "hub/train.parquet", "format": "parquet", "dry_run": "on"})
     job = Job.objects.get()
     assert dry.status_code == 302 and dry["Location"] == job_url(job)
-    assert job.params == {"path": str(dataset.resolve()), "fmt": "parquet", "split": None, "source": None,
-                          "task_default": None, "auto_task": False, "merge_same_prompt": False,
-                          "decisions": "import", "dry_run": True}
+    assert job.params == {
+        "path": str(dataset.resolve()),
+        "fmt": "parquet",
+        "split": None,
+        "source": None,
+        "task_default": None,
+        "auto_task": False,
+        "merge_same_prompt": False,
+        "decisions": "import",
+        "dry_run": True,
+    }
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert job.result["dry_run"] is True and job.result["pairs"]["created"] == 2
     from annotation.models import Pair
@@ -261,8 +281,9 @@ def test_the_import_form_starts_a_job_and_redirects_to_it(client, admin_user, ro
     assert "created 2, skipped 0" in page
 
 
-def test_an_import_with_row_errors_shows_them_on_the_job_page(client, admin_user, root, eager_celery,
-                                                              django_capture_on_commit_callbacks):
+def test_an_import_with_row_errors_shows_them_on_the_job_page(
+    client, admin_user, root, eager_celery, django_capture_on_commit_callbacks
+):
     write_train(root / "bad.parquet", [train_row("A nail in the rain"), train_row("Alchemy", category="Alchemy")])
     client.force_login(admin_user)
     with django_capture_on_commit_callbacks(execute=True):

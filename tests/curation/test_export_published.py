@@ -34,28 +34,54 @@ def _version_with_a_rich_tuple(admin):
     """A version whose train split holds one tuple with paraphrases, rubrics and three pairs over four
     images (one reversed), plus one simple train tuple, one test_S and one test_C member."""
     task = Task.objects.get(code="BU")
-    rich = TupleFactory(task=task, implicit_prompt="A stone dropped into a pond.",
-                        explicit_prompt="A stone resting on the pond bed.", superficial_prompt="A stone floating.",
-                        implicit_paraphrases=["A pebble thrown in a lake."],
-                        explicit_paraphrases=["The stone sinks to the bottom."], superficial_paraphrases=[],
-                        scene_scoring="A stone and water are visible.", real_scoring="3: the stone is under water.",
-                        scene="complex")
+    rich = TupleFactory(
+        task=task,
+        implicit_prompt="A stone dropped into a pond.",
+        explicit_prompt="A stone resting on the pond bed.",
+        superficial_prompt="A stone floating.",
+        implicit_paraphrases=["A pebble thrown in a lake."],
+        explicit_paraphrases=["The stone sinks to the bottom."],
+        superficial_paraphrases=[],
+        scene_scoring="A stone and water are visible.",
+        real_scoring="3: the stone is under water.",
+        scene="complex",
+    )
     e0, e1 = (make_image(Image.Kind.EXPLICIT, rich) for _ in range(2))
     s0, s1 = (make_image(Image.Kind.SUPERFICIAL, rich) for _ in range(2))
     pairs = [catalog.create_pair(rich, a, b)[0] for a, b in ((e0, s0), (e1, s1), (e0, s1))]
     n = next(_names)
     version = DatasetVersion.objects.create(
-        name=f"published-{n}", content_hash=hashlib.sha256(f"p{n}".encode()).hexdigest(), counts={},
-        filters={}, split_ratios={"seed": 0}, created_by=admin)
+        name=f"published-{n}",
+        content_hash=hashlib.sha256(f"p{n}".encode()).hexdigest(),
+        counts={},
+        filters={},
+        split_ratios={"seed": 0},
+        created_by=admin,
+    )
     labels = ("expected", "expected", "expected")
     for pair, label in zip(pairs, labels):
-        VersionMember.objects.create(version=version, pair=pair, label=label, outcome="confirmed", agreement=1.0,
-                                     n_judgements=3, split="train", group_key="1" * 64)
+        VersionMember.objects.create(
+            version=version,
+            pair=pair,
+            label=label,
+            outcome="confirmed",
+            agreement=1.0,
+            n_judgements=3,
+            split="train",
+            group_key="1" * 64,
+        )
     others = [("train", "other"), ("test_S", "expected"), ("test_C", "expected"), ("test_C", "both")]
     for split, label in others:
-        VersionMember.objects.create(version=version, pair=make_pair("RU"), label=label,
-                                     outcome={"other": "reversed", "both": "rejected"}.get(label, "confirmed"),
-                                     agreement=1.0, n_judgements=3, split=split, group_key="2" * 64)
+        VersionMember.objects.create(
+            version=version,
+            pair=make_pair("RU"),
+            label=label,
+            outcome={"other": "reversed", "both": "rejected"}.get(label, "confirmed"),
+            agreement=1.0,
+            n_judgements=3,
+            split=split,
+            group_key="2" * 64,
+        )
     return version, rich, (e0, e1), (s0, s1)
 
 
@@ -64,8 +90,10 @@ def test_published_layout_has_three_datasets_with_exactly_the_published_columns(
     result = exporting.export_version(version, "published")
     folder = Path(result["path"])
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.parquet")) == [
-        "Science-T2I-C/data/test-00000-of-00001.parquet", "Science-T2I-S/data/test-00000-of-00001.parquet",
-        "Science-T2I-Trainset/data/train-00000-of-00001.parquet"]
+        "Science-T2I-C/data/test-00000-of-00001.parquet",
+        "Science-T2I-S/data/test-00000-of-00001.parquet",
+        "Science-T2I-Trainset/data/train-00000-of-00001.parquet",
+    ]
     for name, lists in (("Science-T2I-Trainset", True), ("Science-T2I-S", False), ("Science-T2I-C", False)):
         schema = pq.read_schema(next((folder / name / "data").glob("*.parquet")))
         assert schema.names == list(PUBLISHED_COLUMNS), name
@@ -74,8 +102,11 @@ def test_published_layout_has_three_datasets_with_exactly_the_published_columns(
         assert str(schema.field("explicit_image").type) == "list<element: struct<bytes: binary, path: string>>"
         card = (folder / name / "README.md").read_text()
         assert ("sequence: string" in card) == lists and "sequence: image" in card
-    assert result["counts"]["datasets"] == {"Science-T2I-Trainset": {"train": 2}, "Science-T2I-S": {"test": 1},
-                                            "Science-T2I-C": {"test": 1}}
+    assert result["counts"]["datasets"] == {
+        "Science-T2I-Trainset": {"train": 2},
+        "Science-T2I-S": {"test": 1},
+        "Science-T2I-C": {"test": 1},
+    }
     assert result["counts"]["excluded"] == {"test_C": 1}
     manifest_ok(folder)
 
@@ -106,8 +137,7 @@ def test_every_documented_way_of_loading_the_published_layout_keeps_the_test_set
         return datasets.load_dataset(*args, cache_dir=str(tmp_path / f"c{next(cache)}"), **kwargs)
 
     for name in ("Science-T2I-S", "Science-T2I-C"):
-        for loaded in (load(str(folder / name)), load("parquet", data_dir=str(folder / name)),
-                       load(str(folder), name)):
+        for loaded in (load(str(folder / name)), load("parquet", data_dir=str(folder / name)), load(str(folder), name)):
             assert set(loaded) == {"test"} and loaded["test"].num_rows == 1, name
             features = loaded["test"].features
             assert features["implicit_prompt"] == datasets.Value("string")
@@ -124,10 +154,16 @@ def test_every_documented_way_of_loading_the_published_layout_keeps_the_test_set
 def test_the_combined_export_loaded_by_data_dir_keeps_test_s_and_test_c_apart(admin_user, tmp_path):
     version = make_version(admin_user)
     folder = Path(exporting.export_version(version, "parquet")["path"])
-    for loaded in (datasets.load_dataset("parquet", data_dir=str(folder), cache_dir=str(tmp_path / "a")),
-                   datasets.load_dataset(str(folder), cache_dir=str(tmp_path / "b"))):
-        assert {split: loaded[split].num_rows for split in loaded} == {"train": 3, "validation": 1, "test_S": 1,
-                                                                       "test_C": 1}
+    for loaded in (
+        datasets.load_dataset("parquet", data_dir=str(folder), cache_dir=str(tmp_path / "a")),
+        datasets.load_dataset(str(folder), cache_dir=str(tmp_path / "b")),
+    ):
+        assert {split: loaded[split].num_rows for split in loaded} == {
+            "train": 3,
+            "validation": 1,
+            "test_S": 1,
+            "test_C": 1,
+        }
 
 
 def test_the_combined_export_carries_paraphrases_rubrics_scene_and_subject(admin_user):
@@ -146,7 +182,9 @@ def test_every_card_states_our_category_and_law_convention(admin_user):
     version, _, _, _ = _version_with_a_rich_tuple(admin_user)
     combined = Path(exporting.export_version(version, "parquet")["path"])
     published = Path(exporting.export_version(version, "published")["path"])
-    assert "`category` holds the task name (e.g. `Buoyancy`) and `law` the task code" in (
-        combined / "README.md").read_text()
+    assert (
+        "`category` holds the task name (e.g. `Buoyancy`) and `law` the task code"
+        in (combined / "README.md").read_text()
+    )
     for name in ("Science-T2I-Trainset", "Science-T2I-S", "Science-T2I-C"):
         assert "`category` holds the task name and `law` the task code" in (published / name / "README.md").read_text()

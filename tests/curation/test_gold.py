@@ -24,8 +24,12 @@ def test_it_marks_a_pair_gold_with_its_answer_and_audits_it(api, admin_user):
     pair = make_pair("RU")
     response = _mark(api, admin_user, pair.id, "other")
     assert response.status_code == 201
-    assert response.json() == {"pair": pair.id, "answer": "other", "created_by": "boss",
-                               "created_at": response.json()["created_at"]}
+    assert response.json() == {
+        "pair": pair.id,
+        "answer": "other",
+        "created_by": "boss",
+        "created_at": response.json()["created_at"],
+    }
     pair.refresh_from_db()
     assert pair.is_gold and GoldItem.objects.get(pair=pair).answer == "other"
     [event] = events("gold.marked", pair)
@@ -89,7 +93,8 @@ def test_it_lists_gold_items_for_reviewers(api, admin_user, reviewer):
     response = api.get("/api/curation/gold/")
     assert response.status_code == 200
     assert [(row["pair"], row["answer"]) for row in response.json()["results"]] == [
-        (second.id, "neither"), (first.id, "expected")
+        (second.id, "neither"),
+        (first.id, "expected"),
     ]
 
 

@@ -10,11 +10,10 @@ from django.utils import timezone
 
 from annotation.models import Judgement, Lease, Pair
 from annotation.services import catalog, queue
-from curation.services import gold
+from curation.services import gold, judging
 from tests.support.concurrency import race
 from tests.support.factories import make_pair, make_user
 from tests.support.judging import chemist
-from curation.services import judging
 
 pytestmark = pytest.mark.django_db
 
@@ -181,6 +180,7 @@ def test_it_serves_one_gold_pair_to_16_racing_annotators_once_each(settings):
     gold.mark_gold(admin, pair.id, "expected")
     normal = make_pair("RU", k=2)
     users = [make_user(f"gold-racer{i}", disciplines=["chemistry"]) for i in range(16)]
+
     def annotate_until_empty(user):
         while (lease := queue.next_lease(user)) is not None:
             judging.judge(user, lease.id, queue.JudgementInput("left"))

@@ -49,13 +49,19 @@ def folder(settings, tmp_path) -> Path:
 
 
 def good_line(n: int = 0, **fields) -> dict:
-    return {"implicit_prompt": f"A steel nail left in the rain for weeks, number {n}", "correct_image": "images/a.png",
-            "wrong_image": "images/b.png", "task": "RU", **fields}
+    return {
+        "implicit_prompt": f"A steel nail left in the rain for weeks, number {n}",
+        "correct_image": "images/a.png",
+        "wrong_image": "images/b.png",
+        "task": "RU",
+        **fields,
+    }
 
 
 def write_lines(path: Path, lines: list) -> Path:
-    path.write_bytes(b"\n".join(line if isinstance(line, bytes) else json.dumps(line).encode() for line in lines)
-                     + b"\n")
+    path.write_bytes(
+        b"\n".join(line if isinstance(line, bytes) else json.dumps(line).encode() for line in lines) + b"\n"
+    )
     return path
 
 
@@ -81,35 +87,46 @@ JSONL_CASES = {
     "provenance a string": (good_line(provenance="x"), "provenance must be an object"),
     "scene a number": (good_line(scene=3), "scene must be a string"),
     "scene unknown": (good_line(scene="cosmic"), "scene must be one of"),
-    "implicit_prompt missing": ({k: v for k, v in good_line().items() if k != "implicit_prompt"},
-                                "missing implicit_prompt"),
+    "implicit_prompt missing": (
+        {k: v for k, v in good_line().items() if k != "implicit_prompt"},
+        "missing implicit_prompt",
+    ),
     "wrong_image missing": ({k: v for k, v in good_line().items() if k != "wrong_image"}, "wrong_image"),
-    "missing image file": (good_line(correct_image="images/missing.png"), "correct_image 'images/missing.png' not "
-                                                                          "found"),
-    "path traversal": (good_line(correct_image="../../etc/passwd"), "correct_image '../../etc/passwd': paths may "
-                                                                    "not contain '..'"),
+    "missing image file": (
+        good_line(correct_image="images/missing.png"),
+        "correct_image 'images/missing.png' not found",
+    ),
+    "path traversal": (
+        good_line(correct_image="../../etc/passwd"),
+        "correct_image '../../etc/passwd': paths may not contain '..'",
+    ),
     "absolute path": (good_line(wrong_image="/etc/passwd"), "wrong_image '/etc/passwd': absolute paths are refused"),
     "windows absolute path": (good_line(wrong_image="C:\\Windows\\win.ini"), "absolute paths are refused"),
     "symlink outside": (good_line(correct_image="images/link.png"), "correct_image 'images/link.png' leads outside"),
     "symlinked folder outside": (good_line(correct_image="linked/secret.png"), "leads outside"),
     "a directory as image": (good_line(correct_image="images"), "correct_image"),
     "not an image file": (good_line(correct_image="images/page.png"), "correct_image: The file is not an image"),
-    "10 MB implicit prompt": (good_line(implicit_prompt="x" * BIG), f"implicit_prompt is {BIG} characters long; "
-                                                                    "the limit is 2000"),
+    "10 MB implicit prompt": (
+        good_line(implicit_prompt="x" * BIG),
+        f"implicit_prompt is {BIG} characters long; the limit is 2000",
+    ),
     "10 MB explicit prompt": (good_line(explicit_prompt="x" * BIG), "explicit_prompt is"),
     "10 MB subject": (good_line(subject="x" * BIG), "subject is"),
     "10 MB task": (good_line(task="x" * BIG), "unknown task/category"),
     "10 MB image path": (good_line(correct_image="y" * BIG), "correct_image"),
     "10 MB source": (good_line(source="z" * BIG), "source is"),
     "10 MB provenance": (good_line(provenance={"note": "x" * BIG}), "provenance is"),
-    "path traversal in an image list": (good_line(correct_images=["images/a.png", "../../etc/passwd"]),
-                                        "correct_images '../../etc/passwd': paths may not contain '..'"),
-    "an image list of 10,000": (good_line(wrong_images=["images/b.png"] * 10_000), "wrong_images holds 10000 "
-                                                                                   "images; the limit is 100"),
+    "path traversal in an image list": (
+        good_line(correct_images=["images/a.png", "../../etc/passwd"]),
+        "correct_images '../../etc/passwd': paths may not contain '..'",
+    ),
+    "an image list of 10,000": (
+        good_line(wrong_images=["images/b.png"] * 10_000),
+        "wrong_images holds 10000 images; the limit is 100",
+    ),
     "10,000 paraphrases": (good_line(implicit_prompts=["x"] * 10_000), "implicit_prompts has 10000 wordings"),
     "10 MB paraphrase": (good_line(explicit_prompts=["x" * BIG]), f"explicit_prompt is {BIG} characters long"),
-    "10 MB rubric": (good_line(scene_scoring="x" * BIG), f"scene_scoring is {BIG} characters long; the limit is "
-                                                         "20000"),
+    "10 MB rubric": (good_line(scene_scoring="x" * BIG), f"scene_scoring is {BIG} characters long; the limit is 20000"),
     "a label that is no label": (good_line(label="correct"), "label must be one of expected, other, both, neither"),
     "agreement a string": (good_line(label="expected", agreement="all"), "agreement must be a share"),
 }
@@ -124,8 +141,9 @@ def hostile_files(folder: Path) -> None:
 @pytest.mark.parametrize("line", list(JSONL_CASES.values()), ids=list(JSONL_CASES))
 def test_a_bad_jsonl_line_in_the_middle_is_reported_and_nothing_is_imported(line, folder, settings):
     hostile_files(folder)
-    path = write_lines(folder / "tuples.jsonl", [good_line(1), good_line(2, wrong_image="images/c.png"),
-                                                 line[0], good_line(4)])
+    path = write_lines(
+        folder / "tuples.jsonl", [good_line(1), good_line(2, wrong_image="images/c.png"), line[0], good_line(4)]
+    )
     before = table_counts()
 
     report = import_dataset(path)
@@ -134,8 +152,9 @@ def test_a_bad_jsonl_line_in_the_middle_is_reported_and_nothing_is_imported(line
     assert report.rows == 4
 
 
-def test_the_same_bad_lines_fail_the_command_and_the_api_job_alike(folder, settings, api, admin_user, eager_celery,
-                                                                  django_capture_on_commit_callbacks):
+def test_the_same_bad_lines_fail_the_command_and_the_api_job_alike(
+    folder, settings, api, admin_user, eager_celery, django_capture_on_commit_callbacks
+):
     hostile_files(folder)
     cases = list(JSONL_CASES.values())
     path = write_lines(folder / "all.jsonl", [good_line(0)] + [line for line, _ in cases])
@@ -210,8 +229,7 @@ def _matches(case, message: str) -> bool:
 
 
 def test_hostile_images_inside_parquet_fail_their_rows(tmp_path, settings):
-    rows = [train_row(f"A nail number {n} in the rain", explicit=[case.make() or b""])
-            for n, case in enumerate(CASES)]
+    rows = [train_row(f"A nail number {n} in the rain", explicit=[case.make() or b""]) for n, case in enumerate(CASES)]
     rejected = [n + 1 for n, case in enumerate(CASES) if case.outcome == "rejected"]
     before = table_counts()
     report = import_dataset(write_train(tmp_path / "train.parquet", rows))
@@ -235,30 +253,79 @@ def _good_rows(n=3) -> list[dict]:
 
 PARQUET_FILES = {
     "truncated file": (lambda: _parquet_bytes(_good_rows())[:-200], 0, ""),
-    "cut in half": (lambda: (lambda d: d[:len(d) // 2])(_parquet_bytes(_good_rows())), 0, ""),
+    "cut in half": (lambda: (lambda d: d[: len(d) // 2])(_parquet_bytes(_good_rows())), 0, ""),
     "not parquet (html)": (lambda: b"<html><script>alert(1)</script></html>", 0, ""),
     "not parquet (a png)": (lambda: PNG, 0, ""),
     "PAR1 then garbage": (lambda: b"PAR1" + b"\x00" * 100 + b"PAR1", 0, ""),
-    "missing image columns": (lambda: _parquet_bytes([{"implicit_prompt": "x"}], pa.schema(
-        [("implicit_prompt", pa.string())])), 0, "missing column"),
-    "implicit_prompt an integer column": (lambda: _parquet_bytes(
-        [{"implicit_prompt": 7, "explicit_image": [{"bytes": PNG, "path": None}],
-          "superficial_image": [{"bytes": JPEG, "path": None}], "category": "Rust"}],
-        pa.schema([("implicit_prompt", pa.int64()), ("explicit_image", TRAIN_SCHEMA.field("explicit_image").type),
-                   ("superficial_image", TRAIN_SCHEMA.field("superficial_image").type),
-                   ("category", pa.string())])), 1, "implicit_prompt must be a string"),
-    "image column of strings": (lambda: _parquet_bytes(
-        [{"implicit_prompt": "A nail", "explicit_image": "a.png", "superficial_image": "b.png", "category": "Rust"}],
-        pa.schema([("implicit_prompt", pa.string()), ("explicit_image", pa.string()),
-                   ("superficial_image", pa.string()), ("category", pa.string())])), 1, "explicit_image"),
-    "image path traversal": (lambda: _parquet_bytes([{**_good_rows(1)[0], "explicit_image": [
-        {"bytes": None, "path": "../../etc/passwd"}]}]), 1, "explicit_image '../../etc/passwd': paths may not"),
-    "absolute image path": (lambda: _parquet_bytes([{**_good_rows(1)[0], "superficial_image": [
-        {"bytes": None, "path": "/etc/passwd"}]}]), 1, "superficial_image '/etc/passwd': absolute"),
-    "10 MB prompt": (lambda: _parquet_bytes([_good_rows(1)[0], {**_good_rows(1)[0], "implicit_prompt": [
-        "x" * BIG]}]), 2, f"implicit_prompt is {BIG} characters long"),
-    "10 MB category": (lambda: _parquet_bytes([{**_good_rows(1)[0], "category": "x" * BIG}]), 1,
-                       "unknown task/category"),
+    "missing image columns": (
+        lambda: _parquet_bytes([{"implicit_prompt": "x"}], pa.schema([("implicit_prompt", pa.string())])),
+        0,
+        "missing column",
+    ),
+    "implicit_prompt an integer column": (
+        lambda: _parquet_bytes(
+            [
+                {
+                    "implicit_prompt": 7,
+                    "explicit_image": [{"bytes": PNG, "path": None}],
+                    "superficial_image": [{"bytes": JPEG, "path": None}],
+                    "category": "Rust",
+                }
+            ],
+            pa.schema(
+                [
+                    ("implicit_prompt", pa.int64()),
+                    ("explicit_image", TRAIN_SCHEMA.field("explicit_image").type),
+                    ("superficial_image", TRAIN_SCHEMA.field("superficial_image").type),
+                    ("category", pa.string()),
+                ]
+            ),
+        ),
+        1,
+        "implicit_prompt must be a string",
+    ),
+    "image column of strings": (
+        lambda: _parquet_bytes(
+            [
+                {
+                    "implicit_prompt": "A nail",
+                    "explicit_image": "a.png",
+                    "superficial_image": "b.png",
+                    "category": "Rust",
+                }
+            ],
+            pa.schema(
+                [
+                    ("implicit_prompt", pa.string()),
+                    ("explicit_image", pa.string()),
+                    ("superficial_image", pa.string()),
+                    ("category", pa.string()),
+                ]
+            ),
+        ),
+        1,
+        "explicit_image",
+    ),
+    "image path traversal": (
+        lambda: _parquet_bytes([{**_good_rows(1)[0], "explicit_image": [{"bytes": None, "path": "../../etc/passwd"}]}]),
+        1,
+        "explicit_image '../../etc/passwd': paths may not",
+    ),
+    "absolute image path": (
+        lambda: _parquet_bytes([{**_good_rows(1)[0], "superficial_image": [{"bytes": None, "path": "/etc/passwd"}]}]),
+        1,
+        "superficial_image '/etc/passwd': absolute",
+    ),
+    "10 MB prompt": (
+        lambda: _parquet_bytes([_good_rows(1)[0], {**_good_rows(1)[0], "implicit_prompt": ["x" * BIG]}]),
+        2,
+        f"implicit_prompt is {BIG} characters long",
+    ),
+    "10 MB category": (
+        lambda: _parquet_bytes([{**_good_rows(1)[0], "category": "x" * BIG}]),
+        1,
+        "unknown task/category",
+    ),
 }
 
 
@@ -284,8 +351,10 @@ def test_a_malformed_prompt_list_is_an_error_of_row_0(tmp_path, settings):
 # --- the API refuses paths outside the import roots ---------------------------------------------------
 
 
-@pytest.mark.parametrize("value", ["../../etc/passwd", "/etc/passwd", "set/../../../secret.png", "escape",
-                                   "set/a\x00b.jsonl", "x" * 1001, ""])
+@pytest.mark.parametrize(
+    "value",
+    ["../../etc/passwd", "/etc/passwd", "set/../../../secret.png", "escape", "set/a\x00b.jsonl", "x" * 1001, ""],
+)
 def test_the_api_refuses_a_path_outside_the_import_roots(value, folder, api, admin_user):
     os.symlink(folder.parent.parent.parent, folder.parent / "escape")
     api.force_authenticate(admin_user)

@@ -24,14 +24,29 @@ def _sha(image) -> str:
 
 
 def _tuples() -> set:
-    return {(t.implicit_prompt, t.task.code, t.explicit_prompt, t.superficial_prompt, tuple(t.implicit_paraphrases),
-             tuple(t.explicit_paraphrases), tuple(t.superficial_paraphrases), t.scene_scoring, t.real_scoring,
-             t.scene, t.subject) for t in PromptTuple.objects.select_related("task")}
+    return {
+        (
+            t.implicit_prompt,
+            t.task.code,
+            t.explicit_prompt,
+            t.superficial_prompt,
+            tuple(t.implicit_paraphrases),
+            tuple(t.explicit_paraphrases),
+            tuple(t.superficial_paraphrases),
+            t.scene_scoring,
+            t.real_scoring,
+            t.scene,
+            t.subject,
+        )
+        for t in PromptTuple.objects.select_related("task")
+    }
 
 
 def _pairs() -> set:
-    return {(p.tuple.implicit_prompt, _sha(p.image_correct), _sha(p.image_wrong), p.consensus.label)
-            for p in Pair.objects.select_related("tuple", "image_correct", "image_wrong", "consensus")}
+    return {
+        (p.tuple.implicit_prompt, _sha(p.image_correct), _sha(p.image_wrong), p.consensus.label)
+        for p in Pair.objects.select_related("tuple", "image_correct", "image_wrong", "consensus")
+    }
 
 
 @pytest.fixture
@@ -46,8 +61,12 @@ def exported(admin_user, tmp_path):
         nail = judged("expected", "expected", "expected")
         PromptTuple.objects.filter(pk=nail.tuple_id).update(
             implicit_paraphrases=["Rain on a nail for weeks", "A nail, weeks of rain"],
-            explicit_paraphrases=["A nail covered in rust"], scene_scoring="A nail is in the picture.",
-            real_scoring="3: rust-brown; 0: shiny", scene="complex", subject="nail")
+            explicit_paraphrases=["A nail covered in rust"],
+            scene_scoring="A nail is in the picture.",
+            real_scoring="3: rust-brown; 0: shiny",
+            scene="complex",
+            subject="nail",
+        )
         judged("other", "other", "expected", tuple=nail.tuple)  # the tuple's second pair, reversed
         judged("expected", "expected", "other", task="BU")
         # Every group in train: the published test sets have string prompts (no paraphrases), so where a
@@ -55,8 +74,13 @@ def exported(admin_user, tmp_path):
         version = versions.build_version(admin_user, "v1", ratios={"train": 1.0, "validation": 0.0, "test": 0.0})
         for fmt, folder in out.items():
             exporting.export_version(version, fmt, out=folder)
-        state = (_tuples(), {(m.pair.tuple.implicit_prompt, _sha(m.pair.image_correct), _sha(m.pair.image_wrong),
-                              m.label) for m in version.members.select_related("pair__tuple")})
+        state = (
+            _tuples(),
+            {
+                (m.pair.tuple.implicit_prompt, _sha(m.pair.image_correct), _sha(m.pair.image_wrong), m.label)
+                for m in version.members.select_related("pair__tuple")
+            },
+        )
         transaction.set_rollback(True)
     assert not PromptTuple.objects.exists()
     return out, *state
@@ -76,7 +100,10 @@ def test_the_combined_export_comes_back_exactly(exported):
 
     again = import_dataset(out["parquet"])
     assert (again.tuples["created"], again.pairs["created"], again.decisions) == (
-        0, 0, {"recorded": 0, "unchanged": 3, "kept": 0})
+        0,
+        0,
+        {"recorded": 0, "unchanged": 3, "kept": 0},
+    )
 
 
 def test_the_published_layout_comes_back_with_every_wording_and_image(exported):
@@ -88,7 +115,9 @@ def test_the_published_layout_comes_back_with_every_wording_and_image(exported):
     # the published columns have no scene or subject: the split decides the scene of a new tuple
     assert {t[:9] for t in _tuples()} == {t[:9] for t in tuples}
     # positional labels: the image the experts judged correct is the explicit one
-    judged = {(prompt, *((correct, wrong) if label == "expected" else (wrong, correct)), "expected")
-              for prompt, correct, wrong, label in pairs}
+    judged = {
+        (prompt, *((correct, wrong) if label == "expected" else (wrong, correct)), "expected")
+        for prompt, correct, wrong, label in pairs
+    }
     assert _pairs() == judged
     assert set(Consensus.objects.values_list("provenance__dataset", flat=True)) == {"published"}

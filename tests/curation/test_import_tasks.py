@@ -23,15 +23,29 @@ from tests.support.factories import png_bytes
 
 pytestmark = pytest.mark.django_db
 
-SCHEMA = pa.schema([("implicit_prompt", pa.string()), ("explicit_prompt", pa.string()),
-                    ("superficial_prompt", pa.string()), ("explicit_image", IMAGE), ("superficial_image", IMAGE),
-                    ("category", pa.string()), ("law", pa.string())])
+SCHEMA = pa.schema(
+    [
+        ("implicit_prompt", pa.string()),
+        ("explicit_prompt", pa.string()),
+        ("superficial_prompt", pa.string()),
+        ("explicit_image", IMAGE),
+        ("superficial_image", IMAGE),
+        ("category", pa.string()),
+        ("law", pa.string()),
+    ]
+)
 
 
 def row(prompt: str, category: str | None = "", law: str | None = "") -> dict:
-    return {"implicit_prompt": prompt, "explicit_prompt": "", "superficial_prompt": "",
-            "explicit_image": [{"bytes": png_bytes(), "path": None}],
-            "superficial_image": [{"bytes": jpeg_bytes(), "path": None}], "category": category, "law": law}
+    return {
+        "implicit_prompt": prompt,
+        "explicit_prompt": "",
+        "superficial_prompt": "",
+        "explicit_image": [{"bytes": png_bytes(), "path": None}],
+        "superficial_image": [{"bytes": jpeg_bytes(), "path": None}],
+        "category": category,
+        "law": law,
+    }
 
 
 def write(path: Path, rows: list[dict], schema=SCHEMA) -> Path:
@@ -48,12 +62,18 @@ def tasks() -> dict[str, str | None]:
 
 
 def test_category_and_law_name_a_task_or_a_discipline_by_value_in_either_column(tmp_path):
-    Task.objects.create(code="CO", name="Corrosion fatigue", kind="CT", discipline=Discipline.objects.create(
-        slug="materials", name="Materials science"))
-    rows = [row("A cork in water", category="Physics", law="Buoyancy"),
-            row("Ice on a hot pavement", category="ME", law=""),
-            row("A mango picked early", category="Biology", law="ri"),
-            row("A steel beam flexed for years", category="Materials science", law="corrosion_fatigue")]
+    Task.objects.create(
+        code="CO",
+        name="Corrosion fatigue",
+        kind="CT",
+        discipline=Discipline.objects.create(slug="materials", name="Materials science"),
+    )
+    rows = [
+        row("A cork in water", category="Physics", law="Buoyancy"),
+        row("Ice on a hot pavement", category="ME", law=""),
+        row("A mango picked early", category="Biology", law="ri"),
+        row("A steel beam flexed for years", category="Materials science", law="corrosion_fatigue"),
+    ]
     rows.append({**row("A nail in the rain", category="Physics", law="Buoyancy"), "task": "RU"})
     rows.append(row("A cork on a table", category="", law="physics"))  # a discipline alone names no task
     schema = pa.schema([*SCHEMA, ("task", pa.string())])
@@ -61,23 +81,36 @@ def test_category_and_law_name_a_task_or_a_discipline_by_value_in_either_column(
     report = import_dataset(write(tmp_path / "test_S.parquet", rows, schema), task_default="none")
 
     assert report.ok, report.errors
-    assert tasks() == {"A cork in water": "BU", "Ice on a hot pavement": "ME", "A mango picked early": "RI",
-                       "A steel beam flexed for years": "CO", "A nail in the rain": "RU",  # our task column wins
-                       "A cork on a table": None}
-    assert report.unassigned["rows"] == [{"file": "test_S.parquet", "row": 6, "prompt": "A cork on a table",
-                                          "reason": "the row names no task (category: empty; law 'physics': a "
-                                                    "discipline)"}]
+    assert tasks() == {
+        "A cork in water": "BU",
+        "Ice on a hot pavement": "ME",
+        "A mango picked early": "RI",
+        "A steel beam flexed for years": "CO",
+        "A nail in the rain": "RU",  # our task column wins
+        "A cork on a table": None,
+    }
+    assert report.unassigned["rows"] == [
+        {
+            "file": "test_S.parquet",
+            "row": 6,
+            "prompt": "A cork on a table",
+            "reason": "the row names no task (category: empty; law 'physics': a discipline)",
+        }
+    ]
 
 
 def test_errors_say_what_each_column_held(tmp_path):
-    rows = [row("A cork in water", category="Physics", law=""), row("Gold from lead", category="Alchemy",
-                                                                      law="Chemistry")]
+    rows = [
+        row("A cork in water", category="Physics", law=""),
+        row("Gold from lead", category="Alchemy", law="Chemistry"),
+    ]
     report = import_dataset(write(tmp_path / "test_S.parquet", rows))
     assert [e["error"] for e in report.errors] == [
         "the row names no task (category 'Physics': a discipline; law: empty); give a task default (a task code, "
         "or 'none' to import such rows without a task), auto_task, or merge_same_prompt",
         "unknown task/category 'Alchemy' (category 'Alchemy': neither a task nor a discipline; law 'Chemistry': "
-        "a discipline)"]
+        "a discipline)",
+    ]
     assert report.unassigned["count"] == 1 and report.unassigned["rows"][0]["row"] == 1
 
 
@@ -85,10 +118,12 @@ def test_errors_say_what_each_column_held(tmp_path):
 
 
 def test_auto_task_assigns_the_guess_within_the_rows_discipline_and_lists_the_rest(tmp_path):
-    rows = [row("An iron nail left outside in the rain for weeks", category="Chemistry"),
-            row("A cork thrown into a tank of water", law="physics"),
-            row("A glass of water aboard the International Space Station", category="Biology"),  # GR is physics
-            row("A red apple on a table")]
+    rows = [
+        row("An iron nail left outside in the rain for weeks", category="Chemistry"),
+        row("A cork thrown into a tank of water", law="physics"),
+        row("A glass of water aboard the International Space Station", category="Biology"),  # GR is physics
+        row("A red apple on a table"),
+    ]
     path = write(tmp_path / "test_S.parquet", rows)
 
     refused = import_dataset(path, auto_task=True)
@@ -98,26 +133,55 @@ def test_auto_task_assigns_the_guess_within_the_rows_discipline_and_lists_the_re
     report = import_dataset(path, auto_task=True, task_default="none")
 
     assert report.ok, report.errors
-    assert tasks() == {"An iron nail left outside in the rain for weeks": "RU", "A cork thrown into a tank of water":
-                       "BU", "A glass of water aboard the International Space Station": None,
-                       "A red apple on a table": None}
-    assert report.unassigned == {"count": 2, "rows": [
-        {"file": "test_S.parquet", "row": 3, "prompt": "A glass of water aboard the International Space Station",
-         "reason": "the rules guessed GR (physics), but the row names the discipline biology"},
-        {"file": "test_S.parquet", "row": 4, "prompt": "A red apple on a table",
-         "reason": "no task rule matched the prompt"}]}
+    assert tasks() == {
+        "An iron nail left outside in the rain for weeks": "RU",
+        "A cork thrown into a tank of water": "BU",
+        "A glass of water aboard the International Space Station": None,
+        "A red apple on a table": None,
+    }
+    assert report.unassigned == {
+        "count": 2,
+        "rows": [
+            {
+                "file": "test_S.parquet",
+                "row": 3,
+                "prompt": "A glass of water aboard the International Space Station",
+                "reason": "the rules guessed GR (physics), but the row names the discipline biology",
+            },
+            {
+                "file": "test_S.parquet",
+                "row": 4,
+                "prompt": "A red apple on a table",
+                "reason": "no task rule matched the prompt",
+            },
+        ],
+    }
     with pytest.raises(ImportRefused, match="either a task default code or auto_task"):
         import_dataset(path, auto_task=True, task_default="RU")
 
 
 def test_import_prompts_lists_the_rows_auto_task_cannot_assign(tmp_path):
     path = tmp_path / "prompts.json"
-    path.write_text(json.dumps([{"prompt": "An iron nail left outside in the rain for weeks", "object": "nail"},
-                                {"prompt": "A red apple on a table", "object": "apple"}]))
+    path.write_text(
+        json.dumps(
+            [
+                {"prompt": "An iron nail left outside in the rain for weeks", "object": "nail"},
+                {"prompt": "A red apple on a table", "object": "apple"},
+            ]
+        )
+    )
     report = import_prompts(path, auto_task=True)
-    assert report.as_dict()["unassigned"] == {"count": 1, "rows": [
-        {"file": "prompts.json", "row": 2, "prompt": "A red apple on a table",
-         "reason": "no task rule matched the prompt"}]}
+    assert report.as_dict()["unassigned"] == {
+        "count": 1,
+        "rows": [
+            {
+                "file": "prompts.json",
+                "row": 2,
+                "prompt": "A red apple on a table",
+                "reason": "no task rule matched the prompt",
+            }
+        ],
+    }
     out = StringIO()
     call_command("import_prompts", str(path), "--auto-task", stdout=out)
     assert "1 row(s) without a task" in out.getvalue() and "prompts.json row 2: 'A red apple" in out.getvalue()
@@ -133,10 +197,25 @@ def test_a_prompt_imported_without_a_task_next_to_a_tasked_tuple_is_reported_and
     bare = write(tmp_path / "b" / "test_S.parquet", [row("a nail in the rain.")])
 
     kept_apart = import_dataset(bare, task_default="none", dry_run=True)
-    assert kept_apart.same_prompt == {"count": 1, "rows": 1, "merged": 0, "prompts": [{
-        "prompt": "a nail in the rain.", "file": "test_S.parquet", "row": 1, "rows": 1,
-        "existing": [{"tuple": rust.pk, "task": "RU"}], "in_file": [], "merged": False, "task": None,
-        "tuple": None, "action": "not merged (merge_same_prompt is off): a tuple of its own"}]}
+    assert kept_apart.same_prompt == {
+        "count": 1,
+        "rows": 1,
+        "merged": 0,
+        "prompts": [
+            {
+                "prompt": "a nail in the rain.",
+                "file": "test_S.parquet",
+                "row": 1,
+                "rows": 1,
+                "existing": [{"tuple": rust.pk, "task": "RU"}],
+                "in_file": [],
+                "merged": False,
+                "task": None,
+                "tuple": None,
+                "action": "not merged (merge_same_prompt is off): a tuple of its own",
+            }
+        ],
+    }
     assert kept_apart.tuples["created"] == 1
 
     merged = import_dataset(bare, merge_same_prompt=True)  # no task default needed: the merge gives the task
@@ -148,8 +227,12 @@ def test_a_prompt_imported_without_a_task_next_to_a_tasked_tuple_is_reported_and
 
 
 def test_several_tasks_with_the_prompt_are_reported_and_not_merged(tmp_path):
-    assert import_dataset(write(tmp_path / "a.parquet", [row("A nail in the rain", category="Rust"),
-                                                         row("A nail in the rain", category="Melting")])).ok
+    assert import_dataset(
+        write(
+            tmp_path / "a.parquet",
+            [row("A nail in the rain", category="Rust"), row("A nail in the rain", category="Melting")],
+        )
+    ).ok
     path = write(tmp_path / "b.parquet", [row("A nail in the rain")])
     refused = import_dataset(path, merge_same_prompt=True)
     assert "names no task" in refused.errors[0]["error"]
@@ -160,8 +243,10 @@ def test_several_tasks_with_the_prompt_are_reported_and_not_merged(tmp_path):
 
 
 def test_a_tasked_row_of_the_same_input_is_merged_with_too(tmp_path):
-    path = write(tmp_path / "t.parquet", [row("A nail in the rain", category="Rust"), row("A nail in the rain"),
-                                          row("A chain in the rain")])
+    path = write(
+        tmp_path / "t.parquet",
+        [row("A nail in the rain", category="Rust"), row("A nail in the rain"), row("A chain in the rain")],
+    )
     report = import_dataset(path, merge_same_prompt=True, task_default="none")
     assert report.ok, report.errors
     assert report.same_prompt["prompts"][0]["in_file"] == [{"task": "RU", "file": "t.parquet", "row": 1}]
@@ -179,10 +264,19 @@ def test_import_prompts_reports_and_merges_the_same_prompt(tmp_path):
     rust = PromptTuple.objects.get()
 
     report = import_prompts(path, dry_run=True).as_dict()
-    assert report["same_prompt"]["prompts"] == [{
-        "prompt": "A nail in the rain", "row": 1, "rows": 1, "existing": [{"tuple": rust.pk, "task": "RU"}],
-        "in_file": [], "merged": False, "task": None, "tuple": None,
-        "action": "not merged (merge_same_prompt is off): a tuple of its own"}]
+    assert report["same_prompt"]["prompts"] == [
+        {
+            "prompt": "A nail in the rain",
+            "row": 1,
+            "rows": 1,
+            "existing": [{"tuple": rust.pk, "task": "RU"}],
+            "in_file": [],
+            "merged": False,
+            "task": None,
+            "tuple": None,
+            "action": "not merged (merge_same_prompt is off): a tuple of its own",
+        }
+    ]
     out = StringIO()
     call_command("import_prompts", str(path), "--merge-same-prompt", stdout=out)
     assert PromptTuple.objects.count() == 1 and PromptTuple.objects.get().subject == "nail"
@@ -202,8 +296,12 @@ def test_the_command_takes_the_new_options(tmp_path, capsys):
     out = StringIO()
     call_command("import_dataset", str(path), "--auto-task", "--open-for-annotation", "--json", stdout=out)
     summary = json.loads(out.getvalue())
-    assert summary["options"] == {"decisions": "open", "auto_task": True, "merge_same_prompt": False,
-                                  "task_default": None}
+    assert summary["options"] == {
+        "decisions": "open",
+        "auto_task": True,
+        "merge_same_prompt": False,
+        "task_default": None,
+    }
     assert tasks() == {"An iron nail left outside in the rain for weeks": "RU"}
     assert Pair.objects.get().status == "open"
     with pytest.raises(CommandError, match="not both"):
@@ -221,9 +319,15 @@ def root(settings, tmp_path, eager_celery) -> Path:
     return folder
 
 
-@pytest.mark.parametrize(("body", "field"), [({"decisions": "maybe"}, "decisions"), ({"auto_task": "perhaps"},
-                                              "auto_task"), ({"merge_same_prompt": [1]}, "merge_same_prompt"),
-                                             ({"auto_task": True, "task_default": "RU"}, "auto_task")])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"decisions": "maybe"}, "decisions"),
+        ({"auto_task": "perhaps"}, "auto_task"),
+        ({"merge_same_prompt": [1]}, "merge_same_prompt"),
+        ({"auto_task": True, "task_default": "RU"}, "auto_task"),
+    ],
+)
 def test_the_api_validates_the_new_fields(api, admin_user, root, body, field):
     api.force_authenticate(admin_user)
     response = api.post("/api/curation/imports/", {"path": "t.parquet", **body}, format="json")
@@ -234,8 +338,17 @@ def test_the_api_validates_the_new_fields(api, admin_user, root, body, field):
 def test_the_api_passes_the_new_options_to_the_job(api, admin_user, root, django_capture_on_commit_callbacks):
     api.force_authenticate(admin_user)
     with django_capture_on_commit_callbacks(execute=True):
-        response = api.post("/api/curation/imports/", {"path": "t.parquet", "auto_task": True, "task_default": "none",
-                                                       "merge_same_prompt": True, "decisions": "open"}, format="json")
+        response = api.post(
+            "/api/curation/imports/",
+            {
+                "path": "t.parquet",
+                "auto_task": True,
+                "task_default": "none",
+                "merge_same_prompt": True,
+                "decisions": "open",
+            },
+            format="json",
+        )
     assert response.status_code == 202, response.content
     job = Job.objects.get()
     assert (job.params["auto_task"], job.params["merge_same_prompt"], job.params["decisions"]) == (True, True, "open")
@@ -251,15 +364,23 @@ def test_the_import_page_offers_the_new_options(client, admin_user, root, django
     for name in ('name="auto_task"', 'name="merge_same_prompt"', 'name="decisions"', '<option value="open"'):
         assert name in page
     bad = client.post("/curation/imports/new/", {"path": "t.parquet", "format": "auto", "decisions": "maybe"})
-    both = client.post("/curation/imports/new/", {"path": "t.parquet", "format": "auto", "auto_task": "on",
-                                                  "task_default": "RU"})
+    both = client.post(
+        "/curation/imports/new/", {"path": "t.parquet", "format": "auto", "auto_task": "on", "task_default": "RU"}
+    )
     assert (bad.status_code, both.status_code) == (400, 400) and "not both" in both.content.decode()
     with django_capture_on_commit_callbacks(execute=True):
-        started = client.post("/curation/imports/new/", {"path": "t.parquet", "format": "auto", "auto_task": "on",
-                                                         "task_default": "none", "merge_same_prompt": "on"})
+        started = client.post(
+            "/curation/imports/new/",
+            {
+                "path": "t.parquet",
+                "format": "auto",
+                "auto_task": "on",
+                "task_default": "none",
+                "merge_same_prompt": "on",
+            },
+        )
     job = Job.objects.get()
     assert started.status_code == 302 and job.status == Job.Status.SUCCEEDED, job.error
-    assert (job.params["auto_task"], job.params["merge_same_prompt"], job.params["decisions"]) == (True, True,
-                                                                                                   "import")
+    assert (job.params["auto_task"], job.params["merge_same_prompt"], job.params["decisions"]) == (True, True, "import")
     detail = client.get(started["Location"]).content.decode()
     assert "rows without a task" in detail and "recorded 2" in detail

@@ -50,7 +50,9 @@ def test_judgements_at_k_and_adjudications_take_over_an_imported_decision(review
     assert Consensus.objects.get(pair=judged).outcome == "imported", "one judgement of two: still imported"
     judge(chemist(), judged, "other")
     assert (Consensus.objects.get(pair=judged).outcome, Consensus.objects.get(pair=judged).label) == (
-        "reversed", "other")
+        "reversed",
+        "other",
+    )
     assert consensus.record_imported_decision(judged, "expected", SOURCE)[1] == "kept"
 
     adjudicated = make_pair("RU")
@@ -60,15 +62,24 @@ def test_judgements_at_k_and_adjudications_take_over_an_imported_decision(review
 
 
 def test_reviewers_see_rubrics_paraphrases_scene_and_where_a_decision_came_from(client, reviewer):
-    tuple_ = TupleFactory(implicit_paraphrases=["An iron nail after a rainy month outdoors."],
-                          scene_scoring="A nail must be visible.", real_scoring="3: orange-brown rust.",
-                          scene="complex")
+    tuple_ = TupleFactory(
+        implicit_paraphrases=["An iron nail after a rainy month outdoors."],
+        scene_scoring="A nail must be visible.",
+        real_scoring="3: orange-brown rust.",
+        scene="complex",
+    )
     pair = make_pair("RU", tuple=tuple_)
     consensus.record_imported_decision(pair, "expected", SOURCE)
     client.force_login(reviewer)
     page = client.get(reverse("curation:adjudication-detail", args=[pair.pk])).content.decode()
-    for text in ("An iron nail after a rainy month outdoors.", "A nail must be visible.", "3: orange-brown rust.",
-                 "complex", "Science-T2I-S/data/test-00000-of-00001.parquet", "row 7"):
+    for text in (
+        "An iron nail after a rainy month outdoors.",
+        "A nail must be visible.",
+        "3: orange-brown rust.",
+        "complex",
+        "Science-T2I-S/data/test-00000-of-00001.parquet",
+        "row 7",
+    ):
         assert text in page, text
 
 
@@ -78,9 +89,15 @@ def test_admins_set_paraphrases_and_rubrics_and_annotators_never_see_them(admin_
     as_admin = APIClient()
     as_admin.force_authenticate(admin_user)
     tuple_ = TupleFactory()
-    response = as_admin.patch(f"/api/tuples/{tuple_.id}/", {
-        "implicit_paraphrases": ["  Another wording.  ", "", tuple_.implicit_prompt],
-        "scene_scoring": "Scene gate.", "real_scoring": "Reality grade."}, format="json")
+    response = as_admin.patch(
+        f"/api/tuples/{tuple_.id}/",
+        {
+            "implicit_paraphrases": ["  Another wording.  ", "", tuple_.implicit_prompt],
+            "scene_scoring": "Scene gate.",
+            "real_scoring": "Reality grade.",
+        },
+        format="json",
+    )
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["implicit_paraphrases"] == ["Another wording."], "stripped, no blanks, not the prompt itself"
@@ -120,6 +137,17 @@ def test_the_command_can_draw_imported_splits(admin_user):
     pair = make_pair("RU")
     consensus.record_imported_decision(pair, "expected", {**SOURCE, "split": "test_S"})
     out = StringIO()
-    call_command("freeze_version", "cmd", "--user", admin_user.username, "--ratios", "0,1,0", "--parent", "none",
-                 "--draw-imported-splits", "--json", stdout=out)
+    call_command(
+        "freeze_version",
+        "cmd",
+        "--user",
+        admin_user.username,
+        "--ratios",
+        "0,1,0",
+        "--parent",
+        "none",
+        "--draw-imported-splits",
+        "--json",
+        stdout=out,
+    )
     assert versions.latest_version().members.get().split == "validation"

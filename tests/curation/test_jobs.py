@@ -25,16 +25,21 @@ def handlers(monkeypatch):
     monkeypatch.setitem(jobs.HANDLERS, Job.Kind.IMPORT, fail)
 
 
-def test_it_returns_the_in_flight_job_for_an_identical_request(admin_user, handlers, django_capture_on_commit_callbacks):
+def test_it_returns_the_in_flight_job_for_an_identical_request(
+    admin_user, handlers, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks() as callbacks:
-        first, created = jobs.start(Job.Kind.EXPORT, {"version": 1, "format": "parquet"}, admin_user,
-                                    celery_task=run_job)
-        again, created_again = jobs.start(Job.Kind.EXPORT, {"format": "parquet", "version": 1}, admin_user,
-                                          celery_task=run_job)
+        first, created = jobs.start(
+            Job.Kind.EXPORT, {"version": 1, "format": "parquet"}, admin_user, celery_task=run_job
+        )
+        again, created_again = jobs.start(
+            Job.Kind.EXPORT, {"format": "parquet", "version": 1}, admin_user, celery_task=run_job
+        )
     assert created and not created_again and again.pk == first.pk
     assert len(callbacks) == 1
-    other, created_other = jobs.start(Job.Kind.EXPORT, {"version": 2, "format": "parquet"}, admin_user,
-                                      celery_task=run_job)
+    other, created_other = jobs.start(
+        Job.Kind.EXPORT, {"version": 2, "format": "parquet"}, admin_user, celery_task=run_job
+    )
     assert created_other and other.pk != first.pk
 
 

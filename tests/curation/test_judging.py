@@ -77,9 +77,17 @@ def test_a_change_of_k_in_the_django_admin_recomputes_the_consensus(client):
     url = f"/admin/annotation/pair/{pair.pk}/change/"
     form = client.get(url)
     assert form.status_code == 200
-    response = client.post(url, {"tuple": pair.tuple_id, "image_correct": pair.image_correct_id,
-                                 "image_wrong": pair.image_wrong_id, "k": 1, "status": pair.status,
-                                 "priority": pair.priority})
+    response = client.post(
+        url,
+        {
+            "tuple": pair.tuple_id,
+            "image_correct": pair.image_correct_id,
+            "image_wrong": pair.image_wrong_id,
+            "k": 1,
+            "status": pair.status,
+            "priority": pair.priority,
+        },
+    )
     assert response.status_code == 302, response.content[:2000]
     assert Pair.objects.get(pk=pair.pk).k == 1
     assert Consensus.objects.get(pair=pair).outcome == "confirmed"
@@ -111,8 +119,11 @@ def test_only_curation_judging_calls_the_services_that_change_judgements_or_k():
             if relative in ALLOWED:
                 continue
             for node in ast.walk(ast.parse(path.read_text(), relative)):
-                if (isinstance(node, ast.Attribute) and node.attr in CHANGES
-                        and not (isinstance(node.value, ast.Name) and node.value.id == "judging")):
+                if (
+                    isinstance(node, ast.Attribute)
+                    and node.attr in CHANGES
+                    and not (isinstance(node.value, ast.Name) and node.value.id == "judging")
+                ):
                     offenders.append(f"{relative}:{node.lineno} {node.attr}")
                 if isinstance(node, ast.ImportFrom) and any(alias.name in CHANGES for alias in node.names):
                     offenders.append(f"{relative}:{node.lineno} imports {node.names[0].name}")

@@ -10,8 +10,9 @@ from curation.services import splits
 def synthetic_groups(n, *, start=0, complex_every=3):
     """``{group_key: scene}`` for n synthetic prompt/subject groups; every third one complex."""
     return {
-        splits.group_key(f"An object number {i} left in the sun", f"object {i}"):
-            (splits.COMPLEX if i % complex_every == 0 else splits.SIMPLE)
+        splits.group_key(f"An object number {i} left in the sun", f"object {i}"): (
+            splits.COMPLEX if i % complex_every == 0 else splits.SIMPLE
+        )
         for i in range(start, start + n)
     }
 
@@ -79,8 +80,9 @@ def test_it_keeps_inherited_assignments_whatever_the_seed_or_ratios():
     groups = synthetic_groups(200)
     parent = splits.assign_splits(groups, splits.DEFAULT_RATIOS, seed=0)
     child_groups = {**groups, **synthetic_groups(100, start=200)}
-    child = splits.assign_splits(child_groups, {"train": 0.0, "validation": 0.0, "test": 1.0}, seed=99,
-                                 inherited=parent)
+    child = splits.assign_splits(
+        child_groups, {"train": 0.0, "validation": 0.0, "test": 1.0}, seed=99, inherited=parent
+    )
     assert {key: child[key] for key in groups} == parent
     assert {child[key] for key in child_groups if key not in groups} <= {"test_S", "test_C"}
 

@@ -12,8 +12,11 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def pairs():
-    return [judged("expected", "expected", "expected"), judged("other", "other", "expected"),
-            judged("expected", "expected", "expected", task="BU")]
+    return [
+        judged("expected", "expected", "expected"),
+        judged("other", "other", "expected"),
+        judged("expected", "expected", "expected", task="BU"),
+    ]
 
 
 @pytest.fixture
@@ -26,19 +29,34 @@ def two_versions(admin_user, reviewer, pairs):
 
 # --- API -----------------------------------------------------------------------------------------
 
+
 def test_it_creates_a_version_through_the_api(api, admin_user, pairs):
     api.force_authenticate(admin_user)
-    response = api.post("/api/curation/versions/", {
-        "name": "api-v1", "tasks": ["RU"], "outcomes": ["confirmed", "reversed"], "min_agreement": 0.5,
-        "ratios": {"train": 0.5, "validation": 0.25, "test": 0.25}, "seed": 4,
-    }, format="json")
+    response = api.post(
+        "/api/curation/versions/",
+        {
+            "name": "api-v1",
+            "tasks": ["RU"],
+            "outcomes": ["confirmed", "reversed"],
+            "min_agreement": 0.5,
+            "ratios": {"train": 0.5, "validation": 0.25, "test": 0.25},
+            "seed": 4,
+        },
+        format="json",
+    )
     assert response.status_code == 201, response.json()
     body = response.json()
     version = DatasetVersion.objects.get(name="api-v1")
     assert body["id"] == version.pk and body["content_hash"] == version.content_hash
     assert body["counts"]["total"] == 2 and body["counts"]["tasks"]["RU"]["total"] == 2
-    assert body["split_ratios"] == {"train": 0.5, "validation": 0.25, "test": 0.25, "seed": 4,
-                                    "keep_imported_splits": True, "imported_split_groups": 0}
+    assert body["split_ratios"] == {
+        "train": 0.5,
+        "validation": 0.25,
+        "test": 0.25,
+        "seed": 4,
+        "keep_imported_splits": True,
+        "imported_split_groups": 0,
+    }
     assert body["created_by"] == admin_user.username and body["parent"] is None
     again = api.post("/api/curation/versions/", {"name": "api-v2"}, format="json")
     assert again.status_code == 201 and again.json()["parent"] == version.pk
@@ -104,10 +122,14 @@ def test_it_lists_members_by_split_and_diffs(api, reviewer, pairs, two_versions)
 
 # --- pages ---------------------------------------------------------------------------------------
 
+
 def test_the_pages_are_for_reviewers_and_the_builder_for_admins(client, reviewer, annotator, two_versions):
     first, second = two_versions
-    urls = ["/curation/versions/", f"/curation/versions/{second.pk}/",
-            f"/curation/versions/{first.pk}/diff/{second.pk}/"]
+    urls = [
+        "/curation/versions/",
+        f"/curation/versions/{second.pk}/",
+        f"/curation/versions/{first.pk}/diff/{second.pk}/",
+    ]
     assert client.get(urls[0]).status_code == 302  # to the login page
     client.force_login(annotator)
     assert all(client.get(url).status_code == 403 for url in urls)
@@ -117,8 +139,9 @@ def test_the_pages_are_for_reviewers_and_the_builder_for_admins(client, reviewer
     assert client.post("/curation/versions/new/", {"name": "r", "outcomes": ["confirmed"]}).status_code == 403
 
 
-def test_the_list_and_detail_pages_show_counts_in_few_queries(client, admin_user, two_versions,
-                                                              django_assert_max_num_queries):
+def test_the_list_and_detail_pages_show_counts_in_few_queries(
+    client, admin_user, two_versions, django_assert_max_num_queries
+):
     first, second = two_versions
     client.force_login(admin_user)
     with django_assert_max_num_queries(8):
@@ -139,21 +162,37 @@ def test_the_builder_previews_and_freezes(client, admin_user, pairs, django_asse
     client.force_login(admin_user)
     assert client.get("/curation/versions/new/").status_code == 200
     with django_assert_max_num_queries(10):
-        page = client.get("/curation/versions/new/", {
-            "preview": "1", "outcomes": ["confirmed", "reversed"], "tasks": ["RU", "BU"],
-        }).content.decode()
+        page = client.get(
+            "/curation/versions/new/",
+            {
+                "preview": "1",
+                "outcomes": ["confirmed", "reversed"],
+                "tasks": ["RU", "BU"],
+            },
+        ).content.decode()
     assert "3 pairs match" in page and 'data-task="BU"' in page
     page = client.get("/curation/versions/new/", {"preview": "1", "outcomes": ["confirmed"], "min_agreement": "0.9"})
     assert "2 pairs match" in page.content.decode()
-    response = client.post("/curation/versions/new/", {
-        "name": "page-v1", "outcomes": ["confirmed"], "disciplines": ["chemistry"], "seed": "2",
-        "train": "0.6", "validation": "0.2", "test": "0.2", "exclude_pairs": "",
-    })
+    response = client.post(
+        "/curation/versions/new/",
+        {
+            "name": "page-v1",
+            "outcomes": ["confirmed"],
+            "disciplines": ["chemistry"],
+            "seed": "2",
+            "train": "0.6",
+            "validation": "0.2",
+            "test": "0.2",
+            "exclude_pairs": "",
+        },
+    )
     version = DatasetVersion.objects.get(name="page-v1")
     assert response.status_code == 302 and response.url == f"/curation/versions/{version.pk}/"
     assert version.counts["total"] == 1 and version.split_ratios["seed"] == 2
     bad = client.post("/curation/versions/new/", {"name": "page-v1", "outcomes": ["confirmed"]})
     assert bad.status_code == 400 and "exists already" in bad.content.decode()
-    bad = client.post("/curation/versions/new/", {"name": "x", "outcomes": ["confirmed"], "train": "0.9",
-                                                 "validation": "0.2", "test": "0.1"})
+    bad = client.post(
+        "/curation/versions/new/",
+        {"name": "x", "outcomes": ["confirmed"], "train": "0.9", "validation": "0.2", "test": "0.1"},
+    )
     assert "sum to 1" in bad.content.decode() and DatasetVersion.objects.count() == 1

@@ -7,13 +7,12 @@ from django.core.exceptions import PermissionDenied
 from django.core.management import CommandError, call_command
 
 from annotation.models import AuditEvent, Pair, Task
-from annotation.services import catalog, queue
+from annotation.services import catalog
 from curation.models import DatasetVersion, VersionMember
-from curation.services import splits, versions
+from curation.services import judging, splits, versions
 from curation.services.adjudication import adjudicate
 from tests.support.factories import TupleFactory, make_pair
 from tests.support.judging import expert, judge, judged
-from curation.services import judging
 
 pytestmark = pytest.mark.django_db
 
@@ -57,8 +56,14 @@ def test_it_freezes_the_decided_pairs_with_their_labels(admin_user, catalogue):
     assert len(version.content_hash) == 64
     assert version.created_by == admin_user and version.parent is None
     assert version.filters["outcomes"] == ["adjudicated", "confirmed", "imported", "reversed"]
-    assert version.split_ratios == {"train": 0.8, "validation": 0.1, "test": 0.1, "seed": 0,
-                                    "keep_imported_splits": True, "imported_split_groups": 0}
+    assert version.split_ratios == {
+        "train": 0.8,
+        "validation": 0.1,
+        "test": 0.1,
+        "seed": 0,
+        "keep_imported_splits": True,
+        "imported_split_groups": 0,
+    }
     event = AuditEvent.objects.get(action="version.frozen")
     assert (event.actor, event.target_type, event.target_id) == (admin_user, "datasetversion", str(version.pk))
     assert event.after["content_hash"] == version.content_hash
@@ -86,8 +91,11 @@ def test_it_filters_by_task_discipline_agreement_and_exclusions(admin_user, cata
     strict = versions.build_version(admin_user, "strict", min_agreement=0.9, parent=None)
     assert set(members(strict)) == {catalogue["confirmed"].pk, catalogue["physics"].pk}
     excluded = versions.build_version(
-        admin_user, "excl", exclude_pairs=[catalogue["confirmed"].pk],
-        exclude_tuples=[catalogue["reversed"].tuple_id], parent=None,
+        admin_user,
+        "excl",
+        exclude_pairs=[catalogue["confirmed"].pk],
+        exclude_tuples=[catalogue["reversed"].tuple_id],
+        parent=None,
     )
     assert set(members(excluded)) == {catalogue["confirmed_2_3"].pk, catalogue["physics"].pk}
 
@@ -139,8 +147,11 @@ def test_it_does_not_change_when_consensus_changes_later(admin_user, reviewer):
     adjudicate(reviewer, pair.pk, "other")
     judging.undo(judges[-1])
     version.refresh_from_db()
-    assert (version.content_hash, version.counts,
-            [(m.pair_id, m.label, m.split) for m in members(version).values()]) == frozen
+    assert (
+        version.content_hash,
+        version.counts,
+        [(m.pair_id, m.label, m.split) for m in members(version).values()],
+    ) == frozen
     assert members(version)[pair.pk].outcome == "confirmed"
 
 
@@ -148,24 +159,30 @@ def test_it_gives_identical_inputs_identical_hashes(admin_user, catalogue):
     first = versions.build_version(admin_user, "a", parent=None)
     second = versions.build_version(admin_user, "b", parent=None)
     assert first.content_hash == second.content_hash
-    other_seed = versions.build_version(admin_user, "c", parent=None, seed=1,
-                                        ratios={"train": 0.0, "validation": 0.0, "test": 1.0})
+    other_seed = versions.build_version(
+        admin_user, "c", parent=None, seed=1, ratios={"train": 0.0, "validation": 0.0, "test": 1.0}
+    )
     assert other_seed.content_hash != first.content_hash
-    assert versions.content_hash([(2, "expected", "train", "aa", "bb"), (1, "other", "test_S", "cc", "dd")]) == \
-        versions.content_hash([(1, "other", "test_S", "cc", "dd"), (2, "expected", "train", "aa", "bb")])
+    assert versions.content_hash(
+        [(2, "expected", "train", "aa", "bb"), (1, "other", "test_S", "cc", "dd")]
+    ) == versions.content_hash([(1, "other", "test_S", "cc", "dd"), (2, "expected", "train", "aa", "bb")])
 
 
 def test_it_splits_by_group_so_nothing_leaks(admin_user):
     rust, buoy = Task.objects.get(code="RU"), Task.objects.get(code="BU")
     twin_a = TupleFactory(implicit_prompt="An iron gate by the sea for years", subject="gate", task=rust)
-    twin_b = TupleFactory(implicit_prompt="an iron gate by the sea for years.", subject="Gate", task=buoy,
-                          scene="complex")
-    pairs = [judged("expected", "expected", "expected", tuple=twin_a),
-             judged("expected", "expected", "expected", tuple=twin_a),
-             judged("expected", "expected", "expected", task="BU", tuple=twin_b)]
+    twin_b = TupleFactory(
+        implicit_prompt="an iron gate by the sea for years.", subject="Gate", task=buoy, scene="complex"
+    )
+    pairs = [
+        judged("expected", "expected", "expected", tuple=twin_a),
+        judged("expected", "expected", "expected", tuple=twin_a),
+        judged("expected", "expected", "expected", task="BU", tuple=twin_b),
+    ]
     for seed in range(6):
-        version = versions.build_version(admin_user, f"s{seed}", seed=seed, parent=None,
-                                         ratios={"train": 0.34, "validation": 0.33, "test": 0.33})
+        version = versions.build_version(
+            admin_user, f"s{seed}", seed=seed, parent=None, ratios={"train": 0.34, "validation": 0.33, "test": 0.33}
+        )
         found = members(version)
         assert len({found[p.pk].split for p in pairs}) == 1
         assert len({found[p.pk].group_key for p in pairs}) == 1
@@ -182,8 +199,9 @@ def test_it_keeps_the_parents_splits_with_another_seed(admin_user):
     old, new = members(first), members(second)
     assert all(new[pair].split == old[pair].split for pair in old)
     assert {new[p.pk].split for p in added} == {"test_S"}
-    orphan = versions.build_version(admin_user, "v3", parent=None, seed=5,
-                                    ratios={"train": 0.0, "validation": 0.0, "test": 1.0})
+    orphan = versions.build_version(
+        admin_user, "v3", parent=None, seed=5, ratios={"train": 0.0, "validation": 0.0, "test": 1.0}
+    )
     assert orphan.parent is None
     assert {m.split for m in members(orphan).values()} == {"test_S"}
 
@@ -191,8 +209,14 @@ def test_it_keeps_the_parents_splits_with_another_seed(admin_user):
 def test_it_diffs_two_versions(admin_user, reviewer, catalogue):
     first = versions.build_version(admin_user, "v1", exclude_pairs=[catalogue["physics"].pk])
     adjudicate(reviewer, catalogue["confirmed"].pk, "other")
-    second = versions.build_version(admin_user, "v2", exclude_pairs=[catalogue["reversed"].pk], parent=None,
-                                    seed=1, ratios={"train": 0.0, "validation": 0.0, "test": 1.0})
+    second = versions.build_version(
+        admin_user,
+        "v2",
+        exclude_pairs=[catalogue["reversed"].pk],
+        parent=None,
+        seed=1,
+        ratios={"train": 0.0, "validation": 0.0, "test": 1.0},
+    )
     diff = versions.diff_versions(first, second)
     assert diff["added"] == [catalogue["physics"].pk]
     assert diff["removed"] == [catalogue["reversed"].pk]
@@ -200,22 +224,53 @@ def test_it_diffs_two_versions(admin_user, reviewer, catalogue):
     old = members(first)
     moved = [p for p in (catalogue["confirmed"].pk, catalogue["confirmed_2_3"].pk) if old[p].split != "test_S"]
     assert diff["moved"] == [{"pair": p, "from": old[p].split, "to": "test_S"} for p in moved]
-    assert diff["counts"] == {"added": 1, "removed": 1, "relabelled": 1, "moved": len(moved),
-                              "unchanged": 0 if catalogue["confirmed_2_3"].pk in moved else 1}
-    assert versions.diff_versions(first, first)["counts"] == {"added": 0, "removed": 0, "relabelled": 0,
-                                                             "moved": 0, "unchanged": 3}
+    assert diff["counts"] == {
+        "added": 1,
+        "removed": 1,
+        "relabelled": 1,
+        "moved": len(moved),
+        "unchanged": 0 if catalogue["confirmed_2_3"].pk in moved else 1,
+    }
+    assert versions.diff_versions(first, first)["counts"] == {
+        "added": 0,
+        "removed": 0,
+        "relabelled": 0,
+        "moved": 0,
+        "unchanged": 3,
+    }
 
 
 def test_the_command_prints_the_version_id(admin_user, catalogue, capsys):
-    call_command("freeze_version", "cli-v1", "--user", admin_user.username, "--tasks", "RU",
-                 "--outcomes", "confirmed,reversed", "--min-agreement", "0.6", "--seed", "3",
-                 "--ratios", "0.6,0.2,0.2", "--exclude-pairs", str(catalogue["reversed"].pk))
+    call_command(
+        "freeze_version",
+        "cli-v1",
+        "--user",
+        admin_user.username,
+        "--tasks",
+        "RU",
+        "--outcomes",
+        "confirmed,reversed",
+        "--min-agreement",
+        "0.6",
+        "--seed",
+        "3",
+        "--ratios",
+        "0.6,0.2,0.2",
+        "--exclude-pairs",
+        str(catalogue["reversed"].pk),
+    )
     out = capsys.readouterr().out.strip()
     version = DatasetVersion.objects.get(name="cli-v1")
     assert out == str(version.pk)
     assert set(members(version)) == {catalogue["confirmed"].pk, catalogue["confirmed_2_3"].pk}
-    assert version.split_ratios == {"train": 0.6, "validation": 0.2, "test": 0.2, "seed": 3,
-                                    "keep_imported_splits": True, "imported_split_groups": 0}
+    assert version.split_ratios == {
+        "train": 0.6,
+        "validation": 0.2,
+        "test": 0.2,
+        "seed": 3,
+        "keep_imported_splits": True,
+        "imported_split_groups": 0,
+    }
     call_command("freeze_version", "cli-v2", "--user", admin_user.username, "--disciplines", "physics", "--json")
     report = json.loads(capsys.readouterr().out)
     second = DatasetVersion.objects.get(name="cli-v2")
@@ -272,4 +327,4 @@ def test_the_preview_counts_match_the_build(admin_user, catalogue, django_assert
     assert preview == {"BU": 1, "RU": 3}
     version = versions.build_version(admin_user, "p")
     assert {task: row["total"] for task, row in version.counts["tasks"].items()} == preview
-    assert splits.SPLITS == tuple(version.counts["splits"])
+    assert tuple(version.counts["splits"]) == splits.SPLITS

@@ -21,5 +21,7 @@ def tiny(tmp_path_factory) -> dict:
 
     out = tmp_path_factory.mktemp("tiny")
     assert main(["make-tiny", str(out), "--json"]) == 0
-    return {name: str(out / sub) for name, sub in
-            [("scorer", "scorer"), ("scorer_hf", "scorer-hf"), ("flux", "flux"), ("detector", "detector")]}
+    return {
+        name: str(out / sub)
+        for name, sub in [("scorer", "scorer"), ("scorer_hf", "scorer-hf"), ("flux", "flux"), ("detector", "detector")]
+    }

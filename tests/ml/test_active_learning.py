@@ -26,15 +26,23 @@ def _scorer(admin, name: str, *, active: bool = False) -> ModelVersion:
 
 
 def _score(model: ModelVersion, pair: Pair, probability: float) -> PairScore:
-    return PairScore.objects.create(pair=pair, model=model, score_correct=20.0, score_wrong=20.0,
-                                    probability=probability, uncertainty=1 - abs(2 * probability - 1),
-                                    disagrees=probability < 0.5)
+    return PairScore.objects.create(
+        pair=pair,
+        model=model,
+        score_correct=20.0,
+        score_wrong=20.0,
+        probability=probability,
+        uncertainty=1 - abs(2 * probability - 1),
+        disagrees=probability < 0.5,
+    )
 
 
 def _served(task: str, n: int) -> list[int]:
     """The pairs of ``task`` that ``n`` fresh chemists are served, in turn (every pair takes one judgement)."""
-    return [queue.next_lease(make_user(f"{task}-{i}", disciplines=["physics", "chemistry", "biology"]),
-                             task=task).pair_id for i in range(n)]
+    return [
+        queue.next_lease(make_user(f"{task}-{i}", disciplines=["physics", "chemistry", "biology"]), task=task).pair_id
+        for i in range(n)
+    ]
 
 
 def _pairs(task: str, n: int) -> list[Pair]:
@@ -117,7 +125,8 @@ def test_changing_the_order_is_for_admins_validated_and_audited(admin_user, anno
 
     events = AuditEvent.objects.filter(action="task.queue_order_changed", target_id=str(task.pk))
     assert [(e.actor, e.before, e.after) for e in events] == [
-        (admin_user, {"queue_order": "created"}, {"queue_order": "disagreement"})]
+        (admin_user, {"queue_order": "created"}, {"queue_order": "disagreement"})
+    ]
 
 
 def test_the_task_api_shows_and_sets_the_queue_order(api, admin_user, annotator):
@@ -136,6 +145,9 @@ def test_the_task_api_shows_and_sets_the_queue_order(api, admin_user, annotator)
     assert Pair.objects.get(pk=pair.pk).priority == 0.75
     assert AuditEvent.objects.filter(action="task.queue_order_changed", actor=admin_user).exists()
     assert api.patch("/api/tasks/BU/", {"queue_order": "random"}, format="json").status_code == 400
-    created = api.post("/api/tasks/", {"code": "FL", "name": "Floating", "discipline": "physics", "kind": "ST",
-                                       "queue_order": "uncertainty"}, format="json")
+    created = api.post(
+        "/api/tasks/",
+        {"code": "FL", "name": "Floating", "discipline": "physics", "kind": "ST", "queue_order": "uncertainty"},
+        format="json",
+    )
     assert created.status_code == 201 and Task.objects.get(code="FL").queue_order == "uncertainty"

@@ -23,12 +23,22 @@ def tuples(tmp_path_factory) -> Path:
     """A JSONL file of 6 tuples (two tasks) with image files beside it."""
     folder = tmp_path_factory.mktemp("tuples")
     rows = []
-    for i, (task, good, bad) in enumerate([("RU", (150, 70, 30), (160, 160, 170)), ("RI", (240, 180, 20), (60, 160, 40))] * 3):
+    for i, (task, good, bad) in enumerate(
+        [("RU", (150, 70, 30), (160, 160, 170)), ("RI", (240, 180, 20), (60, 160, 40))] * 3
+    ):
         Image.new("RGB", (24, 24), good).save(folder / f"good{i}.png")
         Image.new("RGB", (24, 24), bad).save(folder / f"bad{i}.png")
-        rows.append({"implicit_prompt": f"Scene {i} after weeks", "explicit_prompt": "what it implies",
-                     "superficial_prompt": "what it says", "correct_image": f"good{i}.png",
-                     "wrong_image": f"bad{i}.png", "task": task, "subject": "object"})
+        rows.append(
+            {
+                "implicit_prompt": f"Scene {i} after weeks",
+                "explicit_prompt": "what it implies",
+                "superficial_prompt": "what it says",
+                "correct_image": f"good{i}.png",
+                "wrong_image": f"bad{i}.png",
+                "task": task,
+                "subject": "object",
+            }
+        )
     path = folder / "tuples.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
     return path
@@ -50,9 +60,28 @@ def test_it_scores_the_same_in_both_scorer_formats(capsys, tiny, tuples, tmp_pat
 
 
 def test_it_trains_and_evaluates_a_scorer(capsys, tiny, tuples, tmp_path):
-    summary = run(capsys, "train-scorer", "--model", tiny["scorer"], "--train", str(tuples), "--val", str(tuples),
-                  "--out", str(tmp_path / "run"), "--total-steps", "2", "--warmup-steps", "1", "--batch-size", "2",
-                  "--eval-every", "1", "--save-format", "both")
+    summary = run(
+        capsys,
+        "train-scorer",
+        "--model",
+        tiny["scorer"],
+        "--train",
+        str(tuples),
+        "--val",
+        str(tuples),
+        "--out",
+        str(tmp_path / "run"),
+        "--total-steps",
+        "2",
+        "--warmup-steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--eval-every",
+        "1",
+        "--save-format",
+        "both",
+    )
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["optimizer_steps"] >= 2
     report = run(capsys, "eval-scorer", "--model", str(summary["best_path"]), "--data", str(tuples))
@@ -61,9 +90,28 @@ def test_it_trains_and_evaluates_a_scorer(capsys, tiny, tuples, tmp_path):
 
 
 def test_it_generates_with_full_metadata(capsys, tiny, tmp_path):
-    result = run(capsys, "generate", "--pipeline", tiny["flux"], "--prompt", "an unripe mango", "--steps", "2",
-                 "--width", "16", "--height", "16", "--images-per-prompt", "2", "--seed", "7",
-                 "--max-sequence-length", "32", "--out", str(tmp_path / "gen"))
+    result = run(
+        capsys,
+        "generate",
+        "--pipeline",
+        tiny["flux"],
+        "--prompt",
+        "an unripe mango",
+        "--steps",
+        "2",
+        "--width",
+        "16",
+        "--height",
+        "16",
+        "--images-per-prompt",
+        "2",
+        "--seed",
+        "7",
+        "--max-sequence-length",
+        "32",
+        "--out",
+        str(tmp_path / "gen"),
+    )
     assert [row["seed"] for row in result["images"]] == [7, 8]
     assert all((tmp_path / "gen" / row["file"]).is_file() for row in result["images"])
     assert len((tmp_path / "gen" / "metadata.jsonl").read_text().splitlines()) == 2
@@ -71,30 +119,107 @@ def test_it_generates_with_full_metadata(capsys, tiny, tmp_path):
 
 def test_it_fine_tunes_with_sft_then_oft_and_evaluates_the_generator(capsys, tiny, tuples, tmp_path):
     common = ["--resolution", "16", "--max-sequence-length", "32"]
-    sft = run(capsys, "sft", "--pipeline", tiny["flux"], "--data", str(tuples), "--out", str(tmp_path / "sft"),
-              "--max-steps", "1", "--batch-size", "2", "--grad-accum", "1", *common)
+    sft = run(
+        capsys,
+        "sft",
+        "--pipeline",
+        tiny["flux"],
+        "--data",
+        str(tuples),
+        "--out",
+        str(tmp_path / "sft"),
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--grad-accum",
+        "1",
+        *common,
+    )
     assert sft["optimizer_steps"] == 1 and sft["tuples_seen"] == 2
     prompts = tmp_path / "prompts.json"
     prompts.write_text(json.dumps([{"prompt": "An unripe mango.", "object": "mango"}]))
-    oft = run(capsys, "oft", "--pipeline", tiny["flux"], "--lora", sft["lora_dir"], "--scorer", tiny["scorer"],
-              "--detector", tiny["detector"], "--prompts", str(prompts), "--out", str(tmp_path / "oft"),
-              "--max-steps", "1", "--prompts-per-step", "1", "--num-steps", "2", *common)
+    oft = run(
+        capsys,
+        "oft",
+        "--pipeline",
+        tiny["flux"],
+        "--lora",
+        sft["lora_dir"],
+        "--scorer",
+        tiny["scorer"],
+        "--detector",
+        tiny["detector"],
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(tmp_path / "oft"),
+        "--max-steps",
+        "1",
+        "--prompts-per-step",
+        "1",
+        "--num-steps",
+        "2",
+        *common,
+    )
     assert oft["optimizer_steps"] == 1
     base_file = tmp_path / "base.json"
-    generation = ["--data", str(tuples), "--images-per-prompt", "1", "--steps", "2", "--width", "16", "--height", "16",
-                  "--max-sequence-length", "32"]
-    run(capsys, "eval-generator", "--pipeline", tiny["flux"], "--scorer", tiny["scorer"], "--save", str(base_file),
-        *generation)
-    tuned = run(capsys, "eval-generator", "--pipeline", tiny["flux"], "--lora", oft["lora_dir"], "--scorer",
-                tiny["scorer"], "--base", str(base_file), *generation)
+    generation = [
+        "--data",
+        str(tuples),
+        "--images-per-prompt",
+        "1",
+        "--steps",
+        "2",
+        "--width",
+        "16",
+        "--height",
+        "16",
+        "--max-sequence-length",
+        "32",
+    ]
+    run(
+        capsys,
+        "eval-generator",
+        "--pipeline",
+        tiny["flux"],
+        "--scorer",
+        tiny["scorer"],
+        "--save",
+        str(base_file),
+        *generation,
+    )
+    tuned = run(
+        capsys,
+        "eval-generator",
+        "--pipeline",
+        tiny["flux"],
+        "--lora",
+        oft["lora_dir"],
+        "--scorer",
+        tiny["scorer"],
+        "--base",
+        str(base_file),
+        *generation,
+    )
     assert {"RU", "RI", "overall"} <= set(tuned["groups"])
     assert "RI" in tuned["groups"]["RU"] and "ND" in tuned["groups"]["RU"]
 
 
 def test_it_explains_every_command_and_reports_bad_input(capsys):
     proc = subprocess.run([sys.executable, "-m", "ml", "--help"], cwd=ROOT, capture_output=True, text=True)
-    for name in ("make-tiny", "score", "convert-scorer", "train-scorer", "eval-scorer", "generate", "sft", "oft",
-                 "eval-generator", "learnability"):
+    for name in (
+        "make-tiny",
+        "score",
+        "convert-scorer",
+        "train-scorer",
+        "eval-scorer",
+        "generate",
+        "sft",
+        "oft",
+        "eval-generator",
+        "learnability",
+    ):
         assert name in proc.stdout
     assert main(["eval-scorer", "--model", "/nonexistent", "--data", "/nonexistent.jsonl", "--json"]) != 0
 
@@ -123,10 +248,17 @@ def test_eval_scorer_takes_element_0_of_each_image_list_as_the_published_evaluat
         Image.new("RGB", (16, 16), colour).save(buffer, "PNG")
         return {"bytes": buffer.getvalue(), "path": None}
 
-    row = {"implicit_prompt": "A stone dropped into a pond.", "explicit_prompt": "", "superficial_prompt": "",
-           "explicit_image": [png((10, 10, 10)), png((20, 20, 20))],
-           "superficial_image": [png((200, 0, 0)), png((0, 200, 0))], "scene_scoring": "", "real_scoring": "",
-           "category": "Physics", "law": "Buoyancy"}
+    row = {
+        "implicit_prompt": "A stone dropped into a pond.",
+        "explicit_prompt": "",
+        "superficial_prompt": "",
+        "explicit_image": [png((10, 10, 10)), png((20, 20, 20))],
+        "superficial_image": [png((200, 0, 0)), png((0, 200, 0))],
+        "scene_scoring": "",
+        "real_scoring": "",
+        "category": "Physics",
+        "law": "Buoyancy",
+    }
     folder = tmp_path / "Science-T2I-S" / "data"
     folder.mkdir(parents=True)
     schema = schema_with_features(science_t2i_fields())

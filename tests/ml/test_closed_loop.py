@@ -13,11 +13,11 @@ import pytest
 
 from annotation.models import Pair, Task
 from annotation.services import queue
+from curation.services import judging
 from curation.services.versions import build_version
 from ml.services import registry
 from tests.support.factories import TupleFactory, make_user
 from tests.support.generator_runs import EVAL_TINY, OFT_TINY, SFT_TINY, execute, start, tiny, tiny_paths  # noqa: F401 (fixtures)
-from curation.services import judging
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -29,17 +29,28 @@ def _judge_all(experts, reversed_pair: Pair) -> None:
     for expert in experts:
         while (lease := queue.next_lease(expert)) is not None:
             correct = lease.pair.image_wrong_id if lease.pair_id == reversed_pair.pk else lease.pair.image_correct_id
-            judging.judge(expert, lease.pk, queue.JudgementInput(
-                "left" if lease.left_image_id == correct else "right"))
+            judging.judge(expert, lease.pk, queue.JudgementInput("left" if lease.left_image_id == correct else "right"))
 
 
 def test_generate_judge_freeze_then_sft_oft_and_evaluate(admin_user, tiny, settings):
     rust = Task.objects.get(code="RU")
-    tuples = [TupleFactory(implicit_prompt=f"A {s} left outside in the rain for weeks.", subject=s,
-                           explicit_prompt=f"A rusty brown {s}.", superficial_prompt=f"A shiny grey {s}.", task=rust)
-              for s in SUBJECTS]
-    generated = execute(start(admin_user, "generate", {"model": tiny.base.pk, "tuples": [t.pk for t in tuples],
-                                                       "steps": 2, "width": 16, "height": 16}))
+    tuples = [
+        TupleFactory(
+            implicit_prompt=f"A {s} left outside in the rain for weeks.",
+            subject=s,
+            explicit_prompt=f"A rusty brown {s}.",
+            superficial_prompt=f"A shiny grey {s}.",
+            task=rust,
+        )
+        for s in SUBJECTS
+    ]
+    generated = execute(
+        start(
+            admin_user,
+            "generate",
+            {"model": tiny.base.pk, "tuples": [t.pk for t in tuples], "steps": 2, "width": 16, "height": 16},
+        )
+    )
     pairs = list(Pair.objects.filter(tuple__in=tuples).order_by("id"))
     assert len(pairs) == len(SUBJECTS)
     _judge_all([make_user(f"chemist-{i}", "annotator", disciplines=["chemistry"]) for i in range(3)], pairs[0])
@@ -47,11 +58,20 @@ def test_generate_judge_freeze_then_sft_oft_and_evaluate(admin_user, tiny, setti
     assert set(version.members.values_list("split", flat=True)) == {"train", "test_S"}
 
     sft = execute(start(admin_user, "sft", {"model": tiny.base.pk, "dataset_version": version.pk, **SFT_TINY}))
-    oft = execute(start(admin_user, "oft", {"model": sft.output_model.pk, "dataset_version": version.pk,
-                                            "detector": tiny.detector, **OFT_TINY}))
-    evaluation = execute(start(admin_user, "eval_generator", {"model": oft.output_model.pk,
-                                                              "base_model": tiny.base.pk,
-                                                              "dataset_version": version.pk, **EVAL_TINY}))
+    oft = execute(
+        start(
+            admin_user,
+            "oft",
+            {"model": sft.output_model.pk, "dataset_version": version.pk, "detector": tiny.detector, **OFT_TINY},
+        )
+    )
+    evaluation = execute(
+        start(
+            admin_user,
+            "eval_generator",
+            {"model": oft.output_model.pk, "base_model": tiny.base.pk, "dataset_version": version.pk, **EVAL_TINY},
+        )
+    )
 
     sft_lora, oft_lora = sft.output_model, oft.output_model
     lineage = registry.lineage(oft_lora)

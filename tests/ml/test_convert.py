@@ -33,10 +33,24 @@ PROMPTS = [
 VARIANT_CFG = {
     "embed_dim": 24,
     "quick_gelu": True,
-    "vision_cfg": {"image_size": 24, "layers": 1, "width": 48, "head_width": 16, "patch_size": 6, "mlp_ratio": 2.5,
-                   "norm_kwargs": {"eps": 1e-6}},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 4, "layers": 1, "mlp_ratio": 3.0,
-                 "norm_kwargs": {"eps": 1e-6}},
+    "vision_cfg": {
+        "image_size": 24,
+        "layers": 1,
+        "width": 48,
+        "head_width": 16,
+        "patch_size": 6,
+        "mlp_ratio": 2.5,
+        "norm_kwargs": {"eps": 1e-6},
+    },
+    "text_cfg": {
+        "context_length": 77,
+        "vocab_size": 49408,
+        "width": 32,
+        "heads": 4,
+        "layers": 1,
+        "mlp_ratio": 3.0,
+        "norm_kwargs": {"eps": 1e-6},
+    },
 }
 
 
@@ -114,8 +128,10 @@ def test_it_maps_the_attention_and_projection_weights_by_their_layout(tmp_path):
     q, k, v = oc["transformer.resblocks.1.attn.in_proj_weight"].chunk(3)
     assert torch.equal(hf["text_model.encoder.layers.1.self_attn.q_proj.weight"], q)
     assert torch.equal(hf["text_model.encoder.layers.1.self_attn.v_proj.weight"], v)
-    assert torch.equal(hf["vision_model.encoder.layers.0.self_attn.k_proj.bias"],
-                       oc["visual.transformer.resblocks.0.attn.in_proj_bias"].chunk(3)[1])
+    assert torch.equal(
+        hf["vision_model.encoder.layers.0.self_attn.k_proj.bias"],
+        oc["visual.transformer.resblocks.0.attn.in_proj_bias"].chunk(3)[1],
+    )
     assert torch.equal(hf["visual_projection.weight"], oc["visual.proj"].T)
     assert torch.equal(hf["text_projection.weight"], oc["text_projection"].T)
     assert torch.equal(hf["logit_scale"], oc["logit_scale"])
@@ -130,8 +146,9 @@ def test_it_maps_full_size_architectures_shape_for_shape(arch):
         config = hf_config_from_open_clip(model, cfg)
         expected = CLIPModel(config).state_dict()
         back = open_clip.model.CLIP(**open_clip_cfg_from_hf(config)).state_dict()
-    mapped = open_clip_state_to_hf(model.state_dict(), config.text_config.num_hidden_layers,
-                                   config.vision_config.num_hidden_layers)
+    mapped = open_clip_state_to_hf(
+        model.state_dict(), config.text_config.num_hidden_layers, config.vision_config.num_hidden_layers
+    )
 
     assert {k: v.shape for k, v in mapped.items()} == {k: v.shape for k, v in expected.items()}
     assert {k: v.shape for k, v in back.items()} == {k: v.shape for k, v in model.state_dict().items()}
@@ -145,8 +162,11 @@ def test_it_writes_a_directory_that_the_released_loading_code_reads(tmp_path):
 
     assert config.text_config.eos_token_id == 49407 and config.text_config.hidden_act == "gelu"
     assert tokenizer.model_max_length == 77
-    assert read_preprocess_config(tmp_path) == {"size": 32, "mean": list(open_clip.OPENAI_DATASET_MEAN),
-                                                "std": list(open_clip.OPENAI_DATASET_STD)}
+    assert read_preprocess_config(tmp_path) == {
+        "size": 32,
+        "mean": list(open_clip.OPENAI_DATASET_MEAN),
+        "std": list(open_clip.OPENAI_DATASET_STD),
+    }
 
 
 def test_it_keeps_a_custom_preprocess_through_the_transformers_directory(tmp_path):
@@ -159,24 +179,31 @@ def test_it_keeps_a_custom_preprocess_through_the_transformers_directory(tmp_pat
 
 def test_it_reads_a_processor_config_with_a_larger_resize_than_crop(tmp_path):
     (tmp_path / "preprocessor_config.json").write_text(
-        '{"size": {"shortest_edge": 256}, "crop_size": 224, "image_mean": [0.5, 0.5, 0.5], "image_std": [1, 1, 1]}')
+        '{"size": {"shortest_edge": 256}, "crop_size": 224, "image_mean": [0.5, 0.5, 0.5], "image_std": [1, 1, 1]}'
+    )
 
     assert read_preprocess_config(tmp_path) == {"size": 224, "mean": [0.5] * 3, "std": [1.0] * 3}
     assert read_preprocess_config(tmp_path / "missing") == {}
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"vision_cfg": {"attentional_pool": True}}, "attentional pooling"),
-    ({"vision_cfg": {"ls_init_value": 0.1}}, "layer scale"),
-    ({"vision_cfg": {"pool_type": "avg"}}, "pool_type 'avg'"),
-    ({"text_cfg": {"pool_type": "last"}}, "pool_type 'last'"),
-    ({"text_cfg": {"proj_bias": True}}, "text projection"),
-    ({"text_cfg": {"qk_norm": True}}, "text qk_norm"),
-    ({"init_logit_bias": -10.0}, "logit_bias"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"vision_cfg": {"attentional_pool": True}}, "attentional pooling"),
+        ({"vision_cfg": {"ls_init_value": 0.1}}, "layer scale"),
+        ({"vision_cfg": {"pool_type": "avg"}}, "pool_type 'avg'"),
+        ({"text_cfg": {"pool_type": "last"}}, "pool_type 'last'"),
+        ({"text_cfg": {"proj_bias": True}}, "text projection"),
+        ({"text_cfg": {"qk_norm": True}}, "text qk_norm"),
+        ({"init_logit_bias": -10.0}, "logit_bias"),
+    ],
+)
 def test_it_refuses_architectures_transformers_clip_cannot_express(change, message, tmp_path):
-    cfg = {**TINY_CLIP_CFG, "vision_cfg": dict(TINY_CLIP_CFG["vision_cfg"]),
-           "text_cfg": dict(TINY_CLIP_CFG["text_cfg"])}
+    cfg = {
+        **TINY_CLIP_CFG,
+        "vision_cfg": dict(TINY_CLIP_CFG["vision_cfg"]),
+        "text_cfg": dict(TINY_CLIP_CFG["text_cfg"]),
+    }
     for key, value in change.items():
         if isinstance(value, dict):
             cfg[key].update(value)
@@ -227,8 +254,9 @@ def test_it_refuses_a_checkpoint_that_transformers_would_patch_with_random_weigh
 
 
 def test_it_refuses_a_directory_of_another_model_type(tmp_path):
-    CLIPTextModel(CLIPTextConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                 num_attention_heads=2)).save_pretrained(tmp_path)
+    CLIPTextModel(
+        CLIPTextConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+    ).save_pretrained(tmp_path)
 
     with pytest.raises(UnsupportedArchitecture, match="'clip_text_model' model"):
         load_hf_clip_as_open_clip(tmp_path)

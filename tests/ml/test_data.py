@@ -40,9 +40,16 @@ def write_jsonl(path, rows):
 
 
 def tuple_line(**changes):
-    line = {"implicit_prompt": "An unripe mango.", "explicit_prompt": "A hard green mango.",
-            "superficial_prompt": "A ripe yellow mango.", "correct_image": "img/green.png",
-            "wrong_image": "img/yellow.png", "task": "RI", "subject": "mango", "split": "test"}
+    line = {
+        "implicit_prompt": "An unripe mango.",
+        "explicit_prompt": "A hard green mango.",
+        "superficial_prompt": "A ripe yellow mango.",
+        "correct_image": "img/green.png",
+        "wrong_image": "img/yellow.png",
+        "task": "RI",
+        "subject": "mango",
+        "split": "test",
+    }
     return line | changes
 
 
@@ -56,19 +63,32 @@ def jsonl_dir(tmp_path):
 
 def science_t2i_table(rows):
     """A table shaped like the published dataset (train split: lists of paraphrases)."""
-    schema = pa.schema([("implicit_prompt", pa.list_(pa.string())), ("explicit_prompt", pa.list_(pa.string())),
-                        ("superficial_prompt", pa.list_(pa.string())), ("explicit_image", IMAGE),
-                        ("superficial_image", IMAGE), ("category", pa.string()), ("law", pa.string()),
-                        ("scene_scoring", pa.string())])
+    schema = pa.schema(
+        [
+            ("implicit_prompt", pa.list_(pa.string())),
+            ("explicit_prompt", pa.list_(pa.string())),
+            ("superficial_prompt", pa.list_(pa.string())),
+            ("explicit_image", IMAGE),
+            ("superficial_image", IMAGE),
+            ("category", pa.string()),
+            ("law", pa.string()),
+            ("scene_scoring", pa.string()),
+        ]
+    )
     return pa.Table.from_pylist(rows, schema=schema)
 
 
 def published_row(category="Rust", n_images=2, **changes):
-    row = {"implicit_prompt": ["A nail left in the rain.", "A nail after months outdoors."],
-           "explicit_prompt": ["A nail with orange rust."], "superficial_prompt": ["A shiny nail."],
-           "explicit_image": [{"bytes": png((200, 90, 10 + i)), "path": f"e{i}.png"} for i in range(n_images)],
-           "superficial_image": [{"bytes": png((180, 180, 190 + i)), "path": None} for i in range(n_images)],
-           "category": category, "law": "oxidation", "scene_scoring": "rubric"}
+    row = {
+        "implicit_prompt": ["A nail left in the rain.", "A nail after months outdoors."],
+        "explicit_prompt": ["A nail with orange rust."],
+        "superficial_prompt": ["A shiny nail."],
+        "explicit_image": [{"bytes": png((200, 90, 10 + i)), "path": f"e{i}.png"} for i in range(n_images)],
+        "superficial_image": [{"bytes": png((180, 180, 190 + i)), "path": None} for i in range(n_images)],
+        "category": category,
+        "law": "oxidation",
+        "scene_scoring": "rubric",
+    }
     return row | changes
 
 
@@ -79,8 +99,13 @@ def test_it_reads_jsonl_tuples_with_lazy_images(jsonl_dir):
     path = write_jsonl(jsonl_dir / "tuples.jsonl", [tuple_line(), "", tuple_line(task="Buoyancy", extra_key=1)])
 
     first, second = read_jsonl(path)
-    assert (first.task, first.discipline, first.kind, first.subject, first.split) == ("RI", "biology", "CT", "mango",
-                                                                                      "test")
+    assert (first.task, first.discipline, first.kind, first.subject, first.split) == (
+        "RI",
+        "biology",
+        "CT",
+        "mango",
+        "test",
+    )
     assert isinstance(first.correct_image, ImageRef)
     correct, wrong = first.images()
     assert pixel(correct) == (0, 128, 0) and pixel(wrong) == (255, 255, 0)
@@ -91,16 +116,21 @@ def test_it_resolves_relative_paths_against_the_file_and_allows_absolute_ones(js
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     (elsewhere / "red.png").write_bytes(png("red"))
     (jsonl_dir / "lists").mkdir()
-    path = write_jsonl(jsonl_dir / "lists" / "t.jsonl",
-                       [tuple_line(correct_image=str(elsewhere / "red.png"), wrong_image="../img/yellow.png")])
+    path = write_jsonl(
+        jsonl_dir / "lists" / "t.jsonl",
+        [tuple_line(correct_image=str(elsewhere / "red.png"), wrong_image="../img/yellow.png")],
+    )
 
     (record,) = read_jsonl(path)
     assert [pixel(i) for i in record.images()] == [(255, 0, 0), (255, 255, 0)]
 
 
 def test_it_keeps_a_task_it_does_not_know_and_makes_explicit_prompts_optional(jsonl_dir):
-    line = {k: v for k, v in tuple_line(task="XY", discipline="geology", kind="ST").items()
-            if k not in ("explicit_prompt", "superficial_prompt")}
+    line = {
+        k: v
+        for k, v in tuple_line(task="XY", discipline="geology", kind="ST").items()
+        if k not in ("explicit_prompt", "superficial_prompt")
+    }
 
     (record,) = read_jsonl(write_jsonl(jsonl_dir / "t.jsonl", [line]))
     assert (record.task, record.discipline, record.kind) == ("XY", "geology", "ST")
@@ -108,22 +138,31 @@ def test_it_keeps_a_task_it_does_not_know_and_makes_explicit_prompts_optional(js
 
 
 def test_it_reports_every_bad_line_with_its_number(jsonl_dir):
-    path = write_jsonl(jsonl_dir / "bad.jsonl", [
-        tuple_line(),
-        "{not json",
-        tuple_line(wrong_image="img/missing.png"),
-        "[1, 2]",
-        tuple_line(implicit_prompt=""),
-        tuple_line(kind="XX"),
-        tuple_line(subject=3),
-    ])
+    path = write_jsonl(
+        jsonl_dir / "bad.jsonl",
+        [
+            tuple_line(),
+            "{not json",
+            tuple_line(wrong_image="img/missing.png"),
+            "[1, 2]",
+            tuple_line(implicit_prompt=""),
+            tuple_line(kind="XX"),
+            tuple_line(subject=3),
+        ],
+    )
 
     with pytest.raises(DataError) as info:
         read_jsonl(path)
     message = str(info.value)
     assert message.startswith("6 bad line(s)")
-    for expected in (":2: not JSON", ":3: wrong_image 'img/missing.png' not found", ":4: expected a JSON object",
-                     ":5: missing implicit_prompt", ":6: kind 'XX'", ":7: subject must be a string"):
+    for expected in (
+        ":2: not JSON",
+        ":3: wrong_image 'img/missing.png' not found",
+        ":4: expected a JSON object",
+        ":5: missing implicit_prompt",
+        ":6: kind 'XX'",
+        ":7: subject must be a string",
+    ):
         assert expected in message
     assert ":1:" not in message
 
@@ -138,8 +177,10 @@ def test_records_pickle_for_dataloader_workers(jsonl_dir):
 
 
 def test_it_reads_the_published_train_shape_one_record_per_image_pair(tmp_path):
-    pq.write_table(science_t2i_table([published_row(), published_row("flame_reaction", 1)]),
-                   tmp_path / "train-00000-of-00001.parquet")
+    pq.write_table(
+        science_t2i_table([published_row(), published_row("flame_reaction", 1)]),
+        tmp_path / "train-00000-of-00001.parquet",
+    )
 
     records = list(read_parquet_dir(tmp_path))
     assert len(records) == 3
@@ -155,9 +196,17 @@ def test_it_reads_the_published_train_shape_one_record_per_image_pair(tmp_path):
 
 
 def test_it_reads_string_prompts_and_filters_splits_by_file_name(tmp_path):
-    rows = [{"implicit_prompt": "Oil poured into water.", "explicit_prompt": "Oil floats.",
-             "superficial_prompt": "Oil mixes.", "explicit_image": [{"bytes": png("black"), "path": None}],
-             "superficial_image": [{"bytes": png("white"), "path": None}], "category": "IM", "law": "density"}]
+    rows = [
+        {
+            "implicit_prompt": "Oil poured into water.",
+            "explicit_prompt": "Oil floats.",
+            "superficial_prompt": "Oil mixes.",
+            "explicit_image": [{"bytes": png("black"), "path": None}],
+            "superficial_image": [{"bytes": png("white"), "path": None}],
+            "category": "IM",
+            "law": "density",
+        }
+    ]
     for name in ("test_S-00000-of-00001.parquet", "test_C-00000-of-00001.parquet"):
         pq.write_table(pa.Table.from_pylist(rows), tmp_path / name)
 
@@ -213,15 +262,26 @@ def test_it_refuses_files_without_the_science_t2i_columns(tmp_path):
 
 def test_write_parquet_round_trips_records_with_their_original_image_bytes(tmp_path, jsonl_dir):
     on_disk = read_jsonl(write_jsonl(jsonl_dir / "t.jsonl", [tuple_line(law="ripening")]))[0]
-    in_memory = TupleRecord("A candle in a sealed jar.", "The flame is out.", "The flame burns.",
-                            Image.new("RGB", (5, 5), "gray"), lambda: Image.new("RGB", (5, 5), "orange"), task="XY")
+    in_memory = TupleRecord(
+        "A candle in a sealed jar.",
+        "The flame is out.",
+        "The flame burns.",
+        Image.new("RGB", (5, 5), "gray"),
+        lambda: Image.new("RGB", (5, 5), "orange"),
+        task="XY",
+    )
 
-    assert write_parquet(iter([on_disk, in_memory]), tmp_path / "out" / "test_S-00000-of-00001.parquet",
-                         batch_size=1) == 2
+    assert (
+        write_parquet(iter([on_disk, in_memory]), tmp_path / "out" / "test_S-00000-of-00001.parquet", batch_size=1) == 2
+    )
     first, second = read_parquet_dir(tmp_path / "out")
     assert first.correct_image.encoded() == (jsonl_dir / "img" / "green.png").read_bytes()
-    assert (first.task, first.extra["category"], first.extra["law"], first.split) == ("RI", "Ripeness", "ripening",
-                                                                                      "test_S")
+    assert (first.task, first.extra["category"], first.extra["law"], first.split) == (
+        "RI",
+        "Ripeness",
+        "ripening",
+        "test_S",
+    )
     assert [pixel(i) for i in second.images()] == [(128, 128, 128), (255, 165, 0)]
     assert (second.task, second.extra["category"]) == ("", "XY")
     assert list((tmp_path / "out").iterdir()) == [tmp_path / "out" / "test_S-00000-of-00001.parquet"]
@@ -237,9 +297,18 @@ def test_write_parquet_declares_the_datasets_image_features(tmp_path):
     assert list(read_parquet_dir(tmp_path)) == []
 
 
-@pytest.mark.parametrize("value, code", [("RU", "RU"), ("rust", "RU"), ("Flame reaction", "FR"),
-                                         ("flame_reaction", "FR"), ("WATERING-REQUIREMENT", "WR"), ("Geology", ""),
-                                         (None, "")])
+@pytest.mark.parametrize(
+    "value, code",
+    [
+        ("RU", "RU"),
+        ("rust", "RU"),
+        ("Flame reaction", "FR"),
+        ("flame_reaction", "FR"),
+        ("WATERING-REQUIREMENT", "WR"),
+        ("Geology", ""),
+        (None, ""),
+    ],
+)
 def test_task_code_accepts_codes_and_names(value, code):
     assert task_code(value) == code
 
@@ -264,21 +333,27 @@ def test_per_row_reading_keeps_every_paraphrase_and_every_image_of_a_row(tmp_pat
 
 
 def test_plural_prompt_columns_of_our_export_add_every_wording(tmp_path):
-    row = {**published_row(), "implicit_prompt": "A nail left in the rain.",
-           "implicit_prompts": ["A nail left in the rain.", "An iron nail in wet grass for a month."]}
+    row = {
+        **published_row(),
+        "implicit_prompt": "A nail left in the rain.",
+        "implicit_prompts": ["A nail left in the rain.", "An iron nail in wet grass for a month."],
+    }
     table = pa.Table.from_pylist([row])
     pq.write_table(table, tmp_path / "train-00000-of-00001.parquet")
     (first, _) = read_parquet_dir(tmp_path)
     assert first.implicit_prompts == ["A nail left in the rain.", "An iron nail in wet grass for a month."]
 
 
-@pytest.mark.parametrize(("category", "law", "task", "discipline", "held"), [
-    ("Rust", "RU", "RU", "chemistry", {"category": "task", "law": "task"}),
-    ("Physics", "Buoyancy", "BU", "physics", {"category": "discipline", "law": "task"}),
-    ("BU", "physics", "BU", "physics", {"category": "task", "law": "discipline"}),
-    ("Biology", "photosynthesis", "", "biology", {"category": "discipline", "law": "unrecognised"}),
-    ("", None, "", "", {"category": "empty", "law": "empty"}),
-])
+@pytest.mark.parametrize(
+    ("category", "law", "task", "discipline", "held"),
+    [
+        ("Rust", "RU", "RU", "chemistry", {"category": "task", "law": "task"}),
+        ("Physics", "Buoyancy", "BU", "physics", {"category": "discipline", "law": "task"}),
+        ("BU", "physics", "BU", "physics", {"category": "task", "law": "discipline"}),
+        ("Biology", "photosynthesis", "", "biology", {"category": "discipline", "law": "unrecognised"}),
+        ("", None, "", "", {"category": "empty", "law": "empty"}),
+    ],
+)
 def test_category_and_law_are_read_by_value_in_either_column(category, law, task, discipline, held):
     assert read_grouping({"category": category, "law": law}) == (task, discipline, held)
 
@@ -289,7 +364,9 @@ def test_published_benchmark_folders_keep_test_s_and_test_c_apart(tmp_path):
         row = published_row(implicit_prompt=[f"prompt of {name}"])
         pq.write_table(science_t2i_table([row]), tmp_path / name / "data" / "test-00000-of-00001.parquet")
     assert {r.implicit_prompt: r.split for r in read_parquet_dir(tmp_path, per_row=True)} == {
-        "prompt of Science-T2I-S": "test_S", "prompt of Science-T2I-C": "test_C"}
+        "prompt of Science-T2I-S": "test_S",
+        "prompt of Science-T2I-C": "test_C",
+    }
     (only,) = read_parquet_dir(tmp_path / "Science-T2I-C" / "data", per_row=True)
     assert only.split == "test_C"
 

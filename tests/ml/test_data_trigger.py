@@ -37,8 +37,15 @@ def finished(user, kind: str, status: str, at) -> Run:
 
 
 def test_without_a_successful_run_every_confirmed_pair_counts(admin_user):
-    for outcome in (Outcome.CONFIRMED, Outcome.CONFIRMED, Outcome.REVERSED, Outcome.REJECTED, Outcome.DISPUTED,
-                    Outcome.PENDING, Outcome.ADJUDICATED):
+    for outcome in (
+        Outcome.CONFIRMED,
+        Outcome.CONFIRMED,
+        Outcome.REVERSED,
+        Outcome.REJECTED,
+        Outcome.DISPUTED,
+        Outcome.PENDING,
+        Outcome.ADJUDICATED,
+    ):
         consensus(outcome)
     consensus(Outcome.CONFIRMED, is_gold=True)
     consensus(Outcome.CONFIRMED, status=Pair.Status.RETIRED)

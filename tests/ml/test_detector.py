@@ -22,7 +22,14 @@ def picture(width=96, height=64):
 def test_it_puts_the_delimiters_at_the_ids_grounding_dino_hard_codes():
     vocab = build_vocab(("mango",))
     assert [vocab[i] for i in (0, 100, 101, 102, 103, 1012, 1029)] == [
-        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "?"]
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        ".",
+        "?",
+    ]
     assert "mango" in vocab and len(set(vocab)) == len(vocab)
 
 
@@ -30,7 +37,16 @@ def test_it_loads_through_the_auto_classes_and_detects_on_a_real_image(detector)
     model, processor = detector
     assert type(model).__name__ == "GroundingDinoForObjectDetection"
     assert processor.tokenizer.tokenize(grounding_text("An unripe Mango")) == [
-        "an", "u", "##n", "##r", "##i", "##p", "##e", "mango", "."]
+        "an",
+        "u",
+        "##n",
+        "##r",
+        "##i",
+        "##p",
+        "##e",
+        "mango",
+        ".",
+    ]
 
     images = [picture(), picture(64, 64)]
     boxes = detect_boxes(model, processor, images, ["unripe mango", "ice"], box_threshold=0.0)

@@ -31,8 +31,11 @@ def test_it_returns_none_instead_of_dividing_by_zero():
 
 
 def rows(task, ip, ep, sp):
-    return [{"task": task, "kind": kind, "score": s} for kind, scores in (("IP", ip), ("EP", ep), ("SP", sp))
-            for s in scores]
+    return [
+        {"task": task, "kind": kind, "score": s}
+        for kind, scores in (("IP", ip), ("EP", ep), ("SP", sp))
+        for s in scores
+    ]
 
 
 def test_it_summarises_per_task_and_overall_over_all_images():
@@ -65,10 +68,13 @@ def test_it_generates_scores_against_the_implicit_prompt_and_records_seeds(tmp_p
 
     pipe = load_pipeline(make_tiny_flux(tmp_path / "flux", seed=0), device="cpu")
     scorer = Scorer.load(make_tiny_scorer(tmp_path / "scorer"), device="cpu")
-    records = [PromptTriple("An unripe mango.", "A hard, green mango.", "A ripe yellow-orange mango.", "RI"),
-               PromptTriple("An iron nail left in the rain.", "A rusty nail.", "A shiny new nail.", "RU")]
-    settings = dict(images_per_prompt=2, seed=10, steps=2, guidance=3.5, width=32, height=32, batch_size=4,
-                    max_sequence_length=32)
+    records = [
+        PromptTriple("An unripe mango.", "A hard, green mango.", "A ripe yellow-orange mango.", "RI"),
+        PromptTriple("An iron nail left in the rain.", "A rusty nail.", "A shiny new nail.", "RU"),
+    ]
+    settings = dict(
+        images_per_prompt=2, seed=10, steps=2, guidance=3.5, width=32, height=32, batch_size=4, max_sequence_length=32
+    )
 
     result = evaluate_generator(pipe, scorer, records, **settings)
     generations = result["generations"]
@@ -80,8 +86,17 @@ def test_it_generates_scores_against_the_implicit_prompt_and_records_seeds(tmp_p
     ep_row = next(g for g in generations if g["kind"] == "EP" and g["tuple"] == 0)
     from ml.core.generate import generate
 
-    (image,) = generate(pipe, [ep_row["prompt"]], seeds=[ep_row["seed"]], steps=2, guidance=3.5, width=32,
-                        height=32, batch_size=1, max_sequence_length=32)
+    (image,) = generate(
+        pipe,
+        [ep_row["prompt"]],
+        seeds=[ep_row["seed"]],
+        steps=2,
+        guidance=3.5,
+        width=32,
+        height=32,
+        batch_size=1,
+        max_sequence_length=32,
+    )
     rescored = scorer.score([records[0].implicit_prompt], [image.image]).item()
     assert rescored == pytest.approx(ep_row["score"], abs=1e-4)  # the EP image is scored against the IP
 

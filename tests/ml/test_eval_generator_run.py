@@ -21,11 +21,20 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture
 def version(admin_user):
     """test_S: two RU tuples (one reversed) and two BU tuples; test_C: one RU tuple."""
-    version = train_version(admin_user, [("test_S", "expected"), ("test_S", "other"), ("test_C", "expected"),
-                                         ("train", "expected")])
+    version = train_version(
+        admin_user, [("test_S", "expected"), ("test_S", "other"), ("test_C", "expected"), ("train", "expected")]
+    )
     for _ in range(2):
-        VersionMember.objects.create(version=version, pair=make_pair("BU"), label="expected", outcome="confirmed",
-                                     agreement=1.0, n_judgements=3, split="test_S", group_key="0" * 64)
+        VersionMember.objects.create(
+            version=version,
+            pair=make_pair("BU"),
+            label="expected",
+            outcome="confirmed",
+            agreement=1.0,
+            n_judgements=3,
+            split="test_S",
+            group_key="0" * 64,
+        )
     return version
 
 
@@ -50,8 +59,9 @@ def test_it_reports_ri_and_nd_per_task_and_reuses_the_base_evaluation(admin_user
     base = run.artifacts["base_evaluation"]
     assert base["run"] == run.pk and base["model"] == tiny.base.pk and "RI" not in base["groups"]["RU"]
     ru = evaluation["groups"]["RU"]
-    assert ru["RI"] == pytest.approx(core.relative_improvement(ru["IP"], base["groups"]["RU"]["IP"],
-                                                               base["groups"]["RU"]["EP"]))
+    assert ru["RI"] == pytest.approx(
+        core.relative_improvement(ru["IP"], base["groups"]["RU"]["IP"], base["groups"]["RU"]["EP"])
+    )
     assert [m["group"] for m in run.metrics] == ["BU", "RU", "overall"]
     assert run.metrics[1]["RI"] == ru["RI"]
 
@@ -111,8 +121,13 @@ def test_a_killed_evaluation_resumes_from_the_chunks_it_saved(admin_user, tiny, 
 
 
 def test_a_task_filter_evaluates_those_tasks_and_names_the_registry_key(admin_user, tiny, version):
-    run = execute(start(admin_user, "eval_generator", {"model": tiny.base.pk, "dataset_version": version.pk,
-                                                       "tasks": ["BU"], "split": "test_S", **EVAL_TINY}))
+    run = execute(
+        start(
+            admin_user,
+            "eval_generator",
+            {"model": tiny.base.pk, "dataset_version": version.pk, "tasks": ["BU"], "split": "test_S", **EVAL_TINY},
+        )
+    )
     assert list(run.artifacts["evaluation"]["groups"]) == ["BU", "overall"]
     tiny.base.refresh_from_db()
     assert list(tiny.base.metrics) == [f"eval:{version.name}:test_S:BU"]
@@ -121,10 +136,22 @@ def test_a_task_filter_evaluates_those_tasks_and_names_the_registry_key(admin_us
 def test_the_defaults(admin_user, tiny, version):
     run = start(admin_user, "eval_generator", {"model": tiny.base.pk, "dataset_version": version.pk})
     assert run.input_model == tiny.base
-    assert run.params == {"model": tiny.base.pk, "dataset_version": version.pk, "scorer": tiny.scorer.pk,
-                          "base_model": None, "tasks": [], "split": "test_S", "images_per_prompt": 4, "steps": 30,
-                          "guidance": 3.5, "width": 512, "height": 512, "seed": 0, "batch_size": 4,
-                          "max_sequence_length": 512}
+    assert run.params == {
+        "model": tiny.base.pk,
+        "dataset_version": version.pk,
+        "scorer": tiny.scorer.pk,
+        "base_model": None,
+        "tasks": [],
+        "split": "test_S",
+        "images_per_prompt": 4,
+        "steps": 30,
+        "guidance": 3.5,
+        "width": 512,
+        "height": 512,
+        "seed": 0,
+        "batch_size": 4,
+        "max_sequence_length": 512,
+    }
 
 
 @pytest.mark.parametrize(

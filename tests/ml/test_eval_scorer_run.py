@@ -31,12 +31,24 @@ def test_it_evaluates_the_active_scorer_per_split_and_task(admin_user, active):
     run = _run(admin_user, dataset_version=version.pk)
 
     assert run.status == Run.Status.SUCCEEDED, run.error
-    assert run.params == {"model": active.pk, "dataset_version": version.pk,
-                          "splits": ["validation", "test_S", "test_C"], "batch_size": 64}
+    assert run.params == {
+        "model": active.pk,
+        "dataset_version": version.pk,
+        "splits": ["validation", "test_S", "test_C"],
+        "batch_size": 64,
+    }
     results = run.artifacts["evaluation"]
     assert set(results) == {"validation", "test_S"} and "test_C: no rows, not evaluated" in run.log_tail
-    assert results["test_S"]["n"] == 8 and set(results["test_S"]["by_task"]) == {"ME", "RU", "RI", "EL", "BU", "IM",
-                                                                                  "EV", "SC"}
+    assert results["test_S"]["n"] == 8 and set(results["test_S"]["by_task"]) == {
+        "ME",
+        "RU",
+        "RI",
+        "EL",
+        "BU",
+        "IM",
+        "EV",
+        "SC",
+    }
     assert [(m["split"], m["n"]) for m in run.metrics] == [("validation", 4), ("test_S", 8)]
     active.refresh_from_db()
     assert active.metrics["evaluations"] == {str(version.pk): results}
@@ -57,12 +69,15 @@ def test_a_version_without_rows_in_the_splits_fails_clearly(admin_user, active):
     assert run.status == Run.Status.FAILED and "has no rows in validation, test_S, test_C" in run.error
 
 
-@pytest.mark.parametrize(("params", "field", "message"), [
-    ({"splits": "test_S"}, "splits", "non-empty list"),
-    ({"splits": []}, "splits", "non-empty list"),
-    ({"splits": ["test_X"]}, "splits", "unknown split(s) ['test_X']"),
-    ({"dataset_version": None}, "dataset_version", "required"),
-])
+@pytest.mark.parametrize(
+    ("params", "field", "message"),
+    [
+        ({"splits": "test_S"}, "splits", "non-empty list"),
+        ({"splits": []}, "splits", "non-empty list"),
+        ({"splits": ["test_X"]}, "splits", "unknown split(s) ['test_X']"),
+        ({"dataset_version": None}, "dataset_version", "required"),
+    ],
+)
 def test_bad_params_are_refused(admin_user, active, params, field, message):
     with pytest.raises(runs.RunParamsError) as caught:
         _run(admin_user, **{"dataset_version": 1, **params})

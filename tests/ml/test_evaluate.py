@@ -11,8 +11,15 @@ from science_t2i.format import TupleRecord
 
 def record(task="", correct=0, wrong=0, **fields):
     """A tuple whose images are flat grey levels (the stub scorer's score)."""
-    return TupleRecord(f"prompt {task}", "", "", Image.new("L", (4, 4), correct),
-                       lambda: Image.new("L", (4, 4), wrong), task=task, **fields)
+    return TupleRecord(
+        f"prompt {task}",
+        "",
+        "",
+        Image.new("L", (4, 4), correct),
+        lambda: Image.new("L", (4, 4), wrong),
+        task=task,
+        **fields,
+    )
 
 
 class GreyLevelScorer:
@@ -33,10 +40,16 @@ def test_it_groups_hand_made_margins_by_task_discipline_and_kind():
 
     result = accuracy_by_group(margins, records)
     assert (result["accuracy"], result["n"]) == (pytest.approx(3 / 6), 6)
-    assert result["by_task"] == {"BU": {"accuracy": 0.0, "n": 1}, "RU": {"accuracy": 0.5, "n": 2},
-                                 "SC": {"accuracy": 0.5, "n": 2}}
-    assert result["by_discipline"] == {"biology": {"accuracy": 0.5, "n": 2}, "chemistry": {"accuracy": 0.5, "n": 2},
-                                       "physics": {"accuracy": 0.0, "n": 1}}
+    assert result["by_task"] == {
+        "BU": {"accuracy": 0.0, "n": 1},
+        "RU": {"accuracy": 0.5, "n": 2},
+        "SC": {"accuracy": 0.5, "n": 2},
+    }
+    assert result["by_discipline"] == {
+        "biology": {"accuracy": 0.5, "n": 2},
+        "chemistry": {"accuracy": 0.5, "n": 2},
+        "physics": {"accuracy": 0.0, "n": 1},
+    }
     assert result["by_kind"] == {"CT": {"accuracy": 0.5, "n": 2}, "ST": {"accuracy": pytest.approx(1 / 3), "n": 3}}
 
 
@@ -56,8 +69,13 @@ def test_it_refuses_mismatched_or_empty_input():
 
 
 def test_pairwise_accuracy_scores_in_chunks_and_counts_ties_as_wrong():
-    records = [record("RU", 200, 100), record("RU", 100, 200), record("IM", 50, 50), record("BU", 30, 10),
-               record("BU", 90, 80)]
+    records = [
+        record("RU", 200, 100),
+        record("RU", 100, 200),
+        record("IM", 50, 50),
+        record("BU", 30, 10),
+        record("BU", 90, 80),
+    ]
     scorer = GreyLevelScorer()
 
     result = pairwise_accuracy(scorer, iter(records), batch_size=2)
@@ -72,8 +90,17 @@ def test_pairwise_accuracy_scores_in_chunks_and_counts_ties_as_wrong():
 
 def test_pairwise_accuracy_agrees_with_direct_scores_of_the_tiny_scorer():
     scorer = tiny_scorer(seed=0)
-    records = [TupleRecord(f"A mango, {i} days old.", "", "", Image.new("RGB", (40, 32), (20 * i, 90, 200 - 9 * i)),
-                           Image.new("RGB", (32, 40), (200 - 20 * i, 30, 9 * i)), task="RI") for i in range(7)]
+    records = [
+        TupleRecord(
+            f"A mango, {i} days old.",
+            "",
+            "",
+            Image.new("RGB", (40, 32), (20 * i, 90, 200 - 9 * i)),
+            Image.new("RGB", (32, 40), (200 - 20 * i, 30, 9 * i)),
+            task="RI",
+        )
+        for i in range(7)
+    ]
     prompts = [r.implicit_prompt for r in records]
     correct = scorer.score(prompts, [r.correct_image for r in records])
     wrong = scorer.score(prompts, [r.wrong_image for r in records])
@@ -87,9 +114,17 @@ def test_pairwise_accuracy_agrees_with_direct_scores_of_the_tiny_scorer():
 def test_it_warns_when_a_breakdown_is_empty_and_says_what_the_columns_held():
     # Published-layout rows whose category holds a discipline and law something unknown: per-discipline
     # figures exist, per-task ones cannot, and the result says so instead of an empty table.
-    records = [record(discipline="physics", extra={"grouping": {"category": "discipline", "law": "unrecognised"},
-                                                  "category": "Physics", "law": "Archimedes"})
-               for _ in range(2)]
+    records = [
+        record(
+            discipline="physics",
+            extra={
+                "grouping": {"category": "discipline", "law": "unrecognised"},
+                "category": "Physics",
+                "law": "Archimedes",
+            },
+        )
+        for _ in range(2)
+    ]
     result = accuracy_by_group([1.0, -1.0], records)
     assert result["by_task"] == {} and result["by_discipline"] == {"physics": {"accuracy": 0.5, "n": 2}}
     assert result["grouping"] == {"category": {"discipline": 2}, "law": {"unrecognised": 2}}

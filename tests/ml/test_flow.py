@@ -117,9 +117,16 @@ def test_it_predicts_velocities_with_the_guidance_embedding(pipe):
     with torch.no_grad():
         v0 = flow.predict_velocity(pipe.transformer, latents, sigma, text, ids, guidance=0.0)
         v3 = flow.predict_velocity(pipe.transformer, latents, sigma, text, ids, guidance=3.5)
-        expected = pipe.transformer(hidden_states=latents, timestep=sigma, guidance=torch.tensor([3.5]),
-                                    pooled_projections=text.pooled, encoder_hidden_states=text.prompt_embeds,
-                                    txt_ids=text.text_ids, img_ids=ids, return_dict=False)[0]
+        expected = pipe.transformer(
+            hidden_states=latents,
+            timestep=sigma,
+            guidance=torch.tensor([3.5]),
+            pooled_projections=text.pooled,
+            encoder_hidden_states=text.prompt_embeds,
+            txt_ids=text.text_ids,
+            img_ids=ids,
+            return_dict=False,
+        )[0]
     assert v0.shape == latents.shape
     assert torch.equal(v3, expected) and not torch.equal(v0, v3)
 

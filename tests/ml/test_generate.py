@@ -27,14 +27,28 @@ def test_it_loads_in_fp32_on_the_cpu(pipe):
 
 
 def test_it_returns_images_with_complete_metadata(pipe):
-    images = generate(pipe, ["An unripe mango.", "A hard, green mango.", "A ripe mango."], seeds=[7, 8, 9],
-                      batch_size=2, prompt_kind="IP", **SETTINGS)
+    images = generate(
+        pipe,
+        ["An unripe mango.", "A hard, green mango.", "A ripe mango."],
+        seeds=[7, 8, 9],
+        batch_size=2,
+        prompt_kind="IP",
+        **SETTINGS,
+    )
     assert [g.prompt for g in images] == ["An unripe mango.", "A hard, green mango.", "A ripe mango."]
     assert [g.seed for g in images] == [7, 8, 9]
     assert all(g.image.size == (32, 32) for g in images)
     model = Path(pipe.name_or_path).name  # the pipeline folder's name (tmp folders are numbered)
-    assert images[0].metadata() == {"model": model, "prompt": "An unripe mango.", "prompt_kind": "IP",
-                                    "seed": 7, "steps": 2, "guidance": 3.5, "width": 32, "height": 32}
+    assert images[0].metadata() == {
+        "model": model,
+        "prompt": "An unripe mango.",
+        "prompt_kind": "IP",
+        "seed": 7,
+        "steps": 2,
+        "guidance": 3.5,
+        "width": 32,
+        "height": 32,
+    }
 
 
 def test_it_names_the_model_when_asked(pipe):

@@ -24,19 +24,25 @@ def tiny_flux(tmp_path_factory):
     return make_tiny_flux(tmp_path_factory.mktemp("tiny-flux") / "pipeline")
 
 
-
-
 def _start(admin_user, model, tuples, capture) -> Run:
-    params = {"model": model.pk, "tuples": [t.pk for t in tuples], "images_per_prompt": 1, "steps": 2,
-              "width": 16, "height": 16, "seed": 7}
+    params = {
+        "model": model.pk,
+        "tuples": [t.pk for t in tuples],
+        "images_per_prompt": 1,
+        "steps": 2,
+        "width": 16,
+        "height": 16,
+        "seed": 7,
+    }
     with capture(execute=True):
         run = runs.start_run(admin_user, "generate", params, celery_task=execute_run)
     run.refresh_from_db()
     return run
 
 
-def test_generate_run_stores_images_and_pairs_once(admin_user, annotator, tiny_flux, eager_celery,
-                                                  django_capture_on_commit_callbacks):
+def test_generate_run_stores_images_and_pairs_once(
+    admin_user, annotator, tiny_flux, eager_celery, django_capture_on_commit_callbacks
+):
     model = registry.register_model(admin_user, "generator_base", "tiny-flux", str(tiny_flux))
     tuples = [TupleFactory(), TupleFactory()]
 
@@ -79,8 +85,7 @@ def test_generate_run_stores_images_and_pairs_once(admin_user, annotator, tiny_f
 
     # Redelivering the finished run does nothing; a run that died mid-way resumes without duplicates.
     assert runs.execute_run(run.pk).status == Run.Status.SUCCEEDED
-    Run.objects.filter(pk=second.pk).update(status=Run.Status.RUNNING,
-                                            heartbeat_at=timezone.now() - timedelta(hours=1))
+    Run.objects.filter(pk=second.pk).update(status=Run.Status.RUNNING, heartbeat_at=timezone.now() - timedelta(hours=1))
     second.artifacts["done_tuples"] = second.artifacts["done_tuples"][:1]
     Run.objects.filter(pk=second.pk).update(artifacts=second.artifacts)
     resumed = runs.execute_run(second.pk)
@@ -88,8 +93,9 @@ def test_generate_run_stores_images_and_pairs_once(admin_user, annotator, tiny_f
     assert Image.objects.count() == 4 and Pair.objects.count() == 2
 
 
-def test_a_generate_run_with_a_bad_size_fails_with_the_reason(admin_user, tiny_flux, eager_celery,
-                                                             django_capture_on_commit_callbacks):
+def test_a_generate_run_with_a_bad_size_fails_with_the_reason(
+    admin_user, tiny_flux, eager_celery, django_capture_on_commit_callbacks
+):
     model = registry.register_model(admin_user, "generator_base", "tiny-flux", str(tiny_flux))
     params = {"model": model.pk, "tuples": [TupleFactory().pk], "steps": 1, "width": 18, "height": 16}
     with django_capture_on_commit_callbacks(execute=True):

@@ -46,11 +46,14 @@ def _status(run: Run) -> str:
 def test_a_generation_run_on_a_real_worker_fills_the_queue(admin_user, annotator, worker, tmp_path):
     from ml.core.tiny_flux import make_tiny_flux
 
-    model = registry.register_model(admin_user, "generator_base", "tiny-flux",
-                                    str(make_tiny_flux(tmp_path / "flux")))
+    model = registry.register_model(admin_user, "generator_base", "tiny-flux", str(make_tiny_flux(tmp_path / "flux")))
     tuples = [TupleFactory(), TupleFactory()]
-    run = runs.start_run(admin_user, "generate", {"model": model.pk, "tuples": [t.pk for t in tuples],
-                                                  "steps": 2, "width": 16, "height": 16}, celery_task=execute_run)
+    run = runs.start_run(
+        admin_user,
+        "generate",
+        {"model": model.pk, "tuples": [t.pk for t in tuples], "steps": 2, "width": 16, "height": 16},
+        celery_task=execute_run,
+    )
     wait_for(lambda: _status(run) in Run.FINISHED, 180, "the generate run to finish", worker)
     assert run.status == Run.Status.SUCCEEDED, run.error
     assert run.worker.startswith("gpu-test-1@")
@@ -70,9 +73,21 @@ def scorer_version(admin_user, tmp_path):
 
 
 def _train(admin_user, version, total_steps: int, checkpoint_every: int) -> Run:
-    return runs.start_run(admin_user, "train_scorer", {
-        "dataset_version": version.pk, "total_steps": total_steps, "warmup_steps": 0, "lr": 1e-3, "batch_size": 2,
-        "eval_every": 0, "checkpoint_every": checkpoint_every, "save_format": "open_clip"}, celery_task=execute_run)
+    return runs.start_run(
+        admin_user,
+        "train_scorer",
+        {
+            "dataset_version": version.pk,
+            "total_steps": total_steps,
+            "warmup_steps": 0,
+            "lr": 1e-3,
+            "batch_size": 2,
+            "eval_every": 0,
+            "checkpoint_every": checkpoint_every,
+            "save_format": "open_clip",
+        },
+        celery_task=execute_run,
+    )
 
 
 def _trainer_group(run: Run) -> int | None:
@@ -88,8 +103,7 @@ def _alive(pgid: int) -> bool:
     return True
 
 
-def test_cancelling_a_running_training_stops_its_processes_and_spares_the_worker(admin_user, scorer_version,
-                                                                                worker):
+def test_cancelling_a_running_training_stops_its_processes_and_spares_the_worker(admin_user, scorer_version, worker):
     run = _train(admin_user, scorer_version, total_steps=100_000, checkpoint_every=0)
     wait_for(lambda: _status(run) == Run.Status.RUNNING and run.metrics, 180, "training to log a step", worker)
     pgid = _trainer_group(run)
@@ -102,13 +116,18 @@ def test_cancelling_a_running_training_stops_its_processes_and_spares_the_worker
     assert not ModelVersion.objects.filter(name=f"run-{run.pk}").exists()
 
 
-def test_a_worker_killed_mid_training_is_replaced_and_the_run_resumes_to_one_version(admin_user, scorer_version,
-                                                                                    worker, settings):
+def test_a_worker_killed_mid_training_is_replaced_and_the_run_resumes_to_one_version(
+    admin_user, scorer_version, worker, settings
+):
     run = _train(admin_user, scorer_version, total_steps=400, checkpoint_every=10)
     out = Path(settings.ML_WORK_ROOT) / f"run-{run.pk}" / "train"
     checkpoints = out / "checkpoints"
-    wait_for(lambda: any((p / "trainer_state.json").is_file() for p in checkpoints.glob("step-*")), 240,
-             "a first checkpoint", worker)
+    wait_for(
+        lambda: any((p / "trainer_state.json").is_file() for p in checkpoints.glob("step-*")),
+        240,
+        "a first checkpoint",
+        worker,
+    )
     pgid = _trainer_group(run)
     worker.kill()
     wait_for(lambda: not _alive(pgid), 30, "the orphaned trainer to die with its worker")

@@ -63,8 +63,11 @@ def test_it_sends_gradients_to_both_towers_and_the_scale(tmp_path):
 
     scorer = Scorer.load(make_tiny_scorer(tmp_path / "tiny"), device="cpu")
     records = make_synthetic_split(0, 3, "train", size=32)
-    texts = [r.implicit_prompt for r in records] + [r.explicit_prompt for r in records] \
+    texts = (
+        [r.implicit_prompt for r in records]
+        + [r.explicit_prompt for r in records]
         + [r.superficial_prompt for r in records]
+    )
     images = [r.images()[0] for r in records] + [r.images()[1] for r in records]
 
     text, image = scorer.features(scorer.tokenize(texts), scorer.pixels(images))
@@ -73,7 +76,10 @@ def test_it_sends_gradients_to_both_towers_and_the_scale(tmp_path):
     sciscore_loss(t, e, s, correct, wrong, scorer.logit_scale()).total.backward()
 
     model = scorer.model
-    for name, param in [("visual.conv1.weight", model.visual.conv1.weight),
-                        ("token_embedding.weight", model.token_embedding.weight),
-                        ("text_projection", model.text_projection), ("logit_scale", model.logit_scale)]:
+    for name, param in [
+        ("visual.conv1.weight", model.visual.conv1.weight),
+        ("token_embedding.weight", model.token_embedding.weight),
+        ("text_projection", model.text_projection),
+        ("logit_scale", model.logit_scale),
+    ]:
         assert param.grad is not None and param.grad.abs().sum() > 0, name

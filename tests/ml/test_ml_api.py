@@ -35,11 +35,18 @@ def admin_api(api, admin_user):
 
 def endpoints(world) -> list[tuple[str, str]]:
     run, model, image = world.failed.pk, world.tuned.pk, world.image.pk
-    return [("get", "/api/ml/runs/"), ("post", "/api/ml/runs/"), ("get", f"/api/ml/runs/{run}/"),
-            ("post", f"/api/ml/runs/{run}/cancel/"), ("get", "/api/ml/run-kinds/"), ("get", "/api/ml/models/"),
-            ("get", f"/api/ml/models/{model}/"), ("post", f"/api/ml/models/{model}/activate/"),
-            ("get", f"/api/ml/models/compare/?a={world.base.pk}&b={model}"),
-            ("get", f"/api/ml/images/{image}/origin/")]
+    return [
+        ("get", "/api/ml/runs/"),
+        ("post", "/api/ml/runs/"),
+        ("get", f"/api/ml/runs/{run}/"),
+        ("post", f"/api/ml/runs/{run}/cancel/"),
+        ("get", "/api/ml/run-kinds/"),
+        ("get", "/api/ml/models/"),
+        ("get", f"/api/ml/models/{model}/"),
+        ("post", f"/api/ml/models/{model}/activate/"),
+        ("get", f"/api/ml/models/compare/?a={world.base.pk}&b={model}"),
+        ("get", f"/api/ml/images/{image}/origin/"),
+    ]
 
 
 def test_anonymous_requests_get_401(api, world):
@@ -59,8 +66,11 @@ def test_everyone_but_admins_gets_403(api, annotator, reviewer, world, role):
 def test_an_admin_starts_a_run_with_defaults(admin_api, world, no_broker, django_capture_on_commit_callbacks):
     tuples = [TupleFactory().pk]
     with django_capture_on_commit_callbacks(execute=True):
-        response = admin_api.post("/api/ml/runs/", {"kind": "generate", "params": {
-            "model": world.generator.pk, "tuples": tuples, "steps": 2}}, format="json")
+        response = admin_api.post(
+            "/api/ml/runs/",
+            {"kind": "generate", "params": {"model": world.generator.pk, "tuples": tuples, "steps": 2}},
+            format="json",
+        )
     assert response.status_code == 201, response.json()
     body = response.json()
     run = Run.objects.get(pk=body["id"])
@@ -71,15 +81,27 @@ def test_an_admin_starts_a_run_with_defaults(admin_api, world, no_broker, django
     assert no_broker.call_args.kwargs["queue"] == "gpu"
 
 
-@pytest.mark.parametrize(("body", "errors"), [
-    ({"kind": "generate", "params": {"steps": 0, "tuples": {"task": "RU"}}},
-     {"params": {"steps": ["must be between 1 and 200"], "model": mock.ANY}}),
-    ({"kind": "generate", "params": {"model": 999999, "tuples": [1], "colour": "red"}},
-     {"params": {"params": ["unknown parameters: colour"], "model": ["no registered model 999999"],
-                 "tuples": mock.ANY}}),
-    ({"kind": "teleport", "params": {}}, {"kind": [mock.ANY]}),
-    ({"params": {}}, {"kind": ["This field is required."]}),
-])
+@pytest.mark.parametrize(
+    ("body", "errors"),
+    [
+        (
+            {"kind": "generate", "params": {"steps": 0, "tuples": {"task": "RU"}}},
+            {"params": {"steps": ["must be between 1 and 200"], "model": mock.ANY}},
+        ),
+        (
+            {"kind": "generate", "params": {"model": 999999, "tuples": [1], "colour": "red"}},
+            {
+                "params": {
+                    "params": ["unknown parameters: colour"],
+                    "model": ["no registered model 999999"],
+                    "tuples": mock.ANY,
+                }
+            },
+        ),
+        ({"kind": "teleport", "params": {}}, {"kind": [mock.ANY]}),
+        ({"params": {}}, {"kind": ["This field is required."]}),
+    ],
+)
 def test_bad_kinds_and_params_are_400_with_errors_per_field(admin_api, world, body, errors):
     response = admin_api.post("/api/ml/runs/", body, format="json")
     assert response.status_code == 400
@@ -133,7 +155,8 @@ def test_run_kinds_describe_their_parameters(admin_api, world):
     assert fields["steps"] == {"name": "steps", "type": "int", "default": 28, "minimum": 1, "maximum": 200}
     assert fields["seed"]["maximum"] == 2**62  # exact, not a float
     assert {kind: [f["name"] for f in k["fields"]] for kind, k in kinds.items()} == {
-        kind: [f["name"] for f in runs_kinds.describe(kind)] for kind in runs_kinds.available()}
+        kind: [f["name"] for f in runs_kinds.describe(kind)] for kind in runs_kinds.available()
+    }
 
 
 def test_models_list_and_filter(admin_api, world):
@@ -143,8 +166,11 @@ def test_models_list_and_filter(admin_api, world):
     assert {m["name"] for m in scorers} == {"sciscore-base", "sciscore-v1", "sciscore-v2"}
     tuned = next(m for m in scorers if m["name"] == "sciscore-v1")
     assert tuned["parent"]["id"] == world.base.pk
-    assert tuned["dataset_version"] == {"id": world.version.pk, "name": "v1",
-                                        "url": f"/curation/versions/{world.version.pk}/"}
+    assert tuned["dataset_version"] == {
+        "id": world.version.pk,
+        "name": "v1",
+        "url": f"/curation/versions/{world.version.pk}/",
+    }
 
 
 def test_model_lineage_goes_both_ways(admin_api, world):
@@ -201,19 +227,35 @@ def test_image_origin(admin_api, world):
 
 def test_the_schema_documents_the_endpoints(admin_api):
     paths = admin_api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()["paths"]
-    for path in ["/api/ml/runs/", "/api/ml/runs/{id}/", "/api/ml/runs/{id}/cancel/", "/api/ml/run-kinds/",
-                 "/api/ml/models/", "/api/ml/models/{id}/", "/api/ml/models/{id}/activate/",
-                 "/api/ml/models/compare/", "/api/ml/images/{id}/origin/"]:
+    for path in [
+        "/api/ml/runs/",
+        "/api/ml/runs/{id}/",
+        "/api/ml/runs/{id}/cancel/",
+        "/api/ml/run-kinds/",
+        "/api/ml/models/",
+        "/api/ml/models/{id}/",
+        "/api/ml/models/{id}/activate/",
+        "/api/ml/models/compare/",
+        "/api/ml/images/{id}/origin/",
+    ]:
         assert path in paths, path
 
 
 def test_metric_plots_take_any_numeric_series():
     from ml.queries import MAX_POINTS, metric_plots
 
-    plots = metric_plots([{"loss": 1.0, "note": "warm-up", "ok": True}, {"loss": float("nan")}, "junk",
-                          {"loss": 0.5, "by_task": {"RU": {"accuracy": 0.8, "n": 4}}}])
-    assert plots == [{"name": "loss", "x": "record", "series": [{"name": "loss", "points": [[0.0, 1.0], [2.0, 0.5]]}]},
-                     {"name": "by_task", "x": "record", "series": [{"name": "RU", "points": [[2.0, 0.8]]}]}]
+    plots = metric_plots(
+        [
+            {"loss": 1.0, "note": "warm-up", "ok": True},
+            {"loss": float("nan")},
+            "junk",
+            {"loss": 0.5, "by_task": {"RU": {"accuracy": 0.8, "n": 4}}},
+        ]
+    )
+    assert plots == [
+        {"name": "loss", "x": "record", "series": [{"name": "loss", "points": [[0.0, 1.0], [2.0, 0.5]]}]},
+        {"name": "by_task", "x": "record", "series": [{"name": "RU", "points": [[2.0, 0.8]]}]},
+    ]
     long = metric_plots([{"step": i, "loss": 1 / (i + 1)} for i in range(3 * MAX_POINTS + 1)])
     points = long[0]["series"][0]["points"]
     assert len(points) <= MAX_POINTS + 1 and points[0][0] == 0 and points[-1][0] == 3 * MAX_POINTS

@@ -36,12 +36,21 @@ def admin_client(client, admin_user):
 
 def pages(world) -> list[tuple[str, str]]:
     run, model = world.failed.pk, world.tuned.pk
-    gets = [reverse("ml:run-list"), reverse("ml:run-new"), f"{reverse('ml:run-new')}?kind=generate",
-            reverse("ml:run-detail", args=[run]), reverse("ml:model-list"), reverse("ml:model-detail", args=[model]),
-            f"{reverse('ml:model-compare')}?a={world.base.pk}&b={model}",
-            reverse("ml:image-origin", args=[world.image.pk])]
-    posts = [f"{reverse('ml:run-new')}?kind=generate", reverse("ml:run-cancel", args=[run]),
-             reverse("ml:model-activate", args=[model])]
+    gets = [
+        reverse("ml:run-list"),
+        reverse("ml:run-new"),
+        f"{reverse('ml:run-new')}?kind=generate",
+        reverse("ml:run-detail", args=[run]),
+        reverse("ml:model-list"),
+        reverse("ml:model-detail", args=[model]),
+        f"{reverse('ml:model-compare')}?a={world.base.pk}&b={model}",
+        reverse("ml:image-origin", args=[world.image.pk]),
+    ]
+    posts = [
+        f"{reverse('ml:run-new')}?kind=generate",
+        reverse("ml:run-cancel", args=[run]),
+        reverse("ml:model-activate", args=[model]),
+    ]
     return [("get", url) for url in gets] + [("post", url) for url in posts]
 
 
@@ -99,8 +108,15 @@ def test_every_available_kind_has_a_form(admin_client, world):
 
 def test_the_form_starts_a_run_and_redirects_to_it(admin_client, world, no_broker, django_capture_on_commit_callbacks):
     tuples = [TupleFactory(), TupleFactory()]
-    data = {"model": world.generator.pk, "tuples_task": "", "tuples_limit": "100",
-            "tuples_ids": f"{tuples[0].pk}, {tuples[1].pk}", "steps": "4", "guidance": "", "include_implicit": "on"}
+    data = {
+        "model": world.generator.pk,
+        "tuples_task": "",
+        "tuples_limit": "100",
+        "tuples_ids": f"{tuples[0].pk}, {tuples[1].pk}",
+        "steps": "4",
+        "guidance": "",
+        "include_implicit": "on",
+    }
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(f"{reverse('ml:run-new')}?kind=generate", data)
     run = Run.objects.get(status="queued")
@@ -109,8 +125,10 @@ def test_the_form_starts_a_run_and_redirects_to_it(admin_client, world, no_broke
     assert run.params["guidance"] == 3.5 and run.params["include_implicit"] is True  # empty: the default
     assert run.created_by.username == "boss" and run.input_model == world.generator
     no_broker.assert_called_once()
-    by_task = admin_client.post(f"{reverse('ml:run-new')}?kind=generate",
-                                {"model": world.generator.pk, "tuples_task": "RU", "tuples_limit": "5"})
+    by_task = admin_client.post(
+        f"{reverse('ml:run-new')}?kind=generate",
+        {"model": world.generator.pk, "tuples_task": "RU", "tuples_limit": "5"},
+    )
     assert by_task.status_code == 302
     assert Run.objects.filter(status="queued").latest("id").params["tuples"] == {"task": "RU", "limit": 5}
 
@@ -136,23 +154,46 @@ def test_the_form_follows_any_kind_description(admin_user, world):
         {"name": "tasks", "ref": "tasks", "required": False, "model_kinds": [], "help": "default: all"},
         {"name": "detector", "ref": "path", "required": False, "model_kinds": [], "help": "on the workers"},
         {"name": "loss", "type": "choice", "default": "sciscore", "choices": ["sciscore", "bt"]},
-        {"name": "splits", "type": "splits", "default": ["validation", "test_S"],
-         "choices": ["train", "validation", "test_S"]},
+        {
+            "name": "splits",
+            "type": "splits",
+            "default": ["validation", "test_S"],
+            "choices": ["train", "validation", "test_S"],
+        },
         {"name": "lr", "type": "float", "default": 1e-5, "minimum": 0.0, "maximum": 1.0},
         {"name": "lora", "type": "bool", "default": True},
         {"name": "schedule", "type": "cosine-table", "default": [1, 2]},
     ]
     with mock.patch("ml.services.runs.kinds.describe", return_value=described):
-        form = RunForm("train_scorer", {"scorer": str(world.tuned.pk), "dataset_version": str(world.version.pk),
-                                        "tasks": ["RU", "BU"], "detector": " /models/dino ", "loss": "bt",
-                                        "splits": ["test_S"], "lr": "0.001", "schedule": "[3, 4]"})
-        assert [v for v, _ in form.fields["scorer"].choices][1:] == [str(m.pk) for m in
-                                                                      (world.child, world.tuned, world.base)]
+        form = RunForm(
+            "train_scorer",
+            {
+                "scorer": str(world.tuned.pk),
+                "dataset_version": str(world.version.pk),
+                "tasks": ["RU", "BU"],
+                "detector": " /models/dino ",
+                "loss": "bt",
+                "splits": ["test_S"],
+                "lr": "0.001",
+                "schedule": "[3, 4]",
+            },
+        )
+        assert [v for v, _ in form.fields["scorer"].choices][1:] == [
+            str(m.pk) for m in (world.child, world.tuned, world.base)
+        ]
         assert form.fields["dataset_version"].choices == [("", "—"), (str(world.version.pk), "v1")]
         assert form.is_valid(), form.errors
-        assert form.params() == {"scorer": world.tuned.pk, "dataset_version": world.version.pk, "tasks": ["RU", "BU"],
-                                 "detector": "/models/dino", "loss": "bt", "splits": ["test_S"], "lr": 0.001,
-                                 "lora": False, "schedule": [3, 4]}
+        assert form.params() == {
+            "scorer": world.tuned.pk,
+            "dataset_version": world.version.pk,
+            "tasks": ["RU", "BU"],
+            "detector": "/models/dino",
+            "loss": "bt",
+            "splits": ["test_S"],
+            "lr": 0.001,
+            "lora": False,
+            "schedule": [3, 4],
+        }
         blank = RunForm("train_scorer", {"loss": "sciscore"})
         assert blank.is_valid() and blank.params() == {"loss": "sciscore", "lora": False}  # the rest: defaults
         unbound = RunForm("train_scorer")
@@ -166,13 +207,17 @@ def test_run_detail_of_a_failed_run_shows_the_traceback_and_no_cancel(admin_clie
     assert "failed: ValueError" in html and 'id="cancel-run"' not in html
 
 
-TRAIN_REFS = [{"name": "model", "ref": "model", "required": True, "model_kinds": ["scorer"], "help": ""},
-              {"name": "dataset_version", "ref": "dataset_version", "required": True, "model_kinds": [], "help": ""}]
+TRAIN_REFS = [
+    {"name": "model", "ref": "model", "required": True, "model_kinds": ["scorer"], "help": ""},
+    {"name": "dataset_version", "ref": "dataset_version", "required": True, "model_kinds": [], "help": ""},
+]
 
 
 def test_run_detail_shows_params_plots_models_and_images(admin_client, world):
-    with mock.patch.dict("ml.services.runs.kinds.MODULES", {"train_scorer": None}), \
-            mock.patch("ml.services.runs.kinds.describe", return_value=TRAIN_REFS):
+    with (
+        mock.patch.dict("ml.services.runs.kinds.MODULES", {"train_scorer": None}),
+        mock.patch("ml.services.runs.kinds.describe", return_value=TRAIN_REFS),
+    ):
         response = admin_client.get(reverse("ml:run-detail", args=[world.trained.pk]))
     html = response.content.decode()
     assert f'<a href="/ml/models/{world.base.pk}/">sciscore-base</a> (scorer, id {world.base.pk})' in html

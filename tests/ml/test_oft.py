@@ -81,8 +81,12 @@ def test_it_maps_the_same_relative_box_to_the_token_grid_at_any_resolution():
         expected = torch.zeros(side, side, dtype=torch.bool)
         for row in range(side):
             for col in range(side):  # a token is in when its square overlaps the grown box
-                expected[row, col] = (col + 1) / side > grown[0] and col / side < grown[2] and \
-                    (row + 1) / side > grown[1] and row / side < grown[3]
+                expected[row, col] = (
+                    (col + 1) / side > grown[0]
+                    and col / side < grown[2]
+                    and (row + 1) / side > grown[1]
+                    and row / side < grown[3]
+                )
         assert torch.equal(tokens.reshape(side, side), expected), size
 
 
@@ -111,8 +115,12 @@ def test_the_reference_is_the_sft_model_and_equals_the_policy_before_any_update(
 
 
 def test_one_step_changes_only_the_lora_weights(run):
-    modules = {"transformer": run.transformer, "vae": run.pipe.vae, "clip": run.pipe.text_encoder,
-               "t5": run.pipe.text_encoder_2}
+    modules = {
+        "transformer": run.transformer,
+        "vae": run.pipe.vae,
+        "clip": run.pipe.text_encoder,
+        "t5": run.pipe.text_encoder_2,
+    }
     before = {(m, n): p.detach().clone() for m, module in modules.items() for n, p in module.named_parameters()}
     trainable = [p for p in run.transformer.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=run.config.lr)
@@ -167,8 +175,10 @@ def test_it_trains_at_two_resolutions_and_resumes_exactly(assets, tmp_path):
     assert metrics == read_metrics(tmp_path / "resumed")
     assert [(m["optimizer_step"], m["prompts_seen"]) for m in metrics] == [(1, 2), (2, 4)]
     assert {p["prompt_index"] for p in metrics[0]["pairs"]} == {0, 1}  # one epoch = each prompt once
-    states = [torch.load(d / "checkpoint.pt", weights_only=True)["trainable"] for d in (tmp_path / "straight",
-                                                                                        tmp_path / "resumed")]
+    states = [
+        torch.load(d / "checkpoint.pt", weights_only=True)["trainable"]
+        for d in (tmp_path / "straight", tmp_path / "resumed")
+    ]
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     assert (straight.lora_dir / "pytorch_lora_weights.safetensors").exists()
 

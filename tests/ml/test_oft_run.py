@@ -24,25 +24,32 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def models(admin_user):
     """Registered models; their files are not needed to validate parameters or to write prompts."""
     base = registry.register_model(admin_user, "generator_base", "flux", "/models/flux")
-    scorer = registry.activate_scorer(admin_user, registry.register_model(admin_user, "scorer", "sciscore",
-                                                                          "/models/sciscore"))
+    scorer = registry.activate_scorer(
+        admin_user, registry.register_model(admin_user, "scorer", "sciscore", "/models/sciscore")
+    )
     return SimpleNamespace(base=base, scorer=scorer, detector="/models/grounding-dino")
 
 
 def test_the_prompts_are_the_train_tuples_with_their_subjects(admin_user, models, tmp_path):
     version = train_version(admin_user)
-    tuples = sorted({m.pair.tuple for m in VersionMember.objects.filter(version=version, split="train",
-                                                                         label__in=("expected", "other"))},
-                    key=lambda t: t.pk)
+    tuples = sorted(
+        {
+            m.pair.tuple
+            for m in VersionMember.objects.filter(version=version, split="train", label__in=("expected", "other"))
+        },
+        key=lambda t: t.pk,
+    )
     tuples[1].subject = ""  # as in the published data: no subject phrase
     tuples[1].save()
-    run = start(admin_user, "oft", {"model": models.base.pk, "dataset_version": version.pk,
-                                    "detector": models.detector})
+    run = start(
+        admin_user, "oft", {"model": models.base.pk, "dataset_version": version.pk, "detector": models.detector}
+    )
     ctx = runs.RunContext(run)
     oft.write_prompts(version, tmp_path / "prompts.json", ctx)
     assert json.loads((tmp_path / "prompts.json").read_text()) == [
         {"prompt": tuples[0].implicit_prompt, "object": "nail"},
-        {"prompt": tuples[1].implicit_prompt, "object": tuples[1].implicit_prompt}]
+        {"prompt": tuples[1].implicit_prompt, "object": tuples[1].implicit_prompt},
+    ]
     assert "2 prompts from the train split" in ctx.run.log_tail and "1 without a subject" in ctx.run.log_tail
 
 
@@ -51,16 +58,32 @@ def test_the_defaults_are_the_papers_as_in_the_trainer(admin_user, models):
 
     config = OFTConfig()
     assert {name: spec.default for name, spec in oft.SCHEMA.items()} == {
-        f.name: getattr(config, f.name) for f in dataclasses.fields(OFTConfig) if f.name != "device"}
+        f.name: getattr(config, f.name) for f in dataclasses.fields(OFTConfig) if f.name != "device"
+    }
     version = train_version(admin_user)
     run = start(admin_user, "oft", {"model": models.base.pk, "dataset_version": version.pk, "use_mask": False})
     assert run.input_model == models.base
-    platform = {"sampler": "euler_maruyama", "guidance": 3.5, "preference_loss": "pair", "mask_mean": "inside",
-                "mask_grid": "token", "subject_region": "union", "reference": "fused_sft", "prompts_per_step": 4,
-                "max_steps": 100, "prompt_sampling": "permutation"}  # today's behaviour
-    assert run.params == {"model": models.base.pk, "dataset_version": version.pk, "scorer": models.scorer.pk,
-                          "detector": None, **{name: spec.default for name, spec in oft.SCHEMA.items()},
-                          "use_mask": False, **platform}
+    platform = {
+        "sampler": "euler_maruyama",
+        "guidance": 3.5,
+        "preference_loss": "pair",
+        "mask_mean": "inside",
+        "mask_grid": "token",
+        "subject_region": "union",
+        "reference": "fused_sft",
+        "prompts_per_step": 4,
+        "max_steps": 100,
+        "prompt_sampling": "permutation",
+    }  # today's behaviour
+    assert run.params == {
+        "model": models.base.pk,
+        "dataset_version": version.pk,
+        "scorer": models.scorer.pk,
+        "detector": None,
+        **{name: spec.default for name, spec in oft.SCHEMA.items()},
+        "use_mask": False,
+        **platform,
+    }
 
 
 def test_without_an_active_scorer_one_must_be_named(admin_user, models):
@@ -90,25 +113,46 @@ def test_without_an_active_scorer_one_must_be_named(admin_user, models):
     ],
 )
 def test_parameters_are_validated(admin_user, models, change, field, message):
-    named = {"<base>": models.base.pk, "<scorer>": models.scorer.pk,
-             "<test only>": train_version(admin_user, [("test_S", "expected")]).pk}
+    named = {
+        "<base>": models.base.pk,
+        "<scorer>": models.scorer.pk,
+        "<test only>": train_version(admin_user, [("test_S", "expected")]).pk,
+    }
     change = {key: named.get(value, value) if isinstance(value, str) else value for key, value in change.items()}
-    params = {"model": models.base.pk, "dataset_version": train_version(admin_user).pk, "detector": "/models/gdino",
-              **change}
+    params = {
+        "model": models.base.pk,
+        "dataset_version": train_version(admin_user).pk,
+        "detector": "/models/gdino",
+        **change,
+    }
     with pytest.raises(runs.RunParamsError) as caught:
         start(admin_user, "oft", params)
     assert message in caught.value.errors[field]
     assert not Run.objects.exists()
 
 
-PAPER = {"recipe": "paper", "sampler": "churn", "guidance": 0.0, "preference_loss": "matrix", "mask_mean": "all",
-         "mask_grid": "latent", "subject_region": "enclosing", "reference": "sft_adapter", "prompts_per_step": 2,
-         "max_steps": 156, "prompt_sampling": "replacement"}
+PAPER = {
+    "recipe": "paper",
+    "sampler": "churn",
+    "guidance": 0.0,
+    "preference_loss": "matrix",
+    "mask_mean": "all",
+    "mask_grid": "latent",
+    "subject_region": "enclosing",
+    "reference": "sft_adapter",
+    "prompts_per_step": 2,
+    "max_steps": 156,
+    "prompt_sampling": "replacement",
+}
 
 
 def test_the_paper_recipe_fills_in_the_research_codes_values_and_explicit_ones_win(admin_user, models):
-    params = {"model": models.base.pk, "dataset_version": train_version(admin_user).pk, "detector": models.detector,
-              "recipe": "paper"}
+    params = {
+        "model": models.base.pk,
+        "dataset_version": train_version(admin_user).pk,
+        "detector": models.detector,
+        "recipe": "paper",
+    }
     assert {name: start(admin_user, "oft", params).params[name] for name in PAPER} == PAPER
     changed = start(admin_user, "oft", {**params, "guidance": 3.5, "mask_mean": "inside"}).params
     assert (changed["guidance"], changed["mask_mean"], changed["sampler"]) == (3.5, "inside", "churn")
@@ -122,15 +166,38 @@ def test_a_paper_run_trains_the_sft_adapter_on_and_registers_it(admin_user, tiny
     from science_t2i.format import TupleRecord
 
     record = TupleRecord("A rusty nail.", "", "", Image.new("RGB", (16, 16), (150, 70, 30)), Image.new("RGB", (16, 16)))
-    sft_lora = train_sft(tiny.paths.flux, [record], tmp_path / "sft",
-                         SFTConfig(resolution=16, max_sequence_length=16, batch_size=1, grad_accum=1, max_steps=1,
-                                   gradient_checkpointing=False)).lora_dir
+    sft_lora = train_sft(
+        tiny.paths.flux,
+        [record],
+        tmp_path / "sft",
+        SFTConfig(
+            resolution=16, max_sequence_length=16, batch_size=1, grad_accum=1, max_steps=1, gradient_checkpointing=False
+        ),
+    ).lora_dir
     lora = registry.register_model(admin_user, "generator_lora", "sft", str(sft_lora), parent=tiny.base)
-    run = execute(start(admin_user, "oft", {"model": lora.pk, "dataset_version": train_version(admin_user).pk,
-                                            "detector": tiny.detector, "recipe": "paper", **OFT_TINY}))
+    run = execute(
+        start(
+            admin_user,
+            "oft",
+            {
+                "model": lora.pk,
+                "dataset_version": train_version(admin_user).pk,
+                "detector": tiny.detector,
+                "recipe": "paper",
+                **OFT_TINY,
+            },
+        )
+    )
     command = next(line for line in run.log_tail.splitlines() if " $ " in line)
-    for option in ("--recipe paper", "--sampler churn", "--reference sft_adapter", "--mask-grid latent",
-                   "--subject-region enclosing", "--preference-loss matrix", "--mask-mean all"):
+    for option in (
+        "--recipe paper",
+        "--sampler churn",
+        "--reference sft_adapter",
+        "--mask-grid latent",
+        "--subject-region enclosing",
+        "--preference-loss matrix",
+        "--mask-mean all",
+    ):
         assert option in command
     assert run.metrics[-1]["optimizer_step"] == 1 and run.output_model.parent == lora
     assert run.output_model.config["reference"] == "sft_adapter"

@@ -25,11 +25,21 @@ def tuples(tmp_path_factory):
         for side, colour in (("good", (150, 70, 30 + i)), ("bad", (60, 160, 40 + i))):
             for k in range(2):
                 Image.new("RGB", (16, 16), tuple(c + 9 * k for c in colour)).save(folder / f"{side}{i}-{k}.png")
-        rows.append({"implicit_prompt": f"Scene {i} after weeks", "implicit_prompts": [f"Scene {i}, weeks later"],
-                     "explicit_prompt": "what it implies", "explicit_prompts": ["what it means"],
-                     "superficial_prompt": "what it says", "superficial_prompts": ["what it reads"],
-                     "correct_image": f"good{i}-0.png", "correct_images": [f"good{i}-1.png"],
-                     "wrong_image": f"bad{i}-0.png", "wrong_images": [f"bad{i}-1.png"], "task": "RU"})
+        rows.append(
+            {
+                "implicit_prompt": f"Scene {i} after weeks",
+                "implicit_prompts": [f"Scene {i}, weeks later"],
+                "explicit_prompt": "what it implies",
+                "explicit_prompts": ["what it means"],
+                "superficial_prompt": "what it says",
+                "superficial_prompts": ["what it reads"],
+                "correct_image": f"good{i}-0.png",
+                "correct_images": [f"good{i}-1.png"],
+                "wrong_image": f"bad{i}-0.png",
+                "wrong_images": [f"bad{i}-1.png"],
+                "task": "RU",
+            }
+        )
     path = folder / "tuples.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
     return path
@@ -45,14 +55,36 @@ def test_both_recipes_train_a_scorer(capsys, tiny, tuples, tmp_path, monkeypatch
     load = cli.load_records
     monkeypatch.setattr(cli, "load_records", lambda *a, **k: reads.append(k.get("per_row", False)) or load(*a, **k))
     out = tmp_path / recipe
-    summary = run(capsys, "train-scorer", "--recipe", recipe, "--model", tiny["scorer"], "--train", str(tuples),
-                  "--val", str(tuples), "--out", str(out), "--total-steps", "3", "--warmup-steps", "2",
-                  "--batch-size", "2", "--grad-accum", "1", "--lr", "1e-4", "--save-format", "open_clip")
+    summary = run(
+        capsys,
+        "train-scorer",
+        "--recipe",
+        recipe,
+        "--model",
+        tiny["scorer"],
+        "--train",
+        str(tuples),
+        "--val",
+        str(tuples),
+        "--out",
+        str(out),
+        "--total-steps",
+        "3",
+        "--warmup-steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--grad-accum",
+        "1",
+        "--lr",
+        "1e-4",
+        "--save-format",
+        "open_clip",
+    )
     assert summary["optimizer_steps"] == 3 and summary["tuples_seen"] == 6
     config = json.loads((out / "config.json").read_text())
     expected = {name: getattr(point, recipe) for name, point in recipes.SCORER.items()}
-    assert recipe_values(config, recipes.SCORER) == {**expected, "batch_size": 2, "grad_accum": 1,
-                                                       "effective_batch": 0}
+    assert recipe_values(config, recipes.SCORER) == {**expected, "batch_size": 2, "grad_accum": 1, "effective_batch": 0}
     lrs = [json.loads(line)["lr"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     if recipe == "paper":  # log warmup over 2 steps, one step behind: 0, ln 1 / ln 2 = 0, ln 2 / ln 2 = 1
         assert lrs == pytest.approx([0.0, 0.0, 1e-4])
@@ -66,19 +98,59 @@ def test_both_recipes_train_a_scorer(capsys, tiny, tuples, tmp_path, monkeypatch
 def test_both_recipes_fine_tune_flux_with_sft_then_oft(capsys, tiny, tuples, tmp_path, recipe):
     common = ["--recipe", recipe, "--max-sequence-length", "16", "--no-gradient-checkpointing"]
     steps = ["--epochs", "1"] if recipe == "paper" else ["--max-steps", "2"]
-    sft = run(capsys, "sft", "--pipeline", tiny["flux"], "--data", str(tuples), "--out", str(tmp_path / "sft"),
-              "--batch-size", "2", "--grad-accum", "1", "--resolution", "16", *steps, *common)
+    sft = run(
+        capsys,
+        "sft",
+        "--pipeline",
+        tiny["flux"],
+        "--data",
+        str(tuples),
+        "--out",
+        str(tmp_path / "sft"),
+        "--batch-size",
+        "2",
+        "--grad-accum",
+        "1",
+        "--resolution",
+        "16",
+        *steps,
+        *common,
+    )
     assert (sft["optimizer_steps"], sft["tuples_seen"]) == (2, 4)  # 1 epoch of 4 tuples = 2 steps of 2
     trained = torch.load(tmp_path / "sft" / "checkpoint.pt", weights_only=True)["config"]
     expected = {name: getattr(point, recipe) for name, point in recipes.SFT.items()}
-    assert recipe_values(trained, recipes.SFT) == {**expected, **({"max_steps": 2, "epochs": 1} if recipe == "paper"
-                                                                  else {"max_steps": 2, "epochs": 0})}
+    assert recipe_values(trained, recipes.SFT) == {
+        **expected,
+        **({"max_steps": 2, "epochs": 1} if recipe == "paper" else {"max_steps": 2, "epochs": 0}),
+    }
 
     prompts = tmp_path / "prompts.json"
     prompts.write_text(json.dumps([{"prompt": "An unripe mango.", "object": "mango"}]))
-    oft = run(capsys, "oft", "--pipeline", tiny["flux"], "--lora", sft["lora_dir"], "--scorer", tiny["scorer"],
-              "--detector", tiny["detector"], "--prompts", str(prompts), "--out", str(tmp_path / "oft"),
-              "--max-steps", "1", "--prompts-per-step", "1", "--num-steps", "2", "--resolution", "32", *common)
+    oft = run(
+        capsys,
+        "oft",
+        "--pipeline",
+        tiny["flux"],
+        "--lora",
+        sft["lora_dir"],
+        "--scorer",
+        tiny["scorer"],
+        "--detector",
+        tiny["detector"],
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(tmp_path / "oft"),
+        "--max-steps",
+        "1",
+        "--prompts-per-step",
+        "1",
+        "--num-steps",
+        "2",
+        "--resolution",
+        "32",
+        *common,
+    )
     assert oft["optimizer_steps"] == 1
     trained = torch.load(tmp_path / "oft" / "checkpoint.pt", weights_only=True)["config"]
     expected = {name: getattr(point, recipe) for name, point in recipes.OFT.items()}
@@ -89,6 +161,19 @@ def test_both_recipes_fine_tune_flux_with_sft_then_oft(capsys, tiny, tuples, tmp
 
 def test_a_recipe_option_outside_its_choices_is_refused(capsys, tiny, tuples, tmp_path):
     with pytest.raises(SystemExit):
-        main(["train-scorer", "--recipe", "research", "--model", tiny["scorer"], "--train", str(tuples), "--val",
-              str(tuples), "--out", str(tmp_path / "x")])
+        main(
+            [
+                "train-scorer",
+                "--recipe",
+                "research",
+                "--model",
+                tiny["scorer"],
+                "--train",
+                str(tuples),
+                "--val",
+                str(tuples),
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
     assert "invalid choice: 'research'" in capsys.readouterr().err

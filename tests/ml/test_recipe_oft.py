@@ -34,18 +34,23 @@ def test_the_paper_samplers_noise_and_drift_corrected_mean_for_one_step():
     gamma = 0.1 / 30
     std = sigma * math.sqrt((1 + gamma) ** 2 - 1)  # σ √((1+γ)² − 1)
     assert std == pytest.approx(0.0653741, abs=1e-7)
-    mean = [x + (sigma_next - sigma) * (v + std**2 / (2 * sigma) * (-x + (1 - sigma) * v))
-            for x, v in zip(X.flatten().tolist(), V.flatten().tolist(), strict=True)]
+    mean = [
+        x + (sigma_next - sigma) * (v + std**2 / (2 * sigma) * (-x + (1 - sigma) * v))
+        for x, v in zip(X.flatten().tolist(), V.flatten().tolist(), strict=True)
+    ]
     assert mean == pytest.approx([0.9502404, -2.0255476], abs=1e-6)  # vs the plain Euler 0.95, -2.025
 
     assert transition_std(sigma, sigma_next, churn, "churn", steps) == pytest.approx(std, rel=1e-12)
     ours = transition_mean(X, V, sigma, sigma_next, std, "churn")
     assert ours.flatten().tolist() == pytest.approx(mean, rel=1e-6)
     x_next = torch.tensor([[[0.97, -1.9]]])
-    by_hand = [-(n - m) ** 2 / (2 * std**2) - math.log(std) - 0.5 * math.log(2 * math.pi)
-               for n, m in zip(x_next.flatten().tolist(), mean, strict=True)]
-    elements = transition_log_prob(x_next, X, V, sigma, sigma_next, churn, sampler="churn", steps=steps,
-                                   per_element=True)
+    by_hand = [
+        -((n - m) ** 2) / (2 * std**2) - math.log(std) - 0.5 * math.log(2 * math.pi)
+        for n, m in zip(x_next.flatten().tolist(), mean, strict=True)
+    ]
+    elements = transition_log_prob(
+        x_next, X, V, sigma, sigma_next, churn, sampler="churn", steps=steps, per_element=True
+    )
     assert elements.flatten().tolist() == pytest.approx(by_hand, abs=1e-5)  # float32
     assert churn_gamma(100.0, 30) == pytest.approx(math.sqrt(2) - 1)  # γ is capped
 
@@ -63,14 +68,16 @@ def test_the_paper_sampler_draws_its_step_and_records_its_log_prob():
     def velocity(x, sigma):
         return 0.3 * x + sigma
 
-    trajectory = sample_trajectory(velocity, noise, sigmas, churn=0.1, generator=torch.Generator().manual_seed(2),
-                                   sampler="churn")
+    trajectory = sample_trajectory(
+        velocity, noise, sigmas, churn=0.1, generator=torch.Generator().manual_seed(2), sampler="churn"
+    )
     std = 1.0 * math.sqrt((1 + 0.1 / 2) ** 2 - 1)  # 2 steps: γ = 0.05
     mean = transition_mean(noise, velocity(noise, 1.0), 1.0, 0.6, std, "churn")
     z = torch.randn(1, 3, 2, generator=torch.Generator().manual_seed(2))
     torch.testing.assert_close(trajectory.latents[1], mean + std * z)
-    rescored = transition_log_prob(trajectory.latents[1], noise, velocity(noise, 1.0), 1.0, 0.6, 0.1,
-                                   sampler="churn", steps=2)
+    rescored = transition_log_prob(
+        trajectory.latents[1], noise, velocity(noise, 1.0), 1.0, 0.6, 0.1, sampler="churn", steps=2
+    )
     torch.testing.assert_close(trajectory.log_probs[0], rescored)
 
 
@@ -80,13 +87,19 @@ def test_the_paper_sampler_draws_its_step_and_records_its_log_prob():
 def test_the_paper_averages_masked_log_ratios_over_all_elements_the_platform_inside_the_mask():
     log_pi = torch.tensor([[0.4, 0.8, 5.0, 7.0], [0.2, -0.2, 0.6, 3.0]])  # per element (channels = 1)
     mask = torch.tensor([[True, True, False, False], [True, True, True, False]])
-    torch.testing.assert_close(masked_log_ratio(log_pi, torch.zeros(2, 4), mask, 1, "inside"),
-                               torch.tensor([(0.4 + 0.8) / 2, (0.2 - 0.2 + 0.6) / 3]))
-    torch.testing.assert_close(masked_log_ratio(log_pi, torch.zeros(2, 4), mask, 1, "all"),
-                               torch.tensor([(0.4 + 0.8) / 4, (0.2 - 0.2 + 0.6) / 4]))
+    torch.testing.assert_close(
+        masked_log_ratio(log_pi, torch.zeros(2, 4), mask, 1, "inside"),
+        torch.tensor([(0.4 + 0.8) / 2, (0.2 - 0.2 + 0.6) / 3]),
+    )
+    torch.testing.assert_close(
+        masked_log_ratio(log_pi, torch.zeros(2, 4), mask, 1, "all"),
+        torch.tensor([(0.4 + 0.8) / 4, (0.2 - 0.2 + 0.6) / 4]),
+    )
     tokens = torch.tensor([[0.4, 0.8, 9.0]])  # per token, each the sum of 4 channels
-    torch.testing.assert_close(masked_log_ratio(tokens, torch.zeros(1, 3), torch.tensor([[True, True, False]]), 4,
-                                                "all"), torch.tensor([1.2 / 12]))
+    torch.testing.assert_close(
+        masked_log_ratio(tokens, torch.zeros(1, 3), torch.tensor([[True, True, False]]), 4, "all"),
+        torch.tensor([1.2 / 12]),
+    )
 
 
 def test_the_paper_preference_loss_averages_the_two_by_two_matrix():
@@ -119,7 +132,8 @@ def test_the_paper_encloses_every_box_and_grows_it_by_a_tenth_of_the_image():
     # enclosing: x 0.1..0.6, y 0.2..0.5; w 0.5 -> 0.6, h 0.3 -> 0.4 about the centre (0.35, 0.35)
     assert enclosing_box(boxes, 100, 100, 0.1) == pytest.approx((0.05, 0.15, 0.65, 0.55))
     assert enclosing_box(torch.tensor([[0.0, 0.0, 95.0, 50.0]]), 100, 100, 0.1) == pytest.approx(
-        (-0.025, -0.05, 0.975, 0.55))  # w 0.95 > 0.9: the whole width
+        (-0.025, -0.05, 0.975, 0.55)
+    )  # w 0.95 > 0.9: the whole width
     assert enclosing_box(torch.zeros(0, 4), 100, 100, 0.1) == (0.0, 0.0, 1.0, 1.0)  # nothing found
 
 
@@ -130,7 +144,7 @@ def test_a_box_grown_past_the_image_edge_keeps_its_cells():
     assert (rows.min().item(), rows.max().item()) == (int(0.05 * 64), int(0.55 * 64) - 1)
     assert (cols.min().item(), cols.max().item()) == (0, int(0.65 * 64) - 1)
     research = torch.zeros(64, 64)  # the research code's int() slicing: a negative start wraps around
-    research[int(box[1] * 64):int(box[3] * 64), int(box[0] * 64):int(box[2] * 64)] = 1
+    research[int(box[1] * 64) : int(box[3] * 64), int(box[0] * 64) : int(box[2] * 64)] = 1
     assert research.sum() == 0
 
 
@@ -158,7 +172,8 @@ def test_the_paper_reference_is_a_frozen_copy_of_the_sft_adapter_not_of_the_tran
     torch.testing.assert_close(policy, velocity(sft), rtol=0, atol=1e-5)  # the policy starts as the SFT model
     base = load_pipeline(assets.flux, device="cpu").transformer
     assert sum(p.numel() for n, p in run.transformer.named_parameters() if "lora_" not in n) == sum(
-        p.numel() for p in base.parameters())  # one transformer: no second copy of FLUX
+        p.numel() for p in base.parameters()
+    )  # one transformer: no second copy of FLUX
     trainable = [n for n, p in run.transformer.named_parameters() if p.requires_grad]
     assert trainable and all(".default." in n for n in trainable)
 
@@ -190,22 +205,34 @@ def test_the_paper_recipe_trains_and_resumes_exactly(assets, tmp_path):
 def test_the_paper_draws_prompts_with_replacement_the_platform_in_permutations():
     draws = [prompt_index(5, 0, p, "replacement") for p in range(200)]
     assert set(draws) == set(range(5)) and draws == [prompt_index(5, 0, p, "replacement") for p in range(200)]
-    assert any(len(set(draws[i:i + 5])) < 5 for i in range(0, 200, 5))  # an epoch may repeat a prompt
+    assert any(len(set(draws[i : i + 5])) < 5 for i in range(0, 200, 5))  # an epoch may repeat a prompt
     assert draws != [prompt_index(5, 1, p, "replacement") for p in range(200)]
     permuted = [prompt_index(5, 0, p) for p in range(200)]
-    assert all(sorted(permuted[i:i + 5]) == list(range(5)) for i in range(0, 200, 5))
+    assert all(sorted(permuted[i : i + 5]) == list(range(5)) for i in range(0, 200, 5))
 
 
 def test_the_recipe_sets_the_defaults_and_explicit_options_win():
     paper = OFTConfig(recipe="paper").resolved()
-    assert (paper.sampler, paper.mask_mean, paper.mask_grid, paper.subject_region, paper.preference_loss,
-            paper.reference, paper.prompt_sampling) == (
-        "churn", "all", "latent", "enclosing", "matrix", "sft_adapter", "replacement")
+    assert (
+        paper.sampler,
+        paper.mask_mean,
+        paper.mask_grid,
+        paper.subject_region,
+        paper.preference_loss,
+        paper.reference,
+        paper.prompt_sampling,
+    ) == ("churn", "all", "latent", "enclosing", "matrix", "sft_adapter", "replacement")
     assert (paper.guidance, paper.prompts_per_step, paper.max_steps) == (0.0, 2, 156)
     platform = OFTConfig().resolved()
-    assert (platform.sampler, platform.mask_mean, platform.mask_grid, platform.subject_region,
-            platform.preference_loss, platform.reference, platform.prompt_sampling) == (
-        "euler_maruyama", "inside", "token", "union", "pair", "fused_sft", "permutation")
+    assert (
+        platform.sampler,
+        platform.mask_mean,
+        platform.mask_grid,
+        platform.subject_region,
+        platform.preference_loss,
+        platform.reference,
+        platform.prompt_sampling,
+    ) == ("euler_maruyama", "inside", "token", "union", "pair", "fused_sft", "permutation")
     assert (platform.guidance, platform.prompts_per_step, platform.max_steps) == (3.5, 4, 100)
     assert OFTConfig(recipe="paper", guidance=3.5).resolved().guidance == 3.5
     with pytest.raises(ValueError, match="sampler 'ddim'"):

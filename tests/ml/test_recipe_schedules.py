@@ -19,23 +19,35 @@ def lr(kind: str, step: int, horizon: int = 600) -> float:
     return PEAK * schedules.factor(kind, 150, horizon)(step)
 
 
-@pytest.mark.parametrize(("step", "expected"), [
-    (0, 0.0),  # before the scheduler has stepped: warmup_min_lr
-    (1, 0.0),  # iteration 0: ln(1) / ln(150)
-    (75, PEAK * math.log(75) / math.log(150)),  # 0.8617 of the peak
-    (149, PEAK * math.log(149) / math.log(150)),  # 0.99867
-    (150, PEAK),  # iteration 149: ln(150) / ln(150)
-    (151, PEAK * (600 - 150) / 450),  # iteration 150: the decay starts at the peak
-    (600, PEAK * 1 / 450),  # iteration 599
-    (601, 0.0),  # iteration 600: the horizon
-])
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        (0, 0.0),  # before the scheduler has stepped: warmup_min_lr
+        (1, 0.0),  # iteration 0: ln(1) / ln(150)
+        (75, PEAK * math.log(75) / math.log(150)),  # 0.8617 of the peak
+        (149, PEAK * math.log(149) / math.log(150)),  # 0.99867
+        (150, PEAK),  # iteration 149: ln(150) / ln(150)
+        (151, PEAK * (600 - 150) / 450),  # iteration 150: the decay starts at the peak
+        (600, PEAK * 1 / 450),  # iteration 599
+        (601, 0.0),  # iteration 600: the horizon
+    ],
+)
 def test_the_paper_schedule_warms_up_logarithmically_and_reaches_zero_after_600_steps(step, expected):
     assert lr("deepspeed_log", step) == pytest.approx(expected, rel=1e-12, abs=1e-18)
 
 
-@pytest.mark.parametrize(("step", "expected"), [
-    (0, 0.0), (1, PEAK / 150), (75, PEAK / 2), (149, PEAK * 149 / 150), (150, PEAK), (600, 0.0), (601, 0.0),
-])
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        (0, 0.0),
+        (1, PEAK / 150),
+        (75, PEAK / 2),
+        (149, PEAK * 149 / 150),
+        (150, PEAK),
+        (600, 0.0),
+        (601, 0.0),
+    ],
+)
 def test_the_platform_schedule_warms_up_linearly_and_reaches_zero_at_step_600(step, expected):
     assert lr("linear", step) == pytest.approx(expected, rel=1e-12, abs=1e-18)
 

@@ -34,9 +34,11 @@ def test_the_paper_sums_the_loss_where_the_platform_averages_it():
     def dot(a, b):
         return scale * float(a @ b)
 
-    per_tuple = [ce(dot(t[i], xp[i]), dot(t[i], xn[i]))
-                 + 0.25 * (ce(dot(e[i], xp[i]), dot(s[i], xp[i])) + ce(dot(s[i], xn[i]), dot(e[i], xn[i])))
-                 for i in range(2)]
+    per_tuple = [
+        ce(dot(t[i], xp[i]), dot(t[i], xn[i]))
+        + 0.25 * (ce(dot(e[i], xp[i]), dot(s[i], xp[i])) + ce(dot(s[i], xn[i]), dot(e[i], xn[i])))
+        for i in range(2)
+    ]
     parts = sciscore_loss(t, e, s, xp, xn, scale, reduction="none")
     assert parts.total.tolist() == pytest.approx(per_tuple, rel=1e-5)
     assert reduce_loss(parts.total, "mean").item() == pytest.approx(sum(per_tuple) / 2, rel=1e-5)
@@ -70,11 +72,19 @@ def test_only_the_platform_clamps_logit_scale_to_ln_100(init_dir, tmp_path):
         scorer.model.logit_scale.fill_(5.0)  # above ln 100 = 4.605
     start = scorer.save(tmp_path / "hot", format="open_clip")
     train = make_synthetic_split(0, 4, "train", size=32)
-    common = dict(model=str(start), lr=1e-9, total_steps=1, warmup_steps=0, batch_size=2, grad_accum=1,
-                  eval_every=0, checkpoint_every=0, save_format="open_clip")
+    common = dict(
+        model=str(start),
+        lr=1e-9,
+        total_steps=1,
+        warmup_steps=0,
+        batch_size=2,
+        grad_accum=1,
+        eval_every=0,
+        checkpoint_every=0,
+        save_format="open_clip",
+    )
     for recipe, expected in (("platform", MAX_LOGIT_SCALE), ("paper", 5.0)):
-        summary = train_scorer(TrainConfig(recipe=recipe, lr_schedule="linear", **common), train, [],
-                               tmp_path / recipe)
+        summary = train_scorer(TrainConfig(recipe=recipe, lr_schedule="linear", **common), train, [], tmp_path / recipe)
         logit_scale = Scorer.load(summary["final_path"], device="cpu").model.logit_scale.item()
         assert logit_scale == pytest.approx(expected, abs=1e-6), recipe
 
@@ -82,13 +92,21 @@ def test_only_the_platform_clamps_logit_scale_to_ln_100(init_dir, tmp_path):
 def test_the_recipe_sets_the_defaults_and_explicit_options_win():
     paper = TrainConfig(model="m", recipe="paper").resolved(processes=4)
     assert (paper.lr_schedule, paper.loss_reduction, paper.variants, paper.weight_decay_scope) == (
-        "deepspeed_log", "sum", "random", "all")
+        "deepspeed_log",
+        "sum",
+        "random",
+        "all",
+    )
     assert (paper.batch_size, paper.effective_batch, paper.grad_accum) == (16, 1024, 16)  # 16 x 16 x 4 GPUs
     assert paper.clamp_logit_scale is False and paper.eval_every == 10
     assert TrainConfig(model="m", recipe="paper").resolved(processes=1).grad_accum == 64
     platform = TrainConfig(model="m").resolved()
     assert (platform.lr_schedule, platform.loss_reduction, platform.variants, platform.weight_decay_scope) == (
-        "linear", "mean", "first", "matrices")
+        "linear",
+        "mean",
+        "first",
+        "matrices",
+    )
     assert (platform.batch_size, platform.grad_accum, platform.effective_batch) == (8, 1, 0)
     assert platform.clamp_logit_scale is True and platform.eval_every == 50
     mixed = TrainConfig(model="m", recipe="paper", loss_reduction="mean", grad_accum=1, batch_size=2).resolved(4)
@@ -107,15 +125,25 @@ def test_the_recipe_sets_the_defaults_and_explicit_options_win():
 def record_with_variants() -> TupleRecord:
     colours = [(i * 40, 0, 0) for i in range(5)]
     images = [Image.new("RGB", (4, 4), c) for c in colours]
-    return TupleRecord("ip0", "ep0", "sp0", images[0], images[3], implicit_prompts=["ip0", "ip1", "ip2"],
-                       explicit_prompts=["ep0", "ep1"], superficial_prompts=["sp0", "sp1", "sp2", "sp3"],
-                       correct_images=images[:3], wrong_images=images[3:])
+    return TupleRecord(
+        "ip0",
+        "ep0",
+        "sp0",
+        images[0],
+        images[3],
+        implicit_prompts=["ip0", "ip1", "ip2"],
+        explicit_prompts=["ep0", "ep1"],
+        superficial_prompts=["sp0", "sp1", "sp2", "sp3"],
+        correct_images=images[:3],
+        wrong_images=images[3:],
+    )
 
 
 def draws(record, seed, positions):
-    return [tuple(str(getattr(r, name)) if "prompt" in name else id(getattr(r, name))
-                  for name in recipes.VARIANT_FIELDS)
-            for r in (recipes.draw_variant(record, seed, p) for p in positions)]
+    return [
+        tuple(str(getattr(r, name)) if "prompt" in name else id(getattr(r, name)) for name in recipes.VARIANT_FIELDS)
+        for r in (recipes.draw_variant(record, seed, p) for p in positions)
+    ]
 
 
 def test_random_variants_use_every_paraphrase_and_image_and_are_reproducible():
@@ -139,8 +167,11 @@ def test_the_trainer_draws_variants_per_example_only_under_random(init_dir):
     records = [record_with_variants() for _ in range(3)]
     order = DataOrder(len(records), seed=0)
     config = TrainConfig(model=init_dir, batch_size=3, variants="random").resolved()
-    prompts = {r.implicit_prompt for micro in range(40) for r in micro_batch_records(records, order, micro, config, 0, 1)}
+    prompts = {
+        r.implicit_prompt for micro in range(40) for r in micro_batch_records(records, order, micro, config, 0, 1)
+    }
     assert prompts == {"ip0", "ip1", "ip2"}
     first = TrainConfig(model=init_dir, batch_size=3).resolved()
-    assert {r.implicit_prompt for micro in range(40) for r in micro_batch_records(records, order, micro, first, 0, 1)} == {
-        "ip0"}
+    assert {
+        r.implicit_prompt for micro in range(40) for r in micro_batch_records(records, order, micro, first, 0, 1)
+    } == {"ip0"}

@@ -29,8 +29,13 @@ def gradient(width: int, height: int) -> Image.Image:
 
 def test_shorter_side_is_torchvisions_bilinear_resize_without_a_crop():
     image = gradient(40, 40)
-    research = transforms.Compose([transforms.Resize(16, interpolation=transforms.InterpolationMode.BILINEAR),
-                                   transforms.ToTensor(), transforms.Normalize([0.5], [0.5])])(image)
+    research = transforms.Compose(
+        [
+            transforms.Resize(16, interpolation=transforms.InterpolationMode.BILINEAR),
+            transforms.ToTensor(),
+            transforms.Normalize([0.5], [0.5]),
+        ]
+    )(image)
     ours = flow.images_to_tensor([image], 16, 16, resize="shorter_side")[0]
     torch.testing.assert_close(ours, research, rtol=0, atol=1e-6)
     platform = flow.images_to_tensor([image], 16, 16)[0]  # bicubic cover + centre crop
@@ -68,11 +73,19 @@ def test_the_paper_draws_noise_levels_from_the_schedulers_1000_level_grid(pipe):
 def test_the_recipe_sets_the_defaults_and_epochs_set_the_steps():
     paper = SFTConfig(recipe="paper").resolved(n_records=10)
     assert (paper.variants, paper.image_resize, paper.vae_latents, paper.sigma_scheme) == (
-        "random", "shorter_side", "sample", "grid")
+        "random",
+        "shorter_side",
+        "sample",
+        "grid",
+    )
     assert (paper.epochs, paper.max_steps) == (60, math.ceil(60 * 10 / (4 * 8)))  # 19 steps of 32 tuples
     platform = SFTConfig().resolved(n_records=10)
     assert (platform.variants, platform.image_resize, platform.vae_latents, platform.sigma_scheme) == (
-        "first", "cover_crop", "mode", "uniform")
+        "first",
+        "cover_crop",
+        "mode",
+        "uniform",
+    )
     assert (platform.epochs, platform.max_steps) == (0, 500)
     assert SFTConfig(recipe="paper", max_steps=7).resolved(10).max_steps == 7  # explicit wins, epochs off
     assert SFTConfig(epochs=2).resolved(10).max_steps == 1  # ceil(20 / 32)
@@ -84,8 +97,10 @@ def test_the_recipe_sets_the_defaults_and_epochs_set_the_steps():
 
 def test_random_variants_draw_the_paraphrase_and_the_correct_image_per_example():
     images = [Image.new("RGB", (4, 4), (i * 60, 0, 0)) for i in range(3)]
-    records = [TupleRecord("ip0", "e", "s", images[0], images[2], implicit_prompts=["ip0", "ip1"],
-                           correct_images=images[:2]) for _ in range(2)]
+    records = [
+        TupleRecord("ip0", "e", "s", images[0], images[2], implicit_prompts=["ip0", "ip1"], correct_images=images[:2])
+        for _ in range(2)
+    ]
     order = EpochOrder(len(records), seed=0)
     paper = SFTConfig(recipe="paper", batch_size=2).resolved(2)
     batches = [micro_batch(records, order, seen, paper) for seen in range(0, 80, 2)]
@@ -103,8 +118,9 @@ def test_lora_weights_stay_fp32_on_a_bf16_model(tmp_path):
 
     from ml.core.sft import add_lora
 
-    bf16 = FluxPipeline.from_pretrained(str(make_tiny_flux(tmp_path / "flux")), dtype=torch.bfloat16,
-                                        local_files_only=True)
+    bf16 = FluxPipeline.from_pretrained(
+        str(make_tiny_flux(tmp_path / "flux")), dtype=torch.bfloat16, local_files_only=True
+    )
     transformer = add_lora(bf16, SFTConfig(recipe="paper", gradient_checkpointing=False))
     trainable = [p for p in transformer.parameters() if p.requires_grad]
     assert trainable and all(p.dtype == torch.float32 for p in trainable)

@@ -40,9 +40,18 @@ def test_generate_params_are_cleaned_with_defaults(admin_user, base_model, tuple
         run = runs.start_run(admin_user, "generate", _params(base_model, tuples, steps=2), celery_task=execute_run)
     assert run.status == Run.Status.QUEUED
     assert run.input_model == base_model
-    assert run.params == {"model": base_model.pk, "tuples": [t.pk for t in tuples], "images_per_prompt": 1,
-                          "steps": 2, "guidance": 3.5, "width": 512, "height": 512, "seed": 0, "batch_size": 4,
-                          "include_implicit": False}
+    assert run.params == {
+        "model": base_model.pk,
+        "tuples": [t.pk for t in tuples],
+        "images_per_prompt": 1,
+        "steps": 2,
+        "guidance": 3.5,
+        "width": 512,
+        "height": 512,
+        "seed": 0,
+        "batch_size": 4,
+        "include_implicit": False,
+    }
     assert AuditEvent.objects.filter(action="run.started", target_id=str(run.pk)).exists()
 
 
@@ -85,15 +94,23 @@ def test_missing_params_and_pipeline_path(admin_user, tuples):
         runs.start_run(admin_user, "generate", {}, celery_task=execute_run)
     assert set(caught.value.errors) == {"model", "tuples"}
     with mock.patch("ml.tasks.execute_run.apply_async"):
-        run = runs.start_run(admin_user, "generate", {"model": "/ckpt/FLUX.1-dev", "tuples": {"task": "RU"}},
-                             celery_task=execute_run)
+        run = runs.start_run(
+            admin_user, "generate", {"model": "/ckpt/FLUX.1-dev", "tuples": {"task": "RU"}}, celery_task=execute_run
+        )
     assert run.input_model is None and run.params["model"] == "/ckpt/FLUX.1-dev"
     assert run.params["tuples"] == {"task": "RU", "limit": 100}
 
 
 def test_every_kind_of_the_issue_is_available():
-    assert set(kinds.available()) == {"generate", "train_scorer", "sft", "oft", "eval_scorer", "eval_generator",
-                                     "score_pairs"}
+    assert set(kinds.available()) == {
+        "generate",
+        "train_scorer",
+        "sft",
+        "oft",
+        "eval_scorer",
+        "eval_generator",
+        "score_pairs",
+    }
 
 
 def test_a_kind_without_validator_is_refused(admin_user, monkeypatch):
@@ -122,8 +139,9 @@ def test_only_admins_start_runs_and_register_models(request, who, base_model, tu
     assert not Run.objects.exists()
 
 
-def test_start_enqueues_on_the_gpu_queue_after_commit(admin_user, base_model, tuples,
-                                                      django_capture_on_commit_callbacks):
+def test_start_enqueues_on_the_gpu_queue_after_commit(
+    admin_user, base_model, tuples, django_capture_on_commit_callbacks
+):
     with mock.patch("ml.tasks.execute_run.apply_async") as apply_async:
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
             run = runs.start_run(admin_user, "generate", _params(base_model, tuples), celery_task=execute_run)
@@ -281,8 +299,9 @@ def test_register_validation(admin_user, base_model):
 
 def test_lineage_and_image_origin(admin_user, base_model):
     version = DatasetVersion.objects.create(name="v1", content_hash="0" * 64, created_by=admin_user)
-    sft = registry.register_model(admin_user, "generator_lora", "sft-1", "/m/sft-1", parent=base_model,
-                                  dataset_version=version)
+    sft = registry.register_model(
+        admin_user, "generator_lora", "sft-1", "/m/sft-1", parent=base_model, dataset_version=version
+    )
     oft = registry.register_model(admin_user, "generator_lora", "oft-1", "/m/oft-1", parent=sft)
     run = Run.objects.create(kind="oft", params={}, created_by=admin_user, input_model=sft, output_model=oft)
     line = registry.lineage(oft)
@@ -305,8 +324,12 @@ def test_admin_pages_are_read_only(client, django_user_model, admin_user, base_m
     monkeypatch.setitem(runs.HANDLERS, "generate", lambda run, ctx: ctx.log("hello <b>"))
     run = runs.execute_run(queued_run(admin_user).pk)
     client.force_login(django_user_model.objects.create_superuser("root", "r@example.org", "pw"))
-    for url in ["/admin/ml/run/", f"/admin/ml/run/{run.pk}/change/", "/admin/ml/modelversion/",
-                f"/admin/ml/modelversion/{base_model.pk}/change/"]:
+    for url in [
+        "/admin/ml/run/",
+        f"/admin/ml/run/{run.pk}/change/",
+        "/admin/ml/modelversion/",
+        f"/admin/ml/modelversion/{base_model.pk}/change/",
+    ]:
         response = client.get(url)
         assert response.status_code == 200, url
     page = client.get(f"/admin/ml/run/{run.pk}/change/").content.decode()

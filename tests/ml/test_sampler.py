@@ -71,8 +71,10 @@ def test_it_reduces_to_the_deterministic_euler_sampler_at_churn_zero(weight):
 
 def test_it_is_reproducible_from_its_seeds_and_noise_scales_with_churn(weight):
     velocity = linear_velocity(weight)
-    runs = [sample_trajectory(velocity, noise(), SIGMAS, churn=c, generator=torch.Generator().manual_seed(7))
-            for c in (0.1, 0.1, 0.2, 0.0)]
+    runs = [
+        sample_trajectory(velocity, noise(), SIGMAS, churn=c, generator=torch.Generator().manual_seed(7))
+        for c in (0.1, 0.1, 0.2, 0.0)
+    ]
     torch.testing.assert_close(runs[0].latents, runs[1].latents)
     gap = (runs[0].sample - runs[3].sample).abs().mean()
     assert gap > 0 and (runs[2].sample - runs[3].sample).abs().mean() > gap

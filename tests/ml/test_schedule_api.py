@@ -20,9 +20,16 @@ def schedule(admin_user, generator):  # noqa: F811
 
 
 def endpoints(pk: int) -> list[tuple[str, str]]:
-    return [("get", URL), ("post", URL), ("get", f"{URL}{pk}/"), ("patch", f"{URL}{pk}/"),
-            ("delete", f"{URL}{pk}/"), ("post", f"{URL}{pk}/pause/"), ("post", f"{URL}{pk}/resume/"),
-            ("post", f"{URL}{pk}/fire/")]
+    return [
+        ("get", URL),
+        ("post", URL),
+        ("get", f"{URL}{pk}/"),
+        ("patch", f"{URL}{pk}/"),
+        ("delete", f"{URL}{pk}/"),
+        ("post", f"{URL}{pk}/pause/"),
+        ("post", f"{URL}{pk}/resume/"),
+        ("post", f"{URL}{pk}/fire/"),
+    ]
 
 
 @pytest.mark.parametrize("role", ["annotator", "reviewer", None])
@@ -38,8 +45,17 @@ def test_only_admins_may_use_any_endpoint(api, annotator, reviewer, schedule, ro
 
 def test_it_creates_lists_and_retrieves_a_schedule(api, admin_user, generator):  # noqa: F811
     api.force_authenticate(admin_user)
-    response = api.post(URL, {"name": "nightly", "kind": "generate", "params": template(generator, steps=3),
-                              "trigger": "cron", "cron": "0 3 * * *"}, format="json")
+    response = api.post(
+        URL,
+        {
+            "name": "nightly",
+            "kind": "generate",
+            "params": template(generator, steps=3),
+            "trigger": "cron",
+            "cron": "0 3 * * *",
+        },
+        format="json",
+    )
     assert response.status_code == 201, response.json()
     body = response.json()
     schedule = Schedule.objects.get(pk=body["id"])
@@ -49,8 +65,18 @@ def test_it_creates_lists_and_retrieves_a_schedule(api, admin_user, generator): 
     assert body["runs"] == [] and body["run_count"] == 0
     assert crontab_of(beat_entry(schedule)) == "0 3 * * *"
 
-    api.post(URL, {"name": "on-data", "kind": "generate", "params": template(generator), "trigger": "data",
-                   "min_new_pairs": 20, "check_every_minutes": 5}, format="json")
+    api.post(
+        URL,
+        {
+            "name": "on-data",
+            "kind": "generate",
+            "params": template(generator),
+            "trigger": "data",
+            "min_new_pairs": 20,
+            "check_every_minutes": 5,
+        },
+        format="json",
+    )
     listing = api.get(URL, {"page_size": 1}).json()
     assert listing["count"] == 2 and [s["name"] for s in listing["results"]] == ["nightly"]
     assert api.get(f"{URL}{schedule.pk}/").json()["name"] == "nightly"
@@ -77,8 +103,17 @@ def test_it_answers_400_with_the_field_at_fault(api, admin_user, generator, body
 
 def test_params_errors_name_each_parameter(api, admin_user, generator):  # noqa: F811
     api.force_authenticate(admin_user)
-    response = api.post(URL, {"name": "x", "kind": "generate", "params": template(generator, steps=0),
-                              "trigger": "cron", "cron": "0 3 * * *"}, format="json")
+    response = api.post(
+        URL,
+        {
+            "name": "x",
+            "kind": "generate",
+            "params": template(generator, steps=0),
+            "trigger": "cron",
+            "cron": "0 3 * * *",
+        },
+        format="json",
+    )
     assert response.status_code == 400
     assert "between" in response.json()["params"]["steps"]
 

@@ -22,17 +22,35 @@ def schedule(admin_user, generator):  # noqa: F811
 
 
 def pages(pk: int) -> list[tuple[str, str]]:
-    gets = [reverse("ml-schedules:list"), reverse("ml-schedules:new"), reverse("ml-schedules:edit", args=[pk]),
-            reverse("ml-schedules:delete", args=[pk])]
-    posts = [reverse("ml-schedules:new"), reverse("ml-schedules:edit", args=[pk]),
-             reverse("ml-schedules:delete", args=[pk]), reverse("ml-schedules:pause", args=[pk]),
-             reverse("ml-schedules:resume", args=[pk]), reverse("ml-schedules:fire", args=[pk])]
+    gets = [
+        reverse("ml-schedules:list"),
+        reverse("ml-schedules:new"),
+        reverse("ml-schedules:edit", args=[pk]),
+        reverse("ml-schedules:delete", args=[pk]),
+    ]
+    posts = [
+        reverse("ml-schedules:new"),
+        reverse("ml-schedules:edit", args=[pk]),
+        reverse("ml-schedules:delete", args=[pk]),
+        reverse("ml-schedules:pause", args=[pk]),
+        reverse("ml-schedules:resume", args=[pk]),
+        reverse("ml-schedules:fire", args=[pk]),
+    ]
     return [("get", url) for url in gets] + [("post", url) for url in posts]
 
 
 def form_data(generator, **changes) -> dict:  # noqa: F811
-    return {"name": "weekly", "kind": "generate", "trigger": "cron", "cron": "0 6 * * 1", "min_new_pairs": "",
-            "check_every_minutes": "10", "params": json.dumps(template(generator)), "enabled": "on", **changes}
+    return {
+        "name": "weekly",
+        "kind": "generate",
+        "trigger": "cron",
+        "cron": "0 6 * * 1",
+        "min_new_pairs": "",
+        "check_every_minutes": "10",
+        "params": json.dumps(template(generator)),
+        "enabled": "on",
+        **changes,
+    }
 
 
 def test_anonymous_users_are_sent_to_login(client, schedule):
@@ -91,8 +109,14 @@ def test_an_admin_creates_a_schedule(client, admin_user, generator):  # noqa: F8
         ({"params": json.dumps({"steps": 0})}, "params-error", "steps: must be between 1 and 200"),
     ],
 )
-def test_validation_errors_are_shown_next_to_their_field(client, admin_user, generator, changes, anchor,  # noqa: F811
-                                                         message):
+def test_validation_errors_are_shown_next_to_their_field(
+    client,
+    admin_user,
+    generator,
+    changes,
+    anchor,  # noqa: F811
+    message,
+):
     client.force_login(admin_user)
     response = client.post(reverse("ml-schedules:new"), form_data(generator, **changes))
     assert response.status_code == 400

@@ -34,8 +34,9 @@ def test_a_cron_schedule_gets_a_beat_entry_with_its_crontab(admin_user, generato
 
 
 def test_a_data_trigger_is_checked_on_an_interval(admin_user, generator):
-    schedule = make_schedule(admin_user, generator, trigger="data", cron="ignored", min_new_pairs=50,
-                             check_every_minutes=15)
+    schedule = make_schedule(
+        admin_user, generator, trigger="data", cron="ignored", min_new_pairs=50, check_every_minutes=15
+    )
     assert schedule.cron == "" and schedule.min_new_pairs == 50
     task = beat_entry(schedule)
     assert task.crontab is None
@@ -67,9 +68,14 @@ def test_a_bad_cron_is_refused_and_nothing_is_written(admin_user, generator, cro
 
 def test_bad_fields_and_params_are_all_reported(admin_user, generator):
     with pytest.raises(schedules.ScheduleError) as caught:
-        schedules.create_schedule(admin_user, name=" ", kind="generate",
-                                  params=template(generator, steps=0, colour="red"), trigger="data",
-                                  check_every_minutes=0)
+        schedules.create_schedule(
+            admin_user,
+            name=" ",
+            kind="generate",
+            params=template(generator, steps=0, colour="red"),
+            trigger="data",
+            check_every_minutes=0,
+        )
     errors = caught.value.errors
     assert errors["name"] == "required"
     assert errors["min_new_pairs"] == "required for a data trigger"
@@ -99,24 +105,27 @@ def test_pause_and_resume_mirror_the_beat_entry(admin_user, generator):
     schedules.set_enabled(admin_user, schedule, False)  # already paused: nothing happens
     schedules.set_enabled(admin_user, schedule, True)
     assert Schedule.objects.get(pk=schedule.pk).enabled and beat_entry(schedule).enabled
-    actions = list(AuditEvent.objects.filter(action__in=["schedule.paused", "schedule.resumed"])
-                   .order_by("id").values_list("action", flat=True))
+    actions = list(
+        AuditEvent.objects.filter(action__in=["schedule.paused", "schedule.resumed"])
+        .order_by("id")
+        .values_list("action", flat=True)
+    )
     assert actions == ["schedule.paused", "schedule.resumed"]
 
 
 def test_edits_keep_the_beat_entry_in_step(admin_user, generator):
     schedule = make_schedule(admin_user, generator)
     task_id = schedule.periodic_task_id
-    schedule = schedules.update_schedule(admin_user, schedule, cron="30 */6 * * *", name="six-hourly",
-                                         params=template(generator, steps=7))
+    schedule = schedules.update_schedule(
+        admin_user, schedule, cron="30 */6 * * *", name="six-hourly", params=template(generator, steps=7)
+    )
     task = beat_entry(schedule)
     assert task.pk == task_id and crontab_of(task) == "30 */6 * * *" and "six-hourly" in task.name
     assert schedule.params["steps"] == 7
     event = AuditEvent.objects.get(action="schedule.updated")
     assert set(event.after) == {"name", "cron", "params"} and event.before["cron"] == "0 3 * * 1-5"
 
-    schedule = schedules.update_schedule(admin_user, schedule, trigger="data", min_new_pairs=10,
-                                         check_every_minutes=5)
+    schedule = schedules.update_schedule(admin_user, schedule, trigger="data", min_new_pairs=10, check_every_minutes=5)
     task = beat_entry(schedule)
     assert schedule.cron == "" and task.crontab is None and task.interval.every == 5
     schedule = schedules.update_schedule(admin_user, schedule, check_every_minutes=30)
@@ -129,9 +138,13 @@ def test_edits_keep_the_beat_entry_in_step(admin_user, generator):
 
 def test_a_refused_edit_changes_nothing(admin_user, generator):
     schedule = make_schedule(admin_user, generator)
-    for changes, field in [({"cron": "0 3 * *"}, "cron"), ({"kind": "paint"}, "kind"),
-                           ({"params": {"steps": 2}}, "params"), ({"trigger": "data"}, "min_new_pairs"),
-                           ({"created_by": None}, "created_by")]:
+    for changes, field in [
+        ({"cron": "0 3 * *"}, "cron"),
+        ({"kind": "paint"}, "kind"),
+        ({"params": {"steps": 2}}, "params"),
+        ({"trigger": "data"}, "min_new_pairs"),
+        ({"created_by": None}, "created_by"),
+    ]:
         with pytest.raises(schedules.ScheduleError) as caught:
             schedules.update_schedule(admin_user, schedule, **changes)
         assert field in caught.value.errors
@@ -153,11 +166,13 @@ def test_delete_removes_the_beat_entry_and_keeps_the_runs(admin_user, generator)
 def test_only_admins_manage_schedules(admin_user, generator, annotator, reviewer, role):
     user = annotator if role == "annotator" else reviewer
     schedule = make_schedule(admin_user, generator)
-    for attempt in [lambda: make_schedule(user, generator, name="mine"),
-                    lambda: schedules.update_schedule(user, schedule, cron="0 4 * * *"),
-                    lambda: schedules.set_enabled(user, schedule, False),
-                    lambda: schedules.delete_schedule(user, schedule),
-                    lambda: schedules.run_now(user, schedule, celery_task=execute_run)]:
+    for attempt in [
+        lambda: make_schedule(user, generator, name="mine"),
+        lambda: schedules.update_schedule(user, schedule, cron="0 4 * * *"),
+        lambda: schedules.set_enabled(user, schedule, False),
+        lambda: schedules.delete_schedule(user, schedule),
+        lambda: schedules.run_now(user, schedule, celery_task=execute_run),
+    ]:
         with pytest.raises(PermissionDenied):
             attempt()
     assert Schedule.objects.count() == 1 and not Run.objects.exists()
@@ -166,8 +181,9 @@ def test_only_admins_manage_schedules(admin_user, generator, annotator, reviewer
 # --- firing ---------------------------------------------------------------------------------------
 
 
-def test_a_cron_firing_starts_a_run_linked_to_the_schedule(admin_user, generator, no_broker,
-                                                           django_capture_on_commit_callbacks):
+def test_a_cron_firing_starts_a_run_linked_to_the_schedule(
+    admin_user, generator, no_broker, django_capture_on_commit_callbacks
+):
     schedule = make_schedule(admin_user, generator)
     with django_capture_on_commit_callbacks(execute=True):
         run_id = fire_schedule.apply(args=[schedule.pk]).get()

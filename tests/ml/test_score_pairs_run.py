@@ -134,13 +134,16 @@ def test_an_unreadable_image_is_logged_and_skipped(admin_user, active):
     assert run.artifacts["unreadable"] == 1 and f"pair {broken.pk}: an image cannot be read" in run.log_tail
 
 
-@pytest.mark.parametrize(("params", "field", "message"), [
-    ({"tasks": "RU"}, "tasks", "non-empty list of task codes"),
-    ({"tasks": ["RU", "XX"]}, "tasks", "no task(s) XX"),
-    ({"model": "latest"}, "model", "registered scorer id"),
-    ({"batch_size": 0}, "batch_size", "between"),
-    ({"only_open": "yes"}, "only_open", "true or false"),
-])
+@pytest.mark.parametrize(
+    ("params", "field", "message"),
+    [
+        ({"tasks": "RU"}, "tasks", "non-empty list of task codes"),
+        ({"tasks": ["RU", "XX"]}, "tasks", "no task(s) XX"),
+        ({"model": "latest"}, "model", "registered scorer id"),
+        ({"batch_size": 0}, "batch_size", "between"),
+        ({"only_open": "yes"}, "only_open", "true or false"),
+    ],
+)
 def test_bad_params_are_refused(admin_user, active, params, field, message):
     with pytest.raises(runs.RunParamsError) as caught:
         _run(admin_user, **params)

@@ -10,16 +10,27 @@ from PIL import Image
 from ml.core.scorer import Scorer, trim_tokens
 from ml.core.tiny import TINY_CLIP_CFG, tiny_scorer
 
-PROMPTS = ["An unripe mango.", "A rusty nail left in the rain for a very long time, simple and realistic.",
-           "Ice on a hot pan.", "A candle in a jar.", "Oil on water."]
+PROMPTS = [
+    "An unripe mango.",
+    "A rusty nail left in the rain for a very long time, simple and realistic.",
+    "Ice on a hot pan.",
+    "A candle in a jar.",
+    "Oil on water.",
+]
 
 
 def smooth(height, width, seed=0):
     """A smooth RGB gradient (resampling differences between libraries stay within a level on these)."""
     yy, xx = np.mgrid[0:height, 0:width]
     shift = 37 * seed
-    rgb = np.stack([(xx * 255 // max(width - 1, 1) + shift) % 256, yy * 255 // max(height - 1, 1),
-                    (xx + yy + shift) * 127 // (height + width)], -1)
+    rgb = np.stack(
+        [
+            (xx * 255 // max(width - 1, 1) + shift) % 256,
+            yy * 255 // max(height - 1, 1),
+            (xx + yy + shift) * 127 // (height + width),
+        ],
+        -1,
+    )
     return rgb.astype(np.uint8)
 
 
@@ -79,8 +90,13 @@ def test_device_resizing_stays_within_a_level_of_open_clips_pil_transform(scorer
 
 def test_it_takes_pil_images_arrays_and_tensors_in_one_batch_in_order(on_device):
     arrays = [smooth(40, 48, seed=i) for i in range(4)] + [smooth(64, 40, seed=9)]
-    mixed = [Image.fromarray(arrays[0]), arrays[1], torch.from_numpy(arrays[2]).permute(2, 0, 1),
-             torch.from_numpy(arrays[3]).permute(2, 0, 1).float() / 255, Image.fromarray(arrays[4])]
+    mixed = [
+        Image.fromarray(arrays[0]),
+        arrays[1],
+        torch.from_numpy(arrays[2]).permute(2, 0, 1),
+        torch.from_numpy(arrays[3]).permute(2, 0, 1).float() / 255,
+        Image.fromarray(arrays[4]),
+    ]
 
     together = on_device.pixels(mixed)
     alone = torch.cat([on_device.pixels([Image.fromarray(a)]) for a in arrays])
@@ -91,8 +107,12 @@ def test_it_takes_pil_images_arrays_and_tensors_in_one_batch_in_order(on_device)
 
 
 def test_it_rejects_images_it_cannot_read(on_device):
-    for bad in (np.zeros((8, 8), np.uint8), torch.zeros(4, 8, 8, dtype=torch.uint8),
-                torch.zeros(3, 8, 8, dtype=torch.int32), torch.zeros(2, 8, 8, 3, dtype=torch.uint8)):
+    for bad in (
+        np.zeros((8, 8), np.uint8),
+        torch.zeros(4, 8, 8, dtype=torch.uint8),
+        torch.zeros(3, 8, 8, dtype=torch.int32),
+        torch.zeros(2, 8, 8, 3, dtype=torch.uint8),
+    ):
         with pytest.raises(ValueError):
             on_device.pixels(bad if isinstance(bad, torch.Tensor) and bad.dim() == 4 else [bad])
     with pytest.raises(TypeError):

@@ -65,8 +65,15 @@ def test_the_saved_lora_loads_into_the_pipeline_and_changes_the_output(flux_dir,
     result = train_sft(flux_dir, RECORDS, tmp_path, config)
     assert (result.lora_dir / "pytorch_lora_weights.safetensors").exists()
 
-    settings = {"seeds": [5], "steps": 2, "guidance": 3.5, "width": 32, "height": 32, "batch_size": 1,
-                "max_sequence_length": 16}
+    settings = {
+        "seeds": [5],
+        "steps": 2,
+        "guidance": 3.5,
+        "width": 32,
+        "height": 32,
+        "batch_size": 1,
+        "max_sequence_length": 16,
+    }
     base = load_pipeline(flux_dir)
     before = generate(base, [RECORDS[0].implicit_prompt], **settings)[0]
     base.load_lora_weights(result.lora_dir)

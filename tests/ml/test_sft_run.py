@@ -77,11 +77,19 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_registers_one_lora(admin_u
     # The registered adapter is what load_pipeline takes, and it changes the base model's images.
     from ml.core.generate import generate, load_pipeline
 
-    options = {"seeds": [3], "steps": 2, "guidance": 3.5, "width": 16, "height": 16, "batch_size": 1,
-               "max_sequence_length": 16}
+    options = {
+        "seeds": [3],
+        "steps": 2,
+        "guidance": 3.5,
+        "width": 16,
+        "height": 16,
+        "batch_size": 1,
+        "max_sequence_length": 16,
+    }
     before = generate(load_pipeline(tiny.paths.flux, device="cpu"), ["A rusty nail."], **options)[0].image
-    after = generate(load_pipeline(tiny.paths.flux, device="cpu", lora=only.location), ["A rusty nail."],
-                     **options)[0].image
+    after = generate(load_pipeline(tiny.paths.flux, device="cpu", lora=only.location), ["A rusty nail."], **options)[
+        0
+    ].image
     assert not np.array_equal(np.asarray(before), np.asarray(after))
 
 
@@ -90,14 +98,25 @@ def test_the_defaults_are_the_papers_as_in_the_trainer(admin_user, tiny):
 
     config = SFTConfig()
     assert {name: spec.default for name, spec in sft.SCHEMA.items()} == {
-        f.name: getattr(config, f.name) for f in dataclasses.fields(SFTConfig) if f.name != "device"}
+        f.name: getattr(config, f.name) for f in dataclasses.fields(SFTConfig) if f.name != "device"
+    }
     version = train_version(admin_user)
     run = start(admin_user, "sft", {"model": tiny.base.pk, "dataset_version": version.pk})
     assert run.input_model == tiny.base and run.status == Run.Status.QUEUED
-    platform = {"max_steps": 500, "epochs": 0, "sigma_scheme": "uniform", "variants": "first",
-                "image_resize": "cover_crop", "vae_latents": "mode"}  # today's behaviour
-    assert run.params == {"model": tiny.base.pk, "dataset_version": version.pk,
-                          **{name: spec.default for name, spec in sft.SCHEMA.items()}, **platform}
+    platform = {
+        "max_steps": 500,
+        "epochs": 0,
+        "sigma_scheme": "uniform",
+        "variants": "first",
+        "image_resize": "cover_crop",
+        "vae_latents": "mode",
+    }  # today's behaviour
+    assert run.params == {
+        "model": tiny.base.pk,
+        "dataset_version": version.pk,
+        **{name: spec.default for name, spec in sft.SCHEMA.items()},
+        **platform,
+    }
 
 
 @pytest.mark.parametrize(
@@ -122,8 +141,11 @@ def test_the_defaults_are_the_papers_as_in_the_trainer(admin_user, tiny):
 )
 def test_parameters_are_validated(admin_user, tiny, change, field, message):
     lora = registry.register_model(admin_user, "generator_lora", "some-lora", "/models/lora", parent=tiny.base)
-    named = {"<scorer>": tiny.scorer.pk, "<lora>": lora.pk,
-             "<test only>": train_version(admin_user, [("test_S", "expected")]).pk}
+    named = {
+        "<scorer>": tiny.scorer.pk,
+        "<lora>": lora.pk,
+        "<test only>": train_version(admin_user, [("test_S", "expected")]).pk,
+    }
     change = {key: named.get(value, value) if isinstance(value, str) else value for key, value in change.items()}
     params = {"model": tiny.base.pk, "dataset_version": train_version(admin_user).pk, **change}
     with pytest.raises(runs.RunParamsError) as caught:
@@ -132,8 +154,15 @@ def test_parameters_are_validated(admin_user, tiny, change, field, message):
     assert not Run.objects.exists()
 
 
-PAPER = {"recipe": "paper", "variants": "random", "image_resize": "shorter_side", "vae_latents": "sample",
-         "sigma_scheme": "grid", "max_steps": 0, "epochs": 60}
+PAPER = {
+    "recipe": "paper",
+    "variants": "random",
+    "image_resize": "shorter_side",
+    "vae_latents": "sample",
+    "sigma_scheme": "grid",
+    "max_steps": 0,
+    "epochs": 60,
+}
 
 
 def test_the_paper_recipe_fills_in_the_research_codes_values_and_explicit_ones_win(admin_user, tiny):
@@ -141,8 +170,17 @@ def test_the_paper_recipe_fills_in_the_research_codes_values_and_explicit_ones_w
     run = start(admin_user, "sft", {"model": tiny.base.pk, "dataset_version": version.pk, "recipe": "paper"})
     assert {name: run.params[name] for name in PAPER} == PAPER
     assert sft.total_steps(run.params, version) == 4  # 60 epochs of 2 decided pairs, 32 per step: ceil(3.75)
-    changed = start(admin_user, "sft", {"model": tiny.base.pk, "dataset_version": version.pk, "recipe": "paper",
-                                        "max_steps": 7, "image_resize": "cover_crop"})
+    changed = start(
+        admin_user,
+        "sft",
+        {
+            "model": tiny.base.pk,
+            "dataset_version": version.pk,
+            "recipe": "paper",
+            "max_steps": 7,
+            "image_resize": "cover_crop",
+        },
+    )
     assert (changed.params["max_steps"], changed.params["epochs"]) == (7, 0)  # explicit max_steps wins
     assert changed.params["image_resize"] == "cover_crop" and changed.params["vae_latents"] == "sample"
 
@@ -150,11 +188,23 @@ def test_the_paper_recipe_fills_in_the_research_codes_values_and_explicit_ones_w
 def test_a_paper_run_trains_with_the_research_codes_recipe(admin_user, tiny):
     version = train_version(admin_user)
     tiny_epochs = {name: value for name, value in SFT_TINY.items() if name != "max_steps"}
-    run = execute(start(admin_user, "sft", {"model": tiny.base.pk, "dataset_version": version.pk,
-                                            "recipe": "paper", **tiny_epochs, "epochs": 2}))
+    run = execute(
+        start(
+            admin_user,
+            "sft",
+            {"model": tiny.base.pk, "dataset_version": version.pk, "recipe": "paper", **tiny_epochs, "epochs": 2},
+        )
+    )
     command = next(line for line in run.log_tail.splitlines() if " $ " in line)
-    for option in ("--recipe paper", "--variants random", "--image-resize shorter_side", "--vae-latents sample",
-                   "--sigma-scheme grid", "--epochs 2", "--max-steps 0"):
+    for option in (
+        "--recipe paper",
+        "--variants random",
+        "--image-resize shorter_side",
+        "--vae-latents sample",
+        "--sigma-scheme grid",
+        "--epochs 2",
+        "--max-steps 0",
+    ):
         assert option in command
     assert "/published/Science-T2I-Trainset --split train" in command, "random draws read a tuple per row"
     # Two decided train pairs, 2 per step: an epoch is one step.

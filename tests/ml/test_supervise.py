@@ -49,9 +49,11 @@ def test_a_failing_command_raises_with_the_end_of_its_stderr(ctx):
 
 def test_metrics_become_the_series_and_progress(ctx, tmp_path):
     metrics = tmp_path / "metrics.jsonl"
-    code = (f"import json, time\nfor s in (1, 2):\n"
-            f"    open({str(metrics)!r}, 'a').write(json.dumps({{'step': s, 'loss': 1.0 / s}}) + '\\n')\n"
-            f"    time.sleep(0.6)\nprint('{{}}')")
+    code = (
+        f"import json, time\nfor s in (1, 2):\n"
+        f"    open({str(metrics)!r}, 'a').write(json.dumps({{'step': s, 'loss': 1.0 / s}}) + '\\n')\n"
+        f"    time.sleep(0.6)\nprint('{{}}')"
+    )
     supervise.run_command(ctx, _python(code), metrics_file=metrics, total_steps=4, progress_span=(0.0, 0.8))
     assert [m["step"] for m in ctx.run.metrics] == [1, 2]
     assert ctx.run.progress == pytest.approx(0.4)
@@ -60,10 +62,12 @@ def test_metrics_become_the_series_and_progress(ctx, tmp_path):
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the canceller thread sees the run
 def test_cancelling_stops_the_whole_process_group(ctx, tmp_path):
     pid_file = tmp_path / "grandchild.pid"
-    code = ("import subprocess, sys, time\n"
-            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
-            f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
-            "time.sleep(60)")
+    code = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(60)"
+    )
 
     def cancel_when_started():
         while not pid_file.exists() or not pid_file.read_text():
@@ -100,9 +104,30 @@ def test_accelerate_launch_trains_on_two_cpu_processes_with_gloo(ctx, tmp_path):
     write_parquet(make_synthetic_split(0, 4, "val", size=32), data / "validation.parquet")
     init = make_tiny_scorer(tmp_path / "init", seed=0)
     out = tmp_path / "out"
-    args = ["--train", str(data / "train.parquet"), "--val", str(data / "validation.parquet"), "--out", str(out),
-            "--model", str(init), "--lr", "0.001", "--warmup-steps", "0", "--total-steps", "2", "--batch-size", "2",
-            "--eval-every", "0", "--checkpoint-every", "0", "--save-format", "open_clip"]
+    args = [
+        "--train",
+        str(data / "train.parquet"),
+        "--val",
+        str(data / "validation.parquet"),
+        "--out",
+        str(out),
+        "--model",
+        str(init),
+        "--lr",
+        "0.001",
+        "--warmup-steps",
+        "0",
+        "--total-steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--eval-every",
+        "0",
+        "--checkpoint-every",
+        "0",
+        "--save-format",
+        "open_clip",
+    ]
     command = supervise.ml_command("train-scorer", args, processes=2, cpu=True)
     assert "accelerate.commands.launch" in command.argv and command.env["ACCELERATE_USE_CPU"] == "true"
     result = supervise.run_command(ctx, command, metrics_file=out / "metrics.jsonl", total_steps=2)

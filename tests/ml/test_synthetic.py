@@ -21,8 +21,11 @@ def share_near(image, rgb, tol=30) -> float:
 def test_it_is_deterministic_for_a_seed():
     a, b, c = (make_synthetic_split(seed, 12, "train") for seed in (3, 3, 4))
     for x, y in zip(a, b, strict=False):
-        assert (x.implicit_prompt, x.explicit_prompt, x.superficial_prompt) == \
-            (y.implicit_prompt, y.explicit_prompt, y.superficial_prompt)
+        assert (x.implicit_prompt, x.explicit_prompt, x.superficial_prompt) == (
+            y.implicit_prompt,
+            y.explicit_prompt,
+            y.superficial_prompt,
+        )
         assert x.images()[0].tobytes() == y.images()[0].tobytes()
         assert x.images()[1].tobytes() == y.images()[1].tobytes()
     assert [x.implicit_prompt for x in a] != [x.implicit_prompt for x in c]
@@ -55,7 +58,8 @@ def test_held_out_pools_use_subjects_and_colours_never_seen_in_training(held_out
             assert not words.search(prompt), prompt
     others = {"val": "test", "test": "val"}
     assert {r.subject for r in records}.isdisjoint(
-        {s for subjects in POOLS[others[held_out]].subjects.values() for s in subjects})
+        {s for subjects in POOLS[others[held_out]].subjects.values() for s in subjects}
+    )
 
 
 def test_the_correct_image_shows_what_the_implicit_prompt_implies():
@@ -66,7 +70,8 @@ def test_the_correct_image_shows_what_the_implicit_prompt_implies():
         if r.task == "RU":  # condition 1 = left in the rain: the rusty image is right
             rusty = correct if condition == 1 else wrong
             assert share_near(rusty, RUST) > 0.03 and share_near(rusty, RUST) > 3 * share_near(
-                correct if condition == 0 else wrong, RUST)
+                correct if condition == 0 else wrong, RUST
+            )
         if r.task == "RI":  # condition 0 = unripe: the green fruit is right
             green = correct if condition == 0 else wrong
             other = wrong if condition == 0 else correct

@@ -18,9 +18,14 @@ def flux_dir(tmp_path_factory):
 def test_it_loads_offline_and_generates_32px_in_2_steps(flux_dir):
     pipe = FluxPipeline.from_pretrained(flux_dir, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
-    images = pipe(["An unripe mango, simple and realistic.", "rust"], num_inference_steps=2, height=32,
-                  width=32, max_sequence_length=32,
-                  generator=torch.Generator().manual_seed(0)).images
+    images = pipe(
+        ["An unripe mango, simple and realistic.", "rust"],
+        num_inference_steps=2,
+        height=32,
+        width=32,
+        max_sequence_length=32,
+        generator=torch.Generator().manual_seed(0),
+    ).images
     assert [image.size for image in images] == [(32, 32), (32, 32)]
     assert np.asarray(images[0]).std() > 0
 
@@ -54,8 +59,10 @@ def test_the_same_seed_writes_the_same_model(flux_dir, tmp_path):
     name = "transformer/diffusion_pytorch_model.safetensors"
     first, second = load_file(flux_dir / name), load_file(again / name)
     assert all(torch.equal(first[k], second[k]) for k in first)
-    assert build_t5_tokenizer().get_vocab() == FluxPipeline.from_pretrained(
-        flux_dir, local_files_only=True).tokenizer_2.get_vocab()
+    assert (
+        build_t5_tokenizer().get_vocab()
+        == FluxPipeline.from_pretrained(flux_dir, local_files_only=True).tokenizer_2.get_vocab()
+    )
 
 
 def test_it_can_mimic_schnell_without_a_guidance_embedding(tmp_path):

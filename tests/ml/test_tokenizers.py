@@ -53,8 +53,11 @@ def test_it_returns_the_tokenizer_it_saved(tmp_path):
     assert tokenizer("a mango")["input_ids"] == expected == [49406, 320, 13962, 49407]
 
 
-@pytest.mark.xfail(strict=True, reason="open_clip cleans text with ftfy and html.unescape; transformers' CLIP "
-                                       "tokenizer (ours and the released SciScore's) does not")
+@pytest.mark.xfail(
+    strict=True,
+    reason="open_clip cleans text with ftfy and html.unescape; transformers' CLIP "
+    "tokenizer (ours and the released SciScore's) does not",
+)
 @pytest.mark.parametrize("prompt", ["It’s “ripe”", "salt &amp; water", "ﬁne ｆｕｌｌ width"])
 def test_known_divergence_from_open_clip_text_cleaning(saved, prompt):
     assert same_ids(saved, prompt)

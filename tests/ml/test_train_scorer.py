@@ -27,8 +27,18 @@ def records():
 
 
 def config(init_dir, **overrides) -> TrainConfig:
-    base = dict(model=init_dir, lr=1e-3, warmup_steps=0, total_steps=4, batch_size=2, grad_accum=1,
-                eval_every=0, checkpoint_every=0, save_format="open_clip", seed=0)
+    base = dict(
+        model=init_dir,
+        lr=1e-3,
+        warmup_steps=0,
+        total_steps=4,
+        batch_size=2,
+        grad_accum=1,
+        eval_every=0,
+        checkpoint_every=0,
+        save_format="open_clip",
+        seed=0,
+    )
     return TrainConfig(**{**base, **overrides})
 
 
@@ -58,7 +68,8 @@ def test_it_logs_tuples_seen_and_optimizer_steps_separately_under_accumulation(i
     for line in lines:
         assert {"step", "lr", "loss", "loss_text", "loss_image_pos", "loss_image_neg"} <= line.keys()
         assert line["loss"] == pytest.approx(
-            line["loss_text"] + 0.25 * (line["loss_image_pos"] + line["loss_image_neg"]), rel=1e-5)
+            line["loss_text"] + 0.25 * (line["loss_image_pos"] + line["loss_image_neg"]), rel=1e-5
+        )
     assert "val_accuracy" in lines[-1]  # the last step is always validated
     assert summary["tuples_seen"] == 24 and summary["optimizer_steps"] == 4
     for form in ("open_clip", "hf"):  # both saved forms load back as scorers
@@ -82,8 +93,7 @@ def test_it_divides_the_loss_by_the_accumulation_count(init_dir, records, tmp_pa
 
 def test_it_resumes_exactly_where_an_uninterrupted_run_would_be(init_dir, records, tmp_path):
     train, val = records
-    cfg = config(init_dir, total_steps=6, batch_size=2, grad_accum=2, warmup_steps=2, checkpoint_every=3,
-                 eval_every=2)
+    cfg = config(init_dir, total_steps=6, batch_size=2, grad_accum=2, warmup_steps=2, checkpoint_every=3, eval_every=2)
     full = tmp_path / "full"
     train_scorer(cfg, train, val, full)
 
@@ -107,8 +117,7 @@ def test_it_keeps_the_best_model_by_validation_accuracy_never_a_test_split(init_
     """A decoy 'test' split whose labels are the validation labels swapped disagrees with validation on
     every step; the best model must be the validation argmax (and so the decoy's worst)."""
     train, val = records
-    summary = train_scorer(config(init_dir, total_steps=8, batch_size=8, lr=2e-3, eval_every=1), train, val,
-                           tmp_path)
+    summary = train_scorer(config(init_dir, total_steps=8, batch_size=8, lr=2e-3, eval_every=1), train, val, tmp_path)
 
     accuracies = [line["val_accuracy"] for line in metrics(tmp_path)]
     assert len(set(accuracies)) > 1, "validation accuracy never moved; the test would prove nothing"
@@ -171,13 +180,33 @@ def test_two_processes_train_like_one_with_twice_the_batch(init_dir, records, tm
 
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                    script, init_dir, tmp_path / "two", "2"], env=env, check=True, capture_output=True)
+    env = {
+        **os.environ,
+        "ACCELERATE_USE_CPU": "true",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            script,
+            init_dir,
+            tmp_path / "two",
+            "2",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     train, val = records
-    train_scorer(config(init_dir, total_steps=3, batch_size=4, grad_accum=2, checkpoint_every=3), train, val,
-                 tmp_path / "one")
+    train_scorer(
+        config(init_dir, total_steps=3, batch_size=4, grad_accum=2, checkpoint_every=3), train, val, tmp_path / "one"
+    )
 
     two, one = metrics(tmp_path / "two"), metrics(tmp_path / "one")
     assert [line["tuples_seen"] for line in two] == [line["tuples_seen"] for line in one] == [8, 16, 24]
@@ -185,5 +214,7 @@ def test_two_processes_train_like_one_with_twice_the_batch(init_dir, records, tm
     for a, b in zip(two, one, strict=False):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
         assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)
-    assert sorted(p.name for p in (tmp_path / "two" / "checkpoints" / "step-000003").glob("random_states_*")) == \
-        ["random_states_0.pkl", "random_states_1.pkl"]
+    assert sorted(p.name for p in (tmp_path / "two" / "checkpoints" / "step-000003").glob("random_states_*")) == [
+        "random_states_0.pkl",
+        "random_states_1.pkl",
+    ]

@@ -4,5 +4,6 @@ from annotation.models import AuditEvent
 
 
 def events(action: str, target) -> list[AuditEvent]:
-    return list(AuditEvent.objects.filter(action=action, target_type=type(target).__name__.lower(),
-                                          target_id=str(target.pk)))
+    return list(
+        AuditEvent.objects.filter(action=action, target_type=type(target).__name__.lower(), target_id=str(target.pk))
+    )

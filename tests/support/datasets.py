@@ -24,9 +24,17 @@ def jpeg_bytes() -> bytes:
 
 IMAGE = pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
 
-TRAIN_SCHEMA = pa.schema([("implicit_prompt", pa.list_(pa.string())), ("explicit_prompt", pa.list_(pa.string())),
-                          ("superficial_prompt", pa.list_(pa.string())), ("explicit_image", IMAGE),
-                          ("superficial_image", IMAGE), ("category", pa.string()), ("law", pa.string())])
+TRAIN_SCHEMA = pa.schema(
+    [
+        ("implicit_prompt", pa.list_(pa.string())),
+        ("explicit_prompt", pa.list_(pa.string())),
+        ("superficial_prompt", pa.list_(pa.string())),
+        ("explicit_image", IMAGE),
+        ("superficial_image", IMAGE),
+        ("category", pa.string()),
+        ("law", pa.string()),
+    ]
+)
 
 
 def train_row(prompt, category="Rust", n_images=1, law="chemistry", explicit=None, superficial=None):
@@ -38,7 +46,8 @@ def train_row(prompt, category="Rust", n_images=1, law="chemistry", explicit=Non
         "superficial_prompt": [f"{prompt}: superficial"],
         "explicit_image": [{"bytes": b, "path": None} for b in explicit],
         "superficial_image": [{"bytes": b, "path": None} for b in superficial],
-        "category": category, "law": law,
+        "category": category,
+        "law": law,
     }
 
 
@@ -54,6 +63,8 @@ def stored_bytes(image: Image) -> bytes:
 
 
 def snapshot():
-    return (sorted(PromptTuple.objects.values_list("id", "implicit_prompt", "task_id", "scene")),
-            sorted(Image.objects.values_list("id", "sha256")),
-            sorted(Pair.objects.values_list("id", "tuple_id", "image_correct_id", "image_wrong_id")))
+    return (
+        sorted(PromptTuple.objects.values_list("id", "implicit_prompt", "task_id", "scene")),
+        sorted(Image.objects.values_list("id", "sha256")),
+        sorted(Pair.objects.values_list("id", "tuple_id", "image_correct_id", "image_wrong_id")),
+    )

@@ -30,11 +30,31 @@ class QueueWorker(WorkerProcess):
     def start(self) -> None:
         self.starts += 1
         log = open(self.root / f"worker-{self.starts}.log", "wb")
-        argv = [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", self.queue, "-c", "1",
-                "-P", "prefork", "--prefetch-multiplier", "1", "--without-gossip", "--without-mingle",
-                "-l", "info", "-n", f"{self.queue}-test-{self.starts}@%h"]
-        self.proc = subprocess.Popen(argv, env=self.env(), cwd=settings.BASE_DIR, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            self.queue,
+            "-c",
+            "1",
+            "-P",
+            "prefork",
+            "--prefetch-multiplier",
+            "1",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "info",
+            "-n",
+            f"{self.queue}-test-{self.starts}@%h",
+        ]
+        self.proc = subprocess.Popen(
+            argv, env=self.env(), cwd=settings.BASE_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 class SlowFileSystemStorage(FileSystemStorage):
@@ -54,11 +74,25 @@ def small_version(admin, pairs: int, task: str = "RU"):
 
     n = next(_versions)
     version = DatasetVersion.objects.create(
-        name=f"v-fault-{n}", content_hash=hashlib.sha256(f"fault-{n}".encode()).hexdigest(), counts={},
-        filters={"tasks": [task]}, split_ratios={"seed": 0}, created_by=admin)
+        name=f"v-fault-{n}",
+        content_hash=hashlib.sha256(f"fault-{n}".encode()).hexdigest(),
+        counts={},
+        filters={"tasks": [task]},
+        split_ratios={"seed": 0},
+        created_by=admin,
+    )
     splits = ("train", "train", "validation", "test_S", "test_C")
     VersionMember.objects.bulk_create(
-        VersionMember(version=version, pair=make_pair(task), label="expected", outcome="confirmed", agreement=1.0,
-                      n_judgements=3, split=splits[i % len(splits)], group_key="0" * 64)
-        for i in range(pairs))
+        VersionMember(
+            version=version,
+            pair=make_pair(task),
+            label="expected",
+            outcome="confirmed",
+            agreement=1.0,
+            n_judgements=3,
+            split=splits[i % len(splits)],
+            group_key="0" * 64,
+        )
+        for i in range(pairs)
+    )
     return version

@@ -86,8 +86,13 @@ def build_world(import_root: Path) -> World:
 
     ml = registry_world(admin)
     schedule = schedules.create_schedule(
-        admin, name="fz-nightly", kind="generate", trigger="cron", cron="0 3 * * 1-5",
-        params={"model": ml.generator.pk, "tuples": {"task": "RU", "limit": 5}})
+        admin,
+        name="fz-nightly",
+        kind="generate",
+        trigger="cron",
+        cron="0 3 * * 1-5",
+        params={"model": ml.generator.pk, "tuples": {"task": "RU", "limit": 5}},
+    )
 
     tokens = {role: Token.objects.create(user=user).key for role, user in people.items()}
     pairs = [agreed, disputed, golden, leased, *open_pairs]
@@ -113,10 +118,13 @@ def build_world(import_root: Path) -> World:
     pv["/api/curation/versions/{a}/diff/{b}/"] = [{"a": first.pk, "b": second.pk}, {"a": second.pk, "b": first.pk}]
     pv["/api/curation/versions/{version_id}/exports/"] = [{"version_id": v.pk} for v in (first, second)]
     pv["/api/curation/versions/{version_id}/exports/{export_format}/"] = [
-        {"version_id": first.pk, "export_format": "jsonl"}, {"version_id": second.pk, "export_format": "parquet"}]
+        {"version_id": first.pk, "export_format": "jsonl"},
+        {"version_id": second.pk, "export_format": "parquet"},
+    ]
     pv["/api/curation/versions/{version_id}/exports/{export_format}/{path}"] = [
         {"version_id": first.pk, "export_format": "jsonl", "path": name}
-        for name in ("MANIFEST.sha256", *sorted(exporting.read_manifest(exporting.export_dir(first, "jsonl")))[:2])]
+        for name in ("MANIFEST.sha256", *sorted(exporting.read_manifest(exporting.export_dir(first, "jsonl")))[:2])
+    ]
     pv["/api/ml/images/{id}/origin/"] = [{"id": ml.image.pk}]
     pv["/api/ml/models/{id}/"] = ids([ml.base, ml.tuned, ml.child, ml.generator])
     pv["/api/ml/models/{id}/activate/"] = pv["/api/ml/models/{id}/"]
@@ -145,11 +153,18 @@ def _add_body_values(world, people, pairs, spare, frozen, ml, import_root: Path)
     bv["POST /api/curation/versions/"] = {"parent": [v.pk for v in frozen] + [None], "tasks": [["RU"], None]}
     bv["POST /api/ml/models/"] = {"parent": [ml.base.pk, ml.generator.pk], "dataset_version": [frozen[0].pk]}
     bv["POST /api/ml/runs/"] = {"kind": ["generate"], "params": [run_params]}
-    bv["POST /api/ml/schedules/"] = {"kind": ["generate"], "params": [run_params], "trigger": ["cron"],
-                                     "cron": ["0 3 * * 1-5"]}
+    bv["POST /api/ml/schedules/"] = {
+        "kind": ["generate"],
+        "params": [run_params],
+        "trigger": ["cron"],
+        "cron": ["0 3 * * 1-5"],
+    }
     bv["PATCH /api/ml/schedules/{id}/"] = {"params": [run_params], "cron": ["*/30 * * * *"]}
-    bv["POST /api/pairs/"] = {"tuple": [pairs[-2].tuple_id], "image_correct": [spare[0].pk],
-                              "image_wrong": [spare[1].pk, pairs[0].image_wrong_id]}
+    bv["POST /api/pairs/"] = {
+        "tuple": [pairs[-2].tuple_id],
+        "image_correct": [spare[0].pk],
+        "image_wrong": [spare[1].pk, pairs[0].image_wrong_id],
+    }
     bv["POST /api/images/"] = {"file": [png_bytes()], "tuple": tuples}
     bv["POST /api/tasks/"] = {"discipline": ["physics", "astronomy"]}
     bv["PUT /api/tasks/{code}/"] = {"discipline": ["chemistry"], "code": ["RU", "GR"]}

@@ -39,13 +39,25 @@ def assets(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("oft")
     flux = make_tiny_flux(root / "flux", seed=0)
-    return SimpleNamespace(flux=flux, sft=make_sft_lora(flux, root / "sft"), scorer=make_tiny_scorer(root / "scorer"),
-                           detector=make_tiny_grounding_dino(root / "gdino", words=("mango", "nail")))
+    return SimpleNamespace(
+        flux=flux,
+        sft=make_sft_lora(flux, root / "sft"),
+        scorer=make_tiny_scorer(root / "scorer"),
+        detector=make_tiny_grounding_dino(root / "gdino", words=("mango", "nail")),
+    )
 
 
 def tiny_config(**overrides):
-    settings = dict(resolution=32, num_steps=2, prompts_per_step=1, max_steps=1, max_sequence_length=32,
-                    gradient_checkpointing=False, checkpoint_every=1, device="cpu")
+    settings = dict(
+        resolution=32,
+        num_steps=2,
+        prompts_per_step=1,
+        max_steps=1,
+        max_sequence_length=32,
+        gradient_checkpointing=False,
+        checkpoint_every=1,
+        device="cpu",
+    )
     return OFTConfig(**{**settings, **overrides})
 
 
@@ -60,8 +72,9 @@ def probe(run):
         with torch.no_grad():
             if transformer is None:
                 return run.velocity(text, x, 0.6)
-            return predict_velocity(transformer, x, torch.tensor([0.6]), text, run.img_ids,
-                                    guidance=run.config.guidance)
+            return predict_velocity(
+                transformer, x, torch.tensor([0.6]), text, run.img_ids, guidance=run.config.guidance
+            )
 
     return velocity
 

@@ -19,8 +19,8 @@ data); everything else needs a signed-in user.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from tests.support.permission_world import ROLES
 
@@ -40,9 +40,12 @@ class Cell:
 
 def _b(**fields):
     """A body whose string values may name world objects: ``pair="{pair}"``."""
+
     def body(world):
-        return {k: (int(v.format(**world)) if isinstance(v, str) and v.startswith("{") else v)
-                for k, v in fields.items()}
+        return {
+            k: (int(v.format(**world)) if isinstance(v, str) and v.startswith("{") else v) for k, v in fields.items()
+        }
+
     return body
 
 
@@ -50,6 +53,7 @@ def _upload(world):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from tests.support.factories import png_bytes
+
     return {"file": SimpleUploadedFile("new.png", png_bytes(), content_type="image/png")}
 
 
@@ -66,14 +70,26 @@ def _task_put(world):
 
 
 def _schedule(world):
-    return {"name": "weekly", "kind": "generate", "trigger": "cron", "cron": "0 4 * * 1",
-            "params": {"model": world["generator"], "tuples": {"task": "RU", "limit": 2}}}
+    return {
+        "name": "weekly",
+        "kind": "generate",
+        "trigger": "cron",
+        "cron": "0 4 * * 1",
+        "params": {"model": world["generator"], "tuples": {"task": "RU", "limit": 2}},
+    }
 
 
 def _schedule_form(world):
-    return {"name": "weekly", "kind": "generate", "trigger": "cron", "cron": "0 4 * * 1", "enabled": "on",
-            "check_every_minutes": 60, "min_new_pairs": 100,
-            "params": '{"model": %d, "tuples": {"task": "RU", "limit": 2}}' % world["generator"]}
+    return {
+        "name": "weekly",
+        "kind": "generate",
+        "trigger": "cron",
+        "cron": "0 4 * * 1",
+        "enabled": "on",
+        "check_every_minutes": 60,
+        "min_new_pairs": 100,
+        "params": '{"model": %d, "tuples": {"task": "RU", "limit": 2}}' % world["generator"],
+    }
 
 
 def _run(world):
@@ -97,8 +113,13 @@ _ROWS = [
     ("api/auth/token/", "POST", "/api/auth/token/", EVERYONE, _token),
     # --- The annotator's queue ---------------------------------------------------------------
     ("api/queue/next/", "POST", "/api/queue/next/", "A 200 204 403 403"),
-    ("api/leases/<int:lease_id>/judgement/", "POST", "/api/leases/{lease}/judgement/", "A 201 404 403 403",
-     _b(choice="left")),
+    (
+        "api/leases/<int:lease_id>/judgement/",
+        "POST",
+        "/api/leases/{lease}/judgement/",
+        "A 201 404 403 403",
+        _b(choice="left"),
+    ),
     ("api/leases/<int:lease_id>/heartbeat/", "POST", "/api/leases/{lease}/heartbeat/", ANNOTATOR_ONLY),
     ("api/leases/<int:lease_id>/release/", "POST", "/api/leases/{lease}/release/", ANNOTATOR_ONLY),
     ("api/leases/<int:lease_id>/image/<str:side>/", "GET", "/api/leases/{lease}/image/left/", "A 200 404 200 200"),
@@ -110,21 +131,36 @@ _ROWS = [
     ("api/^disciplines/$", "GET", "/api/disciplines/", SIGNED_IN),
     ("api/^disciplines/$", "POST", "/api/disciplines/", "A 403 403 403 201", _b(slug="geology", name="Geology")),
     ("api/^disciplines/(?P<slug>[^/.]+)/$", "GET", "/api/disciplines/chemistry/", SIGNED_IN),
-    ("api/^disciplines/(?P<slug>[^/.]+)/$", "PUT", "/api/disciplines/astronomy/", ADMINS,
-     _b(slug="astronomy", name="Astronomy and space")),
+    (
+        "api/^disciplines/(?P<slug>[^/.]+)/$",
+        "PUT",
+        "/api/disciplines/astronomy/",
+        ADMINS,
+        _b(slug="astronomy", name="Astronomy and space"),
+    ),
     ("api/^disciplines/(?P<slug>[^/.]+)/$", "PATCH", "/api/disciplines/chemistry/", ADMINS, _b(name="Chem")),
     ("api/^disciplines/(?P<slug>[^/.]+)/$", "DELETE", "/api/disciplines/astronomy/", "A 403 403 403 204"),
     ("api/^tasks/$", "GET", "/api/tasks/", SIGNED_IN),
-    ("api/^tasks/$", "POST", "/api/tasks/", "A 403 403 403 201",
-     _b(code="TI", name="Tides", discipline="physics", kind="CT")),
+    (
+        "api/^tasks/$",
+        "POST",
+        "/api/tasks/",
+        "A 403 403 403 201",
+        _b(code="TI", name="Tides", discipline="physics", kind="CT"),
+    ),
     ("api/^tasks/(?P<code>[^/.]+)/$", "GET", "/api/tasks/RU/", SIGNED_IN),
     ("api/^tasks/(?P<code>[^/.]+)/$", "PUT", "/api/tasks/ZZ/", ADMINS, _task_put),
     ("api/^tasks/(?P<code>[^/.]+)/$", "PATCH", "/api/tasks/RU/", ADMINS, _b(description="Iron oxidises.")),
     ("api/^tasks/(?P<code>[^/.]+)/$", "DELETE", "/api/tasks/ZZ/", "A 403 403 403 204"),
     # --- Catalogue: reviewers read, admins write; annotators never see tuples, images or pairs --
     ("api/^tuples/$", "GET", "/api/tuples/", REVIEWERS),
-    ("api/^tuples/$", "POST", "/api/tuples/", "A 403 403 403 201",
-     _b(implicit_prompt="Ice left in the sun.", task="ME")),
+    (
+        "api/^tuples/$",
+        "POST",
+        "/api/tuples/",
+        "A 403 403 403 201",
+        _b(implicit_prompt="Ice left in the sun.", task="ME"),
+    ),
     ("api/^tuples/(?P<pk>[^/.]+)/$", "GET", "/api/tuples/{tuple}/", REVIEWERS),
     ("api/^tuples/(?P<pk>[^/.]+)/$", "PATCH", "/api/tuples/{tuple}/", ADMINS, _b(subject="bolt")),
     ("api/^images/$", "GET", "/api/images/", REVIEWERS),
@@ -132,8 +168,13 @@ _ROWS = [
     ("api/^images/(?P<pk>[^/.]+)/$", "GET", "/api/images/{image}/", REVIEWERS),
     ("api/^images/(?P<pk>[^/.]+)/file/$", "GET", "/api/images/{image}/file/", REVIEWERS),
     ("api/^pairs/$", "GET", "/api/pairs/", REVIEWERS),
-    ("api/^pairs/$", "POST", "/api/pairs/", "A 403 403 403 201",
-     _b(tuple="{tuple}", image_correct="{new_a}", image_wrong="{new_b}")),
+    (
+        "api/^pairs/$",
+        "POST",
+        "/api/pairs/",
+        "A 403 403 403 201",
+        _b(tuple="{tuple}", image_correct="{new_a}", image_wrong="{new_b}"),
+    ),
     ("api/^pairs/(?P<pk>[^/.]+)/$", "GET", "/api/pairs/{pair}/", REVIEWERS),
     ("api/^pairs/(?P<pk>[^/.]+)/$", "PATCH", "/api/pairs/{pair}/", ADMINS, _b(k=4)),
     # --- Judgements: annotators their own only (another annotator's is not found) -------------
@@ -143,34 +184,70 @@ _ROWS = [
     ("api/curation/^consensus/$", "GET", "/api/curation/consensus/", REVIEWERS),
     ("api/curation/^consensus/(?P<pair_id>\\d+)/$", "GET", "/api/curation/consensus/{pair}/", REVIEWERS),
     ("api/curation/^adjudications/$", "GET", "/api/curation/adjudications/", REVIEWERS),
-    ("api/curation/^adjudications/$", "POST", "/api/curation/adjudications/", "A 403 403 201 201",
-     _b(pair="{spare_pair}", label="expected", comment="")),
+    (
+        "api/curation/^adjudications/$",
+        "POST",
+        "/api/curation/adjudications/",
+        "A 403 403 201 201",
+        _b(pair="{spare_pair}", label="expected", comment=""),
+    ),
     ("api/curation/agreement/", "GET", "/api/curation/agreement/", REVIEWERS),
     ("api/curation/audit/", "GET", "/api/curation/audit/", ADMINS),
     ("api/curation/gold/", "GET", "/api/curation/gold/", REVIEWERS),
-    ("api/curation/gold/", "POST", "/api/curation/gold/", "A 403 403 403 201", _b(pair="{spare_pair}",
-                                                                                  answer="expected")),
+    (
+        "api/curation/gold/",
+        "POST",
+        "/api/curation/gold/",
+        "A 403 403 403 201",
+        _b(pair="{spare_pair}", answer="expected"),
+    ),
     ("api/curation/gold/<int:pair_id>/", "DELETE", "/api/curation/gold/{gold_pair}/", "A 403 403 403 204"),
     ("api/curation/quality/", "GET", "/api/curation/quality/", ADMINS),
-    ("api/curation/quality/<int:user_id>/restore/", "POST", "/api/curation/quality/{annotator_id}/restore/",
-     ADMINS),
+    ("api/curation/quality/<int:user_id>/restore/", "POST", "/api/curation/quality/{annotator_id}/restore/", ADMINS),
     ("api/curation/versions/", "GET", "/api/curation/versions/", REVIEWERS),
-    ("api/curation/versions/", "POST", "/api/curation/versions/", "A 403 403 403 201",
-     _b(name="v-matrix", outcomes=["adjudicated"])),
+    (
+        "api/curation/versions/",
+        "POST",
+        "/api/curation/versions/",
+        "A 403 403 403 201",
+        _b(name="v-matrix", outcomes=["adjudicated"]),
+    ),
     ("api/curation/versions/<int:pk>/", "GET", "/api/curation/versions/{version}/", REVIEWERS),
     ("api/curation/versions/<int:pk>/members/", "GET", "/api/curation/versions/{version}/members/", REVIEWERS),
-    ("api/curation/versions/<int:a>/diff/<int:b>/", "GET", "/api/curation/versions/{version}/diff/{other_version}/",
-     REVIEWERS),
+    (
+        "api/curation/versions/<int:a>/diff/<int:b>/",
+        "GET",
+        "/api/curation/versions/{version}/diff/{other_version}/",
+        REVIEWERS,
+    ),
     ("api/curation/versions/<int:version_id>/exports/", "GET", "/api/curation/versions/{version}/exports/", ADMINS),
-    ("api/curation/versions/<int:version_id>/exports/", "POST", "/api/curation/versions/{version}/exports/",
-     "A 403 403 403 202", _b(format="webdataset")),
-    ("api/curation/versions/<int:version_id>/exports/<str:export_format>/", "GET",
-     "/api/curation/versions/{version}/exports/jsonl/", ADMINS),
-    ("api/curation/versions/<int:version_id>/exports/<str:export_format>/<path:path>", "GET",
-     "/api/curation/versions/{version}/exports/jsonl/{export_file}", ADMINS),
+    (
+        "api/curation/versions/<int:version_id>/exports/",
+        "POST",
+        "/api/curation/versions/{version}/exports/",
+        "A 403 403 403 202",
+        _b(format="webdataset"),
+    ),
+    (
+        "api/curation/versions/<int:version_id>/exports/<str:export_format>/",
+        "GET",
+        "/api/curation/versions/{version}/exports/jsonl/",
+        ADMINS,
+    ),
+    (
+        "api/curation/versions/<int:version_id>/exports/<str:export_format>/<path:path>",
+        "GET",
+        "/api/curation/versions/{version}/exports/jsonl/{export_file}",
+        ADMINS,
+    ),
     ("api/curation/jobs/<int:job_id>/", "GET", "/api/curation/jobs/{job}/", ADMINS),
-    ("api/curation/imports/", "POST", "/api/curation/imports/", "A 403 403 403 202",
-     _b(path="prompts.json", format="prompts", dry_run=True)),
+    (
+        "api/curation/imports/",
+        "POST",
+        "/api/curation/imports/",
+        "A 403 403 403 202",
+        _b(path="prompts.json", format="prompts", dry_run=True),
+    ),
     # --- ML API: admins only -------------------------------------------------------------------
     ("api/ml/^runs/$", "GET", "/api/ml/runs/", ADMINS),
     ("api/ml/^runs/$", "POST", "/api/ml/runs/", "A 403 403 403 201", _run),
@@ -179,8 +256,13 @@ _ROWS = [
     ("api/ml/run-kinds/", "GET", "/api/ml/run-kinds/", ADMINS),
     ("api/ml/images/<int:pk>/origin/", "GET", "/api/ml/images/{generated_image}/origin/", ADMINS),
     ("api/ml/^models/$", "GET", "/api/ml/models/", ADMINS),
-    ("api/ml/^models/$", "POST", "/api/ml/models/", "A 403 403 403 201",
-     _b(kind="scorer", name="sciscore-matrix", location="/models/matrix")),
+    (
+        "api/ml/^models/$",
+        "POST",
+        "/api/ml/models/",
+        "A 403 403 403 201",
+        _b(kind="scorer", name="sciscore-matrix", location="/models/matrix"),
+    ),
     ("api/ml/^models/compare/$", "GET", "/api/ml/models/compare/?a={base_model}&b={model}", ADMINS),
     ("api/ml/^models/(?P<pk>\\d+)/$", "GET", "/api/ml/models/{model}/", ADMINS),
     ("api/ml/^models/(?P<pk>\\d+)/activate/$", "POST", "/api/ml/models/{model}/activate/", ADMINS),
@@ -201,24 +283,48 @@ _ROWS = [
     # --- Curation pages ---------------------------------------------------------------------------
     ("curation/adjudication/", "GET", "/curation/adjudication/", PAGE_REVIEWERS),
     ("curation/adjudication/<int:pair_id>/", "GET", "/curation/adjudication/{pair}/", PAGE_REVIEWERS),
-    ("curation/adjudication/<int:pair_id>/", "POST", "/curation/adjudication/{spare_pair}/", "L 403 403 302 302",
-     _b(label="expected", comment="")),
+    (
+        "curation/adjudication/<int:pair_id>/",
+        "POST",
+        "/curation/adjudication/{spare_pair}/",
+        "L 403 403 302 302",
+        _b(label="expected", comment=""),
+    ),
     ("curation/agreement/", "GET", "/curation/agreement/", PAGE_REVIEWERS),
     ("curation/audit/", "GET", "/curation/audit/", PAGE_ADMINS),
     ("curation/dashboard/", "GET", "/curation/dashboard/", PAGE_ADMINS),
     ("curation/versions/", "GET", "/curation/versions/", PAGE_REVIEWERS),
     ("curation/versions/new/", "GET", "/curation/versions/new/", PAGE_ADMINS),
-    ("curation/versions/new/", "POST", "/curation/versions/new/", "L 403 403 403 302",
-     _b(name="v-page", outcomes="adjudicated")),
+    (
+        "curation/versions/new/",
+        "POST",
+        "/curation/versions/new/",
+        "L 403 403 403 302",
+        _b(name="v-page", outcomes="adjudicated"),
+    ),
     ("curation/versions/<int:version_id>/", "GET", "/curation/versions/{version}/", PAGE_REVIEWERS),
-    ("curation/versions/<int:a>/diff/<int:b>/", "GET", "/curation/versions/{version}/diff/{other_version}/",
-     PAGE_REVIEWERS),
-    ("curation/versions/<int:version_id>/exports/", "POST", "/curation/versions/{version}/exports/",
-     "L 403 403 403 302", _b(format="webdataset")),
+    (
+        "curation/versions/<int:a>/diff/<int:b>/",
+        "GET",
+        "/curation/versions/{version}/diff/{other_version}/",
+        PAGE_REVIEWERS,
+    ),
+    (
+        "curation/versions/<int:version_id>/exports/",
+        "POST",
+        "/curation/versions/{version}/exports/",
+        "L 403 403 403 302",
+        _b(format="webdataset"),
+    ),
     ("curation/jobs/<int:job_id>/", "GET", "/curation/jobs/{job}/", PAGE_ADMINS),
     ("curation/imports/new/", "GET", "/curation/imports/new/", PAGE_ADMINS),
-    ("curation/imports/new/", "POST", "/curation/imports/new/", "L 403 403 403 302",
-     _b(path="prompts.json", format="prompts", dry_run="on")),
+    (
+        "curation/imports/new/",
+        "POST",
+        "/curation/imports/new/",
+        "L 403 403 403 302",
+        _b(path="prompts.json", format="prompts", dry_run="on"),
+    ),
     # --- ML pages: admins only ------------------------------------------------------------------------
     ("ml/runs/", "GET", "/ml/runs/", PAGE_ADMINS),
     ("ml/runs/new/", "GET", "/ml/runs/new/?kind=generate", PAGE_ADMINS),
@@ -234,8 +340,13 @@ _ROWS = [
     ("ml/schedules/new/", "GET", "/ml/schedules/new/", PAGE_ADMINS),
     ("ml/schedules/new/", "POST", "/ml/schedules/new/", "L 403 403 403 302", _schedule_form),
     ("ml/schedules/<int:schedule_id>/edit/", "GET", "/ml/schedules/{schedule}/edit/", PAGE_ADMINS),
-    ("ml/schedules/<int:schedule_id>/edit/", "POST", "/ml/schedules/{schedule}/edit/", "L 403 403 403 302",
-     _schedule_form),
+    (
+        "ml/schedules/<int:schedule_id>/edit/",
+        "POST",
+        "/ml/schedules/{schedule}/edit/",
+        "L 403 403 403 302",
+        _schedule_form,
+    ),
     ("ml/schedules/<int:schedule_id>/delete/", "GET", "/ml/schedules/{schedule}/delete/", PAGE_ADMINS),
     ("ml/schedules/<int:schedule_id>/delete/", "POST", "/ml/schedules/{schedule}/delete/", "L 403 403 403 302"),
     ("ml/schedules/<int:schedule_id>/pause/", "POST", "/ml/schedules/{schedule}/pause/", "L 403 403 403 302"),

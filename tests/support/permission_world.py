@@ -28,8 +28,17 @@ PASSWORD = "pw-for-tests-1"  # tests/factories.make_user's password
 ROLES = ("anonymous", "annotator", "other_field", "reviewer", "admin")
 
 # Names that say which image is right, or the hidden prompts: never in what an annotator receives.
-ANSWER_WORDS = ("image_correct", "image_wrong", "expected", "consensus", "chosen_image", "agrees_with",
-                "explicit_prompt", "superficial_prompt", "gold")
+ANSWER_WORDS = (
+    "image_correct",
+    "image_wrong",
+    "expected",
+    "consensus",
+    "chosen_image",
+    "agrees_with",
+    "explicit_prompt",
+    "superficial_prompt",
+    "gold",
+)
 
 
 def build(settings, tmp_path: Path) -> dict:
@@ -62,12 +71,20 @@ def build(settings, tmp_path: Path) -> dict:
     other_version = make_version(admin)
     _count_members()
     exporting.export_version(version, "jsonl")
-    export_job, _ = jobs.start(Job.Kind.EXPORT, {"version": version.pk, "format": "parquet"}, admin,
-                               celery_task=run_job)
-    queued = Run.objects.create(kind="generate", status="queued", created_by=admin,
-                                params={"model": registry.generator.pk, "tuples": [1]})
-    schedule = schedules.create_schedule(admin, name="nightly", kind="generate", trigger="cron",
-                                         cron="0 3 * * 1-5", params=_generate_params(registry.generator))
+    export_job, _ = jobs.start(
+        Job.Kind.EXPORT, {"version": version.pk, "format": "parquet"}, admin, celery_task=run_job
+    )
+    queued = Run.objects.create(
+        kind="generate", status="queued", created_by=admin, params={"model": registry.generator.pk, "tuples": [1]}
+    )
+    schedule = schedules.create_schedule(
+        admin,
+        name="nightly",
+        kind="generate",
+        trigger="cron",
+        cron="0 3 * * 1-5",
+        params=_generate_params(registry.generator),
+    )
 
     roots = tmp_path / "imports"
     roots.mkdir()

@@ -106,12 +106,15 @@ class Monitor(threading.Thread):
                     cursor.execute(self.SQL)
                     over, mismatch = cursor.fetchone()
                 self.samples, self.over_k, self.counter_mismatch = (
-                    self.samples + 1, self.over_k + over, self.counter_mismatch + mismatch)
+                    self.samples + 1,
+                    self.over_k + over,
+                    self.counter_mismatch + mismatch,
+                )
                 self.stop.wait(self.interval)
         finally:
             connections.close_all()
 
-    def finish(self) -> "Monitor":
+    def finish(self) -> Monitor:
         self.stop.set()
         self.join(timeout=30)
         return self

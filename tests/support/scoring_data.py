@@ -29,9 +29,13 @@ def synthetic_pairs(n: int, pool: str = "train", *, seed: int = 0, tasks=None, k
     options = {"tasks": tuple(tasks)} if tasks else {}
     pairs = []
     for record in make_synthetic_split(seed, n, pool, size=32, **options):
-        t, _ = catalog.upsert_tuple(implicit_prompt=record.implicit_prompt, explicit_prompt=record.explicit_prompt,
-                                    superficial_prompt=record.superficial_prompt, subject=record.subject,
-                                    task=Task.objects.get(code=record.task))
+        t, _ = catalog.upsert_tuple(
+            implicit_prompt=record.implicit_prompt,
+            explicit_prompt=record.explicit_prompt,
+            superficial_prompt=record.superficial_prompt,
+            subject=record.subject,
+            task=Task.objects.get(code=record.task),
+        )
         correct, wrong = record.images()
         image_correct, _ = catalog.store_image(_png(correct), kind=Image.Kind.EXPLICIT, tuple=t)
         image_wrong, _ = catalog.store_image(_png(wrong), kind=Image.Kind.SUPERFICIAL, tuple=t)
@@ -46,13 +50,26 @@ def synthetic_version(admin, sizes: dict[str, int], *, seed: int = 0) -> Dataset
     pools = {"train": "train", "validation": "val", "test_S": "test", "test_C": "test"}
     n = next(_names)
     version = DatasetVersion.objects.create(
-        name=f"synthetic-{n}", content_hash=hashlib.sha256(f"synthetic-{n}".encode()).hexdigest(), counts={},
-        filters={}, split_ratios={"seed": seed}, created_by=admin)
+        name=f"synthetic-{n}",
+        content_hash=hashlib.sha256(f"synthetic-{n}".encode()).hexdigest(),
+        counts={},
+        filters={},
+        split_ratios={"seed": seed},
+        created_by=admin,
+    )
     offset = 0
     for split, size in sizes.items():
         for pair in synthetic_pairs(size, pools[split], seed=seed + offset):
-            VersionMember.objects.create(version=version, pair=pair, label="expected", outcome="confirmed",
-                                         agreement=1.0, n_judgements=3, split=split, group_key="0" * 64)
+            VersionMember.objects.create(
+                version=version,
+                pair=pair,
+                label="expected",
+                outcome="confirmed",
+                agreement=1.0,
+                n_judgements=3,
+                split=split,
+                group_key="0" * 64,
+            )
         offset += 1
     return version
 

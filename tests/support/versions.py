@@ -17,20 +17,40 @@ _versions = itertools.count(1)
 
 OUTCOME = {"expected": "confirmed", "other": "reversed", "both": "rejected", "neither": "rejected"}
 
-DEFAULT_SPEC = [("train", "expected"), ("train", "other"), ("train", "expected"), ("train", "both"),
-                ("validation", "expected"), ("test_S", "other"), ("test_C", "expected"), ("test_C", "neither")]
+DEFAULT_SPEC = [
+    ("train", "expected"),
+    ("train", "other"),
+    ("train", "expected"),
+    ("train", "both"),
+    ("validation", "expected"),
+    ("test_S", "other"),
+    ("test_C", "expected"),
+    ("test_C", "neither"),
+]
 
 
 def make_version(admin, spec=DEFAULT_SPEC, *, name=None, task="RU") -> DatasetVersion:
     """A frozen version with one new pair per ``(split, label)`` of ``spec`` (rows made directly)."""
     n = next(_versions)
-    version = DatasetVersion.objects.create(name=name or f"v-test-{n}", content_hash=hashlib.sha256(
-        f"v{n}".encode()).hexdigest(), counts={}, filters={"tasks": [task]}, split_ratios={"seed": 0},
-        created_by=admin)
+    version = DatasetVersion.objects.create(
+        name=name or f"v-test-{n}",
+        content_hash=hashlib.sha256(f"v{n}".encode()).hexdigest(),
+        counts={},
+        filters={"tasks": [task]},
+        split_ratios={"seed": 0},
+        created_by=admin,
+    )
     for split, label in spec:
         VersionMember.objects.create(
-            version=version, pair=make_pair(task), label=label, outcome=OUTCOME[label],
-            agreement=1.0 if label == "expected" else 2 / 3, n_judgements=3, split=split, group_key="0" * 64)
+            version=version,
+            pair=make_pair(task),
+            label=label,
+            outcome=OUTCOME[label],
+            agreement=1.0 if label == "expected" else 2 / 3,
+            n_judgements=3,
+            split=split,
+            group_key="0" * 64,
+        )
     return version
 
 

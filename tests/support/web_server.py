@@ -28,13 +28,39 @@ class WebServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> None:
-        env = {**os.environ, "DJANGO_DEBUG": "true", "DJANGO_SETTINGS_MODULE": "config.settings",
-               "MEDIA_ROOT": str(settings.MEDIA_ROOT), "OMP_NUM_THREADS": "1", **self.extra_env}
-        argv = [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{self.port}", "-w", "1",
-                "-k", "gthread", "--threads", "2", "--timeout", "60"]
+        env = {
+            **os.environ,
+            "DJANGO_DEBUG": "true",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            "OMP_NUM_THREADS": "1",
+            **self.extra_env,
+        }
+        argv = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi",
+            "-b",
+            f"127.0.0.1:{self.port}",
+            "-w",
+            "1",
+            "-k",
+            "gthread",
+            "--threads",
+            "2",
+            "--timeout",
+            "60",
+        ]
         self.log_path = self.root / f"gunicorn-{self.port}.log"
-        self.proc = subprocess.Popen(argv, env=env, cwd=settings.BASE_DIR, stdout=open(self.log_path, "wb"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=settings.BASE_DIR,
+            stdout=open(self.log_path, "wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -46,8 +72,9 @@ class WebServer:
                 time.sleep(0.2)
         raise AssertionError(f"gunicorn did not answer within {timeout}s:\n{self.log()}")
 
-    def request(self, method: str, path: str, *, headers: dict | None = None, body: str | None = None,
-                timeout: float = 30):
+    def request(
+        self, method: str, path: str, *, headers: dict | None = None, body: str | None = None, timeout: float = 30
+    ):
         """``(status, headers dict, body bytes)``."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:

@@ -55,11 +55,31 @@ class WorkerProcess:
     def start(self) -> None:
         self.starts += 1
         log = open(self.root / f"worker-{self.starts}.log", "wb")
-        argv = [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "gpu", "-c", "1", "-P", "prefork",
-                "--prefetch-multiplier", "1", "--without-gossip", "--without-mingle", "-l", "info",
-                "-n", f"gpu-test-{self.starts}@%h"]
-        self.proc = subprocess.Popen(argv, env=self.env(), cwd=settings.BASE_DIR, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            "gpu",
+            "-c",
+            "1",
+            "-P",
+            "prefork",
+            "--prefetch-multiplier",
+            "1",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "info",
+            "-n",
+            f"gpu-test-{self.starts}@%h",
+        ]
+        self.proc = subprocess.Popen(
+            argv, env=self.env(), cwd=settings.BASE_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool (a machine losing power, as far as the broker can tell)."""
@@ -75,8 +95,7 @@ class WorkerProcess:
                 self.kill()
 
     def log(self) -> str:
-        return "\n".join((self.root / f"worker-{n}.log").read_text(errors="replace")
-                         for n in range(1, self.starts + 1))
+        return "\n".join((self.root / f"worker-{n}.log").read_text(errors="replace") for n in range(1, self.starts + 1))
 
 
 def wait_for(predicate, timeout: float, what: str, worker: WorkerProcess | None = None):

@@ -138,9 +138,12 @@ def send(case, role, mode, world, recorder):
         case.validate_response(response, checks=checks_for(case.operation, response), headers=headers)
     except FailureGroup as group:
         for failure in group.exceptions:
-            recorder.failures.setdefault((label, failure.title), f"[{role}/{mode}] {case.method} "
-                                         f"{case.formatted_path} -> {response.status_code}\n{failure.message[:1500]}"
-                                         f"\nquery={case.query!r:.300} body={case.body!r:.600}")
+            recorder.failures.setdefault(
+                (label, failure.title),
+                f"[{role}/{mode}] {case.method} "
+                f"{case.formatted_path} -> {response.status_code}\n{failure.message[:1500]}"
+                f"\nquery={case.query!r:.300} body={case.body!r:.600}",
+            )
     recorder.seconds["checks"] += time.perf_counter() - started
 
 
@@ -150,7 +153,8 @@ def world_strategy(operation, world):
     if not paths and not (fields and "{" not in operation.path):
         return None
     cases = st.sampled_from(paths or [{}]).flatmap(
-        lambda pp: operation.as_strategy(GenerationMode.POSITIVE, path_parameters=pp or None))
+        lambda pp: operation.as_strategy(GenerationMode.POSITIVE, path_parameters=pp or None)
+    )
     return st.tuples(cases, st.fixed_dictionaries({name: st.sampled_from(v) for name, v in fields.items()}))
 
 
@@ -164,8 +168,14 @@ def fuzz_operation(operation, mode, world, recorder):
         strategy = st.tuples(operation.as_strategy(GenerationMode(mode)), st.just({}))
 
     @given(drawn=strategy)
-    @hypothesis_settings(max_examples=EXAMPLES[mode], derandomize=True, database=None, deadline=None,
-                         phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @hypothesis_settings(
+        max_examples=EXAMPLES[mode],
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     def run(drawn):
         case, fields = drawn
         if fields and isinstance(case.body, dict):
@@ -189,11 +199,16 @@ def summary(recorder, operations, elapsed) -> dict:
             by_mode[mode] += n
     per_operation = {
         label: {"total": sum(c.values()), **{role: sum(n for (r, _), n in c.items() if r == role) for role in ROLES}}
-        for label, c in sorted(recorder.counts.items())}
+        for label, c in sorted(recorder.counts.items())
+    }
     return {
-        "seconds": round(elapsed, 1), "seconds_in": {k: round(v, 1) for k, v in recorder.seconds.items()},
-        "operations": len(operations), "requests": sum(by_role.values()), "per_role": dict(by_role),
-        "per_mode": dict(by_mode), "per_operation": per_operation,
+        "seconds": round(elapsed, 1),
+        "seconds_in": {k: round(v, 1) for k, v in recorder.seconds.items()},
+        "operations": len(operations),
+        "requests": sum(by_role.values()),
+        "per_role": dict(by_role),
+        "per_mode": dict(by_mode),
+        "per_operation": per_operation,
         "server_errors": sum(n for c in recorder.statuses.values() for code, n in c.items() if code >= 500),
         "statuses": {label: dict(sorted(c.items())) for label, c in sorted(recorder.statuses.items())},
         "unsatisfiable": recorder.unsatisfiable,
@@ -220,9 +235,11 @@ def test_it_answers_every_generated_request_without_a_server_error(tmp_path, set
         recorder.close()
     report = summary(recorder, operations, time.monotonic() - started)
     (tmp_path / "api_fuzz_counts.json").write_text(json.dumps(report, indent=1))
-    print(f"\napi fuzz: {report['requests']} requests, {report['operations']} operations, {report['seconds']} s "
-          f"{report['seconds_in']}; per role {report['per_role']}; per mode {report['per_mode']}; "
-          f"{report['server_errors']} server errors; written to {tmp_path / 'api_fuzz_counts.json'}")
+    print(
+        f"\napi fuzz: {report['requests']} requests, {report['operations']} operations, {report['seconds']} s "
+        f"{report['seconds_in']}; per role {report['per_role']}; per mode {report['per_mode']}; "
+        f"{report['server_errors']} server errors; written to {tmp_path / 'api_fuzz_counts.json'}"
+    )
     for label, counts in report["per_operation"].items():
         print(f"  {counts['total']:4d}  {label}  {report['statuses'][label]}")
     for key, text in report["failures"].items():

@@ -40,19 +40,32 @@ def test_it_shows_a_version_whose_counts_filters_and_ratios_are_the_model_defaul
     body = detail.json()
     assert body["counts"] == {"total": 0, "splits": ZERO_SPLITS, "tasks": {}}
     assert body["split_ratios"] == {"train": None, "validation": None, "test": None, "seed": None}
-    assert body["filters"] == {"tasks": None, "disciplines": None, "outcomes": [], "min_agreement": None,
-                               "exclude_pairs": [], "exclude_tuples": []}
+    assert body["filters"] == {
+        "tasks": None,
+        "disciplines": None,
+        "outcomes": [],
+        "min_agreement": None,
+        "exclude_pairs": [],
+        "exclude_tuples": [],
+    }
 
 
 def test_it_shows_a_version_with_partial_task_counts(as_admin, admin_user):
-    version = DatasetVersion.objects.create(name="partial", content_hash="1" * 64, created_by=admin_user,
-                                            counts={"total": 2, "tasks": {"RU": {"train": 2}}},
-                                            split_ratios={"seed": 3})
+    version = DatasetVersion.objects.create(
+        name="partial",
+        content_hash="1" * 64,
+        created_by=admin_user,
+        counts={"total": 2, "tasks": {"RU": {"train": 2}}},
+        split_ratios={"seed": 3},
+    )
 
     body = as_admin.get(f"/api/curation/versions/{version.pk}/").json()
 
-    assert body["counts"] == {"total": 2, "splits": ZERO_SPLITS, "tasks": {"RU": {**ZERO_SPLITS, "train": 2,
-                                                                                   "total": 0}}}
+    assert body["counts"] == {
+        "total": 2,
+        "splits": ZERO_SPLITS,
+        "tasks": {"RU": {**ZERO_SPLITS, "train": 2, "total": 0}},
+    }
     assert body["split_ratios"]["seed"] == 3 and body["split_ratios"]["train"] is None
 
 
@@ -81,7 +94,8 @@ def test_it_answers_a_page_past_the_end_with_the_documented_404(as_admin):
 @pytest.mark.parametrize("path", ["/api/disciplines/{slug}/", "/api/tasks/{code}/"])
 def test_it_documents_the_409_of_deleting_taxonomy_in_use(schema, path):
     assert schema["paths"][path]["delete"]["responses"]["409"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/Error"}
+        "$ref": "#/components/schemas/Error"
+    }
 
 
 def test_it_documents_a_reviewers_judgement_as_any_of_the_two_shapes(schema):
@@ -90,8 +104,10 @@ def test_it_documents_a_reviewers_judgement_as_any_of_the_two_shapes(schema):
     review, own = (set(schemas[name]["properties"]) for name in ("ReviewJudgement", "OwnJudgement"))
     assert own < review
     assert "oneOf" not in schemas["JudgementForRole"]
-    assert schemas["JudgementForRole"]["anyOf"] == [{"$ref": "#/components/schemas/ReviewJudgement"},
-                                                    {"$ref": "#/components/schemas/OwnJudgement"}]
+    assert schemas["JudgementForRole"]["anyOf"] == [
+        {"$ref": "#/components/schemas/ReviewJudgement"},
+        {"$ref": "#/components/schemas/OwnJudgement"},
+    ]
 
 
 def test_it_documents_export_downloads_as_any_media_type(schema, as_admin, admin_user):
@@ -108,6 +124,7 @@ def test_it_documents_export_downloads_as_any_media_type(schema, as_admin, admin
 
 # --- NUL characters (PostgreSQL text cannot hold them: DataError, a 500, wherever one met a query) -----------
 
+
 def test_it_refuses_nul_in_a_query_filter(api, annotator):
     api.force_authenticate(annotator)
     response = api.get("/api/tasks/", {"discipline": "bio\x00logy"})
@@ -115,8 +132,9 @@ def test_it_refuses_nul_in_a_query_filter(api, annotator):
 
 
 def test_it_refuses_nul_in_a_json_body(as_admin):
-    response = as_admin.post("/api/tasks/", {"code": "ZZ", "name": "Z", "kind": "ST", "discipline": "\x00"},
-                             format="json")
+    response = as_admin.post(
+        "/api/tasks/", {"code": "ZZ", "name": "Z", "kind": "ST", "discipline": "\x00"}, format="json"
+    )
     assert response.status_code == 400 and "NUL" in response.json()["detail"]
     assert not Task.objects.filter(code="ZZ").exists()
 
@@ -129,12 +147,14 @@ def test_it_refuses_nul_in_a_path(api, annotator):
 
 def test_it_still_takes_the_same_requests_without_nul(as_admin):
     assert as_admin.get("/api/tasks/", {"discipline": "biology"}).json()["count"] == 4
-    response = as_admin.post("/api/tasks/", {"code": "ZZ", "name": "Z", "kind": "ST", "discipline": "physics"},
-                             format="json")
+    response = as_admin.post(
+        "/api/tasks/", {"code": "ZZ", "name": "Z", "kind": "ST", "discipline": "physics"}, format="json"
+    )
     assert response.status_code == 201
 
 
 # --- The token endpoint -------------------------------------------------------------------------------------
+
 
 def test_it_refuses_a_username_longer_than_the_user_model_allows(api, annotator):
     """django-axes records a failed login in a 255-character column: a longer username was a 500."""
@@ -149,6 +169,7 @@ def test_it_still_issues_a_token_for_good_credentials(api, annotator):
 
 # --- Queue refusals and upload shapes the schema did not document ------------------------------------------
 
+
 def test_it_documents_the_refusals_of_the_lease_endpoints(schema, api, annotator):
     make_pair("RU")
     api.force_authenticate(annotator)
@@ -158,20 +179,23 @@ def test_it_documents_the_refusals_of_the_lease_endpoints(schema, api, annotator
 
     assert api.post(f"/api/leases/{lease_id}/heartbeat/").status_code == 409
     assert api.post(f"/api/leases/{lease_id}/release/").status_code == 409
-    for path in ("/api/leases/{lease_id}/heartbeat/", "/api/leases/{lease_id}/release/",
-                 "/api/leases/{lease_id}/judgement/"):
+    for path in (
+        "/api/leases/{lease_id}/heartbeat/",
+        "/api/leases/{lease_id}/release/",
+        "/api/leases/{lease_id}/judgement/",
+    ):
         assert "409" in schema["paths"][path]["post"]["responses"], path
     assert "404" in schema["paths"]["/api/judgements/undo/"]["post"]["responses"]
 
 
 def test_it_documents_that_an_uploaded_image_may_have_no_tuple(schema, as_admin):
-    response = as_admin.post("/api/images/", {"file": SimpleUploadedFile("a.png", png_bytes())},
-                             format="multipart")
+    response = as_admin.post("/api/images/", {"file": SimpleUploadedFile("a.png", png_bytes())}, format="multipart")
     assert response.status_code == 201 and response.json()["tuple"] is None
     assert schema["components"]["schemas"]["Image"]["properties"]["tuple"]["nullable"] is True
 
 
 # --- Import paths the filesystem cannot hold ----------------------------------------------------------------
+
 
 @pytest.fixture
 def import_root(settings, tmp_path):

@@ -47,10 +47,28 @@ def _run_bench(tmp_path, *options: str) -> dict:
     out = tmp_path / "summary.json"
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "queue_load.py"), "--database-url", _server_url(),
-         "--db-name", connection.settings_dict["NAME"], "--media-root", str(tmp_path / "media"),
-         "--warmup", "0.3", "--workers", "2", "--json", str(out), *options],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            str(REPO / "bench" / "queue_load.py"),
+            "--database-url",
+            _server_url(),
+            "--db-name",
+            connection.settings_dict["NAME"],
+            "--media-root",
+            str(tmp_path / "media"),
+            "--warmup",
+            "0.3",
+            "--workers",
+            "2",
+            "--json",
+            str(out),
+            *options,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads(out.read_text())
@@ -72,8 +90,7 @@ def _assert_clean(run: dict) -> None:
 
 
 def test_the_harness_runs_both_queues_cleanly_and_its_checker_finds_injected_violations(tmp_path):
-    summary = _run_bench(tmp_path, "--sizes", "120", "--k", "3", "--duration", "1.5", "--inject-violation",
-                         "--no-doc")
+    summary = _run_bench(tmp_path, "--sizes", "120", "--k", "3", "--duration", "1.5", "--inject-violation", "--no-doc")
 
     runs = {r["impl"]: r for r in summary["results"]}
     assert set(runs) == {"ours", "baseline"}
@@ -87,7 +104,7 @@ def test_the_harness_runs_both_queues_cleanly_and_its_checker_finds_injected_vio
 
     images = list(Image.objects.order_by("id"))
     assert len(images) == 240 and len({i.sha256 for i in images}) == 240
-    for image in images[:: 40]:
+    for image in images[::40]:
         data = (tmp_path / "media" / image.file.name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) == image.size_bytes
         assert hashlib.sha256(data).hexdigest() == image.sha256
@@ -126,13 +143,32 @@ def test_before_serves_another_tree_and_the_runs_alternate_with_their_spread(tmp
     shutil.copy2(REPO / "manage.py", before / "manage.py")
     doc = tmp_path / "queue.md"
 
-    summary = _run_bench(tmp_path, "--before", str(before), "--impls", "before,ours", "--repeat", "2",
-                         "--sizes", "150", "--k", "8", "--duration", "1", "--doc", str(doc))
+    summary = _run_bench(
+        tmp_path,
+        "--before",
+        str(before),
+        "--impls",
+        "before,ours",
+        "--repeat",
+        "2",
+        "--sizes",
+        "150",
+        "--k",
+        "8",
+        "--duration",
+        "1",
+        "--doc",
+        str(doc),
+    )
 
     # before, ours, before, ours: each served by its own server (the harness checked each server's
     # tree when it started), every run clean
     assert [(r["impl"], r["repeat"]) for r in summary["results"]] == [
-        ("before", 1), ("ours", 1), ("before", 2), ("ours", 2)]
+        ("before", 1),
+        ("ours", 1),
+        ("before", 2),
+        ("ours", 2),
+    ]
     for run in summary["results"]:
         _assert_clean(run)
     assert summary["trees"]["before"]["path"] == str(before)
@@ -152,8 +188,7 @@ def test_before_serves_another_tree_and_the_runs_alternate_with_their_spread(tmp
     assert row["after"] == groups["ours"]["next"]["p95_ms"]["mean"]
     spread = max(groups["before"]["next"]["p95_ms"]["spread"], groups["ours"]["next"]["p95_ms"]["spread"])
     assert row["spread"] == spread
-    expected = ("within spread" if abs(row["difference"]) <= spread
-                else "better" if row["difference"] < 0 else "worse")
+    expected = "within spread" if abs(row["difference"]) <= spread else "better" if row["difference"] < 0 else "worse"
     assert row["verdict"] == expected
 
     text = doc.read_text()
@@ -167,8 +202,10 @@ def test_before_serves_another_tree_and_the_runs_alternate_with_their_spread(tmp
 def test_the_trees_are_compared_by_code_not_by_formatting(tmp_path):
     bench = _bench()
     before, ours = tmp_path / "before", tmp_path / "ours"
-    for tree, queue, rows in ((before, "def f(a, b):\n    return a + b\n", "X = 1\n"),
-                              (ours, "def f(a,b):  # formatted differently\n    return (a + b)\n", "X = 2\n")):
+    for tree, queue, rows in (
+        (before, "def f(a, b):\n    return a + b\n", "X = 1\n"),
+        (ours, "def f(a,b):  # formatted differently\n    return (a + b)\n", "X = 2\n"),
+    ):
         (tree / "annotation" / "services").mkdir(parents=True)
         (tree / "annotation" / "services" / "queue.py").write_text(queue)
         (tree / "annotation" / "services" / "rows.py").write_text(rows)

@@ -4,7 +4,6 @@ The left/right order is random per lease, so the assertions read it back from ea
 lease rather than assuming which image was shown where.
 """
 
-
 import pytest
 from django.db import connections
 from playwright.sync_api import expect, sync_playwright

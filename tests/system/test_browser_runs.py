@@ -62,17 +62,27 @@ def test_the_list_follows_progress_by_polling(page, admin):
 
 
 def test_the_run_page_plots_metrics_follows_the_log_and_cancels(page, admin):
-    run = Run.objects.create(kind="train_scorer", created_by=admin, status="running", progress=0.2,
-                             log_tail="step 10", metrics=[{"step": 10, "loss": 0.9, "val_by_task": {"RU": 0.5}}])
+    run = Run.objects.create(
+        kind="train_scorer",
+        created_by=admin,
+        status="running",
+        progress=0.2,
+        log_tail="step 10",
+        metrics=[{"step": 10, "loss": 0.9, "val_by_task": {"RU": 0.5}}],
+    )
     log_in(page)
     page.goto(f"/ml/runs/{run.pk}/")
     expect(page.locator('#run-plots figure[data-plot="loss"] svg polyline')).to_have_count(1)
     expect(page.locator('#run-plots figure[data-plot="val_by_task"] svg circle')).to_have_count(1)  # one point
 
     Run.objects.filter(pk=run.pk).update(
-        progress=0.6, log_tail="step 10\nstep 20",
-        metrics=[{"step": 10, "loss": 0.9, "val_by_task": {"RU": 0.5, "BU": 0.4}},
-                 {"step": 20, "loss": 0.5, "val_by_task": {"RU": 0.7, "BU": 0.6}}])
+        progress=0.6,
+        log_tail="step 10\nstep 20",
+        metrics=[
+            {"step": 10, "loss": 0.9, "val_by_task": {"RU": 0.5, "BU": 0.4}},
+            {"step": 20, "loss": 0.5, "val_by_task": {"RU": 0.7, "BU": 0.6}},
+        ],
+    )
     expect(page.locator("#run-log")).to_have_text("step 10\nstep 20")
     expect(page.locator("#run .run-percent")).to_have_text("60%")
     by_task = page.locator('#run-plots figure[data-plot="val_by_task"]')

@@ -26,8 +26,11 @@ class _Forms(HTMLParser):
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         if tag == "form":
-            self._open = {"method": (attrs.get("method") or "get").lower(), "action": attrs.get("action") or "",
-                          "inputs": set()}
+            self._open = {
+                "method": (attrs.get("method") or "get").lower(),
+                "action": attrs.get("action") or "",
+                "inputs": set(),
+            }
             self.forms.append(self._open)
         elif tag in ("input", "button", "select", "textarea") and self._open is not None and attrs.get("name"):
             self._open["inputs"].add(attrs["name"])
@@ -71,8 +74,11 @@ def pages_with_forms(world) -> list[tuple[str, str, dict]]:
 
 def test_every_post_form_carries_the_csrf_token(world):
     forms = pages_with_forms(world)
-    missing = [f"{path} as {role}: form to {form['action'] or path!r}" for role, path, form in forms
-               if "csrfmiddlewaretoken" not in form["inputs"]]
+    missing = [
+        f"{path} as {role}: form to {form['action'] or path!r}"
+        for role, path, form in forms
+        if "csrfmiddlewaretoken" not in form["inputs"]
+    ]
     assert len({(path, form["action"]) for _, path, form in forms}) >= 12, "the pages' forms were found"
     assert not missing, "\n".join(missing)
 

@@ -11,8 +11,10 @@ import time
 
 from curation.services import exporting
 
-HOLD = "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); " \
-       "print('locked', flush=True); time.sleep(120)"
+HOLD = (
+    "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); "
+    "print('locked', flush=True); time.sleep(120)"
+)
 
 
 def _temporary(parent, name: str, token: str):

@@ -26,16 +26,21 @@ def _serve(path: str, exc: Exception, *, in_view: bool = True, accept: str = "te
         middleware = ServiceUnavailableMiddleware(lambda r: None)
         try:
             failing(request)
-        except Exception as raised:  # noqa: BLE001
+        except Exception as raised:
             return middleware.process_exception(request, raised)
     middleware = ServiceUnavailableMiddleware(convert_exception_to_response(failing))
     return middleware(request)
 
 
-@pytest.mark.parametrize("exc, service", [(OperationalError("connection refused"), "database"),
-                                          (InterfaceError("connection already closed"), "database"),
-                                          (BrokerUnavailable("no broker"), "queue"),
-                                          (KombuOperationalError("Error 111 connecting"), "queue")])
+@pytest.mark.parametrize(
+    "exc, service",
+    [
+        (OperationalError("connection refused"), "database"),
+        (InterfaceError("connection already closed"), "database"),
+        (BrokerUnavailable("no broker"), "queue"),
+        (KombuOperationalError("Error 111 connecting"), "queue"),
+    ],
+)
 def test_it_answers_api_outages_with_a_503_json_and_retry_after(exc, service):
     response = _serve("/api/queue/next/", exc)
     assert response.status_code == 503 and response["Retry-After"] == "30"

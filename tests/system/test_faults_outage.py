@@ -135,25 +135,33 @@ def test_it_answers_503_while_the_database_is_down_and_serves_again_once_it_is_b
 
 @pytest.mark.slow
 def test_it_fails_a_run_and_an_export_visibly_while_the_broker_is_down_and_works_once_it_is_back(
-        admin_user, proxies, servers, tmp_path, settings):
+    admin_user, proxies, servers, tmp_path, settings
+):
     import redis
 
     host, port, number = _broker()
     proxy = proxies((host, port))
     via_proxy = f"redis://127.0.0.1:{proxy.port}/{number}"
-    server = servers({"DATABASE_URL": _db_url(int(connection.settings_dict.get("PORT") or 5432)),
-                      "CELERY_BROKER_URL": via_proxy})
+    server = servers(
+        {"DATABASE_URL": _db_url(int(connection.settings_dict.get("PORT") or 5432)), "CELERY_BROKER_URL": via_proxy}
+    )
     settings.ML_WORK_ROOT = tmp_path / "work"
     worker = QueueWorker(tmp_path, queue="default", env={"CELERY_BROKER_URL": via_proxy})
     broker = redis.Redis(host=host, port=port, db=int(number))
     broker.delete("default", "gpu")
     worker.start()
     try:
-        token = {"Authorization": f"Token {Token.objects.create(user=admin_user).key}",
-                 "Content-Type": "application/json"}
+        token = {
+            "Authorization": f"Token {Token.objects.create(user=admin_user).key}",
+            "Content-Type": "application/json",
+        }
         model = registry.register_model(admin_user, "generator_base", "tiny", str(tmp_path / "flux"))
-        run_body = json.dumps({"kind": "generate", "params": {"model": model.pk, "tuples": [TupleFactory().pk],
-                                                               "steps": 2, "width": 16, "height": 16}})
+        run_body = json.dumps(
+            {
+                "kind": "generate",
+                "params": {"model": model.pk, "tuples": [TupleFactory().pk], "steps": 2, "width": 16, "height": 16},
+            }
+        )
         version = small_version(admin_user, 3)
         export = f"/api/curation/versions/{version.pk}/exports/"
         wait_for(lambda: "ready" in worker.log(), 60, "the worker to start", worker)
@@ -162,8 +170,7 @@ def test_it_fails_a_run_and_an_export_visibly_while_the_broker_is_down_and_works
         began = time.monotonic()
         started = time.monotonic()
         _assert_json_503(*server.request("POST", "/api/ml/runs/", headers=token, body=run_body), service="queue")
-        _assert_json_503(*server.request("POST", export, headers=token, body='{"format": "jsonl"}'),
-                         service="queue")
+        _assert_json_503(*server.request("POST", export, headers=token, body='{"format": "jsonl"}'), service="queue")
         answered_in = time.monotonic() - started
         assert answered_in < 15
         run = Run.objects.get()
@@ -180,14 +187,20 @@ def test_it_fails_a_run_and_an_export_visibly_while_the_broker_is_down_and_works
         assert status == 202, body[:500]
         job = Job.objects.get(pk=json.loads(body)["id"])
         assert job.pk != failed.pk, "a failed job does not block the same request"
-        wait_for(lambda: Job.objects.get(pk=job.pk).status in (Job.Status.SUCCEEDED, Job.Status.FAILED), 120,
-                 "the worker that lived through the outage to run the export", worker)
+        wait_for(
+            lambda: Job.objects.get(pk=job.pk).status in (Job.Status.SUCCEEDED, Job.Status.FAILED),
+            120,
+            "the worker that lived through the outage to run the export",
+            worker,
+        )
         job.refresh_from_db()
         assert job.status == Job.Status.SUCCEEDED, job.error
         assert job.result["counts"]["rows"] == 3
-        print(f"broker outage {BROKER_OUTAGE}s: two starts answered 503 in {answered_in:.2f}s; runs "
-              f"{list(Run.objects.values_list('status', flat=True))}, jobs "
-              f"{list(Job.objects.order_by('pk').values_list('status', flat=True))}")
+        print(
+            f"broker outage {BROKER_OUTAGE}s: two starts answered 503 in {answered_in:.2f}s; runs "
+            f"{list(Run.objects.values_list('status', flat=True))}, jobs "
+            f"{list(Job.objects.order_by('pk').values_list('status', flat=True))}"
+        )
     finally:
         worker.stop()
         broker.delete("default", "gpu")

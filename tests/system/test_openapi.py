@@ -7,9 +7,21 @@ from django.contrib.staticfiles import finders
 from django.core.management import call_command
 
 ENDPOINTS = [
-    "/api/disciplines/", "/api/disciplines/{slug}/", "/api/tasks/", "/api/tasks/{code}/", "/api/tuples/",
-    "/api/tuples/{id}/", "/api/images/", "/api/images/{id}/", "/api/images/{id}/file/", "/api/pairs/",
-    "/api/pairs/{id}/", "/api/judgements/", "/api/judgements/{id}/", "/api/me/", "/api/auth/token/",
+    "/api/disciplines/",
+    "/api/disciplines/{slug}/",
+    "/api/tasks/",
+    "/api/tasks/{code}/",
+    "/api/tuples/",
+    "/api/tuples/{id}/",
+    "/api/images/",
+    "/api/images/{id}/",
+    "/api/images/{id}/file/",
+    "/api/pairs/",
+    "/api/pairs/{id}/",
+    "/api/judgements/",
+    "/api/judgements/{id}/",
+    "/api/me/",
+    "/api/auth/token/",
 ]
 
 

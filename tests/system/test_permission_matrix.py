@@ -44,8 +44,9 @@ def suffix_cells() -> list[Cell]:
     for route in resolver_routes():
         if FORMAT_SUFFIX in route:
             for cell in by_route.get(route.replace(FORMAT_SUFFIX, "/$"), []):
-                twins.append(Cell(route, cell.method, cell.path.rstrip("/") + ".json", cell.answers, cell.body,
-                                  cell.multipart))
+                twins.append(
+                    Cell(route, cell.method, cell.path.rstrip("/") + ".json", cell.answers, cell.body, cell.multipart)
+                )
     return twins
 
 
@@ -97,8 +98,9 @@ def test_each_role_gets_exactly_the_declared_answers(world, role):
     for cell in all_cells():
         status, headers, body = call(world, cell, role)
         if not matches(cell.expected(role), status, headers):
-            wrong.append(f"{cell.method} {cell.path} as {role}: {status}, declared {cell.expected(role)}: "
-                         f"{body[:160]!r}")
+            wrong.append(
+                f"{cell.method} {cell.path} as {role}: {status}, declared {cell.expected(role)}: {body[:160]!r}"
+            )
     assert not wrong, "\n".join(wrong)
 
 
@@ -153,10 +155,13 @@ def test_the_leak_scan_finds_what_reviewers_are_shown(world):
     """The scan above is not blind: the reviewer's tuples and pairs carry exactly what it looks for."""
     tuples = Cell("api/^tuples/$", "GET", "/api/tuples/", ("",) * len(ROLES))
     pairs = Cell("api/^pairs/$", "GET", "/api/pairs/", ("",) * len(ROLES))
-    found = _leaks(call(world, tuples, "reviewer")[2].decode() + call(world, pairs, "reviewer")[2].decode(),
-                   world["hidden_texts"])
-    assert set(found) >= {f"prompt {t!r}" for t in world["hidden_texts"]} | {"word 'explicit_prompt'",
-                                                                             "word 'image_correct'"}
+    found = _leaks(
+        call(world, tuples, "reviewer")[2].decode() + call(world, pairs, "reviewer")[2].decode(), world["hidden_texts"]
+    )
+    assert set(found) >= {f"prompt {t!r}" for t in world["hidden_texts"]} | {
+        "word 'explicit_prompt'",
+        "word 'image_correct'",
+    }
 
 
 def test_annotators_see_only_their_own_judgements(world):
@@ -169,7 +174,9 @@ def test_annotators_see_only_their_own_judgements(world):
     reviewer = APIClient()
     reviewer.force_login(world["users"]["reviewer"])
     assert {row["id"] for row in reviewer.get("/api/judgements/").json()["results"]} == {
-        world["judgement"], world["peer_judgement"]}
+        world["judgement"],
+        world["peer_judgement"],
+    }
 
 
 def test_an_annotator_of_another_field_gets_no_pair_outside_it(world):
@@ -186,8 +193,9 @@ def test_an_annotator_of_another_field_gets_no_pair_outside_it(world):
 
 
 def test_only_staff_reach_any_page_of_the_django_admin(world):
-    pages = ["/admin/"] + [reverse(f"admin:{m._meta.app_label}_{m._meta.model_name}_changelist")
-                           for m in django_admin.site._registry]
+    pages = ["/admin/"] + [
+        reverse(f"admin:{m._meta.app_label}_{m._meta.model_name}_changelist") for m in django_admin.site._registry
+    ]
     wrong = []
     for role in ROLES:
         for path in pages:

@@ -11,9 +11,9 @@ from django.db import connection, connections
 
 from annotation.models import Judgement, Lease, Pair
 from annotation.services import queue
+from curation.services import judging
 from tests.support.concurrency import race
 from tests.support.factories import make_pair, make_user
-from curation.services import judging
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),

@@ -69,8 +69,9 @@ def test_it_hands_vanished_leases_to_others_after_the_ttl_and_keeps_heartbeated_
     settings.LEASE_TTL = timedelta(seconds=ttl)
     pair_ids = [make_pair("RU", k=K).id for _ in range(40)]
     vanishing, heartbeating, working = annotators("gone", 8), annotators("beat", 4), annotators("work", 20)
-    roles = {u.id: role for role, group in (("gone", vanishing), ("beat", heartbeating), ("work", working))
-             for u in group}
+    roles = {
+        u.id: role for role, group in (("gone", vanishing), ("beat", heartbeating), ("work", working)) for u in group
+    }
     tally, vanished, kept = Tally(), {}, {}
     deadline = time.monotonic() + 90
 
@@ -127,22 +128,43 @@ def test_it_hands_vanished_leases_to_others_after_the_ttl_and_keeps_heartbeated_
     unreclaimed, reclaimed = list(vanished.items())[:4], list(vanished.items())[4:]
     for user_id, lease in unreclaimed:
         refused = refusal(judge(client_of(gone[user_id]), lease["lease_id"], "left"))
-        assert refused == (409, "lease_not_active",
-                           "This lease expired and its pair went to someone else; ask for the next pair.")
+        assert refused == (
+            409,
+            "lease_not_active",
+            "This lease expired and its pair went to someone else; ask for the next pair.",
+        )
         late["late_submit_slot_taken_409"] += 1
     assert queue.reclaim_expired_leases() == len(reclaimed)
     for user_id, lease in reclaimed:
         client = client_of(gone[user_id])
         assert refusal(judge(client, lease["lease_id"], "left")) == (
-            409, "lease_not_active", "This lease is expired; ask for the next pair.")
+            409,
+            "lease_not_active",
+            "This lease is expired; ask for the next pair.",
+        )
         assert refusal(client.post(f"/api/leases/{lease['lease_id']}/heartbeat/")) == (
-            409, "lease_not_active", "This lease is expired; ask for the next pair.")
+            409,
+            "lease_not_active",
+            "This lease is expired; ask for the next pair.",
+        )
         late["late_submit_reclaimed_409"] += 1
         late["late_heartbeat_409"] += 1
     assert check_end_state(pair_ids) == end  # the refusals wrote nothing
-    figures("expiry", annotators=32, vanished=8, heartbeating=4, ttl_s=ttl, pairs=len(pair_ids), k=K,
-            seconds=round(seconds, 1), monitor_samples=monitor.samples, over_k=monitor.over_k,
-            **dict(sorted(tally.counts.items())), **late, **end)
+    figures(
+        "expiry",
+        annotators=32,
+        vanished=8,
+        heartbeating=4,
+        ttl_s=ttl,
+        pairs=len(pair_ids),
+        k=K,
+        seconds=round(seconds, 1),
+        monitor_samples=monitor.samples,
+        over_k=monitor.over_k,
+        **dict(sorted(tally.counts.items())),
+        **late,
+        **end,
+    )
 
 
 def test_a_heartbeat_at_the_moment_of_expiry_and_a_next_never_both_win_the_slot():
@@ -206,6 +228,9 @@ def test_a_heartbeat_that_waited_for_the_pair_across_the_expiry_does_not_take_th
         assert taken is not None and taken.pair_id == pair.id
     thread.join(timeout=30)
     assert refusal(answers["beat"]) == (
-        409, "lease_not_active", "This lease expired and its pair went to someone else; ask for the next pair.")
+        409,
+        "lease_not_active",
+        "This lease expired and its pair went to someone else; ask for the next pair.",
+    )
     assert Lease.objects.get(pk=lease["lease_id"]).state == "expired"
     assert Lease.objects.filter(pair=pair, state="active", expires_at__gt=timezone.now()).count() == 1

@@ -24,10 +24,10 @@ from rest_framework.test import APIClient
 from annotation.models import AuditEvent, Judgement, Lease, Pair
 from annotation.services import catalog, queue
 from curation.models import Consensus
+from curation.services import judging
 from curation.services.importing import import_dataset
 from tests.support.factories import make_pair, make_user, png_bytes
 from tests.support.reliability import annotators, client_of, connect
-from curation.services import judging
 
 postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="row-lock races need PostgreSQL")
 
@@ -71,12 +71,14 @@ class PagePath:
         self.client.force_login(user)
         page = self.client.get("/annotate/").content.decode()
         self.csrf = re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
-        self.endpoints = json.loads(re.search(r'id="annotate-endpoints" type="application/json">(.*?)</script>',
-                                              page).group(1))
+        self.endpoints = json.loads(
+            re.search(r'id="annotate-endpoints" type="application/json">(.*?)</script>', page).group(1)
+        )
 
     def post(self, url, body=None, **headers):
-        return self.client.post(url, json.dumps(body or {}), content_type="application/json",
-                                HTTP_X_CSRFTOKEN=self.csrf, **headers)
+        return self.client.post(
+            url, json.dumps(body or {}), content_type="application/json", HTTP_X_CSRFTOKEN=self.csrf, **headers
+        )
 
     def next(self):
         return self.post(self.endpoints["next"])
@@ -185,8 +187,13 @@ def _second_lease_on_a_judged_pair(path_cls):
     assert path.judge(lease, "right").status_code == 201
     first = Lease.objects.get(pk=lease)
     # No service hands this out (the window skips judged pairs); made here as a row edited by hand.
-    second = Lease.objects.create(pair=pair, annotator=first.annotator, left_image_id=first.left_image_id,
-                                  right_image_id=first.right_image_id, expires_at=timezone.now() + timedelta(minutes=5))
+    second = Lease.objects.create(
+        pair=pair,
+        annotator=first.annotator,
+        left_image_id=first.left_image_id,
+        right_image_id=first.right_image_id,
+        expires_at=timezone.now() + timedelta(minutes=5),
+    )
     return path, second.id, "active"
 
 
@@ -195,17 +202,37 @@ REFUSALS = {
     "leased_to_someone_else": (_leased_to_someone_else, 404, "lease_not_found", "No such lease for this user."),
     "pair_already_at_k": (_pair_already_at_k, 409, "pair_unavailable", "This pair no longer takes judgements."),
     "pair_retired": (_retired_pair, 409, "pair_unavailable", "This pair no longer takes judgements."),
-    "expired_slot_taken": (_expired_slot_taken, 409, "lease_not_active",
-                           "This lease expired and its pair went to someone else; ask for the next pair."),
-    "expired_and_reclaimed": (_expired_and_reclaimed, 409, "lease_not_active",
-                              "This lease is expired; ask for the next pair."),
+    "expired_slot_taken": (
+        _expired_slot_taken,
+        409,
+        "lease_not_active",
+        "This lease expired and its pair went to someone else; ask for the next pair.",
+    ),
+    "expired_and_reclaimed": (
+        _expired_and_reclaimed,
+        409,
+        "lease_not_active",
+        "This lease is expired; ask for the next pair.",
+    ),
     "released": (_released, 409, "lease_not_active", "This lease is released; ask for the next pair."),
-    "cancelled_by_undo": (_cancelled_by_undo, 409, "lease_not_active",
-                          "This lease is cancelled; ask for the next pair."),
-    "same_pair_other_choice": (_same_lease_other_choice, 409, "lease_not_active",
-                               "This lease was already judged with another choice; use undo to change it."),
-    "same_pair_second_lease": (_second_lease_on_a_judged_pair, 409, "already_judged",
-                               "You have already judged this pair; use undo to change your judgement."),
+    "cancelled_by_undo": (
+        _cancelled_by_undo,
+        409,
+        "lease_not_active",
+        "This lease is cancelled; ask for the next pair.",
+    ),
+    "same_pair_other_choice": (
+        _same_lease_other_choice,
+        409,
+        "lease_not_active",
+        "This lease was already judged with another choice; use undo to change it.",
+    ),
+    "same_pair_second_lease": (
+        _second_lease_on_a_judged_pair,
+        409,
+        "already_judged",
+        "You have already judged this pair; use undo to change your judgement.",
+    ),
 }
 
 
@@ -227,8 +254,9 @@ def test_the_page_path_needs_its_csrf_token_and_a_signed_in_annotator(reviewer):
     make_pair("RU")
     page, lease = leased(PagePath, chem("csrf"))
     before = written()
-    no_token = page.client.post(f"/api/leases/{lease}/judgement/", json.dumps({"choice": "left"}),
-                                content_type="application/json")
+    no_token = page.client.post(
+        f"/api/leases/{lease}/judgement/", json.dumps({"choice": "left"}), content_type="application/json"
+    )
     assert no_token.status_code == 403 and "CSRF" in no_token.json()["detail"]
     form_post = page.client.post("/annotate/", {"choice": "left", "csrfmiddlewaretoken": page.csrf})
     assert form_post.status_code == 405  # the page itself takes no judgement
@@ -262,10 +290,17 @@ def test_the_admin_can_neither_add_nor_change_nor_delete_a_judgement_or_a_lease(
     assert page.status_code == 200 and b'name="_save"' not in page.content  # view only
     assert admin.post(f"/admin/annotation/judgement/{judgement.id}/change/", fields).status_code == 403
     assert admin.post(f"/admin/annotation/judgement/{judgement.id}/delete/", {"post": "yes"}).status_code == 403
-    admin.post("/admin/annotation/judgement/", {"action": "delete_selected", "_selected_action": [judgement.id],
-                                                "post": "yes"})
-    pair_form = {"tuple": pair.tuple_id, "image_correct": pair.image_correct_id, "image_wrong": pair.image_wrong_id,
-                 "status": "open", "k": pair.k, "judgement_count": 3}
+    admin.post(
+        "/admin/annotation/judgement/", {"action": "delete_selected", "_selected_action": [judgement.id], "post": "yes"}
+    )
+    pair_form = {
+        "tuple": pair.tuple_id,
+        "image_correct": pair.image_correct_id,
+        "image_wrong": pair.image_wrong_id,
+        "status": "open",
+        "k": pair.k,
+        "judgement_count": 3,
+    }
     assert admin.post(f"/admin/annotation/pair/{pair.id}/change/", pair_form).status_code == 302
     assert written() == before  # the pair's counter is read-only there too
     assert Lease.objects.get(pk=lease.id).state == "judged" and Lease.objects.count() == 1
@@ -278,8 +313,14 @@ def write_jsonl_set(folder, n) -> object:
     for i in range(n):
         (images / f"c{i}.png").write_bytes(png_bytes())
         (images / f"w{i}.png").write_bytes(png_bytes())
-        rows.append({"implicit_prompt": f"An iron gate by the sea for a winter, number {i}", "task": "RU",
-                     "correct_image": f"images/c{i}.png", "wrong_image": f"images/w{i}.png"})
+        rows.append(
+            {
+                "implicit_prompt": f"An iron gate by the sea for a winter, number {i}",
+                "task": "RU",
+                "correct_image": f"images/c{i}.png",
+                "wrong_image": f"images/w{i}.png",
+            }
+        )
     path = folder / "tuples.jsonl"
     path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
     return path
@@ -358,7 +399,10 @@ def test_two_choices_sent_at_once_record_one_and_refuse_the_other():
             assert status in (200, 201) and body["choice"] == recorded
         else:
             assert (status, body["code"], body["detail"]) == (
-                409, "lease_not_active", "This lease was already judged with another choice; use undo to change it.")
+                409,
+                "lease_not_active",
+                "This lease was already judged with another choice; use undo to change it.",
+            )
     assert sorted(status for _, status, _ in answers) == [200] * 3 + [201] + [409] * 4
     assert Pair.objects.get().judgement_count == 1
 
@@ -378,4 +422,3 @@ def test_a_retry_after_success_gets_the_same_answer_and_changes_nothing(path_nam
     late = path.judge(lease, "neither")
     assert (late.status_code, late.json()) == (200, first.json())
     assert written() == before
-

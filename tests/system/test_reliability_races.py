@@ -22,10 +22,10 @@ from django.db import connection, connections
 from annotation.models import AuditEvent, Judgement, Lease
 from annotation.services import queue
 from curation.models import Consensus
+from curation.services import judging
 from curation.services.consensus import recompute_all, recompute_consensus
 from tests.support.concurrency import race
 from tests.support.factories import make_pair
-from curation.services import judging
 from tests.support.reliability import (
     CHOICES,
     Monitor,
@@ -79,7 +79,10 @@ def test_it_gives_every_pair_exactly_k_judgements_under_64_racing_annotators(set
                 continue
             if others and rng.random() < 0.05:  # judge through someone else's lease
                 assert refusal(judge(client, rng.choice(others), "left")) == (
-                    404, "lease_not_found", "No such lease for this user.")
+                    404,
+                    "lease_not_found",
+                    "No such lease for this user.",
+                )
                 tally.add("refused_not_your_lease")
             choice = rng.choice(CHOICES)
             first = judge(client, lease["lease_id"], choice)
@@ -94,8 +97,10 @@ def test_it_gives_every_pair_exactly_k_judgements_under_64_racing_annotators(set
             if rng.random() < 0.05:  # a changed mind sent to the same lease
                 other = rng.choice([c for c in CHOICES if c != choice])
                 assert refusal(judge(client, lease["lease_id"], other)) == (
-                    409, "lease_not_active",
-                    "This lease was already judged with another choice; use undo to change it.")
+                    409,
+                    "lease_not_active",
+                    "This lease was already judged with another choice; use undo to change it.",
+                )
                 tally.add("refused_other_choice")
 
     monitor = Monitor()
@@ -115,21 +120,34 @@ def test_it_gives_every_pair_exactly_k_judgements_under_64_racing_annotators(set
         assert stored[judgement_id] == annotator_id
     assert set(stored) == set(tally.accepted)
     assert dict(Judgement.objects.filter(pk__in=stored).values_list("id", "choice")) == {
-        jid: choice for jid, (_, _, choice) in tally.accepted.items()}
+        jid: choice for jid, (_, _, choice) in tally.accepted.items()
+    }
     assert AuditEvent.objects.filter(action="judgement.created").count() == N_PAIRS * K  # none for repeats
     assert not Lease.objects.filter(state="active").exists()
     assert monitor.samples > 0 and (monitor.over_k, monitor.counter_mismatch) == (0, 0)
-    figures("load", annotators=N_ANNOTATORS, pairs=N_PAIRS, k=K, rounds=dict(sorted(Counter(rounds.values()).items())),
-            seconds=round(seconds, 1), monitor_samples=monitor.samples, over_k=monitor.over_k,
-            counter_mismatch=monitor.counter_mismatch, **dict(sorted(tally.counts.items())), **end)
+    figures(
+        "load",
+        annotators=N_ANNOTATORS,
+        pairs=N_PAIRS,
+        k=K,
+        rounds=dict(sorted(Counter(rounds.values()).items())),
+        seconds=round(seconds, 1),
+        monitor_samples=monitor.samples,
+        over_k=monitor.over_k,
+        counter_mismatch=monitor.counter_mismatch,
+        **dict(sorted(tally.counts.items())),
+        **end,
+    )
 
 
 # --- 2. undo racing with consensus recomputation and with others taking the freed slot -------------
 
 
 def consensus_snapshot(pair_ids) -> dict:
-    return {c.pair_id: (c.outcome, c.label, c.n_judgements, c.counts, c.agreement)
-            for c in Consensus.objects.filter(pair_id__in=pair_ids)}
+    return {
+        c.pair_id: (c.outcome, c.label, c.n_judgements, c.counts, c.agreement)
+        for c in Consensus.objects.filter(pair_id__in=pair_ids)
+    }
 
 
 @pytest.mark.slow
@@ -235,8 +253,16 @@ def test_undo_racing_with_recomputation_and_takers_leaves_counters_and_consensus
     Consensus.objects.all().delete()
     recompute_all()
     assert consensus_snapshot(pair_ids) == stored  # the stored rows are what a rebuild from scratch gives
-    figures("undo", annotators=len(first) + len(takers), pairs=len(pair_ids), k=K,
-            monitor_samples=monitor.samples, over_k=monitor.over_k, **dict(sorted(tally.counts.items())), **end)
+    figures(
+        "undo",
+        annotators=len(first) + len(takers),
+        pairs=len(pair_ids),
+        k=K,
+        monitor_samples=monitor.samples,
+        over_k=monitor.over_k,
+        **dict(sorted(tally.counts.items())),
+        **end,
+    )
 
 
 def test_a_double_pressed_undo_takes_back_one_judgement_per_2xx_and_stays_consistent():
@@ -248,8 +274,9 @@ def test_a_double_pressed_undo_takes_back_one_judgement_per_2xx_and_stays_consis
     for _ in pair_ids:
         lease = queue.next_lease(user)
         judging.judge(user, lease.id, queue.JudgementInput("left"))
-    newest_first = list(Judgement.objects.filter(annotator=user).order_by("-created_at", "-id")
-                        .values_list("pair_id", flat=True))
+    newest_first = list(
+        Judgement.objects.filter(annotator=user).order_by("-created_at", "-id").values_list("pair_id", flat=True)
+    )
     barrier, answers = threading.Barrier(4), []
 
     def press():
@@ -270,8 +297,8 @@ def test_a_double_pressed_undo_takes_back_one_judgement_per_2xx_and_stays_consis
     assert len(ok) >= 1 and len(ok) + len(refused) == 4
     assert {r[:2] for r in refused} <= {(404, "nothing_to_undo")}
     left = list(Judgement.objects.filter(annotator=user).values_list("pair_id", flat=True))
-    assert sorted(left) == sorted(newest_first[len(ok):])  # exactly one judgement per 200, newest first
-    assert {a["pair_id"] for a in ok} == set(newest_first[:len(ok)])
+    assert sorted(left) == sorted(newest_first[len(ok) :])  # exactly one judgement per 200, newest first
+    assert {a["pair_id"] for a in ok} == set(newest_first[: len(ok)])
     live = Lease.objects.filter(annotator=user, state="active")
-    assert live.count() == 1 and live.get().pair_id in newest_first[:len(ok)]
+    assert live.count() == 1 and live.get().pair_id in newest_first[: len(ok)]
     check_end_state(pair_ids, exactly_k=False)

@@ -68,33 +68,56 @@ def test_it_refuses_to_start_in_production_without_a_secret_key(tmp_path):
     assert "DJANGO_SECRET_KEY is required" in result.stderr
 
 
-PRODUCTION = {"DJANGO_SECRET_KEY": "k" * 20 + "-production-secret-for-the-settings-tests-0123456789",
-              "DJANGO_ALLOWED_HOSTS": "scit2i.example.org"}
+PRODUCTION = {
+    "DJANGO_SECRET_KEY": "k" * 20 + "-production-secret-for-the-settings-tests-0123456789",
+    "DJANGO_ALLOWED_HOSTS": "scit2i.example.org",
+}
 
 
 def _production_settings(tmp_path, names: list[str], **env) -> dict:
-    code = ("import json; from django.conf import settings as s; "
-            f"print(json.dumps({{n: getattr(s, n, None) for n in {names!r}}}, default=str))")
+    code = (
+        "import json; from django.conf import settings as s; "
+        f"print(json.dumps({{n: getattr(s, n, None) for n in {names!r}}}, default=str))"
+    )
     result = _manage("shell", "-c", code, SCIT2I_VAR_DIR=str(tmp_path), **PRODUCTION, **env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_it_keeps_session_and_csrf_cookies_secure_http_only_and_same_site_in_production(tmp_path):
-    values = _production_settings(tmp_path, [
-        "SESSION_COOKIE_SECURE", "SESSION_COOKIE_HTTPONLY", "SESSION_COOKIE_SAMESITE",
-        "CSRF_COOKIE_SECURE", "CSRF_COOKIE_HTTPONLY", "CSRF_COOKIE_SAMESITE", "SECURE_SSL_REDIRECT", "DEBUG",
-    ])
-    assert values == {"SESSION_COOKIE_SECURE": True, "SESSION_COOKIE_HTTPONLY": True, "SESSION_COOKIE_SAMESITE": "Lax",
-                      "CSRF_COOKIE_SECURE": True, "CSRF_COOKIE_HTTPONLY": True, "CSRF_COOKIE_SAMESITE": "Lax",
-                      "SECURE_SSL_REDIRECT": True, "DEBUG": False}
+    values = _production_settings(
+        tmp_path,
+        [
+            "SESSION_COOKIE_SECURE",
+            "SESSION_COOKIE_HTTPONLY",
+            "SESSION_COOKIE_SAMESITE",
+            "CSRF_COOKIE_SECURE",
+            "CSRF_COOKIE_HTTPONLY",
+            "CSRF_COOKIE_SAMESITE",
+            "SECURE_SSL_REDIRECT",
+            "DEBUG",
+        ],
+    )
+    assert values == {
+        "SESSION_COOKIE_SECURE": True,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "CSRF_COOKIE_SECURE": True,
+        "CSRF_COOKIE_HTTPONLY": True,
+        "CSRF_COOKIE_SAMESITE": "Lax",
+        "SECURE_SSL_REDIRECT": True,
+        "DEBUG": False,
+    }
 
 
 def test_it_takes_the_database_password_and_s3_keys_only_from_the_environment(tmp_path):
     values = _production_settings(
-        tmp_path, ["DATABASES", "STORAGES", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_S3_SECRET_ACCESS_KEY"],
+        tmp_path,
+        ["DATABASES", "STORAGES", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_S3_SECRET_ACCESS_KEY"],
         DATABASE_URL="postgres://scit2i:db-secret-from-env@db.example.org:5432/scit2i",
-        MEDIA_S3_BUCKET="scit2i-media", AWS_ACCESS_KEY_ID="AKIA-FROM-ENV", AWS_SECRET_ACCESS_KEY="s3-secret-from-env",
+        MEDIA_S3_BUCKET="scit2i-media",
+        AWS_ACCESS_KEY_ID="AKIA-FROM-ENV",
+        AWS_SECRET_ACCESS_KEY="s3-secret-from-env",
     )
     assert values["DATABASES"]["default"]["PASSWORD"] == "db-secret-from-env"
     assert values["STORAGES"]["default"]["BACKEND"] == "storages.backends.s3.S3Storage"
@@ -107,8 +130,11 @@ def test_no_secret_is_written_into_the_settings_source():
     """Every setting named like a credential is read from the environment, never a string literal."""
     tree = ast.parse((ROOT / "config" / "settings.py").read_text())
     literal = [
-        target.id for node in ast.walk(tree) if isinstance(node, ast.Assign)
-        for target in node.targets if isinstance(target, ast.Name)
+        target.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
         if re.search(r"(SECRET|PASSWORD|ACCESS_KEY|TOKEN)(_KEY|_ID)?$", target.id)
         and not isinstance(node.value, ast.Call)
     ]
@@ -117,10 +143,21 @@ def test_no_secret_is_written_into_the_settings_source():
 
 def test_it_refuses_a_soft_margin_as_long_as_the_run_time_limit(tmp_path):
     # ML_RUN_TIME_LIMIT_SECONDS=240 with the default 300 s margin loaded and gave a 1 s soft limit.
-    refused = _manage("check", SCIT2I_VAR_DIR=str(tmp_path), DJANGO_DEBUG="true", ML_RUN_TIME_LIMIT_SECONDS="240",
-                      CELERY_VISIBILITY_TIMEOUT_SECONDS="4000")
+    refused = _manage(
+        "check",
+        SCIT2I_VAR_DIR=str(tmp_path),
+        DJANGO_DEBUG="true",
+        ML_RUN_TIME_LIMIT_SECONDS="240",
+        CELERY_VISIBILITY_TIMEOUT_SECONDS="4000",
+    )
     assert refused.returncode != 0
     assert "ML_RUN_SOFT_MARGIN_SECONDS (300) must be smaller than ML_RUN_TIME_LIMIT_SECONDS (240)" in refused.stderr
-    accepted = _manage("check", SCIT2I_VAR_DIR=str(tmp_path), DJANGO_DEBUG="true", ML_RUN_TIME_LIMIT_SECONDS="240",
-                       ML_RUN_SOFT_MARGIN_SECONDS="60", CELERY_VISIBILITY_TIMEOUT_SECONDS="4000")
+    accepted = _manage(
+        "check",
+        SCIT2I_VAR_DIR=str(tmp_path),
+        DJANGO_DEBUG="true",
+        ML_RUN_TIME_LIMIT_SECONDS="240",
+        ML_RUN_SOFT_MARGIN_SECONDS="60",
+        CELERY_VISIBILITY_TIMEOUT_SECONDS="4000",
+    )
     assert accepted.returncode == 0, accepted.stderr

@@ -57,8 +57,9 @@ def test_an_undo_and_a_judgement_sent_together_run_in_some_serial_order(settings
         lease_b = queue.next_lease(user)
         assert {lease_a.pair_id, lease_b.pair_id} == {a.id, b.id}
         client = client_of(user)
-        undone, judged = together(lambda: client.post("/api/judgements/undo/"),
-                                  lambda: judge(client, lease_b.id, "right"))
+        undone, judged = together(
+            lambda: client.post("/api/judgements/undo/"), lambda: judge(client, lease_b.id, "right")
+        )
         assert undone.status_code == 200, undone.content
         left = set(Judgement.objects.filter(annotator=user).values_list("pair_id", flat=True))
         if judged.status_code == 201:  # the judgement first: the undo took back B's judgement
@@ -83,8 +84,9 @@ def test_a_named_undo_sent_twice_takes_back_one_judgement():
         lease = client.post("/api/queue/next/").json()
         assert judge(client, lease["lease_id"], "left").status_code == 201
     first, latest = Judgement.objects.filter(annotator=user).order_by("created_at", "id")
-    answers = together(*[lambda: client.post("/api/judgements/undo/", {"judgement_id": latest.id}, format="json")
-                         for _ in range(3)])
+    answers = together(
+        *[lambda: client.post("/api/judgements/undo/", {"judgement_id": latest.id}, format="json") for _ in range(3)]
+    )
     assert [a.status_code for a in answers] == [200, 200, 200], [a.content for a in answers]
     assert {a.json()["lease_id"] for a in answers} == {Lease.objects.get(annotator=user, state="active").id}
     assert list(Judgement.objects.filter(annotator=user).values_list("id", flat=True)) == [first.id]
@@ -95,9 +97,10 @@ def test_a_named_undo_sent_twice_takes_back_one_judgement():
     assert Judgement.objects.filter(annotator=user).count() == 2
     # an older judgement can be named too, and someone else's cannot
     (other,) = annotators("other", 1)
-    assert client_of(other).post("/api/judgements/undo/", {"judgement_id": first.id},
-                                 format="json").status_code == 404
-    assert client.post("/api/judgements/undo/", {"judgement_id": first.id}, format="json").json()["pair_id"] \
+    assert client_of(other).post("/api/judgements/undo/", {"judgement_id": first.id}, format="json").status_code == 404
+    assert (
+        client.post("/api/judgements/undo/", {"judgement_id": first.id}, format="json").json()["pair_id"]
         == first.pair_id
+    )
     for body in ([1], {"judgement_id": "x"}, {"judgement_id": 0}):
         assert client.post("/api/judgements/undo/", body, format="json").status_code == 400

@@ -33,6 +33,7 @@ class ExportError(ValueError):
 
 # --- where exports live ----------------------------------------------------------------------------
 
+
 def export_root() -> Path:
     return Path(settings.MEDIA_ROOT) / "exports"
 
@@ -53,8 +54,11 @@ def finished_export(version: DatasetVersion, fmt: str, out: str | Path | None = 
     if not (target / MANIFEST).is_file() or not (target / METADATA).is_file():
         return None
     meta = json.loads((target / METADATA).read_text(encoding="utf-8"))
-    if meta.get("version_id") != version.pk or meta.get("content_hash") != version.content_hash \
-            or meta.get("format") != fmt:
+    if (
+        meta.get("version_id") != version.pk
+        or meta.get("content_hash") != version.content_hash
+        or meta.get("format") != fmt
+    ):
         return None
     return export_result(target, meta)
 
@@ -65,10 +69,12 @@ def export_result(target: Path, meta: dict, sizes: dict[str, int] | None = None)
     for line in (target / MANIFEST).read_text(encoding="utf-8").splitlines():
         digest, name = line.split("  ", 1)
         size = sizes.get(name)
-        files.append({"path": name, "bytes": (target / name).stat().st_size if size is None else size,
-                      "sha256": digest})
-    files.append({"path": MANIFEST, "bytes": (target / MANIFEST).stat().st_size,
-                  "sha256": sha256_file(target / MANIFEST)})
+        files.append(
+            {"path": name, "bytes": (target / name).stat().st_size if size is None else size, "sha256": digest}
+        )
+    files.append(
+        {"path": MANIFEST, "bytes": (target / MANIFEST).stat().st_size, "sha256": sha256_file(target / MANIFEST)}
+    )
     return {
         "version": meta["version_id"],
         "format": meta["format"],
@@ -90,8 +96,9 @@ def verify_manifest(target: str | Path) -> list[str]:
     """The files whose sha256 differs from the manifest, or that are missing or not listed; [] when intact."""
     target = Path(target)
     listed = read_manifest(target)
-    bad = [name for name, digest in listed.items()
-           if not (target / name).is_file() or sha256_file(target / name) != digest]
+    bad = [
+        name for name, digest in listed.items() if not (target / name).is_file() or sha256_file(target / name) != digest
+    ]
     present = {p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()} - {MANIFEST}
     return sorted(bad + sorted(present - set(listed)))
 

@@ -15,6 +15,7 @@ def sha256_file(path: Path) -> str:
             digest.update(block)
     return digest.hexdigest()
 
+
 class Hasher:
     """sha256 of an export's files on a background thread while the writers go on (hashlib releases the
     GIL, so on a machine with more than one core the manifest costs little wall time).

@@ -11,6 +11,7 @@ from curation.services.exporting.source import Row, Source, common_columns, coun
 
 # --- JSONL + image folder --------------------------------------------------------------------------
 
+
 def write_jsonl_export(source: Source, folder: Path, shard_bytes: int) -> dict:
     counts = counts_skeleton()
     images = folder / "images"
@@ -49,10 +50,14 @@ def _jsonl_record(row: Row, images: Path, hasher: Hasher | None = None) -> dict:
         paths[which] = f"images/{name}"
     correct, wrong = ("other", "expected") if row.swapped else ("expected", "other")
     return {
-        "implicit_prompt": v["implicit_prompt"], "explicit_prompt": v["explicit_prompt"] or "",
+        "implicit_prompt": v["implicit_prompt"],
+        "explicit_prompt": v["explicit_prompt"] or "",
         "superficial_prompt": v["superficial_prompt"] or "",
-        "correct_image": paths[correct], "wrong_image": paths[wrong],
-        "expected_image": paths["expected"], "other_image": paths["other"],
-        "split": v["split"], **tuple_columns(row),
+        "correct_image": paths[correct],
+        "wrong_image": paths[wrong],
+        "expected_image": paths["expected"],
+        "other_image": paths["other"],
+        "split": v["split"],
+        **tuple_columns(row),
         **common_columns(row),
     }

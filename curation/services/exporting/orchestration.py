@@ -38,9 +38,16 @@ from curation.services.exporting.webdataset import write_webdataset_export
 
 # --- the entry points ------------------------------------------------------------------------------
 
-def export_version(version: DatasetVersion, fmt: str, *, shard_bytes: int = DEFAULT_SHARD_BYTES,
-                   progress: Progress | None = None, out: str | Path | None = None,
-                   batch_size: int = DEFAULT_BATCH_SIZE) -> dict:
+
+def export_version(
+    version: DatasetVersion,
+    fmt: str,
+    *,
+    shard_bytes: int = DEFAULT_SHARD_BYTES,
+    progress: Progress | None = None,
+    out: str | Path | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> dict:
     """Export ``version`` as ``fmt`` (see the module docstring); reuse a finished export of the same kind.
 
     ``out`` replaces the default directory ``MEDIA_ROOT/exports/<id>/<fmt>``; it must not exist, be empty,
@@ -67,12 +74,14 @@ def export_version(version: DatasetVersion, fmt: str, *, shard_bytes: int = DEFA
         with Hasher(temporary) as hasher:
             counts = _WRITERS[fmt](Source(version, batch_size, progress, hasher), temporary, shard_bytes)
             meta = {
-                "version_id": version.pk, "version": version.name, "content_hash": version.content_hash,
-                "format": fmt, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "version_id": version.pk,
+                "version": version.name,
+                "content_hash": version.content_hash,
+                "format": fmt,
+                "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "counts": counts,
             }
-            (temporary / METADATA).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n",
-                                              encoding="utf-8")
+            (temporary / METADATA).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
             write_manifest(temporary)
             sizes = hasher.sizes()
         try:
@@ -100,5 +109,9 @@ def run_export_job(job: Job, progress: Progress) -> dict:
     return export_version(version, fmt, shard_bytes=shard_bytes, progress=progress)
 
 
-_WRITERS = {"parquet": write_parquet_export, "published": write_published_export, "jsonl": write_jsonl_export,
-            "webdataset": write_webdataset_export}
+_WRITERS = {
+    "parquet": write_parquet_export,
+    "published": write_published_export,
+    "jsonl": write_jsonl_export,
+    "webdataset": write_webdataset_export,
+}

@@ -23,9 +23,18 @@ from science_t2i.format import image_struct, schema_with_features, science_t2i_f
 
 # --- parquet ---------------------------------------------------------------------------------------
 
-_EXTRA_COLUMNS = (("tuple_id", "int64"), ("pair_id", "int64"), ("task", "string"), ("discipline", "string"),
-                  ("scene", "string"), ("subject", "string"), ("label", "string"), ("consensus", "string"),
-                  ("agreement", "float64"), ("n_judgements", "int64"))
+_EXTRA_COLUMNS = (
+    ("tuple_id", "int64"),
+    ("pair_id", "int64"),
+    ("task", "string"),
+    ("discipline", "string"),
+    ("scene", "string"),
+    ("subject", "string"),
+    ("label", "string"),
+    ("consensus", "string"),
+    ("agreement", "float64"),
+    ("n_judgements", "int64"),
+)
 _WORDING_COLUMNS = ("implicit_prompts", "explicit_prompts", "superficial_prompts")
 
 
@@ -54,8 +63,11 @@ def _parquet_options(schema) -> dict:
             others.append(f"{field.name}.list.element.path")
         else:
             others.append(field.name)
-    return {"compression": {**{c: "snappy" for c in others}, **{c: "none" for c in images}},
-            "use_dictionary": others, "write_statistics": others}
+    return {
+        "compression": {**dict.fromkeys(others, "snappy"), **dict.fromkeys(images, "none")},
+        "use_dictionary": others,
+        "write_statistics": others,
+    }
 
 
 def image_structs(images: list[tuple[bytes, str, str]]) -> list[dict]:
@@ -70,19 +82,27 @@ def published_values(row: Row) -> dict:
     convention, stated in the dataset card)."""
     v = row.values
     return {
-        "implicit_prompt": v["implicit_prompt"], "explicit_prompt": v["explicit_prompt"] or "",
+        "implicit_prompt": v["implicit_prompt"],
+        "explicit_prompt": v["explicit_prompt"] or "",
         "superficial_prompt": v["superficial_prompt"] or "",
         "explicit_image": image_structs([row.image("correct")]),
         "superficial_image": image_structs([row.image("wrong")]),
-        "scene_scoring": v["scene_scoring"] or "", "real_scoring": v["real_scoring"] or "",
-        "category": v["task_name"] or "", "law": v["task"] or "",
+        "scene_scoring": v["scene_scoring"] or "",
+        "real_scoring": v["real_scoring"] or "",
+        "category": v["task_name"] or "",
+        "law": v["task"] or "",
     }
 
 
 def _parquet_row(row: Row) -> dict:
     columns = tuple_columns(row)
-    return {**published_values(row), **{name: columns[name] for name in _WORDING_COLUMNS},
-            "scene": columns["scene"], "subject": columns["subject"], **common_columns(row)}
+    return {
+        **published_values(row),
+        **{name: columns[name] for name in _WORDING_COLUMNS},
+        "scene": columns["scene"],
+        "subject": columns["subject"],
+        **common_columns(row),
+    }
 
 
 def _parquet_table(rows: list[dict], schema):
@@ -100,8 +120,11 @@ def _parquet_table(rows: list[dict], schema):
             items = [item for v in values for item in v]
             struct = field.type.value_type
             children = [pa.array([item[f.name] for item in items], f.type) for f in struct]
-            arrays.append(pa.ListArray.from_arrays(
-                offsets, pa.StructArray.from_arrays(children, fields=list(struct)), type=field.type))
+            arrays.append(
+                pa.ListArray.from_arrays(
+                    offsets, pa.StructArray.from_arrays(children, fields=list(struct)), type=field.type
+                )
+            )
         else:
             arrays.append(pa.array(values, field.type))
     return pa.Table.from_arrays(arrays, schema=schema)
@@ -113,8 +136,9 @@ class ShardedParquet:
     Row groups are encoded and written on a background thread (pyarrow releases the GIL) while the next
     batch is read and converted; at most one row group waits, so memory stays at about two batches."""
 
-    def __init__(self, folder: Path, split: str, shard_bytes: int, schema, hasher: Hasher | None = None,
-                 root: Path | None = None):
+    def __init__(
+        self, folder: Path, split: str, shard_bytes: int, schema, hasher: Hasher | None = None, root: Path | None = None
+    ):
         self.folder, self.split, self.shard_bytes, self.schema = folder, split, shard_bytes, schema
         self.hasher = hasher
         self.root = root or folder  # the export's folder: the manifest names files relative to it
@@ -178,7 +202,7 @@ class ShardedParquet:
         if self.writer is not None:
             try:
                 self.writer.close()
-            except Exception:  # noqa: BLE001 — the export is failing already; keep its own error
+            except Exception:
                 pass
             self.writer = None
 

@@ -68,7 +68,8 @@ def _grouped(rows: list[Row]) -> tuple[dict, int, list[Row]]:
     first = published_values(rows[0])
     values = {
         **first,
-        "implicit_prompt": rows[0].prompts("implicit"), "explicit_prompt": rows[0].prompts("explicit"),
+        "implicit_prompt": rows[0].prompts("implicit"),
+        "explicit_prompt": rows[0].prompts("explicit"),
         "superficial_prompt": rows[0].prompts("superficial"),
         "explicit_image": image_structs(list(correct.values())),
         "superficial_image": image_structs(list(wrong.values())),
@@ -84,8 +85,7 @@ def write_published_export(source: Source, folder: Path, shard_bytes: int) -> di
     for name, splits, train_shape in DATASETS:
         schema, written = _schema(train_shape), {}
         for split, published in splits:
-            shards = ShardedParquet(folder / name / "data", published, shard_bytes, schema, source.hasher,
-                                     root=folder)
+            shards = ShardedParquet(folder / name / "data", published, shard_bytes, schema, source.hasher, root=folder)
             n = 0
             try:
                 batches = source.batches(split, DECIDED, by_tuple=train_shape)
@@ -105,8 +105,9 @@ def write_published_export(source: Source, folder: Path, shard_bytes: int) -> di
             count_excluded(source, counts, split)
         if written:
             (folder / name).mkdir(parents=True, exist_ok=True)
-            (folder / name / "README.md").write_text(dataset_card(name, source.version, written, train_shape),
-                                                     encoding="utf-8")
+            (folder / name / "README.md").write_text(
+                dataset_card(name, source.version, written, train_shape), encoding="utf-8"
+            )
             counts["datasets"][name] = {split: info["rows"] for split, info in written.items()}
     counts["agreement"] = agreement_summary(agreements)
     (folder / "README.md").write_text(layout_card(source.version, counts["datasets"]), encoding="utf-8")
@@ -124,30 +125,50 @@ def _rows(batches: Iterator[list[Row]], train_shape: bool) -> Iterator[tuple[dic
 
 def dataset_card(name: str, version, written: dict, train_shape: bool) -> str:
     """The README.md of one published dataset folder: its splits, features, and what it holds."""
-    yaml = ["---", "license: apache-2.0", "task_categories:", "- text-to-image",
-            "configs:", "- config_name: default", "  data_files:"]
+    yaml = [
+        "---",
+        "license: apache-2.0",
+        "task_categories:",
+        "- text-to-image",
+        "configs:",
+        "- config_name: default",
+        "  data_files:",
+    ]
     for split in written:
-        yaml += [f"  - split: {split}", f"    path: \"data/{split}-*\""]
+        yaml += [f"  - split: {split}", f'    path: "data/{split}-*"']
     yaml += published_features_yaml(prompt_lists=train_shape)
     yaml += ["  splits:"] + [f"  - name: {split}\n    num_examples: {info['rows']}" for split, info in written.items()]
     yaml.append("---")
-    shape = ("One row per tuple: the three prompt columns are lists of every wording (the prompt, then its "
-             "paraphrases); `explicit_image` holds every image the experts judged correct in the tuple's pairs, "
-             "`superficial_image` every image they judged wrong (draw one of each per example, as the paper's "
-             "trainer does).") if train_shape else (
-             "One row per judged pair: string prompts, `explicit_image` = [the image the experts judged "
-             "correct], `superficial_image` = [the other one] (evaluation takes element 0 of each).")
+    shape = (
+        (
+            "One row per tuple: the three prompt columns are lists of every wording (the prompt, then its "
+            "paraphrases); `explicit_image` holds every image the experts judged correct in the tuple's pairs, "
+            "`superficial_image` every image they judged wrong (draw one of each per example, as the paper's "
+            "trainer does)."
+        )
+        if train_shape
+        else (
+            "One row per judged pair: string prompts, `explicit_image` = [the image the experts judged "
+            "correct], `superficial_image` = [the other one] (evaluation takes element 0 of each)."
+        )
+    )
     body = [
-        f"# {name} — version `{version.name}`", "",
+        f"# {name} — version `{version.name}`",
+        "",
         f"Exported from the Science-T2I curation platform (version id {version.pk}, content hash "
-        f"`{version.content_hash}`), in the published layout of `{name}`.", "",
-        shape, "",
+        f"`{version.content_hash}`), in the published layout of `{name}`.",
+        "",
+        shape,
+        "",
         "`scene_scoring` and `real_scoring` are the tuple's grading rubrics (empty where none was recorded). "
         "`category` holds the task name and `law` the task code (our convention: the published values are not "
-        "documented; our importer and evaluator read either column by value).", "",
-        "Load it with `datasets.load_dataset(\"<this folder>\")` or "
-        "`datasets.load_dataset(\"parquet\", data_dir=\"<this folder>\")`.", "",
-        "Apache-2.0; cite Science-T2I when redistributing.", "",
+        "documented; our importer and evaluator read either column by value).",
+        "",
+        'Load it with `datasets.load_dataset("<this folder>")` or '
+        '`datasets.load_dataset("parquet", data_dir="<this folder>")`.',
+        "",
+        "Apache-2.0; cite Science-T2I when redistributing.",
+        "",
     ]
     return "\n".join(yaml) + "\n" + "\n".join(body)
 
@@ -161,14 +182,24 @@ def layout_card(version, datasets: dict) -> str:
             continue
         yaml += [f"- config_name: {name}", "  data_files:"]
         for split in datasets[name]:
-            yaml += [f"  - split: {split}", f"    path: \"{name}/data/{split}-*\""]
+            yaml += [f"  - split: {split}", f'    path: "{name}/data/{split}-*"']
     yaml.append("---")
-    body = [f"# Science-T2I, published layout — version `{version.name}`", "",
-            "Three datasets, as Science-T2I is published; each folder is a dataset of its own:", ""]
-    body += [f"- `{name}`: " + ", ".join(f"{split} {n} rows" for split, n in splits.items())
-             for name, splits in datasets.items()]
-    body += ["", "Load one with `datasets.load_dataset(\"<export>/Science-T2I-S\")`, "
-             "`datasets.load_dataset(\"parquet\", data_dir=\"<export>/Science-T2I-S\")` or "
-             "`datasets.load_dataset(\"<export>\", \"Science-T2I-S\")`. Counts: "
-             f"`{json.dumps(datasets, sort_keys=True)}`.", ""]
+    body = [
+        f"# Science-T2I, published layout — version `{version.name}`",
+        "",
+        "Three datasets, as Science-T2I is published; each folder is a dataset of its own:",
+        "",
+    ]
+    body += [
+        f"- `{name}`: " + ", ".join(f"{split} {n} rows" for split, n in splits.items())
+        for name, splits in datasets.items()
+    ]
+    body += [
+        "",
+        'Load one with `datasets.load_dataset("<export>/Science-T2I-S")`, '
+        '`datasets.load_dataset("parquet", data_dir="<export>/Science-T2I-S")` or '
+        '`datasets.load_dataset("<export>", "Science-T2I-S")`. Counts: '
+        f"`{json.dumps(datasets, sort_keys=True)}`.",
+        "",
+    ]
     return "\n".join(yaml) + "\n" + "\n".join(body)

@@ -63,8 +63,11 @@ class Row:
     def image(self, which: str) -> tuple[bytes, str, str]:
         """(bytes, sha256, extension) of the ``correct``/``wrong`` (by label) or ``expected``/``other`` image."""
         if which in ("correct", "wrong"):
-            which = ("other" if self.swapped else "expected") if which == "correct" else \
-                ("expected" if self.swapped else "other")
+            which = (
+                ("other" if self.swapped else "expected")
+                if which == "correct"
+                else ("expected" if self.swapped else "other")
+            )
         data = self.expected if which == "expected" else self.other
         return data, self.values[f"{which}_sha256"], _extension(self.values[f"{which}_format"])
 
@@ -92,8 +95,10 @@ def read_stored_file(name: str) -> bytes:
 
 
 def _load_images(batch: list[dict]) -> list[Row]:
-    return [Row(values, read_stored_file(values["expected_file"]), read_stored_file(values["other_file"]))
-            for values in batch]
+    return [
+        Row(values, read_stored_file(values["expected_file"]), read_stored_file(values["other_file"]))
+        for values in batch
+    ]
 
 
 class Source:
@@ -103,8 +108,7 @@ class Source:
     (reading releases the GIL), so at most two batches are in memory. Only ``read_stored_file`` (storage) runs there;
     the database is read on the caller's thread."""
 
-    def __init__(self, version: DatasetVersion, batch_size: int, progress: Progress,
-                 hasher: Hasher | None = None):
+    def __init__(self, version: DatasetVersion, batch_size: int, progress: Progress, hasher: Hasher | None = None):
         self.version, self.batch_size, self._progress = version, batch_size, progress
         self.total = VersionMember.objects.filter(version=version).count()
         self.done = 0
@@ -163,9 +167,14 @@ class Source:
 def common_columns(row: Row) -> dict:
     v = row.values
     return {
-        "tuple_id": v["tuple_id"], "pair_id": v["pair_id"], "task": v["task"] or "",
-        "discipline": v["discipline"] or "", "label": v["label"], "consensus": v["consensus"],
-        "agreement": v["agreement"], "n_judgements": v["n_judgements"],
+        "tuple_id": v["tuple_id"],
+        "pair_id": v["pair_id"],
+        "task": v["task"] or "",
+        "discipline": v["discipline"] or "",
+        "label": v["label"],
+        "consensus": v["consensus"],
+        "agreement": v["agreement"],
+        "n_judgements": v["n_judgements"],
     }
 
 
@@ -173,9 +182,12 @@ def tuple_columns(row: Row) -> dict:
     """The tuple's own fields beyond the three prompts: every wording, scene, subject and rubrics."""
     v = row.values
     return {
-        "implicit_prompts": row.prompts("implicit"), "explicit_prompts": row.prompts("explicit"),
-        "superficial_prompts": row.prompts("superficial"), "scene": v["scene"] or "",
-        "subject": v["subject"] or "", "scene_scoring": v["scene_scoring"] or "",
+        "implicit_prompts": row.prompts("implicit"),
+        "explicit_prompts": row.prompts("explicit"),
+        "superficial_prompts": row.prompts("superficial"),
+        "scene": v["scene"] or "",
+        "subject": v["subject"] or "",
+        "scene_scoring": v["scene_scoring"] or "",
         "real_scoring": v["real_scoring"] or "",
     }
 

@@ -22,6 +22,7 @@ from curation.services.exporting.source import (
 
 # --- WebDataset ------------------------------------------------------------------------------------
 
+
 def write_webdataset_export(source: Source, folder: Path, shard_bytes: int) -> dict:
     counts = counts_skeleton()
     for split in SPLITS:
@@ -77,13 +78,22 @@ def _close_tar(tar: tarfile.TarFile) -> None:
 def _add_sample(tar: tarfile.TarFile, row: Row) -> None:
     v = row.values
     key = f"p{v['pair_id']:09d}"
-    meta = {"implicit_prompt": v["implicit_prompt"], "explicit_prompt": v["explicit_prompt"] or "",
-            "superficial_prompt": v["superficial_prompt"] or "", "category": v["task_name"] or "",
-            "split": v["split"], **tuple_columns(row), **common_columns(row)}
+    meta = {
+        "implicit_prompt": v["implicit_prompt"],
+        "explicit_prompt": v["explicit_prompt"] or "",
+        "superficial_prompt": v["superficial_prompt"] or "",
+        "category": v["task_name"] or "",
+        "split": v["split"],
+        **tuple_columns(row),
+        **common_columns(row),
+    }
     correct, _, correct_ext = row.image("correct")
     wrong, _, wrong_ext = row.image("wrong")
-    for name, data in ((f"{key}.json", json.dumps(meta, ensure_ascii=False).encode()),
-                       (f"{key}.correct.{correct_ext}", correct), (f"{key}.wrong.{wrong_ext}", wrong)):
+    for name, data in (
+        (f"{key}.json", json.dumps(meta, ensure_ascii=False).encode()),
+        (f"{key}.correct.{correct_ext}", correct),
+        (f"{key}.wrong.{wrong_ext}", wrong),
+    ):
         info = tarfile.TarInfo(name)
         info.size, info.mode, info.mtime = len(data), 0o644, 0
         tar.addfile(info, io.BytesIO(data))

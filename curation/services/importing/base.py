@@ -77,15 +77,26 @@ class DatasetImportReport:
     def as_dict(self) -> dict:
         errors = list(self.errors)
         if self.error_count > len(errors):
-            errors.append({"file": None, "row": None,
-                           "error": f"... and {self.error_count - len(errors)} more rows with errors"})
-        return {"format": self.format, "source": self.source, "mode": self.mode, "dry_run": self.dry_run,
-                "options": dict(self.options), "rows": self.rows, "records": self.records,
-                "tuples": dict(self.tuples), "images": dict(self.images), "pairs": dict(self.pairs),
-                "decisions": dict(self.decisions),
-                "unassigned": {"count": self.unassigned["count"], "rows": list(self.unassigned["rows"])},
-                "same_prompt": {**self.same_prompt, "prompts": list(self.same_prompt["prompts"])},
-                "errors": errors, "error_count": self.error_count}
+            errors.append(
+                {"file": None, "row": None, "error": f"... and {self.error_count - len(errors)} more rows with errors"}
+            )
+        return {
+            "format": self.format,
+            "source": self.source,
+            "mode": self.mode,
+            "dry_run": self.dry_run,
+            "options": dict(self.options),
+            "rows": self.rows,
+            "records": self.records,
+            "tuples": dict(self.tuples),
+            "images": dict(self.images),
+            "pairs": dict(self.pairs),
+            "decisions": dict(self.decisions),
+            "unassigned": {"count": self.unassigned["count"], "rows": list(self.unassigned["rows"])},
+            "same_prompt": {**self.same_prompt, "prompts": list(self.same_prompt["prompts"])},
+            "errors": errors,
+            "error_count": self.error_count,
+        }
 
 
 def shown(value, limit: int = 80) -> str:

@@ -52,8 +52,9 @@ class BulkWriter:
       those of the new pairs' decisions) are inserted together at the end of the batch, in its transaction.
     """
 
-    def __init__(self, report: DatasetImportReport, validated: dict, checked: dict | None = None,
-                 normalised: dict | None = None):
+    def __init__(
+        self, report: DatasetImportReport, validated: dict, checked: dict | None = None, normalised: dict | None = None
+    ):
         self.report, self.validated = report, validated  # validated: pass 1's (key, correct, wrong) → row
         self.checked = checked or {}  # pass 1's sha256 → (width, height, format)
         self.normalised = normalised or {}  # pass 1's sha256 read → sha256 stored (trimmed or normalised)
@@ -82,8 +83,9 @@ class BulkWriter:
     def _event(action: str, target_type: str, pk: int, after: dict, before: dict | None = None):
         from annotation.models import AuditEvent
 
-        return AuditEvent(actor=None, action=action, target_type=target_type, target_id=str(pk), before=before,
-                          after=after)
+        return AuditEvent(
+            actor=None, action=action, target_type=target_type, target_id=str(pk), before=before, after=after
+        )
 
     def _tuples(self, items: list[Item], events: list) -> set:
         """Every item's tuple id into ``self.tuples``; returns ``{("t", id)}`` of the tuples created here."""
@@ -94,8 +96,11 @@ class BulkWriter:
                 pending.append(item)
         if not pending:
             return set()
-        stored = set(PromptTuple.objects.filter(implicit_normalised__in=sorted({i.key[0] for i in pending}))
-                     .values_list("implicit_normalised", flat=True))
+        stored = set(
+            PromptTuple.objects.filter(implicit_normalised__in=sorted({i.key[0] for i in pending})).values_list(
+                "implicit_normalised", flat=True
+            )
+        )
         fresh, slow, claimed = [], [], set()
         for item in pending:
             if item.key[0] in stored or item.key[0] in claimed:
@@ -128,15 +133,21 @@ class BulkWriter:
         implicit = fields["implicit_prompt"].strip()
         explicit, superficial = fields["explicit_prompt"].strip(), fields["superficial_prompt"].strip()
         return PromptTuple(
-            implicit_prompt=implicit, implicit_normalised=normalise_prompt(implicit),
-            provenance=fields["provenance"] or {}, explicit_prompt=explicit,
-            superficial_prompt=superficial, subject=fields["subject"].strip(),
-            source=fields["source"], scene=fields["scene"] or PromptTuple.Scene.SIMPLE, task=fields["task"],
+            implicit_prompt=implicit,
+            implicit_normalised=normalise_prompt(implicit),
+            provenance=fields["provenance"] or {},
+            explicit_prompt=explicit,
+            superficial_prompt=superficial,
+            subject=fields["subject"].strip(),
+            source=fields["source"],
+            scene=fields["scene"] or PromptTuple.Scene.SIMPLE,
+            task=fields["task"],
             implicit_paraphrases=catalog.clean_paraphrases(implicit, fields.get("implicit_paraphrases")),
             explicit_paraphrases=catalog.clean_paraphrases(explicit, fields.get("explicit_paraphrases")),
             superficial_paraphrases=catalog.clean_paraphrases(superficial, fields.get("superficial_paraphrases")),
             scene_scoring=(fields.get("scene_scoring") or "").strip(),
-            real_scoring=(fields.get("real_scoring") or "").strip())
+            real_scoring=(fields.get("real_scoring") or "").strip(),
+        )
 
     def _images(self, items: list[Item], events: list) -> tuple[list, set]:
         """Per item, ``(correct id, wrong id)`` (None for an item without images), and ``{("i", id)}`` of
@@ -179,16 +190,39 @@ class BulkWriter:
                     width, height, fmt = self.checked.get(sha) or image_header(data)
                 key = catalog.storage_key(sha, ALLOWED_FORMATS[fmt])
                 files.append((key, data))
-                rows.append(Image(file=key, sha256=sha, width=width, height=height, format=fmt,
-                                  size_bytes=len(data), kind=kind, tuple_id=tuple_id, generator="", seed=None))
+                rows.append(
+                    Image(
+                        file=key,
+                        sha256=sha,
+                        width=width,
+                        height=height,
+                        format=fmt,
+                        size_bytes=len(data),
+                        kind=kind,
+                        tuple_id=tuple_id,
+                        generator="",
+                        seed=None,
+                    )
+                )
             self._store_files(files)  # every file before its row, as store_image does
             rows = insert_rows(Image, rows)
             for image in rows:
                 self.images[image.sha256] = image.pk
                 created.add(("i", image.pk))
-                events.append(self._event("image.created", "image", image.pk, {
-                    "sha256": image.sha256, "kind": image.kind, "tuple": image.tuple_id, "generator": "",
-                    "seed": None}))
+                events.append(
+                    self._event(
+                        "image.created",
+                        "image",
+                        image.pk,
+                        {
+                            "sha256": image.sha256,
+                            "kind": image.kind,
+                            "tuple": image.tuple_id,
+                            "generator": "",
+                            "seed": None,
+                        },
+                    )
+                )
             self.report.images["created"] += len(rows)
         ids = [None if pair is None else (self.images[pair[0][0]], self.images[pair[1][0]]) for pair in hashed]
         return ids, created
@@ -224,10 +258,14 @@ class BulkWriter:
         same, reversed_other = {}, {}  # key → stored pair id
         if lookup:
             image_ids = sorted({i for k in lookup for i in k[1:]})
-            stored = Pair.objects.filter(tuple_id__in=sorted({k[0] for k in lookup}), image_correct_id__in=image_ids,
-                                         image_wrong_id__in=image_ids)
-            for pk, tuple_id, correct, wrong, label in stored.values_list("pk", "tuple_id", "image_correct_id",
-                                                                          "image_wrong_id", "consensus__label"):
+            stored = Pair.objects.filter(
+                tuple_id__in=sorted({k[0] for k in lookup}),
+                image_correct_id__in=image_ids,
+                image_wrong_id__in=image_ids,
+            )
+            for pk, tuple_id, correct, wrong, label in stored.values_list(
+                "pk", "tuple_id", "image_correct_id", "image_wrong_id", "consensus__label"
+            ):
                 same[(tuple_id, correct, wrong)] = pk
                 if label == "other":  # stored the other way round, and the experts reversed it
                     reversed_other[(tuple_id, wrong, correct)] = pk
@@ -240,8 +278,9 @@ class BulkWriter:
                     stored_decisions.append((same.get(key) or reversed_other[key], label, item.decision))
             else:
                 status = Pair.Status.OPEN if item.label is None else Pair.Status.COMPLETE
-                rows.append(Pair(tuple_id=key[0], image_correct_id=key[1], image_wrong_id=key[2], k=self.k,
-                                 status=status))
+                rows.append(
+                    Pair(tuple_id=key[0], image_correct_id=key[1], image_wrong_id=key[2], k=self.k, status=status)
+                )
                 decided.append(item)
         if rows:
             consensus_rows = []
@@ -263,11 +302,24 @@ class BulkWriter:
     def _imported(self, pair: Pair, item: Item, events: list, opened: dict) -> Consensus:
         """The consensus row of a new pair's imported decision, and its events, as
         ``record_imported_decision`` writes them for a pair without judgements."""
-        counts = {label: 0 for label in Label.values}
-        row = Consensus(pair_id=pair.pk, outcome=Consensus.Outcome.IMPORTED, label=item.label, agreement=None,
-                        n_judgements=0, counts=counts, provenance=item.decision)
-        after = {"outcome": row.outcome, "label": row.label, "agreement": None, "n_judgements": 0,
-                 "counts": counts, "provenance": item.decision}
+        counts = dict.fromkeys(Label.values, 0)
+        row = Consensus(
+            pair_id=pair.pk,
+            outcome=Consensus.Outcome.IMPORTED,
+            label=item.label,
+            agreement=None,
+            n_judgements=0,
+            counts=counts,
+            provenance=item.decision,
+        )
+        after = {
+            "outcome": row.outcome,
+            "label": row.label,
+            "agreement": None,
+            "n_judgements": 0,
+            "counts": counts,
+            "provenance": item.decision,
+        }
         events.append(self._event("consensus.changed", "pair", pair.pk, after, before=None))
         events.append(self._event("pair.closed", "pair", pair.pk, catalog._pair_state(pair), before=opened))
         self.report.decisions["recorded"] += 1
@@ -293,8 +345,10 @@ def insert_rows(model, objs: list) -> list:
     fields = [f for f in meta.concrete_fields if not f.primary_key]
     quote = connection.ops.quote_name
     with connection.cursor() as cursor, connection.wrap_database_errors:
-        cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-                       [meta.db_table, meta.pk.column, len(objs)])
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            [meta.db_table, meta.pk.column, len(objs)],
+        )
         ids = sorted(row[0] for row in cursor.fetchall())
         columns = ", ".join(quote(f.column) for f in (meta.pk, *fields))
         with cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy:

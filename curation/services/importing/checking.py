@@ -29,9 +29,18 @@ from curation.services.importing.reading import Source, image_bytes
 from curation.services.importing.records import Options, Row
 
 
-def validate_rows(src: Source, opts: Options, report: DatasetImportReport, seen_pairs: dict, batch_size: int,
-              total: int, progress: Progress, seen_images: dict | None = None,
-              normalised: dict | None = None, tracker=None) -> None:
+def validate_rows(
+    src: Source,
+    opts: Options,
+    report: DatasetImportReport,
+    seen_pairs: dict,
+    batch_size: int,
+    total: int,
+    progress: Progress,
+    seen_images: dict | None = None,
+    normalised: dict | None = None,
+    tracker=None,
+) -> None:
     """Pass 1: every row read, checked and its images decoded; errors go to the report.
 
     Rows are taken ``batch_size`` at a time: their images are decoded on a thread pool (Pillow releases the
@@ -44,14 +53,18 @@ def validate_rows(src: Source, opts: Options, report: DatasetImportReport, seen_
                 report.rows += 1
                 if row.error is None:
                     try:
-                        report.payload_bytes += _validate_row(row, seen_pairs, checked, stored, seen_images,
-                                                              normalised)
+                        report.payload_bytes += _validate_row(row, seen_pairs, checked, stored, seen_images, normalised)
                     except RowError as exc:
                         row.error = str(exc)
                 if row.error is None:
                     if tracker is not None:
-                        tracker.add(row.file, row.number, row.choice, row.items[0].key[0],
-                                    row.items[0].fields["implicit_prompt"])
+                        tracker.add(
+                            row.file,
+                            row.number,
+                            row.choice,
+                            row.items[0].key[0],
+                            row.items[0].fields["implicit_prompt"],
+                        )
                     if row.choice is not None and row.choice.pending and not (tracker and tracker.merge):
                         row.error = row.choice.pending  # no task, and no merge can give it one (.tasks)
                 if row.error is not None:
@@ -120,8 +133,16 @@ class _ImageChecker:
 
     def _start(self, chunk: list[Row]) -> list:
         # a row's image in several pairs (lists of different lengths) is checked once
-        refs = list({id(ref): ref for row in chunk if row.error is None for item in row.items
-                     if item.explicit is not None for ref in (item.explicit, item.superficial)}.values())
+        refs = list(
+            {
+                id(ref): ref
+                for row in chunk
+                if row.error is None
+                for item in row.items
+                if item.explicit is not None
+                for ref in (item.explicit, item.superficial)
+            }.values()
+        )
         if self.pool is None:
             return [(ref, _check_ref(ref)) for ref in refs]
         return [(ref, self.pool.submit(_check_ref, ref)) for ref in refs]
@@ -156,11 +177,15 @@ class _StoredReversals:
         if not corrects:
             return
         # a stored pair contradicts a row when its correct image is the row's wrong one and vice versa
-        stored = Pair.objects.filter(image_correct__sha256__in=sorted(wrongs),
-                                     image_wrong__sha256__in=sorted(corrects))
+        stored = Pair.objects.filter(image_correct__sha256__in=sorted(wrongs), image_wrong__sha256__in=sorted(corrects))
         for pk, prompt, task, correct, wrong, label in stored.order_by("pk").values_list(
-                "pk", "tuple__implicit_normalised", "tuple__task_id", "image_correct__sha256",
-                "image_wrong__sha256", "consensus__label"):
+            "pk",
+            "tuple__implicit_normalised",
+            "tuple__task_id",
+            "image_correct__sha256",
+            "image_wrong__sha256",
+            "consensus__label",
+        ):
             self.found.setdefault((prompt, wrong, correct), []).append((pk, task, label))
 
     def get(self, key: tuple, correct: str, wrong: str) -> list[tuple[int, str | None]]:
@@ -169,8 +194,14 @@ class _StoredReversals:
         return [(pk, label) for pk, task, label in rows if not key[1] or task == key[1]]
 
 
-def _validate_row(row: Row, seen_pairs: dict, checked: dict, stored: _StoredReversals,
-                  seen_images: dict | None = None, normalised: dict | None = None) -> int:
+def _validate_row(
+    row: Row,
+    seen_pairs: dict,
+    checked: dict,
+    stored: _StoredReversals,
+    seen_images: dict | None = None,
+    normalised: dict | None = None,
+) -> int:
     """Decode the row's images; refuse a pair of identical images or one that contradicts another pair.
     ``seen_images`` collects each checked image's ``(width, height, format)`` by sha256, and ``normalised``
     the sha256 of the bytes read → that of the bytes to store, for images check_image trimmed or normalised
@@ -205,8 +236,9 @@ def _validate_row(row: Row, seen_pairs: dict, checked: dict, stored: _StoredReve
             raise RowError(f"contradicts {file} row {number}: the same two images with the roles swapped")
         file, number, claim = seen_pairs.setdefault((item.key, correct, wrong), (row.file, row.number, item.claim))
         if claim != item.claim:
-            raise RowError(f"contradicts {file} row {number}: the same pair is labelled {claim} there, "
-                           f"{item.claim} here")
+            raise RowError(
+                f"contradicts {file} row {number}: the same pair is labelled {claim} there, {item.claim} here"
+            )
         for pk, label in stored.get(item.key, correct, wrong):
             # a stored pair the experts reversed ("other"), met by a row that calls its explicit image correct:
             # the row states their answer, and is that pair

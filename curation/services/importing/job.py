@@ -46,10 +46,17 @@ def path_exists(path: Path) -> bool:
 def import_params(data: dict) -> dict:
     """The job's parameters from the validated fields of the API or the import page: the same for both, so
     identical requests share one job either way."""
-    return {"path": data["path"], "fmt": data["format"], "split": data["split"] or None,
-            "source": data["source"] or None, "task_default": data["task_default"] or None,
-            "auto_task": bool(data["auto_task"]), "merge_same_prompt": bool(data["merge_same_prompt"]),
-            "decisions": data["decisions"] or "import", "dry_run": data["dry_run"]}
+    return {
+        "path": data["path"],
+        "fmt": data["format"],
+        "split": data["split"] or None,
+        "source": data["source"] or None,
+        "task_default": data["task_default"] or None,
+        "auto_task": bool(data["auto_task"]),
+        "merge_same_prompt": bool(data["merge_same_prompt"]),
+        "decisions": data["decisions"] or "import",
+        "dry_run": data["dry_run"],
+    }
 
 
 class ImportFailed(RuntimeError):
@@ -65,10 +72,17 @@ def run_import_job(job, progress: Progress) -> dict:
     params = job.params or {}
     path = resolve_import_path(params.get("path", ""))
     report = import_dataset(
-        path, fmt=params.get("fmt") or params.get("format") or "auto", split=params.get("split") or None,
-        source=params.get("source") or None, dry_run=bool(params.get("dry_run")), progress=progress,
-        actor=job.created_by, task_default=params.get("task_default") or None, job=job,
-        decisions=params.get("decisions") or "import", auto_task=bool(params.get("auto_task")),
+        path,
+        fmt=params.get("fmt") or params.get("format") or "auto",
+        split=params.get("split") or None,
+        source=params.get("source") or None,
+        dry_run=bool(params.get("dry_run")),
+        progress=progress,
+        actor=job.created_by,
+        task_default=params.get("task_default") or None,
+        job=job,
+        decisions=params.get("decisions") or "import",
+        auto_task=bool(params.get("auto_task")),
         merge_same_prompt=bool(params.get("merge_same_prompt")),
     )
     result = report.as_dict()

@@ -98,15 +98,28 @@ def import_dataset(
             if default_task is None:
                 raise ImportRefused(f"unknown task {task_default!r}.")
             if auto_task:
-                raise ImportRefused("Give either a task default code or auto_task, not both (a task default of "
-                                    "'none' imports the rows the rules cannot assign without a task).")
-    opts = Options(source=source[:MAX_SHORT], scene=scene, tasks=tasks, task_default=default_task,
-                    allow_no_task=allow_no_task, source_is_default=source_given is None, auto_task=bool(auto_task),
-                    merge_same_prompt=bool(merge_same_prompt), decisions=decisions)
+                raise ImportRefused(
+                    "Give either a task default code or auto_task, not both (a task default of "
+                    "'none' imports the rows the rules cannot assign without a task)."
+                )
+    opts = Options(
+        source=source[:MAX_SHORT],
+        scene=scene,
+        tasks=tasks,
+        task_default=default_task,
+        allow_no_task=allow_no_task,
+        source_is_default=source_given is None,
+        auto_task=bool(auto_task),
+        merge_same_prompt=bool(merge_same_prompt),
+        decisions=decisions,
+    )
     report = DatasetImportReport(dry_run=dry_run, source=opts.source)
-    report.options = {"decisions": decisions, "auto_task": bool(auto_task),
-                      "merge_same_prompt": bool(merge_same_prompt),
-                      "task_default": default_task.code if default_task else (NO_TASK if allow_no_task else None)}
+    report.options = {
+        "decisions": decisions,
+        "auto_task": bool(auto_task),
+        "merge_same_prompt": bool(merge_same_prompt),
+        "task_default": default_task.code if default_task else (NO_TASK if allow_no_task else None),
+    }
     if not path.exists():
         report.format = fmt
         report.add_error(label, 0, f"{path}: no such file or directory")
@@ -145,8 +158,11 @@ def import_dataset(
 
     # Pass 2: write (or count, for a dry run).
     limit = getattr(settings, "IMPORT_SINGLE_TRANSACTION_MAX_BYTES", DEFAULT_SINGLE_TRANSACTION_MAX_BYTES)
-    writer = (Writer(report, dry_run=True, normalised=normalised) if dry_run
-              else BulkWriter(report, seen_pairs, seen_images, normalised))
+    writer = (
+        Writer(report, dry_run=True, normalised=normalised)
+        if dry_run
+        else BulkWriter(report, seen_pairs, seen_images, normalised)
+    )
     report.mode = "" if dry_run else ("single" if payload <= limit else "batched")
     try:
         if report.mode == "batched":
@@ -173,8 +189,9 @@ def import_dataset(
     return report
 
 
-def _resolve_tasks(tracker: TaskTracker, opts: Options, report: DatasetImportReport, seen_pairs: dict,
-                   files: list[str]) -> None:
+def _resolve_tasks(
+    tracker: TaskTracker, opts: Options, report: DatasetImportReport, seen_pairs: dict, files: list[str]
+) -> None:
     """After pass 1: the merges of task-less rows (pass 2 reads them through ``opts.merges``), the task
     listings, and the rows that still need a task reported as errors, in file and row order."""
     before = report.error_count
@@ -197,9 +214,11 @@ class DatasetImport:
 
 def _audit(actor, job, report: DatasetImportReport, path: Path) -> None:
     target = job if job is not None else DatasetImport(str(path)[-64:])
-    counts = {k: v for k, v in report.as_dict().items() if k in ("format", "source", "mode", "options", "rows",
-                                                                   "records", "tuples", "images", "pairs",
-                                                                   "decisions")}
+    counts = {
+        k: v
+        for k, v in report.as_dict().items()
+        if k in ("format", "source", "mode", "options", "rows", "records", "tuples", "images", "pairs", "decisions")
+    }
     counts["unassigned"] = report.unassigned["count"]
     counts["same_prompt"] = {k: report.same_prompt.get(k, 0) for k in ("count", "merged")}
     audit.record(actor, "dataset.imported", target, after={"path": str(path), **counts})
@@ -212,8 +231,15 @@ def _import_prompt_list(path, report, opts, task_default, dry_run, progress) -> 
     progress(0.0, "importing prompts")
     task = None if task_default is None or opts.allow_no_task else task_default
     try:
-        inner = import_prompts(path, task=task, auto_task=opts.auto_task, merge_same_prompt=opts.merge_same_prompt,
-                               source=opts.source, scene=opts.scene, dry_run=dry_run)
+        inner = import_prompts(
+            path,
+            task=task,
+            auto_task=opts.auto_task,
+            merge_same_prompt=opts.merge_same_prompt,
+            source=opts.source,
+            scene=opts.scene,
+            dry_run=dry_run,
+        )
     except ValueError as exc:
         raise ImportRefused(str(exc)) from exc
     report.rows = inner.created + inner.updated + inner.skipped + inner.error_count

@@ -77,8 +77,11 @@ class ParquetSource(Source):
             parquet = pq.ParquetFile(file)
             # One row group at a time: iter_batches over the whole file keeps what it read in memory until
             # the end of the file (the resident set grew by the file's size).
-            batches = (batch for group in range(parquet.num_row_groups)
-                       for batch in parquet.iter_batches(batch_size=64, row_groups=[group]))
+            batches = (
+                batch
+                for group in range(parquet.num_row_groups)
+                for batch in parquet.iter_batches(batch_size=64, row_groups=[group])
+            )
             for batch in batches:
                 for values in batch.to_pylist():
                     number += 1
@@ -105,9 +108,13 @@ class ParquetSource(Source):
         except DataError as exc:
             raise RowError(str(exc)) from None
         prompt = checked_text(record.implicit_prompt, "implicit_prompt", MAX_TEXT)
-        choice = choose_task(opts, [(c, values.get(c)) for c in _TASK_COLUMNS],
-                             {c: values.get(c) for c in GROUPING_COLUMNS if c in values}, prompt,
-                             values.get("discipline"))
+        choice = choose_task(
+            opts,
+            [(c, values.get(c)) for c in _TASK_COLUMNS],
+            {c: values.get(c) for c in GROUPING_COLUMNS if c in values},
+            prompt,
+            values.get("discipline"),
+        )
         provenance = {"file": label, "row": number, "split": split}
         for column in GROUPING_COLUMNS:
             if isinstance(values.get(column), str) and values[column]:
@@ -117,9 +124,18 @@ class ParquetSource(Source):
         claim, decision = decision_fields(values, file=label, number=number, split=split, platform="published")
         subject = values.get("subject") if isinstance(values.get("subject"), str) else ""
         scene = _scene(values.get("scene"))
-        items = make_items(record, choice=choice, scene=scene, opts=opts, provenance=provenance,
-                            rubrics=values, claim=claim, decision=decision,
-                            columns=("explicit_image", "superficial_image"), subject=subject)
+        items = make_items(
+            record,
+            choice=choice,
+            scene=scene,
+            opts=opts,
+            provenance=provenance,
+            rubrics=values,
+            claim=claim,
+            decision=decision,
+            columns=("explicit_image", "superficial_image"),
+            subject=subject,
+        )
         return choice, items
 
 
@@ -180,9 +196,15 @@ class JsonlSource(Source):
         if "correct_image" not in obj and "wrong_image" not in obj:  # a tuple without images
             for key in ("implicit_prompt", "explicit_prompt", "superficial_prompt", "task", "subject", "split"):
                 checked_text(obj.get(key), key, MAX_TEXT)
-            record = TupleRecord(obj.get("implicit_prompt") or "", obj.get("explicit_prompt") or "",
-                                 obj.get("superficial_prompt") or "", None, None, subject=obj.get("subject") or "",
-                                 split=obj.get("split") or "")
+            record = TupleRecord(
+                obj.get("implicit_prompt") or "",
+                obj.get("explicit_prompt") or "",
+                obj.get("superficial_prompt") or "",
+                None,
+                None,
+                subject=obj.get("subject") or "",
+                split=obj.get("split") or "",
+            )
         else:
             for column in ("correct_image", "wrong_image"):
                 if obj.get(column):
@@ -198,14 +220,29 @@ class JsonlSource(Source):
             except DataError as exc:
                 raise RowError(str(exc)) from None
         prompt = checked_text(record.implicit_prompt, "implicit_prompt", MAX_TEXT)
-        choice = choose_task(opts, [("task", obj.get("task"))],
-                             {c: obj.get(c) for c in GROUPING_COLUMNS if c in obj}, prompt, obj.get("discipline"))
+        choice = choose_task(
+            opts,
+            [("task", obj.get("task"))],
+            {c: obj.get(c) for c in GROUPING_COLUMNS if c in obj},
+            prompt,
+            obj.get("discipline"),
+        )
         provenance = {"file": self.path.name, "row": number, **provenance}
-        claim, decision = decision_fields(obj, file=self.path.name, number=number, split=record.split or "",
-                                           platform="tuples file")
-        items = make_items(record, choice=choice, scene=_scene(platform.get("scene")), opts=opts,
-                            provenance=provenance, rubrics=obj, claim=claim, decision=decision,
-                            columns=("correct_image", "wrong_image"), source=platform.get("source"))
+        claim, decision = decision_fields(
+            obj, file=self.path.name, number=number, split=record.split or "", platform="tuples file"
+        )
+        items = make_items(
+            record,
+            choice=choice,
+            scene=_scene(platform.get("scene")),
+            opts=opts,
+            provenance=provenance,
+            rubrics=obj,
+            claim=claim,
+            decision=decision,
+            columns=("correct_image", "wrong_image"),
+            source=platform.get("source"),
+        )
         return choice, items
 
 

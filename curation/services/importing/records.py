@@ -133,8 +133,7 @@ def decision_fields(values: dict, *, file: str, number: int, split: str, platfor
     else:
         raise RowError(f"label must be one of {', '.join(Label.values)}, not {shown(label)}")
     has_ours = values.get("label") not in (None, "") or values.get("pair_id") is not None
-    provenance = {"source": file, "row": number, "split": split,
-                  "dataset": "platform export" if has_ours else platform}
+    provenance = {"source": file, "row": number, "split": split, "dataset": "platform export" if has_ours else platform}
     outcome = values.get("consensus")
     if outcome not in (None, ""):
         if not isinstance(outcome, str) or len(outcome) > 32:
@@ -142,8 +141,12 @@ def decision_fields(values: dict, *, file: str, number: int, split: str, platfor
         provenance["outcome"] = outcome.strip()
     agreement = values.get("agreement")
     if agreement is not None:
-        if isinstance(agreement, bool) or not isinstance(agreement, int | float) or not math.isfinite(agreement) \
-                or not 0 <= agreement <= 1:
+        if (
+            isinstance(agreement, bool)
+            or not isinstance(agreement, int | float)
+            or not math.isfinite(agreement)
+            or not 0 <= agreement <= 1
+        ):
             raise RowError(f"agreement must be a share between 0 and 1, not {shown(agreement)}")
         provenance["agreement"] = float(agreement)
     n_judgements = values.get("n_judgements")
@@ -156,15 +159,28 @@ def decision_fields(values: dict, *, file: str, number: int, split: str, platfor
     return claim, provenance
 
 
-def make_items(record, *, choice: TaskChoice, scene: str | None, opts: Options, provenance: dict,
-                rubrics: dict, claim: str, decision: dict, columns: tuple[str, str], subject=None,
-                source=None) -> list[Item]:
+def make_items(
+    record,
+    *,
+    choice: TaskChoice,
+    scene: str | None,
+    opts: Options,
+    provenance: dict,
+    rubrics: dict,
+    claim: str,
+    decision: dict,
+    columns: tuple[str, str],
+    subject=None,
+    source=None,
+) -> list[Item]:
     """The row's items: one per pair (see **Pairs**), or one without images when the record has none."""
     implicit = checked_text(record.implicit_prompt, "implicit_prompt", MAX_TEXT)
     if not implicit:
         raise RowError("implicit prompt is missing or empty")
-    wordings = {name: _wordings(getattr(record, f"{name}_prompts") or [], f"{name}_prompt")
-                for name in ("implicit", "explicit", "superficial")}
+    wordings = {
+        name: _wordings(getattr(record, f"{name}_prompts") or [], f"{name}_prompt")
+        for name in ("implicit", "explicit", "superficial")
+    }
     create_only = []
     if not (opts.scene or scene):
         create_only.append("scene")
@@ -205,8 +221,10 @@ def make_items(record, *, choice: TaskChoice, scene: str | None, opts: Options, 
     items = []
     for index in range(max(len(correct), len(wrong))):
         i, j = index % len(correct), index % len(wrong)
-        names = (f"{columns[0]} {i + 1}" if len(correct) > 1 else columns[0],
-                 f"{columns[1]} {j + 1}" if len(wrong) > 1 else columns[1])
+        names = (
+            f"{columns[0]} {i + 1}" if len(correct) > 1 else columns[0],
+            f"{columns[1]} {j + 1}" if len(wrong) > 1 else columns[1],
+        )
         refs = (correct[i], wrong[j])
         if claim == Label.OTHER:  # the row's correct image is the catalogue's other image
             refs, names = refs[::-1], names[::-1]

@@ -46,8 +46,9 @@ from curation.services.importing.base import (
 from science_t2i.format import discipline_of, read_grouping, task_key
 
 GROUPING_COLUMNS = ("category", "law")
-_NO_TASK_HELP = ("give a task default (a task code, or 'none' to import such rows without a task), "
-                 "auto_task, or merge_same_prompt")
+_NO_TASK_HELP = (
+    "give a task default (a task code, or 'none' to import such rows without a task), auto_task, or merge_same_prompt"
+)
 
 
 class Tasks:
@@ -56,6 +57,7 @@ class Tasks:
 
     def __init__(self):
         from annotation.models import Discipline
+
         self._key = task_key
         self._by_key: dict[str, Task] = {}
         self.by_id: dict[int, Task] = {}
@@ -86,8 +88,9 @@ class TaskChoice:
     pending: str = ""  # with merge_same_prompt: the error reported unless a merge gives the row a task
 
 
-def choose_task(opts, named: list[tuple[str, object]], grouping: dict[str, object], prompt: str,
-                discipline_hint: object = None) -> TaskChoice:
+def choose_task(
+    opts, named: list[tuple[str, object]], grouping: dict[str, object], prompt: str, discipline_hint: object = None
+) -> TaskChoice:
     """The task of one row (see the module docstring): ``named`` are its own task columns in order,
     ``grouping`` its ``category``/``law`` values, ``discipline_hint`` our export's ``discipline`` column.
     Raises :class:`RowError`."""
@@ -99,8 +102,9 @@ def choose_task(opts, named: list[tuple[str, object]], grouping: dict[str, objec
             raise RowError(f"{column} must be a string")
         task = tasks.get(value)
         if task is None:
-            raise RowError(f"unknown task/category {shown(value.strip())} (column {column}: no stored task "
-                           "has that code or name)")
+            raise RowError(
+                f"unknown task/category {shown(value.strip())} (column {column}: no stored task has that code or name)"
+            )
         return TaskChoice(task)
     for column, value in grouping.items():
         if value is not None and not isinstance(value, str):
@@ -122,8 +126,11 @@ def choose_task(opts, named: list[tuple[str, object]], grouping: dict[str, objec
             discipline = discipline or slug
             held.append(f"{column} {shown(text)}: a discipline")
         else:
-            what = "a seeded task the catalogue no longer has" if seeded[column] == "task" else \
-                "neither a task nor a discipline"
+            what = (
+                "a seeded task the catalogue no longer has"
+                if seeded[column] == "task"
+                else "neither a task nor a discipline"
+            )
             unknown.append(text)
             held.append(f"{column} {shown(text)}: {what}")
     if task is not None:
@@ -144,8 +151,10 @@ def choose_task(opts, named: list[tuple[str, object]], grouping: dict[str, objec
         elif guessed is None:
             choice.reason = f"the rules guessed {code}, which the catalogue does not have"
         elif discipline and guessed.discipline.slug != discipline:
-            choice.reason = (f"the rules guessed {guessed.code} ({guessed.discipline.slug}), but the row names "
-                             f"the discipline {discipline}")
+            choice.reason = (
+                f"the rules guessed {guessed.code} ({guessed.discipline.slug}), but the row names "
+                f"the discipline {discipline}"
+            )
         else:
             choice.task = guessed
             return choice
@@ -210,9 +219,11 @@ class TaskTracker:
         stored: dict[str, dict[int, int]] = {}  # normalised → {task id: tuple id}
         prompts = list(self.taskless)
         for start in range(0, len(prompts), 500):
-            found = (PromptTuple.objects.filter(implicit_normalised__in=prompts[start:start + 500],
-                                                task__isnull=False)
-                     .order_by("pk").values_list("implicit_normalised", "task_id", "pk"))
+            found = (
+                PromptTuple.objects.filter(implicit_normalised__in=prompts[start : start + 500], task__isnull=False)
+                .order_by("pk")
+                .values_list("implicit_normalised", "task_id", "pk")
+            )
             for normalised, task_id, pk in found:
                 stored.setdefault(normalised, {}).setdefault(task_id, pk)
         merges: dict[str, Task] = {}
@@ -223,22 +234,38 @@ class TaskTracker:
             task_ids = set(in_db) | set(in_file)
             if not task_ids or (entry.task is not None and entry.task.pk in task_ids):
                 continue  # no tuple with a task, or the guess is its task: the rows land in that tuple anyway
-            listed = {"prompt": listed_prompt(entry.prompt), "file": entry.file, "row": entry.row,
-                      "rows": entry.rows,
-                      "existing": [{"tuple": pk, "task": _code(tasks, task_id)} for task_id, pk in in_db.items()],
-                      "in_file": [{"task": _code(tasks, task_id), "file": file, "row": row}
-                                  for task_id, (file, row) in in_file.items()]}
+            listed = {
+                "prompt": listed_prompt(entry.prompt),
+                "file": entry.file,
+                "row": entry.row,
+                "rows": entry.rows,
+                "existing": [{"tuple": pk, "task": _code(tasks, task_id)} for task_id, pk in in_db.items()],
+                "in_file": [
+                    {"task": _code(tasks, task_id), "file": file, "row": row}
+                    for task_id, (file, row) in in_file.items()
+                ],
+            }
             task = tasks.by_id.get(next(iter(task_ids))) if self.merge and len(task_ids) == 1 else None
             if task is not None:
                 merges[normalised] = task
-                listed |= {"merged": True, "task": task.code, "tuple": in_db.get(task.pk),
-                           "action": "merged: the rows join the tuple with this prompt and task"}
+                listed |= {
+                    "merged": True,
+                    "task": task.code,
+                    "tuple": in_db.get(task.pk),
+                    "action": "merged: the rows join the tuple with this prompt and task",
+                }
                 same["merged"] += 1
             else:
-                listed |= {"merged": False, "task": entry.task.code if entry.task else None,
-                           "tuple": None,
-                           "action": ("not merged: several tasks have this prompt" if len(task_ids) > 1 else
-                                      "not merged (merge_same_prompt is off): a tuple of its own")}
+                listed |= {
+                    "merged": False,
+                    "task": entry.task.code if entry.task else None,
+                    "tuple": None,
+                    "action": (
+                        "not merged: several tasks have this prompt"
+                        if len(task_ids) > 1
+                        else "not merged (merge_same_prompt is off): a tuple of its own"
+                    ),
+                }
             same["count"] += 1
             same["rows"] += entry.rows
             if len(same["prompts"]) < MAX_LISTED_ROWS:
@@ -246,14 +273,17 @@ class TaskTracker:
         report.same_prompt = same
         report.unassigned = {
             "count": sum(n for normalised, n in self.unassigned.items() if normalised not in merges),
-            "rows": [{"file": file, "row": row, "prompt": listed_prompt(prompt), "reason": reason}
-                     for normalised, file, row, prompt, reason in self.unassigned_rows
-                     if normalised not in merges][:MAX_LISTED_ROWS],
+            "rows": [
+                {"file": file, "row": row, "prompt": listed_prompt(prompt), "reason": reason}
+                for normalised, file, row, prompt, reason in self.unassigned_rows
+                if normalised not in merges
+            ][:MAX_LISTED_ROWS],
         }
         refused = sum(n for normalised, n in self.pending.items() if normalised not in merges)
         if refused:
-            listed = [(file, row, message) for normalised, file, row, message in self.pending_rows
-                      if normalised not in merges]
+            listed = [
+                (file, row, message) for normalised, file, row, message in self.pending_rows if normalised not in merges
+            ]
             for file, row, message in listed:
                 report.add_error(file, row, message)
             report.error_count += refused - len(listed)

@@ -123,11 +123,13 @@ class Writer:
             self.pairs.add(key)
             pair = None
             if tuple_ is not None:
-                pair = Pair.objects.filter(tuple=tuple_, image_correct__sha256=correct,
-                                           image_wrong__sha256=wrong).first()
+                pair = Pair.objects.filter(
+                    tuple=tuple_, image_correct__sha256=correct, image_wrong__sha256=wrong
+                ).first()
                 if pair is None:
-                    pair = Pair.objects.filter(tuple=tuple_, image_correct__sha256=wrong, image_wrong__sha256=correct,
-                                               consensus__label="other").first()
+                    pair = Pair.objects.filter(
+                        tuple=tuple_, image_correct__sha256=wrong, image_wrong__sha256=correct, consensus__label="other"
+                    ).first()
                     label = flipped(label)
             self.report.pairs["skipped" if pair else "created"] += 1
             if label is not None:
@@ -140,8 +142,9 @@ class Writer:
         if key in self.pairs:
             return
         self.pairs.add(key)
-        pair = Pair.objects.filter(tuple=tuple_, image_correct=wrong, image_wrong=correct,
-                                   consensus__label="other").first()
+        pair = Pair.objects.filter(
+            tuple=tuple_, image_correct=wrong, image_wrong=correct, consensus__label="other"
+        ).first()
         if pair is not None:
             self.report.pairs["skipped"] += 1  # stored the other way round, and the experts reversed it
             label = flipped(label)
@@ -167,9 +170,19 @@ class Writer:
 
 def decision_states():
     """What :func:`settled` reads of stored pairs, one named row per pair."""
-    return Pair.objects.values_list("pk", "is_gold", "judgement_count", "status", "consensus__outcome",
-                                    "consensus__label", "consensus__provenance", "consensus__n_judgements",
-                                    "consensus__counts", "consensus__agreement", named=True)
+    return Pair.objects.values_list(
+        "pk",
+        "is_gold",
+        "judgement_count",
+        "status",
+        "consensus__outcome",
+        "consensus__label",
+        "consensus__provenance",
+        "consensus__n_judgements",
+        "consensus__counts",
+        "consensus__agreement",
+        named=True,
+    )
 
 
 def settled(state, label: str, provenance: dict) -> str | None:
@@ -181,10 +194,16 @@ def settled(state, label: str, provenance: dict) -> str | None:
         return None
     if state.is_gold or state.consensus__outcome not in (None, "pending", "imported"):
         return "kept"
-    if (state.consensus__outcome == "imported" and state.consensus__label == label
-            and state.consensus__provenance == provenance and state.judgement_count == 0
-            and state.consensus__n_judgements == 0 and state.consensus__agreement is None
-            and not any((state.consensus__counts or {}).values()) and state.status != Pair.Status.OPEN):
+    if (
+        state.consensus__outcome == "imported"
+        and state.consensus__label == label
+        and state.consensus__provenance == provenance
+        and state.judgement_count == 0
+        and state.consensus__n_judgements == 0
+        and state.consensus__agreement is None
+        and not any((state.consensus__counts or {}).values())
+        and state.status != Pair.Status.OPEN
+    ):
         return "unchanged"
     return None
 

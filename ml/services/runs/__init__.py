@@ -17,5 +17,15 @@ from ml.services.runs.kinds import HANDLERS
 from ml.services.runs.lifecycle import GPU_QUEUE, RunBusy, cancel_run, execute_run, start_run, validate_params
 from ml.services.runs.params import RunParamsError
 
-__all__ = ["GPU_QUEUE", "HANDLERS", "RunBusy", "RunCancelled", "RunContext", "RunParamsError", "cancel_run", "execute_run",
-           "start_run", "validate_params"]
+__all__ = [
+    "GPU_QUEUE",
+    "HANDLERS",
+    "RunBusy",
+    "RunCancelled",
+    "RunContext",
+    "RunParamsError",
+    "cancel_run",
+    "execute_run",
+    "start_run",
+    "validate_params",
+]

@@ -42,8 +42,16 @@ def model_dir(kind: str, run: Run) -> Path:
     return Path(settings.ML_MODEL_ROOT) / kind / f"run-{run.pk}"
 
 
-def register_output(run: Run, ctx: RunContext, *, kind: str, source_dir: str | Path, parent: ModelVersion | None,
-                    dataset_version, metrics: dict) -> ModelVersion:
+def register_output(
+    run: Run,
+    ctx: RunContext,
+    *,
+    kind: str,
+    source_dir: str | Path,
+    parent: ModelVersion | None,
+    dataset_version,
+    metrics: dict,
+) -> ModelVersion:
     """Copy ``source_dir`` into :func:`model_dir` and register it as ``run-<run id>``, exactly once.
 
     The model's config is the run's parameters; the registration is made in the name of the run's
@@ -65,8 +73,16 @@ def register_output(run: Run, ctx: RunContext, *, kind: str, source_dir: str | P
             if target.exists():  # a copy left by a delivery that died before registering
                 shutil.rmtree(target)
             staging.rename(target)
-            model = registry.register_model(run.created_by, kind, target.name, str(target), config=run.params,
-                                            metrics=metrics, parent=parent, dataset_version=dataset_version)
+            model = registry.register_model(
+                run.created_by,
+                kind,
+                target.name,
+                str(target),
+                config=run.params,
+                metrics=metrics,
+                parent=parent,
+                dataset_version=dataset_version,
+            )
             Run.objects.filter(pk=run.pk).update(output_model=model)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -89,7 +105,12 @@ def merge_model_metrics(model: ModelVersion, key: str, value, *, run: Run | None
         before = locked.metrics.get(key)
         locked.metrics = {**locked.metrics, key: value}
         locked.save(update_fields=["metrics"])
-        audit.record(run.created_by if run else None, "model.metrics_recorded", locked,
-                     before={key: before}, after={key: value, "run": run.pk if run else None})
+        audit.record(
+            run.created_by if run else None,
+            "model.metrics_recorded",
+            locked,
+            before={key: before},
+            after={key: value, "run": run.pk if run else None},
+        )
     model.metrics = locked.metrics
     return locked

@@ -32,8 +32,17 @@ from ml.services.runs import scoring
 from ml.services.runs.artifacts import merge_model_metrics
 from ml.services.runs.context import RunContext
 from ml.services.runs.flux import GENERATORS, decided_members, pipeline_paths, split_tuples
-from ml.services.runs.params import (Choice, Float, Int, Ref, RunParamsError, clean_dataset_version, clean_fields,
-                                     clean_model, refuse_unknown)
+from ml.services.runs.params import (
+    Choice,
+    Float,
+    Int,
+    Ref,
+    RunParamsError,
+    clean_dataset_version,
+    clean_fields,
+    clean_model,
+    refuse_unknown,
+)
 
 CHUNK = 8  # tuples generated and scored between two saves
 SCHEMA = {
@@ -50,15 +59,34 @@ SCHEMA = {
 REFS = {
     "model": Ref("model", model_kinds=GENERATORS, help="the generator to evaluate"),
     "dataset_version": Ref("dataset_version", help="the tuples of its split are evaluated"),
-    "scorer": Ref("model", required=False, model_kinds=(ModelVersion.Kind.SCORER,),
-                  help="scores every image against the implicit prompt (default: the active scorer)"),
-    "base_model": Ref("model", required=False, model_kinds=GENERATORS,
-                      help="the model to compute RI against (e.g. the base of a fine-tuned LoRA)"),
-    "tasks": Ref("tasks", required=False, help="task codes to evaluate, e.g. [\"BU\", \"RU\"] (default: all)"),
+    "scorer": Ref(
+        "model",
+        required=False,
+        model_kinds=(ModelVersion.Kind.SCORER,),
+        help="scores every image against the implicit prompt (default: the active scorer)",
+    ),
+    "base_model": Ref(
+        "model",
+        required=False,
+        model_kinds=GENERATORS,
+        help="the model to compute RI against (e.g. the base of a fine-tuned LoRA)",
+    ),
+    "tasks": Ref("tasks", required=False, help='task codes to evaluate, e.g. ["BU", "RU"] (default: all)'),
 }
 # Parameters that decide the scores of a model's generations (batch_size does not change an image).
-SAME_SCORES = ("dataset_version", "split", "tasks", "scorer", "images_per_prompt", "steps", "guidance", "width",
-               "height", "seed", "max_sequence_length")
+SAME_SCORES = (
+    "dataset_version",
+    "split",
+    "tasks",
+    "scorer",
+    "images_per_prompt",
+    "steps",
+    "guidance",
+    "width",
+    "height",
+    "seed",
+    "max_sequence_length",
+)
 
 
 def validate(params: dict) -> tuple[dict, ModelVersion | None]:
@@ -73,12 +101,19 @@ def validate(params: dict) -> tuple[dict, ModelVersion | None]:
     tasks = _clean_tasks(params.get("tasks"), errors)
     version = clean_dataset_version(params, errors)
     if version is not None and "split" in cleaned and not decided_members(version, cleaned["split"], tasks).exists():
-        errors["dataset_version"] = (f"dataset version {version.name} has no decided pairs in {cleaned['split']}"
-                                     + (f" of tasks {', '.join(tasks)}" if tasks else ""))
+        errors["dataset_version"] = f"dataset version {version.name} has no decided pairs in {cleaned['split']}" + (
+            f" of tasks {', '.join(tasks)}" if tasks else ""
+        )
     if errors:
         raise RunParamsError(errors)
-    return {**cleaned, "model": model.pk, "dataset_version": version.pk, "scorer": scorer.pk,
-            "base_model": base.pk if base else None, "tasks": tasks}, model
+    return {
+        **cleaned,
+        "model": model.pk,
+        "dataset_version": version.pk,
+        "scorer": scorer.pk,
+        "base_model": base.pk if base else None,
+        "tasks": tasks,
+    }, model
 
 
 def _clean_tasks(value, errors: dict) -> list[str]:
@@ -106,8 +141,11 @@ def metrics_key(run: Run, version: DatasetVersion) -> str:
 def earlier_evaluation(run: Run, model: ModelVersion) -> dict | None:
     """The newest evaluation of ``model`` by another succeeded run with the same :data:`SAME_SCORES`."""
     settings = {name: run.params[name] for name in SAME_SCORES}
-    candidates = (Run.objects.filter(kind=Run.Kind.EVAL_GENERATOR, status=Run.Status.SUCCEEDED)
-                  .exclude(pk=run.pk).order_by("-finished_at", "-id"))
+    candidates = (
+        Run.objects.filter(kind=Run.Kind.EVAL_GENERATOR, status=Run.Status.SUCCEEDED)
+        .exclude(pk=run.pk)
+        .order_by("-finished_at", "-id")
+    )
     for earlier in candidates.filter(input_model=model):
         if all(earlier.params.get(name) == value for name, value in settings.items()):
             return earlier.artifacts.get("evaluation")
@@ -119,8 +157,11 @@ def earlier_evaluation(run: Run, model: ModelVersion) -> dict | None:
 
 def _records(run: Run) -> list[PromptTriple]:
     found = PromptTuple.objects.select_related("task").in_bulk(run.artifacts["tuples"])
-    return [PromptTriple(t.implicit_prompt, t.explicit_prompt, t.superficial_prompt, t.task.code if t.task else "")
-            for t in (found.get(pk) for pk in run.artifacts["tuples"]) if t is not None]
+    return [
+        PromptTriple(t.implicit_prompt, t.explicit_prompt, t.superficial_prompt, t.task.code if t.task else "")
+        for t in (found.get(pk) for pk in run.artifacts["tuples"])
+        if t is not None
+    ]
 
 
 def _read_chunks(path) -> dict[int, list[dict]]:
@@ -136,8 +177,16 @@ def _read_chunks(path) -> dict[int, list[dict]]:
     return chunks
 
 
-def evaluate(run: Run, ctx: RunContext, label: str, model: ModelVersion, scorer, records: list,
-             span: tuple[float, float], base: dict | None = None) -> dict:
+def evaluate(
+    run: Run,
+    ctx: RunContext,
+    label: str,
+    model: ModelVersion,
+    scorer,
+    records: list,
+    span: tuple[float, float],
+    base: dict | None = None,
+) -> dict:
     """Generate and score ``records`` with ``model`` chunk by chunk (resumable); the summary."""
     from ml.core.eval_generator import evaluate_generator
     from ml.core.generate import load_pipeline
@@ -155,10 +204,20 @@ def evaluate(run: Run, ctx: RunContext, label: str, model: ModelVersion, scorer,
         n = p["images_per_prompt"]
         for start in todo:
             ctx.check_cancelled()
-            result = evaluate_generator(pipe, scorer, records[start:start + CHUNK], images_per_prompt=n,
-                                        seed=p["seed"] + start * n, steps=p["steps"], guidance=p["guidance"],
-                                        width=p["width"], height=p["height"], batch_size=p["batch_size"],
-                                        max_sequence_length=p["max_sequence_length"], model_name=model.name)
+            result = evaluate_generator(
+                pipe,
+                scorer,
+                records[start : start + CHUNK],
+                images_per_prompt=n,
+                seed=p["seed"] + start * n,
+                steps=p["steps"],
+                guidance=p["guidance"],
+                width=p["width"],
+                height=p["height"],
+                batch_size=p["batch_size"],
+                max_sequence_length=p["max_sequence_length"],
+                model_name=model.name,
+            )
             rows = [{**row, "tuple": row["tuple"] + start} for row in result["generations"]]
             with open(path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps({"start": start, "rows": rows}) + "\n")
@@ -168,11 +227,14 @@ def evaluate(run: Run, ctx: RunContext, label: str, model: ModelVersion, scorer,
         scoring.free_device_memory()
     rows = [row for start in sorted(chunks) for row in chunks[start]]
     summary = summarize(rows, base)
-    summary.update(model=model.pk, name=model.name, generations=str(path),
-                   settings={name: p[name] for name in SAME_SCORES})
+    summary.update(
+        model=model.pk, name=model.name, generations=str(path), settings={name: p[name] for name in SAME_SCORES}
+    )
     overall = summary["groups"].get("overall", {})
-    ctx.log(f"{label} {model.name}: " + ", ".join(f"{k} {_fmt(overall.get(k))}" for k in (*PROMPT_KINDS, "ND", "RI")
-                                                  if k in overall))
+    ctx.log(
+        f"{label} {model.name}: "
+        + ", ".join(f"{k} {_fmt(overall.get(k))}" for k in (*PROMPT_KINDS, "ND", "RI") if k in overall)
+    )
     return summary
 
 
@@ -182,9 +244,14 @@ def _fmt(value) -> str:
 
 def _registry_summary(run: Run, summary: dict, base_model: int | None) -> dict:
     keep = (*PROMPT_KINDS, "ND", "RI")
-    return {"run": run.pk, "scorer": run.params["scorer"], "base_model": base_model,
-            "groups": {name: {k: v for k, v in metrics.items() if k in keep}
-                       for name, metrics in summary["groups"].items()}}
+    return {
+        "run": run.pk,
+        "scorer": run.params["scorer"],
+        "base_model": base_model,
+        "groups": {
+            name: {k: v for k, v in metrics.items() if k in keep} for name, metrics in summary["groups"].items()
+        },
+    }
 
 
 def handle(run: Run, ctx: RunContext) -> None:
@@ -209,8 +276,10 @@ def handle(run: Run, ctx: RunContext) -> None:
             if art["base_evaluation"] is not None:
                 ctx.log(f"base {base.name}: reusing the evaluation of run {art['base_evaluation']['run']}")
             else:
-                art["base_evaluation"] = {**evaluate(run, ctx, "base", base, scorer, records, (0.0, 0.5)),
-                                          "run": run.pk}
+                art["base_evaluation"] = {
+                    **evaluate(run, ctx, "base", base, scorer, records, (0.0, 0.5)),
+                    "run": run.pk,
+                }
                 merge_model_metrics(base, key, _registry_summary(run, art["base_evaluation"], None), run=run)
             ctx.save_artifacts()
         base_summary = art["base_evaluation"]

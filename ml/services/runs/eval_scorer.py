@@ -15,16 +15,19 @@ from curation.models import DatasetVersion
 from ml.models import ModelVersion, Run
 from ml.services.runs import scoring
 from ml.services.runs.context import RunContext
-from ml.services.runs.params import (Int, Ref, RunParamsError, clean_dataset_version, clean_fields,
-                                     refuse_unknown)
+from ml.services.runs.params import Int, Ref, RunParamsError, clean_dataset_version, clean_fields, refuse_unknown
 
 SCHEMA = {
     "splits": scoring.Splits(scoring.EVAL_SPLITS),
     "batch_size": Int(64, 1, 4096),
 }
 REFS = {
-    "model": Ref("model", required=False, model_kinds=(ModelVersion.Kind.SCORER,),
-                 help="the scorer to evaluate (default: the active scorer)"),
+    "model": Ref(
+        "model",
+        required=False,
+        model_kinds=(ModelVersion.Kind.SCORER,),
+        help="the scorer to evaluate (default: the active scorer)",
+    ),
     "dataset_version": Ref("dataset_version"),
 }
 

@@ -56,4 +56,3 @@ def trainer_options(params: dict, schema: dict) -> list[str]:
         else:
             options += [f"--{flag}", str(value)]
     return options
-

@@ -18,8 +18,7 @@ from annotation.services import catalog
 from ml.models import ModelVersion, Run
 from ml.services.registry import generator_label
 from ml.services.runs.context import RunContext
-from ml.services.runs.params import (REQUIRED, Bool, Float, Int, Ref, RunParamsError, clean_fields,
-                                     refuse_unknown)
+from ml.services.runs.params import REQUIRED, Bool, Float, Int, Ref, RunParamsError, clean_fields, refuse_unknown
 
 SCHEMA = {
     "images_per_prompt": Int(1, 1, 64),
@@ -33,8 +32,11 @@ SCHEMA = {
 }
 MAX_TUPLES = 10_000
 REFS = {
-    "model": Ref("model", model_kinds=("generator_base", "generator_lora"),
-                 help="the generator (admins may also give a pipeline directory on the workers)"),
+    "model": Ref(
+        "model",
+        model_kinds=("generator_base", "generator_lora"),
+        help="the generator (admins may also give a pipeline directory on the workers)",
+    ),
     "tuples": Ref("tuples", help="tuple ids, or {task: CODE, limit: N}"),
 }
 
@@ -127,8 +129,12 @@ def _load_generator(run: Run):
 def _resolve_tuples(selection) -> list[int]:
     if isinstance(selection, list):
         return list(selection)
-    qs = (PromptTuple.objects.filter(task__code=selection["task"]).exclude(explicit_prompt="")
-          .exclude(superficial_prompt="").order_by("id"))
+    qs = (
+        PromptTuple.objects.filter(task__code=selection["task"])
+        .exclude(explicit_prompt="")
+        .exclude(superficial_prompt="")
+        .order_by("id")
+    )
     return list(qs.values_list("id", flat=True)[: selection["limit"]])
 
 
@@ -151,8 +157,15 @@ def handle(run: Run, ctx: RunContext) -> None:
         raise ValueError("no tuples with both explicit and superficial prompts were selected")
     pipe, model_name = _load_generator(run)
     label = generator_label(run, model_name)
-    art["generation"] = {"model": model_name, "generator": label, "steps": p["steps"], "guidance": p["guidance"],
-                         "width": p["width"], "height": p["height"], "seed_base": p["seed"]}
+    art["generation"] = {
+        "model": model_name,
+        "generator": label,
+        "steps": p["steps"],
+        "guidance": p["guidance"],
+        "width": p["width"],
+        "height": p["height"],
+        "seed_base": p["seed"],
+    }
     n = p["images_per_prompt"]
     seeds = [p["seed"] + i for i in range(n)]
     tuples = PromptTuple.objects.in_bulk(art["tuples"])
@@ -172,9 +185,18 @@ def handle(run: Run, ctx: RunContext) -> None:
         if p["include_implicit"]:
             prompts.append(("implicit", t.implicit_prompt))
         generated = {
-            kind: generate(pipe, [prompt] * n, seeds=seeds, steps=p["steps"], guidance=p["guidance"],
-                           width=p["width"], height=p["height"], batch_size=p["batch_size"], prompt_kind=kind,
-                           model_name=model_name)
+            kind: generate(
+                pipe,
+                [prompt] * n,
+                seeds=seeds,
+                steps=p["steps"],
+                guidance=p["guidance"],
+                width=p["width"],
+                height=p["height"],
+                batch_size=p["batch_size"],
+                prompt_kind=kind,
+                model_name=model_name,
+            )
             for kind, prompt in prompts
         }
         with transaction.atomic():
@@ -182,11 +204,13 @@ def handle(run: Run, ctx: RunContext) -> None:
             for kind, images in generated.items():
                 stored[kind] = []
                 for index, g in enumerate(images):
-                    image, created = catalog.store_image(_png(g.image), kind=kind, tuple=t, generator=label,
-                                                         seed=g.seed, actor=run.created_by)
+                    image, created = catalog.store_image(
+                        _png(g.image), kind=kind, tuple=t, generator=label, seed=g.seed, actor=run.created_by
+                    )
                     stored[kind].append(image)
-                    art["images"].append({"image": image.pk, "tuple": t.pk, "kind": kind, "seed": g.seed,
-                                          "index": index, "new": created})
+                    art["images"].append(
+                        {"image": image.pk, "tuple": t.pk, "kind": kind, "seed": g.seed, "index": index, "new": created}
+                    )
                     art["images_created"] += int(created)
             for index, (correct, wrong) in enumerate(zip(stored["explicit"], stored["superficial"], strict=True)):
                 if correct.pk == wrong.pk:
@@ -200,6 +224,5 @@ def handle(run: Run, ctx: RunContext) -> None:
         seconds = round(time.monotonic() - started, 3)
         ctx.metric({"tuple": t.pk, "images": sum(len(v) for v in generated.values()), "seconds": seconds})
         ctx.progress((position + 1) / total)
-        ctx.log(f"tuple {t.pk} ({position + 1}/{total}): {sum(len(v) for v in stored.values())} images, "
-                f"{seconds}s")
+        ctx.log(f"tuple {t.pk} ({position + 1}/{total}): {sum(len(v) for v in stored.values())} images, {seconds}s")
     ctx.log(f"{art['images_created']} new images, {art['pairs_created']} new pairs")

@@ -16,10 +16,8 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection
-
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from annotation import roles
@@ -82,20 +80,31 @@ def start_run(user, kind: str, params: dict, *, celery_task, schedule=None) -> R
     cleaned, input_model = validate_params(kind, params)
     task_id = str(uuid.uuid4())
     with transaction.atomic():
-        run = Run.objects.create(kind=kind, params=cleaned, input_model=input_model, created_by=user,
-                                 celery_task_id=task_id, schedule=schedule)
+        run = Run.objects.create(
+            kind=kind,
+            params=cleaned,
+            input_model=input_model,
+            created_by=user,
+            celery_task_id=task_id,
+            schedule=schedule,
+        )
         audit.record(user, "run.started", run, after={"kind": kind, "params": cleaned})
-        transaction.on_commit(lambda: publish(
-            lambda: celery_task.apply_async(args=[run.pk], task_id=task_id, queue=GPU_QUEUE),
-            on_failure=lambda exc: _not_queued(run, exc)))
+        transaction.on_commit(
+            lambda: publish(
+                lambda: celery_task.apply_async(args=[run.pk], task_id=task_id, queue=GPU_QUEUE),
+                on_failure=lambda exc: _not_queued(run, exc),
+            )
+        )
     return run
 
 
 def _not_queued(run: Run, exc: Exception) -> None:
     """The broker refused the run's message: fail the run visibly (start it again once the broker is back)."""
     Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
-        status=Run.Status.FAILED, finished_at=timezone.now(),
-        error=f"Not queued: the task queue (broker) was unavailable: {type(exc).__name__}: {exc}"[:50_000])
+        status=Run.Status.FAILED,
+        finished_at=timezone.now(),
+        error=f"Not queued: the task queue (broker) was unavailable: {type(exc).__name__}: {exc}"[:50_000],
+    )
     audit.record(None, "run.failed", run, after={"status": Run.Status.FAILED, "reason": "broker unavailable"})
 
 
@@ -153,12 +162,15 @@ def execute_run(run_id: int, *, worker: str | None = None, task_id: str | None =
     except Exception as exc:  # stored for the UI; the task itself succeeds so Celery does not retry blindly
         ctx.log(f"failed: {type(exc).__name__}: {exc}")
         Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
-            status=Run.Status.FAILED, finished_at=timezone.now(),
-            error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}"[:50_000])
+            status=Run.Status.FAILED,
+            finished_at=timezone.now(),
+            error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}"[:50_000],
+        )
     else:
         ctx.log("succeeded")
         Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
-            status=Run.Status.SUCCEEDED, finished_at=timezone.now(), progress=1.0)
+            status=Run.Status.SUCCEEDED, finished_at=timezone.now(), progress=1.0
+        )
     run.refresh_from_db()
     if run.status != Run.Status.CANCELLED:  # cancel_run recorded the cancellation with its actor
         audit.record(None, f"run.{run.status}", run, after={"status": run.status, "worker": run.worker})

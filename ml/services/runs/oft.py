@@ -35,8 +35,18 @@ from ml.services.runs import scoring
 from ml.services.runs.artifacts import register_output
 from ml.services.runs.context import RunContext
 from ml.services.runs.flux import GENERATORS, decided_members, pipeline_paths, split_tuples, trainer_options
-from ml.services.runs.params import (Bool, Choice, Float, Int, Ref, RunParamsError, clean_dataset_version,
-                                     clean_fields, clean_model, refuse_unknown)
+from ml.services.runs.params import (
+    Bool,
+    Choice,
+    Float,
+    Int,
+    Ref,
+    RunParamsError,
+    clean_dataset_version,
+    clean_fields,
+    clean_model,
+    refuse_unknown,
+)
 from ml.services.runs.supervise import ml_command, run_command
 
 # The fields of ml.core.oft.OFTConfig a run may set (the device is the worker's), with its defaults.
@@ -74,10 +84,15 @@ SCHEMA = {
 REFS = {
     "model": Ref("model", model_kinds=GENERATORS, help="the generator to fine-tune: an SFT LoRA (recommended)"),
     "dataset_version": Ref("dataset_version", help="prompts from the tuples of its train split"),
-    "scorer": Ref("model", required=False, model_kinds=(ModelVersion.Kind.SCORER,),
-                  help="the reward model (default: the active scorer)"),
-    "detector": Ref("path", required=False,
-                    help="Grounding DINO directory on the workers (needed unless use_mask is false)"),
+    "scorer": Ref(
+        "model",
+        required=False,
+        model_kinds=(ModelVersion.Kind.SCORER,),
+        help="the reward model (default: the active scorer)",
+    ),
+    "detector": Ref(
+        "path", required=False, help="Grounding DINO directory on the workers (needed unless use_mask is false)"
+    ),
 }
 
 
@@ -101,8 +116,13 @@ def validate(params: dict) -> tuple[dict, ModelVersion | None]:
         detector = detector.strip()
     if errors:
         raise RunParamsError(errors)
-    return {**cleaned, "model": model.pk, "dataset_version": version.pk, "scorer": scorer.pk,
-            "detector": detector}, model
+    return {
+        **cleaned,
+        "model": model.pk,
+        "dataset_version": version.pk,
+        "scorer": scorer.pk,
+        "detector": detector,
+    }, model
 
 
 def write_prompts(version, path: Path, ctx: RunContext) -> None:
@@ -113,8 +133,10 @@ def write_prompts(version, path: Path, ctx: RunContext) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(json.dumps(items, indent=1, ensure_ascii=False), encoding="utf-8")
     os.replace(temporary, path)
-    ctx.log(f"{len(items)} prompts from the train split of {version.name}"
-            + (f"; {missing} without a subject: the detector looks for their implicit prompt" if missing else ""))
+    ctx.log(
+        f"{len(items)} prompts from the train split of {version.name}"
+        + (f"; {missing} without a subject: the detector looks for their implicit prompt" if missing else "")
+    )
 
 
 def handle(run: Run, ctx: RunContext) -> None:
@@ -132,18 +154,41 @@ def handle(run: Run, ctx: RunContext) -> None:
         if lora is None:
             ctx.log("starting from a base model: the paper's OFT collapses without SFT first")
         scorer = ModelVersion.objects.get(pk=p["scorer"])
-        args = ["--pipeline", pipeline, *(["--lora", lora] if lora else []), "--scorer", scorer.location,
-                *(["--detector", p["detector"]] if p["detector"] else []), "--prompts", str(prompts),
-                "--out", str(out), *trainer_options(p, SCHEMA)]
-        art["training"] = run_command(ctx, ml_command("oft", args), metrics_file=out / "metrics.jsonl",
-                                      total_steps=p["max_steps"], progress_span=(0.0, 0.98))
+        args = [
+            "--pipeline",
+            pipeline,
+            *(["--lora", lora] if lora else []),
+            "--scorer",
+            scorer.location,
+            *(["--detector", p["detector"]] if p["detector"] else []),
+            "--prompts",
+            str(prompts),
+            "--out",
+            str(out),
+            *trainer_options(p, SCHEMA),
+        ]
+        art["training"] = run_command(
+            ctx,
+            ml_command("oft", args),
+            metrics_file=out / "metrics.jsonl",
+            total_steps=p["max_steps"],
+            progress_span=(0.0, 0.98),
+        )
         ctx.save_artifacts()
     training = art["training"]
     last = run.metrics[-1] if run.metrics else {}
-    metrics = {key: last.get(key) for key in ("loss", "reward_mean", "reward_gap", "mask_fraction",
-                                              "clamped_fraction")}
+    metrics = {key: last.get(key) for key in ("loss", "reward_mean", "reward_gap", "mask_fraction", "clamped_fraction")}
     metrics.update(optimizer_steps=training["optimizer_steps"], prompts_seen=training["prompts_seen"])
-    ctx.log(f"trained {metrics['optimizer_steps']} optimiser steps on {metrics['prompts_seen']} prompts, "
-            f"last loss {metrics['loss']}, mean reward {metrics['reward_mean']}")
-    register_output(run, ctx, kind=ModelVersion.Kind.GENERATOR_LORA, source_dir=training["lora_dir"], parent=model,
-                    dataset_version=version, metrics=metrics)
+    ctx.log(
+        f"trained {metrics['optimizer_steps']} optimiser steps on {metrics['prompts_seen']} prompts, "
+        f"last loss {metrics['loss']}, mean reward {metrics['reward_mean']}"
+    )
+    register_output(
+        run,
+        ctx,
+        kind=ModelVersion.Kind.GENERATOR_LORA,
+        source_dir=training["lora_dir"],
+        parent=model,
+        dataset_version=version,
+        metrics=metrics,
+    )

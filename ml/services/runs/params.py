@@ -86,8 +86,10 @@ class Ref:
 
 def describe(schema: dict, refs: dict) -> list[dict]:
     """A JSON-able description of a kind's parameters, for forms and the API."""
-    fields = [{"name": name, "ref": ref.to, "required": ref.required, "model_kinds": list(ref.model_kinds),
-               "help": ref.help} for name, ref in refs.items()]
+    fields = [
+        {"name": name, "ref": ref.to, "required": ref.required, "model_kinds": list(ref.model_kinds), "help": ref.help}
+        for name, ref in refs.items()
+    ]
     for name, spec in schema.items():
         field = {"name": name, "type": type(spec).__name__.lower(), "default": spec.default}
         if hasattr(spec, "minimum"):
@@ -116,8 +118,9 @@ def refuse_unknown(params: dict, allowed, errors: dict) -> None:
         errors["params"] = f"unknown parameters: {', '.join(unknown)}"
 
 
-def clean_model(params: dict, name: str, kinds: tuple[str, ...], errors: dict, *,
-                required: bool = True) -> ModelVersion | None:
+def clean_model(
+    params: dict, name: str, kinds: tuple[str, ...], errors: dict, *, required: bool = True
+) -> ModelVersion | None:
     """A registered model id of one of ``kinds`` under ``params[name]`` (None when optional and absent)."""
     value = params.get(name, REQUIRED)
     if value is REQUIRED or value is None:

@@ -34,8 +34,9 @@ SCHEMA = {
     "batch_size": Int(32, 1, 4096),
 }
 REFS = {
-    "model": Ref("model", required=False, model_kinds=(ModelVersion.Kind.SCORER,),
-                 help="the scorer (default: the active scorer)"),
+    "model": Ref(
+        "model", required=False, model_kinds=(ModelVersion.Kind.SCORER,), help="the scorer (default: the active scorer)"
+    ),
     "tasks": Ref("tasks", required=False, help="task codes (default: every task)"),
 }
 SCORE_FIELDS = ["score_correct", "score_wrong", "probability", "uncertainty", "disagrees", "run"]
@@ -88,14 +89,19 @@ def handle(run: Run, ctx: RunContext) -> None:
     tasks = None if not p["tasks"] else list(Task.objects.filter(code__in=p["tasks"]).values_list("id", flat=True))
     changed = active_learning.recompute_priorities(tasks)
     summary = PairScore.objects.filter(run=run).aggregate(
-        scored=Count("id"), disagreements=Count("id", filter=Q(disagrees=True)), mean_uncertainty=Avg("uncertainty"))
+        scored=Count("id"), disagreements=Count("id", filter=Q(disagrees=True)), mean_uncertainty=Avg("uncertainty")
+    )
     run.artifacts.update(model=model.pk, priorities_changed=changed, **summary)
     ctx.save_artifacts()
     if summary["scored"]:
-        ctx.log(f"scored {summary['scored']} pairs: the scorer prefers the expected-wrong image on "
-                f"{summary['disagreements']}; mean uncertainty {summary['mean_uncertainty']:.3f}")
-    ctx.log(f"queue priorities changed on {changed} pairs"
-            + ("" if model.is_active else f" ({model.name} is not the active scorer: they follow the active one)"))
+        ctx.log(
+            f"scored {summary['scored']} pairs: the scorer prefers the expected-wrong image on "
+            f"{summary['disagreements']}; mean uncertainty {summary['mean_uncertainty']:.3f}"
+        )
+    ctx.log(
+        f"queue priorities changed on {changed} pairs"
+        + ("" if model.is_active else f" ({model.name} is not the active scorer: they follow the active one)")
+    )
 
 
 def _score_all(run: Run, ctx: RunContext, pairs, total: int) -> None:
@@ -109,8 +115,9 @@ def _score_all(run: Run, ctx: RunContext, pairs, total: int) -> None:
         last, number, done = batch[-1].pk, number + 1, done + len(batch)
         readable = [(pair, images) for pair in batch if (images := pair_images(ctx, pair)) is not None]
         rows = _scores(scorer, run, readable, batch_size)
-        PairScore.objects.bulk_create(rows, update_conflicts=True, unique_fields=["pair", "model"],
-                                      update_fields=SCORE_FIELDS)
+        PairScore.objects.bulk_create(
+            rows, update_conflicts=True, unique_fields=["pair", "model"], update_fields=SCORE_FIELDS
+        )
         if len(readable) < len(batch):
             run.artifacts["unreadable"] = run.artifacts.get("unreadable", 0) + len(batch) - len(readable)
             ctx.save_artifacts()
@@ -140,11 +147,20 @@ def _scores(scorer, run: Run, items: list, batch_size: int) -> list[PairScore]:
     if not items:
         return []
     prompts = [pair.tuple.implicit_prompt for pair, _ in items]
-    correct, wrong = scorer.score_pairs(prompts, [images[0] for _, images in items],
-                                        [images[1] for _, images in items], batch_size=batch_size)
+    correct, wrong = scorer.score_pairs(
+        prompts, [images[0] for _, images in items], [images[1] for _, images in items], batch_size=batch_size
+    )
     probability = torch.sigmoid(correct - wrong)
     return [
-        PairScore(pair=pair, model=run.input_model, run=run, score_correct=c, score_wrong=w, probability=pr,
-                  uncertainty=1.0 - abs(2.0 * pr - 1.0), disagrees=pr < 0.5)
+        PairScore(
+            pair=pair,
+            model=run.input_model,
+            run=run,
+            score_correct=c,
+            score_wrong=w,
+            probability=pr,
+            uncertainty=1.0 - abs(2.0 * pr - 1.0),
+            disagrees=pr < 0.5,
+        )
         for (pair, _), c, w, pr in zip(items, correct.tolist(), wrong.tolist(), probability.tolist(), strict=True)
     ]

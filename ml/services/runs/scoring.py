@@ -91,8 +91,16 @@ def read_split(path: Path, split: str) -> list:
     return records
 
 
-def evaluate(ctx: RunContext, location: str, model: ModelVersion | None, path: Path, rows: dict[str, int],
-             splits, *, batch_size: int) -> dict:
+def evaluate(
+    ctx: RunContext,
+    location: str,
+    model: ModelVersion | None,
+    path: Path,
+    rows: dict[str, int],
+    splits,
+    *,
+    batch_size: int,
+) -> dict:
     """Pairwise accuracy of the scorer at ``location`` on each of ``splits`` that has rows:
     ``{split: {"accuracy", "n", "by_task", "by_discipline", "by_kind", "mean_margin", ...}}``."""
     from ml.core.evaluate import pairwise_accuracy
@@ -120,5 +128,9 @@ def summary_line(split: str, result: dict, weakest: int = 3) -> str:
 
 def metric_record(split: str, result: dict) -> dict:
     """One record of a run's metrics series: a split's accuracy, overall and per task."""
-    return {"split": split, "accuracy": result["accuracy"], "n": result["n"],
-            "by_task": {task: r["accuracy"] for task, r in result["by_task"].items()}}
+    return {
+        "split": split,
+        "accuracy": result["accuracy"],
+        "n": result["n"],
+        "by_task": {task: r["accuracy"] for task, r in result["by_task"].items()},
+    }

@@ -23,8 +23,18 @@ from ml.models import ModelVersion, Run
 from ml.services.runs.artifacts import dataset_parquet, register_output
 from ml.services.runs.context import RunContext
 from ml.services.runs.flux import decided_members, trainer_options
-from ml.services.runs.params import (Bool, Choice, Float, Int, Ref, RunParamsError, clean_dataset_version,
-                                     clean_fields, clean_model, refuse_unknown)
+from ml.services.runs.params import (
+    Bool,
+    Choice,
+    Float,
+    Int,
+    Ref,
+    RunParamsError,
+    clean_dataset_version,
+    clean_fields,
+    clean_model,
+    refuse_unknown,
+)
 from ml.services.runs.supervise import ml_command, run_command
 
 # The fields of ml.core.sft.SFTConfig a run may set (the device is the worker's), with its defaults.
@@ -106,16 +116,42 @@ def handle(run: Run, ctx: RunContext) -> None:
     params = recipes.with_defaults(run.params, recipes.SFT)  # a run started before the recipes: platform
     if "training" not in art or not Path(art["training"]["lora_dir"]).is_dir():
         out = ctx.work_dir / "sft"
-        args = ["--pipeline", base.location, "--data", str(training_data(params, version, ctx)), "--split", "train",
-                "--out", str(out), *trainer_options(params, SCHEMA)]
-        art["training"] = run_command(ctx, ml_command("sft", args), metrics_file=out / "metrics.jsonl",
-                                      total_steps=total_steps(params, version), progress_span=(0.0, 0.98))
+        args = [
+            "--pipeline",
+            base.location,
+            "--data",
+            str(training_data(params, version, ctx)),
+            "--split",
+            "train",
+            "--out",
+            str(out),
+            *trainer_options(params, SCHEMA),
+        ]
+        art["training"] = run_command(
+            ctx,
+            ml_command("sft", args),
+            metrics_file=out / "metrics.jsonl",
+            total_steps=total_steps(params, version),
+            progress_span=(0.0, 0.98),
+        )
         ctx.save_artifacts()
     training = art["training"]
     last = run.metrics[-1] if run.metrics else {}
-    metrics = {"loss": last.get("loss"), "optimizer_steps": training["optimizer_steps"],
-               "tuples_seen": training["tuples_seen"]}
-    ctx.log(f"trained {metrics['optimizer_steps']} optimiser steps on {metrics['tuples_seen']} tuples, "
-            f"last loss {metrics['loss']}")
-    register_output(run, ctx, kind=ModelVersion.Kind.GENERATOR_LORA, source_dir=training["lora_dir"], parent=base,
-                    dataset_version=version, metrics=metrics)
+    metrics = {
+        "loss": last.get("loss"),
+        "optimizer_steps": training["optimizer_steps"],
+        "tuples_seen": training["tuples_seen"],
+    }
+    ctx.log(
+        f"trained {metrics['optimizer_steps']} optimiser steps on {metrics['tuples_seen']} tuples, "
+        f"last loss {metrics['loss']}"
+    )
+    register_output(
+        run,
+        ctx,
+        kind=ModelVersion.Kind.GENERATOR_LORA,
+        source_dir=training["lora_dir"],
+        parent=base,
+        dataset_version=version,
+        metrics=metrics,
+    )

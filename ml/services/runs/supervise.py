@@ -68,9 +68,22 @@ def ml_command(command: str, args: list[str], *, processes: int = 1, cpu: bool |
         import torch
 
         cpu = not torch.cuda.is_available()
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-              "--num_machines", "1", "--main_process_port", str(_free_port()), "--dynamo_backend", "no",
-              "--mixed_precision", "no"]  # the trainers pick their own precision (TrainConfig.mixed_precision)
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+        "--main_process_port",
+        str(_free_port()),
+        "--dynamo_backend",
+        "no",
+        "--mixed_precision",
+        "no",
+    ]  # the trainers pick their own precision (TrainConfig.mixed_precision)
     env = {"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")} if cpu else {}
     return Command([*launch, "-m", "ml", command, "--json", *args], env)
 
@@ -141,8 +154,14 @@ class _MetricsFollower:
         return bool(complete)
 
 
-def run_command(ctx: RunContext, command: Command, *, metrics_file: Path | None = None,
-                total_steps: int | None = None, progress_span: tuple[float, float] = (0.0, 1.0)) -> dict:
+def run_command(
+    ctx: RunContext,
+    command: Command,
+    *,
+    metrics_file: Path | None = None,
+    total_steps: int | None = None,
+    progress_span: tuple[float, float] = (0.0, 1.0),
+) -> dict:
     """Run ``command`` (see :func:`ml_command`) for ``ctx.run`` and return its JSON result.
 
     ``metrics_file`` (a trainer's metrics.jsonl) becomes the run's metrics series; with
@@ -154,9 +173,16 @@ def run_command(ctx: RunContext, command: Command, *, metrics_file: Path | None 
     argv = command.argv
     child_env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", **command.env}
     ctx.log("$ " + " ".join(argv))
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            env=child_env, start_new_session=True, preexec_fn=_die_with_parent,
-                            cwd=settings.BASE_DIR)
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=child_env,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+        cwd=settings.BASE_DIR,
+    )
     pgid = proc.pid  # start_new_session: the child leads its own group
     ctx.run.artifacts["process"] = {"host": socket.gethostname(), "pgid": pgid}
     ctx.save_artifacts()
@@ -164,8 +190,10 @@ def run_command(ctx: RunContext, command: Command, *, metrics_file: Path | None 
     stdout: list[bytes] = []
     stderr_tail: deque[str] = deque(maxlen=40)
     pending: deque[str] = deque()
-    readers = [threading.Thread(target=lambda: stdout.extend(proc.stdout), daemon=True),
-               threading.Thread(target=_pump, args=(proc.stderr, pending, stderr_tail), daemon=True)]
+    readers = [
+        threading.Thread(target=lambda: stdout.extend(proc.stdout), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, pending, stderr_tail), daemon=True),
+    ]
     for reader in readers:
         reader.start()
     follower = _MetricsFollower(metrics_file)
@@ -195,8 +223,9 @@ def run_command(ctx: RunContext, command: Command, *, metrics_file: Path | None 
             reader.join(timeout=5)
         _flush(ctx, pending)
     if proc.returncode != 0:
-        raise CommandFailed(f"{Path(argv[0]).name} ... {' '.join(argv[2:4])} exited with {proc.returncode}:\n"
-                            + "\n".join(stderr_tail))
+        raise CommandFailed(
+            f"{Path(argv[0]).name} ... {' '.join(argv[2:4])} exited with {proc.returncode}:\n" + "\n".join(stderr_tail)
+        )
     return _last_json(b"".join(stdout).decode(errors="replace"))
 
 

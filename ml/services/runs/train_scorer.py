@@ -40,8 +40,17 @@ from ml.models import ModelVersion, Run
 from ml.services import registry
 from ml.services.runs import scoring, supervise
 from ml.services.runs.context import RunContext
-from ml.services.runs.params import (Bool, Choice, Float, Int, Ref, RunParamsError, clean_dataset_version,
-                                     clean_fields, refuse_unknown)
+from ml.services.runs.params import (
+    Bool,
+    Choice,
+    Float,
+    Int,
+    Ref,
+    RunParamsError,
+    clean_dataset_version,
+    clean_fields,
+    refuse_unknown,
+)
 
 SCHEMA = {
     "recipe": Choice(recipes.DEFAULT, recipes.RECIPES),
@@ -71,13 +80,35 @@ SCHEMA = {
 }
 REFS = {
     "dataset_version": Ref("dataset_version", help="trains on its train split, selects on validation"),
-    "base_model": Ref("model", required=False, model_kinds=(ModelVersion.Kind.SCORER,),
-                      help="the scorer to start from (default: the active scorer)"),
+    "base_model": Ref(
+        "model",
+        required=False,
+        model_kinds=(ModelVersion.Kind.SCORER,),
+        help="the scorer to start from (default: the active scorer)",
+    ),
 }
-TRAINER_OPTIONS = ("recipe", "lr", "weight_decay", "weight_decay_scope", "lr_schedule", "warmup_steps", "total_steps",
-                   "lr_decay_steps", "batch_size", "grad_accum", "effective_batch", "loss_reduction", "variants",
-                   "grad_clip", "seed", "eval_every", "eval_batch_size", "checkpoint_every", "mixed_precision",
-                   "save_format")
+TRAINER_OPTIONS = (
+    "recipe",
+    "lr",
+    "weight_decay",
+    "weight_decay_scope",
+    "lr_schedule",
+    "warmup_steps",
+    "total_steps",
+    "lr_decay_steps",
+    "batch_size",
+    "grad_accum",
+    "effective_batch",
+    "loss_reduction",
+    "variants",
+    "grad_clip",
+    "seed",
+    "eval_every",
+    "eval_batch_size",
+    "checkpoint_every",
+    "mixed_precision",
+    "save_format",
+)
 TRAINER_FLAGS = ("gradient_checkpointing", "augment", "clamp_logit_scale")
 TRAINED = (0.05, 0.8)  # the run's progress while the trainer runs
 
@@ -94,8 +125,10 @@ def validate(params: dict) -> tuple[dict, ModelVersion | None]:
         decided = version.members.filter(label__in=(Label.EXPECTED, Label.OTHER))
         empty = [split for split in ("train", "validation") if not decided.filter(split=split).exists()]
         if empty:
-            errors["dataset_version"] = (f"version {version.name} has no {' and no '.join(empty)} pairs with a "
-                                         "correct image: nothing to train or select on")
+            errors["dataset_version"] = (
+                f"version {version.name} has no {' and no '.join(empty)} pairs with a "
+                "correct image: nothing to train or select on"
+            )
         cleaned["dataset_version"] = version.pk
     base = scoring.clean_scorer(params, "base_model", errors)
     cleaned["base_model"] = base.pk if base is not None else None
@@ -112,11 +145,13 @@ def _check_batch(cleaned: dict, errors: dict) -> None:
     per_micro_batch = cleaned["batch_size"] * cleaned["processes"]
     accum, effective = cleaned["grad_accum"], cleaned["effective_batch"]
     if accum == 0 and (effective == 0 or effective % per_micro_batch):
-        errors["effective_batch"] = (f"with grad_accum 0 it must be a positive multiple of batch_size x processes "
-                                     f"({per_micro_batch})")
+        errors["effective_batch"] = (
+            f"with grad_accum 0 it must be a positive multiple of batch_size x processes ({per_micro_batch})"
+        )
     elif accum and effective and effective != accum * per_micro_batch:
-        errors["effective_batch"] = (f"is not grad_accum x batch_size x processes ({accum * per_micro_batch}); "
-                                     "give one of them")
+        errors["effective_batch"] = (
+            f"is not grad_accum x batch_size x processes ({accum * per_micro_batch}); give one of them"
+        )
 
 
 def handle(run: Run, ctx: RunContext) -> None:
@@ -136,13 +171,20 @@ def handle(run: Run, ctx: RunContext) -> None:
         ctx.save_artifacts()
     ctx.check_cancelled()
     location = _publish(run, Path(art["training"]["best_path"]))
-    training = {key: art["training"][key] for key in ("best_step", "best_val_accuracy", "optimizer_steps",
-                                                       "tuples_seen")}
-    metrics = {"dataset_version": version.pk, **art["evaluation"], "comparison": art["comparison"],
-               "training": training}
+    training = {
+        key: art["training"][key] for key in ("best_step", "best_val_accuracy", "optimizer_steps", "tuples_seen")
+    }
+    metrics = {
+        "dataset_version": version.pk,
+        **art["evaluation"],
+        "comparison": art["comparison"],
+        "training": training,
+    }
     model = _register(run, version, location, metrics)
-    ctx.log(f"registered scorer {model.name} (id {model.pk}) at {location}; it is not active: promote it from "
-            "the model registry")
+    ctx.log(
+        f"registered scorer {model.name} (id {model.pk}) at {location}; it is not active: promote it from "
+        "the model registry"
+    )
 
 
 def _trainset(version_id: int) -> Path:
@@ -169,15 +211,28 @@ def trainer_command(run: Run, data: Path, out: Path) -> supervise.Command:
     Validation always reads the combined export's validation split."""
     p, base = run.params, run.input_model
     train = _trainset(p["dataset_version"]) if p.get("variants") == "random" else data
-    args = ["--train", str(train), "--train-split", "train", "--val", str(data), "--val-split", "validation",
-            "--out", str(out), "--model", base.location]
+    args = [
+        "--train",
+        str(train),
+        "--train-split",
+        "train",
+        "--val",
+        str(data),
+        "--val-split",
+        "validation",
+        "--out",
+        str(out),
+        "--model",
+        base.location,
+    ]
     if (base.config or {}).get("arch"):
         args += ["--arch", base.config["arch"]]
     for name in TRAINER_OPTIONS:  # a run started before an option existed leaves it to the trainer's default
         if p.get(name) is not None:
             args += ["--" + name.replace("_", "-"), str(p[name])]
-    args += [f"--{'' if p[name] else 'no-'}{name.replace('_', '-')}" for name in TRAINER_FLAGS
-             if p.get(name) is not None]
+    args += [
+        f"--{'' if p[name] else 'no-'}{name.replace('_', '-')}" for name in TRAINER_FLAGS if p.get(name) is not None
+    ]
     return supervise.ml_command("train-scorer", args, processes=p["processes"])
 
 
@@ -188,22 +243,33 @@ def _train(run: Run, ctx: RunContext, data: Path) -> dict:
     if summary.is_file():
         ctx.log("training finished in an earlier delivery; using its best model")
         return json.loads(summary.read_text())
-    result = supervise.run_command(ctx, trainer_command(run, data, out), metrics_file=out / "metrics.jsonl",
-                                   total_steps=run.params["total_steps"], progress_span=TRAINED)
-    ctx.log(f"trained {result['optimizer_steps']} steps on {result['tuples_seen']} tuples; best validation "
-            f"accuracy {result['best_val_accuracy']} at step {result['best_step']}")
+    result = supervise.run_command(
+        ctx,
+        trainer_command(run, data, out),
+        metrics_file=out / "metrics.jsonl",
+        total_steps=run.params["total_steps"],
+        progress_span=TRAINED,
+    )
+    ctx.log(
+        f"trained {result['optimizer_steps']} steps on {result['tuples_seen']} tuples; best validation "
+        f"accuracy {result['best_val_accuracy']} at step {result['best_step']}"
+    )
     return result
 
 
 def evaluate_model(run: Run, ctx: RunContext, data: Path, rows: dict) -> tuple[dict, dict | None]:
     """The new scorer's metrics per split, and its comparison with the active scorer (None without one)."""
     batch = run.params["eval_batch_size"]
-    mine = scoring.evaluate(ctx, run.artifacts["training"]["best_path"], None, data, rows, scoring.EVAL_SPLITS,
-                            batch_size=batch)
+    mine = scoring.evaluate(
+        ctx, run.artifacts["training"]["best_path"], None, data, rows, scoring.EVAL_SPLITS, batch_size=batch
+    )
     ctx.progress(0.9)
     active = registry.active_scorer()
-    theirs = {} if active is None else scoring.evaluate(ctx, active.location, active, data, rows, list(mine),
-                                                         batch_size=batch)
+    theirs = (
+        {}
+        if active is None
+        else scoring.evaluate(ctx, active.location, active, data, rows, list(mine), batch_size=batch)
+    )
     ctx.progress(0.95)
     for split, result in mine.items():
         other = f" (active scorer {active.name}: {theirs[split]['accuracy']:.3f})" if split in theirs else ""
@@ -221,10 +287,15 @@ def _compare(mine: dict, theirs: dict) -> dict:
         return {"accuracy": a, "active_accuracy": b, "delta": None if b is None else a - b}
 
     return {
-        split: {**pair(result["accuracy"], theirs[split]["accuracy"]),
-                "by_task": {task: pair(r["accuracy"], theirs[split]["by_task"].get(task, {}).get("accuracy"))
-                            for task, r in result["by_task"].items()}}
-        for split, result in mine.items() if split in theirs
+        split: {
+            **pair(result["accuracy"], theirs[split]["accuracy"]),
+            "by_task": {
+                task: pair(r["accuracy"], theirs[split]["by_task"].get(task, {}).get("accuracy"))
+                for task, r in result["by_task"].items()
+            },
+        }
+        for split, result in mine.items()
+        if split in theirs
     }
 
 
@@ -246,9 +317,16 @@ def _register(run: Run, version: DatasetVersion, location: Path, metrics: dict) 
         locked = Run.objects.select_for_update().get(pk=run.pk)
         if locked.output_model_id is not None:
             return locked.output_model
-        model = registry.register_model(run.created_by, ModelVersion.Kind.SCORER, f"run-{run.pk}", str(location),
-                                        config=run.params, metrics=metrics, parent=run.input_model,
-                                        dataset_version=version)
+        model = registry.register_model(
+            run.created_by,
+            ModelVersion.Kind.SCORER,
+            f"run-{run.pk}",
+            str(location),
+            config=run.params,
+            metrics=metrics,
+            parent=run.input_model,
+            dataset_version=version,
+        )
         Run.objects.filter(pk=run.pk).update(output_model=model)
     run.output_model = model
     return model
