@@ -102,6 +102,13 @@ if _default_db["ENGINE"] == "django.db.backends.sqlite3":
     }
 elif _default_db["ENGINE"] == "django.db.backends.postgresql":
     _default_db["ENGINE"] = "config.postgresql"  # Django's backend, with a health check that costs no round trip
+    if env.bool("DATABASE_PREPARED_STATEMENTS", True):
+        # Django's own options: every statement is bound server-side (server_side_binding) and psycopg
+        # prepares each from its 5th run on a connection (prepare_threshold), so PostgreSQL stops planning
+        # the queue's statements on every request: planning cost more than running them (docs/benchmarks/
+        # queue.md). Pays with persistent connections (DATABASE_CONN_MAX_AGE > 0); turn off behind a pooler
+        # that cannot keep prepared statements (PgBouncer in transaction mode before 1.21).
+        _default_db.setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
 DATABASES = {"default": _default_db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

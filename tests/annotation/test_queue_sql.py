@@ -402,16 +402,16 @@ def test_the_judgement_writes_equal_what_the_orm_writes():
             right_image_id=pair.image_wrong_id,
             expires_at=now,
         )
-        fields = dict(
-            pair=pair,
-            annotator=user,
-            lease=lease,
-            choice="left",
-            chosen_image_id=pair.image_correct_id,
-            flag_off_topic=True,
-            comment="ünïcode ☃",
-            time_spent_ms=1234,
-        )
+        fields = {
+            "pair": pair,
+            "annotator": user,
+            "lease": lease,
+            "choice": "left",
+            "chosen_image_id": pair.image_correct_id,
+            "flag_off_topic": True,
+            "comment": "ünïcode ☃",
+            "time_spent_ms": 1234,
+        }
         after = {"choice": "left", "nested": [1, None]}
         pair.judgement_count, pair.status = 1, Pair.Status.COMPLETE
         if sql:
@@ -504,3 +504,23 @@ def test_the_queue_answers_are_their_serializers(rf):
     }
     receipt = client.post(f"/api/leases/{stored.pk}/judgement/", {"choice": "left"}, format="json").json()
     assert receipt == JudgementReceiptSerializer(Judgement.objects.get(pk=receipt["judgement_id"])).data
+
+
+def test_postgresql_prepares_the_queue_statements_after_their_fifth_run():
+    """DATABASE_PREPARED_STATEMENTS (on by default): Django's server_side_binding and prepare_threshold
+    options, so the queue's statements stop being planned on every request (docs/benchmarks/queue.md)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are a PostgreSQL feature")
+    assert connection.settings_dict["OPTIONS"].get("server_side_binding") is True
+    user = make_user("prepared", disciplines=["chemistry"])
+    for _ in range(8):
+        make_pair("RU")
+    for _ in range(7):
+        lease = queue.next_lease(user)
+        judging.judge(user, lease.id, queue.JudgementInput(choice="both"))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [" ".join(row[0].split()) for row in cursor.fetchall()]
+    for statement in (queue_sql.ANNOTATOR_STATE, queue_sql.JUDGEMENT_WRITES, queue_sql.PAIR_AND_LEASE):
+        start = " ".join(statement.split())[:60]
+        assert any(sql.startswith(start) for sql in prepared), (start, prepared)
