@@ -9,7 +9,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/scit2i
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/0
 DEMO_ENV := DJANGO_DEBUG=true
 
-.PHONY: setup demo test migrate lint
+.PHONY: setup demo test test-fast migrate lint
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -40,3 +40,8 @@ lint: setup
 
 test: setup
 	$(DEMO_ENV) DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(BIN)/pytest
+
+# The edit loop: everything but the slow, browser and fuzz tests (the table in tests/support/markers.py).
+test-fast: setup
+	$(DEMO_ENV) DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
+		$(BIN)/pytest -m "not slow and not browser and not fuzz"

@@ -50,7 +50,13 @@ def beside_repository(path) -> bool:
     neighbour = text[len(parent) + 1 :].split(os.sep, 1)[0]
     if neighbour in ("", REPO.name) or neighbour.startswith("."):
         return False
-    return not any(text == root or text.startswith(root + os.sep) for root in _ALLOWED)
+    return not in_allowed_root(text)
+
+
+def in_allowed_root(path) -> bool:
+    """Whether ``path`` is in the temporary folder or the Python installation."""
+    text = os.path.abspath(os.fsdecode(path))
+    return any(text == root or text.startswith(root + os.sep) for root in _ALLOWED)
 
 
 _ALLOWED = _allowed_roots()
