@@ -92,9 +92,20 @@ class QueueView(APIView):
     permission_classes = [IsAnnotator]
 
 
+class NextFilterSerializer(serializers.Serializer):
+    """``next``'s optional filters, in a JSON object body or the query string."""
+
+    task = serializers.CharField(
+        required=False, allow_blank=True, max_length=64, help_text="Only pairs of this task code (e.g. BU)."
+    )
+    discipline = serializers.CharField(
+        required=False, allow_blank=True, max_length=64, help_text="Only pairs of this discipline slug (e.g. physics)."
+    )
+
+
 class QueueNextView(QueueView):
     @extend_schema(
-        request=None,
+        request=NextFilterSerializer,
         parameters=[
             OpenApiParameter("task", str, description="Only pairs of this task code (e.g. BU)."),
             OpenApiParameter("discipline", str, description="Only pairs of this discipline slug (e.g. physics)."),
@@ -107,10 +118,13 @@ class QueueNextView(QueueView):
         summary="Lease the next pair (or get your live lease back)",
     )
     def post(self, request):
-        # The body is parsed only when there is one (the usual next is an empty POST).
-        body = request.data if int(request.META.get("CONTENT_LENGTH") or 0) else {}
-        task = request.query_params.get("task") or body.get("task")
-        discipline = request.query_params.get("discipline") or body.get("discipline")
+        filters = {}
+        for given in (request.data, request.query_params):  # the query string's filters win
+            if given or given is None:  # the usual next: an empty POST, no query string, nothing to check
+                found = NextFilterSerializer(data=given)  # a body that is not an object: 400
+                found.is_valid(raise_exception=True)
+                filters.update({k: v for k, v in found.validated_data.items() if v})
+        task, discipline = filters.get("task"), filters.get("discipline")
         try:
             lease = queue.next_lease(request.user, task=task, discipline=discipline)
         except queue.QueueError as exc:

@@ -16,12 +16,13 @@ from __future__ import annotations
 from axes.helpers import get_cool_off
 from django.contrib.auth import get_user_model
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers, status
+from rest_framework import parsers, serializers, status
 from rest_framework.authtoken import serializers as drf_token
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
+from annotation import input_guard
 from annotation.openapi import ErrorSerializer
 
 USERNAME_MAX_LENGTH = get_user_model()._meta.get_field(get_user_model().USERNAME_FIELD).max_length
@@ -33,6 +34,8 @@ class AuthTokenSerializer(drf_token.AuthTokenSerializer):  # same name: the sche
 
 class ObtainTokenView(ObtainAuthToken):
     serializer_class = AuthTokenSerializer
+    # DRF's view names its own parsers; these are the API's (annotation/input_guard.py bounds JSON bodies)
+    parser_classes = [input_guard.JSONParser, parsers.FormParser, parsers.MultiPartParser]
 
     @extend_schema(
         responses={

@@ -1,4 +1,13 @@
-"""Requests carrying NUL characters are refused with 400 before they reach a query.
+"""Request input no view can use is refused with a clear 4xx before it reaches a parser's recursion or a query.
+
+JSON bodies (:class:`JSONParser`, every API endpoint's parser) are bounded before they are parsed: at most
+``DATA_UPLOAD_MAX_MEMORY_SIZE`` bytes (413 ``body_too_large``) and at most :data:`MAX_JSON_DEPTH` levels of
+nested arrays and objects (400 ``too_deep``; Python's ``json`` recurses once per level, and a body of 1,000
+nested ``[`` raised RecursionError, a 500). After parsing, every key and string must be text PostgreSQL can
+store: no NUL (below) and no lone UTF-16 surrogate (``"\ud800"`` is valid JSON but not encodable as UTF-8;
+it reached psycopg and answered 500): 400 ``nul_character`` / ``unencodable_text``.
+
+NUL characters:
 
 PostgreSQL text cannot hold NUL (``\\x00``): a lookup with one (``?discipline=%00``, a task code
 ``"\\u0000"`` in a JSON body, ``/api/disciplines/%00/``) raised ``DataError``, a 500, wherever a client's
@@ -15,12 +24,49 @@ elsewhere; the parser's refusal is DRF's usual 400 ``{"detail"}`` with the same 
 
 from __future__ import annotations
 
+import io
+import re
+
+from django.conf import settings
 from django.http import HttpResponseBadRequest, JsonResponse
-from rest_framework import parsers
-from rest_framework.exceptions import ParseError
+from rest_framework import parsers, status
+from rest_framework.exceptions import APIException, ParseError
 
 MESSAGE = "NUL characters (\\u0000) are not accepted."
 CODE = "nul_character"
+MAX_JSON_DEPTH = 32
+SURROGATE = re.compile("[\ud800-\udfff]")
+_JSON_STRUCTURE = re.compile(rb'["\\\[\]{}]')  # what changes nesting: quotes, escapes, brackets, braces
+
+
+class BodyTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "body_too_large"
+
+
+def json_depth(raw: bytes) -> int:
+    """The deepest nesting of arrays and objects in a JSON document, read without recursion (strings,
+    and the brackets inside them, are skipped)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for match in _JSON_STRUCTURE.finditer(raw):
+        char = match.group()
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == b"\\":
+                # an escaped quote or backslash is the next match: skip it (other escapes match nothing here)
+                escaped = raw[match.end() : match.end() + 1] in (b'"', b"\\")
+            elif char == b'"':
+                in_string = False
+        elif char == b'"':
+            in_string = True
+        elif char in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in (b"]", b"}"):
+            depth -= 1
+    return deepest
 
 
 def contains_nul(value) -> bool:
@@ -30,6 +76,17 @@ def contains_nul(value) -> bool:
         return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
     if isinstance(value, list):
         return any(contains_nul(item) for item in value)
+    return False
+
+
+def contains_surrogate(value) -> bool:
+    """Whether a parsed JSON value holds a lone surrogate (``"\\ud800"``), which no UTF-8 text can."""
+    if isinstance(value, str):
+        return SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(contains_surrogate(k) or contains_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(contains_surrogate(item) for item in value)
     return False
 
 
@@ -47,7 +104,17 @@ class RejectNulMiddleware:
 
 class JSONParser(parsers.JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
-        data = super().parse(stream, media_type, parser_context)
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        raw = stream.read(limit + 1) if stream is not None else b""
+        if limit is not None and len(raw) > limit:
+            raise BodyTooLarge(f"The request body is too large (over {limit} bytes).")
+        if json_depth(raw) > MAX_JSON_DEPTH:
+            raise ParseError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels is not accepted.", code="too_deep")
+        data = super().parse(io.BytesIO(raw), media_type, parser_context)
         if contains_nul(data):
             raise ParseError(MESSAGE, code=CODE)
+        if contains_surrogate(data):
+            raise ParseError(
+                "Text with a lone UTF-16 surrogate (\\ud800-\\udfff) is not accepted.", code="unencodable_text"
+            )
         return data

@@ -1,10 +1,13 @@
-"""Error answers for requests no view handled (Django's ``handler404``).
+"""Error answers for requests no view handled (Django's ``handler400``, ``handler404``, ``handler500``).
 
-An unmatched URL under ``/api/`` answers as the API's refusals do (JSON ``{"detail", "code"}``, code
-``not_found``), so an API client never has to parse an HTML page; every other path gets Django's
-HTML 404 page.
+Under ``/api/`` they answer as the API's refusals do (JSON ``{"detail", "code"}``), so an API client never
+has to parse an HTML page: an unmatched URL is 404 ``not_found``; a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE``
+that Django refused while reading it (``RequestDataTooBig``) is 413 ``body_too_large``, any other request
+Django refuses as malformed 400 ``bad_request``; an unhandled error 500 ``server_error``. Every other path
+gets Django's HTML pages.
 """
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from django.views import defaults
 
@@ -15,3 +18,17 @@ def not_found(request, exception):
     if request.path.startswith(API_PREFIX):
         return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
     return defaults.page_not_found(request, exception)
+
+
+def bad_request(request, exception):
+    if not request.path.startswith(API_PREFIX):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, RequestDataTooBig):
+        return JsonResponse({"detail": "The request body is too large.", "code": "body_too_large"}, status=413)
+    return JsonResponse({"detail": "Bad request.", "code": "bad_request"}, status=400)
+
+
+def server_error(request):
+    if request.path.startswith(API_PREFIX):
+        return JsonResponse({"detail": "Server error.", "code": "server_error"}, status=500)
+    return defaults.server_error(request)
