@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import FluxPipeline
+from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from ml.core import flow
@@ -17,13 +18,24 @@ def pipe(tmp_path_factory):
     return pipe
 
 
+def pipeline_latents(pipe, batch: int, channels: int, height: int, width: int):
+    """``(noise, packed noise, position ids)`` as the pipeline's public ``prepare_latents`` makes them."""
+    seed = 7
+    packed, ids = pipe.prepare_latents(
+        batch, channels, height, width, torch.float32, "cpu", torch.Generator().manual_seed(seed)
+    )
+    vsf = pipe.vae_scale_factor
+    noise = randn_tensor((batch, channels, height // vsf, width // vsf), generator=torch.Generator().manual_seed(seed))
+    return noise, packed, ids
+
+
 @pytest.mark.parametrize(("channels", "h", "w"), [(1, 16, 16), (16, 8, 12)])
-def test_it_packs_like_the_pipeline_and_unpacks_back(channels, h, w):
-    latents = torch.randn(2, channels, h, w)
+def test_it_packs_like_the_pipeline_and_unpacks_back(pipe, channels, h, w):
+    vsf = pipe.vae_scale_factor
+    latents, packed_by_pipeline, _ = pipeline_latents(pipe, 2, channels, h * vsf, w * vsf)
     packed = flow.pack_latents(latents)
     assert packed.shape == (2, h * w // 4, 4 * channels)
-    assert torch.equal(packed, FluxPipeline._pack_latents(latents, 2, channels, h, w))
-    vsf = 8
+    assert torch.equal(packed, packed_by_pipeline)
     assert torch.equal(flow.unpack_latents(packed, h * vsf, w * vsf, vsf), latents)
 
 
@@ -32,9 +44,10 @@ def test_it_refuses_tokens_that_do_not_fit_the_size():
         flow.unpack_latents(torch.zeros(1, 10, 4), 32, 32, 2)
 
 
-def test_it_builds_the_pipelines_position_ids():
-    ids = flow.latent_image_ids(64, 48, 8)
-    assert torch.equal(ids, FluxPipeline._prepare_latent_image_ids(1, 4, 3, "cpu", torch.float32))
+def test_it_builds_the_pipelines_position_ids(pipe):
+    vsf = pipe.vae_scale_factor
+    ids = flow.latent_image_ids(8 * vsf, 6 * vsf, vsf)
+    assert torch.equal(ids, pipeline_latents(pipe, 1, 1, 8 * vsf, 6 * vsf)[2])
     assert ids[5].tolist() == [0, 1, 2]  # row-major over a 4 x 3 token grid
 
 
