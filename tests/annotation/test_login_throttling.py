@@ -136,3 +136,13 @@ def test_the_django_admin_login_is_throttled_too(limit, db):
         client.post("/admin/login/", {"username": "boss", "password": "wrong-password"})
     response = client.post("/admin/login/", {"username": "boss", "password": PASSWORD})
     assert response.status_code == 429 and not signed_in(client)
+
+
+def test_a_token_sign_in_before_the_limit_starts_the_count_again_as_the_page_does(user, limit):
+    client = APIClient()
+    fail(client, limit - 1, send=token)
+    assert "token" in token(client, PASSWORD).json()
+    fail(client, limit - 1, send=token)  # 2 × (limit − 1) failures in all, but never limit in a row
+    assert "token" in token(client, PASSWORD).json()
+    user.refresh_from_db()
+    assert user.last_login is not None  # recorded, as a page sign-in is
