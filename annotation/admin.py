@@ -128,7 +128,7 @@ class PromptTupleForm(forms.ModelForm):
 
     class Meta:
         model = PromptTuple
-        fields = "__all__"
+        fields = "__all__"  # noqa: DJ007 - an admin form: the ModelAdmin decides which fields it shows
 
     def clean(self):
         data = super().clean()
@@ -212,7 +212,7 @@ class ImageAdmin(_AuditedAdmin):
 class PairForm(forms.ModelForm):
     class Meta:
         model = Pair
-        fields = "__all__"
+        fields = "__all__"  # noqa: DJ007 - an admin form: the ModelAdmin decides which fields it shows
         help_texts = {
             "status": "Choose retired to take the pair out of the queue. Open or complete un-retires it; "
             "which of the two follows from its judgements and k.",

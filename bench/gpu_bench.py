@@ -390,7 +390,7 @@ def section_scoring(ctx) -> dict:
         images = decoded_images(2 * tuples, size)
         a, b = images[:tuples], images[tuples:]
         ours(a, b, batch)
-        seconds, scores = timed(lambda: ours(a, b), device)
+        seconds, scores = timed(lambda a=a, b=b: ours(a, b), device)
         per_size[str(size)] = {"img_per_s": 2 * tuples / seconds, "finite": bool(torch.isfinite(scores[0]).all())}
     out["ours_by_input_size"] = per_size
     out["ours_img_per_s"] = per_size[str(sizes[0])]["img_per_s"]
@@ -417,7 +417,7 @@ def section_scoring(ctx) -> dict:
             "vs_reference>=30": out["ratios"]["ours_vs_reference"] >= 30,
         },
     )
-    del scorer
+    scorer = None  # dropped, not deleted: the closures above share the name
     free(device)
     return out
 
@@ -562,37 +562,37 @@ def _train_runs(
     finally:
         optimizer.zero_grad(set_to_none=True)
         accelerator.free_memory()  # the accelerator holds the prepared model and optimiser otherwise
-        del model, optimizer, scorer
+        model = optimizer = scorer = None  # dropped, not deleted: one_step shares the names
         free(device)
     return result
 
 
 # --- FLUX -----------------------------------------------------------------------------------------------
 
-FLUX_DEV = dict(
-    patch_size=1,
-    in_channels=64,
-    num_layers=19,
-    num_single_layers=38,
-    attention_head_dim=128,
-    num_attention_heads=24,
-    joint_attention_dim=4096,
-    pooled_projection_dim=768,
-    guidance_embeds=True,
-    axes_dims_rope=(16, 56, 56),
-)
-FLUX_TINY = dict(
-    patch_size=1,
-    in_channels=4,
-    num_layers=1,
-    num_single_layers=1,
-    attention_head_dim=16,
-    num_attention_heads=2,
-    joint_attention_dim=32,
-    pooled_projection_dim=32,
-    guidance_embeds=True,
-    axes_dims_rope=(4, 4, 8),
-)
+FLUX_DEV = {
+    "patch_size": 1,
+    "in_channels": 64,
+    "num_layers": 19,
+    "num_single_layers": 38,
+    "attention_head_dim": 128,
+    "num_attention_heads": 24,
+    "joint_attention_dim": 4096,
+    "pooled_projection_dim": 768,
+    "guidance_embeds": True,
+    "axes_dims_rope": (16, 56, 56),
+}
+FLUX_TINY = {
+    "patch_size": 1,
+    "in_channels": 4,
+    "num_layers": 1,
+    "num_single_layers": 1,
+    "attention_head_dim": 16,
+    "num_attention_heads": 2,
+    "joint_attention_dim": 32,
+    "pooled_projection_dim": 32,
+    "guidance_embeds": True,
+    "axes_dims_rope": (4, 4, 8),
+}
 
 
 def build_flux(ctx):
@@ -739,7 +739,7 @@ def section_generation(ctx) -> dict:
             continue
         plain(size, 2)  # warm-up
         clock = StepClock(device)
-        seconds, images = timed(lambda: plain(size, steps, 1, clock), device)
+        seconds, images = timed(lambda size=size, steps=steps, clock=clock: plain(size, steps, 1, clock), device)
         plain_images[label] = images[0]
         results[label] = {
             "pixels": size,
@@ -749,7 +749,7 @@ def section_generation(ctx) -> dict:
             "step_tflop": flops(size),
         }
         if label == cases[0][0] and ctx.args.flux_plain_batched:
-            seconds, _ = timed(lambda: plain(size, steps, batch), device)
+            seconds, _ = timed(lambda size=size, steps=steps: plain(size, steps, batch), device)
             results[label]["plain_batched_s_per_image"] = seconds / batch
         ctx.emit_partial("generation", {**out, "by_size": results})
 
@@ -785,7 +785,7 @@ def section_generation(ctx) -> dict:
             ours(size, 2, n)
         r["ours_warmup_s"] = time.perf_counter() - t0
         clock = StepClock(device)
-        seconds, generated = timed(lambda: ours(size, steps, n, clock), device)
+        seconds, generated = timed(lambda size=size, steps=steps, n=n, clock=clock: ours(size, steps, n, clock), device)
         step = clock.seconds_per_step()
         r.update(
             ours_batch=n,
@@ -984,7 +984,7 @@ def section_finetune(ctx) -> dict:
         sft_lora_params_m=sum(p.numel() for p in trainable) / 1e6,
         sft_paper_optimizer_step_s_estimate=seconds * 8,
     )
-    del optimizer, trainable
+    optimizer = trainable = None  # dropped, not deleted: the closures above share the names
     transformer.delete_adapters("default")
     free(device)
     ctx.emit_partial("finetune", out)
@@ -1021,7 +1021,7 @@ def section_finetune(ctx) -> dict:
         "sft_peak_share_of_card": ratio(out["sft_peak_gib"], ctx.card_gib),
         "oft_peak_share_of_card": ratio(out["oft_peak_gib"], ctx.card_gib),
     }
-    del optimizer, trainable, run, scorer
+    optimizer = trainable = run = scorer = None  # dropped, not deleted: the closures above share the names
     pipe.transformer.delete_adapters("default")
     free(device)
     return out

@@ -119,36 +119,36 @@ def scorer_check(device, tiny: bool, report: dict) -> None:
     report["scorer_train_loss"] = loss
     if device.type == "cuda":
         report["scorer_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
-    del model, optimizer, scorer
+    model = optimizer = scorer = None  # dropped, not deleted: the closures above share the names
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
 
 
-FLUX_DEV = dict(
-    patch_size=1,
-    in_channels=64,
-    num_layers=19,
-    num_single_layers=38,
-    attention_head_dim=128,
-    num_attention_heads=24,
-    joint_attention_dim=4096,
-    pooled_projection_dim=768,
-    guidance_embeds=True,
-    axes_dims_rope=(16, 56, 56),
-)
-FLUX_TINY = dict(
-    patch_size=1,
-    in_channels=4,
-    num_layers=1,
-    num_single_layers=1,
-    attention_head_dim=16,
-    num_attention_heads=2,
-    joint_attention_dim=32,
-    pooled_projection_dim=32,
-    guidance_embeds=True,
-    axes_dims_rope=(4, 4, 8),
-)
+FLUX_DEV = {
+    "patch_size": 1,
+    "in_channels": 64,
+    "num_layers": 19,
+    "num_single_layers": 38,
+    "attention_head_dim": 128,
+    "num_attention_heads": 24,
+    "joint_attention_dim": 4096,
+    "pooled_projection_dim": 768,
+    "guidance_embeds": True,
+    "axes_dims_rope": (16, 56, 56),
+}
+FLUX_TINY = {
+    "patch_size": 1,
+    "in_channels": 4,
+    "num_layers": 1,
+    "num_single_layers": 1,
+    "attention_head_dim": 16,
+    "num_attention_heads": 2,
+    "joint_attention_dim": 32,
+    "pooled_projection_dim": 32,
+    "guidance_embeds": True,
+    "axes_dims_rope": (4, 4, 8),
+}
 
 
 def flux_check(device, tiny: bool, report: dict) -> None:

@@ -288,10 +288,15 @@ def _queries(client, url: str) -> dict:
     }
 
 
+SEEDS_HEADER = (
+    "| pairs | judgements | consensus rows | gold pairs | disputed | reversed | adjudicated | leases | audit events "
+    "| history (days) |"
+)
+
+
 def measure(args, pages, log) -> dict:
     state = {}
     samples = {(n, name): [] for n in args.sizes for name, _, _ in pages}
-    baseline_samples = {n: [] for n in args.sizes}
     for round_ in range(args.rounds):
         for n in args.sizes:
             use_database(db_name(n))
@@ -333,7 +338,7 @@ def judge(results: dict, args) -> None:
     """Add ratios to the baseline, growth and a verdict to every page's results."""
     small, large = args.sizes[0], args.sizes[-1]
     base = results["login (baseline)"]["sizes"]
-    for name, result in results.items():
+    for _name, result in results.items():
         sizes = result["sizes"]
         for n, row in sizes.items():
             row["x_baseline"] = round(row["median_ms"] / base[n]["median_ms"], 2)
@@ -491,7 +496,7 @@ version builder, at {" and ".join(_fmt_n(n) for n in args["sizes"])} pairs in th
 
 ## Seeded data
 
-| pairs | judgements | consensus rows | gold pairs | disputed | reversed | adjudicated | leases | audit events | history (days) |
+{SEEDS_HEADER}
 |---|---|---|---|---|---|---|---|---|---|
 {seeds}
 

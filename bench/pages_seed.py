@@ -254,7 +254,7 @@ def seed(n_pairs: int, *, seed: int = 1, log=print) -> dict:
         log(f"  judgements and leases ({total_judgements})")
         labels = list(Label.values)
         lease_objs, judgement_specs = [], []
-        for index, (pair, fate) in enumerate(zip(pair_objs, plan)):
+        for index, (pair, fate) in enumerate(zip(pair_objs, plan, strict=True)):
             for user in fate["annotators"]:
                 truth = fate["truth"] or rng.choice(labels)
                 label = truth if rng.random() < accuracy[user.pk] else rng.choice([x for x in labels if x != truth])
@@ -277,7 +277,7 @@ def seed(n_pairs: int, *, seed: int = 1, log=print) -> dict:
                 judgement_specs.append((pair, user, label, when, spent, left))
         Lease.objects.bulk_create(lease_objs, batch_size=BATCH)
         judgement_objs = []
-        for lease, (pair, user, label, when, spent, left) in zip(lease_objs, judgement_specs):
+        for lease, (pair, user, label, when, spent, left) in zip(lease_objs, judgement_specs, strict=True):
             if label == "expected":
                 chosen = pair.image_correct
             elif label == "other":
@@ -336,7 +336,9 @@ def seed(n_pairs: int, *, seed: int = 1, log=print) -> dict:
                     ended_at=when + settings.LEASE_TTL + timedelta(minutes=1),
                 )
             )
-        open_pairs = [p for p, f in zip(pair_objs, plan) if p.status == Pair.Status.OPEN and f["kind"] == "normal"]
+        open_pairs = [
+            p for p, f in zip(pair_objs, plan, strict=True) if p.status == Pair.Status.OPEN and f["kind"] == "normal"
+        ]
         for i, user in enumerate(users[:8]):
             pair = open_pairs[-1 - i]
             live = i < 6
@@ -359,10 +361,10 @@ def seed(n_pairs: int, *, seed: int = 1, log=print) -> dict:
         by_pair: dict[int, list] = {}
         for j in judgement_objs:
             by_pair.setdefault(j.pair_id, []).append(j)
-        label_of_judgement = {id(j): spec[2] for j, spec in zip(judgement_objs, judgement_specs)}
+        label_of_judgement = {id(j): spec[2] for j, spec in zip(judgement_objs, judgement_specs, strict=True)}
         consensus_objs, adjudication_objs, gold_objs, events = [], [], [], []
         decided_at = {}
-        for pair, fate in zip(pair_objs, plan):
+        for pair, fate in zip(pair_objs, plan, strict=True):
             judged = by_pair.get(pair.pk, [])
             if pair.is_gold:
                 gold_objs.append(

@@ -73,7 +73,7 @@ def _matrix_rows(cohen: dict) -> list[dict]:
             "annotator": annotator,
             "cells": [{**cell, "band": band(cell["value"]), "self": i == j} for j, cell in enumerate(row)],
         }
-        for i, (annotator, row) in enumerate(zip(cohen["annotators"], cohen["matrix"]))
+        for i, (annotator, row) in enumerate(zip(cohen["annotators"], cohen["matrix"], strict=True))
     ]
 
 

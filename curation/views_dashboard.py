@@ -77,7 +77,7 @@ def _outcome_bar(row: TaskRow) -> list[dict]:
 def sparkline(per_day: list[int], days: list, scale: int) -> dict:
     """Bars for one annotator's judgements per day, all annotators on one ``scale`` (the largest day)."""
     bars = []
-    for index, (day, n) in enumerate(zip(days, per_day)):
+    for index, (day, n) in enumerate(zip(days, per_day, strict=True)):
         height = round(SPARK_HEIGHT * n / scale, 2) if scale else 0
         if n and height < 1:
             height = 1  # a day with judgements stays visible

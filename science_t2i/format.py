@@ -78,8 +78,9 @@ class TupleRecord:
     implicit_prompt: str
     explicit_prompt: str
     superficial_prompt: str
-    correct_image: Callable[[], Image.Image] | Image.Image
-    wrong_image: Callable[[], Image.Image] | Image.Image
+    # None in a tuple read without images (a JSONL line with prompts only)
+    correct_image: Callable[[], Image.Image] | Image.Image | None
+    wrong_image: Callable[[], Image.Image] | Image.Image | None
     task: str = ""
     discipline: str = ""
     kind: str = ""  # ST or CT

@@ -59,7 +59,13 @@ def store_image(
             )
     except IntegrityError:
         return Image.objects.get(sha256=checked.sha256), False
-    after = {"sha256": image.sha256, "kind": image.kind, "tuple": image.tuple_id, "generator": generator, "seed": seed}
+    after: dict[str, object] = {
+        "sha256": image.sha256,
+        "kind": image.kind,
+        "tuple": image.tuple_id,
+        "generator": generator,
+        "seed": seed,
+    }
     if checked.changes:  # trimmed or normalised: what the stored bytes differ from the given ones by
         after["normalised"] = list(checked.changes)
     audit.record(actor, "image.created", image, after=after)

@@ -45,6 +45,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from django.db import IntegrityError, transaction
 
@@ -171,10 +172,10 @@ def import_prompts(
                 unassigned.append((key, number, fields["implicit_prompt"], why))
         report.per_task[fields["task"].code if fields["task"] else None] += 1
     merges = _same_prompt(report, named, taskless, tasks, merge=merge_same_prompt)
-    for key, task in merges.items():  # merged rows have the tuple's task, not a guess or none
-        entry = taskless[key]
-        report.per_task[entry[3].code if entry[3] else None] -= entry[2]
-        report.per_task[task.code] += entry[2]
+    for key, merged_task in merges.items():  # merged rows have the tuple's task, not a guess or none
+        first_row = taskless[key]
+        report.per_task[first_row[3].code if first_row[3] else None] -= first_row[2]
+        report.per_task[merged_task.code] += first_row[2]
     report.per_task = Counter({code: n for code, n in report.per_task.items() if n > 0})
     report.unassigned_task = report.per_task[None]
     report.unassigned_rows = [
@@ -213,7 +214,8 @@ def _same_prompt(report: ImportReport, named: dict, taskless: dict, tasks: _Task
         )
         for key, task_id, pk in found:
             stored.setdefault(key, {}).setdefault(task_id, pk)
-    merges, same = {}, {"count": 0, "rows": 0, "merged": 0, "prompts": []}
+    merges: dict = {}
+    same: dict[str, Any] = {"count": 0, "rows": 0, "merged": 0, "prompts": []}
     for key, (row, prompt, n_rows, fallback) in taskless.items():
         in_db, in_file = stored.get(key, {}), named.get(key, {})
         task_ids = set(in_db) | set(in_file)
@@ -309,6 +311,7 @@ def _clean(raw: object, defaults: Defaults, tasks: _TaskLookup) -> tuple[dict, s
     if not isinstance(provenance, dict):
         raise RowError(f"provenance must be an object, not {_type_name(provenance)}")
     why = None
+    task: Task | None
     if text["task"]:
         task = tasks.resolve(text["task"])
     elif defaults.task is not None:

@@ -13,6 +13,8 @@ Decisions:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
@@ -103,6 +105,14 @@ def next_in_queue(queue: QuerySet[Consensus], pair_id: int) -> Consensus | None:
     return others.first()
 
 
+@dataclass(frozen=True)
+class ReviewedJudgement:
+    """A judgement as the review page shows it: with its label relative to the expected image."""
+
+    judgement: Judgement
+    label: str
+
+
 def review_item(pair_id: int) -> dict:
     """Everything the adjudication page shows about a pair, in three queries.
 
@@ -112,9 +122,10 @@ def review_item(pair_id: int) -> dict:
     pair = Pair.objects.select_related("tuple__task__discipline", "image_correct", "image_wrong", "consensus").get(
         pk=pair_id
     )
-    judgements = list(pair.judgements.select_related("annotator").order_by("created_at", "id"))
-    for judgement in judgements:
-        judgement.label = label_of(judgement.choice, judgement.chosen_image_id, pair.image_correct_id)
+    judgements = [
+        ReviewedJudgement(judgement, label_of(judgement.choice, judgement.chosen_image_id, pair.image_correct_id))
+        for judgement in pair.judgements.select_related("annotator").order_by("created_at", "id")
+    ]
     return {
         "pair": pair,
         "consensus": getattr(pair, "consensus", None),

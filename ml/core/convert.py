@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
+from typing import cast
 
 import open_clip
 import torch
@@ -127,7 +128,7 @@ def open_clip_state_to_hf(oc_state: dict, text_layers: int, vision_layers: int) 
     state = {h: oc_state[o].clone() for h, o in copies}
     state.update({h: _transposed(oc_state[o]) for h, o in transposed})
     for names, o in qkv:
-        state.update(zip(names, (part.clone() for part in oc_state[o].chunk(3))))
+        state.update(zip(names, (part.clone() for part in oc_state[o].chunk(3)), strict=True))
     return state
 
 
@@ -284,7 +285,7 @@ def build_without_init(build):
 
 
 def _as_dict(cfg) -> dict:
-    return asdict(cfg) if is_dataclass(cfg) else dict(cfg)
+    return asdict(cfg) if is_dataclass(cfg) and not isinstance(cfg, type) else dict(cfg)
 
 
 # --- preprocessing -------------------------------------------------------------------------------
@@ -304,7 +305,7 @@ def read_preprocess_config(directory: str | Path) -> dict:
     crop = config.get("crop_size") or config.get("size")
     if isinstance(crop, dict):
         crop = crop.get("height") or crop.get("shortest_edge")
-    out = {"size": int(crop)} if crop else {}
+    out: dict[str, int | list[float]] = {"size": int(crop)} if crop else {}
     if config.get("image_mean"):
         out["mean"] = [float(v) for v in config["image_mean"]]
     if config.get("image_std"):
@@ -346,7 +347,8 @@ def load_hf_clip_as_open_clip(directory: str | Path):
     model_type = AutoConfig.from_pretrained(str(directory)).model_type
     if model_type != "clip":
         raise UnsupportedArchitecture(f"{directory}: a {model_type!r} model, not a transformers CLIPModel.")
-    hf_model, info = CLIPModel.from_pretrained(str(directory), output_loading_info=True)
+    loaded = CLIPModel.from_pretrained(str(directory), output_loading_info=True)
+    hf_model, info = cast(tuple[CLIPModel, dict], loaded)  # output_loading_info: (model, loading info)
     damaged = {k: sorted(info[k])[:8] for k in ("missing_keys", "unexpected_keys", "mismatched_keys") if info[k]}
     if damaged:
         raise ValueError(f"{directory}: checkpoint does not match its config: {damaged}")

@@ -68,8 +68,9 @@ def summarize(rows: Iterable[dict], base: dict | None = None, eps: float = EPS) 
     for name, by_kind in scores.items():
         means = {k: sum(v) / len(v) if v else None for k, v in by_kind.items()}
         metrics = {**means, "n_images": {k: len(v) for k, v in by_kind.items()}, "ND": None}
-        if None not in means.values():
-            metrics["ND"] = normalized_difference(means["IP"], means["EP"], means["SP"], eps)
+        ip, ep, sp = means["IP"], means["EP"], means["SP"]
+        if ip is not None and ep is not None and sp is not None:
+            metrics["ND"] = normalized_difference(ip, ep, sp, eps)
             if metrics["ND"] is None:
                 notes.append(f"{name}: ND undefined, EP and SP generations score alike (|EP - SP| < {eps}).")
         if base is not None:

@@ -31,7 +31,7 @@ def accuracy_by_group(margins: Sequence[float], records: Sequence[TupleRecord]) 
     result = _summary(hits)
     for name, attribute in GROUP_KEYS:
         groups: dict[str, list[bool]] = {}
-        for record, hit in zip(records, hits):
+        for record, hit in zip(records, hits, strict=True):
             key = getattr(record, attribute)
             if key:
                 groups.setdefault(key, []).append(hit)
@@ -65,7 +65,7 @@ def _grouping_report(records: Sequence[TupleRecord], result: dict) -> tuple[dict
         or "no category/law columns"
     )
     warnings = []
-    for name, label in (("by_task", "task"), ("by_discipline", "discipline")):
+    for _name, label in (("by_task", "task"), ("by_discipline", "discipline")):
         missing = sum(1 for record in records if not getattr(record, label))
         if missing == len(records):
             warnings.append(f"no per-{label} figures: no record has a {label} ({described})")

@@ -155,7 +155,8 @@ def generate(
     model_name = model_name or Path(pipe.name_or_path or "flux").name
 
     def step_end(_pipe, i, _t, callback_kwargs):
-        on_step(i)
+        if on_step is not None:
+            on_step(i)
         return callback_kwargs
 
     results: list[GeneratedImage] = []

@@ -22,7 +22,8 @@ Decisions, and why:
 
 * **"Log-ratio clamped to ±10 %"** (GUIDE §1) is read as the probability-ratio clipping of D3PO-style
   preference fine-tuning: the ratio ``π/π_ref`` of a step is clipped to ``[1 − ε, 1 + ε]`` with
-  ε = 0.1, i.e. its log to ``[log 0.9, log 1.1] ≈ [−0.105, +0.095]``, per sample and per step. ``torch.clamp`` passes no gradient outside that range,
+  ε = 0.1, i.e. its log to ``[log 0.9, log 1.1] ≈ [−0.105, +0.095]``, per sample and per step.
+  ``torch.clamp`` passes no gradient outside that range,
   so a step whose policy has already moved more than 10 % from the reference stops pushing: a trust
   region around the reference.
 * **Mean, not sum, over the masked latent elements.** ``log π_i[t]`` (from the sampler) is a token's
@@ -76,12 +77,13 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ml.core import recipes
 from ml.core.flow import (
@@ -262,8 +264,8 @@ def lora_factors(transformer, adapter: str) -> LoraFactors:
 
     return {
         name: (
-            module.lora_A[adapter].weight.detach().float().cpu(),
-            module.lora_B[adapter].weight.detach().float().cpu(),
+            cast(nn.Linear, module.lora_A[adapter]).weight.detach().float().cpu(),
+            cast(nn.Linear, module.lora_B[adapter]).weight.detach().float().cpu(),
             float(module.scaling[adapter]),
         )
         for name, module in transformer.named_modules()
@@ -297,7 +299,7 @@ def prepare_policy(pipe, lora_path: str | Path | None, config: OFTConfig):
                 raise ValueError(f"{lora_path}: no LoRA layers for the transformer")
             pipe.fuse_lora(components=["transformer"], adapter_names=[SFT_ADAPTER])
             pipe.unload_lora_weights()
-        init = "gaussian" if config.reference == "sft_adapter" else True
+        init: Literal["gaussian"] | bool = "gaussian" if config.reference == "sft_adapter" else True
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             transformer.add_adapter(
@@ -375,9 +377,9 @@ def export_lora(transformer, start: LoraFactors, directory: str | Path) -> Path:
 class OFTRun:
     """The loaded models of a run (policy pipeline, scorer, detector) and what a pair step needs."""
 
-    pipe: object
-    transformer: object
-    scorer: object
+    pipe: Any  # a diffusers FluxPipeline
+    transformer: Any  # its transformer, with the trained LoRA
+    scorer: Any  # an ml.core.scorer.Scorer
     detector: tuple | None  # (model, processor); None when training on the whole image
     img_ids: torch.Tensor
     sigmas: torch.Tensor
@@ -409,7 +411,7 @@ class OFTRun:
             pipe,
             lora_path,
             Scorer.load(scorer_path, device=device),
-            load_detector(detector_path, device) if config.use_mask else None,
+            load_detector(detector_path, device) if config.use_mask and detector_path is not None else None,
             config,
         )
 
@@ -441,6 +443,7 @@ class OFTRun:
         )
 
     def velocity(self, text, latents: torch.Tensor, sigma: float) -> torch.Tensor:
+        assert self.config.guidance is not None  # a resolved config (recipe filled in)
         with (
             torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"),
             training_attention(),
@@ -517,6 +520,7 @@ def region_mask(run: OFTRun, images, subject: str) -> torch.Tensor:
 def pair_step(run: OFTRun, prompt: str, subject: str, generator: torch.Generator, weight: float) -> dict:
     """Sample two images, reward them, and back-propagate ``weight`` × the mean per-step pair loss."""
     config, size = run.config, run.config.resolution
+    assert config.sampler is not None  # a resolved config (recipe filled in)
     text = encode_text(run.pipe, [prompt, prompt], max_sequence_length=config.max_sequence_length, device=run.device)
     channels = run.transformer.config.in_channels // 4
     noise = packed_noise(
@@ -562,16 +566,23 @@ def pair_step(run: OFTRun, prompt: str, subject: str, generator: torch.Generator
 def _step_loss(run: OFTRun, text, trajectory: Trajectory, i: int, mask: torch.Tensor, winner: int) -> PairLoss:
     """Re-score transition ``i`` of both samples under the policy (grad) and the reference (no grad)."""
     config = run.config
+    assert config.sampler is not None and config.mask_mean is not None and config.preference_loss is not None
     sigma, sigma_next = trajectory.sigmas[i].item(), trajectory.sigmas[i + 1].item()
     x = trajectory.latents[i]
     x_next = trajectory.latents[i + 1]
     per_element = mask.dim() == 3
-    options = {"sampler": config.sampler, "steps": trajectory.steps, "per_element": per_element}
-    log_pi = transition_log_prob(x_next, x, run.velocity(text, x, sigma), sigma, sigma_next, config.churn, **options)
+    step = partial(
+        transition_log_prob,
+        sigma=sigma,
+        sigma_next=sigma_next,
+        churn=config.churn,
+        sampler=config.sampler,
+        steps=trajectory.steps,
+        per_element=per_element,
+    )
+    log_pi = step(x_next, x, run.velocity(text, x, sigma))
     with torch.no_grad(), reference_model(run.transformer, config):
-        log_ref = transition_log_prob(
-            x_next, x, run.velocity(text, x, sigma), sigma, sigma_next, config.churn, **options
-        )
+        log_ref = step(x_next, x, run.velocity(text, x, sigma))
     return pair_loss(
         log_pi,
         log_ref,
@@ -635,6 +646,7 @@ def train_oft(
 
     transformer.train()
     last_loss = None
+    assert config.max_steps is not None  # a resolved config (recipe filled in)
     while step < config.max_steps:
         metrics = optimizer_step(run, optimizer, trainable, prompts, step, seen)
         step, seen = metrics["optimizer_step"], metrics["prompts_seen"]
@@ -658,6 +670,7 @@ def optimizer_step(
     """``prompts_per_step`` pair steps from stream position ``seen``, then one clipped optimiser step;
     returns the step's metrics (``optimizer_step`` and ``prompts_seen`` are the new counters)."""
     config = run.config
+    assert config.prompts_per_step is not None and config.prompt_sampling is not None  # a resolved config
     started = time.perf_counter()
     weight = 1.0 / (config.prompts_per_step * config.num_steps)
     pairs = []

@@ -113,7 +113,7 @@ def defaults(table: Mapping[str, Point], recipe: str, given: Mapping[str, object
         partner = LINKED.get(name)
         if given.get(name) is not None:
             values[name] = given[name]
-        elif partner in table and given.get(partner) is not None:
+        elif partner is not None and partner in table and given.get(partner) is not None:
             values[name] = 0
         else:
             values[name] = getattr(point, recipe)

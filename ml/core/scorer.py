@@ -87,7 +87,7 @@ class Scorer:
         self.short_text = allow_short_text(self.model)
         self._mean = torch.tensor(preprocess.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(preprocess.std, device=self.device).view(1, 3, 1, 1)
-        self._copy_stream = None
+        self._copy_stream: torch.cuda.Stream | None = None
 
     # --- loading and saving -----------------------------------------------------------------
 

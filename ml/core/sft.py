@@ -179,6 +179,7 @@ def train_sft(
     grid = training_sigma_grid(pipe.scheduler.config) if config.sigma_scheme == "grid" else None
     transformer.train()
     last_loss = None
+    assert config.max_steps is not None  # a resolved config (recipe filled in)
     with training_attention():
         while step < config.max_steps:
             metrics = optimizer_step(
@@ -298,6 +299,7 @@ def _micro_batch_loss(
     pipe, transformer, batch, img_ids, generator, config: SFTConfig, device, grid: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Rectified-flow MSE on one micro-batch of (implicit prompt, correct image) pairs."""
+    assert config.image_resize is not None and config.vae_latents is not None and config.sigma_scheme is not None
     pixels = images_to_tensor(
         [record.images()[0] for record in batch], config.resolution, config.resolution, resize=config.image_resize
     )

@@ -104,11 +104,13 @@ class Task:
 
 
 def _jitter(rgb: RGB, rng: random.Random, amount: int = 14) -> RGB:
-    return tuple(min(255, max(0, c + rng.randint(-amount, amount))) for c in rgb)
+    red, green, blue = (min(255, max(0, c + rng.randint(-amount, amount))) for c in rgb)
+    return red, green, blue
 
 
 def _mix(a: RGB, b: RGB, t: float) -> RGB:
-    return tuple(round(x * (1 - t) + y * t) for x, y in zip(a, b, strict=False))
+    red, green, blue = (round(x * (1 - t) + y * t) for x, y in zip(a, b, strict=True))
+    return red, green, blue
 
 
 def _object(draw: ImageDraw.ImageDraw, shape: int, box: tuple[int, int, int, int], fill: RGB) -> None:

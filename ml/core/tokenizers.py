@@ -18,7 +18,8 @@ CLIP_CONTEXT_LENGTH = 77
 
 
 def clip_vocab_and_merges() -> tuple[dict[str, int], list[str]]:
-    lines = gzip.open(default_bpe()).read().decode("utf-8").split("\n")
+    with gzip.open(default_bpe()) as bpe:
+        lines = bpe.read().decode("utf-8").split("\n")
     merges = lines[1 : CLIP_MERGES + 1]
     symbols = list(bytes_to_unicode().values())
     vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
@@ -36,7 +37,9 @@ def save_clip_tokenizer(directory: str | Path):
     (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
     (directory / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
     tokenizer = CLIPTokenizer(
-        vocab=vocab, merges=[tuple(m.split()) for m in merges], model_max_length=CLIP_CONTEXT_LENGTH
+        vocab=vocab,
+        merges=[tuple(m.split()) for m in merges],  # type: ignore[misc]  # pairs, as tokenizers' BPE takes them
+        model_max_length=CLIP_CONTEXT_LENGTH,
     )
     tokenizer.save_pretrained(directory)
     return tokenizer

@@ -101,6 +101,7 @@ class TrainConfig:
     @property
     def tuples_per_step(self) -> int:
         """Per process; multiply by the number of processes for the effective batch."""
+        assert self.batch_size is not None and self.grad_accum is not None  # a resolved config (recipe filled in)
         return self.batch_size * self.grad_accum
 
     def resolved(self, processes: int = 1) -> TrainConfig:
@@ -146,7 +147,8 @@ class DataOrder:
         if n == 0:
             raise ValueError("No training records.")
         self.n, self.seed = n, seed
-        self._epoch, self._perm = -1, []
+        self._epoch = -1
+        self._perm: list[int] = []
 
     def _permutation(self, epoch: int) -> list[int]:
         if epoch != self._epoch:
@@ -182,6 +184,7 @@ def train_scorer(
         mixed = "bf16" if torch.cuda.is_available() else "no"
     accelerator = Accelerator(mixed_precision=mixed)
     config = config.resolved(accelerator.num_processes)
+    assert config.lr_schedule is not None and config.grad_accum is not None  # a resolved config (recipe filled in)
     set_seed(config.seed)
     main = accelerator.is_main_process
     if main:
@@ -292,6 +295,7 @@ def optimizer_step(
 ) -> dict:
     """``grad_accum`` micro-batches, one clipped AdamW step; returns the step's log fields (losses are the
     mean over the step's tuples on all processes, lr the one this step used)."""
+    assert config.grad_accum is not None and config.loss_reduction is not None  # a resolved config (recipe filled in)
     model.train()
     world, rank = accelerator.num_processes, accelerator.process_index
     lr = optimizer.param_groups[0]["lr"]
@@ -349,6 +353,7 @@ def micro_batch_records(
 ) -> list[TupleRecord]:
     """The process's tuples of micro-batch ``micro``; with ``variants="random"`` each one a fresh draw of its
     record's paraphrases and images (:func:`ml.core.recipes.draw_variant`)."""
+    assert config.batch_size is not None  # a resolved config (recipe filled in)
     indices = order.indices(micro, config.batch_size, rank, world)
     if config.variants == "first":
         return [records[i] for i in indices]
@@ -391,7 +396,8 @@ def _augment(image: Image.Image, rng: random.Random) -> Image.Image:
 def adamw_optimizer(model: torch.nn.Module, config: TrainConfig, *, fused: bool) -> torch.optim.AdamW:
     """AdamW with ``weight_decay`` on the matrices only (``"matrices"``: not on biases, norms and
     ``logit_scale``, as open_clip trains) or on every parameter (``"all"``: the research code's one group)."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for param in model.parameters():
         if param.requires_grad:
             (no_decay if param.ndim < 2 and config.weight_decay_scope == "matrices" else decay).append(param)

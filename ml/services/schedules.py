@@ -10,7 +10,8 @@ change up on its next tick.
 :func:`fire` (the beat task) starts the template's run as the schedule's creator, linked to the
 schedule, unless a run of the schedule is still queued or running, the schedule is paused, or (data
 trigger) fewer than ``min_new_pairs`` pairs were confirmed since the last successful run of the
-kind (:func:`new_confirmed_pairs`), or since the schedule's own run failed if that came later. :func:`run_now` starts one at once for an admin ("run now").
+kind (:func:`new_confirmed_pairs`), or since the schedule's own run failed if that came later.
+:func:`run_now` starts one at once for an admin ("run now").
 
 Both take the Celery task that executes the run (``celery_task``: ``ml.tasks.execute_run``) from their
 caller and hand it to :func:`~ml.services.runs.start_run`: ``ml/tasks.py`` imports this module, so this
@@ -88,7 +89,7 @@ def parse_cron(text: str) -> dict[str, str]:
     fields = str(text or "").split()
     if len(fields) != 5:
         raise ValueError("five fields are needed: minute hour day-of-month month day-of-week, e.g. '0 3 * * *'")
-    spec = dict(zip(CRON_FIELDS, fields))
+    spec = dict(zip(CRON_FIELDS, fields, strict=True))
     for name, value in spec.items():
         try:
             crontab(**{name: value})
@@ -128,11 +129,12 @@ def _clean(fields: dict, *, pk: int | None) -> dict:
     errors: dict = {}
     cleaned = dict(fields)
     name = str(fields["name"] or "").strip()
+    others = Schedule.objects.all() if pk is None else Schedule.objects.exclude(pk=pk)
     if not name:
         errors["name"] = "required"
     elif len(name) > 100:
         errors["name"] = "at most 100 characters"
-    elif Schedule.objects.filter(name=name).exclude(pk=pk).exists():
+    elif others.filter(name=name).exists():
         errors["name"] = f"a schedule named {name!r} exists"
     cleaned["name"] = name
     if not isinstance(fields["enabled"], bool):
@@ -375,6 +377,7 @@ def fire(schedule_id: int, *, celery_task) -> Run | None:
             return None
         if schedule.trigger == Schedule.Trigger.DATA:
             found = new_confirmed_pairs(schedule.kind, after=_last_failure(schedule))
+            assert schedule.min_new_pairs is not None  # a data trigger has its threshold
             if found < schedule.min_new_pairs:
                 logger.info(
                     "schedule %s: %s of %s new confirmed pairs, not yet", schedule.name, found, schedule.min_new_pairs

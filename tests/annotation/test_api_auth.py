@@ -69,7 +69,7 @@ MATRIX = [
 CASES = [
     pytest.param(method, path, body, role, expected, id=f"{method} {path} as {role}")
     for method, path, body, *codes in MATRIX
-    for role, expected in zip(ROLES, codes)
+    for role, expected in zip(ROLES, codes, strict=True)
 ]
 
 

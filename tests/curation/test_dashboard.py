@@ -208,9 +208,9 @@ def test_it_narrows_everything_but_gold_accuracy_to_a_discipline(dataset):
         "LI",
     }
     assert (board.totals.pairs, board.totals.judgements) == (1, 3)
-    assert {row.username for row in board.throughput} == {
-        u for u in Judgement.objects.filter(pair__tuple__task__code="GR").values_list("annotator__username", flat=True)
-    }
+    assert {row.username for row in board.throughput} == set(
+        Judgement.objects.filter(pair__tuple__task__code="GR").values_list("annotator__username", flat=True)
+    )
     assert board.agreement_overall["n_pairs"] == 1
     assert len(board.quality) == 2
     assert board.most_reversed == []

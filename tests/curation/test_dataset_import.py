@@ -30,7 +30,7 @@ def write_test_split(path: Path, prompts_and_tasks: list[tuple[str, str]]) -> tu
         TupleRecord(
             prompt, f"{prompt} explicit", f"{prompt} superficial", ImageRef(data=good), ImageRef(data=bad), task=task
         )
-        for (prompt, task), (good, bad) in zip(prompts_and_tasks, images)
+        for (prompt, task), (good, bad) in zip(prompts_and_tasks, images, strict=True)
     ]
     write_parquet(records, path)
     return path, images
@@ -60,7 +60,7 @@ def test_it_imports_train_style_rows_with_paraphrase_lists_and_several_images(tm
     assert (nail.provenance["split"], nail.provenance["law"], nail.source) == ("train", "chemistry", path.name)
     pairs = list(Pair.objects.filter(tuple=nail).order_by("id"))
     assert len(pairs) == 2
-    for pair, raw in zip(pairs, rows[0]["explicit_image"]):
+    for pair, raw in zip(pairs, rows[0]["explicit_image"], strict=True):
         assert stored_bytes(pair.image_correct) == raw["bytes"]  # explicit image = expected correct
         assert (pair.image_correct.kind, pair.image_wrong.kind) == ("explicit", "superficial")
         assert pair.image_wrong.format == "JPEG"

@@ -219,7 +219,7 @@ def test_jsonl_export_reads_back_with_the_ml_reader(admin_user):
     folder = Path(exporting.export_version(version, "jsonl")["path"])
     records = read_jsonl(folder / "train.jsonl")
     assert [r.extra["label"] for r in records] == ["expected", "other"]
-    for record, member in zip(records, members(version, "train")):
+    for record, member in zip(records, members(version, "train"), strict=True):
         correct = member.pair.image_wrong if member.label == "other" else member.pair.image_correct
         assert record.correct_image.encoded() == stored(correct) and record.task == "RU"
 

@@ -59,7 +59,7 @@ def _version_with_a_rich_tuple(admin):
         created_by=admin,
     )
     labels = ("expected", "expected", "expected")
-    for pair, label in zip(pairs, labels):
+    for pair, label in zip(pairs, labels, strict=True):
         VersionMember.objects.create(
             version=version,
             pair=pair,

@@ -66,7 +66,7 @@ def test_it_serves_a_gold_pair_beyond_k_to_every_annotator_once(settings, gold_p
     users = [chemist() for _ in range(5)]
     leases = [queue.next_lease(user) for user in users]  # five live leases on a k=1 pair
     assert {lease.pair_id for lease in leases} == {gold_pair.id}
-    for user, lease in zip(users, leases):
+    for user, lease in zip(users, leases, strict=True):
         assert judging.judge(user, lease.id, queue.JudgementInput("both"))[1]
         assert queue.next_lease(user) is None
     gold_pair.refresh_from_db()

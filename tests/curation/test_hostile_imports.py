@@ -69,7 +69,7 @@ def assert_nothing_imported(report, before: dict, settings, expected: list[tuple
     """``expected``: (row, a text the error must hold) per bad row, in order; each error names a column."""
     assert not report.ok
     assert [e["row"] for e in report.errors] == [row for row, _ in expected], report.errors
-    for error, (_, text) in zip(report.errors, expected):
+    for error, (_, text) in zip(report.errors, expected, strict=True):
         assert text in error["error"], error
     assert all(len(e["error"]) < 1200 for e in report.errors), "an error echoes a huge value"
     assert table_counts() == before and media_files(settings) == []
@@ -205,11 +205,11 @@ def test_each_hostile_image_is_rejected_on_its_row_or_stored_as_check_image_stor
     report = import_dataset(write_lines(folder / "images.jsonl", lines))
 
     assert [e["row"] for e in report.errors] == [row for row, _ in rejected]
-    for error, (_, case) in zip(report.errors, rejected):
+    for error, (_, case) in zip(report.errors, rejected, strict=True):
         assert error["error"].startswith("correct_image: ") and _matches(case, error["error"]), error
     assert table_counts() == before and media_files(settings) == []
 
-    kept = [line for line, case in zip(lines, CASES) if case.outcome != "rejected"]
+    kept = [line for line, case in zip(lines, CASES, strict=True) if case.outcome != "rejected"]
     dry = import_dataset(write_lines(folder / "kept.jsonl", kept), dry_run=True)
     report = import_dataset(write_lines(folder / "kept.jsonl", kept))
     assert report.ok, report.errors

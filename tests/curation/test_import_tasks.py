@@ -106,10 +106,14 @@ def test_errors_say_what_each_column_held(tmp_path):
     ]
     report = import_dataset(write(tmp_path / "test_S.parquet", rows))
     assert [e["error"] for e in report.errors] == [
-        "the row names no task (category 'Physics': a discipline; law: empty); give a task default (a task code, "
-        "or 'none' to import such rows without a task), auto_task, or merge_same_prompt",
-        "unknown task/category 'Alchemy' (category 'Alchemy': neither a task nor a discipline; law 'Chemistry': "
-        "a discipline)",
+        (
+            "the row names no task (category 'Physics': a discipline; law: empty); give a task default (a task code, "
+            "or 'none' to import such rows without a task), auto_task, or merge_same_prompt"
+        ),
+        (
+            "unknown task/category 'Alchemy' (category 'Alchemy': neither a task nor a discipline; law 'Chemistry': "
+            "a discipline)"
+        ),
     ]
     assert report.unassigned["count"] == 1 and report.unassigned["rows"][0]["row"] == 1
 

@@ -52,7 +52,7 @@ def _pairs(task: str, n: int) -> list[Pair]:
 def test_an_uncertainty_task_serves_the_most_uncertain_pair_first(admin_user):
     scorer = _scorer(admin_user, "sci", active=True)
     pairs = _pairs("RU", 4)
-    for pair, p in zip(pairs, [0.95, 0.55, 0.2, 0.7]):  # uncertainty 0.1, 0.9, 0.4, 0.6
+    for pair, p in zip(pairs, [0.95, 0.55, 0.2, 0.7], strict=True):  # uncertainty 0.1, 0.9, 0.4, 0.6
         _score(scorer, pair, p)
     unscored = make_pair("RU", k=1)
 
@@ -64,7 +64,7 @@ def test_an_uncertainty_task_serves_the_most_uncertain_pair_first(admin_user):
 def test_a_disagreement_task_serves_the_pair_the_scorer_disputes_most_first(admin_user):
     scorer = _scorer(admin_user, "sci", active=True)
     pairs = _pairs("BU", 3)
-    for pair, p in zip(pairs, [0.6, 0.05, 0.9]):
+    for pair, p in zip(pairs, [0.6, 0.05, 0.9], strict=True):
         _score(scorer, pair, p)
 
     active_learning.set_queue_order(admin_user, Task.objects.get(code="BU"), "disagreement")
@@ -76,7 +76,7 @@ def test_a_disagreement_task_serves_the_pair_the_scorer_disputes_most_first(admi
 def test_a_creation_order_task_ignores_the_scores(admin_user):
     scorer = _scorer(admin_user, "sci", active=True)
     pairs = _pairs("ME", 3)
-    for pair, p in zip(pairs, [0.9, 0.5, 0.1]):
+    for pair, p in zip(pairs, [0.9, 0.5, 0.1], strict=True):
         _score(scorer, pair, p)
     Task.objects.filter(code="ME").update(queue_order="uncertainty")
     active_learning.recompute_priorities()
@@ -90,7 +90,7 @@ def test_a_creation_order_task_ignores_the_scores(admin_user):
 def test_switching_the_active_scorer_reorders_the_queue(admin_user):
     first, second = _scorer(admin_user, "first", active=True), _scorer(admin_user, "second")
     pairs = _pairs("RU", 2)
-    for pair, p_first, p_second in zip(pairs, [0.5, 0.99], [0.99, 0.5]):
+    for pair, p_first, p_second in zip(pairs, [0.5, 0.99], [0.99, 0.5], strict=True):
         _score(first, pair, p_first)
         _score(second, pair, p_second)
     active_learning.set_queue_order(admin_user, Task.objects.get(code="RU"), "uncertainty")

@@ -51,7 +51,7 @@ def test_it_loads_through_the_auto_classes_and_detects_on_a_real_image(detector)
     images = [picture(), picture(64, 64)]
     boxes = detect_boxes(model, processor, images, ["unripe mango", "ice"], box_threshold=0.0)
     assert [b.shape for b in boxes] == [(8, 4), (8, 4)]  # every query kept at threshold 0
-    for b, image in zip(boxes, images):
+    for b, image in zip(boxes, images, strict=True):
         assert (b[:, 2] >= b[:, 0]).all() and (b[:, 3] >= b[:, 1]).all()
         assert b.min() >= -1 and b[:, 2].max() <= image.width + 1 and b[:, 3].max() <= image.height + 1
 

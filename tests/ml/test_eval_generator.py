@@ -72,9 +72,16 @@ def test_it_generates_scores_against_the_implicit_prompt_and_records_seeds(tmp_p
         PromptTriple("An unripe mango.", "A hard, green mango.", "A ripe yellow-orange mango.", "RI"),
         PromptTriple("An iron nail left in the rain.", "A rusty nail.", "A shiny new nail.", "RU"),
     ]
-    settings = dict(
-        images_per_prompt=2, seed=10, steps=2, guidance=3.5, width=32, height=32, batch_size=4, max_sequence_length=32
-    )
+    settings = {
+        "images_per_prompt": 2,
+        "seed": 10,
+        "steps": 2,
+        "guidance": 3.5,
+        "width": 32,
+        "height": 32,
+        "batch_size": 4,
+        "max_sequence_length": 32,
+    }
 
     result = evaluate_generator(pipe, scorer, records, **settings)
     generations = result["generations"]

@@ -72,17 +72,17 @@ def test_only_the_platform_clamps_logit_scale_to_ln_100(init_dir, tmp_path):
         scorer.model.logit_scale.fill_(5.0)  # above ln 100 = 4.605
     start = scorer.save(tmp_path / "hot", format="open_clip")
     train = make_synthetic_split(0, 4, "train", size=32)
-    common = dict(
-        model=str(start),
-        lr=1e-9,
-        total_steps=1,
-        warmup_steps=0,
-        batch_size=2,
-        grad_accum=1,
-        eval_every=0,
-        checkpoint_every=0,
-        save_format="open_clip",
-    )
+    common = {
+        "model": str(start),
+        "lr": 1e-9,
+        "total_steps": 1,
+        "warmup_steps": 0,
+        "batch_size": 2,
+        "grad_accum": 1,
+        "eval_every": 0,
+        "checkpoint_every": 0,
+        "save_format": "open_clip",
+    }
     for recipe, expected in (("platform", MAX_LOGIT_SCALE), ("paper", 5.0)):
         summary = train_scorer(TrainConfig(recipe=recipe, lr_schedule="linear", **common), train, [], tmp_path / recipe)
         logit_scale = Scorer.load(summary["final_path"], device="cpu").model.logit_scale.item()

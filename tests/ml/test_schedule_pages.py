@@ -112,9 +112,9 @@ def test_an_admin_creates_a_schedule(client, admin_user, generator):  # noqa: F8
 def test_validation_errors_are_shown_next_to_their_field(
     client,
     admin_user,
-    generator,
+    generator,  # noqa: F811
     changes,
-    anchor,  # noqa: F811
+    anchor,
     message,
 ):
     client.force_login(admin_user)

@@ -29,7 +29,7 @@ def same_ids(directory, prompt) -> bool:
     """transformers ids, padded with 0 as open_clip pads, equal open_clip's."""
     expected = open_clip.get_tokenizer("ViT-H-14")([prompt])[0].tolist()
     ids = AutoTokenizer.from_pretrained(directory)(prompt, padding="max_length", truncation=True, max_length=77)
-    return [i if mask else 0 for i, mask in zip(ids["input_ids"], ids["attention_mask"])] == expected
+    return [i if mask else 0 for i, mask in zip(ids["input_ids"], ids["attention_mask"], strict=True)] == expected
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)

@@ -27,18 +27,18 @@ def records():
 
 
 def config(init_dir, **overrides) -> TrainConfig:
-    base = dict(
-        model=init_dir,
-        lr=1e-3,
-        warmup_steps=0,
-        total_steps=4,
-        batch_size=2,
-        grad_accum=1,
-        eval_every=0,
-        checkpoint_every=0,
-        save_format="open_clip",
-        seed=0,
-    )
+    base = {
+        "model": init_dir,
+        "lr": 1e-3,
+        "warmup_steps": 0,
+        "total_steps": 4,
+        "batch_size": 2,
+        "grad_accum": 1,
+        "eval_every": 0,
+        "checkpoint_every": 0,
+        "save_format": "open_clip",
+        "seed": 0,
+    }
     return TrainConfig(**{**base, **overrides})
 
 

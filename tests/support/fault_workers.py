@@ -29,7 +29,6 @@ class QueueWorker(WorkerProcess):
 
     def start(self) -> None:
         self.starts += 1
-        log = open(self.root / f"worker-{self.starts}.log", "wb")
         argv = [
             sys.executable,
             "-m",
@@ -52,9 +51,15 @@ class QueueWorker(WorkerProcess):
             "-n",
             f"{self.queue}-test-{self.starts}@%h",
         ]
-        self.proc = subprocess.Popen(
-            argv, env=self.env(), cwd=settings.BASE_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        with open(self.root / f"worker-{self.starts}.log", "wb") as log:  # the worker keeps its own copy
+            self.proc = subprocess.Popen(
+                argv,
+                env=self.env(),
+                cwd=settings.BASE_DIR,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
 
 class SlowFileSystemStorage(FileSystemStorage):

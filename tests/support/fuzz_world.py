@@ -46,7 +46,7 @@ class World:
 def _judge_by_all(pair, annotators, choices) -> list[Judgement]:
     """Each annotator leases ``pair`` (the only open pair of its task at this point) and judges it."""
     judged = []
-    for user, choice in zip(annotators, choices):
+    for user, choice in zip(annotators, choices, strict=True):
         lease = queue.next_lease(user, task=pair.tuple.task.code)
         assert lease is not None and lease.pair_id == pair.pk, "the world's pairs are leased one at a time"
         judgement, _ = judging.judge(user, lease.id, queue.JudgementInput(choice=choice))

@@ -8,8 +8,8 @@ Each case says what annotation.imaging.check_image must do with it:
   the code under test (Pillow's ``ImageOps.exif_transpose``, alpha compositing by formula, etc.);
 * ``rejected``: refused, with a message matching ``message``.
 
-Used by tests/annotation/test_hostile_images.py (check_image and the upload API) and tests/curation/test_hostile_imports.py
-(the dataset import).
+Used by tests/annotation/test_hostile_images.py (check_image and the upload API) and
+tests/curation/test_hostile_imports.py (the dataset import).
 """
 
 from __future__ import annotations
@@ -123,7 +123,9 @@ def flattened_on_white(img: PILImage.Image) -> PILImage.Image:
 
 def transparent_rgba() -> PILImage.Image:
     img = gradient().convert("RGBA")
-    img.putdata([(r, g, b, (x * 11) % 256) for (r, g, b, _), x in zip(img.get_flattened_data(), range(24 * 16))])
+    img.putdata(
+        [(r, g, b, (x * 11) % 256) for (r, g, b, _), x in zip(img.get_flattened_data(), range(24 * 16), strict=True)]
+    )
     return img
 
 

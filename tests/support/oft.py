@@ -48,16 +48,16 @@ def assets(tmp_path_factory):
 
 
 def tiny_config(**overrides):
-    settings = dict(
-        resolution=32,
-        num_steps=2,
-        prompts_per_step=1,
-        max_steps=1,
-        max_sequence_length=32,
-        gradient_checkpointing=False,
-        checkpoint_every=1,
-        device="cpu",
-    )
+    settings = {
+        "resolution": 32,
+        "num_steps": 2,
+        "prompts_per_step": 1,
+        "max_steps": 1,
+        "max_sequence_length": 32,
+        "gradient_checkpointing": False,
+        "checkpoint_every": 1,
+        "device": "cpu",
+    }
     return OFTConfig(**{**settings, **overrides})
 
 

@@ -19,6 +19,7 @@ data); everything else needs a signed-in user.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -88,7 +89,7 @@ def _schedule_form(world):
         "enabled": "on",
         "check_every_minutes": 60,
         "min_new_pairs": 100,
-        "params": '{"model": %d, "tuples": {"task": "RU", "limit": 2}}' % world["generator"],
+        "params": json.dumps({"model": world["generator"], "tuples": {"task": "RU", "limit": 2}}),
     }
 
 

@@ -57,8 +57,7 @@ def synthetic_version(admin, sizes: dict[str, int], *, seed: int = 0) -> Dataset
         split_ratios={"seed": seed},
         created_by=admin,
     )
-    offset = 0
-    for split, size in sizes.items():
+    for offset, (split, size) in enumerate(sizes.items()):
         for pair in synthetic_pairs(size, pools[split], seed=seed + offset):
             VersionMember.objects.create(
                 version=version,
@@ -70,7 +69,6 @@ def synthetic_version(admin, sizes: dict[str, int], *, seed: int = 0) -> Dataset
                 split=split,
                 group_key="0" * 64,
             )
-        offset += 1
     return version
 
 

@@ -8,6 +8,7 @@ again on the same port.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -38,10 +39,8 @@ class TcpProxy:
         with self._lock:
             sockets, self._sockets = self._sockets, set()
         for sock in sockets:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             sock.close()
 
     def _accept(self, listener: socket.socket) -> None:
@@ -73,10 +72,8 @@ class TcpProxy:
             pass
         finally:
             for sock in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
             with self._lock:
                 self._sockets.discard(src)
             src.close()  # the other direction's thread closes dst

@@ -53,14 +53,10 @@ class WebServer:
             "60",
         ]
         self.log_path = self.root / f"gunicorn-{self.port}.log"
-        self.proc = subprocess.Popen(
-            argv,
-            env=env,
-            cwd=settings.BASE_DIR,
-            stdout=open(self.log_path, "wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(self.log_path, "wb") as log:  # the server keeps its own copy
+            self.proc = subprocess.Popen(
+                argv, env=env, cwd=settings.BASE_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -54,7 +54,6 @@ class WorkerProcess:
 
     def start(self) -> None:
         self.starts += 1
-        log = open(self.root / f"worker-{self.starts}.log", "wb")
         argv = [
             sys.executable,
             "-m",
@@ -77,9 +76,15 @@ class WorkerProcess:
             "-n",
             f"gpu-test-{self.starts}@%h",
         ]
-        self.proc = subprocess.Popen(
-            argv, env=self.env(), cwd=settings.BASE_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        with open(self.root / f"worker-{self.starts}.log", "wb") as log:  # the worker keeps its own copy
+            self.proc = subprocess.Popen(
+                argv,
+                env=self.env(),
+                cwd=settings.BASE_DIR,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool (a machine losing power, as far as the broker can tell)."""

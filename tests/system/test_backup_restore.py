@@ -4,6 +4,7 @@ rows, ``verify_media`` is clean there, and the restored database takes new write
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -47,7 +48,7 @@ def _row_counts() -> dict:
 
 @pytest.mark.slow
 def test_it_restores_a_pg_dump_and_a_media_copy_into_a_fresh_database_with_every_row_and_file(tmp_path):
-    call_command("seed_demo", stdout=open(os.devnull, "w"))
+    call_command("seed_demo", stdout=io.StringIO())
     source = _row_counts()
     assert Image.objects.count() >= 32 and Pair.objects.count() >= 16
     backup, restored_name = tmp_path / "backup", f"{connection.settings_dict['NAME']}_restored"

@@ -44,7 +44,8 @@ def test_it_keeps_a_healthy_idle_connection_without_a_round_trip(monkeypatch):
 def test_it_replaces_a_connection_the_server_closed_before_the_request_uses_it(monkeypatch):
     pid = _backend_pid()
     settings = connection.settings_dict
-    dsn = f"host={settings['HOST'] or '127.0.0.1'} port={settings['PORT'] or 5432} user={settings['USER']} dbname=postgres"
+    host, port = settings["HOST"] or "127.0.0.1", settings["PORT"] or 5432
+    dsn = f"host={host} port={port} user={settings['USER']} dbname=postgres"
     with psycopg.connect(dsn, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", [pid])
     time.sleep(0.2)  # the termination message and the end of file reach the socket

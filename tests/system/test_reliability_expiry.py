@@ -118,7 +118,7 @@ def test_it_hands_vanished_leases_to_others_after_the_ttl_and_keeps_heartbeated_
         # the pair went on to others, on leases made after this one expired
         taken = Lease.objects.filter(pair_id=row.pair_id, created_at__gte=row.expires_at).exclude(annotator_id=user_id)
         assert taken.exists()
-    for user_id, lease in kept.items():
+    for lease in kept.values():
         row = Lease.objects.get(pk=lease["lease_id"])
         assert row.state == "judged" and row.ended_at > row.created_at + timedelta(seconds=2 * ttl)
 

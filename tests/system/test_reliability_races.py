@@ -116,7 +116,7 @@ def test_it_gives_every_pair_exactly_k_judgements_under_64_racing_annotators(set
     end = check_end_state(pair_ids)
     assert end["judgements"] == N_PAIRS * K == tally.counts["submits_201"] == sum(rounds.values())
     stored = dict(Judgement.objects.values_list("id", "annotator_id"))
-    for judgement_id, (annotator_id, lease_id, choice) in tally.accepted.items():  # no 2xx without its row
+    for judgement_id, (annotator_id, _lease_id, _choice) in tally.accepted.items():  # no 2xx without its row
         assert stored[judgement_id] == annotator_id
     assert set(stored) == set(tally.accepted)
     assert dict(Judgement.objects.filter(pk__in=stored).values_list("id", "choice")) == {

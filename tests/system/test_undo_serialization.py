@@ -58,7 +58,8 @@ def test_an_undo_and_a_judgement_sent_together_run_in_some_serial_order(settings
         assert {lease_a.pair_id, lease_b.pair_id} == {a.id, b.id}
         client = client_of(user)
         undone, judged = together(
-            lambda: client.post("/api/judgements/undo/"), lambda: judge(client, lease_b.id, "right")
+            lambda client=client: client.post("/api/judgements/undo/"),
+            lambda client=client, lease_b=lease_b: judge(client, lease_b.id, "right"),
         )
         assert undone.status_code == 200, undone.content
         left = set(Judgement.objects.filter(annotator=user).values_list("pair_id", flat=True))

@@ -7,8 +7,9 @@ temporary sibling directory (``.<name>.tmp-<random>``) and renamed into place on
 reader never sees half an export; on any error the temporary directory is removed and nothing appears at
 the final path. A process killed outright cannot remove it: each temporary directory has a flocked
 ``.lock`` sibling, and the next export of the same target removes those whose lock is free
-(:func:`sweep_abandoned`; tested by SIGKILLing a worker mid-export). A finished export (its directory holds ``MANIFEST.sha256``) of the same version and format
-is reused: versions are immutable, and ``export.json`` records the version's content hash to be sure.
+(:func:`sweep_abandoned`; tested by SIGKILLing a worker mid-export). A finished export (its directory holds
+``MANIFEST.sha256``) of the same version and format is reused: versions are immutable, and ``export.json``
+records the version's content hash to be sure.
 
 Every export holds ``MANIFEST.sha256`` (``sha256sum`` format: ``<hex>  <relative path>``, one line per file,
 sorted; verify with ``sha256sum -c MANIFEST.sha256``) and ``export.json`` (provenance and counts).

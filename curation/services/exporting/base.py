@@ -105,7 +105,7 @@ def verify_manifest(target: str | Path) -> list[str]:
 
 def _list_files(folder: Path) -> list[str]:
     """Every file under ``folder`` as a sorted relative POSIX path (directory entries' types: no stat)."""
-    names = []
+    names: list[str] = []
     for directory, _, files in os.walk(folder):
         base = Path(directory).relative_to(folder)
         names.extend((base / name).as_posix() for name in files)

@@ -50,8 +50,10 @@ def dataset_card(version: DatasetVersion, counts: dict) -> str:
     lines = [
         f"# Science-T2I — version `{version.name}`",
         "",
-        "Expert-curated adversarial image pairs for scientifically faithful text-to-image generation, exported "
-        "from the Science-T2I curation platform.",
+        (
+            "Expert-curated adversarial image pairs for scientifically faithful text-to-image generation, exported "
+            "from the Science-T2I curation platform."
+        ),
         "",
         "## Provenance",
         "",
@@ -65,33 +67,39 @@ def dataset_card(version: DatasetVersion, counts: dict) -> str:
         "",
         "## Loading",
         "",
-        "One row per judged pair, four splits in `data/<split>-*.parquet`. Each of these gives the four splits "
-        '`train`, `validation`, `test_S`, `test_C` apart: `datasets.load_dataset("<folder>")` (this card\'s '
-        '`configs`), `datasets.load_dataset("parquet", data_dir="<folder>")` (the `data/<split>-NNNNN-of-'
-        'NNNNN` names) and `datasets.load_dataset("parquet", data_files={"test_S": '
-        '"<folder>/data/test_S-*.parquet", ...})`. The published layout (Science-T2I-Trainset with one row '
-        "per tuple and list columns, Science-T2I-S and Science-T2I-C as datasets of their own) is the export "
-        "format `published`.",
+        (
+            "One row per judged pair, four splits in `data/<split>-*.parquet`. Each of these gives the four splits "
+            '`train`, `validation`, `test_S`, `test_C` apart: `datasets.load_dataset("<folder>")` (this card\'s '
+            '`configs`), `datasets.load_dataset("parquet", data_dir="<folder>")` (the `data/<split>-NNNNN-of-'
+            'NNNNN` names) and `datasets.load_dataset("parquet", data_files={"test_S": '
+            '"<folder>/data/test_S-*.parquet", ...})`. The published layout (Science-T2I-Trainset with one row '
+            "per tuple and list columns, Science-T2I-S and Science-T2I-C as datasets of their own) is the export "
+            "format `published`."
+        ),
         "",
         "## Columns",
         "",
-        "The published Science-T2I columns, in the published order: `implicit_prompt`, `explicit_prompt`, "
-        "`superficial_prompt` (strings); `explicit_image` (the image the experts judged scientifically correct) "
-        "and `superficial_image` (the wrong one), each a list of one `datasets.Image` with embedded bytes; "
-        "`scene_scoring` and `real_scoring` (the tuple's grading rubrics: the scene gate, then the 0-3 reality "
-        "grade); `category` and `law`. **Our convention: `category` holds the task name (e.g. `Buoyancy`) and "
-        "`law` the task code (e.g. `BU`)**; what the published columns hold is not documented, so our importer "
-        "and evaluator recognise task names, task codes and disciplines in either column by value. Extra "
-        "columns: `implicit_prompts`, `explicit_prompts`, `superficial_prompts` (every wording of each prompt: "
-        "the prompt, then its paraphrases), `tuple_id`, `pair_id`, `task`, `discipline`, `scene` (simple or "
-        "complex), `subject` (what a detector should box), `label`, `consensus` (the frozen outcome), "
-        "`agreement` (share of judgements with the majority label), `n_judgements`. Importing this folder "
-        "into another platform reproduces tuples, scenes, labels and decisions.",
+        (
+            "The published Science-T2I columns, in the published order: `implicit_prompt`, `explicit_prompt`, "
+            "`superficial_prompt` (strings); `explicit_image` (the image the experts judged scientifically correct) "
+            "and `superficial_image` (the wrong one), each a list of one `datasets.Image` with embedded bytes; "
+            "`scene_scoring` and `real_scoring` (the tuple's grading rubrics: the scene gate, then the 0-3 reality "
+            "grade); `category` and `law`. **Our convention: `category` holds the task name (e.g. `Buoyancy`) and "
+            "`law` the task code (e.g. `BU`)**; what the published columns hold is not documented, so our importer "
+            "and evaluator recognise task names, task codes and disciplines in either column by value. Extra "
+            "columns: `implicit_prompts`, `explicit_prompts`, `superficial_prompts` (every wording of each prompt: "
+            "the prompt, then its paraphrases), `tuple_id`, `pair_id`, `task`, `discipline`, `scene` (simple or "
+            "complex), `subject` (what a detector should box), `label`, `consensus` (the frozen outcome), "
+            "`agreement` (share of judgements with the majority label), `n_judgements`. Importing this folder "
+            "into another platform reproduces tuples, scenes, labels and decisions."
+        ),
         "",
-        "`label` is relative to the image the catalogue *expected* to be correct: `expected` means the experts "
-        "agreed; `other` means they chose the other image, so for those rows the images are **swapped** "
-        "relative to the catalogue (`explicit_image` is always the image the experts judged correct). Pairs "
-        "labelled `both` or `neither` have no correct image and are not in this export.",
+        (
+            "`label` is relative to the image the catalogue *expected* to be correct: `expected` means the experts "
+            "agreed; `other` means they chose the other image, so for those rows the images are **swapped** "
+            "relative to the catalogue (`explicit_image` is always the image the experts judged correct). Pairs "
+            "labelled `both` or `neither` have no correct image and are not in this export."
+        ),
         "",
         "## Counts",
         "",
@@ -116,8 +124,10 @@ def dataset_card(version: DatasetVersion, counts: dict) -> str:
         "",
         "## Licence",
         "",
-        "Apache-2.0. Prompts derived from the published Science-T2I dataset are used under its Apache-2.0 "
-        "licence; keep this notice and cite Science-T2I when redistributing.",
+        (
+            "Apache-2.0. Prompts derived from the published Science-T2I dataset are used under its Apache-2.0 "
+            "licence; keep this notice and cite Science-T2I when redistributing."
+        ),
         "",
     ]
     return "\n".join(yaml) + "\n" + "\n".join(lines)

@@ -5,6 +5,7 @@ thread while the writers go on, from the bytes in memory where it can).
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 from pathlib import Path
 
 
@@ -106,7 +107,7 @@ class Hasher:
                     with source:
                         if self._error is None:
                             digest, size = hashlib.sha256(), 0
-                            for block in iter(lambda: source.read(1 << 20), b""):
+                            for block in iter(partial(source.read, 1 << 20), b""):
                                 digest.update(block)
                                 size += len(block)
                             self._digests[name], self._sizes[name] = digest.hexdigest(), size

@@ -39,6 +39,10 @@ from curation.services.exporting.webdataset import write_webdataset_export
 # --- the entry points ------------------------------------------------------------------------------
 
 
+def _no_progress(fraction: float, message: str = "") -> None:
+    """The progress callback of a caller that does not follow progress."""
+
+
 def export_version(
     version: DatasetVersion,
     fmt: str,
@@ -56,7 +60,7 @@ def export_version(
     check_format(fmt)
     if shard_bytes < 1 or batch_size < 1:
         raise ExportError("shard_bytes and batch_size must be positive.")
-    progress = progress or (lambda fraction, message="": None)
+    progress = progress or _no_progress
     target = Path(out) if out is not None else export_dir(version, fmt)
     cached = finished_export(version, fmt, target)
     if cached is not None:

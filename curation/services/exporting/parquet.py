@@ -4,8 +4,11 @@ background, and :func:`write_parquet_export` (with its dataset card, see :mod:`.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from curation.services.exporting.base import DECIDED, SPLITS
 from curation.services.exporting.card import agreement_add, agreement_summary, dataset_card
@@ -143,8 +146,11 @@ class ShardedParquet:
         self.hasher = hasher
         self.root = root or folder  # the export's folder: the manifest names files relative to it
         self.shards: list[Path] = []
-        self.writer, self.size, self.rows = None, 0, []
-        self._pool, self._pending = None, None
+        self.writer: Any = None  # a pyarrow ParquetWriter while a shard is open
+        self.size = 0
+        self.rows: list[dict] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
 
     def _name(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -185,8 +191,6 @@ class ShardedParquet:
             self.rows = []
             self._wait()
             if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="export-parquet")
             self._pending = self._pool.submit(self.writer.write_table, table)
 
@@ -200,10 +204,8 @@ class ShardedParquet:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         if self.writer is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self.writer.close()
-            except Exception:
-                pass
             self.writer = None
 
     def close(self) -> list[str]:

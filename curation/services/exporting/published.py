@@ -155,17 +155,23 @@ def dataset_card(name: str, version, written: dict, train_shape: bool) -> str:
     body = [
         f"# {name} — version `{version.name}`",
         "",
-        f"Exported from the Science-T2I curation platform (version id {version.pk}, content hash "
-        f"`{version.content_hash}`), in the published layout of `{name}`.",
+        (
+            f"Exported from the Science-T2I curation platform (version id {version.pk}, content hash "
+            f"`{version.content_hash}`), in the published layout of `{name}`."
+        ),
         "",
         shape,
         "",
-        "`scene_scoring` and `real_scoring` are the tuple's grading rubrics (empty where none was recorded). "
-        "`category` holds the task name and `law` the task code (our convention: the published values are not "
-        "documented; our importer and evaluator read either column by value).",
+        (
+            "`scene_scoring` and `real_scoring` are the tuple's grading rubrics (empty where none was recorded). "
+            "`category` holds the task name and `law` the task code (our convention: the published values are not "
+            "documented; our importer and evaluator read either column by value)."
+        ),
         "",
-        'Load it with `datasets.load_dataset("<this folder>")` or '
-        '`datasets.load_dataset("parquet", data_dir="<this folder>")`.',
+        (
+            'Load it with `datasets.load_dataset("<this folder>")` or '
+            '`datasets.load_dataset("parquet", data_dir="<this folder>")`.'
+        ),
         "",
         "Apache-2.0; cite Science-T2I when redistributing.",
         "",
@@ -177,7 +183,7 @@ def layout_card(version, datasets: dict) -> str:
     """The export folder's README.md: one config per dataset (their schemas differ), no default, so
     ``load_dataset(<export>)`` without a config name refuses instead of merging the two test sets."""
     yaml = ["---", "license: apache-2.0", "configs:"]
-    for name, splits, _ in DATASETS:
+    for name, _splits, _ in DATASETS:
         if name not in datasets:
             continue
         yaml += [f"- config_name: {name}", "  data_files:"]
@@ -196,10 +202,12 @@ def layout_card(version, datasets: dict) -> str:
     ]
     body += [
         "",
-        'Load one with `datasets.load_dataset("<export>/Science-T2I-S")`, '
-        '`datasets.load_dataset("parquet", data_dir="<export>/Science-T2I-S")` or '
-        '`datasets.load_dataset("<export>", "Science-T2I-S")`. Counts: '
-        f"`{json.dumps(datasets, sort_keys=True)}`.",
+        (
+            'Load one with `datasets.load_dataset("<export>/Science-T2I-S")`, '
+            '`datasets.load_dataset("parquet", data_dir="<export>/Science-T2I-S")` or '
+            '`datasets.load_dataset("<export>", "Science-T2I-S")`. Counts: '
+            f"`{json.dumps(datasets, sort_keys=True)}`."
+        ),
         "",
     ]
     return "\n".join(yaml) + "\n" + "\n".join(body)

@@ -121,7 +121,7 @@ class Source:
         return rows
 
     def label_counts(self) -> dict:
-        counts = {}
+        counts: dict[str, dict[str, int]] = {}
         for split, label in VersionMember.objects.filter(version=self.version).values_list("split", "label"):
             counts.setdefault(split, {}).setdefault(label, 0)
             counts[split][label] += 1

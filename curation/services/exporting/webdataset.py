@@ -61,7 +61,9 @@ def _open_tar(path: Path) -> tarfile.TarFile:
     writes 16 KiB pieces through an 8 KiB buffer: a system call per piece). The bytes are the same."""
     handle = open(path, "wb", buffering=_WRITE_BUFFER)  # noqa: SIM115 — closed by _close_tar
     try:
-        return tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT, copybufsize=_WRITE_BUFFER)
+        return tarfile.open(  # type: ignore[call-overload]  # typeshed lacks TarFile's copybufsize
+            fileobj=handle, mode="w", format=tarfile.PAX_FORMAT, copybufsize=_WRITE_BUFFER
+        )
     except BaseException:
         handle.close()
         raise

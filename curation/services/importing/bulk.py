@@ -9,6 +9,7 @@ on PostgreSQL) instead of the per-row services; what is stored, counted and audi
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
@@ -23,6 +24,9 @@ from curation.services.importing.reading import image_bytes
 from curation.services.importing.records import Item, Row
 from curation.services.importing.storage import image_header, store_file
 from curation.services.importing.writing import Writer, decision_states, flipped, settled
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 
 class BulkWriter:
@@ -61,7 +65,7 @@ class BulkWriter:
         self.tuples: dict[tuple, int] = {}  # key → tuple id, once per run
         self.images: dict[str, int] = {}  # sha256 → image id, once per run
         self.pairs: set[tuple[int, int, int]] = set()
-        self._files = None  # thread pool for image files, made on first use
+        self._files: ThreadPoolExecutor | None = None  # thread pool for image files, made on first use
         self.k = settings.DEFAULT_OVERLAP_K
         if self.k < 1:
             raise ValueError("k must be at least 1.")
@@ -111,7 +115,7 @@ class BulkWriter:
         created = set()
         if fresh:
             rows = insert_rows(PromptTuple, [self._new_tuple(item.fields) for item in fresh])
-            for item, tuple_ in zip(fresh, rows):
+            for item, tuple_ in zip(fresh, rows, strict=True):
                 self.tuples[item.key] = tuple_.pk
                 created.add(("t", tuple_.pk))
                 events.append(self._event("tuple.created", "prompttuple", tuple_.pk, catalog._tuple_state(tuple_)))
@@ -152,7 +156,8 @@ class BulkWriter:
     def _images(self, items: list[Item], events: list) -> tuple[list, set]:
         """Per item, ``(correct id, wrong id)`` (None for an item without images), and ``{("i", id)}`` of
         the images created here."""
-        hashed, fresh = [], {}  # fresh: sha → [data, kind, tuple id, checked or None], first seen first
+        hashed: list[list | None] = []
+        fresh: dict[str, list[Any]] = {}  # sha → [data, kind, tuple id, checked or None], first seen first
         for item in items:
             if item.explicit is None:
                 hashed.append(None)
@@ -247,7 +252,7 @@ class BulkWriter:
 
     def _pairs(self, items: list[Item], images: list, new: set, events: list) -> None:
         candidates = []  # (key, item), first of each key in the run
-        for item, ids in zip(items, images):
+        for item, ids in zip(items, images, strict=True):
             if ids is None:
                 continue
             key = (self.tuples[item.key], *ids)
@@ -274,8 +279,8 @@ class BulkWriter:
             if key in same or key in reversed_other:
                 self.report.pairs["skipped"] += 1
                 if item.label is not None:
-                    label = item.label if key in same else flipped(item.label)
-                    stored_decisions.append((same.get(key) or reversed_other[key], label, item.decision))
+                    stored_label = item.label if key in same else flipped(item.label)
+                    stored_decisions.append((same.get(key) or reversed_other[key], stored_label, item.decision))
             else:
                 status = Pair.Status.OPEN if item.label is None else Pair.Status.COMPLETE
                 rows.append(
@@ -284,7 +289,7 @@ class BulkWriter:
                 decided.append(item)
         if rows:
             consensus_rows = []
-            for pair, item in zip(insert_rows(Pair, rows), decided):
+            for pair, item in zip(insert_rows(Pair, rows), decided, strict=True):
                 opened = {**catalog._pair_state(pair), "status": Pair.Status.OPEN}
                 events.append(self._event("pair.created", "pair", pair.pk, opened))
                 if item.label is not None:
@@ -293,15 +298,16 @@ class BulkWriter:
             self.report.pairs["created"] += len(rows)
         stored_ids = [pk for pk, _, _ in stored_decisions]
         states = {state.pk: state for state in decision_states().filter(pk__in=stored_ids)} if stored_ids else {}
-        for pk, label, provenance in stored_decisions:  # in row order; each one that may write locks its pair
-            what = settled(states.get(pk), label, provenance)
+        for pk, stored_label, provenance in stored_decisions:  # in row order; each one that may write locks its pair
+            what = settled(states.get(pk), stored_label, provenance)
             if what is None:
-                _, what = record_imported_decision(Pair(pk=pk), label, provenance)
+                _, what = record_imported_decision(Pair(pk=pk), stored_label, provenance)
             self.report.decisions["kept" if what == "gold" else what] += 1
 
     def _imported(self, pair: Pair, item: Item, events: list, opened: dict) -> Consensus:
         """The consensus row of a new pair's imported decision, and its events, as
         ``record_imported_decision`` writes them for a pair without judgements."""
+        assert item.label is not None  # only decided items carry a decision
         counts = dict.fromkeys(Label.values, 0)
         row = Consensus(
             pair_id=pair.pk,
@@ -330,7 +336,8 @@ def insert_rows(model, objs: list) -> list:
     """``model.objects.bulk_create(objs)``, primary keys set on the objects. On PostgreSQL the rows go in
     with one ``COPY`` (about three times faster than Django's INSERT for tens of thousands of rows): their
     ids are taken from the table's sequence first, and every column's value is what ``bulk_create`` would
-    send (``pre_save`` then ``get_db_prep_save``), so the rows are the same."""
+    send (``pre_save`` then ``get_db_prep_save``), so the rows are the same. The importer only reads the
+    objects' primary keys afterwards (it never saves them again), so Django's per-instance state is left as is."""
     import enum
 
     from django.db import connections, router
@@ -352,13 +359,11 @@ def insert_rows(model, objs: list) -> list:
         ids = sorted(row[0] for row in cursor.fetchall())
         columns = ", ".join(quote(f.column) for f in (meta.pk, *fields))
         with cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy:
-            for pk, obj in zip(ids, objs):
+            for pk, obj in zip(ids, objs, strict=True):
                 obj.pk = pk
                 values = [pk]
                 for f in fields:
                     value = f.get_db_prep_save(f.pre_save(obj, True), connection)
                     values.append(value.value if isinstance(value, enum.Enum) else value)
                 copy.write_row(values)
-    for obj in objs:
-        obj._state.adding, obj._state.db = False, alias
     return objs

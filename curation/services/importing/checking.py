@@ -211,7 +211,7 @@ def _validate_row(
         if item.explicit is None:
             continue
         hashes = []
-        for name, ref in zip(item.columns, (item.explicit, item.superficial)):
+        for name, ref in zip(item.columns, (item.explicit, item.superficial), strict=True):
             try:
                 result = checked[id(ref)]
                 if isinstance(result, Exception):

@@ -45,6 +45,10 @@ from curation.services.importing.tasks import Tasks, TaskTracker
 from curation.services.importing.writing import Writer, write_batches
 
 
+def _no_progress(fraction: float, message: str = "") -> None:
+    """The progress callback of a caller that does not follow progress."""
+
+
 def import_dataset(
     path: str | Path,
     *,
@@ -74,7 +78,7 @@ def import_dataset(
     default code together with ``auto_task``); problems of the input (missing file, unreadable parquet,
     bad rows) are errors in the report.
     """
-    progress = progress or (lambda fraction, message="": None)
+    progress = progress or _no_progress
     if fmt not in FORMATS:
         raise ImportRefused(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}.")
     if decisions not in DECISIONS:

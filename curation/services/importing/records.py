@@ -126,6 +126,7 @@ def check_image_count(value, column: str) -> None:
 def decision_fields(values: dict, *, file: str, number: int, split: str, platform: str) -> tuple[str, dict]:
     """The row's claim (its ``label``, else expected) and the provenance of the decision it carries."""
     label = values.get("label")
+    claim: str
     if label is None or label == "":
         claim = Label.EXPECTED
     elif isinstance(label, str) and label.strip().lower() in Label.values:

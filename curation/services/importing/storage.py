@@ -21,7 +21,7 @@ def image_header(data: bytes) -> tuple[int, int, str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)  # checked in pass 1
         with PILImage.open(io.BytesIO(data)) as img:
-            return img.size[0], img.size[1], img.format
+            return img.size[0], img.size[1], img.format or ""  # set on every image PIL opens
 
 
 def store_file(key: str, data: bytes) -> None:

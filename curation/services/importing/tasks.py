@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from annotation.models import PromptTuple, Task
 from annotation.task_rules import guess_task
@@ -117,7 +118,7 @@ def choose_task(
             if column in grouping:
                 held.append(f"{column}: empty")
             continue
-        text = value.strip()
+        text = str(value).strip()  # a string: checked above
         found = tasks.get(text)
         if found is not None:
             task = task or found
@@ -200,6 +201,7 @@ class TaskTracker:
         if choice is None:
             return
         if not choice.taskless:
+            assert choice.task is not None  # a row with a task is not taskless
             self.named.setdefault(_digest(normalised), {}).setdefault(choice.task.pk, (file, number))
             return
         entry = self.taskless.setdefault(normalised, _Taskless(prompt, file, number, task=choice.task))
@@ -227,7 +229,7 @@ class TaskTracker:
             for normalised, task_id, pk in found:
                 stored.setdefault(normalised, {}).setdefault(task_id, pk)
         merges: dict[str, Task] = {}
-        same = {"count": 0, "rows": 0, "merged": 0, "prompts": []}
+        same: dict[str, Any] = {"count": 0, "rows": 0, "merged": 0, "prompts": []}
         for normalised, entry in self.taskless.items():
             in_db = stored.get(normalised, {})
             in_file = self.named.get(_digest(normalised), {})
@@ -281,12 +283,12 @@ class TaskTracker:
         }
         refused = sum(n for normalised, n in self.pending.items() if normalised not in merges)
         if refused:
-            listed = [
+            refusals = [
                 (file, row, message) for normalised, file, row, message in self.pending_rows if normalised not in merges
             ]
-            for file, row, message in listed:
+            for file, row, message in refusals:
                 report.add_error(file, row, message)
-            report.error_count += refused - len(listed)
+            report.error_count += refused - len(refusals)
         return merges
 
 

@@ -16,6 +16,7 @@ once (``recorded``, ``unchanged``, or ``kept``: the pair's own decision here, go
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import overload
 
 from django.db import transaction
 
@@ -92,10 +93,10 @@ class Writer:
     @staticmethod
     def _find_tuple(item: Item) -> PromptTuple | None:
         matches = PromptTuple.objects.filter(implicit_normalised=item.key[0])
-        found = matches.filter(task_id=item.key[1]).first()
-        if found is None and item.key[1] is not None:
-            found = matches.filter(task__isnull=True).first()
-        return found
+        task_id = item.key[1]
+        if task_id is None:
+            return matches.filter(task__isnull=True).first()
+        return matches.filter(task_id=task_id).first() or matches.filter(task__isnull=True).first()
 
     def _image(self, data: bytes, kind: str, tuple_: PromptTuple | None):
         import hashlib
@@ -208,6 +209,12 @@ def settled(state, label: str, provenance: dict) -> str | None:
     return None
 
 
+@overload
+def flipped(label: str) -> str: ...
+@overload
+def flipped(label: None) -> None: ...
 def flipped(label: str | None) -> str | None:
     """A label stated for the pair with the roles swapped (expected ↔ other; both and neither stay)."""
+    if label is None:
+        return None
     return {"expected": "other", "other": "expected"}.get(label, label)

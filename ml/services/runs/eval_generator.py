@@ -106,6 +106,7 @@ def validate(params: dict) -> tuple[dict, ModelVersion | None]:
         )
     if errors:
         raise RunParamsError(errors)
+    assert model is not None and version is not None and scorer is not None  # else errors named them
     return {
         **cleaned,
         "model": model.pk,
@@ -276,18 +277,18 @@ def handle(run: Run, ctx: RunContext) -> None:
             if art["base_evaluation"] is not None:
                 ctx.log(f"base {base.name}: reusing the evaluation of run {art['base_evaluation']['run']}")
             else:
-                art["base_evaluation"] = {
-                    **evaluate(run, ctx, "base", base, scorer, records, (0.0, 0.5)),
-                    "run": run.pk,
-                }
-                merge_model_metrics(base, key, _registry_summary(run, art["base_evaluation"], None), run=run)
+                evaluation = {**evaluate(run, ctx, "base", base, scorer, records, (0.0, 0.5)), "run": run.pk}
+                art["base_evaluation"] = evaluation
+                merge_model_metrics(base, key, _registry_summary(run, evaluation, None), run=run)
             ctx.save_artifacts()
         base_summary = art["base_evaluation"]
         if base_summary["run"] == run.pk:
             span = (0.5, 1.0)
 
-    summary = {**evaluate(run, ctx, "model", run.input_model, scorer, records, span, base_summary), "run": run.pk}
+    model = run.input_model
+    assert model is not None, "a started run of this kind has an input model"
+    summary = {**evaluate(run, ctx, "model", model, scorer, records, span, base_summary), "run": run.pk}
     art["evaluation"] = summary
     ctx.save_artifacts()
     ctx.set_metrics([{"group": name, **metrics} for name, metrics in summary["groups"].items()])
-    merge_model_metrics(run.input_model, key, _registry_summary(run, summary, p["base_model"]), run=run)
+    merge_model_metrics(model, key, _registry_summary(run, summary, p["base_model"]), run=run)

@@ -48,6 +48,7 @@ def validate(params: dict) -> tuple[dict, ModelVersion | None]:
 
 def handle(run: Run, ctx: RunContext) -> None:
     p, model = run.params, run.input_model
+    assert model is not None, "a started run of this kind has an input model"
     version = DatasetVersion.objects.get(pk=p["dataset_version"])
     data, rows = scoring.export_parquet(ctx, version)
     ctx.progress(0.1)

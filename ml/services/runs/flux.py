@@ -17,9 +17,10 @@ GENERATORS = (ModelVersion.Kind.GENERATOR_BASE, ModelVersion.Kind.GENERATOR_LORA
 
 def generator_base(model: ModelVersion) -> ModelVersion | None:
     """The model itself if it is a base model, else the nearest base model among its parents."""
-    while model is not None and model.kind != ModelVersion.Kind.GENERATOR_BASE:
-        model = model.parent
-    return model
+    found: ModelVersion | None = model
+    while found is not None and found.kind != ModelVersion.Kind.GENERATOR_BASE:
+        found = found.parent
+    return found
 
 
 def pipeline_paths(model: ModelVersion) -> tuple[str, str | None]:

@@ -116,6 +116,7 @@ def validate(params: dict) -> tuple[dict, ModelVersion | None]:
         detector = detector.strip()
     if errors:
         raise RunParamsError(errors)
+    assert model is not None and version is not None and scorer is not None  # else errors named them
     return {
         **cleaned,
         "model": model.pk,
@@ -146,6 +147,7 @@ def handle(run: Run, ctx: RunContext) -> None:
     p, art = recipes.with_defaults(run.params, recipes.OFT), run.artifacts  # older runs: platform
     version = DatasetVersion.objects.get(pk=p["dataset_version"])
     model = run.input_model
+    assert model is not None, "a started run of this kind has an input model"
     if "training" not in art or not Path(art["training"]["lora_dir"]).is_dir():
         prompts, out = ctx.work_dir / "oft-prompts.json", ctx.work_dir / "oft"
         if not prompts.exists():

@@ -51,7 +51,7 @@ class Float:
 
 @dataclass(frozen=True)
 class Bool:
-    default: bool
+    default: bool | None  # None: the recipe's
 
     def clean(self, value):
         if not isinstance(value, bool):
@@ -61,7 +61,7 @@ class Bool:
 
 @dataclass(frozen=True)
 class Choice:
-    default: str
+    default: str | None  # None: the recipe's
     choices: tuple[str, ...]
 
     def clean(self, value):

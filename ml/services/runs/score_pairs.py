@@ -80,6 +80,7 @@ def pending(params: dict, model: ModelVersion):
 
 def handle(run: Run, ctx: RunContext) -> None:
     p, model = run.params, run.input_model
+    assert model is not None, "a started run of this kind has an input model"
     pairs = pending(p, model)
     total = pairs.count()
     ctx.log(f"{total} pairs to score with {model.name}")
@@ -106,6 +107,7 @@ def handle(run: Run, ctx: RunContext) -> None:
 
 def _score_all(run: Run, ctx: RunContext, pairs, total: int) -> None:
     model, batch_size = run.input_model, run.params["batch_size"]
+    assert model is not None, "a started run of this kind has an input model"
     scorer = scoring.load_scorer(model.location, model)
     selected = pairs.select_related("tuple", "image_correct", "image_wrong").order_by("id")
     last, done, number = 0, 0, 0
@@ -134,7 +136,9 @@ def pair_images(ctx: RunContext, pair: Pair) -> tuple[PILImage.Image, PILImage.I
         return None
 
 
-def _open(name: str) -> PILImage.Image:
+def _open(name: str | None) -> PILImage.Image:
+    if not name:
+        raise ValueError("the image has no file")
     with default_storage.open(name, "rb") as handle:
         image = PILImage.open(io.BytesIO(handle.read()))
         image.load()

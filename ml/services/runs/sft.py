@@ -80,6 +80,7 @@ def validate(params: dict) -> tuple[dict, ModelVersion | None]:
         errors["dataset_version"] = f"dataset version {version.name} has no decided pairs in its train split"
     if errors:
         raise RunParamsError(errors)
+    assert model is not None and version is not None  # else errors named them
     return {**cleaned, "model": model.pk, "dataset_version": version.pk}, model
 
 
@@ -112,6 +113,7 @@ def handle(run: Run, ctx: RunContext) -> None:
         return
     version = DatasetVersion.objects.get(pk=run.params["dataset_version"])
     base = run.input_model
+    assert base is not None, "a started run of this kind has an input model"
     art = run.artifacts
     params = recipes.with_defaults(run.params, recipes.SFT)  # a run started before the recipes: platform
     if "training" not in art or not Path(art["training"]["lora_dir"]).is_dir():

@@ -18,6 +18,7 @@ The command's result is the last JSON object it printed on stdout (the CLI's ``-
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -44,10 +45,9 @@ class CommandFailed(RuntimeError):
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
+    # not Linux (no libc.so.6): a redelivered run still stops the leftover group (see stop_leftover)
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass  # not Linux: a redelivered run still stops the leftover group (see stop_leftover)
 
 
 class Command(NamedTuple):
@@ -113,10 +113,8 @@ def stop_group(pgid: int, grace: float) -> None:
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and _alive(pgid):
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def stop_leftover(ctx: RunContext) -> None:
@@ -131,7 +129,8 @@ class _MetricsFollower:
     """Reads new lines of a JSONL metrics file; a resumed trainer truncates and re-appends it."""
 
     def __init__(self, path: Path | None):
-        self.path, self.records, self._offset = path, [], 0
+        self.path, self._offset = path, 0
+        self.records: list[dict] = []
 
     def poll(self) -> bool:
         if self.path is None or not self.path.exists():
@@ -188,10 +187,12 @@ def run_command(
     ctx.save_artifacts()
 
     stdout: list[bytes] = []
+    child_stdout = proc.stdout
+    assert child_stdout is not None  # stdout=PIPE
     stderr_tail: deque[str] = deque(maxlen=40)
     pending: deque[str] = deque()
     readers = [
-        threading.Thread(target=lambda: stdout.extend(proc.stdout), daemon=True),
+        threading.Thread(target=lambda: stdout.extend(child_stdout), daemon=True),
         threading.Thread(target=_pump, args=(proc.stderr, pending, stderr_tail), daemon=True),
     ]
     for reader in readers:
@@ -250,10 +251,10 @@ def _flush(ctx: RunContext, pending: deque) -> None:
 def _progress(ctx: RunContext, records: list[dict], total: int | None, span: tuple[float, float]) -> None:
     # The scorer trainer logs ``step``; the FLUX trainers log ``optimizer_step``.
     steps = [r.get("step", r.get("optimizer_step")) for r in records]
-    steps = [s for s in steps if isinstance(s, (int, float))]
-    if total and steps:
+    numbers = [s for s in steps if isinstance(s, (int, float))]
+    if total and numbers:
         low, high = span
-        ctx.progress(low + (high - low) * min(1.0, max(steps) / total))
+        ctx.progress(low + (high - low) * min(1.0, max(numbers) / total))
 
 
 def _on_sigterm(pgid: int):

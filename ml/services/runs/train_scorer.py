@@ -155,7 +155,7 @@ def _check_batch(cleaned: dict, errors: dict) -> None:
 
 
 def handle(run: Run, ctx: RunContext) -> None:
-    if run.output_model_id is not None:
+    if run.output_model is not None:
         ctx.log(f"scorer {run.output_model.name} was registered by an earlier delivery; nothing left to do")
         return
     p, art = run.params, run.artifacts
@@ -210,6 +210,7 @@ def trainer_command(run: Run, data: Path, out: Path) -> supervise.Command:
     the combined export has one pair per row, so a draw there could only pick among one image per side.
     Validation always reads the combined export's validation split."""
     p, base = run.params, run.input_model
+    assert base is not None, "a started run of this kind has an input model"
     train = _trainset(p["dataset_version"]) if p.get("variants") == "random" else data
     args = [
         "--train",
@@ -272,7 +273,11 @@ def evaluate_model(run: Run, ctx: RunContext, data: Path, rows: dict) -> tuple[d
     )
     ctx.progress(0.95)
     for split, result in mine.items():
-        other = f" (active scorer {active.name}: {theirs[split]['accuracy']:.3f})" if split in theirs else ""
+        other = (
+            f" (active scorer {active.name}: {theirs[split]['accuracy']:.3f})"
+            if active is not None and split in theirs
+            else ""
+        )
         ctx.log(scoring.summary_line(split, result) + other)
     if active is None:
         ctx.log("no scorer is active: nothing to compare with")
@@ -315,7 +320,7 @@ def _register(run: Run, version: DatasetVersion, location: Path, metrics: dict) 
     """Register the new scorer and make it the run's output, once: under the run's row lock."""
     with transaction.atomic():
         locked = Run.objects.select_for_update().get(pk=run.pk)
-        if locked.output_model_id is not None:
+        if locked.output_model is not None:
             return locked.output_model
         model = registry.register_model(
             run.created_by,
