@@ -19,7 +19,7 @@ from PIL import Image as PILImage
 from annotation.models import Image, Judgement, Lease, Pair, PromptTuple
 from annotation.services import queue
 from curation.models import Consensus, DatasetVersion
-from curation.services import exporting, splits, versions
+from curation.services import exporting, judging, splits, versions
 from curation.services.importing import import_dataset
 from ml.cli import main as ml_main
 from science_t2i.format import schema_with_features, science_t2i_fields
@@ -32,18 +32,37 @@ _colours = iter(range(1, 10_000))
 
 # (implicit paraphrases, explicit paraphrases, superficial paraphrases, category, law, subject)
 TRAIN_ROWS = [
-    (["A stone dropped into a pond.", "A pebble thrown into a lake."], ["A stone on the pond bed."],
-     ["A stone floating on the pond."], "Physics", "Buoyancy"),
-    (["An iron nail left in the rain for a month.", "A steel nail outdoors for weeks of rain."],
-     ["A nail covered in orange rust.", "A rusty brown nail."], ["A shiny grey nail."], "Chemistry", "Rust"),
-    (["An unripe mango.", "A mango picked too early."], ["A hard green mango."], ["A ripe yellow mango."],
-     "Biology", "Ripeness"),
+    (
+        ["A stone dropped into a pond.", "A pebble thrown into a lake."],
+        ["A stone on the pond bed."],
+        ["A stone floating on the pond."],
+        "Physics",
+        "Buoyancy",
+    ),
+    (
+        ["An iron nail left in the rain for a month.", "A steel nail outdoors for weeks of rain."],
+        ["A nail covered in orange rust.", "A rusty brown nail."],
+        ["A shiny grey nail."],
+        "Chemistry",
+        "Rust",
+    ),
+    (
+        ["An unripe mango.", "A mango picked too early."],
+        ["A hard green mango."],
+        ["A ripe yellow mango."],
+        "Biology",
+        "Ripeness",
+    ),
 ]
 TEST_ROWS = {
-    "Science-T2I-S": [("A candle flame in a room without air.", "EL", "physics"),
-                      ("A plant kept in a dark cupboard for a month.", "LR", "biology")],
-    "Science-T2I-C": [("A busy street after a week of freezing nights, puddles everywhere.", "SO", "physics"),
-                      ("A kitchen table with a cut apple left out for a day.", "DI", "physics")],
+    "Science-T2I-S": [
+        ("A candle flame in a room without air.", "EL", "physics"),
+        ("A plant kept in a dark cupboard for a month.", "LR", "biology"),
+    ],
+    "Science-T2I-C": [
+        ("A busy street after a week of freezing nights, puddles everywhere.", "SO", "physics"),
+        ("A kitchen table with a cut apple left out for a day.", "DI", "physics"),
+    ],
 }
 
 
@@ -64,15 +83,36 @@ def published_fixture(root: Path) -> Path:
     """The published layout in miniature. Train rows: lists of paraphrases, 2 explicit and 3 superficial
     images, `category` holding the discipline and `law` the task name. Test rows: strings, `category` holding
     the task code and `law` the discipline (either column is read by value)."""
-    rows = [{"implicit_prompt": ip, "explicit_prompt": ep, "superficial_prompt": sp,
-             "explicit_image": [_png(), _png()], "superficial_image": [_png(), _png(), _png()],
-             "scene_scoring": f"Scene: {ip[0]}", "real_scoring": "3: the outcome is shown.", "category": cat,
-             "law": law} for ip, ep, sp, cat, law in TRAIN_ROWS]
+    rows = [
+        {
+            "implicit_prompt": ip,
+            "explicit_prompt": ep,
+            "superficial_prompt": sp,
+            "explicit_image": [_png(), _png()],
+            "superficial_image": [_png(), _png(), _png()],
+            "scene_scoring": f"Scene: {ip[0]}",
+            "real_scoring": "3: the outcome is shown.",
+            "category": cat,
+            "law": law,
+        }
+        for ip, ep, sp, cat, law in TRAIN_ROWS
+    ]
     _write(root / "Science-T2I-Trainset", "train", rows, lists=True)
     for name, tests in TEST_ROWS.items():
-        rows = [{"implicit_prompt": ip, "explicit_prompt": f"What {ip} implies.", "superficial_prompt": "Literal.",
-                 "explicit_image": [_png()], "superficial_image": [_png()], "scene_scoring": "Scene.",
-                 "real_scoring": "Reality.", "category": code, "law": discipline} for ip, code, discipline in tests]
+        rows = [
+            {
+                "implicit_prompt": ip,
+                "explicit_prompt": f"What {ip} implies.",
+                "superficial_prompt": "Literal.",
+                "explicit_image": [_png()],
+                "superficial_image": [_png()],
+                "scene_scoring": "Scene.",
+                "real_scoring": "Reality.",
+                "category": code,
+                "law": discipline,
+            }
+            for ip, code, discipline in tests
+        ]
         _write(root / name, "test", rows, lists=False)
     return root
 
@@ -83,7 +123,7 @@ def judge_everything(annotator) -> int:
     while (lease := queue.next_lease(annotator)) is not None:
         pair = lease.pair
         choice = "left" if lease.left_image_id == pair.image_correct_id else "right"
-        queue.submit_judgement(annotator, lease.id, queue.JudgementInput(choice))
+        judging.judge(annotator, lease.id, queue.JudgementInput(choice))
         n += 1
     return n
 
@@ -104,14 +144,17 @@ def catalogue() -> dict:
     result = {}
     for tuple_ in PromptTuple.objects.select_related("task"):
         pairs = sorted(
-            (p.image_correct.sha256, p.image_wrong.sha256, p.image_correct.kind, p.image_wrong.kind,
-             p.consensus.label)
-            for p in tuple_.pairs.select_related("image_correct", "image_wrong", "consensus"))
+            (p.image_correct.sha256, p.image_wrong.sha256, p.image_correct.kind, p.image_wrong.kind, p.consensus.label)
+            for p in tuple_.pairs.select_related("image_correct", "image_wrong", "consensus")
+        )
         result[tuple_.implicit_prompt] = {
-            "task": tuple_.task.code, "scene": tuple_.scene, "paraphrases": [
-                tuple_.implicit_paraphrases, tuple_.explicit_paraphrases, tuple_.superficial_paraphrases],
+            "task": tuple_.task.code,
+            "scene": tuple_.scene,
+            "paraphrases": [tuple_.implicit_paraphrases, tuple_.explicit_paraphrases, tuple_.superficial_paraphrases],
             "prompts": [tuple_.explicit_prompt, tuple_.superficial_prompt],
-            "rubrics": [tuple_.scene_scoring, tuple_.real_scoring], "pairs": pairs}
+            "rubrics": [tuple_.scene_scoring, tuple_.real_scoring],
+            "pairs": pairs,
+        }
     return result
 
 
@@ -126,7 +169,8 @@ def empty_the_catalogue() -> None:
 
 
 def test_the_published_layout_round_trips_through_judging_freezing_training_and_evaluation(
-        admin_user, tmp_path, settings, offline_hf, capsys):
+    admin_user, tmp_path, settings, offline_hf, capsys
+):
     settings.DEFAULT_OVERLAP_K = 1
     settings.MEDIA_ROOT = str(tmp_path / "media")
     source = published_fixture(tmp_path / "published")
@@ -138,7 +182,10 @@ def test_the_published_layout_round_trips_through_judging_freezing_training_and_
     assert not Consensus.objects.exists()
     mango = PromptTuple.objects.get(implicit_prompt="An unripe mango.")
     assert (mango.task.code, mango.implicit_paraphrases, mango.scene_scoring) == (
-        "RI", ["A mango picked too early."], "Scene: An unripe mango.")
+        "RI",
+        ["A mango picked too early."],
+        "Scene: An unripe mango.",
+    )
     assert mango.images.count() == 5, "every image of both lists is kept"
     assert set(PromptTuple.objects.filter(scene="complex").values_list("task__code", flat=True)) == {"SO", "DI"}
 
@@ -160,10 +207,14 @@ def test_the_published_layout_round_trips_through_judging_freezing_training_and_
 
     for loaded in (load(str(combined)), load("parquet", data_dir=str(combined))):
         assert {split: loaded[split].num_rows for split in loaded} == {
-            split: n for split, n in version.counts["splits"].items() if n}
+            split: n for split, n in version.counts["splits"].items() if n
+        }
     for name, split in (("Science-T2I-S", "test_S"), ("Science-T2I-C", "test_C")):
-        for loaded in (load(str(published / name)), load("parquet", data_dir=str(published / name)),
-                       load(str(published), name)):
+        for loaded in (
+            load(str(published / name)),
+            load("parquet", data_dir=str(published / name)),
+            load(str(published), name),
+        ):
             assert dict(loaded.num_rows) == {"test": version.counts["splits"][split]}
 
     # The paper's recipe trains on the published train set (one row per tuple, lists) and selects on validation.
@@ -171,10 +222,37 @@ def test_the_published_layout_round_trips_through_judging_freezing_training_and_
     assert ml_main(["make-tiny", str(tiny), "--json"]) == 0
     capsys.readouterr()
     trainset = str(published / "Science-T2I-Trainset")
-    assert ml_main(["train-scorer", "--recipe", "paper", "--model", str(tiny / "scorer"), "--train", trainset,
-                    "--train-split", "train", "--val", trainset, "--val-split", "validation",
-                    "--out", str(tmp_path / "run"), "--total-steps", "2", "--batch-size", "2", "--grad-accum", "1",
-                    "--eval-every", "1", "--json"]) == 0
+    assert (
+        ml_main(
+            [
+                "train-scorer",
+                "--recipe",
+                "paper",
+                "--model",
+                str(tiny / "scorer"),
+                "--train",
+                trainset,
+                "--train-split",
+                "train",
+                "--val",
+                trainset,
+                "--val-split",
+                "validation",
+                "--out",
+                str(tmp_path / "run"),
+                "--total-steps",
+                "2",
+                "--batch-size",
+                "2",
+                "--grad-accum",
+                "1",
+                "--eval-every",
+                "1",
+                "--json",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
 
     # Per-task and per-discipline evaluation on both layouts: never empty, nothing to warn about.
