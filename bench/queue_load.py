@@ -86,12 +86,24 @@ DISCIPLINES = ("physics", "chemistry", "biology")
 # Which server serves each implementation, and its paths ({} is the lease id). Images come from
 # the URLs of the lease's payload; heartbeats go to the product endpoint of the same server.
 IMPLS = {
-    "before": {"server": "before", "next": "/api/queue/next/", "judge": "/api/leases/{}/judgement/",
-               "heartbeat": "/api/leases/{}/heartbeat/"},
-    "ours": {"server": "ours", "next": "/api/queue/next/", "judge": "/api/leases/{}/judgement/",
-             "heartbeat": "/api/leases/{}/heartbeat/"},
-    "baseline": {"server": "ours", "next": "/bench/baseline/queue/next/",
-                 "judge": "/bench/baseline/leases/{}/judgement/", "heartbeat": "/api/leases/{}/heartbeat/"},
+    "before": {
+        "server": "before",
+        "next": "/api/queue/next/",
+        "judge": "/api/leases/{}/judgement/",
+        "heartbeat": "/api/leases/{}/heartbeat/",
+    },
+    "ours": {
+        "server": "ours",
+        "next": "/api/queue/next/",
+        "judge": "/api/leases/{}/judgement/",
+        "heartbeat": "/api/leases/{}/heartbeat/",
+    },
+    "baseline": {
+        "server": "ours",
+        "next": "/bench/baseline/queue/next/",
+        "judge": "/bench/baseline/leases/{}/judgement/",
+        "heartbeat": "/api/leases/{}/heartbeat/",
+    },
 }
 # What --before compares: the Python code of these folders in the two trees.
 CODE_DIRS = ("annotation", "curation", "ml", "config")
@@ -102,46 +114,79 @@ SECRET = "bench-only-secret-key-not-for-production-0123456789-abcdefghijklmnop"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", default=None,
-                   help="pair counts, comma-separated (default 20000,100000; --quick: 600)")
-    p.add_argument("--k", dest="ks", default=None,
-                   help="annotator counts K, comma-separated (default 1,8,32; --quick: 1,8)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--sizes", default=None, help="pair counts, comma-separated (default 20000,100000; --quick: 600)")
+    p.add_argument(
+        "--k", dest="ks", default=None, help="annotator counts K, comma-separated (default 1,8,32; --quick: 1,8)"
+    )
     p.add_argument("--duration", type=float, default=None, help="measured seconds per run (default 15; --quick: 3)")
-    p.add_argument("--warmup", type=float, default=None,
-                   help="unmeasured seconds before each run (default 2; --quick: 1)")
-    p.add_argument("--before", default=None, metavar="PATH",
-                   help="a checkout of an older commit (git worktree add PATH REV; same virtualenv): a second "
-                        "server runs its code, measured as the implementation 'before'")
-    p.add_argument("--impls", "--impl", dest="impls", default=None,
-                   help="implementations to run, comma-separated, from before,ours,baseline (default "
-                        "ours,baseline; with --before: before,ours,baseline)")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="runs of each (size, K, implementation), the implementations alternating (default 1); "
-                        "the spread between them is the run-to-run spread")
-    p.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2, one per core "
-                   "here; at least 2)")
-    p.add_argument("--threads", type=int, default=4,
-                   help="threads per gunicorn worker: more than 1 = gthread workers with keep-alive (default 4); "
-                        "1 = sync workers (gunicorn's default class: one request at a time, no keep-alive)")
+    p.add_argument(
+        "--warmup", type=float, default=None, help="unmeasured seconds before each run (default 2; --quick: 1)"
+    )
+    p.add_argument(
+        "--before",
+        default=None,
+        metavar="PATH",
+        help="a checkout of an older commit (git worktree add PATH REV; same virtualenv): a second "
+        "server runs its code, measured as the implementation 'before'",
+    )
+    p.add_argument(
+        "--impls",
+        "--impl",
+        dest="impls",
+        default=None,
+        help="implementations to run, comma-separated, from before,ours,baseline (default "
+        "ours,baseline; with --before: before,ours,baseline)",
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of each (size, K, implementation), the implementations alternating (default 1); "
+        "the spread between them is the run-to-run spread",
+    )
+    p.add_argument(
+        "--workers", type=int, default=2, help="gunicorn worker processes (default 2, one per core here; at least 2)"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=4,
+        help="threads per gunicorn worker: more than 1 = gthread workers with keep-alive (default 4); "
+        "1 = sync workers (gunicorn's default class: one request at a time, no keep-alive)",
+    )
     p.add_argument("--client-procs", type=int, default=0, help="client processes (default: one per 16 annotators)")
-    p.add_argument("--conn-max-age", type=int, default=60,
-                   help="DATABASE_CONN_MAX_AGE for the server (persistent connections; default 60)")
+    p.add_argument(
+        "--conn-max-age",
+        type=int,
+        default=60,
+        help="DATABASE_CONN_MAX_AGE for the server (persistent connections; default 60)",
+    )
     p.add_argument("--database-url", default=None, help="PostgreSQL server URL (the database name is replaced)")
-    p.add_argument("--db-name", default=DEFAULT_DB,
-                   help=f"the dedicated database, emptied by every run: its name must contain 'bench' or start "
-                        f"with 'test_' (default {DEFAULT_DB})")
-    p.add_argument("--media-root", default=str(DEFAULT_MEDIA),
-                   help=f"MEDIA_ROOT of every bench server, where the seeded images are written "
-                        f"(default {DEFAULT_MEDIA.relative_to(REPO)})")
+    p.add_argument(
+        "--db-name",
+        default=DEFAULT_DB,
+        help=f"the dedicated database, emptied by every run: its name must contain 'bench' or start "
+        f"with 'test_' (default {DEFAULT_DB})",
+    )
+    p.add_argument(
+        "--media-root",
+        default=str(DEFAULT_MEDIA),
+        help=f"MEDIA_ROOT of every bench server, where the seeded images are written "
+        f"(default {DEFAULT_MEDIA.relative_to(REPO)})",
+    )
     p.add_argument("--quick", action="store_true", help="a smoke run at a small size; does not write the doc")
     p.add_argument("--doc", default=None, help=f"markdown file to write (default {DEFAULT_DOC.relative_to(REPO)})")
     p.add_argument("--no-doc", action="store_true", help="do not write the markdown file")
     p.add_argument("--json", dest="json_out", default=None, help="also write the JSON summary to this file")
-    p.add_argument("--inject-violation", action="store_true",
-                   help="(for the harness's own test) after each run insert one over-k pair and one pair leased "
-                        "twice to an annotator, and check again: the checker must report exactly those")
+    p.add_argument(
+        "--inject-violation",
+        action="store_true",
+        help="(for the harness's own test) after each run insert one over-k pair and one pair leased "
+        "twice to an annotator, and check again: the checker must report exactly those",
+    )
     args = p.parse_args(argv)
     args.sizes = _ints(args.sizes or ("600" if args.quick else "20000,100000"))
     args.ks = _ints(args.ks or ("1,8" if args.quick else "1,8,32"))
@@ -167,8 +212,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.workers < 2:
         p.error("--workers must be at least 2 (a production server)")
     if "bench" not in args.db_name and not args.db_name.startswith("test_"):
-        p.error(f"refusing to empty {args.db_name!r}: the bench database's name must contain 'bench' "
-                "(or start with 'test_')")
+        p.error(
+            f"refusing to empty {args.db_name!r}: the bench database's name must contain 'bench' "
+            "(or start with 'test_')"
+        )
     if max(args.ks) > N_ANNOTATORS_MAX:
         p.error(f"K is at most {N_ANNOTATORS_MAX}")
     args.media_root = Path(args.media_root).resolve()
@@ -224,8 +271,11 @@ def server_env(db_url: str, conn_max_age: int, media_root: Path, before: Path | 
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")])),
     )
     if before is not None:
-        env.update(DJANGO_SETTINGS_MODULE="queue_settings", BENCH_QUEUE_BASELINE="0",
-                   PYTHONPATH=os.pathsep.join([str(before), str(REPO / "bench")]))
+        env.update(
+            DJANGO_SETTINGS_MODULE="queue_settings",
+            BENCH_QUEUE_BASELINE="0",
+            PYTHONPATH=os.pathsep.join([str(before), str(REPO / "bench")]),
+        )
     return env
 
 
@@ -268,11 +318,15 @@ def png_bytes(i: int) -> bytes:
     pixels are ``i``), the same on every call."""
     row = PNG_SIDE * 3
     offset = (i * 97) % (len(_PNG_NOISE) // 2)
-    pixels = struct.pack(">Q", i) + _PNG_NOISE[offset + 8:offset + PNG_SIDE * row]
-    raw = b"".join(b"\x00" + pixels[r * row:(r + 1) * row] for r in range(PNG_SIDE))  # filter 0 per row
+    pixels = struct.pack(">Q", i) + _PNG_NOISE[offset + 8 : offset + PNG_SIDE * row]
+    raw = b"".join(b"\x00" + pixels[r * row : (r + 1) * row] for r in range(PNG_SIDE))  # filter 0 per row
     header = struct.pack(">IIBBBBB", PNG_SIDE, PNG_SIDE, 8, 2, 0, 0, 0)  # 8-bit RGB
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(raw, 1))
-            + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(raw, 1))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def ensure_image_files(media_root: Path, n: int) -> list[tuple[str, str, int]]:
@@ -319,16 +373,48 @@ def seed(n_pairs: int, media_root: Path) -> float:
         ) as copy:
             for i in range(1, n_pairs + 1):
                 prompt = f"Bench scene {i}: an iron nail left outside in the rain for weeks."
-                copy.write_row((i, prompt, normalise_prompt(prompt), f"A rusty nail {i}.", f"A shiny nail {i}.",
-                                tasks[i % len(tasks)], "nail", "simple", "bench", "{}", "[]", "[]", "[]", "", "",
-                                now, now))
+                copy.write_row(
+                    (
+                        i,
+                        prompt,
+                        normalise_prompt(prompt),
+                        f"A rusty nail {i}.",
+                        f"A shiny nail {i}.",
+                        tasks[i % len(tasks)],
+                        "nail",
+                        "simple",
+                        "bench",
+                        "{}",
+                        "[]",
+                        "[]",
+                        "[]",
+                        "",
+                        "",
+                        now,
+                        now,
+                    )
+                )
         with cur.copy(
             f"COPY {_table(Image)} (id, file, sha256, width, height, format, size_bytes, kind, tuple_id, "
             "generator, seed, created_at) FROM STDIN"
         ) as copy:
             for i, (key, digest, size) in enumerate(files, start=1):
-                copy.write_row((i, key, digest, PNG_SIDE, PNG_SIDE, "PNG", size,
-                                "explicit" if i % 2 else "superficial", (i + 1) // 2, "", None, now))
+                copy.write_row(
+                    (
+                        i,
+                        key,
+                        digest,
+                        PNG_SIDE,
+                        PNG_SIDE,
+                        "PNG",
+                        size,
+                        "explicit" if i % 2 else "superficial",
+                        (i + 1) // 2,
+                        "",
+                        None,
+                        now,
+                    )
+                )
         with cur.copy(
             f"COPY {_table(Pair)} (id, tuple_id, image_correct_id, image_wrong_id, status, k, is_gold, "
             "judgement_count, priority, created_at) FROM STDIN"
@@ -350,8 +436,10 @@ def reset_queue() -> None:
 
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {', '.join(_reset_tables())} CASCADE")
-        cursor.execute(f"UPDATE {_table(Pair)} SET judgement_count = 0, status = 'open' "
-                       "WHERE judgement_count <> 0 OR status <> 'open'")
+        cursor.execute(
+            f"UPDATE {_table(Pair)} SET judgement_count = 0, status = 'open' "
+            "WHERE judgement_count <> 0 OR status <> 'open'"
+        )
         # Fresh statistics for the pairs. The emptied tables are deliberately *not* analysed: a
         # table analysed while empty keeps "0 rows" statistics until autovacuum catches up, and
         # plans for an empty table are not the plans a platform in use runs; a truncated,
@@ -439,12 +527,25 @@ def inject_violations() -> None:
     fresh = pairs.filter(leases__isnull=True).first() or pairs.first()
     for i in range(fresh.k + 1):
         user, _ = people.ensure_user(f"bench-injected-{i}", role="annotator", disciplines=list(DISCIPLINES))
-        Lease.objects.create(pair=fresh, annotator=user, left_image_id=fresh.image_correct_id,
-                             right_image_id=fresh.image_wrong_id, state=Lease.State.JUDGED, expires_at=now,
-                             ended_at=now)
+        Lease.objects.create(
+            pair=fresh,
+            annotator=user,
+            left_image_id=fresh.image_correct_id,
+            right_image_id=fresh.image_wrong_id,
+            state=Lease.State.JUDGED,
+            expires_at=now,
+            ended_at=now,
+        )
     judged = Lease.objects.filter(state=Lease.State.JUDGED).exclude(pair=fresh).order_by("id").first()
-    Lease.objects.create(pair_id=judged.pair_id, annotator_id=judged.annotator_id, left_image_id=judged.left_image_id,
-                         right_image_id=judged.right_image_id, state=Lease.State.EXPIRED, expires_at=now, ended_at=now)
+    Lease.objects.create(
+        pair_id=judged.pair_id,
+        annotator_id=judged.annotator_id,
+        left_image_id=judged.left_image_id,
+        right_image_id=judged.right_image_id,
+        state=Lease.State.EXPIRED,
+        expires_at=now,
+        ended_at=now,
+    )
 
 
 # --- The servers ---------------------------------------------------------------------------
@@ -461,13 +562,28 @@ class Server:
 
     def __init__(self, env: dict[str, str], workers: int, log_path: Path, threads: int = 1, tree: Path = REPO):
         self.port, self.tree = free_port(), tree
-        self.cmd = [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
-                    "--workers", str(workers), "--chdir", str(tree), "--timeout", "120",
-                    "--log-level", "warning", "--preload"]  # import the app once, then fork the workers
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(workers),
+            "--chdir",
+            str(tree),
+            "--timeout",
+            "120",
+            "--log-level",
+            "warning",
+            "--preload",
+        ]  # import the app once, then fork the workers
         # sync workers (gunicorn's default, one request at a time, no keep-alive), or gthread
         # workers with keep-alive when threads > 1
-        self.cmd += (["--worker-class", "sync"] if threads <= 1
-                     else ["--worker-class", "gthread", "--threads", str(threads)])
+        self.cmd += (
+            ["--worker-class", "sync"] if threads <= 1 else ["--worker-class", "gthread", "--threads", str(threads)]
+        )
         self.log = open(log_path, "wb")  # noqa: SIM115 - open while the server runs; closed by stop()
         self.proc = subprocess.Popen(self.cmd, env=env, cwd=tree, stdout=self.log, stderr=subprocess.STDOUT)
 
@@ -524,9 +640,14 @@ def differing_files(before: Path, ours: Path) -> dict[str, list[str]]:
     """The ``.py`` files of ``CODE_DIRS`` that differ between the two trees (or exist in one only):
     ``files``, every such file; ``code``, those whose syntax trees differ too (not only formatting
     or comments)."""
+
     def files(tree):
-        return {str(p.relative_to(tree)): p for d in CODE_DIRS for p in (tree / d).rglob("*.py")
-                if "__pycache__" not in p.parts}
+        return {
+            str(p.relative_to(tree)): p
+            for d in CODE_DIRS
+            for p in (tree / d).rglob("*.py")
+            if "__pycache__" not in p.parts
+        }
 
     def code(path):
         try:
@@ -535,10 +656,15 @@ def differing_files(before: Path, ours: Path) -> dict[str, list[str]]:
             return path.read_bytes()
 
     a, b = files(before), files(ours)
-    changed = sorted(name for name in a.keys() | b.keys()
-                     if name not in a or name not in b or a[name].read_bytes() != b[name].read_bytes())
-    return {"files": changed,
-            "code": [name for name in changed if name not in a or name not in b or code(a[name]) != code(b[name])]}
+    changed = sorted(
+        name
+        for name in a.keys() | b.keys()
+        if name not in a or name not in b or a[name].read_bytes() != b[name].read_bytes()
+    )
+    return {
+        "files": changed,
+        "code": [name for name in changed if name not in a or name not in b or code(a[name]) != code(b[name])],
+    }
 
 
 # --- Main ----------------------------------------------------------------------------------
@@ -546,8 +672,16 @@ def differing_files(before: Path, ours: Path) -> dict[str, list[str]]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    command = " ".join(["cd", shlex.quote(str(REPO)), "&&", ".venv/bin/python", "bench/queue_load.py",
-                        *(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))])
+    command = " ".join(
+        [
+            "cd",
+            shlex.quote(str(REPO)),
+            "&&",
+            ".venv/bin/python",
+            "bench/queue_load.py",
+            *(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+        ]
+    )
     url = server_url(args)
     db_url = with_db(url, args.db_name)
     ensure_database(url, args.db_name)
@@ -562,12 +696,20 @@ def main(argv=None) -> int:
     results, injected = [], []
     try:
         if {"ours", "baseline"} & set(args.impls):
-            servers["ours"] = Server(server_env(db_url, args.conn_max_age, args.media_root), args.workers,
-                                     log_dir / f"bench-queue-gunicorn-{os.getpid()}.log", threads=args.threads)
+            servers["ours"] = Server(
+                server_env(db_url, args.conn_max_age, args.media_root),
+                args.workers,
+                log_dir / f"bench-queue-gunicorn-{os.getpid()}.log",
+                threads=args.threads,
+            )
         if "before" in args.impls:
-            servers["before"] = Server(server_env(db_url, args.conn_max_age, args.media_root, before=args.before),
-                                       args.workers, log_dir / f"bench-queue-gunicorn-before-{os.getpid()}.log",
-                                       threads=args.threads, tree=args.before)
+            servers["before"] = Server(
+                server_env(db_url, args.conn_max_age, args.media_root, before=args.before),
+                args.workers,
+                log_dir / f"bench-queue-gunicorn-before-{os.getpid()}.log",
+                threads=args.threads,
+                tree=args.before,
+            )
         for server in servers.values():
             server.wait_ready()
         for n_pairs in args.sizes:
@@ -581,13 +723,27 @@ def main(argv=None) -> int:
                         reset_queue()
                         connection.close()
                         spec = IMPLS[impl]
-                        r = run_load(servers[spec["server"]], annotators[:k], spec, warmup=args.warmup,
-                                     duration=args.duration, procs=args.client_procs, seed=n_pairs + k + repeat)
+                        r = run_load(
+                            servers[spec["server"]],
+                            annotators[:k],
+                            spec,
+                            warmup=args.warmup,
+                            duration=args.duration,
+                            procs=args.client_procs,
+                            seed=n_pairs + k + repeat,
+                        )
                         r.update(pairs=n_pairs, K=k, impl=impl, repeat=repeat, violations=check_violations())
                         if args.inject_violation:
                             inject_violations()
-                            injected.append({"pairs": n_pairs, "K": k, "impl": impl, "repeat": repeat,
-                                             "violations": check_violations()})
+                            injected.append(
+                                {
+                                    "pairs": n_pairs,
+                                    "K": k,
+                                    "impl": impl,
+                                    "repeat": repeat,
+                                    "violations": check_violations(),
+                                }
+                            )
                         results.append(r)
                         print(report.run_line(r), flush=True)
     finally:
@@ -600,22 +756,35 @@ def main(argv=None) -> int:
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": command,
         "machine": info,
-        "config": {"sizes": args.sizes, "K": args.ks, "impls": args.impls, "repeat": args.repeat,
-                   "duration": args.duration, "warmup": args.warmup, "workers": args.workers,
-                   "threads": args.threads, "conn_max_age": args.conn_max_age, "k_overlap": K_OVERLAP,
-                   "database": args.db_name, "media_root": str(args.media_root),
-                   "queue_lock_window": django_settings.QUEUE_LOCK_WINDOW, "gold_rate": django_settings.GOLD_RATE},
+        "config": {
+            "sizes": args.sizes,
+            "K": args.ks,
+            "impls": args.impls,
+            "repeat": args.repeat,
+            "duration": args.duration,
+            "warmup": args.warmup,
+            "workers": args.workers,
+            "threads": args.threads,
+            "conn_max_age": args.conn_max_age,
+            "k_overlap": K_OVERLAP,
+            "database": args.db_name,
+            "media_root": str(args.media_root),
+            "queue_lock_window": django_settings.QUEUE_LOCK_WINDOW,
+            "gold_rate": django_settings.GOLD_RATE,
+        },
         "aggregated": aggregated,
         "before_after": report.before_after(aggregated),
         "ratios": report.ratios(aggregated),
         "goals": report.goals(aggregated),
-        "violations_total": sum(r["violations"]["over_k"] + r["violations"]["twice_to_one_annotator"]
-                                for r in results),
+        "violations_total": sum(r["violations"]["over_k"] + r["violations"]["twice_to_one_annotator"] for r in results),
         "results": results,
     }
     if args.before:
-        summary["trees"] = {"before": describe_tree(args.before), "ours": describe_tree(REPO),
-                            "differing": differing_files(args.before, REPO)}
+        summary["trees"] = {
+            "before": describe_tree(args.before),
+            "ours": describe_tree(REPO),
+            "differing": differing_files(args.before, REPO),
+        }
     if injected:
         summary["injected"] = injected
     report.print_report(summary)

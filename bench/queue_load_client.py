@@ -33,8 +33,11 @@ def image_ok(resp: http.client.HTTPResponse, data: bytes) -> bool:
     """A 200 answer carries the stored image: an image type, and bytes that hash to the file name."""
     disposition = resp.getheader("Content-Disposition", "")
     name = disposition.partition('filename="')[2].partition('"')[0]
-    return ((resp.getheader("Content-Type") or "").startswith("image/") and bool(data)
-            and hashlib.sha256(data).hexdigest() == name.partition(".")[0])
+    return (
+        (resp.getheader("Content-Type") or "").startswith("image/")
+        and bool(data)
+        and hashlib.sha256(data).hexdigest() == name.partition(".")[0]
+    )
 
 
 def _annotator(port, token, paths, start_at, stop_at, seed, out, lock):
@@ -61,8 +64,16 @@ def _annotator(port, token, paths, start_at, stop_at, seed, out, lock):
         status = resp.status
         if kind == "image" and status == 200 and not image_ok(resp, data):
             status = "bad-body"
-        rows.append((kind, started_wall, seconds, status, int(resp.getheader("X-Bench-Queries", "0")),
-                     float(resp.getheader("X-Bench-DB-Ms", "0"))))
+        rows.append(
+            (
+                kind,
+                started_wall,
+                seconds,
+                status,
+                int(resp.getheader("X-Bench-Queries", "0")),
+                float(resp.getheader("X-Bench-DB-Ms", "0")),
+            )
+        )
         return status, data
 
     while time.time() < start_at:
@@ -90,9 +101,12 @@ def _annotator(port, token, paths, start_at, stop_at, seed, out, lock):
 
 def _client_process(port, tokens, paths, start_at, stop_at, seed, queue):
     out, lock = [], threading.Lock()
-    threads = [threading.Thread(target=_annotator, daemon=True,
-                                args=(port, tok, paths, start_at, stop_at, seed * 1000 + i, out, lock))
-               for i, tok in enumerate(tokens)]
+    threads = [
+        threading.Thread(
+            target=_annotator, daemon=True, args=(port, tok, paths, start_at, stop_at, seed * 1000 + i, out, lock)
+        )
+        for i, tok in enumerate(tokens)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -132,8 +146,9 @@ def server_pids(server) -> dict[str, list[int]]:
     except OSError:
         pass
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                       "AND pid <> pg_backend_pid()")
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
         db = [row[0] for row in cursor.fetchall()]
     return {"web": web, "db": db}
 
@@ -146,15 +161,18 @@ def cpu_seconds_since(server, before: dict[int, int]) -> dict[str, float]:
     """CPU seconds the web workers and the database backends used since ``before``; processes
     that started meanwhile count from zero."""
     tick = os.sysconf("SC_CLK_TCK")
-    return {side: sum(max(0, _cpu_ticks(pid) - before.get(pid, 0)) for pid in pids) / tick
-            for side, pids in server_pids(server).items()}
+    return {
+        side: sum(max(0, _cpu_ticks(pid) - before.get(pid, 0)) for pid in pids) / tick
+        for side, pids in server_pids(server).items()
+    }
 
 
 # --- One run -------------------------------------------------------------------------------
 
 
-def run_load(server, annotators: list[dict], paths: dict[str, str], *, warmup: float, duration: float,
-             procs: int, seed: int) -> dict:
+def run_load(
+    server, annotators: list[dict], paths: dict[str, str], *, warmup: float, duration: float, procs: int, seed: int
+) -> dict:
     """K = len(annotators) annotators against ``server`` (its ``port``, its ``proc``) through
     ``paths`` (``next``, ``heartbeat``, ``judge``; ``{}`` for the lease id) for ``warmup`` +
     ``duration`` seconds; the figures of the last ``duration`` seconds."""
@@ -165,9 +183,10 @@ def run_load(server, annotators: list[dict], paths: dict[str, str], *, warmup: f
     measure_from, stop_at = start_at + warmup, start_at + warmup + duration
     tokens = [a["token"] for a in annotators]
     chunks = [tokens[i::n_procs] for i in range(n_procs)]
-    processes = [ctx.Process(target=_client_process,
-                             args=(server.port, chunk, paths, start_at, stop_at, seed + i, queue))
-                 for i, chunk in enumerate(chunks)]
+    processes = [
+        ctx.Process(target=_client_process, args=(server.port, chunk, paths, start_at, stop_at, seed + i, queue))
+        for i, chunk in enumerate(chunks)
+    ]
     load_before = os.getloadavg()[0]
     for p in processes:
         p.start()
@@ -235,9 +254,15 @@ def summarise(results: list[dict], measure_from: float, stop_at: float, duration
             statuses[kind][str(status)] = statuses[kind].get(str(status), 0) + 1
             if not (isinstance(status, int) and status < 300):
                 errors[kind] += 1
-    out = {"judgements": judged, "judgements_per_s": round(judged / duration, 2), "errors": sum(errors.values()),
-           "errors_by_kind": errors, "exhausted_annotators": sum(r["exhausted"] for r in results),
-           "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
+    out = {
+        "judgements": judged,
+        "judgements_per_s": round(judged / duration, 2),
+        "errors": sum(errors.values()),
+        "errors_by_kind": errors,
+        "exhausted_annotators": sum(r["exhausted"] for r in results),
+        "load_before": round(load_before, 2),
+        "load_after": round(os.getloadavg()[0], 2),
+    }
     for kind, rows in calls.items():
         ms = sorted(r[0] for r in rows)
         out[kind] = {

@@ -33,8 +33,13 @@ def machine() -> dict:
             pg = cursor.fetchone()[0]
     except Exception:  # informational only
         pass
-    return {"nproc": os.cpu_count(), "cpu": cpu_model() or "unknown", "python": platform.python_version(),
-            "postgresql": pg, "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu_model() or "unknown",
+        "python": platform.python_version(),
+        "postgresql": pg,
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 # --- Figures over the repeats of one (size, K, implementation) ----------------------------
@@ -46,8 +51,13 @@ def stats(values) -> dict | None:
     if not values:
         return None
     lo, hi = min(values), max(values)
-    return {"mean": round(sum(values) / len(values), 2), "min": lo, "max": hi, "spread": round(hi - lo, 2),
-            "n": len(values)}
+    return {
+        "mean": round(sum(values) / len(values), 2),
+        "min": lo,
+        "max": hi,
+        "spread": round(hi - lo, 2),
+        "n": len(values),
+    }
 
 
 def _get(run: dict, path: tuple[str, ...]):
@@ -63,19 +73,33 @@ def aggregate(results: list[dict]) -> list[dict]:
         groups.setdefault((r["pairs"], r["K"], r["impl"]), []).append(r)
     out = []
     for (pairs, k, impl), runs in groups.items():
-        g = {"pairs": pairs, "K": k, "impl": impl, "runs": len(runs),
-             "errors": sum(r["errors"] for r in runs),
-             "errors_by_kind": {kind: sum(r["errors_by_kind"][kind] for r in runs) for kind in KINDS},
-             "violations": {name: sum(r["violations"][name] for r in runs)
-                            for name in ("over_k", "twice_to_one_annotator", "counter_mismatch",
-                                         "outside_expertise")}}
-        for name in ("judgements_per_s", "server_cpu_ms_per_judgement", "web_cpu_ms_per_judgement",
-                     "db_cpu_ms_per_judgement", "client_cpu_ms_per_judgement", "cpu_bound_judgements_per_s",
-                     "other_cpu_cores"):
+        g = {
+            "pairs": pairs,
+            "K": k,
+            "impl": impl,
+            "runs": len(runs),
+            "errors": sum(r["errors"] for r in runs),
+            "errors_by_kind": {kind: sum(r["errors_by_kind"][kind] for r in runs) for kind in KINDS},
+            "violations": {
+                name: sum(r["violations"][name] for r in runs)
+                for name in ("over_k", "twice_to_one_annotator", "counter_mismatch", "outside_expertise")
+            },
+        }
+        for name in (
+            "judgements_per_s",
+            "server_cpu_ms_per_judgement",
+            "web_cpu_ms_per_judgement",
+            "db_cpu_ms_per_judgement",
+            "client_cpu_ms_per_judgement",
+            "cpu_bound_judgements_per_s",
+            "other_cpu_cores",
+        ):
             g[name] = stats(r.get(name) for r in runs)
         for kind in KINDS:
-            g[kind] = {name: stats(r[kind][name] for r in runs)
-                       for name in ("n", "p50_ms", "p95_ms", "p99_ms", "queries_per_request")}
+            g[kind] = {
+                name: stats(r[kind][name] for r in runs)
+                for name in ("n", "p50_ms", "p95_ms", "p99_ms", "queries_per_request")
+            }
         out.append(g)
     return out
 
@@ -133,11 +157,23 @@ def before_after(groups: list[dict]) -> list[dict]:
                 verdict = "within spread"
             else:
                 verdict = "better" if (diff > 0) == higher_is_better else "worse"
-            out.append({"figure": label, "pairs": before["pairs"], "before": b["mean"], "after": a["mean"],
-                        "difference": diff, "difference_pct": round(100 * diff / b["mean"], 1) if b["mean"] else None,
-                        "spread_before": b["spread"], "spread_after": a["spread"], "spread": spread,
-                        "runs": [b["n"], a["n"]], "verdict": verdict, "guarded": guarded,
-                        "spread_measured": min(b["n"], a["n"]) > 1})
+            out.append(
+                {
+                    "figure": label,
+                    "pairs": before["pairs"],
+                    "before": b["mean"],
+                    "after": a["mean"],
+                    "difference": diff,
+                    "difference_pct": round(100 * diff / b["mean"], 1) if b["mean"] else None,
+                    "spread_before": b["spread"],
+                    "spread_after": a["spread"],
+                    "spread": spread,
+                    "runs": [b["n"], a["n"]],
+                    "verdict": verdict,
+                    "guarded": guarded,
+                    "spread_measured": min(b["n"], a["n"]) > 1,
+                }
+            )
     return out
 
 
@@ -149,16 +185,20 @@ def goals(groups: list[dict]) -> dict:
         if g["K"] == 32 and g["judgements_per_s"]:
             value = g["judgements_per_s"]["mean"]
             out[f"judgements_per_s_at_32_{g['pairs']}"] = {
-                "value": value, "goal": f">= {GOALS['judgements_per_s_at_32']}",
+                "value": value,
+                "goal": f">= {GOALS['judgements_per_s_at_32']}",
                 "met": value >= GOALS["judgements_per_s_at_32"],
                 "other_cpu_cores": _mean(g["other_cpu_cores"]),
-                "cpu_bound_judgements_per_s": _mean(g["cpu_bound_judgements_per_s"])}
+                "cpu_bound_judgements_per_s": _mean(g["cpu_bound_judgements_per_s"]),
+            }
         if g["K"] == 8:
             p95 = _mean(g["next"]["p95_ms"])
             out[f"next_p95_ms_at_8_{g['pairs']}"] = {
-                "value": p95, "goal": f"<= {GOALS['next_p95_ms_at_8']}",
+                "value": p95,
+                "goal": f"<= {GOALS['next_p95_ms_at_8']}",
                 "met": p95 is not None and p95 <= GOALS["next_p95_ms_at_8"],
-                "other_cpu_cores": _mean(g["other_cpu_cores"])}
+                "other_cpu_cores": _mean(g["other_cpu_cores"]),
+            }
     return out
 
 
@@ -183,18 +223,22 @@ def run_line(r: dict) -> str:
     v, n, j = r["violations"], r["next"], r["judge"]
     queries = "/".join(_fmt(r[kind]["queries_per_request"]) for kind in KINDS)
     errors = "/".join(str(r["errors_by_kind"][kind]) for kind in KINDS)
-    return (f"{r['pairs']:>7,} pairs K={r['K']:<2} {r['impl']:<8} #{r['repeat']} {r['judgements_per_s']:7.1f} "
-            f"judgements/s  next p95 {_fmt(n['p95_ms'])} ms  image p95 {_fmt(r['image']['p95_ms'])} ms  "
-            f"heartbeat p95 {_fmt(r['heartbeat']['p95_ms'])} ms  judge p95 {_fmt(j['p95_ms'])} ms  "
-            f"queries {queries}  violations {v['over_k']}/{v['twice_to_one_annotator']}  errors {errors}  "
-            f"CPU web+db {_fmt(r['web_cpu_ms_per_judgement'])}+{_fmt(r['db_cpu_ms_per_judgement'])} ms/judgement  "
-            f"other CPU {r['other_cpu_cores']:.2f} cores")
+    return (
+        f"{r['pairs']:>7,} pairs K={r['K']:<2} {r['impl']:<8} #{r['repeat']} {r['judgements_per_s']:7.1f} "
+        f"judgements/s  next p95 {_fmt(n['p95_ms'])} ms  image p95 {_fmt(r['image']['p95_ms'])} ms  "
+        f"heartbeat p95 {_fmt(r['heartbeat']['p95_ms'])} ms  judge p95 {_fmt(j['p95_ms'])} ms  "
+        f"queries {queries}  violations {v['over_k']}/{v['twice_to_one_annotator']}  errors {errors}  "
+        f"CPU web+db {_fmt(r['web_cpu_ms_per_judgement'])}+{_fmt(r['db_cpu_ms_per_judgement'])} ms/judgement  "
+        f"other CPU {r['other_cpu_cores']:.2f} cores"
+    )
 
 
 def table(groups: list[dict]) -> str:
-    head = ("| pairs | K | impl | runs | judgements/s | server CPU ms per judgement (web + db) "
-            "| queries per request: next / image / heartbeat / judge | violations (over k, twice) "
-            "| errors: next / image / heartbeat / judge | other CPU (cores) |")
+    head = (
+        "| pairs | K | impl | runs | judgements/s | server CPU ms per judgement (web + db) "
+        "| queries per request: next / image / heartbeat / judge | violations (over k, twice) "
+        "| errors: next / image / heartbeat / judge | other CPU (cores) |"
+    )
     lines = [head, "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for g in groups:
         v = g["violations"]
@@ -204,42 +248,57 @@ def table(groups: list[dict]) -> str:
             f"| {g['pairs']:,} | {g['K']} | {g['impl']} | {g['runs']} | {fmt_stats(g['judgements_per_s'])} "
             f"| {fmt_stats(g['web_cpu_ms_per_judgement'])} + {fmt_stats(g['db_cpu_ms_per_judgement'])} "
             f"| {queries} | {v['over_k']}, {v['twice_to_one_annotator']} | {errors} "
-            f"| {fmt_stats(g['other_cpu_cores'], 2)} |")
+            f"| {fmt_stats(g['other_cpu_cores'], 2)} |"
+        )
     return "\n".join(lines)
 
 
 def latency_table(groups: list[dict]) -> str:
-    lines = ["| pairs | K | impl | request | p50 ms | p95 ms | p99 ms | requests per run |",
-             "|---:|---:|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| pairs | K | impl | request | p50 ms | p95 ms | p99 ms | requests per run |",
+        "|---:|---:|---|---|---:|---:|---:|---:|",
+    ]
     for g in groups:
         for kind in KINDS:
             s = g[kind]
-            lines.append(f"| {g['pairs']:,} | {g['K']} | {g['impl']} | {kind} | {fmt_stats(s['p50_ms'])} "
-                         f"| {fmt_stats(s['p95_ms'])} | {fmt_stats(s['p99_ms'])} | {fmt_stats(s['n'], 0)} |")
+            lines.append(
+                f"| {g['pairs']:,} | {g['K']} | {g['impl']} | {kind} | {fmt_stats(s['p50_ms'])} "
+                f"| {fmt_stats(s['p95_ms'])} | {fmt_stats(s['p99_ms'])} | {fmt_stats(s['n'], 0)} |"
+            )
     return "\n".join(lines)
 
 
 def ratio_table(rows: list[dict]) -> str:
-    lines = [("| pairs | K | impl | throughput impl ÷ baseline | next p95 baseline ÷ impl "
-              "| judge p95 baseline ÷ impl | server CPU per judgement baseline ÷ impl |"),
-             "|---:|---:|---|---:|---:|---:|---:|"]
+    lines = [
+        (
+            "| pairs | K | impl | throughput impl ÷ baseline | next p95 baseline ÷ impl "
+            "| judge p95 baseline ÷ impl | server CPU per judgement baseline ÷ impl |"
+        ),
+        "|---:|---:|---|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['pairs']:,} | {r['K']} | {r['impl']} | {_fmt(r.get('throughput_x'), 2)}× "
-                     f"| {_fmt(r.get('next_p95_speedup_x'), 2)}× | {_fmt(r.get('judge_p95_speedup_x'), 2)}× "
-                     f"| {_fmt(r.get('server_cpu_x'), 2)}× |")
+        lines.append(
+            f"| {r['pairs']:,} | {r['K']} | {r['impl']} | {_fmt(r.get('throughput_x'), 2)}× "
+            f"| {_fmt(r.get('next_p95_speedup_x'), 2)}× | {_fmt(r.get('judge_p95_speedup_x'), 2)}× "
+            f"| {_fmt(r.get('server_cpu_x'), 2)}× |"
+        )
     return "\n".join(lines)
 
 
 def before_after_table(rows: list[dict]) -> str:
-    lines = ["| figure | pairs | before | after (ours) | difference | spread: before / after (max − min) | verdict |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "| figure | pairs | before | after (ours) | difference | spread: before / after (max − min) | verdict |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
         pct = "" if r["difference_pct"] is None else f" ({r['difference_pct']:+.1f} %)"
         verdict = r["verdict"] if r["spread_measured"] else f"{r['verdict']} (one run each: no spread measured)"
         figure = r["figure"] if r.get("guarded", True) else f"{r['figure']} (not guarded)"
-        lines.append(f"| {figure} | {r['pairs']:,} | {_fmt(r['before'])} | {_fmt(r['after'])} "
-                     f"| {r['difference']:+.1f}{pct} | {_fmt(r['spread_before'])} / {_fmt(r['spread_after'])} "
-                     f"| **{verdict}** |")
+        lines.append(
+            f"| {figure} | {r['pairs']:,} | {_fmt(r['before'])} | {_fmt(r['after'])} "
+            f"| {r['difference']:+.1f}{pct} | {_fmt(r['spread_before'])} / {_fmt(r['spread_after'])} "
+            f"| **{verdict}** |"
+        )
     return "\n".join(lines)
 
 
@@ -261,26 +320,33 @@ def print_report(summary: dict) -> None:
 
 def _server_words(config: dict) -> str:
     if config["threads"] > 1:
-        return (f"gunicorn, {config['workers']} worker processes × {config['threads']} threads (gthread, "
-                "keep-alive)")
+        return f"gunicorn, {config['workers']} worker processes × {config['threads']} threads (gthread, keep-alive)"
     return f"gunicorn, {config['workers']} sync workers (no keep-alive)"
 
 
 def _trees_words(trees: dict) -> str:
     before, ours = trees["before"], trees["ours"]
-    text = (f"`before` is served from `{before['path']}` ({before['commit']}), `ours` from this checkout "
-            f"({ours['commit']}). ")
+    text = (
+        f"`before` is served from `{before['path']}` ({before['commit']}), `ours` from this checkout "
+        f"({ours['commit']}). "
+    )
     files, code = trees["differing"]["files"], trees["differing"]["code"]
     if not code:
-        text += ("The two trees serve the same code (the syntax of every `.py` file of `annotation/`, `curation/`, "
-                 "`ml/` and `config/` is the same")
+        text += (
+            "The two trees serve the same code (the syntax of every `.py` file of `annotation/`, `curation/`, "
+            "`ml/` and `config/` is the same"
+        )
         text += f"; {len(files)} differ in formatting or comments only)" if files else ")"
-        return text + (", so **every difference between `before` and `ours` below is run-to-run spread**: this "
-                       "run measures the spread itself.")
+        return text + (
+            ", so **every difference between `before` and `ours` below is run-to-run spread**: this "
+            "run measures the spread itself."
+        )
     listed = ", ".join(f"`{name}`" for name in code[:15]) + (" …" if len(code) > 15 else "")
-    return text + (f"Python files of `annotation/`, `curation/`, `ml/` and `config/` that differ in code between "
-                   f"them: {len(code)} ({listed}); {len(files) - len(code)} more differ in formatting or comments "
-                   "only.")
+    return text + (
+        f"Python files of `annotation/`, `curation/`, `ml/` and `config/` that differ in code between "
+        f"them: {len(code)} ({listed}); {len(files) - len(code)} more differ in formatting or comments "
+        "only."
+    )
 
 
 def _before_after_section(summary: dict) -> str:
@@ -291,11 +357,11 @@ def _before_after_section(summary: dict) -> str:
     return f"""
 ## Before vs after
 
-{_trees_words(summary['trees'])}
+{_trees_words(summary["trees"])}
 
 The two figures issue 14 guards, `before` against `ours` (after), means over the repeats, and the server
 CPU per judgement (web + db), which other load on the machine moves much less than the timings. The
-spread is max − min over the {summary['config']['repeat']} runs of the same implementation; the verdict compares the
+spread is max − min over the {summary["config"]["repeat"]} runs of the same implementation; the verdict compares the
 difference with the larger of the two spreads: *within spread* when it is no larger, else *better* or
 *worse*. Both servers run side by side against the same database, and the runs alternate (before, ours,
 before, ours, …), so load from other work reaches both alike; the more of it (the "other CPU" column
@@ -312,8 +378,10 @@ def write_doc(path: Path, summary: dict) -> None:
         line = f"- `{name}`: {g['value']} (goal {g['goal']}): **{'met' if g['met'] else 'not met'}**"
         line += f"; other work used {_fmt(g.get('other_cpu_cores'), 2)} of the {m['nproc']} cores meanwhile"
         if g.get("cpu_bound_judgements_per_s"):
-            line += (f"; at the CPU this run spent per judgement (server and client), {m['nproc']} idle cores "
-                     f"would serve at most {g['cpu_bound_judgements_per_s']} judgements/s")
+            line += (
+                f"; at the CPU this run spent per judgement (server and client), {m['nproc']} idle cores "
+                f"would serve at most {g['cpu_bound_judgements_per_s']} judgements/s"
+            )
         return line
 
     goal_lines = "\n".join(goal_line(name, g) for name, g in summary["goals"].items()) or "(no run of ours)"
@@ -328,43 +396,47 @@ def write_doc(path: Path, summary: dict) -> None:
     before_words = ""
     if "trees" in summary:
         before_path = summary["trees"]["before"]["path"]
-        before_words = ("\n- Before (`--before`): a second gunicorn, configured the same, serves the product "
-                        f"endpoints\n  from an older checkout (`{before_path}`) against the same database, with "
-                        "the bench settings\n  and middleware of this checkout; its runs are `before`, this "
-                        "checkout's are `ours`.")
+        before_words = (
+            "\n- Before (`--before`): a second gunicorn, configured the same, serves the product "
+            f"endpoints\n  from an older checkout (`{before_path}`) against the same database, with "
+            "the bench settings\n  and middleware of this checkout; its runs are `before`, this "
+            "checkout's are `ours`."
+        )
     ratio_section = ""
     if summary["ratios"]:
-        ratio_section = ("\nEach implementation against the baseline of the same run (means; above 1 is better "
-                         f"everywhere):\n\n{ratio_table(summary['ratios'])}\n")
+        ratio_section = (
+            "\nEach implementation against the baseline of the same run (means; above 1 is better "
+            f"everywhere):\n\n{ratio_table(summary['ratios'])}\n"
+        )
     text = f"""# Queue under load
 
 Written by `bench/queue_load.py` (rerun the command rather than editing this file). Every figure comes from
 one run of the command on one machine: **compare the implementations of the same run**, not absolute
 numbers across runs or machines (these machines are shared: the "other CPU" column says how many of the
-{m['nproc']} cores other work kept busy during each run — 0 is a quiet machine).
+{m["nproc"]} cores other work kept busy during each run — 0 is a quiet machine).
 
-**Reproduce:** `{summary['command']}`
+**Reproduce:** `{summary["command"]}`
 
-- Date: {summary['date']}
-- Machine: {m['nproc']} CPUs ({m['cpu']}); Python {m['python']}; PostgreSQL {m['postgresql']}; load average
-  at start {m['loadavg_at_start']}.
+- Date: {summary["date"]}
+- Machine: {m["nproc"]} CPUs ({m["cpu"]}); Python {m["python"]}; PostgreSQL {m["postgresql"]}; load average
+  at start {m["loadavg_at_start"]}.
 - Server: {_server_words(config)}, production settings (`DJANGO_DEBUG=false`,
-  `DATABASE_CONN_MAX_AGE={config['conn_max_age']}`) plus `bench/queue_settings.py` (a server-side
+  `DATABASE_CONN_MAX_AGE={config["conn_max_age"]}`) plus `bench/queue_settings.py` (a server-side
   statement counter and the baseline's URLs); PostgreSQL, client and server on the same machine, over
-  loopback. A dedicated database (`{config['database']}`) is created, migrated and seeded by the command
-  (COPY: one prompt tuple, two images and one pair per pair, k = {config['k_overlap']}, spread over the 16
-  tasks). Every image is a real file in the storage (`MEDIA_ROOT` = `{config['media_root']}` for every
+  loopback. A dedicated database (`{config["database"]}`) is created, migrated and seeded by the command
+  (COPY: one prompt tuple, two images and one pair per pair, k = {config["k_overlap"]}, spread over the 16
+  tasks). Every image is a real file in the storage (`MEDIA_ROOT` = `{config["media_root"]}` for every
   server): a distinct 32 × 32 PNG of about 3 KB, its row holding its true sha256, size, dimensions and
   format, written once and reused by later runs.
 - Load: K simulated annotators (threads in client processes, http.client over one keep-alive connection
   each, token auth) each doing per pair what the annotate page does: `POST /api/queue/next/` → `GET` the
   left and the right image of the lease (the URLs of its payload: `/api/leases/<id>/image/<side>/`) →
   `POST /api/leases/<id>/heartbeat/` (one per pair) → `POST /api/leases/<id>/judgement/` (a random
-  choice), for {config['warmup']} s of warm-up and {config['duration']} s measured. Every annotator may judge
+  choice), for {config["warmup"]} s of warm-up and {config["duration"]} s measured. Every annotator may judge
   every discipline (physics, chemistry, biology), so all K compete for the head of the same queue. An image
   counts as an error unless it answers 200 with an image type and exactly the bytes of its sha256. The queue
   is reset (no leases or judgements, every pair open) before every run; `GOLD_RATE` is the default, with no
-  gold pairs seeded. Implementations: {impls}; each (size, K, implementation) ran {config['repeat']}
+  gold pairs seeded. Implementations: {impls}; each (size, K, implementation) ran {config["repeat"]}
   time(s), the implementations alternating.{baseline_words}{before_words}
 {_before_after_section(summary)}
 ## Results
@@ -376,35 +448,35 @@ sends, authentication and savepoints included). Judgements/s: 201 answers within
 Server CPU per judgement: CPU time of the measured server's gunicorn workers ("web") and of the
 PostgreSQL backends ("db") during the measured window, divided by the judgements in it — one `next`, two
 images, one heartbeat and one judgement each; it moves much less with other load on the machine than the
-timings do, and {m['nproc']} × 1000 ms ÷ (web + db + client CPU) bounds the judgements/s this machine can
+timings do, and {m["nproc"]} × 1000 ms ÷ (web + db + client CPU) bounds the judgements/s this machine can
 serve. Errors: answers other than 2xx (or an image with the wrong bytes), summed over the repeats.
 Violations, read from the database after each run and summed over the repeats: a pair over k (more live
 or judged leases, or judgements, than k) and a pair handed twice to one annotator (two leases or two
 judgements); both must be 0 (the JSON summary also has consistency checks: counters against rows, leases
 outside expertise).
 
-{table(summary['aggregated'])}
+{table(summary["aggregated"])}
 
 Latency per request kind:
 
-{latency_table(summary['aggregated'])}
+{latency_table(summary["aggregated"])}
 {ratio_section}
-Goals (ours, this machine): at least {GOALS['judgements_per_s_at_32']:.0f} judgements/s at K = 32 and a
-`next` p95 of at most {GOALS['next_p95_ms_at_8']:.0f} ms at K = 8, with 20,000 pairs and no worse with 100,000 (set
+Goals (ours, this machine): at least {GOALS["judgements_per_s_at_32"]:.0f} judgements/s at K = 32 and a
+`next` p95 of at most {GOALS["next_p95_ms_at_8"]:.0f} ms at K = 8, with 20,000 pairs and no worse with 100,000 (set
 when the load was next → judge alone; a judgement now takes five requests, two of them images):
 
 {goal_lines}
 
 Reference, not rerun here: Label Studio on this machine with a next → submit loop (no image fetches or
-heartbeats) on PostgreSQL under uWSGI with 4 workers: {LABEL_STUDIO['judgements_per_s_at_32']} judgements/s at
-K = 32, `next` p95 {LABEL_STUDIO['next_p95_ms_at_8']:.0f} ms at K = 8, {LABEL_STUDIO['next_ms_at_1']:.0f} ms per
+heartbeats) on PostgreSQL under uWSGI with 4 workers: {LABEL_STUDIO["judgements_per_s_at_32"]} judgements/s at
+K = 32, `next` p95 {LABEL_STUDIO["next_p95_ms_at_8"]:.0f} ms at K = 8, {LABEL_STUDIO["next_ms_at_1"]:.0f} ms per
 `next` with one annotator.
 
 ## What the design buys
 
 The baseline locks an annotator's whole candidate set on every `next`, so annotators queue behind each
 other and its cost grows with the number of pairs. Ours (`annotation/services/queue.py`, see its
-docstring) locks a window of {config['queue_lock_window']} candidates with `SKIP LOCKED` taken from the head of the
+docstring) locks a window of {config["queue_lock_window"]} candidates with `SKIP LOCKED` taken from the head of the
 `(status, -priority, id)` index, so concurrent annotators spread over different pairs and a `next` costs
 the same with 20,000 or 100,000 pairs; it runs a fixed number of statements. A judgement locks the pair
 and the lease, writes the judgement, the pair, the lease and its audit event, and brings the consensus up

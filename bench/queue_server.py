@@ -56,8 +56,11 @@ def _baseline_urls() -> list:
     queue_baseline = importlib.import_module(f"{package}.queue_baseline" if package else "queue_baseline")
     return [
         path("bench/baseline/queue/next/", queue_baseline.NextView.as_view(), name="bench-baseline-next"),
-        path("bench/baseline/leases/<int:lease_id>/judgement/", queue_baseline.JudgementView.as_view(),
-             name="bench-baseline-judgement"),
+        path(
+            "bench/baseline/leases/<int:lease_id>/judgement/",
+            queue_baseline.JudgementView.as_view(),
+            name="bench-baseline-judgement",
+        ),
     ]
 
 
