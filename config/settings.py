@@ -52,6 +52,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.ServiceUnavailableMiddleware",  # database/broker outage -> 503 + Retry-After
+    "config.login_rate.LoginRateMiddleware",  # sign-in floods -> 429 before any password hash or axes row
     "annotation.input_guard.RejectNulMiddleware",  # NUL in the path or query -> 400 (PostgreSQL refuses NUL)
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -138,6 +139,11 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_HTTP_RESPONSE_CODE = 429
+# Sign-in attempts (successes too) per minute, counted in each worker process before any password is hashed
+# (config/login_rate.py): per client address (REMOTE_ADDR, as axes) and overall; over either -> 429.
+LOGIN_RATE_LIMITING = env.bool("LOGIN_RATE_LIMITING", True)
+LOGIN_RATE_PER_ADDRESS = env.int("LOGIN_RATE_PER_ADDRESS", 30, minimum=1)
+LOGIN_RATE_OVERALL = env.int("LOGIN_RATE_OVERALL", 60, minimum=1)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
