@@ -353,20 +353,38 @@ def read_parquet_dir(
     return _iter_parquet(parquet_files(path, split), batch_size, per_row)
 
 
-def parquet_files(path: str | Path, split: str | None = None) -> list[tuple[Path, str]]:
-    """``(file, split)`` of a parquet file, or of every ``*.parquet`` under a directory (recursive, sorted),
-    keeping those of ``split`` when given (see :func:`parquet_split`). Raises :class:`DataError` now when
-    there is no such file, no file of that split, or a file lacks a required column
-    (``implicit_prompt``, ``explicit_image``, ``superficial_image``)."""
+def parquet_files(
+    path: str | Path, split: str | None = None, *, within: Iterable[Path] | None = None
+) -> list[tuple[Path, str]]:
+    """``(file, split)`` of a parquet file, or of every ``*.parquet`` under a directory (recursive, sorted;
+    linked directories are not entered), keeping those of ``split`` when given (see :func:`parquet_split`).
+    Raises :class:`DataError` now when there is no such file, no file of that split, or a file lacks a
+    required column (``implicit_prompt``, ``explicit_image``, ``superficial_image``).
+
+    ``within``: folders every file must lie in once links are resolved; a file (a link) that resolves
+    elsewhere is refused before anything is read from it, with the same message whether its target exists
+    or not."""
     import pyarrow.parquet as pq
 
     path = Path(path)
     if path.is_file():
         files = [(path, parquet_split(path, path.parent))]
     elif path.is_dir():
-        files = [(f, parquet_split(f, path)) for f in sorted(path.rglob("*.parquet"))]
+        listed = [
+            Path(folder) / name
+            for folder, _, names in os.walk(path, followlinks=False)
+            for name in names
+            if name.endswith(".parquet")
+        ]
+        files = [(f, parquet_split(f, path)) for f in sorted(listed)]
     else:
         raise DataError(f"{path}: no such parquet file or directory")
+    if within is not None:
+        allowed = [Path(os.path.realpath(folder)) for folder in within]
+        for file, _ in files:
+            real = Path(os.path.realpath(file))
+            if not any(real == folder or real.is_relative_to(folder) for folder in allowed):
+                raise DataError(f"{file}: a link to a file outside the folders this import may read")
     if not files:
         raise DataError(f"{path}: no *.parquet files")
     if split is not None:

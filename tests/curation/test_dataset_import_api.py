@@ -215,3 +215,39 @@ def test_an_exported_version_reimports_unchanged_and_into_a_fresh_catalogue(admi
     assert _catalogue_rows() == expected  # same tuples, pairs (expected image = image_correct) and image bytes
     assert {_sha(p.image_correct): p.consensus.label for p in Pair.objects.all()} == labels  # and decisions
     assert set(Pair.objects.values_list("consensus__outcome", "status")) == {("imported", "complete")}
+
+
+@pytest.mark.parametrize("target_exists", [True, False])
+def test_a_folder_import_refuses_a_link_out_of_the_import_roots_whether_its_target_exists_or_not(
+    api, admin_user, root, dataset, tmp_path, target_exists, django_capture_on_commit_callbacks
+):
+    """A direct path to a file outside the roots was refused, but a folder inside them holding a link to one
+    was imported. Every file the folder import reads is now checked after resolving links, before it is read,
+    with one message whether the target exists or not; linked folders are not entered at all."""
+    outside = tmp_path / "elsewhere" / "secret.parquet"
+    if target_exists:
+        write_train(outside, [train_row("A secret prompt")])
+    (root / "hub" / "link.parquet").symlink_to(outside)
+    (tmp_path / "elsewhere-folder").mkdir()
+    write_train(tmp_path / "elsewhere-folder" / "more.parquet", [train_row("Another secret prompt")])
+    (root / "hub" / "linked-folder").symlink_to(tmp_path / "elsewhere-folder")
+    response = post(api, admin_user, {"path": "hub", "format": "parquet"}, django_capture_on_commit_callbacks)
+    job = Job.objects.get(pk=response.data["id"])
+    assert job.status == Job.Status.FAILED
+    errors = [e["error"] for e in job.result["errors"]]
+    assert errors == [
+        f"{root.resolve() / 'hub' / 'link.parquet'}: a link to a file outside the folders this import may read"
+    ]
+    assert "elsewhere" not in str(job.result)  # neither the target nor the linked folder's contents are named
+    assert not PromptTuple.objects.exists()
+
+
+def test_a_link_that_stays_inside_the_import_roots_is_followed(
+    api, admin_user, root, dataset, django_capture_on_commit_callbacks
+):
+    (root / "mirror").mkdir()
+    (root / "mirror" / "train.parquet").symlink_to(dataset)  # e.g. a Hugging Face snapshot's links to its blobs
+    response = post(api, admin_user, {"path": "mirror", "format": "parquet"}, django_capture_on_commit_callbacks)
+    job = Job.objects.get(pk=response.data["id"])
+    assert job.status == Job.Status.SUCCEEDED, job.error or job.result
+    assert Pair.objects.count() == 3

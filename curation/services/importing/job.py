@@ -84,6 +84,7 @@ def run_import_job(job, progress: Progress) -> dict:
         decisions=params.get("decisions") or "import",
         auto_task=bool(params.get("auto_task")),
         merge_same_prompt=bool(params.get("merge_same_prompt")),
+        within=import_roots(),
     )
     result = report.as_dict()
     if not report.ok:

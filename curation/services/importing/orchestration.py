@@ -65,6 +65,7 @@ def import_dataset(
     decisions: str = "import",
     auto_task: bool = False,
     merge_same_prompt: bool = False,
+    within: list[Path] | None = None,
 ) -> DatasetImportReport:
     """Validate everything in ``path``, then write it (see the module docstring); return the report.
 
@@ -72,7 +73,9 @@ def import_dataset(
     queue), ``"open"`` leaves new pairs open for annotation (:mod:`.records`). ``auto_task``: rows naming no
     task get the task the keyword rules guess; ``merge_same_prompt``: a row without a task joins the one
     tuple that has its prompt with a task (:mod:`.tasks`). ``task_default``: a task code for rows naming
-    none, or ``"none"`` to import them without a task.
+    none, or ``"none"`` to import them without a task. ``within``: folders every file read must lie in once
+    links are resolved (the job and the API pass the import roots; the command line reads what the operator
+    names).
 
     Raises :class:`ImportRefused` for a bad call (unknown format, decisions, task default or scene; a task
     default code together with ``auto_task``); problems of the input (missing file, unreadable parquet,
@@ -136,7 +139,7 @@ def import_dataset(
         report.add_error(label, 0, f"{path} is a directory; a JSONL import reads one file")
         return report
     try:
-        src = ParquetSource(path, split) if fmt == "parquet" else JsonlSource(path)
+        src = ParquetSource(path, split, within) if fmt == "parquet" else JsonlSource(path)
         total = max(1, src.total_rows())
     except (ValueError, OSError) as exc:  # science_t2i.format.DataError is a ValueError; pyarrow errors too
         report.add_error(label, 0, str(exc))

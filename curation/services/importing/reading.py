@@ -50,8 +50,9 @@ class Source:
 class ParquetSource(Source):
     kind = "parquet"
 
-    def __init__(self, path: Path, split: str | None):
-        self.files = parquet_files(path, split)  # checks the files and their columns now (DataError)
+    def __init__(self, path: Path, split: str | None, within: list[Path] | None = None):
+        # checks the files (``within``: after resolving links) and their columns now (DataError)
+        self.files = parquet_files(path, split, within=within)
         self.root = path if path.is_dir() else path.parent
 
     def _label(self, file: Path) -> str:
