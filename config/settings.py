@@ -305,12 +305,31 @@ if CELERY_BROKER_VISIBILITY_TIMEOUT <= ML_RUN_TIME_LIMIT and not env.bool("ML_AL
     )
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://", "sqs://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # A publish must fail fast when Redis is away (config/celery.py: publish -> 503), not hang on a
+    # connect; socket_timeout (> the 1 s BRPOP timeout) ends a read on a connection that went silent.
+    CELERY_BROKER_TRANSPORT_OPTIONS |= {"socket_connect_timeout": 2, "socket_timeout": 10}
+# Enqueueing fails fast, whatever the result backend: bounded connect timeouts and retries for the broker
+# and for a Redis result backend (whose default retry policy, 20 retries a second apart, held a web request
+# for about 20 s before answering 500 and leaving the row queued with no message; issue 15).
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.25, "interval_max": 0.5}
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 2
+CELERY_REDIS_SOCKET_TIMEOUT = 10
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
+    "retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.25, "interval_max": 0.5}
+}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Stuck work (curation.services.jobs.sweep, ml.services.runs.lifecycle.sweep): rows queued with no message
+# behind them are failed; running ones whose heartbeat went stale are re-enqueued (resumed) or failed.
+_stuck_work_interval = env.int("STUCK_WORK_SWEEP_INTERVAL_SECONDS", 60, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "reclaim-expired-leases": {
         "task": "annotation.tasks.reclaim_expired_leases",
         "schedule": env.int("LEASE_RECLAIM_INTERVAL_SECONDS", 60, minimum=1),
     },
+    "sweep-stuck-jobs": {"task": "curation.tasks.sweep_stuck_jobs", "schedule": _stuck_work_interval},
+    "sweep-stuck-runs": {"task": "ml.tasks.sweep_stuck_runs", "schedule": _stuck_work_interval},
 }
 
 # --- ML runs (see ml/services/runs and README "GPU jobs") ----------------------------------
