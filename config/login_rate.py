@@ -153,7 +153,7 @@ def refused_response(request, limit: str, wait: float) -> HttpResponse:
         response = JsonResponse({"detail": detail, "code": "rate_limited"}, status=429)
     else:
         response = HttpResponse(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Too many sign-in attempts"
+            '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Too many sign-in attempts'
             f"</title></head><body><h1>Too many sign-in attempts</h1><p>{html.escape(detail)}</p></body></html>",
             status=429,
             content_type="text/html; charset=utf-8",
