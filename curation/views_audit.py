@@ -48,7 +48,7 @@ def _as_json(state) -> str:
     return "" if state is None else json.dumps(state, indent=1, sort_keys=True, ensure_ascii=False)
 
 
-def _distinct(field: str) -> list[str]:
+def audit_filter_values(field: str) -> list[str]:
     """The distinct values of an indexed column, sorted (as ``SELECT DISTINCT ... ORDER BY``), by a
     loose index scan: one index probe per distinct value instead of reading the whole log."""
     quote = connection.ops.quote_name
@@ -81,8 +81,8 @@ def audit_log(request):
             "rows": rows,
             "filters": filters,
             "filtered": any(filters.values()),
-            "actions": _distinct("action"),
-            "target_types": _distinct("target_type"),
+            "actions": audit_filter_values("action"),
+            "target_types": audit_filter_values("target_type"),
             "query": query.urlencode(),
         },
     )

@@ -125,16 +125,16 @@ def upsert_tuple(
     if existing is None:
         fields["scene"] = scene or PromptTuple.Scene.SIMPLE
         created = PromptTuple.objects.create(implicit_prompt=implicit_prompt, provenance=provenance or {}, **fields)
-        audit.record(actor, "tuple.created", created, after=_tuple_state(created))
+        audit.record(actor, "tuple.created", created, after=tuple_state(created))
         return created, "created"
     changed = {name: value for name, value in fields.items() if value and getattr(existing, name) != value}
     if not changed:
         return existing, "skipped"
-    before = _tuple_state(existing)
+    before = tuple_state(existing)
     for name, value in changed.items():
         setattr(existing, name, value)
     existing.save()
-    audit.record(actor, "tuple.updated", existing, before=before, after=_tuple_state(existing))
+    audit.record(actor, "tuple.updated", existing, before=before, after=tuple_state(existing))
     return existing, "updated"
 
 
@@ -153,7 +153,8 @@ def clean_paraphrases(prompt: str, paraphrases) -> list[str]:
     return kept
 
 
-def _tuple_state(t: PromptTuple) -> dict:
+def tuple_state(t: PromptTuple) -> dict:
+    """A tuple as its audit events record it (also used by the bulk import's events)."""
     return {
         "implicit_prompt": t.implicit_prompt,
         "explicit_prompt": t.explicit_prompt,
@@ -183,11 +184,12 @@ def create_pair(
             tuple=tuple, image_correct=image_correct, image_wrong=image_wrong, defaults={"k": k}
         )
         if created:
-            audit.record(actor, "pair.created", pair, after=_pair_state(pair))
+            audit.record(actor, "pair.created", pair, after=pair_state(pair))
         return pair, created
 
 
-def _pair_state(pair: Pair) -> dict:
+def pair_state(pair: Pair) -> dict:
+    """A pair as its audit events record it (also used by the bulk import's events)."""
     return {
         "tuple": pair.tuple_id,
         "image_correct": pair.image_correct_id,
@@ -211,12 +213,12 @@ def set_pair_k(pair_id: int, k: int, *, actor=None, consequences=None) -> Pair:
         pair = Pair.objects.select_for_update().get(pk=pair_id)
         if k < pair.judgement_count and not pair.is_gold:
             raise ValueError(f"This pair already has {pair.judgement_count} judgements; k cannot go below that.")
-        before = _pair_state(pair)
+        before = pair_state(pair)
         pair.k = k
         if pair.status != Pair.Status.RETIRED:
             pair.status = _open_or_complete(pair)
         pair.save(update_fields=["k", "status"])
-        audit.record(actor, "pair.k_changed", pair, before=before, after=_pair_state(pair))
+        audit.record(actor, "pair.k_changed", pair, before=before, after=pair_state(pair))
         if consequences is not None:
             consequences(pair, actor)
         return pair
@@ -236,24 +238,24 @@ def close_pair(pair_id: int, *, actor=None) -> Pair:
         pair = Pair.objects.select_for_update().get(pk=pair_id)
         if pair.status != Pair.Status.OPEN or pair.is_gold:
             return pair
-        before = _pair_state(pair)
+        before = pair_state(pair)
         pair.status = Pair.Status.COMPLETE
         pair.save(update_fields=["status"])
-        audit.record(actor, "pair.closed", pair, before=before, after=_pair_state(pair))
+        audit.record(actor, "pair.closed", pair, before=before, after=pair_state(pair))
         return pair
 
 
 def set_pair_retired(pair_id: int, retired: bool, *, actor=None) -> Pair:
     with transaction.atomic():
         pair = Pair.objects.select_for_update().get(pk=pair_id)
-        before = _pair_state(pair)
+        before = pair_state(pair)
         if retired:
             pair.status = Pair.Status.RETIRED
         else:
             pair.status = _open_or_complete(pair)
         pair.save(update_fields=["status"])
         audit.record(
-            actor, "pair.retired" if retired else "pair.unretired", pair, before=before, after=_pair_state(pair)
+            actor, "pair.retired" if retired else "pair.unretired", pair, before=before, after=pair_state(pair)
         )
         return pair
 

@@ -226,7 +226,7 @@ def _scope(task: str | None, discipline: str | None):
     return judgements.order_by()
 
 
-def _label_sql(prefix: str = "") -> Case:
+def label_expression(prefix: str = "") -> Case:
     """label_of() in SQL, as a label code (index into LABELS), for the judgement at ``prefix``: both
     and neither are labels already; a chosen image is the pair's expected one or the other (no
     chosen image counts as "other", as in label_of)."""
@@ -291,8 +291,8 @@ def _co_ratings_sql(task: str | None, discipline: str | None) -> tuple[str, tupl
         .values(
             "annotator_id",
             other=F("pair__judgements__annotator_id"),
-            lab=_label_sql(),
-            other_lab=_label_sql("pair__judgements__"),
+            lab=label_expression(),
+            other_lab=label_expression("pair__judgements__"),
         )
         .annotate(n=Count("*"))
     )
@@ -302,7 +302,11 @@ def _co_ratings_sql(task: str | None, discipline: str | None) -> tuple[str, tupl
 def _per_annotator_sql(task: str | None, discipline: str | None) -> tuple[str, tuple]:
     """``(annotator, label, consensus label or -1, n, username)`` over the judgements in scope (the
     usernames joined to the grouped rows, not to every judgement)."""
-    rows = _scope(task, discipline).values("annotator_id", lab=_label_sql(), con=_CONSENSUS_SQL).annotate(n=Count("*"))
+    rows = (
+        _scope(task, discipline)
+        .values("annotator_id", lab=label_expression(), con=_CONSENSUS_SQL)
+        .annotate(n=Count("*"))
+    )
     sql, params = rows.query.sql_with_params()
     user = get_user_model()
     return (
@@ -311,7 +315,7 @@ def _per_annotator_sql(task: str | None, discipline: str | None) -> tuple[str, t
     ), params
 
 
-def _fetch_profiles(task: str | None, discipline: str | None) -> list[tuple]:
+def fetch_profiles(task: str | None, discipline: str | None) -> list[tuple]:
     """One aggregate query: the rows of :func:`_profiles_sql`."""
     sql, params = _profiles_sql(task, discipline)
     with connection.cursor() as cursor:
@@ -384,7 +388,7 @@ def _groups(profiles: list[tuple]) -> dict:
 def agreement_groups(*, task: str | None = None, discipline: str | None = None) -> dict:
     """Only ``overall``, ``tasks`` and ``disciplines`` of :func:`agreement_report` (the same figures),
     from one lighter aggregate query: no Cohen matrix, no agreement with consensus."""
-    return _groups(_fetch_profiles(task, discipline))
+    return _groups(fetch_profiles(task, discipline))
 
 
 def agreement_report(

@@ -243,7 +243,8 @@ def _quality() -> list[dict]:
     ]
 
 
-def _leases(discipline: str | None, now: datetime) -> dict[str, int]:
+def lease_counts(discipline: str | None, now: datetime) -> dict[str, int]:
+    """Live, expired-but-unreclaimed and recently reclaimed leases, optionally of one discipline."""
     leases = Lease.objects.all()
     if discipline:
         leases = leases.filter(pair__tuple__task__discipline__slug__iexact=discipline)
@@ -299,7 +300,7 @@ def dashboard(*, discipline: str | None = None, days: int = DEFAULT_DAYS, now: d
         tasks=rows,
         throughput=_throughput(discipline, window, since),
         quality=_quality(),
-        leases=_leases(discipline, now),
+        leases=lease_counts(discipline, now),
         agreement_overall=report["overall"],
         now=now,
     )

@@ -54,7 +54,8 @@ class Snapshot:
     refreshing: bool = False
 
 
-def _key(name: str, params: dict) -> str:
+def cache_key(name: str, params: dict) -> str:
+    """The cache key of a figure: its name and a digest of its parameters."""
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:32]
     return f"figures:{name}:{digest}"
 
@@ -63,7 +64,7 @@ def compute(name: str, params: dict) -> Snapshot:
     """Compute the figures now and store them (what the background refresh runs)."""
     value = SOURCES[name](**params)
     snapshot = Snapshot(value, timezone.now())
-    key = _key(name, params)
+    key = cache_key(name, params)
     cache.set(key, (snapshot.computed_at, value), timeout=None)
     cache.delete(f"{key}:refresh")
     return snapshot
@@ -80,7 +81,7 @@ def figures(name: str, *, celery_task, **params) -> Snapshot:
     max_age = settings.FIGURES_MAX_AGE
     if max_age <= 0:
         return Snapshot(SOURCES[name](**params), timezone.now())
-    key = _key(name, params)
+    key = cache_key(name, params)
     cached = cache.get(key)
     if cached is None:
         return compute(name, params)

@@ -22,7 +22,7 @@ from curation.models import Consensus
 from curation.services import agreement, dashboard
 from curation.services.adjudication import REVIEW_OUTCOMES, review_queue
 from curation.services.consensus import label_of
-from curation.views_audit import _distinct
+from curation.views_audit import audit_filter_values
 from tests.support.factories import make_image, make_pair, make_user
 from tests.support.judging import judged, judged_pair
 
@@ -100,13 +100,13 @@ def test_the_label_in_sql_is_label_of():
             expires_at=now,
         )
         Judgement.objects.create(pair=pair, annotator=user, lease=lease, choice=choice, chosen_image=chosen)
-    rows = Judgement.objects.annotate(code=agreement._label_sql()).values_list(
+    rows = Judgement.objects.annotate(code=agreement.label_expression()).values_list(
         "choice", "chosen_image_id", "pair__image_correct_id", "code"
     )
     assert len(rows) == len(cases)
     for choice, chosen, correct, code in rows:
         assert agreement.LABELS[code] == label_of(choice, chosen, correct)
-    counts = agreement._fetch_profiles(None, None)  # the count table's one row: this pair's labels
+    counts = agreement.fetch_profiles(None, None)  # the count table's one row: this pair's labels
     assert [row[1:5] for row in counts] == [(2, 4, 2, 1)]  # expected, other, both, neither
 
 
@@ -152,8 +152,10 @@ def test_the_audit_filters_offer_the_distinct_values_in_order(admin_user):
         audit.record(admin_user, action, pair)
     audit.record(admin_user, "user.ensured", admin_user)
     for field in ("action", "target_type"):
-        assert _distinct(field) == list(AuditEvent.objects.order_by(field).values_list(field, flat=True).distinct())
-    assert "Zeta.upper" in _distinct("action")
+        assert audit_filter_values(field) == list(
+            AuditEvent.objects.order_by(field).values_list(field, flat=True).distinct()
+        )
+    assert "Zeta.upper" in audit_filter_values("action")
 
 
 def test_the_audit_log_needs_the_same_queries_at_two_sizes(client, admin_user, django_assert_max_num_queries):
@@ -218,9 +220,9 @@ def test_the_lease_figures_equal_the_aggregate_over_every_lease():
         reclaimed_24h=Count("id", filter=Q(state=Lease.State.EXPIRED, ended_at__gte=now - timedelta(hours=24))),
     )
     assert old == {"live": 1, "expired_unreclaimed": 1, "reclaimed_24h": 1}
-    assert dashboard._leases(None, now) == old
-    assert dashboard._leases("chemistry", now) == old
-    assert dashboard._leases("physics", now) == {"live": 0, "expired_unreclaimed": 0, "reclaimed_24h": 0}
+    assert dashboard.lease_counts(None, now) == old
+    assert dashboard.lease_counts("chemistry", now) == old
+    assert dashboard.lease_counts("physics", now) == {"live": 0, "expired_unreclaimed": 0, "reclaimed_24h": 0}
 
 
 # --- version builder: the preview needs the same queries at two sizes -----------------------------

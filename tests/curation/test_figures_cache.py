@@ -29,7 +29,7 @@ def pairs_in(board) -> int:
 
 def age(name: str, params: dict, seconds: int) -> None:
     """Make the stored snapshot ``seconds`` old."""
-    key = figures._key(name, params)
+    key = figures.cache_key(name, params)
     computed_at, value = cache.get(key)
     cache.set(key, (timezone.now() - timedelta(seconds=seconds), value), timeout=None)
 
@@ -61,7 +61,7 @@ def test_it_queues_the_refresh_once_while_one_is_pending(cached):
     make_pair("RU")
     figures.figures("dashboard", **PARAMS, celery_task=refresh_figures)
     age("dashboard", PARAMS, 120)
-    key = figures._key("dashboard", PARAMS)
+    key = figures.cache_key("dashboard", PARAMS)
     assert figures.figures("dashboard", **PARAMS, celery_task=refresh_figures).refreshing
     assert cache.get(f"{key}:refresh") is True  # a second request finds the refresh pending and queues nothing
     assert not cache.add(f"{key}:refresh", True)

@@ -118,7 +118,7 @@ class BulkWriter:
             for item, tuple_ in zip(fresh, rows, strict=True):
                 self.tuples[item.key] = tuple_.pk
                 created.add(("t", tuple_.pk))
-                events.append(self._event("tuple.created", "prompttuple", tuple_.pk, catalog._tuple_state(tuple_)))
+                events.append(self._event("tuple.created", "prompttuple", tuple_.pk, catalog.tuple_state(tuple_)))
             self.report.tuples["created"] += len(fresh)
         for item in slow:  # in row order, after the new prompts of this batch exist: as one row at a time
             fields = item.fields
@@ -290,7 +290,7 @@ class BulkWriter:
         if rows:
             consensus_rows = []
             for pair, item in zip(insert_rows(Pair, rows), decided, strict=True):
-                opened = {**catalog._pair_state(pair), "status": Pair.Status.OPEN}
+                opened = {**catalog.pair_state(pair), "status": Pair.Status.OPEN}
                 events.append(self._event("pair.created", "pair", pair.pk, opened))
                 if item.label is not None:
                     consensus_rows.append(self._imported(pair, item, events, opened))
@@ -327,7 +327,7 @@ class BulkWriter:
             "provenance": item.decision,
         }
         events.append(self._event("consensus.changed", "pair", pair.pk, after, before=None))
-        events.append(self._event("pair.closed", "pair", pair.pk, catalog._pair_state(pair), before=opened))
+        events.append(self._event("pair.closed", "pair", pair.pk, catalog.pair_state(pair), before=opened))
         self.report.decisions["recorded"] += 1
         return row
 
