@@ -171,6 +171,8 @@ class Job(models.Model):
     """A background import or export run on Celery: status, progress and result for the UI and API.
 
     Identical requests in flight share one job (``dedup_key`` is unique among queued/running jobs).
+    ``enqueued_at`` is set once its task message was published and ``heartbeat_at`` while a worker runs
+    it: the stuck-work sweep (curation/services/jobs.py) reads both.
     """
 
     class Kind(models.TextChoices):
@@ -195,6 +197,17 @@ class Job(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When its last task message was published; empty while no message stands behind the job.",
+    )
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Refreshed every few seconds while a worker runs it."
+    )
+    recoveries = models.PositiveSmallIntegerField(
+        default=0, help_text="How often the stuck-work sweep re-enqueued it after its worker was lost."
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -94,6 +94,14 @@ class Run(models.Model):
         help_text="The schedule whose firing made this run.",
     )
     celery_task_id = models.CharField(max_length=255, blank=True)
+    enqueued_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When its last task message was published; empty while no message stands behind the run.",
+    )
+    recoveries = models.PositiveSmallIntegerField(
+        default=0, help_text="How often the stuck-work sweep re-enqueued it after its worker was lost."
+    )
     error = models.TextField(blank=True, help_text="The error and its traceback, for a failed run.")
     input_model = models.ForeignKey(
         ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="runs_as_input"

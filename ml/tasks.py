@@ -2,7 +2,10 @@
 
 ``execute_run`` is routed to the ``gpu`` queue; it acknowledges late and is rejected (requeued)
 when its process dies, so a killed run is redelivered and resumes from its checkpoint. A
-redelivery that finds the run still alive elsewhere (fresh heartbeat) retries later.
+redelivery that finds the run still alive elsewhere (fresh heartbeat) retries later. A database error
+inside the run is retried with back-off (``DATABASE_RETRIES`` times, each try resuming the run); after
+that the run is left running with a stale heartbeat, and ``sweep_stuck_runs`` (beat, every minute)
+re-enqueues or fails it.
 
 Tasks sit above the services: this module imports them, never the reverse. A service that queues a run
 receives ``execute_run`` from its caller (``runs.start_run(..., celery_task=execute_run)``), so there is
@@ -12,7 +15,9 @@ no import circle.
 from celery import shared_task
 from django.conf import settings
 
+from config.celery import DATABASE_RETRIES, database_errors, database_retry_countdown
 from ml.services import runs, schedules
+from ml.services.runs import lifecycle
 
 
 @shared_task(
@@ -29,6 +34,16 @@ def execute_run(self, run_id: int) -> str:
         return runs.execute_run(run_id, worker=self.request.hostname, task_id=self.request.id).status
     except runs.RunBusy:
         raise self.retry(countdown=settings.ML_STALE_AFTER_SECONDS, max_retries=None) from None
+    except database_errors() as exc:
+        raise self.retry(
+            exc=exc, countdown=database_retry_countdown(self.request.retries), max_retries=DATABASE_RETRIES
+        ) from exc
+
+
+@shared_task(name="ml.tasks.sweep_stuck_runs")
+def sweep_stuck_runs() -> dict:
+    """The beat's sweep of stuck runs (see :func:`ml.services.runs.lifecycle.sweep`)."""
+    return lifecycle.sweep(celery_task=execute_run)
 
 
 @shared_task(name="ml.tasks.fire_schedule")
