@@ -2,7 +2,7 @@
 
 DRF's ``AuthTokenSerializer`` takes a username of any length and passes it to ``authenticate``; on a failure
 django-axes records it in a 255-character column, so a longer username was a 500 (``DataError``, found by
-tests/test_api_fuzz.py). The login form refuses such usernames itself (``AuthenticationForm`` uses the
+tests/system/test_api_fuzz.py). The login form refuses such usernames itself (``AuthenticationForm`` uses the
 model's ``max_length``); this serializer does the same, a 400 before anything is authenticated.
 
 A successful sign-in here is a sign-in as on the login page (Django's ``user_logged_in`` signal, which

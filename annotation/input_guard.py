@@ -11,7 +11,7 @@ NUL characters:
 
 PostgreSQL text cannot hold NUL (``\\x00``): a lookup with one (``?discipline=%00``, a task code
 ``"\\u0000"`` in a JSON body, ``/api/disciplines/%00/``) raised ``DataError``, a 500, wherever a client's
-string met the database (found by tests/test_api_fuzz.py). No valid input contains NUL, so it is refused
+string met the database (found by tests/system/test_api_fuzz.py). No valid input contains NUL, so it is refused
 in two places that every request passes, instead of at each filter and lookup:
 
 * :class:`RejectNulMiddleware` (``MIDDLEWARE``): the path and the query string of every request;

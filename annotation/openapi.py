@@ -2,7 +2,7 @@
 
 drf-spectacular documents what a view declares. :class:`AutoSchema` (``DEFAULT_SCHEMA_CLASS``) adds the
 refusals that DRF itself answers for any view, so that the schema lists every status code the API returns
-(tests/test_api_fuzz.py checks every response against it):
+(tests/system/test_api_fuzz.py checks every response against it):
 
 * **401** and **403** for every operation that needs a signed-in user: 401 without credentials, 403 for a role
   that may not (or a session request without its CSRF token);

@@ -1,7 +1,7 @@
 """Who may do what: DRF permission classes for the three roles (see annotation/roles.py), and the
 authentication backend that enforces the login lockout (django-axes, see config/settings.py).
 
-tests/test_permission_matrix.py checks every route and method for every role against a table.
+tests/system/test_permission_matrix.py checks every route and method for every role against a table.
 """
 
 from axes.backends import AxesStandaloneBackend

@@ -106,8 +106,8 @@ file every prompt gets a task, and the hand-written prompts of :mod:`annotation.
 
 The rules were widened on a labelled set of ~330 prompts written in the style of the dataset
 (confectionery in hot cars, drinks in freezers and winter nights, plants in closets, metals by the
-sea, ...) and ~80 everyday scenes that must stay unassigned: ``tests/data/task_rules_prompts.json``,
-checked in ``tests/test_task_rules.py``. Conditions are separate searches, never one ``A.*B``
+sea, ...) and ~80 everyday scenes that must stay unassigned: ``tests/support/data/task_rules_prompts.json``,
+checked in ``tests/annotation/test_task_rules.py``. Conditions are separate searches, never one ``A.*B``
 pattern, so a long prompt costs linear time.
 """
 

@@ -31,7 +31,7 @@ pages that take a few milliseconds).
 
 Prints a table and one JSON object; writes ``docs/benchmarks/pages.md`` (figures, machine, date
 and this command) unless ``--quick`` is given without ``--out``; exits with 1 when a page in scope
-fails. Not part of the test suite (tests/test_bench_pages.py checks the verdict rule and what the
+fails. Not part of the test suite (tests/curation/test_bench_pages.py checks the verdict rule and what the
 fixes must keep).
 """
 
@@ -416,7 +416,7 @@ def command_line(argv) -> str:
 
 NOTES = """## What the fixes changed
 
-Figures stay identical (tests/test_bench_pages.py compares every new query with the one it replaced).
+Figures stay identical (tests/curation/test_bench_pages.py compares every new query with the one it replaced).
 
 - **Agreement** (page, API and the dashboard's agreement section): before, one query fetched every
   judgement in scope (ten columns, 276,000 rows at 100,000 pairs) and Python mapped each to a label.

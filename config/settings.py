@@ -87,7 +87,7 @@ TEMPLATES = [
 _db_url = env.str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
 try:
     # Health checks: a persistent connection that died during a database outage is replaced on its next
-    # request instead of failing it (tests/test_faults_outage.py).
+    # request instead of failing it (tests/system/test_faults_outage.py).
     _default_db = dj_database_url.parse(
         _db_url, conn_max_age=env.int("DATABASE_CONN_MAX_AGE", 0, minimum=0), conn_health_checks=True
     )

@@ -8,8 +8,8 @@ is first checked by whether its socket has anything to read: a server that close
 (restart, outage, idle timeout, a proxy reset) leaves an end of file or an error message there, and a
 healthy idle connection leaves nothing. Only a connection with something to read gets Django's own
 check (``SELECT 1``, which then fails and the connection is replaced). The same test urllib3 uses for
-dropped keep-alive connections. tests/test_db_backend.py, and the outage test
-(tests/test_faults_outage.py), check that a broken connection is still replaced.
+dropped keep-alive connections. tests/system/test_db_backend.py, and the outage test
+(tests/system/test_faults_outage.py), check that a broken connection is still replaced.
 """
 
 from __future__ import annotations

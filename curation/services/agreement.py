@@ -21,7 +21,7 @@ need). Every statistic is a dict ``{"value", "n_items", "n_judgements", "reason"
 ``value`` is ``None`` when the statistic is undefined, and ``reason`` then says why.
 
 The three statistics take count tables (last axis: the label), so they are tested on published
-worked examples with any number of categories (tests/test_agreement.py):
+worked examples with any number of categories (tests/curation/test_agreement.py):
 
 * :func:`alpha_nominal` — **Krippendorff's α** (``krippendorff`` package) on every pair with at
   least two judgements (a single judgement is not pairable and adds nothing to α anyway). The
@@ -107,7 +107,7 @@ def alpha_folded(table, weight) -> dict:
     """:func:`alpha_nominal` of the count table that holds row ``i`` of ``table`` ``weight[i]`` times,
     without building it: Krippendorff's coincidence matrix is a sum over items, so identical rows
     enter once, multiplied by their number (the library's formula, ``krippendorff._coincidences``
-    and ``alpha``, otherwise unchanged; tested against the library in tests/test_bench_pages.py)."""
+    and ``alpha``, otherwise unchanged; tested against the library in tests/curation/test_bench_pages.py)."""
     table, weight = np.asarray(table, dtype=np.int64), np.asarray(weight, dtype=np.int64)
     ratings = table.sum(axis=1)
     keep = ratings >= 2

@@ -1,6 +1,6 @@
 """Consensus: what a pair's judgements say, or what a reviewer decided.
 
-Rules (tested in tests/test_consensus.py):
+Rules (tested in tests/curation/test_consensus.py):
 
 * Each judgement maps to a :class:`~curation.models.Label` relative to the pair's *expected*
   image (:func:`label_of`); left/right never leave the lease.

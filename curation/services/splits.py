@@ -1,6 +1,6 @@
 """Leakage-free, deterministic split assignment for dataset versions. Pure functions, no database.
 
-Rules (tested in tests/test_splits.py):
+Rules (tested in tests/curation/test_splits.py):
 
 * **Groups.** Tuples are grouped by :func:`group_key`: sha256 of the normalised implicit prompt,
   a unit separator (``"\\x1f"``) and the normalised subject. Every tuple of a group (and so every

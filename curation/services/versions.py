@@ -1,6 +1,6 @@
 """Dataset versions: build and freeze an immutable, labelled, split snapshot of curated pairs.
 
-Rules (tested in tests/test_versions.py):
+Rules (tested in tests/curation/test_versions.py):
 
 * **Who.** Only admins (:func:`annotation.roles.is_admin`) build versions; others get
   ``PermissionDenied``. Bad input raises :class:`VersionError` (a ``ValueError``), with a message

@@ -24,7 +24,7 @@ from tests.support.factories import make_image, make_pair, make_user
 from tests.support.ml_registry_data import registry_world
 from tests.support.versions import make_version
 
-PASSWORD = "pw-for-tests-1"  # tests/factories.make_user's password
+PASSWORD = "pw-for-tests-1"  # tests/support/factories.make_user's password
 ROLES = ("anonymous", "annotator", "other_field", "reviewer", "admin")
 
 # Names that say which image is right, or the hidden prompts: never in what an annotator receives.
