@@ -1,7 +1,7 @@
 """The Science-T2I data model: taxonomy, prompt tuples, images, pairs, leases and judgements.
 
-State changes go through :mod:`annotation.services` (and the queue in :mod:`annotation.queue`);
-nothing else writes these rows. Locking policy: see the docstring of ``annotation/queue.py``.
+State changes go through :mod:`annotation.services` (the queue in :mod:`annotation.services.queue`);
+nothing else writes these rows. Locking policy: see the docstring of ``annotation/services/queue.py``.
 """
 
 from __future__ import annotations

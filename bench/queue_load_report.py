@@ -482,9 +482,10 @@ the same with 20,000 or 100,000 pairs; it runs a fixed number of statements. A j
 and the lease, writes the judgement, the pair, the lease and its audit event, and brings the consensus up
 to date from one read on the pair it already holds. A heartbeat far from the lease's expiry is one
 `UPDATE` and no pair lock; an image is one read of the lease and its two images, then the file. The hot
-statements are written once in SQL (`annotation/services/rows.py`, the queue, consensus), and PostgreSQL
-prepares them per connection (`DATABASE_PREPARED_STATEMENTS`, on here). The baseline goes through the
-ORM, as the simplest implementation would.
+statements are literal SQL in one module (`annotation/services/queue_sql.py`; the consensus read in
+`curation/services/consensus.py`), and PostgreSQL prepares every statement per connection
+(`DATABASE_PREPARED_STATEMENTS`, on here: Django's `server_side_binding` and `prepare_threshold` options).
+The baseline goes through the ORM, as the simplest implementation would.
 
 ## JSON summary
 

@@ -95,7 +95,7 @@ except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
 if _default_db["ENGINE"] == "django.db.backends.sqlite3":
     # The SQLite fallback of the queue: IMMEDIATE transactions take the write lock at BEGIN,
-    # so every queue transaction runs alone (see annotation/queue.py).
+    # so every queue transaction runs alone (see annotation/services/queue.py).
     _default_db["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
