@@ -12,7 +12,11 @@ so a refused attempt hashes nothing and touches neither the database nor the cac
   (a person who mistypes a few times is never held up);
 * overall: ``LOGIN_RATE_OVERALL`` attempts a minute (default 60), at most a quarter of them at once
   (:data:`OVERALL_BURST_SHARE`), which bounds the CPU a flood from many addresses can take: at 0.2 s a hash,
-  60 a minute is a fifth of a core.
+  60 a minute is a fifth of a core;
+* and one sign-in at a time (:data:`MAX_IN_FLIGHT`): an attempt that arrives while another is being checked
+  is refused at once (``Retry-After: 1``) instead of taking a second thread and core. A flood's first burst
+  then hashes on one core of the process, one attempt after the other, while its other threads serve
+  annotators; people signing in one by one never meet it (a check takes a fraction of a second).
 
 Successful sign-ins count too (a flood of right passwords hashes as much). The counts live in the middleware
 instance: one per worker process (gunicorn's ``-w 2`` admits twice the rates), forgotten on restart. The
@@ -43,6 +47,7 @@ from django.urls import Resolver404, resolve
 
 # The sign-in endpoints, by URL name: the login page, the API's token endpoint, the Django admin's login.
 SIGN_IN_VIEWS = frozenset({"login", "api-token", "admin:login"})
+MAX_IN_FLIGHT = 1  # sign-ins being checked at once, per process
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 WINDOW_SECONDS = 60.0  # the rates are per minute
 OVERALL_BURST_SHARE = 0.25  # the overall bucket holds a quarter of a minute's attempts (per address: all of them)
@@ -75,19 +80,24 @@ class TokenBucket:
 
 
 class LoginRateLimiter:
-    """The two buckets and the per-address table, behind one lock."""
+    """The two buckets, the per-address table and the sign-ins in flight, behind one lock."""
 
-    def __init__(self, per_address: int, overall: int, max_addresses: int = MAX_ADDRESSES):
+    def __init__(
+        self, per_address: int, overall: int, max_addresses: int = MAX_ADDRESSES, max_in_flight: int = MAX_IN_FLIGHT
+    ):
         self.per_address = per_address
         self.max_addresses = max_addresses
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
         self.lock = threading.Lock()
         self.overall = TokenBucket(overall, max(1.0, overall * OVERALL_BURST_SHARE), clock())
         self.addresses: OrderedDict[str, TokenBucket] = OrderedDict()  # least recently seen first
-        self.refused = {"address": 0, "overall": 0}
+        self.refused = {"address": 0, "overall": 0, "busy": 0}
         self.last_log = clock()
 
     def attempt(self, address: str) -> tuple[str, float] | None:
-        """Count one attempt from ``address``: None if admitted, else (which limit, seconds to wait)."""
+        """Count one attempt from ``address``: None if admitted (then :meth:`done` when it has been
+        answered), else (which limit: ``address``, ``overall`` or ``busy``, seconds to wait)."""
         with self.lock:
             now = clock()
             bucket = self.addresses.pop(address, None)
@@ -102,13 +112,21 @@ class LoginRateLimiter:
                 refused = ("address", bucket.wait())
             elif self.overall.wait():
                 refused = ("overall", self.overall.wait())
+            elif self.in_flight >= self.max_in_flight:
+                refused = ("busy", 1.0)
             if refused is None:  # only an admitted attempt spends: a refused one costs nothing
                 bucket.tokens -= 1.0
                 self.overall.tokens -= 1.0
+                self.in_flight += 1
             else:
                 self.refused[refused[0]] += 1
             self._log_refusals(now)
             return refused
+
+    def done(self) -> None:
+        """An admitted attempt has been answered."""
+        with self.lock:
+            self.in_flight -= 1
 
     def _forget_idle(self, now: float) -> None:
         """Drop addresses idle for a whole window (their bucket is full again: as good as new), and the least
@@ -124,14 +142,15 @@ class LoginRateLimiter:
             return
         logger.warning(
             "sign-in attempts refused in the last %.0f s: %d over the per-address limit (%d/min), %d over the "
-            "overall limit; %d addresses tracked",
+            "overall limit, %d while another was being checked; %d addresses tracked",
             now - self.last_log,
             self.refused["address"],
             self.per_address,
             self.refused["overall"],
+            self.refused["busy"],
             len(self.addresses),
         )
-        self.refused = {"address": 0, "overall": 0}
+        self.refused = {"address": 0, "overall": 0, "busy": 0}
         self.last_log = now
 
 
@@ -147,7 +166,7 @@ def is_sign_in(request) -> bool:
 
 def refused_response(request, limit: str, wait: float) -> HttpResponse:
     seconds = max(1, math.ceil(wait))
-    who = "from your address" if limit == "address" else "on this server"
+    who = {"address": "from your address", "overall": "on this server", "busy": "at this moment"}[limit]
     detail = f"Too many sign-in attempts {who}; try again in {seconds} s."
     if request.path_info.startswith("/api/"):
         response = JsonResponse({"detail": detail, "code": "rate_limited"}, status=429)
@@ -179,4 +198,8 @@ class LoginRateMiddleware:
             refused = self.limiter.attempt(request.META.get("REMOTE_ADDR") or "")
             if refused is not None:
                 return refused_response(request, *refused)
+            try:
+                return self.get_response(request)
+            finally:
+                self.limiter.done()
         return self.get_response(request)

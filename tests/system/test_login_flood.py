@@ -7,6 +7,7 @@ middleware, so its counts start from zero, as a fresh worker process's do."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -16,7 +17,8 @@ import pytest
 from axes.models import AccessAttempt
 from django.contrib.auth.hashers import get_hashers
 from django.db import connection
-from django.test import Client
+from django.http import HttpResponse
+from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
@@ -181,10 +183,33 @@ def test_the_limits_recover_as_time_passes(limits, annotator, clock):
     assert token(client).status_code == 429
 
 
+def test_a_sign_in_that_arrives_while_another_is_checked_is_refused_at_once(limits):
+    """One sign-in at a time per process: the second takes no thread and no core; the slot is given back
+    when the first has been answered, or has failed."""
+    factory = RequestFactory()
+    inner = []
+
+    def view(request):
+        if not inner:  # while this sign-in is being checked, another one (from another address) arrives
+            inner.append(middleware(factory.post("/api/auth/token/", REMOTE_ADDR=OTHER)))
+        if request.headers.get("X-Fail"):
+            raise RuntimeError("the view failed")
+        return HttpResponse("checked")
+
+    middleware = login_rate.LoginRateMiddleware(view)
+    assert middleware(factory.post("/api/auth/token/", REMOTE_ADDR=ATTACKER)).content == b"checked"
+    assert_rate_limited(inner[0], wait=1)
+    assert "at this moment" in json.loads(inner[0].content)["detail"]
+    with pytest.raises(RuntimeError):
+        middleware(factory.post("/accounts/login/", REMOTE_ADDR=OTHER, HTTP_X_FAIL="1"))
+    assert middleware(factory.post("/admin/login/", REMOTE_ADDR=OTHER)).content == b"checked"
+
+
 def test_memory_stays_bounded_under_many_addresses(clock):
     limiter = login_rate.LoginRateLimiter(per_address=2, overall=10**9, max_addresses=100)
     for i in range(1000):
         assert limiter.attempt(f"10.0.{i // 256}.{i % 256}") is None
+        limiter.done()
         assert len(limiter.addresses) <= 100
     assert "10.0.3.231" in limiter.addresses and "10.0.0.0" not in limiter.addresses, "the oldest went first"
     clock.now += login_rate.WINDOW_SECONDS
