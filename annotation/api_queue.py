@@ -22,34 +22,42 @@ from annotation.services import queue
 
 
 class LeaseSerializer(serializers.Serializer):
+    """A lease as the annotator sees it (next, heartbeat, undo): the one definition of the payload. The
+    fields declare its schema; :meth:`to_representation` builds it straight from the loaded lease, because
+    DRF's field-by-field rendering cost more than the rest of a ``next`` (docs/benchmarks/queue.md).
+    tests/annotation/test_queue_sql.py checks the two agree."""
+
     lease_id = serializers.IntegerField(source="id")
     pair_id = serializers.IntegerField(source="pair.id")
     implicit_prompt = serializers.CharField(source="pair.tuple.implicit_prompt")
-    task = serializers.SerializerMethodField()
-    discipline = serializers.SerializerMethodField()
-    left_image_url = serializers.SerializerMethodField()
-    right_image_url = serializers.SerializerMethodField()
+    task = serializers.DictField(help_text="code, name and kind")
+    discipline = serializers.DictField(help_text="slug and name")
+    left_image_url = serializers.URLField()
+    right_image_url = serializers.URLField()
     expires_at = serializers.DateTimeField()
     state = serializers.CharField()
 
-    def get_task(self, lease) -> dict:
-        task = lease.pair.tuple.task
-        return {"code": task.code, "name": task.name, "kind": task.kind}
-
-    def get_discipline(self, lease) -> dict:
-        discipline = lease.pair.tuple.task.discipline
-        return {"slug": discipline.slug, "name": discipline.name}
-
-    def _url(self, lease, side):
-        url = reverse("lease-image", args=[lease.id, side])
+    def to_representation(self, lease) -> dict:
+        pair = lease.pair
+        task = pair.tuple.task
         request = self.context.get("request")
-        return request.build_absolute_uri(url) if request else url
+        left, right = (reverse("lease-image", args=[lease.id, side]) for side in ("left", "right"))
+        if request is not None:
+            left, right = request.build_absolute_uri(left), request.build_absolute_uri(right)
+        return {
+            "lease_id": lease.id,
+            "pair_id": pair.id,
+            "implicit_prompt": str(pair.tuple.implicit_prompt),
+            "task": {"code": task.code, "name": task.name, "kind": task.kind},
+            "discipline": {"slug": task.discipline.slug, "name": task.discipline.name},
+            "left_image_url": left,
+            "right_image_url": right,
+            "expires_at": _DATETIME.to_representation(lease.expires_at),
+            "state": str(lease.state),
+        }
 
-    def get_left_image_url(self, lease) -> str:
-        return self._url(lease, "left")
 
-    def get_right_image_url(self, lease) -> str:
-        return self._url(lease, "right")
+_DATETIME = serializers.DateTimeField()
 
 
 class JudgementInputSerializer(serializers.Serializer):
