@@ -452,7 +452,8 @@ NOTES = """## Reading the figures
 
 - Without the limiter every attempt runs Django's password hasher (PBKDF2, about 0.2 s of CPU, for an
   unknown username too) and writes an axes row: the flood is slow (a few attempts a second), but each one
-  holds a gunicorn thread, and the annotator's request waits behind them in the queue.
+  holds a gunicorn thread, and the annotator's request waits behind them in the queue. Its requests are sent
+  one after the other, so it gets few answers in the phase: few samples (p95 and p99 are then its slowest).
 - With the limiter, the attempts over a limit are answered 429 in the middleware, before the session, the
   authentication or axes (no hash, no query): the flood runs hundreds of times faster, nearly all of it
   refused, and only the admitted attempts ("admitted/s") hash. What the annotator still pays for is the
