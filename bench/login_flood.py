@@ -248,7 +248,8 @@ def get_me(port: int, token: str) -> tuple[int, float]:
 
 def annotator(port: int, token: str, duration: float, interval: float, results) -> None:
     """GET /api/me/ every ``interval`` seconds on one keep-alive connection, as a page that polls would."""
-    latencies, statuses = [], Counter()
+    latencies: list[float] = []
+    statuses: Counter[int | str] = Counter()
     conn = None
     started = time.monotonic()
     tick = started
@@ -282,7 +283,7 @@ def annotator(port: int, token: str, duration: float, interval: float, results) 
 def flood(port: int, threads: int, first_address: int | None, duration: float, seed: int, results) -> None:
     """``threads`` threads posting random usernames to the token endpoint until ``duration`` has passed.
     ``first_address``: thread i connects from 127.0.0.(first_address + i); None: all from 127.0.0.1."""
-    counts = Counter()
+    counts: Counter[int | str] = Counter()
     lock = threading.Lock()
     started = time.monotonic()
     deadline = started + duration
@@ -290,7 +291,7 @@ def flood(port: int, threads: int, first_address: int | None, duration: float, s
     def run(i: int) -> None:
         rng = random.Random(seed * 1000 + i)
         source = None if first_address is None else (f"127.0.0.{first_address + i}", 0)
-        mine = Counter()
+        mine: Counter[int | str] = Counter()
         conn = None
         while time.monotonic() < deadline:
             body = json.dumps({"username": f"flood-{rng.getrandbits(64):016x}", "password": f"{rng.getrandbits(64):x}"})
@@ -361,7 +362,7 @@ def phase(server: Server, token: str, args, *, flood_from: str | None) -> dict:
     cpu = server.cpu_seconds() - cpu_before
     mine = next(r for r in collected if r["kind"] == "annotator")
     floods = [r for r in collected if r["kind"] == "flood"]
-    flood_counts = Counter()
+    flood_counts: Counter[str] = Counter()
     for r in floods:
         flood_counts.update(r["counts"])
     flood_seconds = max((r["seconds"] for r in floods), default=elapsed)  # until the last answer came

@@ -169,7 +169,7 @@ def refused_response(request, limit: str, wait: float) -> HttpResponse:
     who = {"address": "from your address", "overall": "on this server", "busy": "at this moment"}[limit]
     detail = f"Too many sign-in attempts {who}; try again in {seconds} s."
     if request.path_info.startswith("/api/"):
-        response = JsonResponse({"detail": detail, "code": "rate_limited"}, status=429)
+        response: HttpResponse = JsonResponse({"detail": detail, "code": "rate_limited"}, status=429)
     else:
         response = HttpResponse(
             '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Too many sign-in attempts'

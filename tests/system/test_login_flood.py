@@ -187,7 +187,7 @@ def test_a_sign_in_that_arrives_while_another_is_checked_is_refused_at_once(limi
     """One sign-in at a time per process: the second takes no thread and no core; the slot is given back
     when the first has been answered, or has failed."""
     factory = RequestFactory()
-    inner = []
+    inner: list[HttpResponse] = []
 
     def view(request):
         if not inner:  # while this sign-in is being checked, another one (from another address) arrives
