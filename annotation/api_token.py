@@ -48,7 +48,8 @@ class ObtainTokenView(ObtainAuthToken):
             200: AuthTokenSerializer,
             429: OpenApiResponse(
                 ErrorSerializer,
-                description="Locked out after too many failed sign-ins (code locked_out; see Retry-After).",
+                description="Locked out after too many failed sign-ins (code locked_out), or too many sign-in "
+                "attempts from this address or overall (code rate_limited); see Retry-After.",
             ),
         }
     )
