@@ -151,14 +151,14 @@ def version_new(request):
     if not roles.is_admin(request.user):
         raise PermissionDenied("Only admins build dataset versions.")
     preview, error = None, None
-    if request.method == "POST":
-        form = VersionForm(request.POST)
-    else:
-        form = VersionForm(request.GET if "preview" in request.GET else None)
+    # Both buttons post the form (a GET form would put the CSRF token and the filters in the URL and the
+    # server log): "Preview counts" only counts, "Freeze version" builds.
+    form = VersionForm(request.POST if request.method == "POST" else None)
+    previewing = "preview" in request.POST
     if form.is_bound and form.is_valid():
         try:
             filters = versions.clean_filters(**form.filter_kwargs())
-            if request.method == "POST":
+            if not previewing:
                 version = versions.build_version(
                     request.user,
                     form.cleaned_data["name"],
@@ -178,7 +178,7 @@ def version_new(request):
         request,
         "curation/versions_new.html",
         {"form": form, "preview": preview, "error": error},
-        status=400 if error and request.method == "POST" else 200,
+        status=400 if error and request.method == "POST" and not previewing else 200,
     )
 
 

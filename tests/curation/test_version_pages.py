@@ -161,8 +161,8 @@ def test_the_list_and_detail_pages_show_counts_in_few_queries(
 def test_the_builder_previews_and_freezes(client, admin_user, pairs, django_assert_max_num_queries):
     client.force_login(admin_user)
     assert client.get("/curation/versions/new/").status_code == 200
-    with django_assert_max_num_queries(10):
-        page = client.get(
+    with django_assert_max_num_queries(12):
+        page = client.post(
             "/curation/versions/new/",
             {
                 "preview": "1",
@@ -171,8 +171,9 @@ def test_the_builder_previews_and_freezes(client, admin_user, pairs, django_asse
             },
         ).content.decode()
     assert "3 pairs match" in page and 'data-task="BU"' in page
-    page = client.get("/curation/versions/new/", {"preview": "1", "outcomes": ["confirmed"], "min_agreement": "0.9"})
+    page = client.post("/curation/versions/new/", {"preview": "1", "outcomes": ["confirmed"], "min_agreement": "0.9"})
     assert "2 pairs match" in page.content.decode()
+    assert not DatasetVersion.objects.exists()  # a preview freezes nothing
     response = client.post(
         "/curation/versions/new/",
         {
@@ -196,3 +197,14 @@ def test_the_builder_previews_and_freezes(client, admin_user, pairs, django_asse
         {"name": "x", "outcomes": ["confirmed"], "train": "0.9", "validation": "0.2", "test": "0.1"},
     )
     assert "sum to 1" in bad.content.decode() and DatasetVersion.objects.count() == 1
+
+
+def test_the_builder_posts_its_preview_so_no_token_or_filter_reaches_a_url(client, admin_user, pairs):
+    """Issue 16: "Preview counts" submitted the form by GET, which put the CSRF token (and every filter) in
+    the URL and the server log. Both buttons now post the form; a GET only shows it."""
+    client.force_login(admin_user)
+    page = client.get("/curation/versions/new/").content.decode()
+    form = page[page.index('<form method="') :]
+    assert form.startswith('<form method="post"') and 'formmethod="get"' not in page
+    leaked = client.get("/curation/versions/new/", {"preview": "1", "outcomes": ["confirmed"]}).content.decode()
+    assert "pairs match" not in leaked  # a GET with filters no longer previews (nothing to bookmark or log)
