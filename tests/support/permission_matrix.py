@@ -276,6 +276,7 @@ _ROWS = [
     ("api/ml/schedules/<int:pk>/resume/", "POST", "/api/ml/schedules/{schedule}/resume/", ADMINS),
     ("api/ml/schedules/<int:pk>/fire/", "POST", "/api/ml/schedules/{schedule}/fire/", "A 403 403 403 202"),
     # --- Pages: sign-in, home, annotate ---------------------------------------------------------
+    ("favicon.ico", "GET", "/favicon.ico", "200 200 200 200 200"),
     ("accounts/login/", "GET", "/accounts/login/", "200 302 302 302 302"),
     ("accounts/login/", "POST", "/accounts/login/", "302 302 302 302 302", _login),
     ("accounts/logout/", "POST", "/accounts/logout/", "302 302 302 302 302"),
