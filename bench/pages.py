@@ -75,8 +75,8 @@ PAGES = [
     ("audit log ?action=consensus.changed", "/curation/audit/?action=consensus.changed", "admin"),
     ("version builder", "/curation/versions/new/", "admin"),
     (
-        "version builder preview",
-        "/curation/versions/new/?preview=1&outcomes=confirmed&outcomes=reversed&outcomes=adjudicated&seed=0",
+        "version builder preview (POST)",
+        "POST /curation/versions/new/?preview=1&outcomes=confirmed&outcomes=reversed&outcomes=adjudicated&seed=0",
         "admin",
     ),
     ("home (annotator; not in scope)", "/", "annotator"),
@@ -258,6 +258,11 @@ def _get(client, url):
         _, name, params = url
         compute(name, params)
         return None
+    if url.startswith("POST "):  # a form the page posts: the query string's fields as its body
+        from urllib.parse import parse_qs, urlsplit
+
+        parts = urlsplit(url.removeprefix("POST "))
+        return client.post(parts.path, parse_qs(parts.query))
     return client.get(url)
 
 
