@@ -23,6 +23,18 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tests.support.permission_answers import (
+    ADMINS,
+    ANNOTATOR_ONLY,
+    EVERYONE,
+    PAGE_ADMINS,
+    PAGE_REVIEWERS,
+    PAGE_SIGNED_IN,
+    REVIEWERS,
+    SIGNED_IN,
+)
+from tests.support.permission_answers import body as _b
+from tests.support.permission_rows import admin_pages, annotator_pages, ml_pages, reviewer_pages
 from tests.support.permission_world import ROLES
 
 
@@ -37,17 +49,6 @@ class Cell:
 
     def expected(self, role: str) -> str:
         return self.answers[ROLES.index(role)]
-
-
-def _b(**fields):
-    """A body whose string values may name world objects: ``pair="{pair}"``."""
-
-    def body(world):
-        return {
-            k: (int(v.format(**world)) if isinstance(v, str) and v.startswith("{") else v) for k, v in fields.items()
-        }
-
-    return body
 
 
 def _upload(world):
@@ -100,12 +101,6 @@ def _run(world):
 def _run_form(world):
     return {"model": world["generator"], "tuples_task": "RU", "tuples_limit": 2}
 
-
-# Answers: anonymous annotator other_field reviewer admin
-EVERYONE, SIGNED_IN = "200 200 200 200 200", "A 200 200 200 200"
-REVIEWERS, ADMINS = "A 403 403 200 200", "A 403 403 403 200"
-ANNOTATOR_ONLY = "A 200 404 403 403"  # the lease holder; another annotator's lease is not found
-PAGE_SIGNED_IN, PAGE_REVIEWERS, PAGE_ADMINS = "L 200 200 200 200", "L 403 403 200 200", "L 403 403 403 200"
 
 _ROWS = [
     # --- OpenAPI (public) and the token endpoint (anyone may trade a password for a token) ------
@@ -368,6 +363,9 @@ def _cell(route, method, path, answers, body=None, multipart=False) -> Cell:
     assert len(parsed) == len(ROLES), (route, method)
     return Cell(route, method, path, parsed, body, multipart)
 
+
+# The pages of issue 16, each area in its own module (they were built side by side).
+_ROWS += annotator_pages.ROWS + reviewer_pages.ROWS + admin_pages.ROWS + ml_pages.ROWS
 
 CELLS = [_cell(*row) for row in _ROWS]
 ADMIN_SITE_PREFIX = "admin/"
