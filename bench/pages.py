@@ -518,6 +518,17 @@ judgements at both sizes. Details of the data: `bench/pages_seed.py`.
 """
 
 
+def keep_key_latency(doc: Path, text: str) -> str:
+    """``text`` plus the section bench/annotate_keys.py wrote into ``doc`` (between its markers), if any."""
+    from bench.annotate_keys import END, START
+
+    old = doc.read_text() if doc.exists() else ""
+    if START not in old or END not in old:
+        return text
+    section = START + old.split(START, 1)[1].split(END, 1)[0] + END + "\n"
+    return text.rstrip("\n") + "\n\n" + section
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -560,7 +571,7 @@ def main(argv=None) -> int:
     print(json.dumps({key: report[key] for key in report if key != "table"}, indent=1))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(markdown(report, argv))
+        Path(args.out).write_text(keep_key_latency(Path(args.out), markdown(report, argv)))
         log(f"wrote {args.out}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=1))

@@ -4,11 +4,14 @@ The left/right order is random per lease, so the assertions read it back from ea
 lease rather than assuming which image was shown where.
 """
 
+import json
+
 import pytest
 from django.db import connections
 from playwright.sync_api import expect, sync_playwright
 
 from annotation.models import Judgement, Lease
+from bench.annotate_keys import KEY_LATENCY_PROBE, press_and_measure, summary
 from tests.support.browser import ARTIFACTS, CHROMIUM_ARGS
 from tests.support.factories import make_pair, make_user
 
@@ -94,3 +97,26 @@ def test_it_judges_undoes_and_rejudges_by_keyboard(page):
         judgements[again].lease.left_image_id,
         judgements[again].lease.right_image_id,
     )
+
+
+def test_every_judgement_key_brings_the_next_pair_and_its_latency_is_recorded(page):
+    """The per-key latency, measured with the benchmark's probe (bench/annotate_keys.py, which compares trees side
+    by side and writes docs/benchmarks/pages.md). Here: each of 12 presses yields a measurement, i.e. a new lease
+    on screen with both images loaded; the figures go to test-artifacts/annotate-key-latency.json, not into an
+    assertion on time (speed is judged by the benchmark)."""
+    make_user("timer", "annotator", disciplines=["chemistry"], password="a-long-test-password")
+    for _ in range(13):
+        make_pair("RU", k=3)
+    page.context.add_init_script(KEY_LATENCY_PROBE)
+    page.goto("/accounts/login/")
+    page.fill("#id_username", "timer")
+    page.fill("#id_password", "a-long-test-password")
+    page.click("button[type=submit]")
+    page.goto("/annotate/")
+
+    latencies = press_and_measure(page, 12)
+
+    assert len(latencies) == 12 and all(ms > 0 for ms in latencies), latencies
+    assert Judgement.objects.filter(annotator__username="timer").count() == 12
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "annotate-key-latency.json").write_text(json.dumps({"ms": latencies, **summary(latencies)}))
