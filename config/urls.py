@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config import errors
+from config import errors, home
 
 urlpatterns = [
     path("favicon.ico", errors.favicon, name="favicon"),
@@ -20,6 +20,7 @@ urlpatterns = [
     path("curation/", include("curation.urls")),
     path("ml/schedules/", include("ml.urls_schedules")),
     path("ml/", include("ml.urls")),
+    path("", home.home, name="home"),  # config/home.py: the annotator's home, or the reviewer's and admin's
     path("", include("annotation.urls")),
 ]
 

@@ -35,3 +35,12 @@ from curation import views_dashboard  # noqa: E402
 urlpatterns += [
     path("dashboard/", views_dashboard.dashboard_page, name="dashboard"),
 ]
+
+from curation import api as curation_api  # noqa: E402
+from curation import views_gallery  # noqa: E402
+
+# The adjudication page's script reads the next pair here (curation/api.py ReviewItemView); the pair gallery.
+urlpatterns += [
+    path("adjudication/<int:pair_id>/data/", curation_api.ReviewItemView.as_view(), name="adjudication-data"),
+    path("pairs/", views_gallery.gallery, name="gallery"),
+]

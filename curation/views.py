@@ -44,6 +44,7 @@ class QueueFilterForm(forms.Form):
         choices=[("", "disputed and reversed"), *((o.value, o.label) for o in service.REVIEW_OUTCOMES)],
         required=False,
     )
+    flagged = forms.BooleanField(required=False, label="Only flagged pairs")
 
 
 class AdjudicationForm(forms.Form):
@@ -59,7 +60,11 @@ def _filters(request) -> tuple[QueueFilterForm, dict]:
     if not form.is_valid():
         return form, {}
     task = form.cleaned_data["task"]
-    return form, {"task": task.code if task else None, "outcome": form.cleaned_data["outcome"] or None}
+    return form, {
+        "task": task.code if task else None,
+        "outcome": form.cleaned_data["outcome"] or None,
+        "flagged": form.cleaned_data["flagged"],
+    }
 
 
 def _with_query(url: str, request) -> str:
@@ -81,6 +86,7 @@ def adjudication_list(request):
             "filter_form": form,
             "page": page,
             "totals": service.queue_totals(task=filters.get("task")),
+            "flagged_total": service.flagged_waiting(task=filters.get("task")),
             "filter_query": query.urlencode(),
         },
     )
@@ -109,6 +115,8 @@ def adjudication_detail(request, pair_id: int):
                 else reverse("curation:adjudication-list")
             )
             return redirect(_with_query(target, request))
+    _, filters = _filters(request)
+    following = service.next_in_queue(service.review_queue(**filters), pair_id)
     return render(
         request,
         "curation/adjudication_detail.html",
@@ -116,5 +124,33 @@ def adjudication_detail(request, pair_id: int):
             **item,
             "form": form,
             "list_url": _with_query(reverse("curation:adjudication-list"), request),
+            "flags": _flag_summary(item["judgements"]),
+            "script": {
+                "pair": pair_id,
+                "next": following.pair_id if following else None,
+                "query": request.GET.urlencode(),
+                "data": reverse("curation:adjudication-data", args=[0]).replace("/0/", "/{id}/"),
+                "page": reverse("curation:adjudication-detail", args=[0]).replace("/0/", "/{id}/"),
+                "decide": reverse("curation-adjudication-list"),
+                "list": reverse("curation:adjudication-list"),
+            },
         },
     )
+
+
+def _flag_summary(judgements) -> dict:
+    """What the top of the page says about flags and comments: counts per flag, and the comments."""
+    counts = {"prompt unclear": 0, "image broken": 0, "off-topic": 0}
+    for row in judgements:
+        j = row.judgement
+        counts["prompt unclear"] += j.flag_prompt_unclear
+        counts["image broken"] += j.flag_image_broken
+        counts["off-topic"] += j.flag_off_topic
+    return {
+        "counts": {name: n for name, n in counts.items() if n},
+        "comments": [
+            (row.judgement.annotator.get_username(), row.judgement.comment)
+            for row in judgements
+            if row.judgement.comment
+        ],
+    }

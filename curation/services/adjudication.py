@@ -27,7 +27,10 @@ from curation.models import Adjudication, Consensus, Label
 from curation.services.consensus import label_of, recompute_consensus
 
 REVIEW_OUTCOMES = (Consensus.Outcome.DISPUTED, Consensus.Outcome.REVERSED)
+# A flagged pair waits for a reviewer whatever its outcome, until a reviewer (or an import) has decided it.
+DECIDED_OUTCOMES = (Consensus.Outcome.ADJUDICATED, Consensus.Outcome.IMPORTED)
 COMMENT_MAX_LENGTH = 4000
+RECENT_DECISIONS = 10
 
 
 class InvalidAdjudication(ValueError):
@@ -58,28 +61,59 @@ def adjudicate(reviewer, pair_id: int, label: str, comment: str = "") -> Adjudic
         return adjudication
 
 
-def review_queue(*, task: str | None = None, outcome: str | None = None) -> QuerySet[Consensus]:
+def _flagged_judgements() -> Q:
+    return Q(flag_prompt_unclear=True) | Q(flag_image_broken=True) | Q(flag_off_topic=True)
+
+
+def review_queue(*, task: str | None = None, outcome: str | None = None, flagged: bool = False) -> QuerySet[Consensus]:
     """Disputed and reversed pairs, oldest first, with what a list row shows and a count of
     flagged judgements, all in one query.
+
+    ``flagged``: instead, the undecided pairs (any outcome but adjudicated or imported, or just
+    ``outcome``) that have at least one flagged judgement.
 
     The flagged count is a correlated subquery rather than a join + GROUP BY, so that the database
     can walk the queue in order (index ``consensus_review_queue``) and count only for the rows of
     the page it returns; a paginator's count then needs no join to the judgements either."""
-    flagged = (
+    flagged_count = (
         Judgement.objects.filter(pair_id=OuterRef("pair_id"))
-        .filter(Q(flag_prompt_unclear=True) | Q(flag_image_broken=True) | Q(flag_off_topic=True))
+        .filter(_flagged_judgements())
         .order_by()
         .values("pair_id")
         .annotate(n=Count("pk"))
         .values("n")
     )
+    if flagged:
+        items = Consensus.objects.exclude(outcome__in=DECIDED_OUTCOMES).filter(pair_id__in=_flagged_pair_ids())
+        if outcome:
+            items = items.filter(outcome=outcome)
+    else:
+        items = Consensus.objects.filter(outcome__in=[outcome] if outcome else REVIEW_OUTCOMES)
     items = (
-        Consensus.objects.filter(outcome__in=[outcome] if outcome else REVIEW_OUTCOMES)
-        .select_related("pair__tuple__task__discipline")
-        .annotate(flagged=Coalesce(Subquery(flagged, output_field=IntegerField()), 0))
+        items.select_related("pair__tuple__task__discipline")
+        .annotate(flagged=Coalesce(Subquery(flagged_count, output_field=IntegerField()), 0))
         .order_by("updated_at", "pair_id")
     )
     return items.filter(pair__tuple__task__code=task) if task else items
+
+
+def _flagged_pair_ids() -> QuerySet:
+    return Judgement.objects.filter(_flagged_judgements()).values("pair_id")
+
+
+def flagged_waiting(*, task: str | None = None) -> int:
+    """How many undecided pairs have at least one flagged judgement (one query)."""
+    items = Consensus.objects.exclude(outcome__in=DECIDED_OUTCOMES).filter(pair_id__in=_flagged_pair_ids())
+    if task:
+        items = items.filter(pair__tuple__task__code=task)
+    return items.count()
+
+
+def recent_decisions(limit: int = RECENT_DECISIONS) -> list[Adjudication]:
+    """The latest adjudications, newest first, with their pair's task and reviewer (one query)."""
+    return list(
+        Adjudication.objects.select_related("reviewer", "pair__tuple__task").order_by("-created_at", "-id")[:limit]
+    )
 
 
 def queue_totals(*, task: str | None = None) -> dict[str, int]:
@@ -132,3 +166,43 @@ def review_item(pair_id: int) -> dict:
         "judgements": judgements,
         "adjudications": list(pair.adjudications.select_related("reviewer").order_by("-created_at", "-id")),
     }
+
+
+GALLERY_OUTCOMES = tuple(Consensus.Outcome.values)
+
+
+def gallery_pairs(
+    *,
+    task: str | None = None,
+    discipline: str | None = None,
+    outcome: str | None = None,
+    flagged: bool = False,
+) -> QuerySet[Pair]:
+    """Pairs for the gallery (/curation/pairs/), newest first, with their tuple, task, consensus and a count of
+    flagged judgements, in one query per page.
+
+    ``outcome`` ``pending`` also takes pairs with no consensus row yet (never judged)."""
+    flagged_count = (
+        Judgement.objects.filter(pair_id=OuterRef("pk"))
+        .filter(_flagged_judgements())
+        .order_by()
+        .values("pair_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    items = (
+        Pair.objects.select_related("tuple__task__discipline", "consensus")
+        .annotate(flagged=Coalesce(Subquery(flagged_count, output_field=IntegerField()), 0))
+        .order_by("-id")
+    )
+    if task:
+        items = items.filter(tuple__task__code=task)
+    if discipline:
+        items = items.filter(tuple__task__discipline__slug=discipline)
+    if outcome == Consensus.Outcome.PENDING:
+        items = items.filter(Q(consensus__isnull=True) | Q(consensus__outcome=outcome))
+    elif outcome:
+        items = items.filter(consensus__outcome=outcome)
+    if flagged:
+        items = items.filter(pk__in=_flagged_pair_ids())
+    return items

@@ -45,7 +45,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from annotation.models import Judgement, Lease, Pair, Task
-from curation.models import AnnotatorQuality, Consensus
+from curation.models import AnnotatorQuality, Consensus, Job
 from curation.services.agreement import agreement_groups
 
 DEFAULT_DAYS = 14
@@ -304,3 +304,29 @@ def dashboard(*, discipline: str | None = None, days: int = DEFAULT_DAYS, now: d
         agreement_overall=report["overall"],
         now=now,
     )
+
+
+# --- Read functions of the staff home page (config/home.py) ------------------------------------------------
+
+RECENT_JOBS = 5
+
+
+def home_figures(now: datetime | None = None) -> dict[str, int]:
+    """The admin home's headline figures in two aggregate queries: non-gold live pairs (judged to k, in
+    progress, to go), judgements today, live leases."""
+    now = now or timezone.now()
+    live = Q(is_gold=False) & ~Q(status=Pair.Status.RETIRED)
+    pairs = Pair.objects.filter(live).aggregate(
+        pairs=Count("id"),
+        judged_to_k=Count("id", filter=Q(judgement_count__gte=F("k"))),
+        in_progress=Count("id", filter=Q(judgement_count__gt=0, judgement_count__lt=F("k"))),
+        to_go=Count("id", filter=Q(judgement_count=0)),
+    )
+    today = timezone.make_aware(datetime.combine(timezone.localdate(now), time.min))
+    judged_today = Judgement.objects.filter(created_at__gte=today).count()
+    return {**pairs, "judged_today": judged_today, "live_leases": lease_counts(None, now)["live"]}
+
+
+def recent_jobs(kind: str, limit: int = RECENT_JOBS) -> list[Job]:
+    """The latest import or export jobs, newest first, with who started them (one query)."""
+    return list(Job.objects.filter(kind=kind).select_related("created_by").order_by("-created_at", "-id")[:limit])
