@@ -140,26 +140,27 @@ def test_an_unknown_format_starts_nothing(client, admin_user):
     )
 
 
-def test_the_job_page_shows_progress_and_refreshes_while_in_flight(client, admin_user):
+def test_the_job_page_shows_progress_and_follows_the_job_while_in_flight(client, admin_user):
     version = make_version(admin_user)
     job, _ = jobs.start(Job.Kind.EXPORT, {"version": version.pk, "format": "parquet"}, admin_user, celery_task=run_job)
     client.force_login(admin_user)
     page = client.get(job_url(job)).content.decode()
     assert 'data-status="queued"' in page and 'data-kind="export"' in page
-    assert '<meta http-equiv="refresh" content="2">' in page
+    assert f'data-follow="/api/curation/jobs/{job.pk}/" data-refresh="2"' in page and "js/job.js" in page
+    assert "http-equiv" not in page, "no <meta refresh>: the page follows the job by script (static/js/job.js)"
     assert '<progress class="job-progress" id="job-progress" max="100" value="0">' in page
 
     Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING, progress=0.42, message="3 of 6 members")
     page = client.get(job_url(job)).content.decode()
-    assert 'id="job-status">running<' in page and 'value="42"' in page and "3 of 6 members" in page
-    assert '<meta http-equiv="refresh"' in page
+    assert 'id="job-status" aria-live="polite">running<' in page and 'value="42"' in page and "3 of 6 members" in page
+    assert "data-follow=" in page
     assert f"&quot;version&quot;: {version.pk}" in page, "the parameters are shown"
 
     Job.objects.filter(pk=job.pk).update(
         status=Job.Status.FAILED, progress=0.5, error="Disk full\n\nTraceback (most recent call last):\n  boom"
     )
     page = client.get(job_url(job)).content.decode()
-    assert '<meta http-equiv="refresh"' not in page, "a finished job stops refreshing"
+    assert "data-follow=" not in page and "js/job.js" not in page, "a finished job is not followed"
     assert 'class="error">Disk full<' in page
     assert "<details><summary>Traceback</summary>" in page and "most recent call last" in page
     assert client.get(job_url(job.pk + 999)).status_code == 404
@@ -176,7 +177,7 @@ def test_a_finished_export_links_its_files(client, admin_user, eager_celery, dja
 
     page = client.get(job_url(job)).content.decode()
     assert 'data-status="succeeded"' in page and 'value="100"' in page
-    assert '<meta http-equiv="refresh"' not in page
+    assert "data-follow=" not in page
     assert str(Path(job.result["path"])) not in page, "no server paths on the page"
     finished = exporting.finished_export(version, "parquet")
     shard = next(f for f in finished["files"] if f["path"].endswith(".parquet"))
