@@ -63,6 +63,10 @@ SLOW = {
     "tests/system/test_settings.py::test_it_passes_the_deploy_check_in_production_settings": "3 s",
     "tests/system/test_reliability_expiry.py::test_a_heartbeat_at_the_moment_of_expiry_and_a_next_never_both_win_the_slot": "3 s",  # noqa: E501
     "tests/system/test_fast_selection.py::test_minus_m_selects_by_the_table": "6 s",
+    # Reviewer pages in Chromium (also marked browser): three widths each, axe-core at each.
+    "tests/system/test_browser_adjudication.py": "16 s",
+    "tests/system/test_browser_home.py": "7 s",
+    "tests/system/test_browser_gallery.py": "6 s",
 }
 
 
