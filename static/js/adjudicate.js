@@ -3,7 +3,7 @@
  *
  * Keys: 1 expected, 2 other, 3 both, 4 neither (each records the decision at once, with the comment typed),
  * n the next pair without deciding, + - 0 zoom, f s b flicker / swipe / side by side, ? the key list. Keys do
- * nothing while the focus is in a text field, a select or a range.
+ * nothing while the focus is in a text field or a select (a range slider lets them through).
  *
  * A decision goes to the curation API (POST /api/curation/adjudications/, session cookie + CSRF token); the next
  * pair of the same filtered list is read from /curation/adjudication/<id>/data/ (curation/api.py ReviewItemView)
@@ -381,7 +381,7 @@
     const tag = target.tagName.toLowerCase();
     if (tag === "textarea" || tag === "select" || target.isContentEditable) return true;
     if (tag !== "input") return false;
-    return !["radio", "checkbox", "button", "submit"].includes((target.type || "").toLowerCase());
+    return !["radio", "checkbox", "button", "submit", "range"].includes((target.type || "").toLowerCase());
   }
 
   document.addEventListener("keydown", (event) => {
