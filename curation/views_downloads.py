@@ -25,19 +25,25 @@ import mimetypes
 import re
 from pathlib import Path
 
-from django.http import FileResponse, Http404, StreamingHttpResponse
-from django.shortcuts import get_object_or_404
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404, HttpResponseBadRequest, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
 from django.utils.http import http_date
+from django.views.decorators.http import require_safe
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotation import roles
 from annotation.media import harden, safe_download_type
 from annotation.permissions import IsAdminRole
 from curation.models import DatasetVersion
 from curation.services import exporting
+from curation.services.exporting import raw_judgements
 
 _RANGE = re.compile(r"^bytes=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 _CHUNK = 64 * 1024
@@ -185,3 +191,50 @@ class ExportDownloadView(APIView):
         get_object_or_404(DatasetVersion, pk=version_id)
         target = resolve_export_file(version_id, export_format, path)
         return ranged_file_response(request, target)
+
+
+# --- Raw judgements (admins only) ------------------------------------------------------------------
+# /curation/judgements/export/ and /curation/versions/<id>/judgements/: every judgement, or those of
+# one version's member pairs, as CSV or JSONL (?format=csv|jsonl), pseudonymous unless ?names=1
+# (without a format: back to the page that links the formats);
+# streamed a batch at a time (curation/services/exporting/raw_judgements.py). Reviewers see
+# judgements pair by pair while adjudicating, but a bulk file of everyone's work (with names on
+# request) is personal data leaving the app, so it is an admin's download.
+
+_CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
+
+
+def _raw_judgements_response(request, version_id: int | None):
+    if not roles.is_admin(request.user):
+        raise PermissionDenied("Only admins download raw judgements.")
+    if version_id is not None:
+        get_object_or_404(DatasetVersion, pk=version_id)
+    if "format" not in request.GET:  # the links are on these pages, one per format
+        if version_id is None:
+            return redirect(reverse("curation:dashboard") + "#raw-judgements")
+        return redirect(reverse("curation:version-detail", args=[version_id]) + "#raw-judgements")
+    fmt = request.GET["format"]
+    if fmt not in raw_judgements.FORMATS:
+        return HttpResponseBadRequest(f"format must be one of {', '.join(raw_judgements.FORMATS)}.")
+    names_param = request.GET.get("names", "")
+    if names_param not in ("", "0", "1"):
+        return HttpResponseBadRequest("names must be 0 or 1.")
+    names = names_param == "1"
+    records = raw_judgements.rows(version_id, names=names)
+    lines = raw_judgements.csv_lines(records) if fmt == "csv" else raw_judgements.jsonl_lines(records)
+    response = StreamingHttpResponse(lines, content_type=_CONTENT_TYPES[fmt])
+    harden(response, disposition="attachment", filename=raw_judgements.filename(version_id, fmt, names=names))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_safe
+@login_required
+def raw_judgements_all(request):
+    return _raw_judgements_response(request, None)
+
+
+@require_safe
+@login_required
+def raw_judgements_version(request, version_id: int):
+    return _raw_judgements_response(request, version_id)
