@@ -73,11 +73,17 @@ class Run(models.Model):
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
     LOG_LINES = 200
+    PHASE_LENGTH = 80
 
     kind = models.CharField(max_length=20, choices=Kind.choices)
     params = models.JSONField(default=dict, help_text="Validated parameters, defaults filled in.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
     progress = models.FloatField(default=0.0, help_text="0..1")
+    phase = models.CharField(
+        max_length=PHASE_LENGTH,
+        blank=True,
+        help_text="What the worker is doing now (e.g. loading the model), reported with its progress.",
+    )
     log_tail = models.TextField(blank=True, help_text=f"The last {LOG_LINES} lines of the run's log.")
     metrics = models.JSONField(default=list, blank=True, help_text="A series of metric records (dicts).")
     artifacts = models.JSONField(default=dict, blank=True)

@@ -4,20 +4,24 @@
 * :func:`compare_scorers` lines up two models' evaluation metrics per split and task;
 * :func:`param_rows` names what a run's reference parameters point at (models, dataset versions);
 * :func:`run_images` lists the images a generate run made (run → image; image → run is
-  :func:`ml.services.registry.image_origin`).
+  :func:`ml.services.registry.image_origin`);
+* :func:`readable_log` shows a run's log without progress-bar glyphs (the last state of each bar);
+* :func:`phase_text` says what a run is doing ("loading the model…") where a bare 0 % would say nothing;
+* :func:`metric_table` lays a model's evaluation metrics out as a table (task × split) and other figures.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from numbers import Real
 
 from ml.models import ModelVersion, Run
 from ml.services.runs import kinds
 
 SPLITS = ("validation", "test_S", "test_C")  # the evaluation splits compared first, in this order
-X_KEY = "step"
+X_KEYS = ("step", "optimizer_step")  # the first one a run's records carry is the x axis of its plots
 MAX_POINTS = 2000  # points per series sent to the browser (evenly thinned beyond that)
 
 
@@ -42,18 +46,19 @@ def _thin(points: list) -> list:
 def metric_plots(metrics) -> list[dict]:
     """One plot per metric of a run's series: ``[{"name", "x", "series": [{"name", "points"}]}]``.
 
-    x is each record's ``step``, else its position. A numeric key is one series; a dict of numbers
+    x is each record's ``step`` (else ``optimizer_step``, as the FLUX trainers log it), else its position.
+    A numeric key is one series; a dict of numbers
     (or of ``{"accuracy": ...}``, e.g. accuracy per task) is one series per entry, on one plot.
     """
     records = [r for r in metrics if isinstance(r, dict)] if isinstance(metrics, list) else []
     plots: dict[str, dict[str, list]] = {}
-    use_step = any(_number(r.get(X_KEY)) is not None for r in records)
+    x_key = next((key for key in X_KEYS if any(_number(r.get(key)) is not None for r in records)), None)
     for index, record in enumerate(records):
-        x = _number(record.get(X_KEY)) if use_step else float(index)
+        x = _number(record.get(x_key)) if x_key else float(index)
         if x is None:
             continue
         for key, value in record.items():
-            if key == X_KEY:
+            if key == x_key:
                 continue
             entries = value.items() if isinstance(value, dict) else [(key, value)]
             for name, entry in entries:
@@ -63,7 +68,7 @@ def metric_plots(metrics) -> list[dict]:
     return [
         {
             "name": key,
-            "x": X_KEY if use_step else "record",
+            "x": x_key or "record",
             "series": [{"name": name, "points": _thin(points)} for name, points in sorted(series.items())],
         }
         for key, series in plots.items()
@@ -76,6 +81,15 @@ def find_scorer(value) -> ModelVersion | None:
     if not value.isdigit():
         return None
     return ModelVersion.objects.filter(pk=int(value), kind=ModelVersion.Kind.SCORER).first()
+
+
+def default_pair() -> tuple[ModelVersion | None, ModelVersion | None]:
+    """Two different scorers to compare when none were chosen: the active one (else the latest) as a, and
+    the latest other one as b; (None, None) while fewer than two are registered."""
+    scorers = ModelVersion.objects.filter(kind=ModelVersion.Kind.SCORER).order_by("-created_at", "-id")
+    a = scorers.filter(is_active=True).first() or scorers.first()
+    b = scorers.exclude(pk=a.pk).first() if a else None
+    return (a, b) if b else (None, None)
 
 
 def _cell(a: float | None, b: float | None) -> dict:
@@ -94,13 +108,42 @@ def _evaluations(metrics: dict) -> list[str]:
     return [*SPLITS, *extra]
 
 
+def compared_with(model: ModelVersion, other: ModelVersion) -> bool:
+    """Whether ``other``'s training run measured ``model`` (then the active scorer) on its data."""
+    comparison = other.metrics.get("comparison") if isinstance(other.metrics, dict) else None
+    return isinstance(comparison, dict) and comparison.get("model") == model.pk
+
+
+def _with_borrowed(model: ModelVersion, other: ModelVersion) -> dict:
+    """``model``'s metrics, completed with the figures ``other``'s training run measured for it as the then
+    active scorer on the same data (its ``comparison``): a scorer registered by hand often has none of its own,
+    and it is the one every trained scorer is compared with. Its own figures win."""
+    own = model.metrics if isinstance(model.metrics, dict) else {}
+    if not compared_with(model, other):
+        return own
+    comparison = other.metrics["comparison"]
+    splits = comparison.get("splits") if isinstance(comparison.get("splits"), dict) else {}
+    merged = dict(own)
+    for split, figures in splits.items():
+        if not isinstance(figures, dict):
+            continue
+        mine = own.get(split) if isinstance(own.get(split), dict) else {}
+        by_task = figures.get("by_task") if isinstance(figures.get("by_task"), dict) else {}
+        borrowed = {task: f.get("active_accuracy") for task, f in by_task.items() if isinstance(f, dict)}
+        own_by_task = mine.get("by_task") if isinstance(mine.get("by_task"), dict) else {}
+        merged[split] = {
+            "accuracy": mine.get("accuracy", figures.get("active_accuracy")),
+            "by_task": {**borrowed, **own_by_task},
+        }
+    return merged
+
+
 def compare_scorers(a: ModelVersion, b: ModelVersion) -> list[dict]:
     """Accuracy of ``a`` and ``b`` per split, overall and per task, with ``b - a``; None where missing.
 
     Returns ``[{"split", "overall": {"a", "b", "diff"}, "tasks": [{"task", "a", "b", "diff"}]}]``.
     """
-    ma = a.metrics if isinstance(a.metrics, dict) else {}
-    mb = b.metrics if isinstance(b.metrics, dict) else {}
+    ma, mb = _with_borrowed(a, b), _with_borrowed(b, a)
     rows = []
     for split in dict.fromkeys(_evaluations(ma) + _evaluations(mb)):
         ea, eb = ma.get(split), mb.get(split)
@@ -158,3 +201,106 @@ def run_images(run: Run) -> list[dict]:
     """The images a generate run recorded: ``{"image", "tuple", "kind", "seed"}`` per image."""
     images = run.artifacts.get("images") if isinstance(run.artifacts, dict) else None
     return [entry for entry in images or [] if isinstance(entry, dict) and "image" in entry]
+
+
+# --- the log ------------------------------------------------------------------------------------
+
+STAMP = re.compile(r"^\d\d:\d\d:\d\d ")  # RunContext.log's prefix
+BAR = re.compile(r"(\d{1,3})%\|[^|\n]{0,400}\| *")  # tqdm: " 43%|████▎     | 3/7 [00:01<00:02, 1.9it/s]"
+BLOCKS = re.compile("[\u2580-\u259f]+")  # block elements: bar glyphs left anywhere else
+COUNT = re.compile(r"(\d+)/(\d+|\?)")
+
+
+def _bar_key(line: str) -> tuple[str, int] | None:
+    """(what the bar is of, how far it is) for a progress-bar line, else None."""
+    match = BAR.search(line)
+    if match is None:
+        return None
+    done = COUNT.search(line, match.end())
+    return STAMP.sub("", line[: match.start()]).strip(), int(done.group(1)) if done else int(match.group(1))
+
+
+def readable_log(text: str) -> str:
+    """A run's log as a person reads it: each line as its last carriage-return redraw left it, progress
+    bars without their block glyphs (``43% 3/7 [00:01<00:02]``), and a bar redrawn on consecutive lines
+    only in its last state (a bar that starts again, its count going down, is a new bar)."""
+    lines: list[str] = []
+    previous: tuple[str, int] | None = None
+    for raw in str(text or "").split("\n"):
+        parts = [part for part in raw.split("\r") if part.strip()]
+        line = parts[-1] if parts else ""
+        if len(parts) > 1 and STAMP.match(raw) and not STAMP.match(line):
+            line = raw[:9] + line.lstrip()  # the redraw keeps the time the line was logged
+        key = _bar_key(line)
+        line = BLOCKS.sub("", BAR.sub(lambda m: m.group(1) + "% ", line)).rstrip()
+        if key is not None and previous is not None and key[0] == previous[0] and key[1] >= previous[1] and lines:
+            lines[-1] = line
+        else:
+            lines.append(line)
+        previous = key
+    return "\n".join(lines)
+
+
+def phase_text(run: Run) -> str:
+    """What the run is doing, for the progress line: the worker's phase ("loading the model…"), "waiting
+    for a worker…" while queued, "starting…" before anything is reported; empty once it finished, or while
+    it moves on without saying how (its percentage says enough)."""
+    if run.status == Run.Status.QUEUED:
+        return "waiting for a GPU worker…"
+    if run.status != Run.Status.RUNNING:
+        return ""
+    if run.phase:
+        return f"{run.phase}…"
+    return "starting…" if run.progress == 0 else ""
+
+
+# --- a model's metrics --------------------------------------------------------------------------
+
+
+def _figure(value) -> str:
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def _flatten(prefix: str, value, out: list) -> None:
+    if isinstance(value, dict) and value:
+        for key, inner in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), inner, out)
+    elif isinstance(value, list):
+        text = ", ".join(_figure(v) for v in value[:20]) + (" …" if len(value) > 20 else "")
+        out.append({"name": prefix, "text": text})
+    else:
+        out.append({"name": prefix, "text": _figure(value)})
+
+
+def metric_table(metrics) -> dict:
+    """A model's metrics laid out to read: ``{"splits": [...], "rows": [{"task", "cells": [...]}], "other":
+    [{"name", "text"}]}``: accuracy per task (rows, "overall" first) and evaluation split (columns), as in
+    :func:`compare_scorers`; every other figure flattened to a dotted name and its value."""
+    metrics = metrics if isinstance(metrics, dict) else {}
+    splits = [split for split in _evaluations(metrics) if isinstance(metrics.get(split), dict)]
+    tasks: dict[str, None] = {}
+    for split in splits:
+        by_task = metrics[split].get("by_task")
+        tasks.update(dict.fromkeys(sorted(by_task) if isinstance(by_task, dict) else []))
+    rows = [{"task": "overall", "cells": [_accuracy(metrics[split]) for split in splits]}]
+    for task in tasks:
+        cells = []
+        for split in splits:
+            by_task = metrics[split].get("by_task")
+            cells.append(_accuracy(by_task.get(task)) if isinstance(by_task, dict) else None)
+        rows.append({"task": task, "cells": cells})
+    other: list[dict] = []
+    for key, value in metrics.items():
+        if key in splits:
+            rest = {k: v for k, v in value.items() if k not in ("accuracy", "by_task")}
+            if rest:
+                _flatten(key, rest, other)
+        else:
+            _flatten(str(key), value, other)
+    return {"splits": splits, "rows": rows if splits else [], "other": other}

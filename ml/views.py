@@ -116,19 +116,25 @@ def run_detail(request, run_id: int):
     run = get_object_or_404(
         Run.objects.select_related("created_by", "input_model", "output_model", "schedule"), pk=run_id
     )
-    images = queries.run_images(run)
+    images = [
+        {**entry, "url": reverse("image-file", args=[entry["image"]])}
+        for entry in queries.run_images(run)[:IMAGES_SHOWN]
+        if isinstance(entry["image"], int)
+    ]
     return render(
         request,
         "ml/runs/detail.html",
         {
             "run": run,
             "percent": round(100 * run.progress),
+            "phase": queries.phase_text(run),
+            "log": queries.readable_log(run.log_tail),
             "params": queries.param_rows(run),
             "plots": queries.metric_plots(run.metrics),
             "artifacts_json": json.dumps(run.artifacts, indent=2, sort_keys=True) if run.artifacts else "",
             "error_first_line": run.error.split("\n", 1)[0] if run.error else "",
-            "images": images[:IMAGES_SHOWN],
-            "image_count": len(images),
+            "images": images,
+            "image_count": len(queries.run_images(run)),
             "api_url": reverse("ml-run-detail", args=[run.pk]),
             "poll_ms": POLL_MS,
         },
@@ -164,6 +170,7 @@ def model_list(request):
             "kinds": ModelVersion.Kind.choices,
             "kind": kind,
             "scorers": _scorers(),
+            "pair": queries.default_pair(),
         },
     )
 
@@ -185,7 +192,7 @@ def model_detail(request, model_id: int):
             "used_by": queries.runs_using(model),
             "is_scorer": is_scorer,
             "other_scorers": _scorers().exclude(pk=model.pk) if is_scorer else [],
-            "metrics_json": json.dumps(model.metrics, indent=2, sort_keys=True) if model.metrics else "",
+            "metrics": queries.metric_table(model.metrics),
             "config_json": json.dumps(model.config, indent=2, sort_keys=True) if model.config else "",
         },
     )
@@ -209,6 +216,9 @@ def model_activate(request, model_id: int):
 def model_compare(request):
     _require_admin(request.user)
     a, b = queries.find_scorer(request.GET.get("a")), queries.find_scorer(request.GET.get("b"))
+    chosen = "a" in request.GET or "b" in request.GET
+    if not chosen:  # by default: the active scorer (else the latest) against the latest other one
+        a, b = queries.default_pair()
     return render(
         request,
         "ml/models/compare.html",
@@ -216,7 +226,10 @@ def model_compare(request):
             "a": a,
             "b": b,
             "scorers": _scorers(),
+            "chosen": chosen,
             "splits": queries.compare_scorers(a, b) if a and b else [],
+            "a_measured_by_b": bool(a and b and queries.compared_with(a, b)),
+            "b_measured_by_a": bool(a and b and queries.compared_with(b, a)),
         },
     )
 

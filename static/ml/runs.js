@@ -1,5 +1,7 @@
 /* Live runs: on the runs list, queued and running rows follow the API; on a run's page, status,
-   progress, log tail and plots do, and the page reloads once the run has finished. */
+   progress and what the worker is doing (its phase: "loading the model…" rather than a bare 0 %), log tail
+   and plots do, and the page reloads once the run has finished. The log is shown as ml.queries.readable_log
+   shows it: progress bars in their last state, without block glyphs. */
 (() => {
   "use strict";
   const IN_FLIGHT = ["queued", "running"];
@@ -21,6 +23,49 @@
     setTimeout(tick, every);
   }
 
+  // Mirrors ml.queries.readable_log (the page's first render): keep both in step.
+  const STAMP = /^\d\d:\d\d:\d\d /, BAR = /(\d{1,3})%\|[^|\n]{0,400}\| */, BLOCKS = /[\u2580-\u259f]+/g;
+  function barKey(line) {
+    const match = BAR.exec(line);
+    if (!match) return null;
+    const done = /(\d+)\/(\d+|\?)/.exec(line.slice(match.index + match[0].length));
+    return [line.slice(0, match.index).replace(STAMP, "").trim(), Number(done ? done[1] : match[1])];
+  }
+  function readableLog(text) {
+    const lines = [];
+    let previous = null;
+    for (const raw of (text || "").split("\n")) {
+      const parts = raw.split("\r").filter((part) => part.trim());
+      let line = parts.length ? parts[parts.length - 1] : "";
+      if (parts.length > 1 && STAMP.test(raw) && !STAMP.test(line)) line = raw.slice(0, 9) + line.trimStart();
+      const key = barKey(line);
+      line = line.replace(BAR, (_, percent) => `${percent}% `).replace(BLOCKS, "").trimEnd();
+      if (key && previous && key[0] === previous[0] && key[1] >= previous[1] && lines.length) lines[lines.length - 1] = line;
+      else lines.push(line);
+      previous = key;
+    }
+    return lines.join("\n");
+  }
+
+  // Mirrors ml.queries.phase_text.
+  function phaseText(run) {
+    if (run.status === "queued") return "waiting for a GPU worker…";
+    if (run.status !== "running") return "";
+    if (run.phase) return `${run.phase}…`;
+    return run.progress === 0 ? "starting…" : "";
+  }
+
+  // The worker's phase: from the API when it carries it, else from this page's own HTML (same permission).
+  async function withPhase(run) {
+    if (typeof run.phase === "string") return run;
+    const response = await fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } });
+    if (!response.ok) return run;
+    const page = new DOMParser().parseFromString(await response.text(), "text/html");
+    const status = page.querySelector("#run")?.dataset.status;
+    const phase = page.querySelector("#run")?.dataset.phase;
+    return status === run.status && phase !== undefined ? { ...run, phase } : run;
+  }
+
   function show(root, run) {
     root.dataset.status = run.status;
     const status = root.querySelector(".run-status");
@@ -29,6 +74,13 @@
     const percent = Math.round(run.progress * 100);
     root.querySelector(".run-progress").value = percent;
     root.querySelector(".run-percent").textContent = `${percent}%`;
+    const phase = root.querySelector(".run-phase");
+    if (phase) {  // the run's page: "loading the model…" in place of a bare 0 %
+      const text = phaseText(run);
+      phase.textContent = text;
+      root.querySelector(".run-percent").hidden = Boolean(text) && percent === 0;
+      if (text && percent === 0) root.querySelector(".run-progress").removeAttribute("value");
+    }
     root.querySelector(".run-worker").textContent = run.worker || "–";
     root.querySelector(".run-started").textContent = short(run.started_at);
   }
@@ -54,14 +106,14 @@
     if (!IN_FLIGHT.includes(section.dataset.status)) return;
     const log = document.getElementById("run-log");
     poll(Number(section.dataset.pollMs), async () => {
-      const run = await getJSON(section.dataset.api);
+      const run = await withPhase(await getJSON(section.dataset.api));
       if (!IN_FLIGHT.includes(run.status)) {
         window.location.reload();  // the finished page: error, artifacts, output model, no cancel button
         return false;
       }
       show(section, run);
       const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
-      log.textContent = run.log_tail;
+      log.textContent = readableLog(run.log_tail);
       if (atEnd) log.scrollTop = log.scrollHeight;
       window.mlPlots.draw(plots, run.plots);
       return true;

@@ -227,7 +227,10 @@ def test_run_detail_shows_params_plots_models_and_images(admin_client, world):
     assert [p["name"] for p in plots] == ["loss", "val_by_task"]
     assert 'id="run-plots"' in html and "ml/plot.js" in html and 'data-api="/api/ml/runs/' in html
     generated = admin_client.get(reverse("ml:run-detail", args=[world.generated.pk])).content.decode()
-    assert f'href="/ml/images/{world.image.pk}/origin/">image {world.image.pk}</a>' in generated  # run → image
+    assert (
+        f'href="/ml/images/{world.image.pk}/origin/"><img class="thumb" src="/api/images/{world.image.pk}/file/"'
+        in (generated)
+    )  # run → image, its thumbnail
     assert f'<a href="/ml/models/{world.generator.pk}/">tiny-flux</a> (generator_base, id' in generated
 
 
@@ -263,7 +266,11 @@ def test_model_detail_shows_lineage_both_ways(admin_client, world):
     assert f'href="/ml/runs/{world.trained.pk}/">run {world.trained.pk}</a>' in html.split('id="produced-by"')[1]
     assert f'href="/ml/runs/{world.evaluated.pk}/">run {world.evaluated.pk}</a>' in html.split('id="used-by"')[1]
     assert f'href="/ml/models/{world.child.pk}/"' in html.split('id="children"')[1]
-    assert 'id="activate"' in html and "&quot;validation&quot;" in html
+    assert 'id="activate"' in html and "&quot;validation&quot;" not in html  # a table, not a JSON dump
+    accuracy = html.split('id="model-accuracy"')[1].split("</table>")[0]
+    assert '<th scope="col" class="num">validation</th><th scope="col" class="num">test_C</th>' in accuracy
+    assert '<tr data-task="RU"><th scope="row">RU</th><td class="num">0.900</td><td class="num">–</td>' in accuracy
+    assert '<tr data-task="FR"><th scope="row">FR</th><td class="num">–</td><td class="num">0.600</td>' in accuracy
     child = admin_client.get(reverse("ml:model-detail", args=[world.child.pk])).content.decode()
     assert "(an ancestor's)" in child
     generator = admin_client.get(reverse("ml:model-detail", args=[world.generator.pk])).content.decode()
@@ -292,8 +299,132 @@ def test_compare_two_scorers(admin_client, world):
     assert "Choose two registered scorers." in refused.content.decode()
 
 
+def test_compare_defaults_to_the_active_scorer_against_the_latest_other_one(admin_client, world):
+    world.tuned.is_active = True
+    world.tuned.save(update_fields=["is_active"])
+    response = admin_client.get(reverse("ml:model-compare"))
+    assert (response.context["a"], response.context["b"]) == (world.tuned, world.child)
+    html = response.content.decode()
+    assert 'id="compare-default"' in html and "the active scorer" in html
+    assert "a: sciscore-v1 (active)" in html and "b: sciscore-v2</th>" in html
+    listed = admin_client.get(reverse("ml:model-list")).content.decode().split('id="compare-form"')[1]
+    assert f'<option value="{world.tuned.pk}" selected>' in listed.split('name="b"')[0]
+    assert f'<option value="{world.child.pk}" selected>' in listed.split('name="b"')[1]
+
+
+def test_compare_shows_the_active_scorers_figures_its_successor_measured(admin_client, world):
+    """A scorer registered by hand has no metrics; the run that trained its successor measured it, as the
+    active scorer, on the same data: the comparison shows those figures rather than dashes."""
+    world.child.metrics = {
+        "validation": {"accuracy": 0.85, "by_task": {"RU": {"accuracy": 0.95}}},
+        "comparison": {
+            "model": world.tuned.pk,
+            "name": "sciscore-v1",
+            "splits": {
+                "validation": {
+                    "accuracy": 0.85,
+                    "active_accuracy": 0.75,
+                    "by_task": {"RU": {"accuracy": 0.95, "active_accuracy": 0.65}, "BU": {"active_accuracy": 0.5}},
+                }
+            },
+        },
+    }
+    world.child.save(update_fields=["metrics"])
+    html = admin_client.get(reverse("ml:model-compare"), {"a": world.tuned.pk, "b": world.child.pk}).content.decode()
+    validation = html.split('data-split="validation"')[1].split("</table>")[0]
+    # its own figures win (0.8 overall, RU 0.9); what it lacks (BU) comes from the successor's measurement
+    assert '<th>overall</th><td class="num">0.800</td><td class="num">0.850</td>' in validation
+    assert '<tr data-task="RU"><td>RU</td><td class="num">0.900</td><td class="num">0.950</td>' in validation
+    assert '<tr data-task="BU"><td>BU</td><td class="num">0.500</td><td class="num">–</td>' in validation
+    assert 'id="borrowed-a"' in html and 'id="borrowed-b"' not in html
+
+
 def test_image_origin_page(admin_client, world):
     html = admin_client.get(reverse("ml:image-origin", args=[world.image.pk])).content.decode()
     assert f'id="origin-run" href="/ml/runs/{world.generated.pk}/"' in html
     assert f'<a href="/ml/models/{world.generator.pk}/">tiny-flux</a>' in html
     assert f'src="/api/images/{world.image.pk}/file/"' in html and "run:" in html
+
+
+# --- what the run page says while a run is in flight, and its log ---------------------------------
+
+
+def test_a_run_page_says_what_the_worker_is_doing_instead_of_a_bare_zero(admin_client, admin_user):
+    run = Run.objects.create(kind="generate", created_by=admin_user, status="running", phase="loading the model")
+    html = admin_client.get(reverse("ml:run-detail", args=[run.pk])).content.decode()
+    assert '<span class="run-phase" aria-live="polite">loading the model…</span>' in html
+    assert '<span class="run-percent percent" hidden>0%</span>' in html  # the silent 0 % is not shown
+    assert 'data-phase="loading the model"' in html
+    Run.objects.filter(pk=run.pk).update(progress=0.4, phase="generating images")
+    html = admin_client.get(reverse("ml:run-detail", args=[run.pk])).content.decode()
+    assert '<span class="run-percent percent">40%</span>' in html and "generating images…" in html
+    queued = Run.objects.create(kind="generate", created_by=admin_user)
+    assert "waiting for a GPU worker…" in admin_client.get(reverse("ml:run-detail", args=[queued.pk])).content.decode()
+
+
+def test_the_worker_reports_loading_the_model_through_its_progress(admin_user):
+    """generate's handler says "loading the model" (RunContext.progress's phase) before it loads the pipeline,
+    and what it does next once loaded; the lifecycle clears the phase when the run ends."""
+    from ml.services.runs import generate
+    from ml.services.runs.context import RunContext
+
+    run = Run.objects.create(
+        kind="generate",
+        created_by=admin_user,
+        status="running",
+        progress=0.25,
+        params={
+            "model": "/pipelines/x",
+            "seed": 1,
+            "images_per_prompt": 1,
+            "steps": 1,
+            "guidance": 1.0,
+            "width": 16,
+            "height": 16,
+        },
+        artifacts={
+            "tuples": [1],
+            "done_tuples": [],
+            "images": [],
+            "pairs": [],
+            "images_created": 0,
+            "pairs_created": 0,
+        },
+    )
+    seen = []
+
+    def load(run_):
+        seen.append(Run.objects.values_list("phase", "progress").get(pk=run_.pk))
+        raise RuntimeError("stop here")
+
+    with mock.patch.object(generate, "_load_generator", side_effect=load), pytest.raises(RuntimeError):
+        generate.handle(run, RunContext(run))
+    assert seen == [("loading the model", 0.25)]  # the phase changes, the progress stays
+
+    ctx = RunContext(run)
+    ctx.progress(0.5, phase="x" * 200)
+    assert Run.objects.values_list("phase", "progress").get(pk=run.pk) == ("x" * Run.PHASE_LENGTH, 0.5)
+    ctx.progress(0.6)
+    assert Run.objects.values_list("phase", "progress").get(pk=run.pk) == ("x" * Run.PHASE_LENGTH, 0.6)
+
+
+def test_the_log_shows_the_last_state_of_each_progress_bar_without_glyphs():
+    from ml.queries import readable_log
+
+    bar = "\r".join(
+        f"Loading pipeline components:  {p}%|{'█' * (p // 10)}{' ' * (10 - p // 10)}| {p // 14}/7"
+        for p in (0, 14, 28, 42, 100)
+    )
+    steps = "\n".join(f"12:00:0{i} {i * 25}%|{'▍' * i}    | {i}/4 [00:0{i}<00:01, 2.0it/s]" for i in range(5))
+    restarted = "12:00:09 0%|          | 0/4 [00:00<?, ?it/s]"
+    text = f"12:00:00 started generate run 7\n12:00:00 {bar}\n{steps}\n{restarted}\n12:00:10 succeeded"
+    assert readable_log(text) == "\n".join(
+        [
+            "12:00:00 started generate run 7",
+            "12:00:00 Loading pipeline components:  100% 7/7",
+            "12:00:04 100% 4/4 [00:04<00:01, 2.0it/s]",  # five redraws on five lines: the last one
+            "12:00:09 0% 0/4 [00:00<?, ?it/s]",  # a bar that starts again is a new bar
+            "12:00:10 succeeded",
+        ]
+    )
+    assert readable_log("") == "" and "█" not in readable_log("a █▌ b")

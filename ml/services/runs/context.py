@@ -38,8 +38,16 @@ class RunContext:
             self._log.append(f"{stamp} {part}")
         self._update(log_tail="\n".join(self._log))
 
-    def progress(self, fraction: float) -> None:
-        self._update(progress=max(0.0, min(1.0, float(fraction))))
+    def progress(self, fraction: float | None = None, *, phase: str | None = None) -> None:
+        """Record how far the run is (0..1; None keeps it) and, if given, what it is doing now (``phase``:
+        e.g. "loading the model", shown on the run's page beside the percentage; "" clears it)."""
+        fields: dict = {}
+        if fraction is not None:
+            fields["progress"] = max(0.0, min(1.0, float(fraction)))
+        if phase is not None:
+            fields["phase"] = str(phase)[: Run.PHASE_LENGTH]
+        if fields:
+            self._update(**fields)
 
     def metric(self, record: dict) -> None:
         self._update(metrics=[*self.run.metrics, record])

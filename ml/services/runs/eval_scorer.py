@@ -50,8 +50,9 @@ def handle(run: Run, ctx: RunContext) -> None:
     p, model = run.params, run.input_model
     assert model is not None, "a started run of this kind has an input model"
     version = DatasetVersion.objects.get(pk=p["dataset_version"])
+    ctx.progress(phase="exporting the dataset version")
     data, rows = scoring.export_parquet(ctx, version)
-    ctx.progress(0.1)
+    ctx.progress(0.1, phase="loading the model and scoring")
     results = scoring.evaluate(ctx, model.location, model, data, rows, p["splits"], batch_size=p["batch_size"])
     if not results:
         raise ValueError(f"version {version.name} has no rows in {', '.join(p['splits'])}")

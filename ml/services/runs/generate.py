@@ -155,7 +155,9 @@ def handle(run: Run, ctx: RunContext) -> None:
         ctx.save_artifacts()
     if not art["tuples"]:
         raise ValueError("no tuples with both explicit and superficial prompts were selected")
+    ctx.progress(phase="loading the model")
     pipe, model_name = _load_generator(run)
+    ctx.progress(phase="generating images")
     label = generator_label(run, model_name)
     art["generation"] = {
         "model": model_name,

@@ -246,6 +246,7 @@ def execute_run(run_id: int, *, worker: str | None = None, task_id: str | None =
         run.save(update_fields=["status", "worker", "celery_task_id", "started_at", "heartbeat_at"])
     ctx = RunContext(run)
     ctx.log(f"{'resumed' if resumed else 'started'} {run.kind} run {run.pk} on {run.worker}")
+    ctx.progress(phase="starting")
     try:
         handler = HANDLERS.get(run.kind)
         if handler is None:
@@ -261,12 +262,13 @@ def execute_run(run_id: int, *, worker: str | None = None, task_id: str | None =
         Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
             status=Run.Status.FAILED,
             finished_at=timezone.now(),
+            phase="",
             error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}"[:50_000],
         )
     else:
         ctx.log("succeeded")
         Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
-            status=Run.Status.SUCCEEDED, finished_at=timezone.now(), progress=1.0
+            status=Run.Status.SUCCEEDED, finished_at=timezone.now(), progress=1.0, phase=""
         )
     run.refresh_from_db()
     if run.status != Run.Status.CANCELLED:  # cancel_run recorded the cancellation with its actor

@@ -85,6 +85,7 @@ def handle(run: Run, ctx: RunContext) -> None:
     total = pairs.count()
     ctx.log(f"{total} pairs to score with {model.name}")
     if total:
+        ctx.progress(phase="loading the model and scoring pairs")
         _score_all(run, ctx, pairs, total)
         scoring.free_device_memory()
     tasks = None if not p["tasks"] else list(Task.objects.filter(code__in=p["tasks"]).values_list("id", flat=True))

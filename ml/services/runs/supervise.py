@@ -172,6 +172,7 @@ def run_command(
     argv = command.argv
     child_env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", **command.env}
     ctx.log("$ " + " ".join(argv))
+    ctx.progress(phase="loading the model")  # until the trainer writes its first metrics record
     proc = subprocess.Popen(
         argv,
         stdout=subprocess.PIPE,
@@ -206,6 +207,8 @@ def run_command(
             if follower.poll():
                 ctx.set_metrics(follower.records)
                 _progress(ctx, follower.records, total_steps, progress_span)
+                if ctx.run.phase != "training":
+                    ctx.progress(phase="training")
             if finished:
                 break
             if ctx.is_cancelled():
