@@ -15,10 +15,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import media, roles
-from annotation.models import Judgement, Lease
+from annotation.models import GUIDE_MAX_REASONS, REASON_MAX_CHARS, GuideExample, Judgement, Lease
 from annotation.openapi import ErrorSerializer
 from annotation.permissions import IsAnnotator
-from annotation.services import queue
+from annotation.services import guides, queue
+from annotation.stats import annotator_stats
 
 
 class LeaseSerializer(serializers.Serializer):
@@ -67,6 +68,18 @@ class JudgementInputSerializer(serializers.Serializer):
     flag_off_topic = serializers.BooleanField(default=False)
     comment = serializers.CharField(default="", allow_blank=True, max_length=2000)
     time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=86_400_000)
+    confidence = serializers.ChoiceField(
+        choices=Judgement.Confidence.choices, default="", allow_blank=True, help_text="Optional: sure or unsure."
+    )
+    reasons = serializers.ListField(
+        child=serializers.CharField(max_length=REASON_MAX_CHARS),
+        default=list,
+        max_length=GUIDE_MAX_REASONS,
+        help_text="Optional: labels from the task guide's reasons.",
+    )
+
+    def validate_reasons(self, value):
+        return tuple(dict.fromkeys(value))  # repeats once, order kept
 
 
 class JudgementReceiptSerializer(serializers.Serializer):
@@ -181,3 +194,36 @@ class LeaseImageView(APIView):
             raise NotFound("No such lease.")
         image = lease.left_image if side == "left" else lease.right_image
         return media.image_response(image)
+
+
+class ProgressSerializer(serializers.Serializer):
+    judged_today = serializers.IntegerField(help_text="Your judgements since midnight (settings.TIME_ZONE).")
+    left = serializers.IntegerField(help_text="About how many pairs of your tasks still take a judgement of yours.")
+
+
+class MyProgressView(QueueView):
+    """The annotate page reads this on a timer (not per key press) and counts locally in between."""
+
+    @extend_schema(responses=ProgressSerializer, summary="Your judgements today and about how many are left for you")
+    def get(self, request):
+        stats = annotator_stats(request.user)
+        return Response(ProgressSerializer({"judged_today": stats.judged_today, "left": stats.pairs_left}).data)
+
+
+class GuideExampleImageView(APIView):
+    """One image of a task guide's worked example (``right`` or ``other``), for whoever may read the guide
+    (:func:`annotation.services.guides.readable_task`: annotators of the task, reviewers, admins)."""
+
+    @extend_schema(responses={(200, "image/*"): OpenApiResponse(description="Image bytes.")})
+    def get(self, request, code: str, example_id: int, which: str):
+        task = guides.readable_task(request.user, code)
+        if task is None or which not in ("right", "other"):
+            raise NotFound("right or other.")
+        example = get_object_or_404(
+            GuideExample.objects.select_related("pair__image_correct", "pair__image_wrong", "right_image"),
+            pk=example_id,
+            guide__task=task,
+        )
+        pair = example.pair
+        other = pair.image_wrong if example.right_image_id == pair.image_correct_id else pair.image_correct
+        return media.image_response(example.right_image if which == "right" else other)

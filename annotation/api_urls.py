@@ -19,6 +19,12 @@ urlpatterns = [
     path("leases/<int:lease_id>/release/", api_queue.LeaseReleaseView.as_view(), name="lease-release"),
     path("leases/<int:lease_id>/image/<str:side>/", api_queue.LeaseImageView.as_view(), name="lease-image"),
     path("me/", api.MeView.as_view(), name="me"),
+    path("me/progress/", api_queue.MyProgressView.as_view(), name="my-progress"),
+    path(
+        "guides/<str:code>/examples/<int:example_id>/<str:which>/",
+        api_queue.GuideExampleImageView.as_view(),
+        name="guide-example-image",
+    ),
     # judgements/undo/ (curation/api_judging_urls.py) comes before this in config/urls.py, so that it is
     # never read as a judgement id.
     path("", include(router.urls)),

@@ -247,6 +247,14 @@ class Judgement(models.Model):
     flag_off_topic = models.BooleanField(default=False)
     comment = models.TextField(blank=True, max_length=2000)
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Confidence(models.TextChoices):
+        SURE = "sure", "sure"
+        UNSURE = "unsure", "unsure"
+
+    # Optional: how sure the annotator was, and why (labels from the task guide's reasons, TaskGuide.reasons).
+    confidence = models.CharField(max_length=6, choices=Confidence.choices, blank=True, default="")
+    reasons = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -264,6 +272,53 @@ class Judgement(models.Model):
         if self.chosen_image_id is None:
             return None
         return self.chosen_image_id == self.pair.image_correct_id
+
+
+# Limits of a task guide, checked by the guide's service and its forms alike.
+GUIDE_MAX_CHARS = 20_000
+GUIDE_MAX_REASONS = 8
+REASON_MAX_CHARS = 60
+EXAMPLE_NOTE_MAX_CHARS = 1000
+GUIDE_MAX_EXAMPLES = 12
+
+
+class TaskGuide(models.Model):
+    """What counts as correct in a task: Markdown (rendered without raw HTML, annotation/guides.py), the
+    reasons an annotator may give with a judgement, and worked examples. Written by
+    :mod:`annotation.services.guides`."""
+
+    task = models.OneToOneField(Task, on_delete=models.CASCADE, related_name="guide")
+    body = models.TextField(blank=True, max_length=GUIDE_MAX_CHARS, help_text="Markdown; raw HTML is shown as text.")
+    reasons = models.JSONField(default=list, blank=True, help_text="Short labels an annotator may pick.")
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"guide of {self.task.code}"
+
+
+class GuideExample(models.Model):
+    """A decided pair shown in its task's guide with the image that is right. A pair that is an example is
+    never judged again nor gold (:mod:`annotation.services.guides` explains how that is kept)."""
+
+    guide = models.ForeignKey(TaskGuide, on_delete=models.CASCADE, related_name="examples")
+    pair = models.OneToOneField(Pair, on_delete=models.PROTECT, related_name="guide_example")
+    right_image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="+")
+    note = models.TextField(blank=True, max_length=EXAMPLE_NOTE_MAX_CHARS)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"example pair {self.pair_id} in {self.guide}"
+
+    @property
+    def other_image_id(self) -> int:
+        pair = self.pair
+        return pair.image_wrong_id if self.right_image_id == pair.image_correct_id else pair.image_correct_id
 
 
 class Expertise(models.Model):

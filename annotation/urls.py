@@ -1,4 +1,5 @@
-"""Browser pages: sign-in and sign-out (django.contrib.auth), home and the annotate page."""
+"""Browser pages: sign-in and sign-out (django.contrib.auth), home, the annotate page, task guides and the
+annotator's recent judgements."""
 
 from django.contrib.auth import views as auth_views
 from django.urls import path
@@ -16,5 +17,7 @@ urlpatterns = [
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("annotate/", views.annotate, name="annotate"),
+    path("annotate/mine/", views.my_judgements, name="my-judgements"),
+    path("guides/<str:code>/", views.guide, name="guide"),
     path("", views.home, name="home"),
 ]

@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 
 from annotation.imaging import check_image
 from annotation.models import Image, Pair, PromptTuple, Task, normalise_prompt
-from annotation.services import audit
+from annotation.services import audit, guides
 
 
 def storage_key(sha256: str, extension: str) -> str:
@@ -217,6 +217,7 @@ def set_pair_k(pair_id: int, k: int, *, actor=None, consequences=None) -> Pair:
         pair.k = k
         if pair.status != Pair.Status.RETIRED:
             pair.status = _open_or_complete(pair)
+            _refuse_reopening_an_example(pair)
         pair.save(update_fields=["k", "status"])
         audit.record(actor, "pair.k_changed", pair, before=before, after=pair_state(pair))
         if consequences is not None:
@@ -228,6 +229,12 @@ def _open_or_complete(pair: Pair) -> str:
     if pair.is_gold or pair.judgement_count < pair.k:
         return Pair.Status.OPEN
     return Pair.Status.COMPLETE
+
+
+def _refuse_reopening_an_example(pair: Pair) -> None:
+    """A worked example shows its answer: it must never take judgements again (annotation.services.guides)."""
+    if pair.status == Pair.Status.OPEN and guides.is_example(pair.pk):
+        raise ValueError("This pair is a worked example in its task's guide; remove it from the guide first.")
 
 
 def close_pair(pair_id: int, *, actor=None) -> Pair:
@@ -253,6 +260,7 @@ def set_pair_retired(pair_id: int, retired: bool, *, actor=None) -> Pair:
             pair.status = Pair.Status.RETIRED
         else:
             pair.status = _open_or_complete(pair)
+            _refuse_reopening_an_example(pair)
         pair.save(update_fields=["status"])
         audit.record(
             actor, "pair.retired" if retired else "pair.unretired", pair, before=before, after=pair_state(pair)
@@ -276,6 +284,10 @@ def set_pair_gold(pair: Pair, is_gold: bool) -> Pair:
     ``pair_not_over_k`` constraint) and sets the status from the count. A retired pair stays retired.
     Used by :mod:`curation.services.gold`, which owns the answer, the audit events and the consensus.
     """
+    if is_gold and guides.is_example(pair.pk):
+        raise ValueError(
+            "This pair is a worked example in its task's guide; its answer is shown, so it cannot be gold."
+        )
     pair.is_gold = is_gold
     if not is_gold:
         pair.k = max(pair.k, pair.judgement_count)

@@ -67,8 +67,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from annotation.models import AuditEvent, Expertise, Judgement, Lease, Pair, Task
-from annotation.services import audit, queue_sql
+from annotation.models import AuditEvent, Expertise, Judgement, Lease, Pair, Task, TaskGuide
+from annotation.services import audit, guides, queue_sql
 
 Consequences = Callable[[Pair, object], None]
 """What a change of a pair's judgements sets off elsewhere: ``consequences(locked pair, actor)``."""
@@ -116,6 +116,11 @@ class AnnotatorPaused(QueueError):
     code = "paused"
 
 
+class InvalidReasons(QueueError):
+    status = 400
+    code = "invalid_reasons"
+
+
 @dataclass(frozen=True)
 class JudgementInput:
     choice: str
@@ -124,10 +129,26 @@ class JudgementInput:
     flag_off_topic: bool = False
     comment: str = ""
     time_spent_ms: int | None = None
+    confidence: str = ""  # "", "sure" or "unsure"
+    reasons: tuple[str, ...] = ()  # labels from the task guide's reasons (checked by the caller)
 
 
 def _now():
     return timezone.now()
+
+
+def check_reasons(user, lease_id: int, reasons) -> None:
+    """Refuse (:class:`InvalidReasons`) reasons that are not in the guide of the lease's task. One query, run
+    by :func:`curation.services.judging.judge` only when a judgement gives reasons, so the usual judgement
+    (a key press, no reasons) costs nothing more."""
+    allowed = (
+        TaskGuide.objects.filter(task__tuples__pairs__leases=lease_id, task__tuples__pairs__leases__annotator=user)
+        .values_list("reasons", flat=True)
+        .first()
+    )
+    unknown = [reason for reason in reasons if reason not in (allowed or [])]
+    if unknown:
+        raise InvalidReasons(f"Not a reason of this task: {', '.join(unknown)[:200]}.")
 
 
 def allowed_tasks(user, *, task: str | None = None, discipline: str | None = None) -> list[int]:
@@ -377,6 +398,8 @@ def submit_judgement(
             flag_off_topic=data.flag_off_topic,
             comment=data.comment,
             time_spent_ms=data.time_spent_ms,
+            confidence=data.confidence,
+            reasons=list(data.reasons),
         )
         pair.judgement_count += 1
         if not pair.is_gold and pair.judgement_count >= pair.k:
@@ -463,6 +486,8 @@ def undo_last_judgement(user, *, judgement_id: int | None = None, consequences: 
                 return _undone_before(user, judgement_id)
             raise NothingToUndo("There is no judgement of yours recent enough to undo.")
         pair = Pair.objects.select_for_update().get(pk=latest.pair_id)
+        if guides.is_example(pair.pk):
+            raise PairUnavailable("This pair is now a worked example in the task's guide; it is not judged again.")
         judgement = Judgement.objects.select_related("lease").filter(pk=latest.pk).first()
         if judgement is None:
             if judgement_id is not None:

@@ -282,8 +282,9 @@ def lock_pair_and_lease(lease_id: int, user_id: int) -> tuple[Pair, Lease] | Non
 JUDGEMENT_WRITES = """
 WITH j AS (
   INSERT INTO annotation_judgement (pair_id, annotator_id, lease_id, choice, chosen_image_id, flag_prompt_unclear,
-                                    flag_image_broken, flag_off_topic, comment, time_spent_ms, created_at)
-  VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id
+                                    flag_image_broken, flag_off_topic, comment, time_spent_ms, confidence, reasons,
+                                    created_at)
+  VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id
 ), p AS (
   UPDATE annotation_pair SET judgement_count = %s, status = %s WHERE id = %s
 ), l AS (
@@ -314,6 +315,7 @@ def write_judgement(judgement: Judgement, pair: Pair, lease: Lease, *, now: date
         )
         return judgement
     after_json = AuditEvent._meta.get_field("after").get_db_prep_save(after, connection)
+    reasons_json = Judgement._meta.get_field("reasons").get_db_prep_save(judgement.reasons, connection)
     found = _fetch(
         JUDGEMENT_WRITES,
         [
@@ -327,6 +329,8 @@ def write_judgement(judgement: Judgement, pair: Pair, lease: Lease, *, now: date
             judgement.flag_off_topic,
             judgement.comment,
             judgement.time_spent_ms,
+            judgement.confidence,
+            reasons_json,
             _db_time(now),
             pair.judgement_count,
             pair.status,
@@ -338,9 +342,11 @@ def write_judgement(judgement: Judgement, pair: Pair, lease: Lease, *, now: date
             _db_time(now),
         ],
     )
-    return from_db(
+    saved = from_db(
         Judgement, JUDGEMENT_FIELDS, (found[0][0], *(getattr(judgement, name) for name in JUDGEMENT_FIELDS[1:]))
     )
+    saved.reasons = judgement.reasons  # already Python: the JSON field's converter reads only database text
+    return saved
 
 
 JUDGEMENT_FIELDS = (
@@ -355,6 +361,7 @@ JUDGEMENT_FIELDS = (
     "flag_off_topic",
     "comment",
     "time_spent_ms",
+    "confidence",
     "created_at",
 )
 

@@ -37,7 +37,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from annotation.models import Judgement, Pair
-from annotation.services import audit, queue_sql
+from annotation.services import audit, guides, queue_sql
 from curation.models import Adjudication, Consensus, Label
 
 Outcome = Consensus.Outcome
@@ -234,3 +234,52 @@ def record_imported_decision(
         if close:
             catalog.close_pair(pair.pk, actor=actor)
         return consensus, what
+
+
+# --- Decided pairs, for the worked examples of task guides (curation/views_guides.py) -------------
+
+# Outcomes that say which of the two images is right: a confirmed or reversed majority, or an adjudication
+# whose label is one of the images (an adjudicated both/neither shows no right image).
+EXAMPLE_OUTCOMES = (Outcome.CONFIRMED, Outcome.REVERSED, Outcome.ADJUDICATED)
+
+
+def right_image_of(pair: Pair, decision: Consensus) -> int | None:
+    """The image a decided pair's consensus says is right; ``None`` when it names neither image."""
+    if decision.outcome not in EXAMPLE_OUTCOMES:
+        return None
+    if decision.label == Label.EXPECTED:
+        return pair.image_correct_id
+    if decision.label == Label.OTHER:
+        return pair.image_wrong_id
+    return None
+
+
+def example_candidates(task_id: int):
+    """The task's decided pairs that may become worked examples: a right image is known, the pair is not
+    gold, takes no judgements and is no example yet. Newest decision first."""
+    return (
+        Consensus.objects.filter(
+            pair__tuple__task_id=task_id,
+            pair__is_gold=False,
+            outcome__in=EXAMPLE_OUTCOMES,
+            label__in=(Label.EXPECTED, Label.OTHER),
+            pair__guide_example__isnull=True,
+        )
+        .exclude(pair__status=Pair.Status.OPEN)
+        .select_related("pair__tuple")
+        .order_by("-updated_at", "-pair_id")
+    )
+
+
+def add_worked_example(actor, task, pair_id: int, *, note: str = ""):
+    """Show a decided pair in ``task``'s guide with the image its consensus says is right
+    (:func:`annotation.services.guides.add_example`; ``GuideError`` when the pair is not decided)."""
+    with transaction.atomic():
+        pair = Pair.objects.select_for_update().filter(pk=pair_id).first()
+        decision = Consensus.objects.filter(pair_id=pair_id).first()
+        right = None if pair is None or decision is None else right_image_of(pair, decision)
+        if right is None:
+            raise guides.GuideError(
+                "Only a decided pair (confirmed, reversed or adjudicated to one image) can be an example."
+            )
+        return guides.add_example(actor, task, pair_id, right_image_id=right, note=note)

@@ -33,6 +33,8 @@ def after_judgements_changed(pair: Pair, annotator) -> None:
 def judge(user, lease_id: int, data: JudgementInput):
     """Record ``user``'s judgement through their lease (:func:`annotation.services.queue.submit_judgement`:
     ``(judgement, created)``, or a :class:`~annotation.services.queue.QueueError`), with its consequences."""
+    if data.reasons:
+        queue.check_reasons(user, lease_id, data.reasons)
     return queue.submit_judgement(user, lease_id, data, consequences=after_judgements_changed)
 
 

@@ -7,11 +7,16 @@
  * key and button is ignored (`busy`), so a double press never submits twice.
  *
  * The page never learns which image is expected: the API sends only two lease-scoped URLs.
+ *
+ * Task guides and their reasons come with the page (one <template> per task), so a new task costs no
+ * request. The progress line ("n judged today · about m left") counts locally on each judgement and
+ * undo, and is read again from the server only on the heartbeat's timer, never per key press.
  */
 (function () {
   "use strict";
 
   const HEARTBEAT_MS = 60 * 1000;
+  const PROGRESS_MS = 60 * 1000;
   const KEY_CHOICES = { 1: "left", 2: "right", 3: "both", 4: "neither" };
   const CHOICE_LABELS = { left: "image 1", right: "image 2", both: "both", neither: "neither" };
 
@@ -20,6 +25,9 @@
   const endpoints = JSON.parse(byId("annotate-endpoints").textContent);
   const filters = JSON.parse(byId("annotate-filters").textContent);
   const csrfToken = document.querySelector('meta[name="csrf-token"]').content;
+  const taskReasons = JSON.parse(byId("annotate-reasons").textContent);
+  const guideSources = {};
+  document.querySelectorAll("template.guide-source").forEach((node) => (guideSources[node.dataset.task] = node));
   const ui = {
     prompt: byId("prompt"),
     task: byId("task-badge"),
@@ -35,7 +43,21 @@
     lightboxImg: byId("lightbox-img"),
     lightboxLabel: byId("lightbox-label"),
     help: byId("help"),
+    guide: byId("guide"),
+    guideTask: byId("guide-task"),
+    guideText: byId("guide-text"),
+    guideLink: byId("guide-link"),
+    helpGuide: byId("help-guide"),
+    helpGuideTask: byId("help-guide-task"),
+    helpGuideText: byId("help-guide-text"),
+    helpGuideLink: byId("help-guide-link"),
+    judgedToday: byId("judged-today"),
+    leftForYou: byId("left-for-you"),
+    confidence: Array.from(document.querySelectorAll("input[name=confidence]")),
+    reasons: byId("reasons"),
+    reasonBoxes: byId("reason-boxes"),
   };
+  let shownTask = null; // the task code whose guide and reasons are on screen
 
   let lease = null; // the lease payload on screen, null when none
   let busy = false;
@@ -49,6 +71,54 @@
     sessionCount = Math.max(0, n);
     sessionStorage.setItem(countKey, String(sessionCount));
     ui.count.textContent = String(sessionCount);
+  }
+
+  function setProgress(judgedToday, left) {
+    ui.judgedToday.textContent = String(Math.max(0, judgedToday));
+    ui.leftForYou.textContent = String(Math.max(0, left));
+  }
+
+  function bumpProgress(judged) {
+    setProgress(Number(ui.judgedToday.textContent) + judged, Number(ui.leftForYou.textContent) - judged);
+  }
+
+  async function refreshProgress() {
+    if (busy || document.visibilityState !== "visible") return;
+    try {
+      const response = await fetch(endpoints.progress, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (response.status !== 200 || busy) return;
+      const data = await response.json();
+      setProgress(data.judged_today, data.left);
+    } catch (error) {
+      // the next tick tries again
+    }
+  }
+
+  /* The guide and the reasons of a task, when the task on screen changes. */
+  function showTask(code) {
+    if (code === shownTask) return;
+    shownTask = code;
+    const guideUrl = endpoints.guide.replace("{code}", encodeURIComponent(code));
+    ui.task.href = ui.guideLink.href = ui.helpGuideLink.href = guideUrl;
+    const source = guideSources[code];
+    const hasGuide = Boolean(source && source.content.textContent.trim());
+    ui.guide.hidden = ui.helpGuide.hidden = !hasGuide;
+    ui.guideTask.textContent = ui.helpGuideTask.textContent = code;
+    ui.guideText.replaceChildren(...(hasGuide ? [source.content.cloneNode(true)] : []));
+    ui.helpGuideText.replaceChildren(...(hasGuide ? [source.content.cloneNode(true)] : []));
+    const reasons = taskReasons[code] || [];
+    ui.reasonBoxes.replaceChildren(
+      ...reasons.map((reason) => {
+        const label = document.createElement("label");
+        const box = document.createElement("input");
+        box.type = "checkbox";
+        box.name = "reason";
+        box.value = reason;
+        label.append(box, " " + reason);
+        return label;
+      })
+    );
+    ui.reasons.hidden = reasons.length === 0;
   }
 
   function say(message, kind) {
@@ -110,6 +180,8 @@
     ui.empty.hidden = false;
     ui.prompt.textContent = "";
     ui.task.textContent = ui.discipline.textContent = "";
+    ui.guide.hidden = true;
+    shownTask = null;
   }
 
   function show(payload) {
@@ -125,6 +197,9 @@
     ui.discipline.textContent = payload.discipline.name;
     ui.comment.value = "";
     ui.flags.forEach((box) => (box.checked = false));
+    showTask(payload.task.code);
+    ui.confidence.forEach((radio) => (radio.checked = radio.value === ""));
+    ui.reasonBoxes.querySelectorAll("input").forEach((box) => (box.checked = false));
     let pending = 2;
     for (const side of ["left", "right"]) {
       const img = ui.images[side];
@@ -162,9 +237,13 @@
         time_spent_ms: readyAt === null ? null : Math.round(performance.now() - readyAt),
       };
       ui.flags.forEach((box) => (body[box.name] = box.checked));
+      const confidence = ui.confidence.find((radio) => radio.checked);
+      body.confidence = confidence ? confidence.value : "";
+      body.reasons = Array.from(ui.reasonBoxes.querySelectorAll("input:checked"), (box) => box.value);
       const { status, data } = await post(endpoint("judgement", lease.lease_id), body);
       if (status === 201) {
         setCount(sessionCount + 1);
+        bumpProgress(1);
         say("Saved: " + CHOICE_LABELS[choice] + ".", "ok");
       } else if (status === 409 || status === 404) {
         say(data.detail + " Here is the next pair.", "warning");
@@ -194,6 +273,7 @@
       const { status, data } = await post(endpoints.undo);
       if (status === 200) {
         setCount(sessionCount - 1);
+        bumpProgress(-1);
         show(data);
         say("Undone: judge this pair again.", "ok");
       } else if (status === 404) {
@@ -238,7 +318,7 @@
 
   function onKey(event) {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
-    if (event.target.closest("textarea, select, input:not([type=checkbox])")) {
+    if (event.target.closest("textarea, select, input:not([type=checkbox]):not([type=radio])")) {
       if (event.key === "Escape") event.target.blur();
       return; // typing a comment
     }
@@ -268,6 +348,7 @@
   ui.help.addEventListener("click", (event) => event.target === ui.help && closeOverlays());
   document.addEventListener("visibilitychange", heartbeat);
   setInterval(heartbeat, HEARTBEAT_MS);
+  setInterval(refreshProgress, PROGRESS_MS);
 
   setCount(sessionCount);
   exclusive(loadNext);

@@ -121,6 +121,7 @@ def build(settings, tmp_path: Path) -> dict:
         "new_a": make_image().pk,
         "new_b": make_image().pk,
         "hidden_texts": hidden_texts(),
+        "guide_example": _guide_example(admin),
     }
 
 
@@ -157,3 +158,14 @@ def hidden_texts() -> list[str]:
 
 def user(world: dict, role: str):
     return None if role == "anonymous" else world["users"][role]
+
+
+def _guide_example(admin) -> int:
+    """A worked example in the guide of RU (the annotator's task): a closed pair, its right image shown."""
+    from annotation.services import catalog, guides
+
+    pair = make_pair("RU")
+    catalog.set_pair_retired(pair.pk, True)
+    task = Task.objects.get(code="RU")
+    guides.save_guide(admin, task, body="Rust needs *water* and oxygen.", reasons=["colour", "shape"])
+    return guides.add_example(admin, task, pair.pk, right_image_id=pair.image_correct_id).pk
