@@ -60,7 +60,10 @@ class ScheduleForm(forms.Form):
     check_every_minutes = forms.IntegerField(initial=10, help_text="How often the data trigger is checked.")
     params = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 14, "cols": 60, "spellcheck": "false"}),
-        help_text="A JSON object; unknown keys are refused, missing ones take their default.",
+        help_text="A JSON object; unknown keys are refused, missing ones take their default. "
+        f'"{schedules.ROTATE_SEED}": true (kinds with a seed) gives each firing its own seeds: the run\'s seed is '
+        "this seed plus the schedule's fire count (the runs it made before) times images_per_prompt. Without it "
+        "every firing of a generate schedule makes the same images again, so nothing new.",
     )
     enabled = forms.BooleanField(required=False, initial=True)
 
@@ -86,6 +89,19 @@ class ScheduleForm(forms.Form):
                 self.add_error(name, message)
 
 
+def _repeats_itself(form: ScheduleForm) -> bool:
+    """Whether the template on the form (as posted, or as it starts) makes the same run at every firing."""
+    if form.is_bound:
+        kind, text = form.data.get("kind", ""), form.data.get("params", "")
+    else:
+        kind, text = form.initial.get("kind", ""), form.initial.get("params", "")
+    try:
+        params = json.loads(text) if isinstance(text, str) and len(text) <= 100_000 else text
+    except json.JSONDecodeError:
+        params = None
+    return schedules.repeats_itself(kind, params)
+
+
 def _form_page(request, form: ScheduleForm, schedule: Schedule | None):
     return render(
         request,
@@ -95,6 +111,8 @@ def _form_page(request, form: ScheduleForm, schedule: Schedule | None):
             "schedule": schedule,
             "kind_defaults": {kind: default_params(kind) for kind in kinds.available()},
             "kind_fields": {kind: kinds.describe(kind) for kind in kinds.available()},
+            "repeats_itself": _repeats_itself(form),
+            "rotate_seed": schedules.ROTATE_SEED,
         },
         status=400 if form.is_bound else 200,
     )

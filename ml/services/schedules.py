@@ -13,6 +13,13 @@ trigger) fewer than ``min_new_pairs`` pairs were confirmed since the last succes
 kind (:func:`new_confirmed_pairs`), or since the schedule's own run failed if that came later.
 :func:`run_now` starts one at once for an admin ("run now").
 
+A generate run repeated with the same parameters makes the same images again (seeds are deterministic and
+images are deduplicated): nothing new. ``"rotate_seed": true`` in a schedule's params (:data:`ROTATE_SEED`,
+for kinds with a ``seed``) gives each firing its own seeds: the run's seed is the template's seed plus the
+schedule's fire count (the runs it made before) times the seeds one run uses (``images_per_prompt``), so no
+two firings share a seed (:func:`run_params`). :func:`repeats_itself` says when a template would make nothing
+new, for the form's warning.
+
 Both take the Celery task that executes the run (``celery_task``: ``ml.tasks.execute_run``) from their
 caller and hand it to :func:`~ml.services.runs.start_run`: ``ml/tasks.py`` imports this module, so this
 module never imports it.
@@ -36,7 +43,7 @@ from annotation.models import Pair
 from annotation.services import audit
 from curation.models import Consensus
 from ml.models import Run, Schedule
-from ml.services.runs import RunParamsError, start_run, validate_params
+from ml.services.runs import RunParamsError, kinds, start_run, validate_params
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +53,7 @@ CRON_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
 MAX_CHECK_EVERY_MINUTES = 24 * 60
 EDITABLE = ("name", "kind", "params", "trigger", "cron", "min_new_pairs", "check_every_minutes", "enabled")
 ACTIVE = (Run.Status.QUEUED, Run.Status.RUNNING)
+ROTATE_SEED = "rotate_seed"  # a schedule's own parameter: each firing gets fresh seeds (see the module docstring)
 
 
 class ScheduleError(ValueError):
@@ -162,13 +170,22 @@ def _clean(fields: dict, *, pk: int | None) -> dict:
     except ValueError as exc:
         errors["check_every_minutes"] = str(exc)
 
+    params = dict(fields["params"]) if isinstance(fields["params"], dict) else fields["params"]
+    rotate = params.pop(ROTATE_SEED, False) if isinstance(params, dict) else False
     try:
-        cleaned["params"], _ = validate_params(fields["kind"], fields["params"])
+        cleaned["params"], _ = validate_params(fields["kind"], params)
     except RunParamsError as exc:
         if "kind" in exc.errors:
             errors["kind"] = exc.errors.pop("kind")
         if exc.errors:
             errors["params"] = exc.errors
+    else:
+        if not isinstance(rotate, bool):
+            errors["params"] = {ROTATE_SEED: "must be true or false"}
+        elif rotate and "seed" not in cleaned["params"]:
+            errors["params"] = {ROTATE_SEED: f"{fields['kind']} runs have no seed to rotate"}
+        elif rotate:
+            cleaned["params"][ROTATE_SEED] = True
     if errors:
         raise ScheduleError(errors)
     return cleaned
@@ -346,9 +363,36 @@ def _last_failure(schedule: Schedule):
     return latest.finished_at if latest is not None and latest.status == Run.Status.FAILED else None
 
 
+def repeats_itself(kind: str, params) -> bool:
+    """Whether every firing of this template would make the same generate run: the same tuples with the same
+    seeds, so the same images, all deduplicated: nothing new after the first (unless :data:`ROTATE_SEED`)."""
+    return kind == Run.Kind.GENERATE and not (isinstance(params, dict) and params.get(ROTATE_SEED) is True)
+
+
+def _seed_limit(kind: str) -> int:
+    field = next((f for f in kinds.describe(kind) if f["name"] == "seed"), {})
+    return int(field.get("maximum") or 2**31 - 1)
+
+
+def run_params(schedule: Schedule, fires: int) -> dict:
+    """The parameters of the schedule's run after ``fires`` earlier firings: its template, and with
+    :data:`ROTATE_SEED` the seed moved on by ``fires`` × the seeds a run uses (``images_per_prompt``, else 1),
+    wrapping at the kind's largest seed."""
+    params = {name: value for name, value in schedule.params.items() if name != ROTATE_SEED}
+    seed, per_run = params.get("seed"), params.get("images_per_prompt")
+    if schedule.params.get(ROTATE_SEED) is True and isinstance(seed, int):
+        stride = max(1, per_run) if isinstance(per_run, int) else 1
+        params["seed"] = (seed + fires * stride) % (_seed_limit(schedule.kind) + 1)
+    return params
+
+
 def _start(schedule: Schedule, user, *, actor, manual: bool, celery_task) -> Run:
-    run = start_run(user, schedule.kind, schedule.params, celery_task=celery_task, schedule=schedule)
-    audit.record(actor, "schedule.fired", schedule, after={"run": run.pk, "manual": manual})
+    params = run_params(schedule, schedule.runs.count())
+    run = start_run(user, schedule.kind, params, celery_task=celery_task, schedule=schedule)
+    after: dict = {"run": run.pk, "manual": manual}
+    if schedule.params.get(ROTATE_SEED) is True:
+        after["seed"] = params.get("seed")
+    audit.record(actor, "schedule.fired", schedule, after=after)
     return run
 
 

@@ -162,3 +162,30 @@ def test_posts_need_the_csrf_token(admin_user, schedule):
     client.force_login(admin_user)
     assert client.post(reverse("ml-schedules:pause", args=[schedule.pk])).status_code == 403
     assert Schedule.objects.get(pk=schedule.pk).enabled
+
+
+def test_the_form_warns_that_a_fixed_seed_repeats_itself_and_documents_the_rotating_seed(
+    client,
+    admin_user,
+    generator,  # noqa: F811
+):
+    client.force_login(admin_user)
+    html = client.get(reverse("ml-schedules:new")).content.decode()
+    assert '<div class="seed-warning" id="seed-warning" role="status">' in html  # generate, fixed seed: shown
+    assert "&quot;rotate_seed&quot;: true (kinds with a seed) gives each firing its own seeds" in html  # help text
+    assert "ml/schedules.js" in html and "<script>" not in html  # no inline script
+    rotating = client.get(reverse("ml-schedules:new")).context["form"]
+    assert rotating.fields["params"].help_text.count("rotate_seed") == 1
+    refused = client.post(
+        reverse("ml-schedules:new"), form_data(generator, params=json.dumps(template(generator)), cron="bad")
+    )
+    assert 'id="seed-warning" role="status">' in refused.content.decode()  # still warned after a refused post
+    rotated = form_data(generator, name="rotating", params=json.dumps(template(generator, rotate_seed=True)), cron="x")
+    not_warned = client.post(reverse("ml-schedules:new"), rotated).content.decode()
+    assert 'id="seed-warning" role="status" hidden>' in not_warned
+    created = client.post(reverse("ml-schedules:new"), {**rotated, "cron": "0 6 * * 1"})
+    assert created.status_code == 302 and Schedule.objects.get(name="rotating").params["rotate_seed"] is True
+    edit = client.get(reverse("ml-schedules:edit", args=[Schedule.objects.get(name="rotating").pk])).content.decode()
+    assert 'id="seed-warning" role="status" hidden>' in edit and "&quot;rotate_seed&quot;: true" in edit
+    trainer = client.get(reverse("ml-schedules:new"), {"kind": "train_scorer"}).content.decode()
+    assert 'id="seed-warning" role="status" hidden>' in trainer  # only generate runs repeat themselves

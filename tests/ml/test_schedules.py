@@ -220,3 +220,42 @@ def test_paused_or_deleted_schedules_do_not_fire_but_run_now_does(admin_user, ge
     fired = AuditEvent.objects.get(action="schedule.fired")
     assert fired.actor == admin_user and fired.after == {"run": run.pk, "manual": True}
     assert schedules.fire(999_999, celery_task=execute_run) is None
+
+
+# --- the rotating seed ----------------------------------------------------------------------------
+
+
+def _fire_twice(schedule) -> list[Run]:
+    first = schedules.fire(schedule.pk, celery_task=execute_run)
+    Run.objects.filter(pk=first.pk).update(status=Run.Status.SUCCEEDED)
+    second = schedules.fire(schedule.pk, celery_task=execute_run)
+    return [first, second]
+
+
+def test_two_firings_with_a_rotating_seed_get_different_seeds(admin_user, generator):
+    params = template(generator, seed=40, images_per_prompt=3, rotate_seed=True)
+    schedule = make_schedule(admin_user, generator, params=params)
+    assert schedule.params["rotate_seed"] is True and not schedules.repeats_itself("generate", schedule.params)
+    first, second = _fire_twice(schedule)
+    # fire count × images_per_prompt: the seeds 40..42 then 43..45, no two firings share one
+    assert (first.params["seed"], second.params["seed"]) == (40, 43)
+    assert "rotate_seed" not in first.params  # the schedule's option, not the run's
+    fired = AuditEvent.objects.filter(action="schedule.fired").order_by("id")
+    assert [event.after["seed"] for event in fired] == [40, 43]
+
+
+def test_two_firings_with_a_fixed_seed_repeat_the_same_run(admin_user, generator):
+    schedule = make_schedule(admin_user, generator, params=template(generator, seed=40))
+    assert schedules.repeats_itself("generate", schedule.params)
+    first, second = _fire_twice(schedule)
+    assert first.params == second.params and first.params["seed"] == 40
+
+
+def test_the_rotating_seed_wraps_and_is_checked(admin_user, generator):
+    schedule = make_schedule(admin_user, generator, params=template(generator, seed=2**62, rotate_seed=True))
+    assert schedules.run_params(schedule, 0)["seed"] == 2**62
+    assert schedules.run_params(schedule, 1)["seed"] == 0  # past the largest seed: from 0 again
+    with pytest.raises(schedules.ScheduleError) as refused:
+        make_schedule(admin_user, generator, name="odd", params=template(generator, rotate_seed="yes"))
+    assert refused.value.errors == {"params": {"rotate_seed": "must be true or false"}}
+    assert not Schedule.objects.filter(name="odd").exists()
