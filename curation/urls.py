@@ -55,3 +55,24 @@ urlpatterns += [
         "guides/<str:code>/examples/<int:example_id>/remove/", views_guides.example_remove, name="guide-example-remove"
     ),
 ]
+
+from curation import views_downloads, views_users  # noqa: E402
+
+# User management (admins) and the raw judgements download (admins); see curation/views_users.py.
+urlpatterns += [
+    path("users/", views_users.user_list, name="user-list"),
+    path("users/new/", views_users.user_new, name="user-new"),
+    path("users/<int:user_id>/", views_users.user_detail, name="user-detail"),
+    path("users/<int:user_id>/edit/", views_users.user_edit, name="user-edit"),
+    path("users/<int:user_id>/pause/", views_users.user_pause, name="user-pause"),
+    path("users/<int:user_id>/restore/", views_users.user_restore, name="user-restore"),
+    path("users/<int:user_id>/invite/", views_users.user_invite, name="user-invite"),
+    path("users/by-name/<str:username>/", views_users.user_by_name, name="user-by-name"),
+    path("users/set-password/<uidb64>/<token>/", views_users.set_password, name="user-set-password"),
+    path("judgements/export/", views_downloads.raw_judgements_all, name="judgements-export"),
+    path(
+        "versions/<int:version_id>/judgements/",
+        views_downloads.raw_judgements_version,
+        name="version-judgements-export",
+    ),
+]
