@@ -18,6 +18,8 @@ The adjudication page's script also reads one pair with the id of the next one i
 
 from __future__ import annotations
 
+import re
+
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -176,11 +178,14 @@ def review_item_data(item: dict, following: int | None) -> dict:
     }
 
 
+TASK_CODE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
 def queue_filters(request) -> dict:
     """The review list's filters from the query string (``task``, ``outcome``, ``flagged``); 400 when invalid."""
     task = request.query_params.get("task", "")
-    if len(task) > 32:
-        raise ValidationError({"task": "A task code is at most 32 characters."})
+    if task and not TASK_CODE.fullmatch(task):
+        raise ValidationError({"task": "A task code is 1 to 32 letters, digits, - or _."})
     outcome = _choice_param(request, "outcome", [o.value for o in service.REVIEW_OUTCOMES])
     flagged = _choice_param(request, "flagged", ["on", "true", "1", "off", "false", "0"])
     return {"task": task or None, "outcome": outcome, "flagged": flagged in ("on", "true", "1")}

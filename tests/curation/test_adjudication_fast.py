@@ -55,6 +55,7 @@ def test_the_data_refuses_annotators_and_answers_404_and_400_not_500(client, ann
     assert client.get(reverse("curation:adjudication-data", args=[999999])).status_code == 404
     assert client.get(data_url(pair), {"outcome": "confirmed"}).status_code == 400
     assert client.get(data_url(pair), {"task": "x" * 33}).status_code == 400
+    assert client.get(data_url(pair), {"task": "R\x00U"}).status_code == 400
     assert client.get(data_url(pair), {"flagged": "maybe"}).status_code == 400
 
 
