@@ -184,6 +184,23 @@
       form.reset();
     }
     resetZoom();
+    preload(data.next);
+  }
+
+  /* Warm the browser's cache with the next pair's images, so that the pair after a decision draws at once.
+     Its data is read again when it is shown: by then this pair's decision may have changed what comes next. */
+  const preloaded = new Set();
+
+  function preload(pairId) {
+    if (pairId === null || pairId === undefined || preloaded.has(pairId)) return;
+    preloaded.add(pairId);
+    fetch(withQuery(url(config.data, pairId)), { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then((response) => (response.ok ? response.json() : null))
+      .then((data) => {
+        if (!data) return;
+        [data.images.expected, data.images.other].forEach((src) => (new Image().src = src));
+      })
+      .catch(() => {});
   }
 
   function finished() {
@@ -405,5 +422,6 @@
   });
 
   window.addEventListener("popstate", () => window.location.reload());
+  preload(current.next);
   window.addEventListener("resize", applyZoom);
 })();
