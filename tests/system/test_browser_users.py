@@ -93,6 +93,8 @@ def test_a_name_on_the_dashboard_opens_the_annotators_figures(live_server):
     with chromium_page(live_server.url) as page:
         sign_in(page, "curator", PASSWORD)
         page.goto("/curation/dashboard/")
+        check_at_every_width(page, "dashboard")  # its wide tables scroll inside their own boxes
+        page.set_viewport_size({"width": 1366, "height": 768})
         page.click("#throughput tr[data-annotator=ann] a")
         page.wait_for_url(f"**/curation/users/{ann.pk}/")
         assert page.inner_text("[data-figure=total] .value") == "1"
