@@ -195,11 +195,11 @@ class ExportDownloadView(APIView):
 
 # --- Raw judgements (admins only) ------------------------------------------------------------------
 # /curation/judgements/export/ and /curation/versions/<id>/judgements/: every judgement, or those of
-# one version's member pairs, as CSV or JSONL (?format=csv|jsonl), pseudonymous unless ?names=1
-# (without a format: back to the page that links the formats);
-# streamed a batch at a time (curation/services/exporting/raw_judgements.py). Reviewers see
-# judgements pair by pair while adjudicating, but a bulk file of everyone's work (with names on
-# request) is personal data leaving the app, so it is an admin's download.
+# one version's member pairs, as CSV or JSONL (?format=csv|jsonl), pseudonymous unless ?names=1,
+# streamed a batch at a time (curation/services/exporting/raw_judgements.py); without a format, back
+# to the page that links the formats. Reviewers see judgements pair by pair while adjudicating, but a
+# bulk file of everyone's work (with names on request) is personal data leaving the app, so it is an
+# admin's download.
 
 _CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
 
