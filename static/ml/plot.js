@@ -8,7 +8,8 @@
 (() => {
   "use strict";
   const NS = "http://www.w3.org/2000/svg";
-  const W = 480, H = 250, M = { top: 12, right: 14, bottom: 44, left: 66 };
+  const H = 250, M = { top: 12, right: 14, bottom: 44, left: 66 };
+  let W = 480;  // the drawing's width: 480, or the container's where that is narrower (a phone), so text keeps its size
   const COLOURS = ["#2f6fd6", "#d9482b", "#1d8a4c", "#9b4dca", "#a86f00", "#0f8b8d", "#b03a7b", "#5d6b7a"];
 
   // Plotted groups, in this order; a metric joins the first whose pattern matches its name.
@@ -46,10 +47,12 @@
     return String(Number(value.toPrecision(4)));
   }
 
-  // Round tick values (1, 2 or 5 × 10^k apart) covering [lo, hi], about `count` of them.
-  function ticks(lo, hi, count) {
+  // Round tick values (1, 2 or 5 × 10^k apart) covering [lo, hi], about `count` of them; whole numbers only
+  // for an axis of whole numbers (steps).
+  function ticks(lo, hi, count, whole = false) {
     const raw = (hi - lo) / count, power = 10 ** Math.floor(Math.log10(raw)), unit = raw / power;
-    const stepSize = power * (unit < 1.5 ? 1 : unit < 3 ? 2 : unit < 7 ? 5 : 10);
+    let stepSize = power * (unit < 1.5 ? 1 : unit < 3 ? 2 : unit < 7 ? 5 : 10);
+    if (whole) stepSize = Math.max(1, Math.round(stepSize));
     const first = Math.ceil(lo / stepSize - 1e-9) * stepSize, values = [];
     for (let v = first; v <= hi + stepSize * 1e-9; v += stepSize) values.push(Number(v.toPrecision(12)));
     return values;
@@ -96,7 +99,7 @@
       "aria-label": `${spec.name}: ${yName} by ${xName}, ${points.length} points; latest ${last}`,
     }, figure);
 
-    const yTicks = ticks(y0, y1, 4), xTicks = ticks(x0, x1, 5);
+    const yTicks = ticks(y0, y1, 4), xTicks = ticks(x0, x1, 5, points.every((p) => Number.isInteger(p[0])));
     for (const y of yTicks) {
       svg("line", { x1: M.left, x2: W - M.right, y1: sy(y), y2: sy(y), class: "grid" }, root);
       svg("text", { x: M.left - 6, y: sy(y) + 4, "text-anchor": "end", class: "tick" }, root).textContent = tickLabel(y, yTicks);
@@ -151,6 +154,7 @@
   window.mlPlots = {
     classify,
     draw(container, plots) {
+      W = Math.max(280, Math.min(480, container.clientWidth || 480));
       if (!plots.length) {
         container.replaceChildren(html("p", { class: "percent" }, null, "No metrics recorded yet."));
         return;

@@ -102,7 +102,15 @@
 
   function followRun(section) {
     const plots = document.getElementById("run-plots");
-    window.mlPlots.draw(plots, JSON.parse(document.getElementById("run-plot-data").textContent));
+    let shown = JSON.parse(document.getElementById("run-plot-data").textContent), width = plots.clientWidth, timer;
+    window.mlPlots.draw(plots, shown);
+    window.addEventListener("resize", () => {  // the plots are drawn to the width they have
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        if (plots.clientWidth !== width) window.mlPlots.draw(plots, shown);
+        width = plots.clientWidth;
+      }, 150);
+    });
     if (!IN_FLIGHT.includes(section.dataset.status)) return;
     const log = document.getElementById("run-log");
     poll(Number(section.dataset.pollMs), async () => {
@@ -115,7 +123,8 @@
       const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
       log.textContent = readableLog(run.log_tail);
       if (atEnd) log.scrollTop = log.scrollHeight;
-      window.mlPlots.draw(plots, run.plots);
+      shown = run.plots;
+      window.mlPlots.draw(plots, shown);
       return true;
     });
   }
