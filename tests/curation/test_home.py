@@ -56,3 +56,23 @@ def test_a_reviewer_who_annotates_keeps_the_start_annotating_link(client):
     html = client.get(HOME).content.decode()
     assert 'id="my-annotating"' in html
     assert 'id="waiting-disputed"' in html
+
+
+def test_the_admins_home_takes_as_many_queries_with_more_decisions_runs_and_jobs(
+    client, admin_user, django_assert_max_num_queries
+):
+    from ml.models import Run
+
+    client.force_login(admin_user)
+    first = judged_pair("neither", "other", "both")
+    adjudication.adjudicate(admin_user, first.pk, "both")
+    with django_assert_max_num_queries(30) as few:
+        assert client.get(HOME).status_code == 200
+    for _ in range(3):
+        pair = judged_pair("other", "other", "expected")
+        adjudication.adjudicate(admin_user, pair.pk, "other")
+        Run.objects.create(kind="generate", status="queued", created_by=admin_user, params={})
+        Job.objects.create(kind=Job.Kind.IMPORT, params={}, dedup_key=f"i{pair.pk}", created_by=admin_user)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        html = client.get(HOME).content.decode()
+    assert html.count("Run #") == 3 and html.count("Import #") == 3
