@@ -67,6 +67,8 @@ SLOW = {
     "tests/system/test_browser_adjudication.py": "16 s",
     "tests/system/test_browser_home.py": "7 s",
     "tests/system/test_browser_gallery.py": "6 s",
+    # Annotator pages in Chromium (also marked browser): guide, judging with confidence, history, guide editor.
+    "tests/system/test_browser_annotator_pages.py": "8-13 s each, 50 s in all",
 }
 
 
