@@ -406,7 +406,8 @@
     const key = event.key;
     let handled = true;
     if (LABEL_KEYS[key]) {
-      if (current.isGold) say("Gold pairs are not adjudicated.");
+      if (current.pair === null) say("Every pair of this list has been decided.");
+      else if (current.isGold) say("Gold pairs are not adjudicated.");
       else decide(LABEL_KEYS[key]);
     } else if (key === "n" || key === "N") skip();
     else if (key === "+" || key === "=") setZoom(zoom.scale * ZOOM_STEP);

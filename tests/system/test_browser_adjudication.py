@@ -84,6 +84,8 @@ def test_a_reviewer_decides_two_pairs_by_keyboard_without_a_page_load(live_serve
         expect(page.locator("#adj-status")).to_have_text("No other pair waits in this list.")
         page.keyboard.press("2")
         expect(page.locator("#queue-done")).to_be_visible()
+        page.keyboard.press("3")  # nothing left to decide: it says so and records nothing
+        expect(page.locator("#adj-status")).to_have_text("Every pair of this list has been decided.")
         assert page.evaluate("window.__samePage === true")
 
     for name, (violations, overflow) in layout.items():
