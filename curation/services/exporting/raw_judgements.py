@@ -97,9 +97,10 @@ def rows(version_id: int | None = None, *, names: bool = False) -> Iterator[dict
             .values_list("pk", "username")
         )
     pseudonyms: dict[int, str] = {}
+    names_in_order = column_names()
     values = judgements(version_id).values_list(*paths, _EXPECTED)
     for record in values.iterator(chunk_size=BATCH):
-        row = dict(zip(column_names(), record[:-1], strict=True))
+        row = dict(zip(names_in_order, record[:-1], strict=True))
         annotator = row["annotator"]
         if names:
             row["annotator"] = usernames.get(annotator, "")
