@@ -133,3 +133,15 @@ def test_the_rows_are_read_in_batches(boss, judged, monkeypatch):
 def test_every_formula_start_is_defused(text):
     assert raw_judgements.safe_cell(text) == "'" + text
     assert raw_judgements.safe_cell("plain " + text) == "plain " + text
+
+
+@pytest.mark.skipif(not hasattr(Judgement, "reasons"), reason="the judgement has no confidence and reasons yet")
+def test_confidence_and_reasons_are_exported(client, boss, judged):
+    _, first, _ = judged
+    Judgement.objects.filter(pk=first.pk).update(confidence="unsure", reasons=["=cmd|' /C calc'!A0", "blurry"])
+    client.force_login(boss)
+    row = next(csv.DictReader(io.StringIO(body(client.get(URL, {"format": "csv"})))))
+    assert row["confidence"] == "unsure"
+    assert json.loads(row["reasons"]) == ["=cmd|' /C calc'!A0", "blurry"], "a list is one JSON cell"
+    line = json.loads(body(client.get(URL, {"format": "jsonl"})).splitlines()[0])
+    assert (line["confidence"], line["reasons"]) == ("unsure", ["=cmd|' /C calc'!A0", "blurry"])
