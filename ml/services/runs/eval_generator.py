@@ -201,7 +201,9 @@ def evaluate(
         ctx.log(f"{label} {model.name}: {len(starts) - len(todo)} of {len(starts)} chunks done before; resuming")
     if todo:
         pipeline, lora = pipeline_paths(model)
+        ctx.progress(phase=f"loading the {label} model")
         pipe = load_pipeline(pipeline, lora=lora)
+        ctx.progress(phase=f"generating and scoring with the {label} model")
         n = p["images_per_prompt"]
         for start in todo:
             ctx.check_cancelled()
@@ -266,6 +268,7 @@ def handle(run: Run, ctx: RunContext) -> None:
         raise ValueError(f"no tuples of {version.name} {p['split']} are left to evaluate")
     ctx.log(f"{len(records)} tuples of {version.name} {p['split']} x {p['images_per_prompt']} images per prompt")
     scorer_model = ModelVersion.objects.get(pk=p["scorer"])
+    ctx.progress(phase="loading the scorer")
     scorer = scoring.load_scorer(scorer_model.location, scorer_model)
     key = metrics_key(run, version)
 

@@ -160,6 +160,7 @@ def handle(run: Run, ctx: RunContext) -> None:
         return
     p, art = run.params, run.artifacts
     version = DatasetVersion.objects.get(pk=p["dataset_version"])
+    ctx.progress(phase="exporting the dataset version")
     data, rows = scoring.export_parquet(ctx, version)
     if p.get("variants") == "random":
         _export_trainset(ctx, version)
@@ -261,10 +262,11 @@ def _train(run: Run, ctx: RunContext, data: Path) -> dict:
 def evaluate_model(run: Run, ctx: RunContext, data: Path, rows: dict) -> tuple[dict, dict | None]:
     """The new scorer's metrics per split, and its comparison with the active scorer (None without one)."""
     batch = run.params["eval_batch_size"]
+    ctx.progress(phase="evaluating the new scorer")
     mine = scoring.evaluate(
         ctx, run.artifacts["training"]["best_path"], None, data, rows, scoring.EVAL_SPLITS, batch_size=batch
     )
-    ctx.progress(0.9)
+    ctx.progress(0.9, phase="evaluating the active scorer")
     active = registry.active_scorer()
     theirs = (
         {}
