@@ -428,3 +428,27 @@ def test_the_log_shows_the_last_state_of_each_progress_bar_without_glyphs():
         ]
     )
     assert readable_log("") == "" and "█" not in readable_log("a █▌ b")
+
+
+def test_a_models_other_figures_are_listed_by_name_beside_the_accuracy_table():
+    from ml.queries import metric_table
+
+    table = metric_table(
+        {
+            "dataset_version": 3,
+            "validation": {"accuracy": 0.75, "n": 1200, "by_task": {"RU": {"accuracy": 0.5, "n": 4}}},
+            "training": {"best_step": 40, "best_val_accuracy": 0.7512345, "tuples_seen": 12800},
+            "notes": ["a", "b"],
+        }
+    )
+    assert table["splits"] == ["validation"]
+    assert table["rows"] == [{"task": "overall", "cells": [0.75]}, {"task": "RU", "cells": [0.5]}]
+    assert table["other"] == [
+        {"name": "dataset_version", "text": "3"},
+        {"name": "validation.n", "text": "1,200"},
+        {"name": "training.best_step", "text": "40"},
+        {"name": "training.best_val_accuracy", "text": "0.7512"},
+        {"name": "training.tuples_seen", "text": "12,800"},
+        {"name": "notes", "text": "a, b"},
+    ]
+    assert metric_table(None) == {"splits": [], "rows": [], "other": []}

@@ -148,6 +148,17 @@ def test_generated_images_show_as_thumbnails_of_at_least_256_px(live_server, adm
 def test_a_models_metrics_are_a_table_and_compare_starts_with_the_active_scorer(live_server, admin):
     world = registry_world(admin)
     registry.activate_scorer(admin, world.tuned)
+    world.tuned.metrics = {  # as a train_scorer run registers them, with what it measured for the active scorer
+        **world.tuned.metrics,
+        "dataset_version": world.version.pk,
+        "comparison": {
+            "model": world.base.pk,
+            "name": "sciscore-base",
+            "splits": {"test_C": {"accuracy": 0.7, "active_accuracy": 0.62, "delta": 0.08}},
+        },
+        "training": {"best_step": 40, "best_val_accuracy": 0.8, "optimizer_steps": 60, "tuples_seen": 15360},
+    }
+    world.tuned.save(update_fields=["metrics"])
     with chromium_page(live_server.url) as page:
         sign_in(page, "ops", PASSWORD)
         page.goto(f"/ml/models/{world.tuned.pk}/")
@@ -156,6 +167,7 @@ def test_a_models_metrics_are_a_table_and_compare_starts_with_the_active_scorer(
         expect(table.locator('tr[data-task="overall"] td')).to_have_text(["0.800", "0.700"])
         expect(table.locator('tr[data-task="FR"] td')).to_have_text(["–", "0.600"])
         expect(page.locator("#model-metrics pre")).to_have_count(0)  # no JSON dump
+        expect(page.locator("#model-figures tr", has_text="training.tuples_seen").locator("td")).to_have_text("15,360")
         checked_at_every_width(page, "ml-model")
 
         page.set_viewport_size({"width": 1366, "height": 768})
@@ -171,6 +183,11 @@ def test_a_models_metrics_are_a_table_and_compare_starts_with_the_active_scorer(
             ["Task", "a: sciscore-v1 (active)", "b: sciscore-base", "b − a"]
         )
         expect(validation.locator('tr[data-task="overall"] td')).to_have_text(["0.800", "0.600", "-0.200"])
+        # the base scorer has no test_C figure of its own: the one sciscore-v1's training run measured for it
+        expect(page.locator('table[data-split="test_C"] tr[data-task="overall"] td')).to_have_text(
+            ["0.700", "0.620", "-0.080"]
+        )
+        expect(page.locator("#borrowed-b")).to_be_visible()
 
         page.goto("/ml/models/compare/")  # nothing chosen: the active scorer against the latest other one
         expect(page.locator("#compare-default")).to_contain_text("the active scorer")
