@@ -272,6 +272,7 @@ class Figures:
     agreeing: int = 0
     consensus_agreement: float | None = None
     by_label: dict[str, int] = field(default_factory=dict)
+    by_task: list[dict] = field(default_factory=list)  # task, judgements, on_decided, agreeing, agreement
 
 
 def figures_of(user, *, days: int = DEFAULT_DAYS, now: datetime | None = None) -> Figures:
@@ -310,18 +311,32 @@ def figures_of(user, *, days: int = DEFAULT_DAYS, now: datetime | None = None) -
         result.gold_judged, result.gold_correct = quality.gold_judged, quality.gold_correct
         result.gold_accuracy = quality.gold_accuracy
         result.flagged, result.flagged_at, result.restored_at = quality.flagged, quality.flagged_at, quality.restored_at
-    decided = (
-        mine.filter(pair__is_gold=False, pair__consensus__isnull=False)
-        .exclude(pair__consensus__label="")
-        .values(lab=label_expression(), con=F("pair__consensus__label"))
+    # One grouped query: per task, gold or not, the judgement's label and the pair's consensus label
+    # (None without a consensus row, "" while undecided).
+    grouped = (
+        mine.values(task=F("pair__tuple__task__code"), gold=F("pair__is_gold"))
+        .annotate(lab=label_expression(), con=F("pair__consensus__label"))
+        .values("task", "gold", "lab", "con")
         .annotate(n=Count("id"))
-        .values_list("lab", "con", "n")
+        .values_list("task", "gold", "lab", "con", "n")
     )
     by_label = dict.fromkeys(Label.values, 0)
-    for code, consensus, n in decided:
+    by_task: dict[str, dict] = {}
+    for task, is_gold, code, consensus, n in grouped:
+        row = by_task.setdefault(task or "", {"judgements": 0, "on_decided": 0, "agreeing": 0})
+        row["judgements"] += n
+        if is_gold or not consensus:
+            continue
+        agrees = n if LABELS[code] == consensus else 0
+        row["on_decided"] += n
+        row["agreeing"] += agrees
         result.on_decided += n
-        result.agreeing += n if LABELS[code] == consensus else 0
+        result.agreeing += agrees
         by_label[LABELS[code]] += n
     result.by_label = by_label
+    result.by_task = [
+        {"task": task, **row, "agreement": row["agreeing"] / row["on_decided"] if row["on_decided"] else None}
+        for task, row in sorted(by_task.items())
+    ]
     result.consensus_agreement = result.agreeing / result.on_decided if result.on_decided else None
     return result

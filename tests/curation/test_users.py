@@ -246,6 +246,9 @@ def test_the_drill_down_figures_match_the_agreement_page_and_gold(settings, clie
     assert figures.total == 4 and figures.in_window == 4 and figures.per_day[-1] == 4
     assert (figures.gold_judged, figures.gold_correct, figures.gold_accuracy) == (1, 1, 1.0)
     assert (figures.agreeing, figures.on_decided) == (2, 3)
+    assert figures.by_task == [
+        {"task": "RU", "judgements": 4, "on_decided": 3, "agreeing": 2, "agreement": pytest.approx(2 / 3)}
+    ]
     row = next(r for r in agreement_report()["annotators"] if r["annotator"] == "ann")
     assert figures.consensus_agreement == pytest.approx(row["agreement"]["value"])
 
@@ -253,6 +256,7 @@ def test_the_drill_down_figures_match_the_agreement_page_and_gold(settings, clie
     assert re.search(r'data-figure="total"><span class="value">4<', page)
     assert re.search(r'data-figure="gold"><span class="value">100 %', page)
     assert re.search(r'data-figure="consensus"><span class="value">66.7 %', page)
+    assert re.search(r'<tr data-task="RU">.*?data-col="agreement">67 %', page, re.S)
 
 
 def test_the_dashboard_names_open_the_drill_down(client, boss):

@@ -99,3 +99,5 @@ def test_a_name_on_the_dashboard_opens_the_annotators_figures(live_server):
         page.wait_for_url(f"**/curation/users/{ann.pk}/")
         assert page.inner_text("[data-figure=total] .value") == "1"
         assert page.inner_text("[data-figure=consensus] .value") == "100 %"
+        assert page.inner_text("#user-tasks tr[data-task=RU] [data-col=agreement]") == "100 %"
+        check_at_every_width(page, "figures")
