@@ -63,11 +63,15 @@ def run_list(request):
         runs = runs.filter(kind=kind)
     if state:
         runs = runs.filter(status=state)
+    page = Paginator(runs, PAGE_SIZE).get_page(request.GET.get("page"))
+    page.object_list = list(page.object_list)
+    for run in page.object_list:  # what an in-flight run does, where a bare 0 % would say nothing
+        run.percent, run.phase_text = round(100 * run.progress), queries.phase_text(run)
     return render(
         request,
         "ml/runs/list.html",
         {
-            "page": Paginator(runs, PAGE_SIZE).get_page(request.GET.get("page")),
+            "page": page,
             "kinds": Run.Kind.choices,
             "statuses": Run.Status.values,
             "kind": kind,

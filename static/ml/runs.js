@@ -75,11 +75,14 @@
     root.querySelector(".run-progress").value = percent;
     root.querySelector(".run-percent").textContent = `${percent}%`;
     const phase = root.querySelector(".run-phase");
-    if (phase) {  // the run's page: "loading the model…" in place of a bare 0 %
-      const text = phaseText(run);
+    if (phase) {  // "loading the model…" in place of a bare 0 %
+      // The runs list's API rows carry no phase: the one the page was rendered with holds while nothing moved.
+      const known = typeof run.phase === "string" ? run : { ...run, phase: run.progress === 0 ? root.dataset.phase || "" : "" };
+      const text = phaseText(known);
       phase.textContent = text;
       root.querySelector(".run-percent").hidden = Boolean(text) && percent === 0;
       if (text && percent === 0) root.querySelector(".run-progress").removeAttribute("value");
+      else root.querySelector(".run-progress").value = percent;
     }
     root.querySelector(".run-worker").textContent = run.worker || "–";
     root.querySelector(".run-started").textContent = short(run.started_at);

@@ -76,9 +76,14 @@ def test_admins_get_nav_links(admin_client):
 
 def test_the_runs_list(admin_client, world):
     Run.objects.filter(pk=world.trained.pk).update(status="running", progress=0.42)
+    loading = Run.objects.create(
+        kind="sft", created_by=world.trained.created_by, status="running", phase="loading the model"
+    )
     response = admin_client.get(reverse("ml:run-list"))
     html = response.content.decode()
-    assert f'<tr data-run="{world.trained.pk}" data-status="running">' in html
+    assert f'<tr data-run="{world.trained.pk}" data-status="running" data-phase="">' in html
+    row = html.split(f'<tr data-run="{loading.pk}"')[1].split("</tr>")[0]
+    assert '<span class="run-phase">loading the model…</span>' in row and 'percent" hidden>0%' in row
     assert 'value="42"' in html and "42%" in html and "gpu-1" in html and "boss" in html
     assert 'data-api="/api/ml/runs/"' in html and "ml/runs.js" in html
     assert f'href="{reverse("ml:run-new")}?kind=generate"' in html

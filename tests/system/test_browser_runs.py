@@ -48,6 +48,8 @@ def test_the_list_follows_progress_by_polling(page, admin):
     page.click("nav a[href='/ml/runs/']")
     row = page.locator(f'tr[data-run="{run.pk}"]')
     expect(row.locator(".run-status")).to_have_text("queued")
+    expect(row.locator(".run-phase")).to_have_text("waiting for a GPU worker…")  # not a silent 0 %
+    expect(row.locator(".run-percent")).to_be_hidden()
     expect(page.locator(f'tr[data-run="{done.pk}"] .run-percent')).to_have_text("100%")
 
     Run.objects.filter(pk=run.pk).update(status="running", progress=0.37, worker="gpu-7")
@@ -55,6 +57,8 @@ def test_the_list_follows_progress_by_polling(page, admin):
     expect(row.locator(".run-percent")).to_have_text("37%")
     expect(row.locator(".run-progress")).to_have_attribute("value", "37")
     expect(row.locator(".run-worker")).to_have_text("gpu-7")
+    expect(row.locator(".run-phase")).to_have_text("")  # moving: the percentage says enough
+    expect(row.locator(".run-percent")).to_be_visible()
 
     Run.objects.filter(pk=run.pk).update(status="succeeded", progress=1.0)
     expect(row.locator(".run-status")).to_have_text("succeeded")
