@@ -76,3 +76,8 @@ urlpatterns += [
         name="version-judgements-export",
     ),
 ]
+
+urlpatterns += [
+    path("sessions/", views_guides.session_reports, name="session-reports"),
+    path("sessions/end/", views_guides.session_end, name="session-end"),
+]

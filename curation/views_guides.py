@@ -1,4 +1,5 @@
-"""Admin pages for task guides under /curation/guides/: the Markdown, the reasons and the worked examples.
+"""Admin pages for task guides under /curation/guides/: the Markdown, the reasons and the worked examples; and
+the annotator's session feedback under /curation/sessions/ (attention checks, once a session has ended).
 
 Thin views: parse the form, call :mod:`annotation.services.guides` (the guide and its reasons) or
 :func:`curation.services.consensus.add_worked_example` (an example needs a decided pair, which curation
@@ -18,8 +19,8 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from annotation import markdown, roles
 from annotation.models import EXAMPLE_NOTE_MAX_CHARS, GUIDE_MAX_CHARS, GuideExample, Task, TaskGuide
-from annotation.services import guides
-from curation.services import consensus
+from annotation.services import guides, sessions
+from curation.services import consensus, gold
 
 CANDIDATES_PER_PAGE = 12
 
@@ -134,3 +135,29 @@ def example_remove(request, code: str, example_id: int):
     else:
         messages.success(request, "Worked example removed.")
     return redirect("curation:guide-edit", code=task.code)
+
+
+# --- Session feedback for annotators (/curation/sessions/) ---------------------------------------
+# Here rather than in annotation: the report reads gold items, which curation owns.
+
+
+def _require_annotator(user) -> None:
+    if not roles.is_annotator(user):
+        raise PermissionDenied("Only annotators have sessions.")
+
+
+@require_safe
+@login_required
+def session_reports(request):
+    """The annotator's latest ended sessions with their attention-check results (gold revealed only once ended)."""
+    _require_annotator(request.user)
+    reports = [gold.session_report(request.user, start, end) for start, end in sessions.ended_sessions(request.user)]
+    return render(request, "curation/sessions.html", {"reports": reports})
+
+
+@require_POST
+@login_required
+def session_end(request):
+    _require_annotator(request.user)
+    sessions.end_session(request.user)
+    return redirect("curation:session-reports")

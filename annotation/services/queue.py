@@ -68,7 +68,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotation.models import AuditEvent, Expertise, Judgement, Lease, Pair, Task, TaskGuide
-from annotation.services import audit, guides, queue_sql
+from annotation.services import audit, guides, queue_sql, sessions
 
 Consequences = Callable[[Pair, object], None]
 """What a change of a pair's judgements sets off elsewhere: ``consequences(locked pair, actor)``."""
@@ -478,6 +478,9 @@ def undo_last_judgement(user, *, judgement_id: int | None = None, consequences: 
         list(Lease.objects.select_for_update().filter(annotator=user, state=Lease.State.ACTIVE).values_list("pk"))
         now = _now()
         recent = Judgement.objects.filter(annotator=user, created_at__gte=now - settings.UNDO_WINDOW)
+        ended = sessions.last_end(user)  # an ended session's judgements are settled (annotation.services.sessions)
+        if ended is not None:
+            recent = recent.filter(created_at__gt=ended)
         if judgement_id is not None:
             recent = recent.filter(pk=judgement_id)
         latest = recent.order_by("-created_at", "-id").only("id", "pair_id").first()

@@ -244,3 +244,36 @@ def _assess(quality: AnnotatorQuality, *, actor) -> None:
     quality.save(update_fields=["flagged", "flagged_at"])
     people.set_paused(quality.user, True)
     audit.record(actor, "annotator.flagged", quality.user, before=before, after=_quality_state(quality, paused=True))
+
+
+# --- Session feedback -------------------------------------------------------------------------
+
+
+def session_report(user, start, end) -> dict:
+    """An ended session's attention-check report for the annotator (Prolific-style): how many pairs they judged
+    between ``start`` (exclusive; ``None``: from the beginning) and ``end``, how many were gold, how many of those
+    they got right, and per gold item its prompt and whether it was right — never the answer itself.
+
+    Call it only for a session that has ended (:func:`annotation.services.sessions.ended_sessions`): before
+    that the annotator must not learn which pairs were gold, and after it those judgements cannot be undone."""
+    rows = Judgement.objects.filter(annotator=user, created_at__lte=end)
+    if start is not None:
+        rows = rows.filter(created_at__gt=start)
+    checks: list[dict] = []
+    for prompt, choice, chosen, expected, answer in (
+        rows.filter(pair__is_gold=True, created_at__gte=F("pair__gold__created_at"))
+        .order_by("created_at", "id")
+        .values_list(
+            "pair__tuple__implicit_prompt", "choice", "chosen_image_id", "pair__image_correct_id", "pair__gold__answer"
+        )
+    ):
+        checks.append({"prompt": prompt, "right": label_of(choice, chosen, expected) == answer})
+    right = sum(1 for check in checks if check["right"])
+    return {
+        "start": start,
+        "end": end,
+        "judged": rows.count(),
+        "checks": checks,
+        "right": right,
+        "percent": round(100 * right / len(checks)) if checks else None,
+    }

@@ -344,6 +344,7 @@
   byId("undo-button").addEventListener("click", undo);
   byId("help-button").addEventListener("click", toggleHelp);
   byId("help-close").addEventListener("click", closeOverlays);
+  byId("end-session").addEventListener("submit", () => setCount(0)); // the server ends it; a new one starts at 0
   ui.lightbox.addEventListener("click", closeOverlays);
   ui.help.addEventListener("click", (event) => event.target === ui.help && closeOverlays());
   document.addEventListener("visibilitychange", heartbeat);

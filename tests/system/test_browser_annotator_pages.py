@@ -140,3 +140,36 @@ def test_the_admin_writes_a_guide_and_picks_a_worked_example_that_annotators_see
     assert guide.reasons == ["colour", "flakes"]
     assert GuideExample.objects.get(guide=guide).right_image_id == pair.image_correct_id
     assert Pair.objects.get(pk=pair.pk).status == Pair.Status.COMPLETE
+
+
+def test_the_annotator_ends_a_session_and_sees_their_attention_checks(live_server, settings):
+    from curation.services import gold
+
+    settings.GOLD_RATE = 1.0  # the gold pair comes first
+    make_user("chemist", "annotator", disciplines=["chemistry"], password=PASSWORD)
+    admin = make_user("curator", "admin", password=PASSWORD)
+    golden = make_pair("RU")
+    gold.mark_gold(admin, golden.pk, "expected")
+    make_pair("RU")
+    with chromium_page(live_server.url) as page:
+        sign_in(page, "chemist", PASSWORD)
+        page.goto("/annotate/")
+        annotate = page.locator("#annotate")
+        expect(annotate).to_have_attribute("data-state", "ready")
+        first = annotate.get_attribute("data-lease-id")
+        page.keyboard.press("3")  # both: never the gold answer ("expected")
+        expect(annotate).not_to_have_attribute("data-lease-id", first)
+        expect(annotate).to_have_attribute("data-state", "ready")
+        page.keyboard.press("3")
+        expect(page.locator("#empty-state")).to_be_visible()
+        page.click("#end-session button")
+        page.wait_for_url("**/curation/sessions/")
+        summary = page.locator("#latest-session .session-summary")
+        expect(summary).to_contain_text("You judged 2 pairs.")
+        expect(summary).to_contain_text("Attention checks: 0 of 1 right (0%).")
+        expect(page.locator("#latest-session .check-wrong")).to_have_count(1)
+        for width, height in WIDTHS:
+            page.set_viewport_size({"width": width, "height": height})
+            check(page, "sessions", width)
+        page.goto("/annotate/")
+        expect(page.locator("#session-count")).to_have_text("0")

@@ -19,6 +19,9 @@ ROWS: list[tuple] = [
         "A 200 404 200 200",
     ),
     ("api/me/progress/", "GET", "/api/me/progress/", "A 200 200 403 403"),
+    # --- Session feedback (attention checks once a session has ended): annotators ---------------
+    ("curation/sessions/", "GET", "/curation/sessions/", "L 200 200 403 403"),
+    ("curation/sessions/end/", "POST", "/curation/sessions/end/", "L 302 302 403 403"),
     # --- Guide editing: admins only -----------------------------------------------------------
     ("curation/guides/", "GET", "/curation/guides/", PAGE_ADMINS),
     ("curation/guides/<str:code>/", "GET", "/curation/guides/RU/", PAGE_ADMINS),
