@@ -6,8 +6,9 @@ reviewers' image endpoint (/api/images/<id>/file/), shown at 160 px and loaded l
 adjudication page and, for admins, to the origin page of each image (ml's /ml/images/<id>/origin/: which run
 and model made it).
 
-The ml filters the issue asks for (the generating run, disagreement with the active scorer) are not here:
-curation never imports ml, and a filter on them would have to be ml's.
+The ml filters (the run that generated a pair's images, disagreement with the active scorer) are ml's: curation
+never imports ml. ml/views_gallery.py serves the same page with them at /ml/pairs/ (admins), through
+:func:`filtered_pairs` and :func:`render_gallery`; this page links there for admins.
 """
 
 from __future__ import annotations
@@ -40,14 +41,25 @@ class GalleryFilterForm(forms.Form):
 @reviewer_required
 def gallery(request):
     form = GalleryFilterForm(request.GET)
-    form.is_valid()  # an invalid value is shown as an error and left out; the valid filters still apply
+    return render_gallery(request, form, filtered_pairs(form))
+
+
+def filtered_pairs(form: GalleryFilterForm):
+    """The pairs the form's curation filters select. An invalid value is shown as an error and left out; the valid
+    filters still apply."""
+    form.is_valid()
     data = form.cleaned_data
-    pairs = service.gallery_pairs(
+    return service.gallery_pairs(
         task=data["task"].code if data.get("task") else None,
         discipline=data["discipline"].slug if data.get("discipline") else None,
         outcome=data.get("outcome") or None,
         flagged=bool(data.get("flagged")),
     )
+
+
+def render_gallery(request, form: GalleryFilterForm, pairs, extra: dict | None = None):
+    """The gallery page of ``pairs`` (paginated) under ``form``; ``extra``: more template context (ml's page passes
+    ``ml_filters`` and ``active_scorer``)."""
     page = Paginator(pairs, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -59,5 +71,6 @@ def gallery(request):
             "page": page,
             "filter_query": query.urlencode(),
             "is_admin": roles.is_admin(request.user),
+            **(extra or {}),
         },
     )

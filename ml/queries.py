@@ -17,7 +17,10 @@ import math
 import re
 from numbers import Real
 
-from ml.models import ModelVersion, Run
+from django.db.models import Q
+
+from annotation.models import Pair
+from ml.models import ModelVersion, PairScore, Run
 from ml.services.runs import kinds
 
 SPLITS = ("validation", "test_S", "test_C")  # the evaluation splits compared first, in this order
@@ -304,3 +307,21 @@ def metric_table(metrics) -> dict:
         else:
             _flatten(str(key), value, other)
     return {"splits": splits, "rows": rows if splits else [], "other": other}
+
+
+# --- the pair gallery's ml filters (ml/views_gallery.py) ----------------------------------------
+
+
+def pairs_generated_by(run: Run):
+    """Ids of the pairs either of whose images ``run`` generated (``Image.generator`` is ``run:<id>:<model>``)."""
+    prefix = f"run:{run.pk}:"
+    return Pair.objects.filter(
+        Q(image_correct__generator__startswith=prefix) | Q(image_wrong__generator__startswith=prefix)
+    ).values("pk")
+
+
+def pairs_the_scorer_disagrees_with(scorer: ModelVersion | None):
+    """Ids of the pairs whose score from ``scorer`` prefers the expected-wrong image (none without a scorer)."""
+    if scorer is None:
+        return Pair.objects.none().values("pk")
+    return PairScore.objects.filter(model=scorer, disagrees=True).values("pair_id")

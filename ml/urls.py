@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from ml import views
+from ml import views, views_gallery
 
 app_name = "ml"
 
@@ -16,4 +16,5 @@ urlpatterns = [
     path("models/<int:model_id>/", views.model_detail, name="model-detail"),
     path("models/<int:model_id>/activate/", views.model_activate, name="model-activate"),
     path("images/<int:image_id>/origin/", views.image_origin, name="image-origin"),
+    path("pairs/", views_gallery.gallery, name="pair-gallery"),
 ]
