@@ -65,6 +65,7 @@ class RunSerializer(RunBriefSerializer):
             "kind",
             "status",
             "progress",
+            "phase",
             "worker",
             "schedule",
             "input_model",

@@ -55,17 +55,6 @@
     return run.progress === 0 ? "starting…" : "";
   }
 
-  // The worker's phase: from the API when it carries it, else from this page's own HTML (same permission).
-  async function withPhase(run) {
-    if (typeof run.phase === "string") return run;
-    const response = await fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } });
-    if (!response.ok) return run;
-    const page = new DOMParser().parseFromString(await response.text(), "text/html");
-    const status = page.querySelector("#run")?.dataset.status;
-    const phase = page.querySelector("#run")?.dataset.phase;
-    return status === run.status && phase !== undefined ? { ...run, phase } : run;
-  }
-
   function show(root, run) {
     root.dataset.status = run.status;
     const status = root.querySelector(".run-status");
@@ -117,7 +106,7 @@
     if (!IN_FLIGHT.includes(section.dataset.status)) return;
     const log = document.getElementById("run-log");
     poll(Number(section.dataset.pollMs), async () => {
-      const run = await withPhase(await getJSON(section.dataset.api));
+      const run = await getJSON(section.dataset.api);
       if (!IN_FLIGHT.includes(run.status)) {
         window.location.reload();  // the finished page: error, artifacts, output model, no cancel button
         return false;

@@ -119,6 +119,9 @@ def test_the_list_filters_and_paginates(admin_api, world):
     polled = admin_api.get(f"/api/ml/runs/?ids={world.trained.pk},{world.failed.pk}").json()["results"]
     assert sorted(r["id"] for r in polled) == sorted([world.trained.pk, world.failed.pk])
     assert "log_tail" not in polled[0]
+    Run.objects.filter(pk=world.trained.pk).update(phase="loading the model")
+    phases = {r["id"]: r["phase"] for r in admin_api.get(f"/api/ml/runs/?ids={world.trained.pk}").json()["results"]}
+    assert phases == {world.trained.pk: "loading the model"}, "the list carries what the worker is doing"
     assert admin_api.get("/api/ml/runs/?status=lost").status_code == 400
     assert admin_api.get("/api/ml/runs/?ids=1,x").status_code == 400
 
