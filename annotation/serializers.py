@@ -264,6 +264,8 @@ OWN_JUDGEMENT_FIELDS = [
     "flag_off_topic",
     "comment",
     "time_spent_ms",
+    "confidence",
+    "reasons",
     "created_at",
 ]
 

@@ -15,6 +15,8 @@ BLIND_FIELDS = {
     "flag_off_topic",
     "comment",
     "time_spent_ms",
+    "confidence",
+    "reasons",
     "created_at",
 }
 
