@@ -3,7 +3,8 @@ the three widths).
 
 The pages are the permission matrix's GET rows (tests/support/permission_matrix.py), API rows aside, that answer 200
 with HTML to the annotator, the reviewer or the admin, in the matrix's world (tests/support/permission_world.py): a
-page added to the matrix is checked here without another line. At 1366×768, 1920×1080 and a 390-px phone width, each page:
+page added to the matrix is checked here without another line. At 1366×768, 1920×1080 and a 390-px phone width,
+each page:
 
 * passes axe-core (vendored by the pinned axe-playwright-python) with no serious or critical violation;
 * never scrolls sideways;
