@@ -273,13 +273,23 @@ OWN_JUDGEMENT_FIELDS = [
 class OwnJudgementSerializer(serializers.ModelSerializer):
     """An annotator's own judgement: what they answered, never which image that was."""
 
+    # Declared: a read-only model field loses its blank choice in the schema ("" = not said).
+    confidence = serializers.ChoiceField(
+        choices=[("", "not said"), *Judgement.Confidence.choices],
+        read_only=True,
+        help_text="How sure the annotator said they were; empty when they did not say.",
+    )
+    reasons = serializers.ListField(
+        child=serializers.CharField(), read_only=True, help_text="Reasons ticked, from the task guide's list."
+    )
+
     class Meta:
         model = Judgement
         fields = OWN_JUDGEMENT_FIELDS
         read_only_fields = fields
 
 
-class ReviewJudgementSerializer(serializers.ModelSerializer):
+class ReviewJudgementSerializer(OwnJudgementSerializer):
     """Any judgement, for reviewers: who judged, the image chosen and whether it was the expected one."""
 
     annotator = serializers.CharField(source="annotator.username", read_only=True)
@@ -287,7 +297,7 @@ class ReviewJudgementSerializer(serializers.ModelSerializer):
         read_only=True, allow_null=True, help_text="Empty when the choice was both or neither."
     )
 
-    class Meta:
+    class Meta(OwnJudgementSerializer.Meta):
         model = Judgement
         fields = [*OWN_JUDGEMENT_FIELDS, "annotator", "chosen_image", "agrees_with_expected"]
         read_only_fields = fields
