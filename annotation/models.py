@@ -166,6 +166,9 @@ class Pair(models.Model):
     k = models.PositiveSmallIntegerField(default=3, help_text="Overlap target: judgements wanted for this pair.")
     # Set only by curation.services.gold: gold pairs are mixed into every queue, outside k and consensus.
     is_gold = models.BooleanField(default=False, db_index=True)
+    # A gold pair in its task's qualification set (set only through catalog.set_pair_qualification, by
+    # curation.services.gold): served first, and alone, to annotators of the task until they are assessed.
+    is_qualification = models.BooleanField(default=False)
     # Kept equal to the number of Judgement rows by the services, under the pair's row lock.
     judgement_count = models.PositiveIntegerField(default=0)
     # Higher is served first; set from the active scorer's PairScore by ml.services.active_learning
@@ -183,10 +186,15 @@ class Pair(models.Model):
                 condition=Q(is_gold=True) | Q(judgement_count__lte=models.F("k")), name="pair_not_over_k"
             ),
             models.CheckConstraint(condition=Q(k__gte=1), name="pair_k_positive"),
+            models.CheckConstraint(
+                condition=Q(is_qualification=False) | Q(is_gold=True), name="pair_qualification_gold"
+            ),
         ]
         indexes = [
             models.Index(fields=["status", "id"], name="pair_status_id"),
             models.Index(fields=["status", "-priority", "id"], name="pair_status_priority_id"),
+            # The qualification sets are small: the queue and the stats find them through this partial index.
+            models.Index(fields=["tuple"], condition=Q(is_qualification=True), name="pair_qualification"),
         ]
 
     def __str__(self) -> str:
@@ -335,6 +343,29 @@ class Expertise(models.Model):
 
     def __str__(self) -> str:
         return f"expertise of {self.user}"
+
+
+class Qualification(models.Model):
+    """An annotator's assessment on a task's qualification set: written once they have answered every
+    qualification pair of the task (``correct`` of ``answered``), or by an admin's decision (``decided_by``).
+    No row while they are still answering. Written only by :mod:`annotation.services.qualification`."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="qualifications")
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="qualifications")
+    passed = models.BooleanField()
+    correct = models.PositiveIntegerField(default=0)
+    answered = models.PositiveIntegerField(default=0)
+    decided_at = models.DateTimeField()
+    # Set when an admin decided (let pass, or fail); an admin's decision is not reassessed by judgements.
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "task"], name="qualification_once_per_task")]
+
+    def __str__(self) -> str:
+        return f"qualification of {self.user_id} for task {self.task_id}: {'passed' if self.passed else 'failed'}"
 
 
 class AuditEvent(models.Model):

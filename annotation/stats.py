@@ -1,12 +1,16 @@
 """Read-only figures for the annotator's home page.
 
-Every figure comes from a fixed number of aggregate queries (four), whatever the number of
-tasks or pairs: grouped counts per task, never a query per row.
+Every figure comes from a fixed number of aggregate queries (two more where the tasks have
+qualification sets), whatever the number of tasks or pairs: grouped counts per task, never a query per row.
 
 "Left for you" mirrors the queue's candidate filter (:mod:`annotation.services.queue`): open
 pairs in the annotator's expertise that they have not judged and whose ``judgement_count`` is
 below ``k``. Other annotators' live leases are deliberately ignored: they come and go within
 minutes, and a home page figure that jumps on every refresh helps nobody.
+
+Qualification (:mod:`annotation.services.qualification`): on a task whose set the annotator is still
+answering, what is left is the set's pairs they have not answered (the queue serves nothing else there);
+on a task they failed, nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from django.db.models import Count, F
 from django.utils import timezone
 
 from annotation.models import Judgement, Pair, Task
+from annotation.services import qualification
 from annotation.services.queue import allowed_tasks
 
 
@@ -26,6 +31,7 @@ class TaskProgress:
     task: Task
     judged: int
     left: int
+    qualification: qualification.Progress | None = None  # None: the task has no qualification set
 
     @property
     def total(self) -> int:
@@ -47,12 +53,30 @@ class AnnotatorStats:
         return sum(row.left for row in self.tasks)
 
     @property
+    def qualifying(self) -> list[TaskProgress]:
+        """Tasks whose qualification set the annotator is still answering."""
+        return [row for row in self.tasks if row.qualification and row.qualification.state == qualification.PENDING]
+
+    @property
+    def failed(self) -> list[TaskProgress]:
+        """Tasks whose qualification the annotator failed."""
+        return [row for row in self.tasks if row.qualification and row.qualification.state == qualification.FAILED]
+
+    @property
     def judged_total(self) -> int:
         return sum(row.judged for row in self.tasks)
 
 
 def _per_task(queryset) -> dict[int, int]:
     return dict(queryset.values_list("task_id").annotate(n=Count("id")).values_list("task_id", "n"))
+
+
+def _row(task: Task, judged: int, left: int, progress: qualification.Progress | None) -> TaskProgress:
+    if progress is not None and progress.state == qualification.PENDING:
+        left = max(progress.size - progress.answered, 0)
+    elif progress is not None and progress.state == qualification.FAILED:
+        left = 0
+    return TaskProgress(task, judged, left, progress)
 
 
 def annotator_stats(user) -> AnnotatorStats:
@@ -68,8 +92,9 @@ def annotator_stats(user) -> AnnotatorStats:
         .annotate(task_id=F("tuple__task_id"))
     )
     tasks = Task.objects.filter(id__in=task_ids).select_related("discipline")
+    progress = qualification.progress_of(user, task_ids)
     start_of_today = timezone.make_aware(datetime.combine(timezone.localdate(), time.min))
     return AnnotatorStats(
-        tasks=[TaskProgress(task, judged.get(task.id, 0), left.get(task.id, 0)) for task in tasks],
+        tasks=[_row(task, judged.get(task.id, 0), left.get(task.id, 0), progress.get(task.id)) for task in tasks],
         judged_today=mine.filter(created_at__gte=start_of_today).count(),
     )

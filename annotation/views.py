@@ -60,6 +60,7 @@ def annotate(request):
         "guides": guides,
         "reasons": reasons,
         "progress": {"judged_today": stats.judged_today, "left": stats.pairs_left},
+        "stats": stats,  # the empty state says which qualifications are under way or failed
     }
     return render(request, "annotation/annotate.html", context)
 

@@ -218,6 +218,8 @@ CONSENSUS_MIN_SHARE = env.float("CONSENSUS_MIN_SHARE", 2 / 3, minimum=0.5, maxim
 GOLD_RATE = env.float("GOLD_RATE", 0.1, minimum=0.0, maximum=1.0)  # share of queue picks that are gold
 GOLD_MIN_ITEMS = env.int("GOLD_MIN_ITEMS", 5, minimum=1)  # gold judgements before an annotator is assessed
 GOLD_MIN_ACCURACY = env.float("GOLD_MIN_ACCURACY", 0.7, minimum=0.0, maximum=1.0)
+# Share of a task's qualification set an annotator must answer right before the task serves them its pairs.
+QUALIFICATION_MIN_ACCURACY = env.float("QUALIFICATION_MIN_ACCURACY", 0.8, minimum=0.0, maximum=1.0)
 # The dashboard and agreement pages serve cached figures (curation/services/figures.py): a background
 # refresh is queued once they are older than FIGURES_MAX_AGE; past FIGURES_MAX_STALE (no worker took it)
 # the request computes them. 0 computes on every request.

@@ -7,8 +7,9 @@ serializer renders.
 endpoint                                who                what
 ======================================  =================  ==========================================
 GET gold/                               reviewers, admins  every gold item, newest first
-POST gold/                              admins             ``{pair, answer}``: 201 marked, 200 answer
-                                                           changed or unchanged; 404 unknown pair
+POST gold/                              admins             ``{pair, answer, qualification?}``: 201
+                                                           marked, 200 answer changed or unchanged;
+                                                           404 unknown pair
 DELETE gold/<pair_id>/                  admins             unmark: 204; 404 when not gold
 GET quality/                            admins             gold accuracy per annotator; ``?flagged=``
 POST quality/<user_id>/restore/         admins             clear the flag and the pause: 200
@@ -35,10 +36,13 @@ from curation.services import gold
 
 class GoldItemSerializer(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.username", read_only=True, allow_null=True)
+    qualification = serializers.BooleanField(
+        source="pair.is_qualification", read_only=True, help_text="In its task's qualification set."
+    )
 
     class Meta:
         model = GoldItem
-        fields = ["pair", "answer", "created_by", "created_at"]
+        fields = ["pair", "answer", "qualification", "created_by", "created_at"]
         read_only_fields = fields
 
 
@@ -48,6 +52,12 @@ class GoldItemInputSerializer(serializers.Serializer):
     # A plain id, not a related field: an unknown pair is a 404, not a 400.
     pair = serializers.IntegerField(min_value=1, help_text="The pair id.")
     answer = serializers.ChoiceField(choices=Label.choices, help_text="Relative to the pair's expected image.")
+    qualification = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Put the pair in its task's qualification set (true) or take it out (false); absent: as it is.",
+    )
 
 
 class AnnotatorQualitySerializer(serializers.ModelSerializer):
@@ -107,7 +117,9 @@ class GoldListView(generics.ListAPIView):
         serializer.is_valid(raise_exception=True)
         fields = serializer.validated_data
         try:
-            item, created = gold.mark_gold(request.user, fields["pair"], fields["answer"])
+            item, created = gold.mark_gold(
+                request.user, fields["pair"], fields["answer"], qualification=fields.get("qualification")
+            )
         except Pair.DoesNotExist:
             raise NotFound(f"No pair {fields['pair']}.") from None
         return Response(

@@ -54,6 +54,12 @@ urlpatterns += [
     path(
         "guides/<str:code>/examples/<int:example_id>/remove/", views_guides.example_remove, name="guide-example-remove"
     ),
+    path("guides/<str:code>/qualification/", views_guides.qualification_pair, name="guide-qualification-pair"),
+    path(
+        "guides/<str:code>/qualification/<int:user_id>/",
+        views_guides.qualification_decide,
+        name="guide-qualification-decide",
+    ),
 ]
 
 from curation import views_downloads, views_users  # noqa: E402

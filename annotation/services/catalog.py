@@ -291,9 +291,22 @@ def set_pair_gold(pair: Pair, is_gold: bool) -> Pair:
     pair.is_gold = is_gold
     if not is_gold:
         pair.k = max(pair.k, pair.judgement_count)
+        pair.is_qualification = False  # only a gold pair may be in a qualification set
     if pair.status != Pair.Status.RETIRED:
         pair.status = _open_or_complete(pair)
-    pair.save(update_fields=["is_gold", "k", "status"])
+    pair.save(update_fields=["is_gold", "is_qualification", "k", "status"])
+    return pair
+
+
+def set_pair_qualification(pair: Pair, on: bool) -> Pair:
+    """Put a gold pair in its task's qualification set, or take it out (``ValueError`` for a pair that is not
+    gold). The caller holds the pair's row lock and passes that locked row, as for :func:`set_pair_gold`; it
+    is updated in place. Used by :mod:`curation.services.gold`, which owns the audit event and the
+    reassessment of the task's annotators (:mod:`annotation.services.qualification`)."""
+    if on and not pair.is_gold:
+        raise ValueError("Only a gold pair may be in a qualification set.")
+    pair.is_qualification = on
+    pair.save(update_fields=["is_qualification"])
     return pair
 
 

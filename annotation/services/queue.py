@@ -7,7 +7,9 @@ Invariants (tested in tests/annotation/test_queue_*.py and tests/system/test_que
   holds at most one live lease: asking again returns it);
 * never outside the annotator's expertise;
 * ``Pair.judgement_count`` always equals the number of its Judgement rows;
-* a paused annotator (``Expertise.paused``, set by :mod:`curation.services.gold`) gets no lease.
+* a paused annotator (``Expertise.paused``, set by :mod:`curation.services.gold`) gets no lease;
+* an annotator still answering a task's qualification set gets only its pairs from that task, and one
+  who failed it gets nothing from it (:mod:`annotation.services.qualification`).
 
 Gold pairs (``Pair.is_gold``) are mixed in: with probability ``settings.GOLD_RATE`` a new lease
 tries a gold pair first, otherwise a normal pair first; whichever kind is tried first, the other
@@ -17,6 +19,14 @@ annotator of their task once: k, live leases and completion do not apply to them
 leases take no capacity from normal pairs. A gold lease looks exactly like any other (same
 payload, same random left/right order). Skipped pairs of either kind come after all unskipped
 pairs of both kinds.
+
+Qualification sets (gold pairs with ``Pair.is_qualification``): on a task with a set, an annotator with
+no assessment yet (*pending*, the annotator state's qualification column) is leased only the set's pairs
+they have not judged, before anything else (the gold window with ``is_qualification = true`` over the
+pending tasks); the normal and gold windows run over the other tasks, minus those the annotator *failed*.
+The usual gold window leaves the set's pairs out. So an unqualified annotator never judges a normal pair of
+the task, and k, counting and consensus need no change. Each window is a statement only when there is a
+task for it, so ``next`` keeps its statement count.
 
 Locking policy: every transaction that creates a lease or a judgement for a pair, or removes one,
 first locks that pair's row (``SELECT ... FOR UPDATE``), then counts the pair's live leases in a
@@ -183,9 +193,9 @@ class _Restart(Exception):
     """Roll the ``next`` transaction back (releasing its pair locks) and start it again."""
 
 
-def _lock_window(user, now, task_ids, full, *, skipped: bool, gold: bool) -> list[Pair]:
+def _lock_window(user, now, task_ids, full, *, skipped: bool, gold: bool, qualification: bool) -> list[Pair]:
     """Lock up to ``QUEUE_LOCK_WINDOW`` candidates that nobody else holds, skipping ``full``."""
-    args = {"skipped": skipped, "gold": gold}
+    args = {"skipped": skipped, "gold": gold, "qualification": qualification}
     locked = queue_sql.window(user.pk, now, task_ids, full, limit=settings.QUEUE_LOCK_WINDOW, skip_locked=True, **args)
     if locked:
         return locked
@@ -226,7 +236,7 @@ def next_lease(user, *, task: str | None = None, discipline: str | None = None) 
 
 
 def _next_lease(user, *, task, discipline) -> Lease | None:
-    paused, leased, tasks = queue_sql.annotator_state(user.pk, task=task, discipline=discipline)
+    paused, leased, tasks, qualification = queue_sql.annotator_queue_state(user.pk, task=task, discipline=discipline)
     if paused:
         _ensure_not_paused(user)  # raises
     if leased:
@@ -235,18 +245,29 @@ def _next_lease(user, *, task, discipline) -> Lease | None:
             return lease
     if not tasks:
         return None
-    task_ids = sorted(tasks)
+    # Qualification (annotation/services/qualification.py): a failed task serves nothing; a pending one only
+    # its qualification pairs, tried first; the normal and gold windows run over the other tasks.
+    pending = sorted(t for t, state in qualification.items() if state == "pending")
+    others = sorted(t for t, state in qualification.items() if state not in ("pending", "failed"))
     now = _now()
     kinds = (True, False) if random.random() < settings.GOLD_RATE else (False, True)
     for skipped in (False, True):
+        if pending:
+            lease = _lease_from_window(user, tasks, now, pending, skipped=skipped, gold=True, qualification=True)
+            if lease is not None:
+                return lease
+        if not others:
+            continue
         for gold in kinds:
-            lease = _lease_from_window(user, tasks, now, task_ids, skipped=skipped, gold=gold)
+            lease = _lease_from_window(user, tasks, now, others, skipped=skipped, gold=gold)
             if lease is not None:
                 return lease
     return None
 
 
-def _lease_from_window(user, tasks: dict[int, Task], now, task_ids, *, skipped: bool, gold: bool) -> Lease | None:
+def _lease_from_window(
+    user, tasks: dict[int, Task], now, task_ids, *, skipped: bool, gold: bool, qualification: bool = False
+) -> Lease | None:
     """Lock a window of candidates and lease one of them, picked at random; the window stays locked
     until commit.
 
@@ -259,7 +280,7 @@ def _lease_from_window(user, tasks: dict[int, Task], now, task_ids, *, skipped: 
     for while such a window is held, :class:`_Restart` rolls the whole transaction back first."""
     full: set[int] = set()
     while True:
-        locked = _lock_window(user, now, task_ids, full, skipped=skipped, gold=gold)
+        locked = _lock_window(user, now, task_ids, full, skipped=skipped, gold=gold, qualification=qualification)
         if not locked:
             return None
         random.shuffle(locked)

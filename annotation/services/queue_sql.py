@@ -83,13 +83,22 @@ def _fetch(sql: str, params) -> list[tuple]:
 # One statement instead of three ORM queries (pause, live lease, allowed tasks with their discipline):
 # the tasks the annotator may judge, by task or by discipline expertise — THE rule of what an annotator
 # may see; ``queue.allowed_tasks`` uses this same statement — with what a lease's payload shows of each,
-# and two flags. Parameters: user (4 times), then the optional task code and discipline slug (NULL: any).
+# two flags, and per task the annotator's qualification (annotation/services/qualification.py): '' when
+# the task has no qualification set (its unretired ``is_qualification`` pairs, found through the small
+# ``pair_qualification`` partial index), else 'pending' (no Qualification row), 'passed' or 'failed'.
+# Parameters: user (5 times), then the optional task code and discipline slug (NULL: any).
 ANNOTATOR_STATE = """
 SELECT t.id, t.code, t.name, t.discipline_id, t.kind, d.slug, d.name,
        EXISTS (SELECT 1 FROM annotation_expertise e WHERE e.user_id = %(user)s AND e.paused) AS paused,
-       EXISTS (SELECT 1 FROM annotation_lease l WHERE l.annotator_id = %(user)s AND l.state = 'active') AS leased
+       EXISTS (SELECT 1 FROM annotation_lease l WHERE l.annotator_id = %(user)s AND l.state = 'active') AS leased,
+       CASE WHEN qs.task_id IS NULL THEN '' WHEN q.passed IS NULL THEN 'pending'
+            WHEN q.passed THEN 'passed' ELSE 'failed' END AS qualification
 FROM annotation_task t
 JOIN annotation_discipline d ON d.id = t.discipline_id
+LEFT JOIN (SELECT DISTINCT qt.task_id FROM annotation_pair qp
+           JOIN annotation_prompttuple qt ON qt.id = qp.tuple_id
+           WHERE qp.is_qualification AND qp.status <> 'retired') qs ON qs.task_id = t.id
+LEFT JOIN annotation_qualification q ON q.task_id = t.id AND q.user_id = %(user)s
 WHERE (t.id IN (SELECT x.task_id FROM annotation_expertise_tasks x
                 JOIN annotation_expertise e ON e.id = x.expertise_id WHERE e.user_id = %(user)s)
        OR t.discipline_id IN (SELECT x.discipline_id FROM annotation_expertise_disciplines x
@@ -110,17 +119,28 @@ DISCIPLINE_FIELDS = ("id", "slug", "name")
 
 def annotator_state(user_id: int, *, task: str | None, discipline: str | None) -> tuple[bool, bool, dict[int, Task]]:
     """``(paused, has an active lease, allowed tasks by id)``; each task carries its discipline."""
+    paused, leased, tasks, _ = annotator_queue_state(user_id, task=task, discipline=discipline)
+    return paused, leased, tasks
+
+
+def annotator_queue_state(
+    user_id: int, *, task: str | None, discipline: str | None
+) -> tuple[bool, bool, dict[int, Task], dict[int, str]]:
+    """:func:`annotator_state` and, per allowed task, the annotator's qualification ('' when the task has no
+    qualification set, else 'pending', 'passed' or 'failed'); the same one statement."""
     params = {"user": user_id, "task": task, "discipline": discipline}
     found = _fetch(ANNOTATOR_STATE, params)
     if not found:
         paused, leased = _fetch(ANNOTATOR_FLAGS, params)[0]
-        return bool(paused), bool(leased), {}
+        return bool(paused), bool(leased), {}, {}
     tasks = {}
+    qualification = {}
     for row in found:
         one = from_db(Task, TASK_FIELDS, row[:5])
         one.discipline = from_db(Discipline, DISCIPLINE_FIELDS, (row[3], row[5], row[6]))
         tasks[one.id] = one
-    return bool(found[0][7]), bool(found[0][8]), tasks
+        qualification[one.id] = row[9]
+    return bool(found[0][7]), bool(found[0][8]), tasks, qualification
 
 
 # --- The candidate window -----------------------------------------------------------------------
@@ -133,8 +153,8 @@ def annotator_state(user_id: int, *, task: str | None, discipline: str | None) -
 # ids, which keeps PostgreSQL's row estimates, and so this plan, right. ``skipped``: the pairs the
 # annotator released earlier (they come after everything else). Parameters: see ``window``.
 OPEN_WINDOW = """
-SELECT p.id, p.tuple_id, p.image_correct_id, p.image_wrong_id, p.status, p.k, p.is_gold, p.judgement_count,
-       p.priority, t.id, t.implicit_prompt, t.task_id
+SELECT p.id, p.tuple_id, p.image_correct_id, p.image_wrong_id, p.status, p.k, p.is_gold, p.is_qualification,
+       p.judgement_count, p.priority, t.id, t.implicit_prompt, t.task_id
 FROM annotation_pair p
 JOIN annotation_prompttuple t ON t.id = p.tuple_id
 WHERE p.is_gold = false AND p.status = 'open' AND t.task_id IN ({ids})
@@ -149,13 +169,15 @@ LIMIT %s{lock}
 """
 
 # The same for gold pairs: every annotator of their task judges each one once, outside k, until the
-# pair is retired (annotation/services/queue.py explains gold).
+# pair is retired (annotation/services/queue.py explains gold). ``is_qualification``: true for the
+# qualification window (a pending annotator's tasks: only the set's pairs), false for the usual gold window
+# (the set's pairs are not mixed in as gold: qualified annotators have judged them all).
 GOLD_WINDOW = """
-SELECT p.id, p.tuple_id, p.image_correct_id, p.image_wrong_id, p.status, p.k, p.is_gold, p.judgement_count,
-       p.priority, t.id, t.implicit_prompt, t.task_id
+SELECT p.id, p.tuple_id, p.image_correct_id, p.image_wrong_id, p.status, p.k, p.is_gold, p.is_qualification,
+       p.judgement_count, p.priority, t.id, t.implicit_prompt, t.task_id
 FROM annotation_pair p
 JOIN annotation_prompttuple t ON t.id = p.tuple_id
-WHERE p.is_gold = true AND p.status <> 'retired' AND t.task_id IN ({ids})
+WHERE p.is_gold = true AND p.is_qualification = %s AND p.status <> 'retired' AND t.task_id IN ({ids})
   AND NOT EXISTS (SELECT 1 FROM annotation_judgement j WHERE j.pair_id = p.id AND j.annotator_id = %s)
   AND EXISTS (SELECT 1 FROM annotation_lease r
               WHERE r.pair_id = p.id AND r.annotator_id = %s AND r.state = 'released') = %s
@@ -172,6 +194,7 @@ PAIR_FIELDS = (
     "status",
     "k",
     "is_gold",
+    "is_qualification",
     "judgement_count",
     "priority",
 )
@@ -179,14 +202,24 @@ TUPLE_FIELDS = ("id", "implicit_prompt", "task_id")
 
 
 def window(
-    user_id: int, now: datetime, task_ids, full, *, skipped: bool, gold: bool, limit: int, skip_locked: bool
+    user_id: int,
+    now: datetime,
+    task_ids,
+    full,
+    *,
+    skipped: bool,
+    gold: bool,
+    limit: int,
+    skip_locked: bool,
+    qualification: bool = False,
 ) -> list[Pair]:
     """The candidate pairs, each with its tuple. ``skip_locked``: lock them, skipping pairs other
-    transactions hold; otherwise a plain read. ``full``: pair ids to leave out (found full under the lock)."""
+    transactions hold; otherwise a plain read. ``full``: pair ids to leave out (found full under the lock).
+    ``qualification`` (with ``gold``): the qualification sets' pairs instead of the other gold pairs."""
     clause = lock("FOR UPDATE OF p SKIP LOCKED") if skip_locked else ""
     full_ids = sorted(full) or [0]  # no pair has id 0
     if gold:
-        sql, params = GOLD_WINDOW, [*task_ids, user_id, user_id, skipped, *full_ids, limit]
+        sql, params = GOLD_WINDOW, [qualification, *task_ids, user_id, user_id, skipped, *full_ids, limit]
     else:
         sql, params = OPEN_WINDOW, [*task_ids, _db_time(now), user_id, user_id, skipped, *full_ids, limit]
     pairs = []
@@ -256,8 +289,9 @@ def insert_lease(lease: Lease, *, now: datetime, room: int) -> Lease | None:
 # here. ``FOR UPDATE OF p, l`` takes the pair's lock first (PostgreSQL locks in the order the OF clause
 # names), as every other path of the queue does. Parameters: lease, annotator.
 PAIR_AND_LEASE = """
-SELECT p.id, p.tuple_id, p.image_correct_id, p.image_wrong_id, p.status, p.k, p.is_gold, p.judgement_count,
-       p.priority, l.id, l.pair_id, l.annotator_id, l.left_image_id, l.right_image_id, l.state, l.expires_at
+SELECT p.id, p.tuple_id, p.image_correct_id, p.image_wrong_id, p.status, p.k, p.is_gold, p.is_qualification,
+       p.judgement_count, p.priority, l.id, l.pair_id, l.annotator_id, l.left_image_id, l.right_image_id, l.state,
+       l.expires_at
 FROM annotation_pair p
 JOIN annotation_lease l ON l.pair_id = p.id
 WHERE l.id = %s AND l.annotator_id = %s{lock}

@@ -44,8 +44,21 @@ Locking: everything here that touches a pair locks its row first (as the queue d
 annotators' quality rows in user-id order, then their expertise rows; the judgement path takes
 the same order (pair, quality, expertise), so there are no deadlocks.
 
+Qualification sets (:mod:`annotation.services.qualification` says what they do in the queue): an admin
+puts gold pairs in their task's set (:func:`set_qualification`, or ``mark_gold(..., qualification=True)``);
+unmarking gold takes a pair out. Once an annotator has judged every pair of a task's set (its unretired
+``is_qualification`` pairs; every judgement of theirs on them counts, made before the marking or not), their
+judgements are compared with the gold answers as for gold accuracy, and they pass with at least
+``settings.QUALIFICATION_MIN_ACCURACY`` right (:func:`assess_qualification`, from
+:func:`record_gold_judgement`). An undo of one of those answers takes the assessment back (they are pending
+again, and answer that pair again). Shrinking a set assesses the annotators who have now answered all of
+it; growing it or changing an answer changes no assessment made (an admin may decide instead, in
+:func:`annotation.services.qualification.decide`), and an admin's decision is never reassessed.
+
 Audit: ``gold.marked``, ``gold.changed`` and ``gold.unmarked`` name the pair; ``quality.updated``
-(counters changed), ``annotator.flagged`` and ``annotator.restored`` name the user.
+(counters changed), ``annotator.flagged`` and ``annotator.restored`` name the user;
+``qualification.added`` and ``qualification.removed`` name the pair; ``qualification.passed``,
+``qualification.failed`` and ``qualification.withdrawn`` (an undo) name the user.
 """
 
 from __future__ import annotations
@@ -58,8 +71,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotation import roles
-from annotation.models import Expertise, Judgement, Pair
-from annotation.services import audit, catalog, people
+from annotation.models import Expertise, Judgement, Pair, Task
+from annotation.services import audit, catalog, people, qualification
 from curation.models import AnnotatorQuality, GoldItem, Label
 from curation.services.consensus import label_of, recompute_consensus
 
@@ -74,11 +87,18 @@ def _require_admin(admin) -> None:
 
 
 def _gold_state(pair: Pair, item: GoldItem | None) -> dict:
-    return {"is_gold": pair.is_gold, "answer": item.answer if item else None, "k": pair.k, "status": pair.status}
+    return {
+        "is_gold": pair.is_gold,
+        "answer": item.answer if item else None,
+        "k": pair.k,
+        "status": pair.status,
+        "qualification": pair.is_qualification,
+    }
 
 
-def mark_gold(admin, pair_id: int, answer: str) -> tuple[GoldItem, bool]:
-    """Make the pair gold with this answer, or change the answer of a gold pair.
+def mark_gold(admin, pair_id: int, answer: str, qualification: bool | None = None) -> tuple[GoldItem, bool]:
+    """Make the pair gold with this answer, or change the answer of a gold pair; ``qualification``: put it in
+    its task's qualification set (True) or take it out (False), None: as it is (a new gold pair: out).
 
     Returns ``(item, created)``; the same answer again changes nothing. Raises
     ``Pair.DoesNotExist``, ``PermissionDenied``, or ``ValueError`` for an unknown label.
@@ -89,21 +109,68 @@ def mark_gold(admin, pair_id: int, answer: str) -> tuple[GoldItem, bool]:
     with transaction.atomic():
         pair = Pair.objects.select_for_update().get(pk=pair_id)
         item = GoldItem.objects.filter(pair=pair).first()
+        created = item is None
         if item is not None and item.answer == answer:
-            return item, False
-        before = _gold_state(pair, item)
-        if item is None:
+            pass
+        elif item is None:
+            before = _gold_state(pair, item)
             item = GoldItem.objects.create(pair=pair, answer=answer, created_by=admin)
             catalog.set_pair_gold(pair, True)  # reopens a complete pair
             audit.record(admin, "gold.marked", pair, before=before, after=_gold_state(pair, item))
             recompute_consensus(pair.pk, actor=admin)
-            return item, True
-        judged_by = _gold_annotator_ids(item)
-        item.answer = answer
-        item.save(update_fields=["answer"])
-        audit.record(admin, "gold.changed", pair, before=before, after=_gold_state(pair, item))
-        _recompute_users(judged_by, actor=admin)
-        return item, False
+        else:
+            before = _gold_state(pair, item)
+            judged_by = _gold_annotator_ids(item)
+            item.answer = answer
+            item.save(update_fields=["answer"])
+            audit.record(admin, "gold.changed", pair, before=before, after=_gold_state(pair, item))
+            _recompute_users(judged_by, actor=admin)
+        if qualification is not None and qualification != pair.is_qualification:
+            _set_qualification(admin, pair, qualification)
+        item.pair = pair
+        return item, created
+
+
+def set_qualification(admin, pair_id: int, on: bool) -> Pair:
+    """Put a gold pair in its task's qualification set, or take it out; audited. Raises
+    ``Pair.DoesNotExist``, :class:`NotGold` or ``PermissionDenied``."""
+    _require_admin(admin)
+    with transaction.atomic():
+        pair = Pair.objects.select_for_update().get(pk=pair_id)
+        if not pair.is_gold:
+            raise NotGold(f"Pair {pair_id} is not a gold item; only gold pairs can be in a qualification set.")
+        if pair.is_qualification != on:
+            _set_qualification(admin, pair, on)
+        return pair
+
+
+def _set_qualification(admin, pair: Pair, on: bool) -> None:
+    """On the locked gold pair: change its membership, audit it, and assess the task's pending annotators
+    who have now answered the whole (smaller) set."""
+    catalog.set_pair_qualification(pair, on)
+    audit.record(admin, "qualification.added" if on else "qualification.removed", pair, after={"qualification": on})
+    if not on:
+        _assess_pending(_task_of(pair), actor=admin)
+
+
+def _task_of(pair: Pair) -> Task:
+    return Task.objects.get(tuples__pairs=pair.pk)
+
+
+def _assess_pending(task: Task, *, actor) -> None:
+    """Assess every annotator of ``task`` without an assessment who has answered its whole set."""
+    size = qualification.set_pairs(task).count()
+    if not size:
+        return
+    assessed = qualification.assessed_user_ids(task)
+    candidates = (
+        Judgement.objects.filter(pair__in=qualification.set_pairs(task))
+        .exclude(annotator_id__in=assessed)
+        .values_list("annotator_id", flat=True)
+        .distinct()
+    )
+    for user in get_user_model().objects.filter(pk__in=list(candidates)).order_by("pk"):
+        assess_qualification(user, task, actor=actor)
 
 
 def unmark_gold(admin, pair_id: int) -> Pair:
@@ -117,16 +184,18 @@ def unmark_gold(admin, pair_id: int) -> Pair:
         judged_by = _gold_annotator_ids(item)
         before = _gold_state(pair, item)
         item.delete()
-        catalog.set_pair_gold(pair, False)  # k raised to the judgement count, status from the count
+        catalog.set_pair_gold(pair, False)  # k raised to the judgement count, status from the count; out of the set
         audit.record(admin, "gold.unmarked", pair, before=before, after=_gold_state(pair, None))
         _recompute_users(judged_by, actor=admin)
         recompute_consensus(pair.pk, actor=admin)
+        if before["qualification"]:
+            _assess_pending(_task_of(pair), actor=admin)
         return pair
 
 
 def gold_items():
     """Every gold item, newest first."""
-    return GoldItem.objects.select_related("created_by").order_by("-created_at", "-id")
+    return GoldItem.objects.select_related("created_by", "pair").order_by("-created_at", "-id")
 
 
 def record_gold_judgement(pair_id: int, annotator, *, locked_pair: Pair | None = None) -> AnnotatorQuality | None:
@@ -143,7 +212,47 @@ def record_gold_judgement(pair_id: int, annotator, *, locked_pair: Pair | None =
     quality = _recompute(annotator, actor=annotator)
     if Judgement.objects.filter(pair_id=pair_id, annotator=annotator).exists():
         _assess(quality, actor=annotator)
+    in_set = (
+        locked_pair.is_qualification
+        if locked_pair is not None
+        else Pair.objects.filter(pk=pair_id, is_qualification=True).exists()
+    )
+    if in_set:
+        assess_qualification(annotator, Task.objects.get(tuples__pairs=pair_id), actor=annotator)
     return quality
+
+
+def assess_qualification(user, task: Task, *, actor) -> None:
+    """(Re)assess ``user`` on ``task``'s qualification set from their judgements (see the module docstring):
+    record the result once they have answered the whole set, take an automatic result back when they no
+    longer have (an undo). An admin's decision stays."""
+    row = qualification.row_of(user, task)
+    if row is not None and row.decided_by_id is not None:
+        return
+    pairs = qualification.set_pairs(task)
+    size = pairs.count()
+    if not size:
+        return
+    answers = list(
+        Judgement.objects.filter(annotator=user, pair__in=pairs).values_list(
+            "choice", "chosen_image_id", "pair__image_correct_id", "pair__gold__answer"
+        )
+    )
+    if len(answers) < size:
+        if row is not None and qualification.withdraw(user, task):
+            audit.record(actor, "qualification.withdrawn", user, before={"task": task.code, "passed": row.passed})
+        return
+    correct = sum(1 for choice, chosen, expected, answer in answers if label_of(choice, chosen, expected) == answer)
+    passed = correct / len(answers) >= settings.QUALIFICATION_MIN_ACCURACY
+    if row is not None and (row.passed, row.correct, row.answered) == (passed, correct, len(answers)):
+        return
+    qualification.record(user, task, correct=correct, answered=len(answers), passed=passed)
+    audit.record(
+        actor,
+        "qualification.passed" if passed else "qualification.failed",
+        user,
+        after={"task": task.code, "correct": correct, "answered": len(answers)},
+    )
 
 
 def restore(admin, user) -> AnnotatorQuality:

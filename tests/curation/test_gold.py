@@ -27,6 +27,7 @@ def test_it_marks_a_pair_gold_with_its_answer_and_audits_it(api, admin_user):
     assert response.json() == {
         "pair": pair.id,
         "answer": "other",
+        "qualification": False,
         "created_by": "boss",
         "created_at": response.json()["created_at"],
     }

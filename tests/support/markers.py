@@ -69,6 +69,8 @@ SLOW = {
     "tests/system/test_browser_gallery.py": "6 s",
     # Annotator pages in Chromium (also marked browser): guide, judging with confidence, history, guide editor.
     "tests/system/test_browser_annotator_pages.py": "8-13 s each, 50 s in all",
+    # Qualification set: the guide page at three widths, then an annotator qualifying by keyboard.
+    "tests/system/test_browser_qualification.py": "12 s",
 }
 
 

@@ -45,4 +45,19 @@ ROWS: list[tuple] = [
         "/curation/guides/RU/examples/{guide_example}/remove/",
         "L 403 403 403 302",
     ),
+    # --- The task's qualification set and the annotators' qualification: admins only ------------
+    (
+        "curation/guides/<str:code>/qualification/",
+        "POST",
+        "/curation/guides/RU/qualification/",
+        "L 403 403 403 302",
+        _b(pair="{gold_pair}", on="0"),
+    ),
+    (
+        "curation/guides/<str:code>/qualification/<int:user_id>/",
+        "POST",
+        "/curation/guides/RU/qualification/{annotator_id}/",
+        "L 403 403 403 302",
+        _b(passed="1"),
+    ),
 ]
