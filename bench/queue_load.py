@@ -417,10 +417,10 @@ def seed(n_pairs: int, media_root: Path) -> float:
                 )
         with cur.copy(
             f"COPY {_table(Pair)} (id, tuple_id, image_correct_id, image_wrong_id, status, k, is_gold, "
-            "judgement_count, priority, created_at) FROM STDIN"
+            "is_qualification, judgement_count, priority, created_at) FROM STDIN"
         ) as copy:
             for i in range(1, n_pairs + 1):
-                copy.write_row((i, i, 2 * i - 1, 2 * i, "open", K_OVERLAP, False, 0, 0.0, now))
+                copy.write_row((i, i, 2 * i - 1, 2 * i, "open", K_OVERLAP, False, False, 0, 0.0, now))
     with connection.cursor() as cursor:
         for model in (PromptTuple, Image, Pair):
             cursor.execute(f"SELECT setval(pg_get_serial_sequence('{_table(model)}', 'id'), %s)", [max(n_pairs, 1) * 2])
