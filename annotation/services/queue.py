@@ -186,7 +186,7 @@ def live_lease_of(user) -> Lease | None:
 
 def _ensure_not_paused(user) -> None:
     if Expertise.objects.filter(user=user, paused=True).exists():
-        raise AnnotatorPaused("Your account is paused pending review of your gold answers; an admin can restore it.")
+        raise AnnotatorPaused("Your account is paused, so no pairs are served to you; an admin can restore it.")
 
 
 class _Restart(Exception):

@@ -166,7 +166,7 @@ def test_it_refuses_a_paused_annotator_with_403_paused(api, settings, annotator)
         assert response.status_code == 403, url
         body = response.json()
         assert body["code"] == "paused"
-        assert "paused pending review of your gold answers" in body["detail"] and "admin" in body["detail"]
+        assert "is paused" in body["detail"] and "admin" in body["detail"]
     with pytest.raises(queue.AnnotatorPaused):
         queue.next_lease(annotator)
 
