@@ -44,7 +44,7 @@ from annotation.query_params import openapi_param as _param
 from ml import queries
 from ml import serializers as s
 from ml.models import ModelVersion, Run
-from ml.services import registry
+from ml.services import judges, registry
 from ml.services.runs import RunParamsError, cancel_run, kinds, start_run
 from ml.tasks import execute_run
 
@@ -225,6 +225,8 @@ class ModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
                 )
                 if data["activate"]:
                     model = registry.activate_scorer(request.user, model)
+        except judges.JudgeConfigError as exc:
+            raise ValidationError({exc.field: [str(exc)]}) from None
         except ValueError as exc:
             raise ValidationError(register_errors(str(exc))) from None
         return Response(s.ModelDetailSerializer(model).data, status=status.HTTP_201_CREATED)

@@ -3,6 +3,7 @@
 * :class:`ModelVersion`: scorer versions, generator base models and generator LoRA adapters, each
   with its storage location, config, metrics, parent model and the dataset version it was trained
   on. At most one scorer is active (a partial unique constraint).
+* :class:`JudgedItem`: one pair's verdict in an ``eval_judge`` run (the cells of the leaderboard link to them).
 * :class:`Run`: one row per job a GPU worker runs (generate, train, evaluate...), with validated
   parameters, status, progress, the tail of its log, a metrics series and its artifacts.
 
@@ -22,6 +23,7 @@ class ModelVersion(models.Model):
         SCORER = "scorer", "scorer"
         GENERATOR_BASE = "generator_base", "generator base model"
         GENERATOR_LORA = "generator_lora", "generator LoRA adapter"
+        JUDGE = "judge", "LMM judge"
 
     kind = models.CharField(max_length=20, choices=Kind.choices)
     name = models.CharField(max_length=200)
@@ -63,6 +65,7 @@ class Run(models.Model):
         EVAL_SCORER = "eval_scorer", "evaluate scorer"
         EVAL_GENERATOR = "eval_generator", "evaluate generator"
         SCORE_PAIRS = "score_pairs", "score pending pairs"
+        EVAL_JUDGE = "eval_judge", "evaluate a judge"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "queued"
@@ -201,3 +204,34 @@ class PairScore(models.Model):
 
     def __str__(self) -> str:
         return f"pair {self.pair_id} by {self.model_id}: p={self.probability:.3f}"
+
+
+class JudgedItem(models.Model):
+    """One pair's verdict in an ``eval_judge`` run: a scorer's, or an LMM judge's over both image orders.
+
+    ``score`` is the share of the judge's readable answers that picked the right image (the version's label
+    says which: 1 or 0 for a scorer, 0, 0.5 or 1 for an LMM asked in both orders); None when no answer could
+    be read (counted, never taken as right or wrong). ``prefers_expected`` is the same share for the pair's
+    *expected* image (``Pair.image_correct``), whatever the label: the judge's opinion of the pair as the
+    queue and the adjudication page see it. ``detail`` keeps what the judge said: the two scores of a scorer,
+    or per order the parsed choice and the raw answer of an LMM.
+    """
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="judged_items")
+    pair = models.ForeignKey("annotation.Pair", on_delete=models.CASCADE, related_name="+")
+    split = models.CharField(max_length=10, help_text="The dataset version split the pair is in.")
+    score = models.FloatField(null=True, blank=True)
+    prefers_expected = models.FloatField(null=True, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "pair"], name="ml_judged_item_once_per_run"),
+            models.CheckConstraint(
+                condition=models.Q(score__isnull=True) | (models.Q(score__gte=0.0) & models.Q(score__lte=1.0)),
+                name="ml_judged_item_score_0_1",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"pair {self.pair_id} in run {self.run_id}: {self.score}"

@@ -15,7 +15,7 @@ from rest_framework import serializers
 from curation.models import DatasetVersion
 from ml import queries
 from ml.models import ModelVersion, Run
-from ml.services import registry
+from ml.services import judges, registry
 
 
 class ModelBriefSerializer(serializers.ModelSerializer):
@@ -120,15 +120,21 @@ class ModelRegisterSerializer(serializers.Serializer):
     filesystem, which the web host may not mount (``manage.py register_model`` checks it where it runs).
     """
 
-    kind = serializers.CharField(help_text="scorer, generator_base or generator_lora.")
+    kind = serializers.CharField(help_text="scorer, generator_base, generator_lora or judge.")
     name = serializers.CharField(max_length=200, help_text="Unique per kind.")
     location = serializers.CharField(
         max_length=1000,
         help_text="Absolute path of the checkpoint (directory, or a scorer's bare checkpoint file) on the GPU "
-        "workers' filesystem. Not checked for existence: the web host may not mount it.",
+        "workers' filesystem. Not checked for existence: the web host may not mount it. An endpoint judge's "
+        "location is its OpenAI-compatible server's base URL (http://host:port/v1).",
     )
     config = serializers.DictField(
-        required=False, default=dict, help_text="Free-form settings the runs read (a bare scorer file's arch...)."
+        required=False,
+        default=dict,
+        help_text="Settings the runs read (a bare scorer file's arch...). A judge's: backend (local or endpoint), "
+        "for an endpoint model, api_key_env (the name of the workers' environment variable holding the key; "
+        "keys are never stored), max_concurrency, timeout, max_retries, request_budget; for a local judge "
+        "batch_size and dtype.",
     )
     parent = serializers.PrimaryKeyRelatedField(
         queryset=ModelVersion.objects.all(),
@@ -153,14 +159,14 @@ class ModelRegisterSerializer(serializers.Serializer):
             raise serializers.ValidationError(f"kind must be one of {', '.join(ModelVersion.Kind.values)}.")
         return value
 
-    def validate_location(self, value: str) -> str:
-        if not PurePosixPath(value).is_absolute():
-            raise serializers.ValidationError(
-                "location must be an absolute path on the GPU workers' filesystem (starting with /)."
-            )
-        return value
-
     def validate(self, attrs: dict) -> dict:
+        # An endpoint judge's location is its server's URL (checked with its config by the registry).
+        is_judge = attrs.get("kind") == ModelVersion.Kind.JUDGE
+        if not (is_judge and judges.is_url(attrs["location"])) and not PurePosixPath(attrs["location"]).is_absolute():
+            message = "location must be an absolute path on the GPU workers' filesystem (starting with /)"
+            if is_judge:
+                message += ", or an endpoint judge's server base URL (http://host:8000/v1)"
+            raise serializers.ValidationError({"location": message + "."})
         if attrs.get("activate") and attrs.get("kind") != ModelVersion.Kind.SCORER:
             raise serializers.ValidationError({"activate": "Only a scorer can be the active scorer."})
         return attrs

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from ml import views, views_gallery
+from ml import views, views_gallery, views_leaderboard
 
 app_name = "ml"
 
@@ -12,9 +12,12 @@ urlpatterns = [
     path("runs/<int:run_id>/", views.run_detail, name="run-detail"),
     path("runs/<int:run_id>/cancel/", views.run_cancel, name="run-cancel"),
     path("models/", views.model_list, name="model-list"),
+    path("models/new/", views.model_new, name="model-new"),
     path("models/compare/", views.model_compare, name="model-compare"),
     path("models/<int:model_id>/", views.model_detail, name="model-detail"),
     path("models/<int:model_id>/activate/", views.model_activate, name="model-activate"),
     path("images/<int:image_id>/origin/", views.image_origin, name="image-origin"),
     path("pairs/", views_gallery.gallery, name="pair-gallery"),
+    path("leaderboard/", views_leaderboard.table, name="leaderboard"),
+    path("leaderboard/items/", views_leaderboard.items, name="leaderboard-items"),
 ]

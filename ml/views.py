@@ -5,7 +5,7 @@
 * ``runs/new/?kind=``: the form of a kind (ml/forms.py); without a kind, the kinds to choose from;
 * ``runs/<id>/``: status, progress, parameters (references linked), log tail, metrics plots, artifacts,
   the models it took and produced, error with traceback; followed every 2 s while in flight; cancel;
-* ``models/``: the registry (``?kind=``); ``models/<id>/``: a model with its lineage both ways and
+* ``models/``: the registry (``?kind=``); ``models/new/``: register a checkpoint or an LMM judge; ``models/<id>/``: a model with its lineage both ways and
   "Make active scorer"; ``models/compare/?a=&b=``: two scorers per split and task;
 * ``images/<id>/origin/``: the run that generated an image and the model it used.
 
@@ -29,8 +29,9 @@ from annotation import roles
 from annotation.models import Image
 from ml import queries
 from ml.forms import RunForm
+from ml.forms_models import ModelRegisterForm
 from ml.models import ModelVersion, Run
-from ml.services import registry
+from ml.services import judges, registry
 from ml.services.runs import RunParamsError, cancel_run, kinds, start_run
 from ml.tasks import execute_run
 
@@ -200,6 +201,34 @@ def model_detail(request, model_id: int):
             "config_json": json.dumps(model.config, indent=2, sort_keys=True) if model.config else "",
         },
     )
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+@login_required
+def model_new(request):
+    """Register a checkpoint or an LMM judge (``ml/forms_models.py``); audited by the registry."""
+    _require_admin(request.user)
+    form = ModelRegisterForm(request.POST or None, initial={"kind": request.GET.get("kind", "")})
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            model = registry.register_model(
+                request.user,
+                data["kind"],
+                data["name"],
+                data["location"],
+                config=data["config"],
+                parent=data["parent"],
+                dataset_version=data["dataset_version"],
+            )
+        except judges.JudgeConfigError as exc:
+            form.add_error(exc.field, str(exc))
+        except ValueError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Registered {model.kind} {model.name}.")
+            return redirect("ml:model-detail", model_id=model.pk)
+    return render(request, "ml/models/new.html", {"form": form})
 
 
 @require_POST

@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from annotation import roles
 from annotation.services import audit
 from ml.models import ModelVersion, Run
-from ml.services import active_learning
+from ml.services import active_learning, judges
 
 _GENERATOR_RE = re.compile(r"^run:(\d+):(.*)$")
 
@@ -65,6 +65,10 @@ def register_model(
         raise ValueError("A LoRA adapter needs a generator model as its parent.")
     if parent is not None and kind == ModelVersion.Kind.SCORER and parent.kind != ModelVersion.Kind.SCORER:
         raise ValueError("A scorer's parent must be a scorer.")
+    if kind == ModelVersion.Kind.JUDGE:
+        if parent is not None and parent.kind != ModelVersion.Kind.JUDGE:
+            raise ValueError("A judge's parent must be a judge.")
+        config = judges.clean_config(location, config or {})
     try:
         with transaction.atomic():
             model = ModelVersion.objects.create(

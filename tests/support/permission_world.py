@@ -77,6 +77,14 @@ def build(settings, tmp_path: Path) -> dict:
     queued = Run.objects.create(
         kind="generate", status="queued", created_by=admin, params={"model": registry.generator.pk, "tuples": [1]}
     )
+    judge_run = Run.objects.create(
+        kind="eval_judge",
+        status="succeeded",
+        created_by=admin,
+        input_model=registry.tuned,
+        params={"model": registry.tuned.pk, "dataset_version": version.pk, "splits": ["test_S"], "cot": False},
+        artifacts={"summary": {}},
+    )
     schedule = schedules.create_schedule(
         admin,
         name="nightly",
@@ -112,6 +120,7 @@ def build(settings, tmp_path: Path) -> dict:
         "job": export_job.pk,
         "run": registry.failed.pk,
         "queued_run": queued.pk,
+        "judge_run": judge_run.pk,
         "model": registry.tuned.pk,
         "base_model": registry.base.pk,
         "child_model": registry.child.pk,

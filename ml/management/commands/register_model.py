@@ -18,7 +18,7 @@ from django.db import transaction
 from annotation import roles
 from curation.models import DatasetVersion
 from ml.models import ModelVersion
-from ml.services import registry
+from ml.services import judges, registry
 
 
 class Command(BaseCommand):
@@ -33,11 +33,15 @@ class Command(BaseCommand):
             "kind",
             choices=ModelVersion.Kind.values,
             metavar="KIND",
-            help="what the checkpoint is: scorer, generator_base or generator_lora",
+            help="what the checkpoint is: scorer, generator_base, generator_lora or judge (an LMM judge: its "
+            "config names the backend, see --config)",
         )
         parser.add_argument("name", metavar="NAME", help="the registry name, unique per kind (e.g. sciscore-v3)")
         parser.add_argument(
-            "location", metavar="LOCATION", help="absolute path of the checkpoint as the GPU workers see it"
+            "location",
+            metavar="LOCATION",
+            help="absolute path of the checkpoint as the GPU workers see it; an endpoint judge's server base URL "
+            "(http://host:8000/v1)",
         )
         parser.add_argument(
             "--parent",
@@ -51,7 +55,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--config",
             metavar="JSON",
-            help='a JSON object stored as the model\'s config (e.g. \'{"arch": "ViT-H-14"}\')',
+            help='a JSON object stored as the model\'s config (e.g. \'{"arch": "ViT-H-14"}\'; a judge: '
+            '\'{"backend": "endpoint", "model": "Qwen/Qwen2-VL-7B-Instruct", "api_key_env": "JUDGE_API_KEY"}\' '
+            'or \'{"backend": "local"}\')',
         )
         parser.add_argument(
             "--activate", action="store_true", help="make it the active scorer once registered (scorers only)"
@@ -73,12 +79,13 @@ class Command(BaseCommand):
         if user is None or not roles.is_admin(user):
             raise CommandError(f"No admin account {opts['admin']!r}: pass --admin USERNAME of an admin.")
         location = opts["location"].strip()
-        if not PurePosixPath(location).is_absolute():
+        endpoint = opts["kind"] == ModelVersion.Kind.JUDGE and judges.is_url(location)  # a server's base URL
+        if not endpoint and not PurePosixPath(location).is_absolute():
             raise CommandError(
                 f"LOCATION must be an absolute path as the GPU workers see it, not {location!r} "
                 f"(here that would be {os.path.abspath(location)})."
             )
-        if not opts["no_check"] and not os.path.exists(location):
+        if not endpoint and not opts["no_check"] and not os.path.exists(location):
             raise CommandError(
                 f"{location} does not exist on this machine. Run the command where the "
                 "checkpoints are, or pass --no-check if only the workers see this path."

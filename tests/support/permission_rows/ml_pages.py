@@ -5,9 +5,21 @@ Format and answers: tests/support/permission_matrix.py and tests/support/permiss
 
 from __future__ import annotations
 
-from tests.support.permission_answers import PAGE_ADMINS
+from tests.support.permission_answers import PAGE_ADMINS, body
 
 ROWS: list[tuple] = [
     # The pair gallery with ml's filters (ml/views_gallery.py); reviewers use /curation/pairs/.
     ("ml/pairs/", "GET", "/ml/pairs/?run={run}&scorer_disagrees=on", PAGE_ADMINS),
+    # Register a model from the browser (ml/forms_models.py); the POST's answers: a form back to an admin.
+    ("ml/models/new/", "GET", "/ml/models/new/?kind=judge", PAGE_ADMINS),
+    (
+        "ml/models/new/",
+        "POST",
+        "/ml/models/new/",
+        "L 403 403 403 302",
+        body(kind="judge", name="matrix-judge", location="/models/judge", config='{"backend": "local"}'),
+    ),
+    # The leaderboard (ml/views_leaderboard.py): per-annotator accuracies, so admins only.
+    ("ml/leaderboard/", "GET", "/ml/leaderboard/?version={version}", PAGE_ADMINS),
+    ("ml/leaderboard/items/", "GET", "/ml/leaderboard/items/?run={judge_run}&split=test_S", PAGE_ADMINS),
 ]
