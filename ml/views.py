@@ -5,8 +5,9 @@
 * ``runs/new/?kind=``: the form of a kind (ml/forms.py); without a kind, the kinds to choose from;
 * ``runs/<id>/``: status, progress, parameters (references linked), log tail, metrics plots, artifacts,
   the models it took and produced, error with traceback; followed every 2 s while in flight; cancel;
-* ``models/``: the registry (``?kind=``); ``models/new/``: register a checkpoint or an LMM judge; ``models/<id>/``: a model with its lineage both ways and
-  "Make active scorer"; ``models/compare/?a=&b=``: two scorers per split and task;
+* ``models/``: the registry (``?kind=``); ``models/new/``: register a checkpoint or an LMM judge;
+  ``models/<id>/``: a model with its lineage both ways and "Make active scorer"; ``models/compare/?a=&b=``:
+  two scorers per split and task;
 * ``images/<id>/origin/``: the run that generated an image and the model it used.
 
 Admins only (403 for everyone else, login required); changes are CSRF-protected POSTs through
