@@ -151,6 +151,8 @@ def test_the_defaults(admin_user, tiny, version):
         "seed": 0,
         "batch_size": 4,
         "max_sequence_length": 512,
+        "judge": None,
+        "keep_images": "ip",
     }
 
 

@@ -13,15 +13,25 @@ earlier succeeded run that evaluated the base (as its model or as its base) with
 dataset version, split, tasks, scorer and generation settings is reused, else this run evaluates
 the base first.
 
-Results: ``run.artifacts["evaluation"]`` (per task and overall: IP, EP, SP, ND, RI, image counts,
-notes, settings, the generations file) and ``["base_evaluation"]``; ``run.metrics`` has one record
-per group; each evaluated model's registry metrics get the summary under ``eval:<version>:<split>``
-(``:<task+task>`` appended when filtered by task).
+With ``judge`` (an LMM judge), the rubric protocol runs beside the SciScore protocol: the judge grades
+every implicit-prompt image with its tuple's rubrics (scene gate, then reality 0–3), and each group gets
+the normalised reality score 0–100 (:mod:`ml.core.eval_generator`). ``keep_images`` stores the
+implicit-prompt images (``ip``, the default), all of them or none in the media storage
+(:func:`image_name`), so the leaderboard's images can be browsed.
+
+Results: ``run.artifacts["evaluation"]`` (per task, per discipline and overall: IP, EP, SP, ND, RI, the
+reality score, image counts, notes, settings, the generations file) and ``["base_evaluation"]``;
+``run.metrics`` has one record per group; each evaluated model's registry metrics get the summary under
+``eval:<version>:<split>`` (``:<task+task>`` appended when filtered by task).
 """
 
 from __future__ import annotations
 
+import io
 import json
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 
 from annotation.models import PromptTuple, Task
 from curation.models import DatasetVersion, VersionMember
@@ -55,6 +65,7 @@ SCHEMA = {
     "seed": Int(0, 0, 2**62),
     "batch_size": Int(4, 1, 64),
     "max_sequence_length": Int(512, 1, 512),
+    "keep_images": Choice("ip", ("none", "ip", "all")),
 }
 REFS = {
     "model": Ref("model", model_kinds=GENERATORS, help="the generator to evaluate"),
@@ -72,6 +83,12 @@ REFS = {
         help="the model to compute RI against (e.g. the base of a fine-tuned LoRA)",
     ),
     "tasks": Ref("tasks", required=False, help='task codes to evaluate, e.g. ["BU", "RU"] (default: all)'),
+    "judge": Ref(
+        "model",
+        required=False,
+        model_kinds=(ModelVersion.Kind.JUDGE,),
+        help="an LMM judge that grades the implicit-prompt images with each tuple's rubrics (default: none)",
+    ),
 }
 # Parameters that decide the scores of a model's generations (batch_size does not change an image).
 SAME_SCORES = (
@@ -86,6 +103,7 @@ SAME_SCORES = (
     "height",
     "seed",
     "max_sequence_length",
+    "judge",
 )
 
 
@@ -98,6 +116,7 @@ def validate(params: dict) -> tuple[dict, ModelVersion | None]:
     if model is not None and base is not None and model.pk == base.pk:
         errors["base_model"] = "must differ from model"
     scorer = scoring.clean_scorer(params, "scorer", errors)
+    judge = clean_model(params, "judge", (ModelVersion.Kind.JUDGE,), errors, required=False)
     tasks = _clean_tasks(params.get("tasks"), errors)
     version = clean_dataset_version(params, errors)
     if version is not None and "split" in cleaned and not decided_members(version, cleaned["split"], tasks).exists():
@@ -114,6 +133,7 @@ def validate(params: dict) -> tuple[dict, ModelVersion | None]:
         "scorer": scorer.pk,
         "base_model": base.pk if base else None,
         "tasks": tasks,
+        "judge": judge.pk if judge else None,
     }, model
 
 
@@ -157,9 +177,17 @@ def earlier_evaluation(run: Run, model: ModelVersion) -> dict | None:
 
 
 def _records(run: Run) -> list[PromptTriple]:
-    found = PromptTuple.objects.select_related("task").in_bulk(run.artifacts["tuples"])
+    found = PromptTuple.objects.select_related("task__discipline").in_bulk(run.artifacts["tuples"])
     return [
-        PromptTriple(t.implicit_prompt, t.explicit_prompt, t.superficial_prompt, t.task.code if t.task else "")
+        PromptTriple(
+            t.implicit_prompt,
+            t.explicit_prompt,
+            t.superficial_prompt,
+            t.task.code if t.task else "",
+            t.task.discipline.name if t.task else "",
+            t.scene_scoring,
+            t.real_scoring,
+        )
         for t in (found.get(pk) for pk in run.artifacts["tuples"])
         if t is not None
     ]
@@ -187,8 +215,10 @@ def evaluate(
     records: list,
     span: tuple[float, float],
     base: dict | None = None,
+    grader=None,
 ) -> dict:
-    """Generate and score ``records`` with ``model`` chunk by chunk (resumable); the summary."""
+    """Generate and score ``records`` with ``model`` chunk by chunk (resumable); the summary. ``grader``:
+    the rubric protocol's (:func:`rubric_grader`), or None."""
     from ml.core.eval_generator import evaluate_generator
     from ml.core.generate import load_pipeline
 
@@ -220,6 +250,8 @@ def evaluate(
                 batch_size=p["batch_size"],
                 max_sequence_length=p["max_sequence_length"],
                 model_name=model.name,
+                grader=grader,
+                keep_image=_image_keeper(run, label, start),
             )
             rows = [{**row, "tuple": row["tuple"] + start} for row in result["generations"]]
             with open(path, "a", encoding="utf-8") as fh:
@@ -236,9 +268,51 @@ def evaluate(
     overall = summary["groups"].get("overall", {})
     ctx.log(
         f"{label} {model.name}: "
-        + ", ".join(f"{k} {_fmt(overall.get(k))}" for k in (*PROMPT_KINDS, "ND", "RI") if k in overall)
+        + ", ".join(f"{k} {_fmt(overall.get(k))}" for k in (*PROMPT_KINDS, "ND", "RI", "reality") if k in overall)
     )
     return summary
+
+
+def image_name(run_id: int, label: str, tuple_index: int, kind: str, n: int) -> str:
+    """Where an evaluation keeps one generated image in the media storage (``label``: model or base)."""
+    return f"evaluations/run-{run_id}/{label}/{tuple_index:05d}-{kind}-{n}.png"
+
+
+def _image_keeper(run: Run, label: str, start: int):
+    """Stores the images ``keep_images`` asks for (none, the implicit prompt's, or all), PNG; None: none."""
+    keep = run.params.get("keep_images", "none")
+    if keep == "none":
+        return None
+
+    def keep_image(kind: str, index: int, n: int, image) -> str | None:
+        if keep == "ip" and kind != "IP":
+            return None
+        name = image_name(run.pk, label, start + index, kind, n)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        if default_storage.exists(name):  # a chunk redone after a lost worker: replace, never "name_x7a.png"
+            default_storage.delete(name)
+        return default_storage.save(name, ContentFile(buffer.getvalue()))
+
+    return keep_image
+
+
+def rubric_grader(backend):
+    """The rubric protocol (:func:`ml.core.judges.protocol.grade_images`) as ``evaluate_generator``'s grader:
+    ``[(record, image)]`` in, ``[{"reality": 0..3 or None, "rubric": status}]`` out."""
+    from ml.core.judges.protocol import RubricItem, grade_images
+
+    def grade(items: list) -> list[dict]:
+        verdicts = grade_images(
+            backend,
+            [
+                RubricItem(str(n), record.implicit_prompt, record.scene_scoring, record.real_scoring, image)
+                for n, (record, image) in enumerate(items)
+            ],
+        )
+        return [{"reality": v.score, "rubric": v.status} for v in verdicts]
+
+    return grade
 
 
 def _fmt(value) -> str:
@@ -246,7 +320,7 @@ def _fmt(value) -> str:
 
 
 def _registry_summary(run: Run, summary: dict, base_model: int | None) -> dict:
-    keep = (*PROMPT_KINDS, "ND", "RI")
+    keep = (*PROMPT_KINDS, "ND", "RI", "reality")
     return {
         "run": run.pk,
         "scorer": run.params["scorer"],
@@ -271,6 +345,25 @@ def handle(run: Run, ctx: RunContext) -> None:
     ctx.progress(phase="loading the scorer")
     scorer = scoring.load_scorer(scorer_model.location, scorer_model)
     key = metrics_key(run, version)
+    grader, backend = None, None
+    if p.get("judge") is not None:
+        from ml.services import judges
+
+        judge = ModelVersion.objects.get(pk=p["judge"])
+        ctx.progress(phase=f"loading the judge {judge.name}")
+        backend = judges.open_backend(judge)
+        grader = rubric_grader(backend)
+        ctx.log(f"the LMM judge {judge.name} grades the implicit-prompt images with the tuples' rubrics")
+    try:
+        _evaluate_all(run, ctx, version, scorer, records, key, grader)
+    finally:
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
+
+
+def _evaluate_all(run: Run, ctx: RunContext, version, scorer, records: list, key: str, grader) -> None:
+    p, art = run.params, run.artifacts
 
     base_summary, span = None, (0.0, 1.0)
     if p["base_model"] is not None:
@@ -280,7 +373,10 @@ def handle(run: Run, ctx: RunContext) -> None:
             if art["base_evaluation"] is not None:
                 ctx.log(f"base {base.name}: reusing the evaluation of run {art['base_evaluation']['run']}")
             else:
-                evaluation = {**evaluate(run, ctx, "base", base, scorer, records, (0.0, 0.5)), "run": run.pk}
+                evaluation = {
+                    **evaluate(run, ctx, "base", base, scorer, records, (0.0, 0.5), grader=grader),
+                    "run": run.pk,
+                }
                 art["base_evaluation"] = evaluation
                 merge_model_metrics(base, key, _registry_summary(run, evaluation, None), run=run)
             ctx.save_artifacts()
@@ -290,7 +386,10 @@ def handle(run: Run, ctx: RunContext) -> None:
 
     model = run.input_model
     assert model is not None, "a started run of this kind has an input model"
-    summary = {**evaluate(run, ctx, "model", model, scorer, records, span, base_summary), "run": run.pk}
+    summary = {
+        **evaluate(run, ctx, "model", model, scorer, records, span, base_summary, grader=grader),
+        "run": run.pk,
+    }
     art["evaluation"] = summary
     ctx.save_artifacts()
     ctx.set_metrics([{"group": name, **metrics} for name, metrics in summary["groups"].items()])

@@ -25,8 +25,6 @@ split, the first by pair id; 0: all), ``batch_size`` (items per chunk).
 
 from __future__ import annotations
 
-import dataclasses
-
 from curation.models import DatasetVersion, Label, VersionMember
 from ml.models import JudgedItem, ModelVersion, Run
 from ml.services.runs import scoring
@@ -221,7 +219,7 @@ def _judge_with_lmm(run: Run, ctx: RunContext, model: ModelVersion, todo: list, 
             ctx.check_cancelled()
             readable = _readable(ctx, chunk)
             items = [
-                PairItem(key=m.pair_id, implicit_prompt=m.pair.tuple.implicit_prompt, correct=im[0], wrong=im[1])
+                PairItem(key=str(m.pair_id), implicit_prompt=m.pair.tuple.implicit_prompt, correct=im[0], wrong=im[1])
                 for m, im in readable
             ]
             verdicts = judge_pairs(backend, items, cot=run.params["cot"], chunk=size) if items else []
@@ -230,7 +228,7 @@ def _judge_with_lmm(run: Run, ctx: RunContext, model: ModelVersion, todo: list, 
                 score = verdict.score
                 expected_right = member.label == Label.EXPECTED
                 prefers = None if score is None else (score if expected_right else 1.0 - score)
-                detail = dataclasses.asdict(verdict)
+                detail = verdict.as_dict()
                 detail.pop("key", None)
                 rows.append(
                     JudgedItem(
