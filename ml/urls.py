@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from ml import views, views_gallery, views_leaderboard
+from ml import views, views_gallery, views_generators, views_leaderboard
 
 app_name = "ml"
 
@@ -19,5 +19,12 @@ urlpatterns = [
     path("images/<int:image_id>/origin/", views.image_origin, name="image-origin"),
     path("pairs/", views_gallery.gallery, name="pair-gallery"),
     path("leaderboard/", views_leaderboard.table, name="leaderboard"),
+    path("generators/", views_generators.board, name="generator-board"),
+    path("runs/<int:run_id>/generations/", views_generators.generations, name="generations"),
+    path(
+        "runs/<int:run_id>/generations/<str:label>/<int:tuple_index>/<str:kind>/<int:n>.png",
+        views_generators.generation_image,
+        name="generation-image",
+    ),
     path("leaderboard/items/", views_leaderboard.items, name="leaderboard-items"),
 ]

@@ -85,6 +85,13 @@ def build(settings, tmp_path: Path) -> dict:
         params={"model": registry.tuned.pk, "dataset_version": version.pk, "splits": ["test_S"], "cot": False},
         artifacts={"summary": {}},
     )
+    eval_generator_run = Run.objects.create(
+        kind="eval_generator",
+        status="succeeded",
+        created_by=admin,
+        input_model=registry.generator,
+        params={"model": registry.generator.pk, "dataset_version": version.pk, "split": "test_S"},
+    )
     schedule = schedules.create_schedule(
         admin,
         name="nightly",
@@ -121,6 +128,7 @@ def build(settings, tmp_path: Path) -> dict:
         "run": registry.failed.pk,
         "queued_run": queued.pk,
         "judge_run": judge_run.pk,
+        "eval_generator_run": eval_generator_run.pk,
         "model": registry.tuned.pk,
         "base_model": registry.base.pk,
         "child_model": registry.child.pk,

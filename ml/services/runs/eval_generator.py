@@ -261,6 +261,7 @@ def evaluate(
         del pipe
         scoring.free_device_memory()
     rows = [row for start in sorted(chunks) for row in chunks[start]]
+    _publish_rows(run, label, rows)
     summary = summarize(rows, base)
     summary.update(
         model=model.pk, name=model.name, generations=str(path), settings={name: p[name] for name in SAME_SCORES}
@@ -276,6 +277,19 @@ def evaluate(
 def image_name(run_id: int, label: str, tuple_index: int, kind: str, n: int) -> str:
     """Where an evaluation keeps one generated image in the media storage (``label``: model or base)."""
     return f"evaluations/run-{run_id}/{label}/{tuple_index:05d}-{kind}-{n}.png"
+
+
+def rows_name(run_id: int, label: str) -> str:
+    """Where an evaluation's generation rows (prompt, seed, scores, grade, image) lie in the media storage."""
+    return f"evaluations/run-{run_id}/{label}/generations.json"
+
+
+def _publish_rows(run: Run, label: str, rows: list[dict]) -> None:
+    """The rows, for the pages that browse the images (the work directory is the workers' alone)."""
+    name = rows_name(run.pk, label)
+    if default_storage.exists(name):
+        default_storage.delete(name)
+    default_storage.save(name, ContentFile(json.dumps(rows).encode()))
 
 
 def _image_keeper(run: Run, label: str, start: int):

@@ -22,4 +22,13 @@ ROWS: list[tuple] = [
     # The leaderboard (ml/views_leaderboard.py): per-annotator accuracies, so admins only.
     ("ml/leaderboard/", "GET", "/ml/leaderboard/?version={version}", PAGE_ADMINS),
     ("ml/leaderboard/items/", "GET", "/ml/leaderboard/items/?run={judge_run}&split=test_S", PAGE_ADMINS),
+    # The generator leaderboard and an evaluation's images (ml/views_generators.py).
+    ("ml/generators/", "GET", "/ml/generators/?split=test_S", PAGE_ADMINS),
+    ("ml/runs/<int:run_id>/generations/", "GET", "/ml/runs/{eval_generator_run}/generations/", PAGE_ADMINS),
+    (
+        "ml/runs/<int:run_id>/generations/<str:label>/<int:tuple_index>/<str:kind>/<int:n>.png",
+        "GET",
+        "/ml/runs/{eval_generator_run}/generations/model/0/IP/0.png",
+        "L 403 403 403 404",  # admins: this run kept no image
+    ),
 ]
