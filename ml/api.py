@@ -22,6 +22,7 @@ GET models/<id>/                   one model with its lineage both ways
 POST models/<id>/activate/         make a scorer the active scorer; 400 for other kinds
 GET models/compare/?a=&b=          two scorers' accuracy per split and task, side by side
 GET images/<id>/origin/            the run that generated an image and the model it used
+GET leaderboard/?version=          humans and judges on a dataset version (ml/api_leaderboard.py)
 =================================  ======================================================================
 """
 

@@ -3,7 +3,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from ml import api
+from ml import api, api_leaderboard
 
 router = SimpleRouter()
 router.register("runs", api.RunViewSet, basename="ml-run")
@@ -12,5 +12,6 @@ router.register("models", api.ModelViewSet, basename="ml-model")
 urlpatterns = [
     path("run-kinds/", api.RunKindListView.as_view(), name="ml-run-kinds"),
     path("images/<int:pk>/origin/", api.ImageOriginView.as_view(), name="ml-image-origin"),
+    path("leaderboard/", api_leaderboard.LeaderboardView.as_view(), name="ml-leaderboard"),
     *router.urls,
 ]

@@ -140,7 +140,7 @@ def paper_rows(cols: list[Column]) -> list[Row]:
     for label, s, c in PAPER_ROWS:
         figures = {"test_S": s, "test_C": c}
         cells = [
-            shown({"accuracy": figures[col.split] / 100, "reference": True})
+            shown({"accuracy": round(figures[col.split] / 100, 4), "reference": True})
             if not col.group and col.split in figures
             else None
             for col in cols
@@ -162,9 +162,9 @@ def table(version: DatasetVersion, view: str = "discipline", split: str | None =
     for col in cols:
         result = humans.get(col.split) or {}
         pooled.cells.append(cell_of(result.get("pooled"), col, view))
-        for entry in result.get("annotators", []):
+        for entry in result.get("rows", []):
             row = annotators.setdefault(entry["id"], Row(label=entry["username"], kind="annotator"))
-            row.cells.append((col, cell_of(entry, col, view)))
+            row.cells.append((col, cell_of(entry["breakdown"], col, view)))
     for row in annotators.values():  # align: an annotator may have no items in some split
         found = dict(row.cells)
         row.cells = [found.get(col) for col in cols]
@@ -190,5 +190,7 @@ def table(version: DatasetVersion, view: str = "discipline", split: str | None =
         "humans": pooled if any(pooled.cells) else None,
         "annotators": sorted(annotators.values(), key=lambda r: r.label),
         "judges": judges,
-        "human_counts": {s: humans.get(s, {}).get("counts", {}) for s in splits},
+        "human_counts": {
+            s: {k: v for k, v in humans.get(s, {}).items() if k not in ("pooled", "rows")} for s in splits
+        },
     }
