@@ -40,9 +40,10 @@ class Task(models.Model):
         CREATED = "created", "creation order"
         UNCERTAINTY = "uncertainty", "scorer uncertainty first"
         DISAGREEMENT = "disagreement", "scorer-vs-expected disagreement first"
+        JUDGE_DISAGREEMENT = "judge_disagreement", "scorer-vs-LMM-judge disagreement first"
 
     queue_order = models.CharField(
-        max_length=12,
+        max_length=20,
         choices=QueueOrder.choices,
         default=QueueOrder.CREATED,
         help_text="How the queue orders this task's pairs (active learning uses the active scorer's scores).",

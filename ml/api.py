@@ -23,6 +23,7 @@ POST models/<id>/activate/         make a scorer the active scorer; 400 for othe
 GET models/compare/?a=&b=          two scorers' accuracy per split and task, side by side
 GET images/<id>/origin/            the run that generated an image and the model it used
 GET leaderboard/?version=          humans and judges on a dataset version (ml/api_leaderboard.py)
+GET pairs/<id>/opinions/           the models' advisory opinions of a pair, reviewers (ml/api_opinions.py)
 =================================  ======================================================================
 """
 

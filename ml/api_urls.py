@@ -3,7 +3,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from ml import api, api_leaderboard
+from ml import api, api_leaderboard, api_opinions
 
 router = SimpleRouter()
 router.register("runs", api.RunViewSet, basename="ml-run")
@@ -13,5 +13,6 @@ urlpatterns = [
     path("run-kinds/", api.RunKindListView.as_view(), name="ml-run-kinds"),
     path("images/<int:pk>/origin/", api.ImageOriginView.as_view(), name="ml-image-origin"),
     path("leaderboard/", api_leaderboard.LeaderboardView.as_view(), name="ml-leaderboard"),
+    path("pairs/<int:pk>/opinions/", api_opinions.PairOpinionsView.as_view(), name="ml-pair-opinions"),
     *router.urls,
 ]

@@ -66,6 +66,7 @@ class Run(models.Model):
         EVAL_GENERATOR = "eval_generator", "evaluate generator"
         SCORE_PAIRS = "score_pairs", "score pending pairs"
         EVAL_JUDGE = "eval_judge", "evaluate a judge"
+        JUDGE_PAIRS = "judge_pairs", "ask an LMM judge about pending pairs"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "queued"
@@ -207,7 +208,8 @@ class PairScore(models.Model):
 
 
 class JudgedItem(models.Model):
-    """One pair's verdict in an ``eval_judge`` run: a scorer's, or an LMM judge's over both image orders.
+    """One pair's verdict in an ``eval_judge`` run (a scorer's, or an LMM judge's over both image orders), or
+    an LMM judge's opinion of a pending pair in a ``judge_pairs`` run (``split`` empty, no ``score``).
 
     ``score`` is the share of the judge's readable answers that picked the right image (the version's label
     says which: 1 or 0 for a scorer, 0, 0.5 or 1 for an LMM asked in both orders); None when no answer could
@@ -219,7 +221,9 @@ class JudgedItem(models.Model):
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="judged_items")
     pair = models.ForeignKey("annotation.Pair", on_delete=models.CASCADE, related_name="+")
-    split = models.CharField(max_length=10, help_text="The dataset version split the pair is in.")
+    split = models.CharField(
+        max_length=10, blank=True, help_text="The dataset version split the pair is in; empty for a pending pair."
+    )
     score = models.FloatField(null=True, blank=True)
     prefers_expected = models.FloatField(null=True, blank=True)
     detail = models.JSONField(default=dict, blank=True)

@@ -20,7 +20,7 @@ from numbers import Real
 from django.db.models import Q
 
 from annotation.models import Pair
-from ml.models import ModelVersion, PairScore, Run
+from ml.models import JudgedItem, ModelVersion, PairScore, Run
 from ml.services.runs import kinds
 
 SPLITS = ("validation", "test_S", "test_C")  # the evaluation splits compared first, in this order
@@ -325,3 +325,54 @@ def pairs_the_scorer_disagrees_with(scorer: ModelVersion | None):
     if scorer is None:
         return Pair.objects.none().values("pk")
     return PairScore.objects.filter(model=scorer, disagrees=True).values("pair_id")
+
+
+def pair_opinions(pair: Pair) -> dict:
+    """What the models think of ``pair``, for a reviewer who asks (advisory): the share (0..1) of each
+    opinion that prefers the pair's *expected* image.
+
+    ``scorer``: the active scorer's, from its ``score_pairs`` scores (the softmax probability), else from
+    an ``eval_judge`` run that judged the pair (0, 0.5 or 1); ``judges``: the latest opinion of each LMM judge
+    that was asked about the pair (``judge_pairs`` or ``eval_judge``), None where its answers could not be
+    read. Never the pair's judgements or consensus: those are curation's, on the same page."""
+    active = ModelVersion.objects.filter(kind=ModelVersion.Kind.SCORER, is_active=True).first()
+    scorer = None
+    if active is not None:
+        score = PairScore.objects.filter(pair=pair, model=active).first()
+        if score is not None:
+            scorer = {
+                "model": active.pk,
+                "name": active.name,
+                "prefers_expected": score.probability,
+                "run": score.run_id,
+            }
+        else:
+            item = JudgedItem.objects.filter(pair=pair, run__input_model=active).order_by("-run_id").first()
+            if item is not None and item.prefers_expected is not None:
+                scorer = {
+                    "model": active.pk,
+                    "name": active.name,
+                    "prefers_expected": item.prefers_expected,
+                    "run": item.run_id,
+                }
+    judges, seen = [], set()
+    items = (
+        JudgedItem.objects.filter(pair=pair, run__input_model__kind=ModelVersion.Kind.JUDGE)
+        .select_related("run__input_model")
+        .order_by("-run_id")
+    )
+    for item in items:
+        model = item.run.input_model
+        if model is None or model.pk in seen:
+            continue
+        seen.add(model.pk)
+        judges.append(
+            {
+                "model": model.pk,
+                "name": model.name,
+                "prefers_expected": item.prefers_expected,
+                "run": item.run_id,
+                "protocol": item.run.artifacts.get("protocol", ""),
+            }
+        )
+    return {"pair": pair.pk, "scorer": scorer, "judges": judges}

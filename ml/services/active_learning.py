@@ -7,11 +7,16 @@ scorer's :class:`~ml.models.PairScore` of each pair:
 * ``uncertainty``: ``priority = uncertainty`` (1 for a coin flip, 0 for a sure call);
 * ``disagreement``: ``priority = 1 - probability`` (the scorer's confidence that the expected
   image is wrong, so the pairs where it disagrees most come first);
-* ``created``, or a pair the active scorer has not scored: ``priority = 0`` (creation order).
+* ``judge_disagreement``: ``priority = |p_scorer - p_judge|``, where ``p_scorer`` is the active scorer's
+  probability that the expected image is right and ``p_judge`` the share of the latest LMM judge's readable
+  answers that picked it (:class:`~ml.models.JudgedItem` ``prefers_expected``, from a ``judge_pairs`` or
+  ``eval_judge`` run of a ``judge`` model): the pairs where the two kinds of judge disagree most come first;
+* ``created``, or a pair the active scorer (or, for ``judge_disagreement``, any LMM judge) has not scored:
+  ``priority = 0`` (creation order).
 
 :func:`recompute_priorities` sets them in one ``UPDATE`` per order (a correlated subquery on the
 unique (pair, model) index), writing only rows whose priority changes. It runs after a
-``score_pairs`` run, when a task's order changes (:func:`set_queue_order`) and when another scorer
+``score_pairs`` or ``judge_pairs`` run, when a task's order changes (:func:`set_queue_order`) and when another scorer
 becomes active (:func:`ml.services.registry.activate_scorer`). Priorities are comparable across
 tasks, so an annotator who works on several tasks sees scored pairs of uncertainty/disagreement
 tasks before pairs of creation-order tasks.
@@ -28,12 +33,12 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import F, FloatField, OuterRef, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Abs, Coalesce
 
 from annotation import roles
 from annotation.models import Pair, PromptTuple, Task
 from annotation.services import audit, catalog
-from ml.models import ModelVersion, PairScore
+from ml.models import JudgedItem, ModelVersion, PairScore
 
 Order = Task.QueueOrder
 
@@ -49,6 +54,13 @@ def _priority(order: str, active: ModelVersion | None):
     if active is None or order == Order.CREATED:
         return zero
     scores = PairScore.objects.filter(pair=OuterRef("pk"), model=active)
+    if order == Order.JUDGE_DISAGREEMENT:
+        scorer = Subquery(scores.values("probability")[:1], output_field=FloatField())
+        opinions = JudgedItem.objects.filter(
+            pair=OuterRef("pk"), run__input_model__kind=ModelVersion.Kind.JUDGE, prefers_expected__isnull=False
+        ).order_by("-run_id")
+        judge = Subquery(opinions.values("prefers_expected")[:1], output_field=FloatField())
+        return Coalesce(Abs(scorer - judge), zero)
     value = F("uncertainty") if order == Order.UNCERTAINTY else 1.0 - F("probability")
     return Coalesce(Subquery(scores.annotate(value=value).values("value")[:1], output_field=FloatField()), zero)
 

@@ -128,7 +128,7 @@ def handle(run: Run, ctx: RunContext) -> None:
         if model.kind == ModelVersion.Kind.SCORER:
             _judge_with_scorer(run, ctx, model, todo, total, len(done))
         else:
-            protocol = _judge_with_lmm(run, ctx, model, todo, total, len(done))
+            protocol = judge_with_lmm(run, ctx, model, todo, total, len(done))
     elif model.kind == ModelVersion.Kind.JUDGE:
         protocol = run.artifacts.get("protocol", "")
     summary = summarize(run, p["splits"])
@@ -204,7 +204,13 @@ def _judge_with_scorer(run: Run, ctx: RunContext, model: ModelVersion, todo: lis
     scoring.free_device_memory()
 
 
-def _judge_with_lmm(run: Run, ctx: RunContext, model: ModelVersion, todo: list, total: int, done: int) -> str:
+def judge_with_lmm(
+    run: Run, ctx: RunContext, model: ModelVersion, todo: list, total: int, done: int, *, labelled: bool = True
+) -> str:
+    """Ask the LMM judge ``model`` about ``todo`` (version members, or anything with ``pair``, ``pair_id``,
+    ``label`` and ``split``) in both image orders, a chunk at a time, storing a :class:`~ml.models.JudgedItem`
+    per pair; the protocol's name. ``labelled=False`` (pairs nobody has decided yet, ``judge_pairs``): only
+    the opinion of the expected image is stored, and no score."""
     from ml.core.judges.backend import BudgetExhausted
     from ml.core.judges.protocol import PAIRWISE_TEMPLATE, PairItem, judge_pairs
     from ml.services import judges

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ml.models import ModelVersion, Run
-from ml.services.runs import eval_judge, generate, generators, params, scorers
+from ml.services.runs import eval_judge, generate, generators, judge_pairs, params, scorers
 
 MODULES = {
     Run.Kind.GENERATE: generate,
     **scorers.KINDS,
     **generators.KINDS,
     Run.Kind.EVAL_JUDGE: eval_judge,
+    Run.Kind.JUDGE_PAIRS: judge_pairs,
 }
 VALIDATORS: dict[str, Callable[[dict], tuple[dict, ModelVersion | None]]] = {
     kind: module.validate for kind, module in MODULES.items()

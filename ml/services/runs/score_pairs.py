@@ -48,13 +48,13 @@ def validate(params: dict) -> tuple[dict, ModelVersion | None]:
     cleaned = clean_fields(params, SCHEMA, errors)
     model = scoring.clean_scorer(params, "model", errors)
     cleaned["model"] = model.pk if model is not None else None
-    cleaned["tasks"] = _clean_tasks(params.get("tasks"), errors)
+    cleaned["tasks"] = clean_tasks(params.get("tasks"), errors)
     if errors:
         raise RunParamsError(errors)
     return cleaned, model
 
 
-def _clean_tasks(value, errors: dict) -> list[str] | None:
+def clean_tasks(value, errors: dict) -> list[str] | None:
     if value is None:
         return None
     if not isinstance(value, list) or not value or not all(isinstance(code, str) for code in value):

@@ -5,7 +5,7 @@ Format and answers: tests/support/permission_matrix.py and tests/support/permiss
 
 from __future__ import annotations
 
-from tests.support.permission_answers import ADMINS, PAGE_ADMINS, body
+from tests.support.permission_answers import ADMINS, PAGE_ADMINS, REVIEWERS, body
 
 ROWS: list[tuple] = [
     # The pair gallery with ml's filters (ml/views_gallery.py); reviewers use /curation/pairs/.
@@ -23,6 +23,8 @@ ROWS: list[tuple] = [
     ("ml/leaderboard/", "GET", "/ml/leaderboard/?version={version}", PAGE_ADMINS),
     ("ml/leaderboard/items/", "GET", "/ml/leaderboard/items/?run={judge_run}&split=test_S", PAGE_ADMINS),
     ("api/ml/leaderboard/", "GET", "/api/ml/leaderboard/?version={version}", ADMINS),
+    # The models' advisory opinions of a pair, for the adjudication page (ml/api_opinions.py).
+    ("api/ml/pairs/<int:pk>/opinions/", "GET", "/api/ml/pairs/{pair}/opinions/", REVIEWERS),
     # The generator leaderboard and an evaluation's images (ml/views_generators.py).
     ("ml/generators/", "GET", "/ml/generators/?split=test_S", PAGE_ADMINS),
     ("ml/runs/<int:run_id>/generations/", "GET", "/ml/runs/{eval_generator_run}/generations/", PAGE_ADMINS),
