@@ -1,4 +1,5 @@
-"""The OpenAI-compatible endpoint backend against a real HTTP server on loopback that misbehaves on purpose."""
+"""The OpenAI-compatible endpoint backend against real servers on loopback: ``transformers serve`` running a
+tiny vision-language judge offline, and an HTTP server that misbehaves on purpose."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from PIL import Image
 
 from ml.core.judges.backend import BudgetExhausted, Request
 from ml.core.judges.endpoint import EndpointBackend
-from tests.support.judge_server import MisbehavingChatServer
+from ml.core.judges.protocol import PairItem, judge_pairs, summarize_verdicts
+from tests.support.judge_server import MisbehavingChatServer, TransformersServe
+
+PROMPT = "An unripe mango, simple and realistic."
 
 
 @pytest.fixture
@@ -58,7 +62,7 @@ def test_an_endpoint_that_always_fails_gives_an_error_reply_and_the_others_still
     judge = backend(server, max_retries=2)
     replies = judge.complete([Request("fine 1"), Request("[fail-always] x"), Request("fine 2")])
     assert replies[0].text == "echo: fine 1 (0 images)" and replies[2].text == "echo: fine 2 (0 images)"
-    assert replies[1].text is None and "500" in replies[1].error
+    assert replies[1].text is None and "500" in replies[1].error and "always failing" in replies[1].error
     assert server.texts().count("[fail-always] x") == 3  # one attempt and two retries
     assert judge.requests_sent == 3  # logical requests, not attempts
 
@@ -66,11 +70,11 @@ def test_an_endpoint_that_always_fails_gives_an_error_reply_and_the_others_still
 def test_a_reply_slower_than_the_timeout_is_an_error_in_bounded_time(server):
     judge = backend(server, timeout=0.5, max_retries=1)
     start = time.monotonic()
-    replies = judge.complete([Request("[slow=3] late"), Request("prompt")])
+    replies = judge.complete([Request("[slow=6] late"), Request("prompt")])
     elapsed = time.monotonic() - start
     assert replies[0].text is None and "Timeout" in replies[0].error
     assert replies[1].text == "echo: prompt (0 images)"
-    assert elapsed < 2.5  # two attempts of 0.5 s and one back-off of at most 0.5 s, not the server's 3 s
+    assert elapsed < 4  # two attempts of 0.5 s and one back-off of at most 0.5 s, not the server's 6 s
 
 
 def test_no_more_than_max_concurrency_requests_are_ever_in_flight(server):
@@ -107,3 +111,33 @@ def test_the_key_comes_from_the_named_variable_as_the_bearer_token_and_is_never_
     monkeypatch.delenv("JUDGE_TEST_KEY")
     with pytest.raises(ValueError, match="JUDGE_TEST_KEY is not set"):
         backend(server, api_key_env="JUDGE_TEST_KEY")
+
+
+@pytest.fixture(scope="module")
+def served_judge(tmp_path_factory):
+    """``transformers serve`` on a tiny Qwen2-VL fitted to always answer ``{"choice": "image-1"}``."""
+    from ml.core.judges.tiny import make_tiny_qwen2_vl
+
+    root = tmp_path_factory.mktemp("served-judge")
+    model = make_tiny_qwen2_vl(root / "qwen2-vl", answer='{"choice": "image-1"}')
+    with TransformersServe(model, root) as server:
+        yield server
+
+
+def test_transformers_serve_judges_pairs_offline_and_every_answer_parses(served_judge):
+    judge = EndpointBackend(served_judge.base_url, served_judge.model, max_concurrency=2, name="tiny-served")
+    green, yellow = Image.new("RGB", (48, 40), (40, 160, 40)), Image.new("RGB", (40, 48), (230, 200, 40))
+    items = [PairItem(f"t{i}", PROMPT, green, lambda: yellow) for i in range(3)]
+    verdicts = judge_pairs(judge, items, chunk=2)
+    assert [(v.score, v.parsed, v.first_position_picks) for v in verdicts] == [(0.5, 2, 2)] * 3
+    assert all(order.text == '{"choice": "image-1"}' for v in verdicts for order in v.orders)
+    summary = summarize_verdicts(verdicts)
+    assert (summary["accuracy"], summary["first_position_share"], summary["unparsed"]) == (0.5, 1.0, 0)
+    assert judge.requests_sent == 6
+
+    with_images, without = judge.complete([Request(PROMPT, (green, yellow)), Request(PROMPT)])
+    assert with_images.prompt_tokens > without.prompt_tokens > 0  # the server's processor saw the images
+    assert with_images.completion_tokens > 0 and with_images.extra["finish_reason"] == "stop"
+
+    wrong_model = EndpointBackend(served_judge.base_url, "another-model", max_retries=0).complete([Request("hi")])
+    assert wrong_model[0].text is None and "400" in wrong_model[0].error and "pinned" in wrong_model[0].error

@@ -7,6 +7,8 @@ image's colour), not stand-ins for the protocol code under test.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from PIL import Image, ImageStat
 
@@ -17,7 +19,9 @@ from ml.core.judges.protocol import (
     PLAIN_MAX_NEW_TOKENS,
     RUBRIC_TEMPLATE,
     PairItem,
+    PairVerdict,
     RubricItem,
+    RubricVerdict,
     grade_images,
     judge_pairs,
     pairwise_request,
@@ -311,3 +315,13 @@ def test_record_groups_maps_keys_to_task_discipline_and_kind():
     verdicts[1].key = "k1"
     verdicts[0].key = "k0"
     assert list(summarize_verdicts(verdicts, groups)["by_task"]) == ["RU"]
+
+
+def test_verdicts_survive_a_round_trip_through_json():
+    pairs = judge_pairs(ScriptedJudge(lambda r: Reply(text=None, error="down")), items(1))
+    pairs += judge_pairs(ScriptedJudge(brighter), items(1))
+    graded = grade_images(ScriptedJudge(rubric_judge), [rubric("a", colour(150, 255)), rubric("c", colour(9))])
+    for verdict in pairs:
+        again = PairVerdict.from_dict(json.loads(json.dumps(verdict.as_dict())))
+        assert again == verdict and again.score == verdict.score
+    assert [RubricVerdict.from_dict(json.loads(json.dumps(v.as_dict()))) for v in graded] == graded

@@ -1,9 +1,11 @@
-"""A real OpenAI-format chat-completions server on loopback that misbehaves on request, for the endpoint tests.
+"""Real OpenAI-format chat-completions servers on loopback, for the endpoint tests.
 
-It runs in a thread of the test process (the standard library's threading HTTP server, one thread per
-connection) and records what it received: every HTTP request (headers, their names in lower case, path and
-body), and the most requests it ever had in flight at once. What it does is chosen by markers in the request's
-user text:
+:class:`TransformersServe` runs ``transformers serve`` on a model directory in a subprocess, offline.
+
+:class:`MisbehavingChatServer` misbehaves on request. It runs in a thread of the test process (the standard
+library's threading HTTP server, one thread per connection) and records what it received: every HTTP request
+(headers, their names in lower case, path and body), and the most requests it ever had in flight at once. What
+it does is chosen by markers in the request's user text:
 
 * ``[fail-always]``: HTTP 500, every time;
 * ``[fail-once]``: HTTP 500 the first time this exact text arrives, then an answer;
@@ -13,11 +15,69 @@ user text:
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+class TransformersServe:
+    """``transformers serve MODEL_DIR`` on 127.0.0.1 at a free port, offline (``HF_HUB_OFFLINE=1``), on the CPU
+    with one thread; ``with TransformersServe(model_dir, log_dir) as server:`` waits until ``/health``
+    answers, and stops the server's process group after. Requests must name ``model_dir`` as the model."""
+
+    def __init__(self, model_dir: Path, log_dir: Path, timeout: float = 120):
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self.model, self.timeout = str(model_dir), timeout
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.log_path = Path(log_dir) / f"serve-{self.port}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> TransformersServe:
+        argv = [str(Path(sys.executable).with_name("transformers")), "serve", self.model]
+        argv += ["--host", "127.0.0.1", "--port", str(self.port), "--device", "cpu", "--log-level", "info"]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+        with open(self.log_path, "wb") as log:  # the server keeps its own copy
+            self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.__exit__()
+                raise AssertionError(f"transformers serve exited:\n{self.log()}")
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                connection.request("GET", "/health")
+                if connection.getresponse().status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.5)
+        self.__exit__()
+        raise AssertionError(f"transformers serve did not answer within {self.timeout} s:\n{self.log()}")
+
+    def log(self, tail: int = 4000) -> str:
+        """The end of the server's output."""
+        return self.log_path.read_text(errors="replace")[-tail:]
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
 
 
 class MisbehavingChatServer:

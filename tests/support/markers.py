@@ -28,6 +28,9 @@ SLOW = {
     "tests/ml/test_gpu_bench.py::test_the_tiny_dry_run_reports_every_section_with_its_ratios": "8 s",
     "tests/ml/test_generate.py::test_an_optimised_pipeline_makes_the_same_images_lora_fused_included": "8 s",
     "tests/ml/test_convert.py::test_it_round_trips_transformers_through_open_clip": "5 s",
+    "tests/ml/test_judge_endpoint.py::test_transformers_serve_judges_pairs_offline_and_every_answer_parses": (
+        "35 s (fitting the tiny judge 20 s, starting transformers serve 13 s)"
+    ),
     "tests/ml/test_recipe_cli.py::test_both_recipes_fine_tune_flux_with_sft_then_oft": "6 s (both recipes)",
     "tests/ml/test_recipe_cli.py::test_both_recipes_train_a_scorer": "4 s (both recipes)",
     "tests/ml/test_recipe_oft.py::test_the_paper_recipe_trains_and_resumes_exactly": "4 s",

@@ -30,6 +30,7 @@ from ml.core.judges.backend import BudgetExhausted, Reply, Request
 # Sent as the bearer token when no key variable is named: local servers ignore it, and the client never
 # falls back to OPENAI_API_KEY from the environment.
 NO_KEY = "no-key"
+ERROR_BODY_CHARS = 500  # how much of an HTTP error's body goes into Reply.error
 
 
 def image_data_url(image: Image.Image) -> str:
@@ -51,6 +52,17 @@ def chat_messages(request: Request) -> list[ChatCompletionMessageParam]:
         messages.append({"role": "system", "content": request.system})
     messages.append({"role": "user", "content": content})
     return messages
+
+
+def describe_error(exc: openai.OpenAIError) -> str:
+    """What went wrong, for ``Reply.error``: the exception's class and message, and for an HTTP error the
+    status and the start of the body the server sent (the client's message alone may not say why)."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, openai.APIStatusError):
+        body = exc.response.text[:ERROR_BODY_CHARS]
+        if body and body not in text:
+            text += f" ({body})"
+    return text
 
 
 class EndpointBackend:
@@ -133,7 +145,7 @@ class EndpointBackend:
                     temperature=self.temperature,
                 )
             except openai.OpenAIError as exc:
-                return Reply(text=None, error=f"{type(exc).__name__}: {exc}")
+                return Reply(text=None, error=describe_error(exc))
         if not response.choices:
             return Reply(text=None, error="The server answered with no choices.")
         choice = response.choices[0]

@@ -72,8 +72,9 @@ def pairwise_request(implicit_prompt: str, first: Image.Image, second: Image.Ima
     )
 
 
-# A key (quoted or not), a colon, a value (quoted or not); the value stops at a quote, brace, comma or line end.
 def _key_values(text: str, key: str) -> list[str]:
+    """Every value of ``key`` in ``text``, lower case: a key (quoted or not), a colon, a value (quoted or not)
+    that stops at a quote, brace, comma or line end."""
     pattern = rf"""["']?\b{key}\b["']?\s*[:=]\s*["']?([^"'{{}},\n]*)"""
     return [value.strip().lower() for value in re.findall(pattern, text, flags=re.IGNORECASE)]
 
@@ -166,6 +167,11 @@ class PairVerdict:
             "parsed": self.parsed,
             "first_position_picks": self.first_position_picks,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PairVerdict:
+        """The verdict :meth:`as_dict` wrote (the derived figures are computed again, not read)."""
+        return cls(data["key"], [OrderResult(**order) for order in data["orders"]])
 
 
 def _chunks(items: Sequence, size: int) -> Iterable[Sequence]:
@@ -377,6 +383,11 @@ class RubricVerdict:
     def as_dict(self) -> dict:
         """JSON-ready."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RubricVerdict:
+        """The verdict :meth:`as_dict` wrote."""
+        return cls(**data)
 
 
 def grade_images(
