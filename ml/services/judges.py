@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 
 BACKENDS = ("local", "endpoint")
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
-SECRET_WORDS = ("key", "token", "secret", "password", "authorization", "bearer")
+# A config key is taken for a secret when one of its words is one of these (api_key, auth-token, X_Secret...).
+SECRET_WORDS = {"key", "apikey", "token", "secret", "password", "passwd", "authorization", "bearer", "credentials"}
 # name: (default, minimum, maximum); None as a default means "no limit".
 NUMBERS: dict[str, tuple[float | None, float, float]] = {
     "max_concurrency": (4, 1, 64),
@@ -32,11 +33,10 @@ NUMBERS: dict[str, tuple[float | None, float, float]] = {
     "max_retries": (3, 0, 10),
     "request_budget": (None, 1, 10_000_000),
     "batch_size": (8, 1, 256),
-    "max_new_tokens": (None, 1, 4096),
 }
 ENDPOINT_KEYS = {"backend", "model", "api_key_env", "max_concurrency", "timeout", "max_retries", "request_budget"}
 LOCAL_KEYS = {"backend", "batch_size", "dtype"}
-COMMON_KEYS = {"max_new_tokens", "notes"}
+COMMON_KEYS = {"notes"}
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 
@@ -61,7 +61,7 @@ def clean_config(location: str, config: dict) -> dict:
         raise JudgeConfigError("config", f'A judge\'s config needs "backend": one of {", ".join(BACKENDS)}.')
     allowed = (ENDPOINT_KEYS if backend == "endpoint" else LOCAL_KEYS) | COMMON_KEYS
     for name in config:
-        if name != "api_key_env" and any(word in name.lower() for word in SECRET_WORDS):
+        if name != "api_key_env" and SECRET_WORDS & set(re.split(r"[^a-z0-9]+", str(name).lower())):
             raise JudgeConfigError(
                 "config",
                 f"The config key {name!r} looks like a secret; secrets are never stored: put the API key in an "
@@ -154,7 +154,9 @@ def open_backend(model, *, request_budget: int | None = None, device: str | None
             request_budget=min(budgets) if budgets else None,
             name=model.name,
         )
+    import torch
+
     from ml.core.judges.local import LocalBackend
 
-    dtype = None if config["dtype"] == "auto" else config["dtype"]
+    dtype = None if config["dtype"] == "auto" else getattr(torch, config["dtype"])
     return LocalBackend(model.location, device=device, dtype=dtype, batch_size=config["batch_size"], name=model.name)

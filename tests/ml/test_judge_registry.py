@@ -43,7 +43,6 @@ def test_an_endpoint_judge_is_registered_by_url_with_its_defaults_and_no_key(adm
         "timeout": 60.0,
         "max_retries": 3,
         "request_budget": None,
-        "max_new_tokens": None,
     }
     assert AuditEvent.objects.filter(action="model.registered", target_id=str(model.pk)).exists()
 
@@ -57,7 +56,6 @@ def test_a_local_judge_needs_an_absolute_path(admin_api):
         "backend": "local",
         "batch_size": 8,
         "dtype": "auto",
-        "max_new_tokens": None,
     }
     relative = admin_api.post(
         URL, {"kind": "judge", "name": "t2", "location": "models/x", "config": {"backend": "local"}}, "json"
@@ -74,6 +72,7 @@ def test_a_local_judge_needs_an_absolute_path(admin_api):
     [
         ("http://h:8000/v1", {"backend": "endpoint", "model": "m", "api_key": "sk-123"}, "config", "secret"),
         ("http://h:8000/v1", {"backend": "endpoint", "model": "m", "token": "abc"}, "config", "secret"),
+        ("http://h:8000/v1", {"backend": "endpoint", "model": "m", "Auth-Token": "abc"}, "config", "secret"),
         ("http://user:pw@h:8000/v1", {"backend": "endpoint", "model": "m"}, "location", "credentials"),
         ("http://h:8000/v1?key=1", {"backend": "endpoint", "model": "m"}, "location", "query"),
         ("ftp://h/v1", {"backend": "endpoint", "model": "m"}, "location", "http"),
