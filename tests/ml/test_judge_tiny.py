@@ -10,8 +10,9 @@ from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from ml.core.judges.local import chat_messages
 from ml.core.judges.tiny import make_tiny_llava_onevision, make_tiny_qwen2_vl
-from ml.core.judges.tiny_fit import FIT_INSTRUCTIONS, chat_messages
+from ml.core.judges.tiny_fit import FIT_INSTRUCTIONS
 
 BUILDERS = {"qwen2_vl": make_tiny_qwen2_vl, "llava_onevision": make_tiny_llava_onevision}
 # Each family is fitted to a different answer, so neither can be a constant of the code.

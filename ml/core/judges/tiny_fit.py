@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ml.core.judges.local import chat_messages
 from ml.core.tiny_flux import CORPUS as SCIENCE_PROMPTS
 
 # Ways of asking for a verdict; the fitted answer must not depend on which one is used.
@@ -55,17 +56,6 @@ def random_conversation(rng: random.Random) -> tuple[list[dict], list[Image.Imag
     text = rng.choice(FIT_INSTRUCTIONS).format(prompt=rng.choice(SCIENCE_PROMPTS))
     messages = chat_messages(text, len(pictures), rng.choice(SYSTEM_MESSAGES))
     return messages, pictures
-
-
-def chat_messages(text: str, images: int, system: str = "") -> list[dict]:
-    """Chat-template messages: an optional system turn, then a user turn of ``images`` pictures and ``text``."""
-    messages: list[dict] = []
-    if system:
-        messages.append({"role": "system", "content": [{"type": "text", "text": system}]})
-    content: list[dict] = [{"type": "image"} for _ in range(images)]
-    content.append({"type": "text", "text": text})
-    messages.append({"role": "user", "content": content})
-    return messages
 
 
 def fit_answer(model, processor, answer: str, *, seed: int = 0) -> float:
