@@ -115,6 +115,7 @@ def emit(result, as_json: bool) -> None:
 
 
 def run_make_tiny(args):
+    from ml.core.judges.tiny import TINY_JUDGE_ANSWER, make_tiny_llava_onevision, make_tiny_qwen2_vl
     from ml.core.tiny import make_tiny_hf_scorer, make_tiny_scorer
     from ml.core.tiny_detector import make_tiny_grounding_dino
     from ml.core.tiny_flux import make_tiny_flux
@@ -125,11 +126,20 @@ def run_make_tiny(args):
         "scorer_hf": str(make_tiny_hf_scorer(out / "scorer-hf", seed=args.seed)),
         "flux": str(make_tiny_flux(out / "flux", seed=args.seed)),
         "detector": str(make_tiny_grounding_dino(out / "detector", seed=args.seed)),
+        "judge_qwen2_vl": str(make_tiny_qwen2_vl(out / "judge-qwen2-vl", seed=args.seed, answer=TINY_JUDGE_ANSWER)),
+        "judge_qwen2_vl_random": str(make_tiny_qwen2_vl(out / "judge-qwen2-vl-random", seed=args.seed)),
+        "judge_llava_ov": str(
+            make_tiny_llava_onevision(out / "judge-llava-ov", seed=args.seed, answer=TINY_JUDGE_ANSWER)
+        ),
     }
 
 
 def add_make_tiny(p):
-    p.add_argument("out", help="folder to write scorer/, scorer-hf/, flux/ and detector/ into")
+    p.add_argument(
+        "out",
+        help="folder to write scorer/, scorer-hf/, flux/, detector/ and the judges judge-qwen2-vl/ (answers "
+        "image-1), judge-qwen2-vl-random/ and judge-llava-ov/ (answers image-1) into",
+    )
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -392,7 +402,7 @@ COMMANDS = [
         "make-tiny",
         add_make_tiny,
         run_make_tiny,
-        "write tiny models: scorer (open_clip and transformers), FLUX pipeline, detector",
+        "write tiny models: scorer (open_clip and transformers), FLUX pipeline, detector, LMM judges",
     ),
     ("score", add_score, run_score, "SciScore of one prompt against images"),
     (

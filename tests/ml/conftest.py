@@ -23,5 +23,13 @@ def tiny(tmp_path_factory) -> dict:
     assert main(["make-tiny", str(out), "--json"]) == 0
     return {
         name: str(out / sub)
-        for name, sub in [("scorer", "scorer"), ("scorer_hf", "scorer-hf"), ("flux", "flux"), ("detector", "detector")]
+        for name, sub in [
+            ("scorer", "scorer"),
+            ("scorer_hf", "scorer-hf"),
+            ("flux", "flux"),
+            ("detector", "detector"),
+            ("judge_qwen2_vl", "judge-qwen2-vl"),
+            ("judge_qwen2_vl_random", "judge-qwen2-vl-random"),
+            ("judge_llava_ov", "judge-llava-ov"),
+        ]
     }
