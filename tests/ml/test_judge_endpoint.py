@@ -13,6 +13,7 @@ from PIL import Image
 from ml.core.judges.backend import BudgetExhausted, Request
 from ml.core.judges.endpoint import EndpointBackend
 from ml.core.judges.protocol import PairItem, judge_pairs, summarize_verdicts
+from ml.core.judges.tiny import make_tiny_qwen2_vl
 from tests.support.judge_server import MisbehavingChatServer, TransformersServe
 
 PROMPT = "An unripe mango, simple and realistic."
@@ -116,8 +117,6 @@ def test_the_key_comes_from_the_named_variable_as_the_bearer_token_and_is_never_
 @pytest.fixture(scope="module")
 def served_judge(tmp_path_factory):
     """``transformers serve`` on a tiny Qwen2-VL fitted to always answer ``{"choice": "image-1"}``."""
-    from ml.core.judges.tiny import make_tiny_qwen2_vl
-
     root = tmp_path_factory.mktemp("served-judge")
     model = make_tiny_qwen2_vl(root / "qwen2-vl", answer='{"choice": "image-1"}')
     with TransformersServe(model, root) as server:
