@@ -36,7 +36,9 @@ def judge_dirs(tmp_path_factory):
 @pytest.fixture
 def judges(admin_user, judge_dirs):
     return {
-        name: registry.register_model(admin_user, "judge", f"tiny-{name}", path, config={"backend": "local", "batch_size": 4})
+        name: registry.register_model(
+            admin_user, "judge", f"tiny-{name}", path, config={"backend": "local", "batch_size": 4}
+        )
         for name, path in judge_dirs.items()
     }
 
@@ -98,7 +100,9 @@ def test_chain_of_thought_is_a_separate_row_of_the_leaderboard(admin_user, judge
     }
 
 
-def test_judge_pairs_gives_opinions_that_order_the_queue_and_advise_reviewers(admin_user, judges, api, reviewer, tmp_path):
+def test_judge_pairs_gives_opinions_that_order_the_queue_and_advise_reviewers(
+    admin_user, judges, api, reviewer, tmp_path
+):
     scorer = tiny_scorer(admin_user, tmp_path / "scorer", name="active", active=True)
     pending = synthetic_pairs(3, "test", seed=7, tasks=["RU"])
     _run(admin_user, "score_pairs", model=scorer.pk)
@@ -126,7 +130,13 @@ def test_judge_pairs_gives_opinions_that_order_the_queue_and_advise_reviewers(ad
         PairScore.objects.get(pair=pending[0], model=scorer).probability
     )
     assert answer["judges"] == [
-        {"model": judges["fitted"].pk, "name": "tiny-fitted", "prefers_expected": 0.5, "run": run.pk, "protocol": "pairwise-v1"}
+        {
+            "model": judges["fitted"].pk,
+            "name": "tiny-fitted",
+            "prefers_expected": 0.5,
+            "run": run.pk,
+            "protocol": "pairwise-v1",
+        }
     ]
     assert "judgements" not in answer and "consensus" not in answer
 

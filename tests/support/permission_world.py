@@ -8,10 +8,12 @@ the matrix's paths and bodies use: ``{pair}``, ``{lease}``, ``{version}``...
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 from django.db.models import Count
+from PIL import Image as PILImage
 
 from annotation.models import Discipline, PromptTuple, Task
 from annotation.services import queue
@@ -92,6 +94,7 @@ def build(settings, tmp_path: Path) -> dict:
         input_model=registry.generator,
         params={"model": registry.generator.pk, "dataset_version": version.pk, "split": "test_S"},
     )
+    _keep_generated_image(eval_generator_run)
     schedule = schedules.create_schedule(
         admin,
         name="nightly",
@@ -140,6 +143,18 @@ def build(settings, tmp_path: Path) -> dict:
         "hidden_texts": hidden_texts(),
         "guide_example": _guide_example(admin),
     }
+
+
+def _keep_generated_image(run) -> None:
+    """The first implicit-prompt image of an evaluation, as the run keeps it in the media storage."""
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from ml.services.runs.eval_generator import image_name
+
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (8, 8), (200, 40, 40)).save(buffer, "PNG")
+    default_storage.save(image_name(run.pk, "model", 0, "IP", 0), ContentFile(buffer.getvalue()))
 
 
 def _count_members() -> None:

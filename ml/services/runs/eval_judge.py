@@ -241,7 +241,7 @@ def judge_with_lmm(
                         run=run,
                         pair=member.pair,
                         split=member.split,
-                        score=score,
+                        score=score if labelled else None,
                         prefers_expected=prefers,
                         detail=detail,
                     )

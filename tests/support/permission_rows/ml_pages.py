@@ -17,7 +17,8 @@ ROWS: list[tuple] = [
         "POST",
         "/ml/models/new/",
         "L 403 403 403 302",
-        body(kind="judge", name="matrix-judge", location="/models/judge", config='{"backend": "local"}'),
+        # A leading space in the config: body() formats values that start with "{".
+        body(kind="judge", name="matrix-judge", location="/models/judge", config=' {"backend": "local"}'),
     ),
     # The leaderboard (ml/views_leaderboard.py): per-annotator accuracies, so admins only.
     ("ml/leaderboard/", "GET", "/ml/leaderboard/?version={version}", PAGE_ADMINS),
@@ -32,6 +33,6 @@ ROWS: list[tuple] = [
         "ml/runs/<int:run_id>/generations/<str:label>/<int:tuple_index>/<str:kind>/<int:n>.png",
         "GET",
         "/ml/runs/{eval_generator_run}/generations/model/0/IP/0.png",
-        "L 403 403 403 404",  # admins: this run kept no image
+        PAGE_ADMINS,
     ),
 ]
