@@ -55,7 +55,7 @@ def _typed(field: dict) -> forms.Field:
         )
     if "choices" in field:
         choices = [(c, c) for c in field["choices"]]
-        if isinstance(default, list):
+        if isinstance(default, (list, tuple)):  # a Splits field: several of the choices
             return forms.MultipleChoiceField(
                 choices=choices,
                 initial=default,

@@ -187,7 +187,7 @@ def table(version: DatasetVersion, view: str = "discipline", split: str | None =
         "columns": cols,
         "view": view,
         "reference": paper_rows(cols) if view == "discipline" else [],
-        "humans": pooled if any(pooled.cells) else None,
+        "humans": pooled if any(cell and cell.get("n") for cell in pooled.cells) else None,
         "annotators": sorted(annotators.values(), key=lambda r: r.label),
         "judges": judges,
         "human_counts": {

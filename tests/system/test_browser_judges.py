@@ -29,11 +29,11 @@ PASSWORD = "a-long-test-password"
 
 def _start_from_the_form(page, version, model_name: str) -> Run:
     page.goto("/ml/runs/new/?kind=eval_judge")
-    page.select_option("#id_model", label=model_name)
+    page.select_option("#id_model", label=model_name)  # "name (kind)"
     page.select_option("#id_dataset_version", value=str(version.pk))
     before = set(Run.objects.values_list("pk", flat=True))
     page.click("#run-form button[type=submit]")
-    expect(page.locator("h1")).to_contain_text("eval_judge")
+    expect(page.locator("h1")).to_contain_text("Evaluate a judge: run")
     (run,) = Run.objects.exclude(pk__in=before)
     return runs.execute_run(run.pk)  # the worker
 
@@ -64,9 +64,9 @@ def test_an_admin_registers_judges_evaluates_them_and_reads_the_table(live_serve
         expect(page.locator("h1")).to_contain_text("remote")
         assert ModelVersion.objects.get(name="remote").config["api_key_env"] == "JUDGE_API_KEY"
 
-        lmm = _start_from_the_form(page, version, "judge tiny-qwen")
+        lmm = _start_from_the_form(page, version, "tiny-qwen (judge)")
         assert lmm.status == "succeeded", lmm.error
-        by_scorer = _start_from_the_form(page, version, "scorer tiny-sciscore")
+        by_scorer = _start_from_the_form(page, version, "tiny-sciscore (scorer, active)")
         assert by_scorer.status == "succeeded" and by_scorer.input_model == scorer
 
         page.click("nav a[href='/ml/leaderboard/']")
@@ -95,11 +95,14 @@ def test_a_reviewer_sees_the_models_opinions_only_after_asking(live_server, tmp_
     admin = make_user("ops", "admin", password=PASSWORD)
     make_user("rev", "reviewer", password=PASSWORD)
     scorer = tiny_scorer(admin, tmp_path / "scorer", name="tiny-sciscore", active=True)
-    first, second = synthetic_pairs(2, "test", seed=3, tasks=["RU"])
     people = [make_user(f"chem{n}", "annotator", disciplines=["chemistry"]) for n in range(3)]
-    for pair in (first, second):  # disputed: expected, other, both
+    pairs = []
+    for seed in (3, 4):  # each disputed: expected, other, both
+        (pair,) = synthetic_pairs(1, "test", seed=seed, tasks=["RU"])
         for person, label in zip(people, ("expected", "other", "both"), strict=True):
             judge(person, pair, label)
+        pairs.append(pair)
+    first, second = pairs
     run = runs.start_run(admin, "score_pairs", {"model": scorer.pk, "only_open": False}, celery_task=_NoBroker())
     runs.execute_run(run.pk)
     with chromium_page(live_server.url) as page:
