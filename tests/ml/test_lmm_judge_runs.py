@@ -149,3 +149,33 @@ def test_a_version_member_judged_by_eval_judge_is_also_an_opinion(admin_user, ju
     api.force_authenticate(admin_user)
     (opinion,) = api.get(f"/api/ml/pairs/{member.pair_id}/opinions/").json()["judges"]
     assert opinion["prefers_expected"] == 0.5
+
+
+def test_an_endpoint_judge_is_evaluated_through_a_real_openai_compatible_server(
+    admin_user, judge_dirs, tmp_path, monkeypatch
+):
+    """``transformers serve`` on the fitted judge, on loopback: the run asks it over HTTP, with a key from the
+    named environment variable and the judge's request budget."""
+    from tests.support.judge_server import TransformersServe
+
+    version = synthetic_version(admin_user, {"test_S": 2})
+    monkeypatch.setenv("SCIT2I_SERVED_JUDGE_KEY", "sk-test")
+    with TransformersServe(judge_dirs["fitted"], tmp_path) as server:
+        judge = registry.register_model(
+            admin_user,
+            "judge",
+            "served",
+            server.base_url,
+            config={
+                "backend": "endpoint",
+                "model": server.model,
+                "api_key_env": "SCIT2I_SERVED_JUDGE_KEY",
+                "max_concurrency": 2,
+                "request_budget": 4,
+            },
+        )
+        run = _run(admin_user, "eval_judge", model=judge.pk, dataset_version=version.pk)
+    assert run.status == Run.Status.SUCCEEDED, run.error
+    assert run.artifacts["summary"]["test_S"]["overall"]["accuracy"] == 0.5
+    assert run.artifacts["summary"]["test_S"]["parse"]["answers"] == 4
+    assert "sk-test" not in str(judge.config) and "sk-test" not in run.log_tail
