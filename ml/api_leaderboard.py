@@ -19,7 +19,7 @@ from annotation.query_params import int_param, openapi_param
 from ml import leaderboard
 
 
-class CellSerializer(serializers.Serializer):
+class AccuracyCellSerializer(serializers.Serializer):
     accuracy = serializers.FloatField(allow_null=True)
     n = serializers.IntegerField(required=False)
     low = serializers.FloatField(required=False, allow_null=True)
@@ -27,30 +27,30 @@ class CellSerializer(serializers.Serializer):
     reference = serializers.BooleanField(required=False)
 
 
-class ColumnSerializer(serializers.Serializer):
+class LeaderboardColumnSerializer(serializers.Serializer):
     split = serializers.CharField()
     group = serializers.CharField(help_text="A discipline name or task code; empty for the whole split (Avg).")
     label = serializers.CharField(help_text="As the paper writes it: S-Phys, S-Avg, C-Chem...")
 
 
-class RowSerializer(serializers.Serializer):
+class LeaderboardRowSerializer(serializers.Serializer):
     label = serializers.CharField()
     kind = serializers.CharField(help_text="reference, humans, annotator, scorer or judge.")
     run = serializers.IntegerField(source="run.pk", allow_null=True, default=None)
     note = serializers.CharField()
-    cells = serializers.ListField(child=CellSerializer(allow_null=True))
+    cells = serializers.ListField(child=AccuracyCellSerializer(allow_null=True))
 
 
 class LeaderboardSerializer(serializers.Serializer):
     version = serializers.IntegerField(source="version.pk")
     version_name = serializers.CharField(source="version.name")
     view = serializers.CharField()
-    columns = ColumnSerializer(many=True)
-    reference = RowSerializer(many=True)
+    columns = LeaderboardColumnSerializer(many=True)
+    reference = LeaderboardRowSerializer(many=True)
     reference_source = serializers.CharField()
-    humans = RowSerializer(allow_null=True)
-    annotators = RowSerializer(many=True)
-    judges = RowSerializer(many=True)
+    humans = LeaderboardRowSerializer(allow_null=True)
+    annotators = LeaderboardRowSerializer(many=True)
+    judges = LeaderboardRowSerializer(many=True)
 
 
 class LeaderboardView(APIView):

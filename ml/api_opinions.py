@@ -18,7 +18,7 @@ from annotation.permissions import IsReviewer
 from ml import queries
 
 
-class OpinionSerializer(serializers.Serializer):
+class PairOpinionSerializer(serializers.Serializer):
     model = serializers.IntegerField()
     name = serializers.CharField()
     prefers_expected = serializers.FloatField(
@@ -30,8 +30,8 @@ class OpinionSerializer(serializers.Serializer):
 
 class PairOpinionsSerializer(serializers.Serializer):
     pair = serializers.IntegerField()
-    scorer = OpinionSerializer(allow_null=True)
-    judges = OpinionSerializer(many=True)
+    scorer = PairOpinionSerializer(allow_null=True)
+    judges = PairOpinionSerializer(many=True)
 
 
 class PairOpinionsView(APIView):

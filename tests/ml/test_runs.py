@@ -110,6 +110,8 @@ def test_every_kind_of_the_issue_is_available():
         "eval_scorer",
         "eval_generator",
         "score_pairs",
+        "eval_judge",
+        "judge_pairs",
     }
 
 

@@ -68,6 +68,8 @@ def pages_with_forms(world) -> list[tuple[str, str, dict]]:
             path = cell.path.format(**world)
             response = client.get(path)
             assert response.status_code == 200, (path, role)
+            if not response["Content-Type"].startswith("text/html"):
+                continue  # an image the page serves (an evaluation's generations): no form in it
             found += [(role, path, form) for form in post_forms(response.content.decode())]
     return found
 
