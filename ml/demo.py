@@ -1,5 +1,6 @@
-"""Tiny models for the demo: a FLUX pipeline, a scorer (made active) and a Grounding DINO detector,
-written under ``ML_MODEL_ROOT/demo/`` and registered, so the whole loop runs on a laptop's CPU.
+"""Tiny models for the demo: a FLUX pipeline, a scorer (made active), a Grounding DINO detector and an LMM
+judge (a tiny Qwen2-VL fitted to always answer the first image), written under ``ML_MODEL_ROOT/demo/`` and
+registered, so the whole loop, the leaderboards included, runs on a laptop's CPU.
 
 Real deployments register real checkpoints instead (the registry API, or the Django admin); nothing
 else changes.
@@ -22,9 +23,12 @@ class DemoModels:
     scorer: ModelVersion
     detector: Path
     created: list[str]
+    judge: ModelVersion | None = None
 
 
-def _registered(user, kind: str, name: str, location: Path, make, created: list[str]) -> ModelVersion:
+def _registered(
+    user, kind: str, name: str, location: Path, make, created: list[str], config: dict | None = None
+) -> ModelVersion:
     existing = ModelVersion.objects.filter(kind=kind, name=name).first()
     if existing is not None:
         return existing
@@ -32,7 +36,13 @@ def _registered(user, kind: str, name: str, location: Path, make, created: list[
         make(location)
         (location / ".complete").touch()
     created.append(name)
-    return registry.register_model(user, kind, name, str(location), config={"demo": True, "tiny": True})
+    return registry.register_model(user, kind, name, str(location), config=config or {"demo": True, "tiny": True})
+
+
+def _make_judge(location: Path) -> None:
+    from ml.core.judges.tiny import TINY_JUDGE_ANSWER, make_tiny_qwen2_vl
+
+    make_tiny_qwen2_vl(location, answer=TINY_JUDGE_ANSWER)
 
 
 def seed_models(user) -> DemoModels:
@@ -53,4 +63,13 @@ def seed_models(user) -> DemoModels:
     if not (detector / ".complete").exists():
         make_tiny_grounding_dino(detector)
         (detector / ".complete").touch()
-    return DemoModels(generator=generator, scorer=scorer, detector=detector, created=created)
+    judge = _registered(
+        user,
+        ModelVersion.Kind.JUDGE,
+        "tiny-judge",
+        root / "tiny-judge",
+        _make_judge,
+        created,
+        config={"backend": "local", "notes": "demo: a tiny Qwen2-VL that always answers the first image"},
+    )
+    return DemoModels(generator=generator, scorer=scorer, detector=detector, created=created, judge=judge)

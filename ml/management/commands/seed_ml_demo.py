@@ -11,9 +11,10 @@ from ml import demo
 
 class Command(BaseCommand):
     help = (
-        "Write a tiny FLUX pipeline, a tiny scorer and a tiny Grounding DINO under ML_MODEL_ROOT/demo/ and "
-        "register the first two (the scorer becomes the active one if none is), so generate, train scorer, "
-        "SFT, OFT and evaluation runs work on the CPU. Idempotent. Run seed_demo first (it makes the admin)."
+        "Write a tiny FLUX pipeline, a tiny scorer, a tiny Grounding DINO and a tiny LMM judge under "
+        "ML_MODEL_ROOT/demo/ and register all but the detector (the scorer becomes the active one if none is), so "
+        "generate, train scorer, SFT, OFT, evaluation and judge runs work on the CPU. Idempotent. Run seed_demo "
+        "first (it makes the admin)."
     )
 
     def add_arguments(self, parser):
@@ -27,6 +28,7 @@ class Command(BaseCommand):
         made = ", ".join(models.created) if models.created else "nothing new"
         self.stdout.write(
             f"Demo models: registered {made}. Generator {models.generator.name} (id "
-            f"{models.generator.pk}), active scorer {models.scorer.name} (id {models.scorer.pk}); "
+            f"{models.generator.pk}), active scorer {models.scorer.name} (id {models.scorer.pk}), LMM judge "
+            f"{models.judge.name if models.judge else '-'}; "
             f"the OFT detector parameter is {models.detector}"
         )
