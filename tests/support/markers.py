@@ -28,6 +28,7 @@ SLOW = {
     "tests/ml/test_gpu_bench.py::test_the_tiny_dry_run_reports_every_section_with_its_ratios": "8 s",
     "tests/ml/test_generate.py::test_an_optimised_pipeline_makes_the_same_images_lora_fused_included": "8 s",
     "tests/ml/test_convert.py::test_it_round_trips_transformers_through_open_clip": "5 s",
+    "tests/ml/test_judge_bench.py": "9 s (the judge benchmark's CPU dry run: two sides of 6 requests)",
     "tests/ml/test_lmm_judge_runs.py::test_an_endpoint_judge_is_evaluated_through_a_real_openai_compatible_server": (
         "15 s (starting transformers serve)"
     ),

@@ -67,16 +67,35 @@ class LocalBackend:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.directory = Path(directory)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
-        self.batch_size = batch_size
-        self.name = name or self.directory.name
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+        processor = AutoProcessor.from_pretrained(self.directory, local_files_only=True)
+        model = AutoModelForImageTextToText.from_pretrained(
+            self.directory, local_files_only=True, dtype=dtype, device_map=device
+        )
+        self._attach(model, processor, batch_size=batch_size, name=name or self.directory.name)
         self.family = model_family(self.directory)
-        self.processor = AutoProcessor.from_pretrained(self.directory, local_files_only=True)
+
+    @classmethod
+    def from_loaded(cls, model, processor, *, batch_size: int = 8, name: str = "in-memory") -> LocalBackend:
+        """A backend on a model and processor already in memory, on the model's device and dtype (the judge
+        benchmark builds a random full-size model this way, with no checkpoint on disk)."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        backend = cls.__new__(cls)
+        backend.directory = Path(".")
+        backend._attach(model, processor, batch_size=batch_size, name=name)
+        backend.family = model.config.model_type
+        return backend
+
+    def _attach(self, model, processor, *, batch_size: int, name: str) -> None:
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.processor = processor
         self.processor.tokenizer.padding_side = "left"
-        self.model = AutoModelForImageTextToText.from_pretrained(
-            self.directory, local_files_only=True, dtype=self.dtype, device_map=self.device
-        ).eval()
+        self.batch_size = batch_size
+        self.name = name
         self.stop_ids = set(self._stop_ids())
         self.closed = False
 
