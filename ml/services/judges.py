@@ -131,6 +131,18 @@ def _check_url(location: str) -> None:
         raise JudgeConfigError("location", "The base URL must not have a query or a fragment.")
 
 
+def over_budget(model, pairs: int, knob: str) -> str | None:
+    """Why asking ``model`` about ``pairs`` pairs in both image orders would overrun its request budget, or None
+    (``knob``: the run parameter that lowers the count). Runs check this before they start."""
+    budget = (model.config or {}).get("request_budget") if model.kind == "judge" else None
+    if budget is None or 2 * pairs <= budget:
+        return None
+    return (
+        f"asking about {pairs} pairs in both orders needs {2 * pairs} requests, over the judge's request budget of "
+        f"{budget}: lower {knob} or raise the budget"
+    )
+
+
 def is_url(location: str) -> bool:
     """Whether ``location`` is an http(s) URL (an endpoint judge's) rather than a path."""
     return urlsplit(location).scheme in ("http", "https")

@@ -128,7 +128,7 @@ def test_the_parameters_are_checked_before_anything_runs(admin_user, scorer):
         (
             {"dataset_version": version.pk, "model": judge.pk},
             "model",
-            "needs 6 requests, over the judge's request budget of 5",
+            "3 pairs in both orders needs 6 requests, over the judge's request budget of 5",
         ),
         ({"dataset_version": version.pk, "cot": "yes"}, "cot", "true or false"),
     ]
@@ -136,6 +136,10 @@ def test_the_parameters_are_checked_before_anything_runs(admin_user, scorer):
         with pytest.raises(runs.RunParamsError) as refused:
             _start(admin_user, "eval_judge", **params)
         assert words in refused.value.errors[field], refused.value.errors
+    with pytest.raises(runs.RunParamsError, match="lower max_pairs or raise the budget"):
+        _start(admin_user, "judge_pairs", model=judge.pk, only_open=False)  # 5 pairs exist: 10 requests
+    _start(admin_user, "judge_pairs", model=judge.pk, only_open=False, max_pairs=2)  # 4 requests fit
+    Run.objects.filter(kind="judge_pairs").delete()
     empty = synthetic_version(admin_user, {"train": 1})
     with pytest.raises(runs.RunParamsError, match="no two-choice members"):
         _start(admin_user, "eval_judge", dataset_version=empty.pk)

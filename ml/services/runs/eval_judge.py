@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from curation.models import DatasetVersion, Label, VersionMember
 from ml.models import JudgedItem, ModelVersion, Run
+from ml.services import judges
 from ml.services.runs import scoring
 from ml.services.runs.artifacts import merge_model_metrics
 from ml.services.runs.context import RunContext
@@ -77,13 +78,8 @@ def validate(params: dict) -> tuple[dict, ModelVersion | None]:
             errors["dataset_version"] = (
                 f"dataset version {version.name} has no two-choice members in {', '.join(cleaned['splits'])}"
             )
-        elif model is not None and model.kind == ModelVersion.Kind.JUDGE:
-            budget = (model.config or {}).get("request_budget")
-            if budget is not None and 2 * n > budget:
-                errors["model"] = (
-                    f"judging {n} items in both orders needs {2 * n} requests, over the judge's request budget "
-                    f"of {budget}: lower max_items or raise the budget"
-                )
+        elif model is not None and (refusal := judges.over_budget(model, n, "max_items")):
+            errors["model"] = refusal
     if errors:
         raise RunParamsError(errors)
     assert version is not None and model is not None  # else errors named them
@@ -213,7 +209,6 @@ def judge_with_lmm(
     the opinion of the expected image is stored, and no score."""
     from ml.core.judges.backend import BudgetExhausted
     from ml.core.judges.protocol import PAIRWISE_TEMPLATE, PairItem, judge_pairs
-    from ml.services import judges
 
     backend = judges.open_backend(model)
     protocol = f"{PAIRWISE_TEMPLATE}{'+cot' if run.params['cot'] else ''}"

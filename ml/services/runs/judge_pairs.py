@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from annotation.models import Pair, Task
 from ml.models import JudgedItem, ModelVersion, Run
-from ml.services import active_learning
+from ml.services import active_learning, judges
 from ml.services.runs.context import RunContext
 from ml.services.runs.eval_judge import judge_with_lmm
 from ml.services.runs.params import Bool, Int, Ref, RunParamsError, clean_fields, clean_model, refuse_unknown
@@ -59,12 +59,8 @@ def validate(params: dict) -> tuple[dict, ModelVersion | None]:
     if model is not None and not errors:
         n = pending(cleaned, model).count()
         n = min(n, cleaned["max_pairs"]) if cleaned["max_pairs"] else n
-        budget = (model.config or {}).get("request_budget")
-        if budget is not None and 2 * n > budget:
-            errors["model"] = (
-                f"asking about {n} pairs in both orders needs {2 * n} requests, over the judge's request budget of "
-                f"{budget}: set max_pairs or raise the budget"
-            )
+        if refusal := judges.over_budget(model, n, "max_pairs"):
+            errors["model"] = refusal
     if errors:
         raise RunParamsError(errors)
     assert model is not None
